@@ -1,0 +1,112 @@
+"""One settings loader for agent and controller: YAML -> validated pydantic model.
+
+Errors name the file, the key and what was expected, so that a technician who
+mistyped `configs/agent.yaml` is told exactly where. Environment variables
+override the file: `VKS_<A>__<B>=value` sets key `a.b` (values parsed as YAML,
+so `VKS_AGENT__METRICS_PORT=9101` is an int).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+ENV_PREFIX = "VKS_"
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or invalid.
+
+    `str()` names the file and the key, e.g.
+    "configs/agent.yaml: key 'session.video.fps': Input should be a valid integer".
+    """
+
+    def __init__(self, path: str | os.PathLike | None, key: str | None, problem: str):
+        self.path = str(path) if path is not None else "<defaults>"
+        self.key = key
+        self.problem = problem
+        where = f"{self.path}: key '{key}'" if key else self.path
+        super().__init__(f"{where}: {problem}")
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping; an empty file is an empty mapping."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(p, None, "file not found") from None
+    except OSError as exc:
+        raise ConfigError(p, None, f"cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(p, None, f"not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(p, None, f"expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def env_overrides(environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX) -> dict[str, Any]:
+    """`VKS_A__B=1` -> {"a": {"b": 1}}."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(prefix) or "__" not in name[len(prefix):]:
+            continue
+        parts = [p.lower() for p in name[len(prefix):].split("__") if p]
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def validate(model: type[M], data: Mapping[str, Any], path: str | os.PathLike | None = None) -> M:
+    """Validate `data` into `model`; the first error becomes a ConfigError naming the key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or None
+        raise ConfigError(path, key, err["msg"]) from None
+
+
+def load(model: type[M], path: str | os.PathLike | None, *, section: str | None = None,
+         environ: Mapping[str, str] | None = None) -> M:
+    """Load `path` (or only defaults when None), apply env overrides, validate.
+
+    With `section`, only the env variables under that section apply
+    (`VKS_AGENT__...` for section "agent").
+    """
+    data = read_yaml(path) if path is not None else {}
+    overrides = env_overrides(environ)
+    if section is not None:
+        overrides = overrides.get(section, {})
+    return validate(model, deep_merge(data, overrides), path)
