@@ -1,0 +1,322 @@
+"""The wire protocol between agent and controller, defined once and imported by both sides.
+
+JSON text messages over one WebSocket per terminal (`GET /api/v1/agent/ws`, bearer token of the
+terminal). Every message is one JSON object with `type` (what it is), `id` (a message id, a uuid)
+and the typed fields of that type, nothing else (unknown fields are refused: a new field means a
+new protocol version, or a capability announced in `hello`).
+
+agent -> controller
+    hello          terminal_id, agent_version, protocol, capabilities        (first message)
+    heartbeat      health {...}, sessions [session ids running]
+    report         report_id (unique per agent), kind session|interval|health, session_id?, body
+    signal         session_id, to (peer terminal), description {type offer|answer, sdp}, reply_to?
+    session_state  session_id, state, error?
+controller -> agent
+    welcome        protocol, terminal_id, controller_id, heartbeat_s, server_time
+    ack            report_id                       (sent only once the report is stored)
+    command        command: start_session {session_id, role, peer, kind, profile, duration_s}
+                            | stop_session {session_id, reason?}
+    signal         session_id, from (peer terminal), description, reply_to?   (relayed)
+    error          code, message, ref? (id of the message it is about), fatal
+
+An answer travels as a `signal` whose `reply_to` is the `id` of the offer's signal; the controller
+relays a signal keeping its `id`.
+
+Parsing never raises anything but `WireError`: oversize, not JSON, not an object, unknown type,
+missing field, wrong type, extra field. `WireError.code` is stable (see `WireError`).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL = "vks.wire/1"
+
+# Largest message either side reads (bytes of the JSON text). A session report carries its
+# per-second intervals: a 30-minute session is ~1 MB; SDP is a few kB.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Deepest nesting of objects/arrays accepted (reports are a few levels deep).
+MAX_DEPTH = 32
+# Largest SDP accepted inside a signal.
+MAX_SDP_BYTES = 256 * 1024
+
+# The WebSocket path on the controller.
+WS_PATH = "/api/v1/agent/ws"
+
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+TerminalId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class WireError(Exception):
+    """A message could not be read or was refused.
+
+    `code` is one of: "too_large", "bad_json", "not_object", "unknown_type", "invalid"
+    (missing field, wrong type, extra field), "bad_protocol", "forbidden" (the message
+    speaks for another terminal or a session it is not part of), "unexpected" (a valid
+    message at the wrong time).
+    """
+
+    def __init__(self, code: str, message: str, *, ref: str | None = None):
+        self.code = code
+        self.message = message
+        self.ref = ref
+        super().__init__(f"{code}: {message}")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+    TYPE: ClassVar[str]
+    id: Id = Field(default_factory=new_id)
+
+
+# ---- agent -> controller --------------------------------------------------------------------
+
+class Hello(_Msg):
+    TYPE: ClassVar[str] = "hello"
+    type: Literal["hello"] = "hello"
+    terminal_id: TerminalId
+    agent_version: Annotated[str, Field(max_length=64)]
+    protocol: Annotated[str, Field(max_length=64)] = PROTOCOL
+    capabilities: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)] = []
+
+
+class Heartbeat(_Msg):
+    TYPE: ClassVar[str] = "heartbeat"
+    type: Literal["heartbeat"] = "heartbeat"
+    health: dict[str, Any] = {}
+    sessions: Annotated[list[Id], Field(max_length=64)] = []
+    # Optional: when given it must be the connection's own terminal.
+    terminal_id: TerminalId | None = None
+
+
+ReportKind = Literal["session", "interval", "health"]
+
+
+class Report(_Msg):
+    TYPE: ClassVar[str] = "report"
+    type: Literal["report"] = "report"
+    report_id: Id
+    kind: ReportKind
+    session_id: Id | None = None
+    body: dict[str, Any]
+    created_at: float | None = None          # agent's clock, epoch seconds
+    terminal_id: TerminalId | None = None
+
+
+class Description(BaseModel):
+    """An RTCSessionDescription: {"type": "offer"|"answer", "sdp": str}."""
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    type: Literal["offer", "answer"]
+    sdp: Annotated[str, Field(max_length=MAX_SDP_BYTES)]
+
+
+class Signal(_Msg):
+    """agent -> controller: a description for the peer of a session."""
+    TYPE: ClassVar[str] = "signal"
+    type: Literal["signal"] = "signal"
+    session_id: Id
+    to: TerminalId
+    description: Description
+    reply_to: Id | None = None
+    terminal_id: TerminalId | None = None
+
+
+SessionStateName = Literal["starting", "connecting", "running", "finished", "failed", "cancelled",
+                           "rejected"]
+
+
+class SessionState(_Msg):
+    TYPE: ClassVar[str] = "session_state"
+    type: Literal["session_state"] = "session_state"
+    session_id: Id
+    state: SessionStateName
+    error: Annotated[str, Field(max_length=4096)] | None = None
+    terminal_id: TerminalId | None = None
+
+
+AgentMessage = Annotated[Union[Hello, Heartbeat, Report, Signal, SessionState],
+                         Field(discriminator="type")]
+
+
+# ---- controller -> agent --------------------------------------------------------------------
+
+class Welcome(_Msg):
+    TYPE: ClassVar[str] = "welcome"
+    type: Literal["welcome"] = "welcome"
+    protocol: str = PROTOCOL
+    terminal_id: TerminalId
+    controller_id: Annotated[str, Field(max_length=128)]
+    heartbeat_s: float
+    server_time: float = Field(default_factory=time.time)
+
+
+class Ack(_Msg):
+    TYPE: ClassVar[str] = "ack"
+    type: Literal["ack"] = "ack"
+    report_id: Id
+
+
+SessionRole = Literal["caller", "callee"]
+SessionKind = Literal["test", "preconnect", "monitor"]
+
+
+class StartSession(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    name: Literal["start_session"] = "start_session"
+    session_id: Id
+    role: SessionRole
+    peer: TerminalId
+    kind: SessionKind
+    profile: Annotated[str, Field(max_length=64)] | None = None
+    duration_s: Annotated[float, Field(gt=0, le=24 * 3600)]
+
+
+class StopSession(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    name: Literal["stop_session"] = "stop_session"
+    session_id: Id
+    reason: Annotated[str, Field(max_length=1024)] | None = None
+
+
+class Command(_Msg):
+    TYPE: ClassVar[str] = "command"
+    type: Literal["command"] = "command"
+    command: Annotated[Union[StartSession, StopSession], Field(discriminator="name")]
+
+
+class RelayedSignal(_Msg):
+    """controller -> agent: a description from the peer of a session (the sender's `id` kept)."""
+    TYPE: ClassVar[str] = "signal"
+    type: Literal["signal"] = "signal"
+    session_id: Id
+    from_: TerminalId = Field(alias="from")
+    description: Description
+    reply_to: Id | None = None
+
+
+class Error(_Msg):
+    TYPE: ClassVar[str] = "error"
+    type: Literal["error"] = "error"
+    code: Annotated[str, Field(max_length=64)]
+    message: Annotated[str, Field(max_length=4096)]
+    ref: Id | None = None
+    fatal: bool = False
+
+
+ControllerMessage = Annotated[Union[Welcome, Ack, Command, RelayedSignal, Error],
+                              Field(discriminator="type")]
+
+AGENT_TYPES: dict[str, type[_Msg]] = {m.TYPE: m for m in (Hello, Heartbeat, Report, Signal, SessionState)}
+CONTROLLER_TYPES: dict[str, type[_Msg]] = {m.TYPE: m for m in (Welcome, Ack, Command, RelayedSignal, Error)}
+
+_agent_adapter: TypeAdapter = TypeAdapter(AgentMessage)
+_controller_adapter: TypeAdapter = TypeAdapter(ControllerMessage)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+def _load(data: str | bytes | bytearray, max_bytes: int) -> dict[str, Any]:
+    if isinstance(data, (bytes, bytearray)):
+        size = len(data)
+        if size > max_bytes:
+            raise WireError("too_large", f"message of {size} bytes exceeds the limit of {max_bytes}")
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireError("bad_json", f"message is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    elif isinstance(data, str):
+        # A str of n characters is at least n bytes in UTF-8; count exactly only near the limit.
+        if len(data) > max_bytes or (len(data) * 4 > max_bytes
+                                     and len(data.encode("utf-8", "surrogatepass")) > max_bytes):
+            raise WireError("too_large", f"message exceeds the limit of {max_bytes} bytes")
+    else:
+        raise WireError("bad_json", f"expected text, got {type(data).__name__}")
+    try:
+        obj = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise WireError("bad_json", "message is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, int too long, NaN
+        raise WireError("bad_json", f"message is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise WireError("not_object", f"message must be a JSON object, got {type(obj).__name__}")
+    if _depth_exceeds(obj, MAX_DEPTH):
+        raise WireError("bad_json", f"message is nested deeper than {MAX_DEPTH} levels")
+    return obj
+
+
+def _depth_exceeds(obj: Any, limit: int) -> bool:
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    return False
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"][1:]) or "message"   # [0] is the union tag
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _parse(data, adapter: TypeAdapter, types: dict[str, type[_Msg]], side: str, max_bytes: int):
+    obj = _load(data, max_bytes)
+    mid = obj.get("id")
+    ref = mid if isinstance(mid, str) and 0 < len(mid) <= 128 else None
+    mtype = obj.get("type")
+    if not isinstance(mtype, str) or mtype not in types:
+        known = ", ".join(sorted(types))
+        shown = repr(mtype)[:64] if mtype is not None else "none"
+        raise WireError("unknown_type", f"unknown message type {shown} from {side} (known: {known})", ref=ref)
+    try:
+        return adapter.validate_python(obj)
+    except ValidationError as exc:
+        raise WireError("invalid", f"bad {mtype!r} message: {_describe(exc)}", ref=ref) from None
+    except RecursionError:
+        raise WireError("invalid", f"bad {mtype!r} message: nested too deeply", ref=ref) from None
+
+
+def parse_agent_message(data: str | bytes, *, max_bytes: int = MAX_MESSAGE_BYTES):
+    """Parse what an agent sent (controller side). Raises only WireError."""
+    return _parse(data, _agent_adapter, AGENT_TYPES, "agent", max_bytes)
+
+
+def parse_controller_message(data: str | bytes, *, max_bytes: int = MAX_MESSAGE_BYTES):
+    """Parse what the controller sent (agent side). Raises only WireError."""
+    return _parse(data, _controller_adapter, CONTROLLER_TYPES, "controller", max_bytes)
+
+
+def encode(msg: _Msg) -> str:
+    """The JSON text of a message (ASCII only, so any store or log takes it as is)."""
+    return json.dumps(msg.model_dump(mode="json", by_alias=True, exclude_none=False),
+                      separators=(",", ":"), allow_nan=False)
+
+
+def relay(sig: Signal, sender: str) -> RelayedSignal:
+    """What the controller forwards to `sig.to`: the same id, naming the sender."""
+    return RelayedSignal(id=sig.id, session_id=sig.session_id, from_=sender,
+                         description=sig.description, reply_to=sig.reply_to)
