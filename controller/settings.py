@@ -1,0 +1,100 @@
+"""The controller's settings (configs/controller.yaml), validated.
+
+Loaded with the shared loader (agent.configfile): errors name the file and the
+key; `VKS_CONTROLLER__<KEY>=value` environment variables override the file.
+Every key has a default, so `vks-controller migrate --db URL` needs no file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent import configfile
+
+REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_PATH_ENV = "VKS_CONTROLLER_CONFIG"
+DEFAULT_PATH = REPO_CONFIGS / "controller.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SchedulerSettings(Strict):
+    # How often the loop looks for due jobs (seconds).
+    poll_s: float = Field(1.0, gt=0, le=60)
+    # A claimed job is the claimer's for this long; after that another
+    # controller (or this one after a restart) takes it over.
+    lease_s: float = Field(60.0, ge=1, le=3600)
+    # Jobs claimed per round.
+    batch: int = Field(20, ge=1, le=1000)
+    # A session that was started but reported nothing after its duration plus
+    # this grace is treated as failed (and retried while before the deadline).
+    result_grace_s: float = Field(120.0, ge=1)
+    # While the agent is not connected, retry starting a check this often.
+    retry_s: float = Field(30.0, ge=1)
+    # A job that raised this many times is marked failed.
+    max_attempts: int = Field(20, ge=1)
+
+
+class CheckSettings(Strict):
+    """What the test session and the pre-connect check send (agent profiles)."""
+    test_profile: str = "hearing"
+    test_duration_s: float = Field(30.0, gt=0, le=600)
+    preconnect_profile: str = "hearing"
+    preconnect_duration_s: float = Field(15.0, gt=0, le=600)
+
+
+class ControllerSettings(Strict):
+    listen: str = "127.0.0.1:8080"
+    # sqlite:///path (embedded default) or postgresql://user:pass@host:port/db
+    db: str = "sqlite:///var/vks-controller.sqlite"
+    # Largest request body the API reads (bytes); larger gets 413.
+    max_body_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Run pending migrations when `serve` starts.
+    migrate_on_start: bool = True
+    # A name for this controller in job leases (default: host name and pid).
+    instance_id: str | None = None
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    checks: CheckSettings = Field(default_factory=CheckSettings)
+    sites_file: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+    @field_validator("db")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        from controller.store.db import to_async_url
+        to_async_url(v)  # raises ValueError with a readable message
+        return v
+
+    def owner_id(self) -> str:
+        return self.instance_id or f"{os.uname().nodename}:{os.getpid()}"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """"HOST:PORT" -> (host, port); IPv6 as "[::1]:8080"."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def default_path() -> Path | None:
+    env = os.environ.get(DEFAULT_PATH_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
+
+
+def load_settings(path: str | os.PathLike | None = None) -> ControllerSettings:
+    """Load the controller's settings: `path`, else $VKS_CONTROLLER_CONFIG,
+    else configs/controller.yaml of the checkout when present, else defaults."""
+    path = path or default_path()
+    return configfile.load(ControllerSettings, path, section="controller")

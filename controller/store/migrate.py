@@ -1,0 +1,50 @@
+"""Programmatic alembic: `await migrate(db)` brings the schema to head.
+
+Used by `vks-controller migrate --db URL` and at `serve` start. On PostgreSQL a
+transaction-scoped advisory lock makes concurrent starts of several
+controllers safe (one migrates, the others wait and find nothing to do).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from controller.store.db import Database
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_ADVISORY_LOCK_KEY = 0x564B53  # "VKS"
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def migrate(db: Database, revision: str = "head") -> str | None:
+    """Upgrade to `revision`; returns the revision the database is at afterwards."""
+    cfg = alembic_config()
+
+    def _upgrade(sync_conn) -> str | None:
+        cfg.attributes["connection"] = sync_conn
+        command.upgrade(cfg, revision)
+        return MigrationContext.configure(sync_conn).get_current_revision()
+
+    async with db.transaction() as conn:
+        if db.is_postgres:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+        return await conn.run_sync(_upgrade)
+
+
+async def current_revision(db: Database) -> str | None:
+    async with db.read() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
