@@ -1,0 +1,7 @@
+"""netlab: an impaired link in user space for tests (see README.md)."""
+from .control import ControlError, LabError
+from .impair import Impairment, ImpairmentError
+from .lab import ADDR_A, ADDR_B, Lab, sweep_stale, unavailable_reason
+
+__all__ = ["Lab", "LabError", "ControlError", "Impairment", "ImpairmentError",
+           "unavailable_reason", "sweep_stale", "ADDR_A", "ADDR_B"]
