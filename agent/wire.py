@@ -48,7 +48,7 @@ MAX_SDP_BYTES = 256 * 1024
 WS_PATH = "/api/v1/agent/ws"
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
-TerminalId = Annotated[str, Field(min_length=1, max_length=128)]
+TerminalId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class WireError(Exception):

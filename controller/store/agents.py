@@ -1,0 +1,391 @@
+"""The agent link's tables and queries (migration 0002): terminal tokens, presence (which
+controller holds which terminal, with a lease), reports stored once, sessions, and the
+cross-controller relay queue.
+
+Like the rest of `controller.store`, every function takes an open `AsyncConnection` first; the
+caller owns the transaction.
+
+Token model (rules 5, 6; issue 7): a terminal token is 32 random bytes (url-safe base64, prefix
+"vkst_"), shown once when issued and stored only as its sha256. A terminal may hold several
+valid tokens at once, so rotation is: issue a new one, install it on the terminal, then revoke
+the old ones (`revoke_tokens(..., except_id=new_id)`). A token may carry an expiry; an expired
+or revoked token is refused like an unknown one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import (Column, Float, Index, Integer, String, Table, Text, UniqueConstraint,
+                        delete, func, or_, select, update)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from controller.store.schema import UTCDateTime, metadata
+
+TOKEN_PREFIX = "vkst_"
+
+terminal_tokens = Table(
+    "terminal_tokens", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("terminal_id", String(64), nullable=False),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Index("ix_terminal_tokens_terminal_id", "terminal_id"),
+)
+
+agent_presence = Table(
+    "agent_presence", metadata,
+    Column("terminal_id", String(64), primary_key=True),
+    # The controller instance holding the terminal's WebSocket; NULL once it disconnected.
+    Column("controller_id", String(128), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("connected_at", UTCDateTime, nullable=True),
+    Column("last_seen", UTCDateTime, nullable=True),
+    Column("agent_version", String(64), nullable=True),
+    Column("health", Text, nullable=True),            # JSON text of the last heartbeat's health
+)
+
+agent_reports = Table(
+    "agent_reports", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("terminal_id", String(64), nullable=False),
+    Column("report_id", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("session_id", String(128), nullable=True),
+    Column("body", Text, nullable=False),             # JSON text, ASCII (stored as received)
+    Column("created_at", Float, nullable=True),       # agent's clock, epoch seconds
+    Column("received_at", UTCDateTime, nullable=False),
+    # Set once the controller acted on it (a caller's session report -> the check's result).
+    Column("processed_at", UTCDateTime, nullable=True),
+    UniqueConstraint("terminal_id", "report_id", name="uq_agent_reports_terminal_report"),
+    Index("ix_agent_reports_session_id", "session_id"),
+)
+
+agent_sessions = Table(
+    "agent_sessions", metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("caller", String(64), nullable=False),
+    Column("callee", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("profile", String(64), nullable=True),
+    Column("duration_s", Float, nullable=False),
+    Column("state", String(16), nullable=False),      # started | finished | failed | stopped
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+)
+
+relay_messages = Table(
+    "relay_messages", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", String(128), nullable=False),    # controller instance id
+    Column("terminal_id", String(64), nullable=False),
+    Column("payload", Text, nullable=False),          # a wire message (JSON text)
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_relay_messages_target", "target", "id"),
+)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _insert(conn: AsyncConnection, table: Table):
+    return (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+# ---- tokens ----------------------------------------------------------------------------------
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    terminal_id: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+async def issue_token(conn: AsyncConnection, terminal_id: str, *,
+                      expires_at: dt.datetime | None = None) -> tuple[int, str]:
+    """A new token for the terminal: (token id, the token). The token is not stored, only its hash."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    res = await conn.execute(terminal_tokens.insert().values(
+        terminal_id=terminal_id, token_sha256=token_hash(token), created_at=utcnow(),
+        expires_at=expires_at).returning(terminal_tokens.c.id))
+    return res.scalar_one(), token
+
+
+async def authenticate(conn: AsyncConnection, token: str, *, now: dt.datetime | None = None) -> str | None:
+    """The terminal a token belongs to, or None (unknown, revoked or expired)."""
+    now = now or utcnow()
+    t = terminal_tokens.c
+    res = await conn.execute(select(t.terminal_id).where(
+        t.token_sha256 == token_hash(token), t.revoked_at.is_(None),
+        or_(t.expires_at.is_(None), t.expires_at > now)))
+    return res.scalar_one_or_none()
+
+
+async def revoke_tokens(conn: AsyncConnection, terminal_id: str, *, token_id: int | None = None,
+                        except_id: int | None = None) -> int:
+    """Revoke one token (`token_id`) or all of a terminal's (but `except_id`). Returns how many."""
+    t = terminal_tokens.c
+    cond = [t.terminal_id == terminal_id, t.revoked_at.is_(None)]
+    if token_id is not None:
+        cond.append(t.id == token_id)
+    if except_id is not None:
+        cond.append(t.id != except_id)
+    res = await conn.execute(update(terminal_tokens).where(*cond).values(revoked_at=utcnow()))
+    return res.rowcount
+
+
+async def list_tokens(conn: AsyncConnection, terminal_id: str) -> list[TokenInfo]:
+    t = terminal_tokens.c
+    res = await conn.execute(select(t.id, t.terminal_id, t.created_at, t.expires_at, t.revoked_at)
+                             .where(t.terminal_id == terminal_id).order_by(t.id))
+    return [TokenInfo(*row) for row in res]
+
+
+# ---- presence --------------------------------------------------------------------------------
+
+async def claim_presence(conn: AsyncConnection, terminal_id: str, controller_id: str, *,
+                         lease_until: dt.datetime, agent_version: str | None) -> str | None:
+    """This controller now holds the terminal. Returns the controller that held it before
+    (if another one with a live lease), so that it can be told to drop its connection."""
+    now = utcnow()
+    p = agent_presence.c
+    prev = (await conn.execute(select(p.controller_id, p.lease_until)
+                               .where(p.terminal_id == terminal_id))).first()
+    values = dict(controller_id=controller_id, lease_until=lease_until, connected_at=now, last_seen=now,
+                  agent_version=agent_version)
+    stmt = _insert(conn, agent_presence).values(terminal_id=terminal_id, **values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=["terminal_id"], set_=values))
+    if prev and prev.controller_id and prev.controller_id != controller_id and \
+            prev.lease_until and prev.lease_until > now:
+        return prev.controller_id
+    return None
+
+
+async def release_presence(conn: AsyncConnection, terminal_id: str, controller_id: str) -> None:
+    """The terminal disconnected from this controller (no-op if another one holds it now)."""
+    p = agent_presence.c
+    await conn.execute(update(agent_presence).where(p.terminal_id == terminal_id,
+                                                    p.controller_id == controller_id)
+                       .values(controller_id=None, lease_until=None, last_seen=utcnow()))
+
+
+async def refresh_presence(conn: AsyncConnection, controller_id: str,
+                           seen: dict[str, tuple[dt.datetime, dict | None]], *,
+                           lease_until: dt.datetime) -> None:
+    """Extend this controller's leases on the terminals it holds; record last seen and health."""
+    p = agent_presence.c
+    for terminal_id, (last_seen, health) in seen.items():
+        values: dict[str, Any] = dict(lease_until=lease_until, last_seen=last_seen)
+        if health is not None:
+            values["health"] = dumps(health)
+        await conn.execute(update(agent_presence)
+                           .where(p.terminal_id == terminal_id, p.controller_id == controller_id)
+                           .values(**values))
+
+
+async def release_all(conn: AsyncConnection, controller_id: str) -> None:
+    p = agent_presence.c
+    await conn.execute(update(agent_presence).where(p.controller_id == controller_id)
+                       .values(controller_id=None, lease_until=None))
+
+
+async def holder(conn: AsyncConnection, terminal_id: str, *, now: dt.datetime | None = None) -> str | None:
+    """The controller holding the terminal's connection now (live lease), or None."""
+    p = agent_presence.c
+    res = await conn.execute(select(p.controller_id).where(
+        p.terminal_id == terminal_id, p.controller_id.is_not(None), p.lease_until > (now or utcnow())))
+    return res.scalar_one_or_none()
+
+
+async def online_terminals(conn: AsyncConnection, *, now: dt.datetime | None = None) -> set[str]:
+    p = agent_presence.c
+    res = await conn.execute(select(p.terminal_id).where(p.controller_id.is_not(None),
+                                                         p.lease_until > (now or utcnow())))
+    return set(res.scalars())
+
+
+async def presence(conn: AsyncConnection, terminal_ids: Iterable[str] | None = None) -> dict[str, dict]:
+    """Last seen, health, version and holder per terminal (for the API's terminal list)."""
+    p = agent_presence.c
+    q = select(agent_presence)
+    if terminal_ids is not None:
+        q = q.where(p.terminal_id.in_(list(terminal_ids)))
+    now = utcnow()
+    out = {}
+    for row in (await conn.execute(q)).mappings():
+        out[row["terminal_id"]] = {
+            "online": bool(row["controller_id"] and row["lease_until"] and row["lease_until"] > now),
+            "controller_id": row["controller_id"], "last_seen": row["last_seen"],
+            "connected_at": row["connected_at"], "agent_version": row["agent_version"],
+            "health": json.loads(row["health"]) if row["health"] else None,
+        }
+    return out
+
+
+# ---- reports ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NewReport:
+    terminal_id: str
+    report_id: str
+    kind: str
+    session_id: str | None
+    body: dict[str, Any]
+    created_at: float | None
+
+
+async def store_reports(conn: AsyncConnection, reports: list[NewReport]) -> None:
+    """Insert reports; one already stored (same terminal and report_id) is left as it is."""
+    if not reports:
+        return
+    now = utcnow()
+    rows = [dict(terminal_id=r.terminal_id, report_id=r.report_id, kind=r.kind, session_id=r.session_id,
+                 body=dumps(r.body), created_at=r.created_at, received_at=now) for r in reports]
+    stmt = _insert(conn, agent_reports).on_conflict_do_nothing(index_elements=["terminal_id", "report_id"])
+    await conn.execute(stmt, rows)
+
+
+async def get_report(conn: AsyncConnection, terminal_id: str, report_id: str) -> dict | None:
+    r = agent_reports.c
+    row = (await conn.execute(select(agent_reports).where(r.terminal_id == terminal_id,
+                                                          r.report_id == report_id))).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    out["body"] = json.loads(out["body"])
+    return out
+
+
+async def mark_processed(conn: AsyncConnection, terminal_id: str, report_id: str) -> None:
+    r = agent_reports.c
+    await conn.execute(update(agent_reports).where(r.terminal_id == terminal_id, r.report_id == report_id)
+                       .values(processed_at=utcnow()))
+
+
+async def unprocessed_session_reports(conn: AsyncConnection, limit: int = 100) -> list[dict]:
+    """Session reports stored but not yet acted on (e.g. the controller died in between)."""
+    r = agent_reports.c
+    res = await conn.execute(select(agent_reports).where(r.kind == "session", r.processed_at.is_(None))
+                             .order_by(r.id).limit(limit))
+    out = []
+    for row in res.mappings():
+        d = dict(row)
+        d["body"] = json.loads(d["body"])
+        out.append(d)
+    return out
+
+
+async def count_reports(conn: AsyncConnection, terminal_id: str | None = None, kind: str | None = None) -> int:
+    r = agent_reports.c
+    q = select(func.count()).select_from(agent_reports)
+    if terminal_id is not None:
+        q = q.where(r.terminal_id == terminal_id)
+    if kind is not None:
+        q = q.where(r.kind == kind)
+    return (await conn.execute(q)).scalar_one()
+
+
+async def reports_for_session(conn: AsyncConnection, session_id: str, kind: str | None = None) -> list[dict]:
+    r = agent_reports.c
+    q = select(agent_reports).where(r.session_id == session_id)
+    if kind:
+        q = q.where(r.kind == kind)
+    out = []
+    for row in (await conn.execute(q.order_by(r.id))).mappings():
+        d = dict(row)
+        d["body"] = json.loads(d["body"])
+        out.append(d)
+    return out
+
+
+# ---- sessions --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SessionRow:
+    session_id: str
+    caller: str
+    callee: str
+    kind: str
+    profile: str | None
+    duration_s: float
+    state: str
+
+    def peer_of(self, terminal_id: str) -> str | None:
+        if terminal_id == self.caller:
+            return self.callee
+        if terminal_id == self.callee:
+            return self.caller
+        return None
+
+
+async def save_session(conn: AsyncConnection, s: SessionRow) -> None:
+    stmt = _insert(conn, agent_sessions).values(
+        session_id=s.session_id, caller=s.caller, callee=s.callee, kind=s.kind, profile=s.profile,
+        duration_s=s.duration_s, state=s.state, created_at=utcnow())
+    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["session_id"]))
+
+
+async def get_session(conn: AsyncConnection, session_id: str) -> SessionRow | None:
+    c = agent_sessions.c
+    row = (await conn.execute(select(c.session_id, c.caller, c.callee, c.kind, c.profile, c.duration_s,
+                                     c.state).where(c.session_id == session_id))).first()
+    return SessionRow(*row) if row else None
+
+
+async def finish_session(conn: AsyncConnection, session_id: str, state: str, error: str | None = None) -> bool:
+    """Mark a started session finished/failed/stopped; False if it was already over."""
+    c = agent_sessions.c
+    res = await conn.execute(update(agent_sessions).where(c.session_id == session_id, c.state == "started")
+                             .values(state=state, error=error, finished_at=utcnow()))
+    return res.rowcount > 0
+
+
+# ---- relay queue (several controllers on one PostgreSQL) -------------------------------------
+
+async def enqueue_relay(conn: AsyncConnection, target: str, terminal_id: str, payload: str) -> int:
+    res = await conn.execute(relay_messages.insert().values(
+        target=target, terminal_id=terminal_id, payload=payload, created_at=utcnow())
+        .returning(relay_messages.c.id))
+    return res.scalar_one()
+
+
+async def take_relay(conn: AsyncConnection, target: str, *, message_id: int | None = None,
+                     limit: int = 100) -> list[tuple[int, str, str]]:
+    """Remove and return (id, terminal_id, payload) queued for `target`, oldest first."""
+    m = relay_messages.c
+    q = select(m.id, m.terminal_id, m.payload).where(m.target == target)
+    if message_id is not None:
+        q = q.where(m.id == message_id)
+    q = q.order_by(m.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    rows = [tuple(r) for r in await conn.execute(q)]
+    if rows:
+        await conn.execute(delete(relay_messages).where(m.id.in_([r[0] for r in rows])))
+    return rows
+
+
+async def purge_relay(conn: AsyncConnection, older_than: dt.datetime) -> int:
+    res = await conn.execute(delete(relay_messages).where(relay_messages.c.created_at < older_than))
+    return res.rowcount
+
+
