@@ -1,0 +1,181 @@
+"""`vks-agent`: the technician's command line and the terminal's service.
+
+    vks-agent responder --listen HOST:PORT        answer direct test sessions
+    vks-agent test --peer URL --duration S [--profile NAME] [--json]
+
+Exit status of `test`: 0 good, 1 degraded, 3 unusable, 4 could not connect,
+2 usage or configuration error.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from typing import Callable
+
+import aiohttp
+from aiohttp import web
+
+from agent.configfile import ConfigError
+from agent.report import render_text
+from agent.session import SignalingError, run_caller
+from agent.settings import AgentSettings, load_settings
+
+EXIT_GOOD, EXIT_DEGRADED, EXIT_USAGE, EXIT_UNUSABLE, EXIT_NO_CONNECT = 0, 1, 2, 3, 4
+VERDICT_EXIT = {"good": EXIT_GOOD, "degraded": EXIT_DEGRADED, "unusable": EXIT_UNUSABLE}
+
+
+def host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 1 <= value <= 24 * 3600:
+        raise argparse.ArgumentTypeError("duration must be between 1 and 86400 seconds")
+    return value
+
+
+def http_signal(peer: str, profile: str | None, timeout: float) -> Callable[[dict], asyncio.Future]:
+    """Signalling by HTTP: POST the offer to the peer's responder, get the answer."""
+    url = peer.rstrip("/") + "/offer"
+
+    async def signal_offer(offer: dict) -> dict:
+        body = dict(offer, profile=profile) if profile else offer
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+                async with http.post(url, json=body) as resp:
+                    try:
+                        data = await resp.json(content_type=None)
+                    except ValueError:
+                        raise SignalingError(f"the peer at {peer} answered HTTP {resp.status} "
+                                             f"without JSON") from None
+                    if resp.status != 200:
+                        message = data.get("message") if isinstance(data, dict) else None
+                        raise SignalingError(f"the peer at {peer} refused the offer: "
+                                             f"HTTP {resp.status} {message or ''}".strip())
+                    return data
+        except aiohttp.ClientConnectionError as exc:
+            raise SignalingError(f"cannot reach the peer at {peer}: {exc}") from None
+        except asyncio.TimeoutError:
+            raise SignalingError(f"the peer at {peer} did not answer within {timeout:g} s") from None
+
+    return signal_offer
+
+
+def _progress_line(interval: dict) -> str:
+    def side(d: dict | None) -> str:
+        if not d:
+            return "    n/a"
+        if d.get("stalled"):
+            return "  STALLED (no packets)"
+        jit = d.get("jitter_ms")
+        return (f"loss {100 * (d.get('loss_ratio') or 0):5.1f}%  jitter "
+                f"{'  n/a' if jit is None else f'{jit:5.1f}'} ms  {d.get('bitrate_kbps') or 0:6.0f} kbit/s")
+    rtt = interval.get("rtt_ms")
+    rtt_s = "  n/a" if rtt is None else f"{rtt:5.1f}"
+    return (f"{interval['t'] + 1:5.0f} s  rtt {rtt_s} ms | in: {side(interval.get('inbound'))}"
+            f" | out: {side(interval.get('outbound'))}")
+
+
+async def _run_test(settings: AgentSettings, args: argparse.Namespace) -> dict:
+    on_interval = None
+    if not args.json:
+        print(f"Testing the link to {args.peer} for {args.duration:g} s "
+              f"(profile {args.profile or settings.session.default_profile})...", flush=True)
+        on_interval = lambda iv: print(_progress_line(iv), flush=True)  # noqa: E731
+    return await run_caller(settings, signal=http_signal(args.peer, args.profile,
+                                                         settings.session.connect_timeout_s),
+                            duration_s=args.duration, profile=args.profile, on_interval=on_interval)
+
+
+def cmd_test(settings: AgentSettings, args: argparse.Namespace) -> int:
+    if args.profile is not None:
+        settings.profile(args.profile)      # a ConfigError names the known profiles
+    report = asyncio.run(_run_test(settings, args))
+    if args.json:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+    else:
+        print(render_text(report))
+    if not report["connected"]:
+        return EXIT_NO_CONNECT
+    return VERDICT_EXIT[report["verdict"]]
+
+
+def cmd_responder(settings: AgentSettings, args: argparse.Namespace) -> int:
+    from agent.responder import create_app
+    host, port = args.listen
+
+    async def serve() -> None:
+        runner = web.AppRunner(create_app(settings))
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        print(f"vks-agent responder listening on http://{host}:{port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        print(f"vks-agent: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vks-agent", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="agent settings (YAML); default $VKS_AGENT_CONFIG or built-in")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    test = sub.add_parser("test", help="run a test session against a peer's responder")
+    test.add_argument("--peer", required=True, help="the peer's responder, http://HOST:PORT")
+    test.add_argument("--duration", type=positive_seconds, default=10.0, help="seconds (default 10)")
+    test.add_argument("--profile", help="media profile from the settings (default: hearing)")
+    test.add_argument("--json", action="store_true", help="print exactly one JSON report on stdout")
+    test.set_defaults(func=cmd_test)
+
+    responder = sub.add_parser("responder", help="answer test sessions from peers")
+    responder.add_argument("--listen", type=host_port, default=("0.0.0.0", 8443), help="HOST:PORT")
+    responder.set_defaults(func=cmd_responder)
+
+    try:
+        from agent.daemon import add_run_parser
+    except ImportError:
+        pass
+    else:
+        add_run_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config)
+        return args.func(settings, args)
+    except ConfigError as exc:
+        print(f"vks-agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

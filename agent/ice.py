@@ -1,0 +1,57 @@
+"""ICE settings for a peer connection: STUN/TURN servers and which host addresses to offer.
+
+aioice offers every non-loopback address of the machine and has no interface
+selection. A terminal with a management network beside its media network, or a
+test between two processes on 127.0.0.1, needs to choose. `host_addresses` (from
+settings) replaces aioice's address discovery for the sessions started inside
+`chosen_host_addresses(...)`; a context variable keeps concurrent sessions apart.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import ipaddress
+from typing import Iterator
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.rtcconfiguration import RTCBundlePolicy
+
+from agent.settings import SessionSettings
+
+_chosen: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("vks_host_addresses", default=None)
+_discover = aioice.ice.get_host_addresses
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    chosen = _chosen.get()
+    if chosen is None:
+        return _discover(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
+    out = []
+    for addr in chosen:
+        version = ipaddress.ip_address(addr).version
+        if (version == 4 and use_ipv4) or (version == 6 and use_ipv6):
+            out.append(addr)
+    return out
+
+
+aioice.ice.get_host_addresses = _get_host_addresses
+
+
+@contextlib.contextmanager
+def chosen_host_addresses(addresses: list[str] | None) -> Iterator[None]:
+    """Within this block (and tasks started from it), gather only these host candidates."""
+    token = _chosen.set(list(addresses) if addresses else None)
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
+
+
+def rtc_configuration(settings: SessionSettings) -> RTCConfiguration:
+    servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+               for s in settings.ice_servers]
+    # An empty list, never None: with None aiortc falls back to a public STUN server,
+    # which a court network may not reach and must not be told about.
+    # One transport for audio, video and data: one ICE check, one DTLS handshake.
+    return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)

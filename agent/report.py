@@ -1,0 +1,224 @@
+"""The test report, `vks.test-report/1`: both directions, per-second intervals, verdict.
+
+`receive_side` turns one side's stream meters into what that side received (the
+callee sends its own to the caller at the finish); `build_report` puts the two
+sides, the RTT probes and the quality verdict together. The keys are a contract
+(issue 3): other tools read them.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from agent.configfile import ConfigError
+from agent.measure import StreamMeter, percentile, summarize
+
+SCHEMA = "vks.test-report/1"
+log = logging.getLogger(__name__)
+
+
+def _ratio(lost: int, expected: int) -> float:
+    return round(lost / expected, 6) if expected > 0 else 0.0
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    data = [v for v in values if v is not None]
+    return sum(data) / len(data) if data else None
+
+
+def _r(v: float | None, digits: int = 3) -> float | None:
+    return None if v is None else round(v, digits)
+
+
+def receive_side(meters: Mapping[int, StreamMeter], video_frames: list[float] | None,
+                 t0: float | None, until: float | None = None) -> dict:
+    """What one side received: per stream, per second (all streams together), and the totals."""
+    streams, per_stream_intervals = [], []
+    for meter in sorted(meters.values(), key=lambda m: m.kind):
+        ivs = meter.intervals(until)
+        per_stream_intervals.append((meter, ivs))
+        active = max(1e-9, (meter.last_arrival or 0) - (meter.first_arrival or 0))
+        jit = [iv.jitter_ms for iv in ivs.values()]
+        stream = {
+            "kind": meter.kind, "ssrc": meter.ssrc,
+            "packets": meter.packets, "lost": meter.lost, "expected": meter.expected,
+            "loss_ratio": _ratio(meter.lost, meter.expected),
+            "jitter_ms": _r(_mean(jit)), "jitter_ms_p95": _r(percentile(jit, 95)),
+            "jitter_ms_max": _r(max((j for j in jit if j is not None), default=None)),
+            "jitter_ms_last": _r(meter.jitter_s * 1000.0),
+            "bitrate_kbps": _r(meter.bytes * 8 / 1000.0 / active, 1),
+            "duplicates": meter.duplicates, "reordered": meter.reordered,
+            "stall_s": meter.stall_seconds(ivs),
+        }
+        if meter.kind == "video":
+            stream.update(meter.frame_stats())
+        streams.append(stream)
+
+    n = max((len(ivs) for _, ivs in per_stream_intervals), default=0)
+    intervals = []
+    for i in range(n):
+        packets = lost = nbytes = frames = 0
+        jitters = []
+        flowing = False
+        for meter, ivs in per_stream_intervals:
+            iv = ivs.get(i)
+            if iv is None:
+                continue
+            packets += iv.packets
+            lost += iv.lost
+            nbytes += iv.bytes
+            frames += iv.frames
+            jitters.append(iv.jitter_ms)
+            flowing = flowing or meter.first_arrival is not None
+        intervals.append({
+            "t": float(i), "packets": packets, "lost": lost,
+            "loss_ratio": _ratio(lost, packets + lost),
+            "jitter_ms": _r(max((j for j in jitters if j is not None), default=None)),
+            "bitrate_kbps": _r(nbytes * 8 / 1000.0, 1),
+            "fps": frames if any(m.kind == "video" for m, _ in per_stream_intervals) else None,
+            # No packet at all in a second while media was flowing: the link stalled.
+            "stalled": flowing and packets == 0,
+        })
+
+    packets = sum(s["packets"] for s in streams)
+    lost = sum(s["lost"] for s in streams)
+    expected = sum(s["expected"] for s in streams)
+    side = {
+        "packets": packets, "lost": lost, "loss_ratio": _ratio(lost, expected),
+        # The worst stream's jitter: the de-jitter buffer must cover it.
+        "jitter_ms": max((s["jitter_ms"] for s in streams if s["jitter_ms"] is not None), default=None),
+        "bitrate_kbps": _r(sum(s["bitrate_kbps"] or 0 for s in streams), 1),
+        "stall_s": sum(1 for iv in intervals if iv["stalled"]),
+        "longest_stall_s": _longest_run(iv["stalled"] for iv in intervals),
+        "summary": {
+            "loss_ratio": _rounded(summarize(iv["loss_ratio"] for iv in intervals if iv["packets"] or iv["lost"])),
+            "jitter_ms": _rounded(summarize(iv["jitter_ms"] for iv in intervals)),
+            "bitrate_kbps": _rounded(summarize(iv["bitrate_kbps"] for iv in intervals)),
+        },
+        "streams": streams,
+        "intervals": intervals,
+    }
+    video = next((s for s in streams if s["kind"] == "video"), None)
+    if video is not None:
+        side.update({"fps": video.get("fps"), "freezes": video.get("freezes"),
+                     "freeze_s": video.get("freeze_s")})
+    return side
+
+
+def _longest_run(flags: Iterable[bool]) -> int:
+    best = run = 0
+    for f in flags:
+        run = run + 1 if f else 0
+        best = max(best, run)
+    return best
+
+
+def _rounded(d: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: _r(v, 4) for k, v in d.items()}
+
+
+DIRECTION_KEYS = ("packets", "lost", "loss_ratio", "jitter_ms", "bitrate_kbps")
+
+
+def _direction(side: Mapping[str, Any] | None) -> dict:
+    if not side:
+        return {k: None for k in DIRECTION_KEYS}
+    return {k: v for k, v in side.items() if k not in ("streams", "intervals")}
+
+
+def build_report(*, started_at: str, duration_s: float, connected: bool, connect_ms: float | None,
+                 error: str | None, rtts: list[tuple[float, float]],
+                 inbound: Mapping[str, Any] | None, outbound: Mapping[str, Any] | None,
+                 profile: str, thresholds_path: Path | str | None, thresholds_profile: str,
+                 extra: Mapping[str, Any] | None = None) -> dict:
+    """The report dict. `rtts` are (seconds since media start, rtt seconds) probe results."""
+    rtt_ms = [r * 1000.0 for _, r in rtts]
+    streams = []
+    for direction, side in (("outbound", outbound), ("inbound", inbound)):
+        for s in (side or {}).get("streams", []):
+            streams.append({"kind": s["kind"], "direction": direction, **{k: v for k, v in s.items() if k != "kind"}})
+
+    in_ivs = (inbound or {}).get("intervals", [])
+    out_ivs = (outbound or {}).get("intervals", [])
+    intervals = []
+    for i in range(max(len(in_ivs), len(out_ivs))):
+        rtt_i = [r * 1000.0 for t, r in rtts if int(t) == i]
+        intervals.append({"t": float(i), "rtt_ms": _r(sum(rtt_i) / len(rtt_i)) if rtt_i else None,
+                          "inbound": in_ivs[i] if i < len(in_ivs) else None,
+                          "outbound": out_ivs[i] if i < len(out_ivs) else None})
+
+    report = {
+        "schema": SCHEMA,
+        "started_at": started_at,
+        "duration_s": round(duration_s, 3),
+        "connected": connected,
+        "connect_ms": _r(connect_ms, 1),
+        "error": error,
+        "profile": profile,
+        "rtt_ms": _rounded(summarize(rtt_ms)) | {"samples": len(rtt_ms)},
+        "outbound": _direction(outbound),
+        "inbound": _direction(inbound),
+        "streams": streams,
+        "mos": None, "verdict": "unusable", "reasons": [],
+        "intervals": intervals,
+    }
+    if extra:
+        report.update(extra)
+    _judge(report, thresholds_path, thresholds_profile)
+    return report
+
+
+def _judge(report: dict, thresholds_path: Path | str | None, profile: str) -> None:
+    from agent import quality    # the one quality model, shared with the controller
+    thresholds = quality.load_thresholds(thresholds_path)
+    if profile not in thresholds:
+        known = ", ".join(sorted(thresholds))
+        raise ConfigError(thresholds_path, "profiles",
+                                  f"no threshold profile named {profile!r} (known: {known})")
+    judgement = quality.judge_report(report, thresholds[profile])
+    report["mos"] = None if judgement.mos is None else round(judgement.mos, 2)
+    report["verdict"] = judgement.verdict
+    report["reasons"] = list(judgement.reasons)
+
+
+def render_text(report: Mapping[str, Any]) -> str:
+    """The readable report a technician sees after `vks-agent test`."""
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f} %"
+
+    def ms(v):
+        return "n/a" if v is None else f"{v:.1f} ms"
+
+    lines = [f"VKS test session  {report['started_at']}  profile {report.get('profile')}"]
+    if not report["connected"]:
+        lines.append(f"NOT CONNECTED: {report['error']}")
+        lines.append("Verdict: UNUSABLE")
+        return "\n".join(lines)
+    rtt = report["rtt_ms"]
+    lines += [
+        f"Connected in {ms(report['connect_ms'])}, measured for {report['duration_s']:.1f} s",
+        f"Round trip:  mean {ms(rtt['mean'])}  p95 {ms(rtt['p95'])}  max {ms(rtt['max'])}",
+        "",
+        f"{'':22}{'to peer (outbound)':>22}{'from peer (inbound)':>22}",
+    ]
+    out, inn = report["outbound"], report["inbound"]
+    rows = [("packets received", lambda d: "n/a" if d.get("packets") is None else str(d["packets"])),
+            ("packets lost", lambda d: "n/a" if d.get("lost") is None else str(d["lost"])),
+            ("loss", lambda d: pct(d.get("loss_ratio"))),
+            ("jitter (RFC 3550)", lambda d: ms(d.get("jitter_ms"))),
+            ("bitrate", lambda d: "n/a" if d.get("bitrate_kbps") is None else f"{d['bitrate_kbps']:.0f} kbit/s"),
+            ("video frame rate", lambda d: "n/a" if d.get("fps") is None else f"{d['fps']:.1f} fps"),
+            ("freezes", lambda d: "n/a" if d.get("freezes") is None else f"{d['freezes']} ({d.get('freeze_s', 0):.1f} s)"),
+            ("seconds stalled", lambda d: "n/a" if d.get("stall_s") is None else str(d["stall_s"]))]
+    for label, fmt in rows:
+        lines.append(f"  {label:20}{fmt(out):>22}{fmt(inn):>22}")
+    lines.append("")
+    mos = report.get("mos")
+    lines.append(f"MOS (E-model): {'n/a' if mos is None else f'{mos:.2f}'}")
+    lines.append(f"Verdict: {report['verdict'].upper()}")
+    for reason in report.get("reasons") or []:
+        lines.append(f"  - {reason}")
+    if report.get("error"):
+        lines.append(f"Note: {report['error']}")
+    return "\n".join(lines)

@@ -1,0 +1,493 @@
+"""The WebRTC test session between two terminals: the call, the probes, the report.
+
+One `PeerSession` is one RTCPeerConnection with an Opus audio track, a VP8 video
+track at the profile's size and rate, and two data channels:
+- "vks-probe" (unordered, no retransmission): RTT probes, echoed by the callee;
+- "vks-control" (reliable): the callee's per-second receive figures, and the
+  finish handshake in which each side tells the other what it sent, so that
+  packets lost at the very end are counted too.
+
+The caller (`run_caller`) drives: it offers, runs for the duration, finishes and
+returns the `vks.test-report/1` dict with both directions. The callee
+(`answer_offer`) answers and serves until the caller finishes. Signalling is the
+caller's `signal(offer) -> answer` function: an HTTP POST to a responder
+(agent/responder.py) or a relay through the controller (agent/daemon.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import struct
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtpPacket
+from aiortc.sdp import SessionDescription
+
+from agent import rtp_tap
+from agent.ice import chosen_host_addresses, rtc_configuration
+from agent.media import PatternTrack, ToneTrack
+from agent.measure import StreamMeter
+from agent.report import build_report, receive_side
+from agent.settings import AgentSettings, VideoProfile
+
+log = logging.getLogger(__name__)
+
+SignalFn = Callable[[dict], Awaitable[dict]]
+IntervalFn = Callable[[dict], None]
+
+CONTROL_LABEL = "vks-control"
+PROBE_LABEL = "vks-probe"
+_PROBE = struct.Struct("!Id")          # probe number, caller's monotonic send time
+# After the far side stops sending, wait this long for packets still in flight.
+DRAIN_S = 0.5
+FINISH_TIMEOUT_S = 5.0
+# The callee gives up on a caller that went silent (no finish) after this long.
+CALLEE_GRACE_S = 30.0
+
+
+class SessionError(Exception):
+    """A session could not be set up or run; `str()` says what and in which state."""
+
+
+class SignalingError(SessionError):
+    """The offer could not be delivered or answered."""
+
+
+@dataclass
+class _SentCounter:
+    first_seq: int
+    last_seq: int
+    packets: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class _Codec:
+    kind: str
+    clock_rate: int
+    rtx: bool
+
+
+class PeerSession:
+    """One side of a test or monitoring session."""
+
+    def __init__(self, settings: AgentSettings, role: str, profile: str | None = None,
+                 on_interval: IntervalFn | None = None) -> None:
+        if role not in ("caller", "callee"):
+            raise ValueError(f"role must be caller or callee, not {role!r}")
+        self.settings = settings
+        self.role = role
+        self.profile_name = profile or settings.session.default_profile
+        self.profile: VideoProfile = settings.profile(self.profile_name)
+        self.on_interval = on_interval
+        self.pc = RTCPeerConnection(rtc_configuration(settings.session))
+        self.tracks: list[ToneTrack | PatternTrack] = []
+        self.meters: dict[int, StreamMeter] = {}
+        self.sent: dict[int, _SentCounter] = {}
+        self.rtx_received = 0
+        self.t0: float | None = None                   # first media packet received
+        self.media_flowing = asyncio.Event()
+        self.control_open = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.rtts: list[tuple[float, float]] = []       # (send time, rtt seconds)
+        self.peer_intervals: list[dict] = []            # far end's live receive figures
+        self.peer_final: dict | None = None
+        self.peer_sent: dict[int, dict] = {}
+        self._codecs: dict[int, _Codec] = {}
+        self._control = None
+        self._probe = None
+        self._tasks: set[asyncio.Task] = set()
+        self._frames: dict[str, list[float]] = {"audio": [], "video": []}
+        self._final_received = asyncio.Event()
+        self._closed = False
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    # -- set-up -------------------------------------------------------------------
+    def _add_media(self) -> None:
+        if self.profile.audio:
+            self.tracks.append(ToneTrack())
+        if self.profile.video:
+            _set_video_bitrate(self.profile.bitrate_kbps)
+            self.tracks.append(PatternTrack(self.profile.width, self.profile.height, self.profile.fps))
+        for track in self.tracks:
+            self.pc.addTrack(track)
+
+    async def make_offer(self) -> dict:
+        self._add_media()
+        self._bind_control(self.pc.createDataChannel(CONTROL_LABEL))
+        self._bind_probe(self.pc.createDataChannel(PROBE_LABEL, ordered=False, maxRetransmits=0))
+        with chosen_host_addresses(self.settings.session.host_addresses):
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        return {"type": "offer", "sdp": self.pc.localDescription.sdp}
+
+    async def accept_answer(self, answer: dict) -> None:
+        await self.pc.setRemoteDescription(_description(answer, "answer"))
+        self._after_negotiation()
+
+    async def answer_offer(self, offer: dict) -> dict:
+        await self.pc.setRemoteDescription(_description(offer, "offer"))
+        self._add_media()
+        with chosen_host_addresses(self.settings.session.host_addresses):
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._after_negotiation()
+        return {"type": "answer", "sdp": self.pc.localDescription.sdp}
+
+    def _after_negotiation(self) -> None:
+        self._codecs = _codecs_of(self.pc.remoteDescription.sdp)
+        rtp_tap.attach(self.pc, self._on_rtp_received, self._on_rtp_sent)
+
+    # -- taps -----------------------------------------------------------------------
+    def _on_rtp_received(self, packet: RtpPacket, now: float) -> None:
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        if codec.rtx:
+            self.rtx_received += 1
+            return
+        if self.t0 is None:
+            self.t0 = now
+            self.media_flowing.set()
+        meter = self.meters.get(packet.ssrc)
+        if meter is None:
+            meter = self.meters[packet.ssrc] = StreamMeter(codec.kind, packet.ssrc, codec.clock_rate, self.t0)
+        size = 12 + len(packet.payload) + packet.padding_size
+        meter.add_packet(packet.sequence_number, packet.timestamp, now, size,
+                         packet.extensions.abs_send_time)
+
+    def _on_rtp_sent(self, ssrc: int, seq: int, size: int, now: float) -> None:
+        c = self.sent.get(ssrc)
+        if c is None:
+            c = self.sent[ssrc] = _SentCounter(first_seq=seq, last_seq=seq)
+        c.last_seq = seq
+        c.packets += 1
+        c.bytes += size
+
+    def _on_track(self, track) -> None:
+        self._spawn(self._consume(track))
+
+    async def _consume(self, track) -> None:
+        """Take decoded frames and drop them: counted for frame rate and freezes, never kept."""
+        times = self._frames[track.kind]
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                now = time.monotonic()
+                times.append(now)
+                if track.kind == "video":
+                    for m in self.meters.values():
+                        if m.kind == "video":
+                            m.add_frame(now)
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        log.debug("%s: connection %s", self.role, state)
+        if state in ("failed", "closed"):
+            self.finished.set()
+
+    # -- data channels --------------------------------------------------------------
+    def _on_datachannel(self, channel) -> None:
+        if channel.label == CONTROL_LABEL:
+            self._bind_control(channel)
+            if channel.readyState == "open":
+                self.control_open.set()
+        elif channel.label == PROBE_LABEL:
+            self._bind_probe(channel)
+
+    def _bind_control(self, channel) -> None:
+        self._control = channel
+        channel.on("open", self.control_open.set)
+        channel.on("message", self._on_control)
+
+    def _bind_probe(self, channel) -> None:
+        self._probe = channel
+
+        @channel.on("message")
+        def on_probe(message: bytes) -> None:
+            if not isinstance(message, bytes) or len(message) != _PROBE.size:
+                return
+            if self.role == "callee":
+                if channel.readyState == "open":
+                    channel.send(message)
+            else:
+                _, sent = _PROBE.unpack(message)
+                self.rtts.append((sent, time.monotonic() - sent))
+
+    def _send_control(self, message: dict) -> None:
+        if self._control is not None and self._control.readyState == "open":
+            self._control.send(json.dumps(message, separators=(",", ":")))
+
+    def _on_control(self, raw: Any) -> None:
+        try:
+            message = json.loads(raw)
+            kind = message["type"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("%s: ignoring malformed control message", self.role)
+            return
+        if kind == "interval":
+            self.peer_intervals.append(message)
+        elif kind == "finish" and self.role == "callee":
+            self.peer_sent = _parse_sent(message.get("sent"))
+            self._spawn(self._callee_finish())
+        elif kind == "final" and self.role == "caller":
+            self.peer_sent = _parse_sent(message.get("sent"))
+            self.peer_final = message.get("received")
+            self._final_received.set()
+        elif kind == "bye":
+            self.finished.set()
+
+    # -- running --------------------------------------------------------------------
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _pause_media(self) -> None:
+        for track in self.tracks:
+            track.pause()
+
+    def _sent_summary(self) -> dict[str, dict]:
+        return {str(ssrc): vars(c) for ssrc, c in self.sent.items()}
+
+    def _finalize_inbound(self) -> None:
+        end = time.monotonic()
+        for ssrc, meter in self.meters.items():
+            counts = self.peer_sent.get(ssrc)
+            if counts:
+                meter.finalize(counts["first_seq"], counts["last_seq"], end)
+
+    def live_interval(self, index: int) -> dict:
+        """This side's receive figures for second `index` (as known now)."""
+        side = receive_side(self.meters, self._frames["video"], self.t0, until=time.monotonic())
+        intervals = side["intervals"]
+        return intervals[index] if index < len(intervals) else {"t": float(index), "packets": 0,
+                                                                 "lost": 0, "stalled": True}
+
+    async def _ticker(self, on_tick: Callable[[int], None], stop: asyncio.Event) -> None:
+        """Call on_tick(i) at the end of each whole second after media started."""
+        i = 0
+        while not stop.is_set():
+            due = self.t0 + i + 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, due - time.monotonic()))
+            if stop.is_set():
+                break
+            on_tick(i)
+            i += 1
+
+    async def _probe_loop(self, stop: asyncio.Event) -> None:
+        period = 1.0 / self.settings.session.probe_hz
+        n = 0
+        while not stop.is_set():
+            if self._probe is not None and self._probe.readyState == "open":
+                self._probe.send(_PROBE.pack(n & 0xFFFFFFFF, time.monotonic()))
+                n += 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=period)
+
+    async def wait_connected(self, timeout: float) -> None:
+        waiter = asyncio.gather(self.media_flowing.wait(), self.control_open.wait())
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            state = f"ICE {self.pc.iceConnectionState}, connection {self.pc.connectionState}"
+            missing = "no media from the peer" if not self.media_flowing.is_set() else "no data channel"
+            raise SessionError(f"{missing} within {timeout:g} s ({state})") from None
+
+    async def run_as_caller(self, duration_s: float, started: float) -> dict:
+        """After connecting: run for `duration_s`, finish, and build the report."""
+        stop = asyncio.Event()
+
+        def tick(i: int) -> None:
+            if self.on_interval is None:
+                return
+            # The callee's figures for second i are sent at the end of its own second i
+            # and may not be here yet: take the newest of i and i-1.
+            peer = next((m for m in reversed(self.peer_intervals) if m.get("i") in (i, i - 1)), None)
+            rtts = [r * 1000 for s, r in self.rtts if int(s - self.t0) == i]
+            self.on_interval({"t": float(i),
+                              "rtt_ms": sum(rtts) / len(rtts) if rtts else None,
+                              "inbound": self.live_interval(i),
+                              "outbound": peer.get("received") if peer else None})
+
+        self._send_control({"type": "start", "duration_s": duration_s})
+        ticker = self._spawn(self._ticker(tick, stop))
+        prober = self._spawn(self._probe_loop(stop))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.finished.wait(), timeout=duration_s)
+        end = time.monotonic()
+        stop.set()
+        await asyncio.gather(ticker, prober, return_exceptions=True)
+
+        # Finish: stop sending, tell the callee what we sent, get its figures and counts.
+        self._pause_media()
+        self._send_control({"type": "finish", "sent": self._sent_summary()})
+        error = None
+        try:
+            await asyncio.wait_for(self._final_received.wait(), FINISH_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            error = "the peer did not send its final figures (link lost at the end?)"
+        await asyncio.sleep(DRAIN_S)
+        self._finalize_inbound()
+        self._send_control({"type": "bye"})
+        inbound = receive_side(self.meters, self._frames["video"], self.t0, until=end)
+        outbound = self.peer_final
+        if outbound is None and self.peer_intervals:
+            outbound = self.peer_intervals[-1].get("cumulative")
+        return build_report(
+            started_at=started, duration_s=end - self.t0, connected=True,
+            connect_ms=(self.t0 - self._connect_start) * 1000.0, error=error,
+            rtts=[(s - self.t0, r) for s, r in self.rtts],
+            inbound=inbound, outbound=outbound, profile=self.profile_name,
+            thresholds_path=self.settings.session.thresholds_path,
+            thresholds_profile=self.settings.session.thresholds_profile,
+            extra={"rtx_received": self.rtx_received,
+                   "sent": {"packets": sum(c.packets for c in self.sent.values())}})
+
+    async def serve_as_callee(self) -> dict:
+        """Serve until the caller says bye, the connection ends or the caller goes silent."""
+        stop = asyncio.Event()
+
+        def tick(i: int) -> None:
+            side = receive_side(self.meters, self._frames["video"], self.t0, until=time.monotonic())
+            iv = side["intervals"][i] if i < len(side["intervals"]) else None
+            self._send_control({"type": "interval", "i": i, "received": iv,
+                                "cumulative": {k: v for k, v in side.items() if k != "intervals"}})
+
+        try:
+            await self.wait_connected(self.settings.session.connect_timeout_s)
+        except SessionError as exc:
+            return {"error": str(exc)}
+        ticker = self._spawn(self._ticker(tick, stop))
+        try:
+            while not self.finished.is_set():
+                last = max((m.last_arrival or 0 for m in self.meters.values()), default=self.t0)
+                if time.monotonic() - last > CALLEE_GRACE_S:
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.finished.wait(), timeout=1.0)
+        finally:
+            stop.set()
+            await asyncio.gather(ticker, return_exceptions=True)
+        return receive_side(self.meters, self._frames["video"], self.t0, until=time.monotonic())
+
+    async def _callee_finish(self) -> None:
+        self._pause_media()
+        await asyncio.sleep(DRAIN_S)
+        self._finalize_inbound()
+        received = receive_side(self.meters, self._frames["video"], self.t0, until=time.monotonic())
+        self._send_control({"type": "final", "sent": self._sent_summary(), "received": received})
+
+    async def close(self) -> None:
+        """Idempotent: stops the tracks, closes the connection, cancels every task."""
+        if self._closed:
+            return
+        self._closed = True
+        for track in self.tracks:
+            track.stop()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _set_video_bitrate(kbps: int) -> None:
+    # aiortc's VP8 encoder starts at vpx.DEFAULT_BITRATE and follows the receiver's
+    # REMB between MIN_BITRATE and MAX_BITRATE; start it at the profile's rate.
+    from aiortc.codecs import vpx
+    vpx.DEFAULT_BITRATE = max(vpx.MIN_BITRATE, min(kbps * 1000, vpx.MAX_BITRATE))
+
+
+def _description(message: dict, expected: str) -> RTCSessionDescription:
+    if not isinstance(message, dict):
+        raise SignalingError(f"expected an {expected} object, got {type(message).__name__}")
+    if message.get("type") != expected or not isinstance(message.get("sdp"), str):
+        raise SignalingError(f"expected {{'type': '{expected}', 'sdp': str}}")
+    return RTCSessionDescription(sdp=message["sdp"], type=expected)
+
+
+def _codecs_of(sdp: str) -> dict[int, _Codec]:
+    codecs: dict[int, _Codec] = {}
+    for media in SessionDescription.parse(sdp).media:
+        if media.kind not in ("audio", "video"):
+            continue
+        for codec in media.rtp.codecs:
+            rtx = codec.mimeType.lower().endswith("/rtx")
+            codecs[codec.payloadType] = _Codec(media.kind, codec.clockRate, rtx)
+    return codecs
+
+
+def _parse_sent(raw: Any) -> dict[int, dict]:
+    out: dict[int, dict] = {}
+    if isinstance(raw, dict):
+        for ssrc, counts in raw.items():
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                out[int(ssrc)] = {"first_seq": int(counts["first_seq"]) & 0xFFFF,
+                                  "last_seq": int(counts["last_seq"]) & 0xFFFF}
+    return out
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: float,
+                     profile: str | None = None, on_interval: IntervalFn | None = None) -> dict:
+    """Run a whole test session as the caller; returns the vks.test-report/1 dict.
+
+    Never raises for a network failure: the report says `connected: false` and why.
+    """
+    started = _now_iso()
+    session = PeerSession(settings, "caller", profile, on_interval)
+    session._connect_start = time.monotonic()
+    try:
+        offer = await session.make_offer()
+        timeout = settings.session.connect_timeout_s
+        try:
+            answer = await asyncio.wait_for(signal(offer), timeout)
+        except asyncio.TimeoutError:
+            raise SignalingError(f"the peer did not answer the offer within {timeout:g} s") from None
+        await session.accept_answer(answer)
+        await session.wait_connected(max(1.0, timeout - (time.monotonic() - session._connect_start)))
+        return await session.run_as_caller(duration_s, started)
+    except SessionError as exc:
+        return build_report(started_at=started, duration_s=0.0, connected=False, connect_ms=None,
+                            error=str(exc), rtts=[], inbound=None, outbound=None,
+                            profile=session.profile_name,
+                            thresholds_path=settings.session.thresholds_path,
+                            thresholds_profile=settings.session.thresholds_profile)
+    finally:
+        await session.close()
+
+
+async def answer_offer(settings: AgentSettings, offer: dict, *, profile: str | None = None,
+                       on_interval: IntervalFn | None = None) -> tuple[dict, asyncio.Task]:
+    """Answer `offer` and serve the session in a task whose result is this side's
+    receive summary. Raises SignalingError for an offer that cannot be answered."""
+    session = PeerSession(settings, "callee", profile, on_interval)
+    try:
+        answer = await session.answer_offer(offer)
+    except SignalingError:
+        await session.close()
+        raise
+    except Exception as exc:   # aiortc raises ValueError & co. for bad SDP
+        await session.close()
+        raise SignalingError(f"cannot answer the offer: {exc}") from None
+
+    async def serve() -> dict:
+        try:
+            return await session.serve_as_callee()
+        finally:
+            await session.close()
+
+    return answer, asyncio.ensure_future(serve())
