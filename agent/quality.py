@@ -24,7 +24,8 @@ What is compared with the limits:
   streams. Delay and jitter are also judged on their own network limits.
 - frame rate / freeze: when the report carries them (`frame_rate` or `fps`,
   `freeze_s`); per-second stalls (no packets) in the intervals count as freezes.
-An unknown figure (None) fails nothing; it is noted in the reasons.
+An unknown delay, jitter or loss (None) fails nothing; it is noted in the
+reasons. Frame rate and freeze are optional figures: judged when present.
 """
 from __future__ import annotations
 
@@ -405,8 +406,7 @@ def _judge_delay(f: _Findings, fig: Figures, th: Thresholds, label: str | None) 
 
 
 def _judge_direction(f: _Findings, fig: Figures, th: Thresholds, label: str | None, *,
-                     with_delay: bool = True, mos_fig: Figures | None = None,
-                     note_video: bool = False) -> None:
+                     with_delay: bool = True, mos_fig: Figures | None = None) -> None:
     p = _prefix(label)
     if with_delay:
         _judge_delay(f, fig, th, label)
@@ -421,8 +421,6 @@ def _judge_direction(f: _Findings, fig: Figures, th: Thresholds, label: str | No
     if fig.frame_rate is not None:
         _check_min(f, th, "frame_rate_min", fig.frame_rate, f"{p}video frame rate",
                    lambda v: f"{v:.1f} fps")
-    elif note_video and _has_limit(th, "frame_rate_min"):
-        f.note(f"{p}video frame rate unknown: not judged")
     if fig.freeze_s is not None:
         _check_max(f, th, "freeze_s", fig.freeze_s, f"{p}longest freeze", lambda v: f"{v:.1f} s")
     # MOS of this direction (speech: the audio stream's figures when given).
@@ -520,11 +518,6 @@ def _audio_stream(report: Mapping[str, Any], direction: str) -> Mapping[str, Any
     return None
 
 
-def _carries_video(report: Mapping[str, Any], direction: str) -> bool:
-    return any(isinstance(s, Mapping) and s.get("kind") == "video" and s.get("direction") == direction
-               for s in report.get("streams") or ())
-
-
 def _judge_shared_delay(f: _Findings, rtt: float | None, th: Thresholds, directions: list[str]) -> None:
     """The RTT-derived delay, judged once for the directions that share it."""
     if not directions:
@@ -576,7 +569,7 @@ def judge_report(report: Mapping[str, Any], thresholds: Thresholds) -> Judgement
             mos_fig = replace(fig, loss_ratio=_loss_ratio(audio),
                               jitter_ms=_summary(audio.get("jitter_ms"), "p95", "mean") or fig.jitter_ms)
         _judge_direction(f, fig, thresholds, direction, with_delay=one_way is not None,
-                         mos_fig=mos_fig, note_video=_carries_video(report, direction))
+                         mos_fig=mos_fig)
     _judge_shared_delay(f, rtt, thresholds, rtt_delay_for)
     return f.judgement()
 
