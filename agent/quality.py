@@ -406,7 +406,8 @@ def _judge_delay(f: _Findings, fig: Figures, th: Thresholds, label: str | None) 
 
 
 def _judge_direction(f: _Findings, fig: Figures, th: Thresholds, label: str | None, *,
-                     with_delay: bool = True, mos_fig: Figures | None = None) -> None:
+                     with_delay: bool = True, mos_fig: Figures | None = None,
+                     freeze_what: str = "longest freeze") -> None:
     p = _prefix(label)
     if with_delay:
         _judge_delay(f, fig, th, label)
@@ -422,7 +423,7 @@ def _judge_direction(f: _Findings, fig: Figures, th: Thresholds, label: str | No
         _check_min(f, th, "frame_rate_min", fig.frame_rate, f"{p}video frame rate",
                    lambda v: f"{v:.1f} fps")
     if fig.freeze_s is not None:
-        _check_max(f, th, "freeze_s", fig.freeze_s, f"{p}longest freeze", lambda v: f"{v:.1f} s")
+        _check_max(f, th, "freeze_s", fig.freeze_s, f"{p}{freeze_what}", lambda v: f"{v:.1f} s")
     # MOS of this direction (speech: the audio stream's figures when given).
     m = mos_fig or fig
     if m.loss_ratio is None:
@@ -518,6 +519,43 @@ def _audio_stream(report: Mapping[str, Any], direction: str) -> Mapping[str, Any
     return None
 
 
+def _report_jitter(d: Mapping[str, Any], intervals: list[Mapping[str, Any]], direction: str) -> float | None:
+    """p95 jitter: the direction's summary, else the per-second values, else its scalar."""
+    for v in (d.get("jitter_ms"), (d.get("summary") or {}).get("jitter_ms")):
+        if isinstance(v, Mapping):
+            x = _summary(v, "p95", "mean", "max")
+            if x is not None:
+                return x
+    per_second = [x for iv in intervals if isinstance(iv.get(direction), Mapping)
+                  for x in [_num_or_none(iv[direction].get("jitter_ms"))] if x is not None]
+    return p95(per_second) if per_second else _num_or_none(d.get("jitter_ms"))
+
+
+def _report_freeze(d: Mapping[str, Any], intervals: list[Mapping[str, Any]],
+                   direction: str) -> tuple[float | None, str]:
+    """(freeze figure, how to name it): the longest freeze or stall.
+
+    `freeze_max_s` is the longest video freeze; stalls are runs of seconds without
+    packets (`longest_stall_s`, or counted in the intervals). When only the total
+    `freeze_s` is known it is exact for a single freeze and, for several, stands
+    in for the longest (conservatively) and is named as a total.
+    """
+    stall = max((x for x in (_num_or_none(d.get("longest_stall_s")), _longest_stall_s(intervals, direction))
+                 if x is not None), default=None)
+    longest = _summary(d.get("freeze_max_s"), "max_s", "max")
+    what = "longest freeze"
+    if longest is None:
+        total = _summary(d.get("freeze_s"), "total_s", "max_s", "max")
+        count = _num_or_none(d.get("freezes"))
+        if total is not None and count is not None and count > 1:
+            if stall is None or total > stall:
+                return total, f"video frozen in total ({count:.0f} freezes)"
+        longest = total
+    if stall is not None and (longest is None or stall >= longest):
+        return (stall or None), "longest stall (no packets)"
+    return longest, what
+
+
 def _judge_shared_delay(f: _Findings, rtt: float | None, th: Thresholds, directions: list[str]) -> None:
     """The RTT-derived delay, judged once for the directions that share it."""
     if not directions:
@@ -545,22 +583,19 @@ def judge_report(report: Mapping[str, Any], thresholds: Thresholds) -> Judgement
             f.add("degraded", f"{direction}: no figures (direction not measured)")
             continue
         packets = _num_or_none(d.get("packets"))
+        loss_ratio = _loss_ratio(d)
+        if packets is None and loss_ratio is None:
+            f.add("degraded", f"{direction}: no figures (direction not measured)")
+            continue
         if packets == 0:
             f.add("unusable", f"{direction}: no packets received")
             continue
-        jitter = _summary(d.get("jitter_ms"), "p95", "mean", "max")
-        if not isinstance(d.get("jitter_ms"), Mapping):
-            per_second = [x for iv in intervals if isinstance(iv.get(direction), Mapping)
-                          for x in [_num_or_none(iv[direction].get("jitter_ms"))] if x is not None]
-            jitter = p95(per_second) if per_second else jitter
-        freeze = _summary(d.get("freeze_s"), "max_s", "max")
-        stall = _longest_stall_s(intervals, direction)
-        if stall:
-            freeze = max(freeze or 0.0, stall)
+        jitter = _report_jitter(d, intervals, direction)
+        freeze, freeze_what = _report_freeze(d, intervals, direction)
         one_way = _summary(d.get("one_way_delay_ms"), "p95", "mean")
         if one_way is None:
             rtt_delay_for.append(direction)
-        fig = Figures(rtt_ms=rtt, jitter_ms=jitter, loss_ratio=_loss_ratio(d), one_way_delay_ms=one_way,
+        fig = Figures(rtt_ms=rtt, jitter_ms=jitter, loss_ratio=loss_ratio, one_way_delay_ms=one_way,
                       frame_rate=_summary(d.get("frame_rate", d.get("fps")), "mean", "p50"),
                       freeze_s=freeze, burst_r=_num_or_none(d.get("burst_r")) or 1.0)
         audio = _audio_stream(report, direction)
@@ -569,7 +604,7 @@ def judge_report(report: Mapping[str, Any], thresholds: Thresholds) -> Judgement
             mos_fig = replace(fig, loss_ratio=_loss_ratio(audio),
                               jitter_ms=_summary(audio.get("jitter_ms"), "p95", "mean") or fig.jitter_ms)
         _judge_direction(f, fig, thresholds, direction, with_delay=one_way is not None,
-                         mos_fig=mos_fig)
+                         mos_fig=mos_fig, freeze_what=freeze_what)
     _judge_shared_delay(f, rtt, thresholds, rtt_delay_for)
     return f.judgement()
 

@@ -344,7 +344,34 @@ def test_blackout_is_not_averaged_away(hearing):
     rep = _report(duration_s=60.0, intervals=intervals, inbound=_direction(packets=8400, lost=0))
     j = q.judge_report(rep, hearing)
     assert j.verdict == "unusable"
-    assert "inbound longest freeze 4.0 s > 3.0 s (unusable)" in j.reasons
+    assert "inbound longest stall (no packets) 4.0 s > 3.0 s (unusable)" in j.reasons
+
+
+def test_report_shape_of_agent_report(hearing):
+    """The keys agent/report.py writes: summary p95 jitter, stall and freeze figures."""
+    rep = _report(intervals=[])
+    rep["inbound"].update({
+        "jitter_ms": 8.0, "stall_s": 0, "longest_stall_s": 0,
+        "summary": {"loss_ratio": {"mean": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0},
+                    "jitter_ms": {"mean": 9.0, "p50": 8.0, "p95": 33.0, "max": 41.0}},
+        "fps": 14.2, "freezes": 3, "freeze_s": 1.6})
+    rep["outbound"].update({"fps": 4.5, "freezes": 1, "freeze_s": 1.2, "longest_stall_s": 2})
+    j = q.judge_report(rep, hearing)
+    assert j.verdict == "unusable"
+    assert j.reasons == [
+        "outbound video frame rate 4.5 fps < 5.0 fps (unusable)",
+        "outbound longest stall (no packets) 2.0 s > 1.0 s (degraded)",
+        "inbound jitter 33 ms > 30 ms (degraded)",
+        "inbound video frozen in total (3 freezes) 1.6 s > 1.0 s (degraded)",
+    ]
+
+
+def test_direction_with_only_empty_figures_is_not_measured(hearing):
+    # agent/report.py writes {key: None} for a side that sent nothing back.
+    empty = {k: None for k in ("packets", "lost", "loss_ratio", "jitter_ms", "bitrate_kbps")}
+    j = q.judge_report(_report(outbound=empty), hearing)
+    assert j.verdict == "degraded"
+    assert j.reasons == ["outbound: no figures (direction not measured)"]
 
 
 def test_direction_without_figures_is_degraded(hearing):
