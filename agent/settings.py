@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent import configfile
 
@@ -94,6 +94,43 @@ class HookSettings(Strict):
     timeout_s: float = 10.0
 
 
+class HealthSettings(Strict):
+    """Terminal health (rule 14, agent/health.py): what is checked, when it is a problem."""
+    interval_s: float = Field(30.0, gt=0)            # how often the agent checks
+    cpu_sample_s: float = Field(0.25, gt=0, le=5)    # CPU percent measured over this long
+    cpu_warn_percent: float = Field(85.0, ge=0, le=100)
+    cpu_fail_percent: float = Field(98.0, ge=0, le=100)
+    load_per_cpu_warn: float = Field(2.0, gt=0)      # 1-min load average / CPUs
+    memory_warn_ratio: float = Field(0.85, ge=0, le=1)
+    memory_fail_ratio: float = Field(0.95, ge=0, le=1)
+    # Checked besides "/" and the outbox's directory.
+    disk_paths: list[Path] = Field(default_factory=list)
+    disk_warn_ratio: float = Field(0.90, ge=0, le=1)
+    disk_fail_ratio: float = Field(0.98, ge=0, le=1)
+    disk_warn_free_bytes: int = Field(1024 ** 3, ge=0)
+    disk_fail_free_bytes: int = Field(200 * 1024 ** 2, ge=0)
+    # Interfaces that must be up; empty: the default route's interface.
+    interfaces: list[str] = Field(default_factory=list)
+    min_speed_mbps: int = Field(100, ge=0)           # 0: not checked; unknown speeds are not judged
+    net_errors_warn: int = Field(1, ge=1)            # new errors since the last check
+    net_drop_ratio_warn: float = Field(0.01, ge=0, le=1)   # new drops / new packets
+    camera_missing: Literal["ok", "warn", "fail"] = "warn"
+    microphone_missing: Literal["ok", "warn", "fail"] = "warn"
+    clock_unsynchronised: Literal["ok", "warn", "fail"] = "warn"
+    clock_offset_warn_s: float = Field(0.5, gt=0)
+    clock_offset_fail_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _warn_before_fail(self):
+        for warn, fail in (("cpu_warn_percent", "cpu_fail_percent"), ("memory_warn_ratio", "memory_fail_ratio"),
+                           ("disk_warn_ratio", "disk_fail_ratio"), ("clock_offset_warn_s", "clock_offset_fail_s")):
+            if getattr(self, warn) > getattr(self, fail):
+                raise ValueError(f"{warn} ({getattr(self, warn)}) must not exceed {fail} ({getattr(self, fail)})")
+        if self.disk_warn_free_bytes < self.disk_fail_free_bytes:
+            raise ValueError("disk_warn_free_bytes must not be below disk_fail_free_bytes")
+        return self
+
+
 class AgentSettings(Strict):
     terminal_id: str = Field(default_factory=lambda: os.uname().nodename)
     role: Literal["courtroom", "institution"] = "courtroom"
@@ -101,6 +138,7 @@ class AgentSettings(Strict):
     controller: ControllerLink = Field(default_factory=ControllerLink)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     hooks: HookSettings = Field(default_factory=HookSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     def profile(self, name: str | None) -> VideoProfile:
         name = name or self.session.default_profile
