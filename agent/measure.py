@@ -26,8 +26,10 @@ from typing import Iterable
 SEQ_MOD = 1 << 16
 ABS_SEND_TIME_MOD = 1 << 24          # 6.18 fixed-point seconds, wraps every 64 s
 ABS_SEND_TIME_UNIT = 1.0 / (1 << 18)
-# A forward jump larger than this is a sender restart, not a loss (RFC 3550 A.1 MAX_DROPOUT).
+# A forward jump larger than this is a sender restart, not a loss; one further back
+# than MAX_MISORDER is too (RFC 3550 A.1 MAX_DROPOUT, MAX_MISORDER).
 MAX_DROPOUT = 3000
+MAX_MISORDER = 100
 # Missing packets older than this many sequence numbers behind the newest can no
 # longer arrive late; they are folded into the per-interval counters.
 MISSING_HORIZON = 4096
@@ -88,6 +90,8 @@ class StreamMeter:
     _intervals: dict[int, Interval] = field(default_factory=dict)
     _frame_times: list[float] = field(default_factory=list)
     resyncs: int = 0
+    _seq_offset: int = 0
+    _bad_seq: int | None = None
 
     # -- feeding ------------------------------------------------------------------
     def _interval(self, t: float) -> Interval:
@@ -99,13 +103,27 @@ class StreamMeter:
 
     def _ext(self, seq: int) -> int:
         """Extend a 16-bit sequence number relative to the newest one."""
+        seq = (seq + self._seq_offset) % SEQ_MOD
         if self.max_ext is None:
             return seq
-        max_seq = self.max_ext % SEQ_MOD
-        delta = (seq - max_seq) % SEQ_MOD
-        if delta >= SEQ_MOD // 2:
-            delta -= SEQ_MOD
+        delta = (seq - self.max_ext) % SEQ_MOD
+        if delta > SEQ_MOD - MAX_MISORDER:
+            delta -= SEQ_MOD                  # a late packet
         return self.max_ext + delta
+
+    def _big_jump(self, seq: int) -> bool:
+        """RFC 3550 A.1: a jump of more than MAX_DROPOUT is taken as a sender restart
+        once two consecutive packets confirm it; the first of them is not counted."""
+        ext = self._ext(seq)
+        if ext - self.max_ext <= MAX_DROPOUT:
+            return False
+        if seq == self._bad_seq:
+            self.resyncs += 1
+            self._seq_offset = (self._seq_offset + self.max_ext + 1 - self._ext(seq)) % SEQ_MOD
+            self._bad_seq = None
+            return False
+        self._bad_seq = (seq + 1) % SEQ_MOD
+        return True
 
     def _send_time(self, abs_send_time: int) -> float:
         if self._send_unwrapped is None:
@@ -128,18 +146,14 @@ class StreamMeter:
 
     def add_packet(self, seq: int, rtp_timestamp: int, arrival: float, size: int,
                    abs_send_time: int | None = None) -> None:
+        if self.max_ext is not None and self._big_jump(seq):
+            return
         ext = self._ext(seq)
         if self.max_ext is None:
             self.base_ext = self.max_ext = ext
             self.first_arrival = arrival
         elif ext > self.max_ext:
-            gap = ext - self.max_ext - 1
-            if gap > MAX_DROPOUT:
-                # The sender restarted its numbering: start counting afresh.
-                self.resyncs += 1
-                self.base_ext = ext - self.packets
-                self._missing.clear()
-            elif gap > 0:
+            if ext > self.max_ext + 1:
                 self._mark_missing(self.max_ext + 1, ext - 1, self.last_arrival or arrival, arrival)
             self.max_ext = ext
         elif ext in self._received or ext < self.max_ext - MISSING_HORIZON:
@@ -203,7 +217,7 @@ class StreamMeter:
             if last_ext > self.max_ext and last_ext - self.max_ext <= MAX_DROPOUT * 10:
                 self._mark_missing(self.max_ext + 1, last_ext, self.last_arrival, max(end, self.last_arrival))
                 self.max_ext = last_ext
-        if sender_first_seq is not None:
+        if sender_first_seq is not None and not self.resyncs:
             base_seq = self.base_ext % SEQ_MOD
             back = (base_seq - sender_first_seq) % SEQ_MOD
             if 0 < back <= MAX_DROPOUT:

@@ -349,7 +349,7 @@ class PeerSession:
             rtts=[(s - self.t0, r) for s, r in self.rtts],
             inbound=inbound, outbound=outbound, profile=self.profile_name,
             thresholds_path=self.settings.session.thresholds_path,
-            thresholds_profile=self.settings.session.thresholds_profile,
+            thresholds_profile=self.profile.thresholds,
             extra={"rtx_received": self.rtx_received,
                    "sent": {"packets": sum(c.packets for c in self.sent.values())}})
 
@@ -465,7 +465,7 @@ async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: f
                             error=str(exc), rtts=[], inbound=None, outbound=None,
                             profile=session.profile_name,
                             thresholds_path=settings.session.thresholds_path,
-                            thresholds_profile=settings.session.thresholds_profile)
+                            thresholds_profile=session.profile.thresholds)
     finally:
         await session.close()
 

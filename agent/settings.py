@@ -41,6 +41,8 @@ class VideoProfile(Strict):
     bitrate_kbps: int = Field(600, ge=50, le=8000)
     audio: bool = True
     video: bool = True
+    # The threshold profile (configs/thresholds.yaml) a session of this profile is judged by.
+    thresholds: str = "hearing"
 
 
 def _default_profiles() -> dict[str, VideoProfile]:
@@ -48,7 +50,7 @@ def _default_profiles() -> dict[str, VideoProfile]:
         # What a hearing carries: 360p at 15 fps, Opus audio (issue 3).
         "hearing": VideoProfile(),
         # The lighter monitoring session kept up during a hearing (issue 5).
-        "monitor": VideoProfile(width=320, height=180, fps=10, bitrate_kbps=250),
+        "monitor": VideoProfile(width=320, height=180, fps=10, bitrate_kbps=250, thresholds="monitor"),
         "audio-only": VideoProfile(video=False),
     }
 
@@ -70,7 +72,6 @@ class SessionSettings(Strict):
     # Largest offer the responder reads (bytes); larger gets 400.
     max_offer_bytes: int = Field(64 * 1024, ge=1024)
     thresholds_path: Path = REPO_CONFIGS / "thresholds.yaml"
-    thresholds_profile: str = "hearing"
 
 
 class ControllerLink(Strict):

@@ -1,0 +1,119 @@
+"""The receiver's arithmetic (agent/measure.py) on packet sequences whose truth is known."""
+import random
+
+import pytest
+
+from agent.measure import ABS_SEND_TIME_MOD, StreamMeter, percentile, summarize
+from agent.report import receive_side
+
+T0 = 1000.0
+
+
+def ast(seconds: float) -> int:
+    """abs-send-time of a send moment (6.18 fixed point, 24 bits)."""
+    return int(round(seconds * (1 << 18))) % ABS_SEND_TIME_MOD
+
+
+def feed(meter, packets):
+    for seq, sent, arrival in packets:
+        meter.add_packet(seq % 65536, int(sent * 48000), arrival, 100, ast(sent))
+
+
+def stream(n, rate=50.0, delay=0.02, start_seq=100, t_send0=T0):
+    return [(start_seq + i, t_send0 + i / rate, t_send0 + i / rate + delay) for i in range(n)]
+
+
+def test_clean_stream_has_no_loss_and_no_jitter():
+    m = StreamMeter("audio", 1, 48000, T0)
+    feed(m, stream(500))
+    assert (m.packets, m.lost, m.expected) == (500, 0, 500)
+    assert m.jitter_s * 1000 == pytest.approx(0.0, abs=0.01)
+
+
+def test_gaps_are_counted_exactly_and_placed_in_their_second():
+    m = StreamMeter("audio", 1, 48000, T0)
+    pkts = stream(500)                          # 10 s at 50 pps
+    dropped = {10, 11, 12, 260, 499 - 1}
+    feed(m, [p for i, p in enumerate(pkts) if i not in dropped])
+    assert m.lost == len(dropped)
+    ivs = m.intervals()
+    assert ivs[0].lost == 3                    # seqs 10-12 were due in second 0
+    assert ivs[5].lost == 1                    # 260 / 50 pps = 5.2 s
+    assert sum(iv.lost for iv in ivs.values()) == len(dropped)
+
+
+def test_loss_after_the_last_packet_counts_once_the_sender_tells():
+    m = StreamMeter("audio", 1, 48000, T0)
+    pkts = stream(300, start_seq=65500)        # wraps the 16-bit sequence number
+    feed(m, pkts[5:290])                        # first 5 and last 10 never arrive
+    assert m.lost == 0                         # nothing seen is missing yet
+    m.finalize(sender_first_seq=65500, sender_last_seq=(65500 + 299) % 65536, end=T0 + 6.5)
+    assert m.lost == 15
+    assert m.expected == 300
+
+
+def test_blackout_shows_as_seconds_of_total_loss():
+    m = StreamMeter("video", 2, 90000, T0)
+    pkts = stream(1000, rate=100.0)            # 10 s at 100 pps
+    feed(m, [p for p in pkts if not (T0 + 3.0 <= p[2] < T0 + 6.0)])   # by arrival
+    ivs = m.intervals()
+    for s in (3, 4, 5):
+        assert ivs[s].packets == 0 and ivs[s].lost == pytest.approx(100, abs=2)
+    assert m.lost == 300
+    side = receive_side({2: m}, [], T0)
+    assert side["stall_s"] >= 2 and side["longest_stall_s"] >= 2
+    assert [iv["stalled"] for iv in side["intervals"]][3:6].count(True) >= 2
+
+
+def test_reordered_packets_are_not_lost_and_duplicates_not_counted():
+    m = StreamMeter("audio", 1, 48000, T0)
+    pkts = stream(100)
+    order = pkts[:10] + [pkts[11], pkts[10]] + pkts[12:50] + [pkts[30]] + pkts[50:]
+    feed(m, order)
+    assert (m.packets, m.lost, m.reordered, m.duplicates) == (100, 0, 1, 1)
+    assert sum(iv.lost for iv in m.intervals().values()) == 0
+
+
+def test_jitter_follows_rfc3550_on_send_times_not_rtp_timestamps():
+    """The sender's pacing (RTP timestamps all regular, sends irregular) is not network jitter."""
+    rng = random.Random(1)
+    m = StreamMeter("audio", 1, 48000, T0)
+    truth_j = 0.0
+    prev_transit = None
+    for i in range(2000):
+        sent = T0 + i * 0.02 + rng.uniform(0, 0.008)        # sender-side scheduling wobble
+        transit = 0.03 + abs(rng.gauss(0, 0.005))              # network: base + jitter
+        m.add_packet((7 + i) % 65536, i * 960, sent + transit, 100, ast(sent))
+        if prev_transit is not None:
+            truth_j += (abs(transit - prev_transit) - truth_j) / 16
+        prev_transit = transit
+    assert m.jitter_s * 1000 == pytest.approx(truth_j * 1000, abs=0.05)
+
+
+def test_abs_send_time_wraps_every_64_seconds():
+    m = StreamMeter("audio", 1, 48000, T0)
+    feed(m, stream(200, rate=2.0, t_send0=60.0))   # crosses the 64 s wrap
+    assert m.jitter_s * 1000 == pytest.approx(0.0, abs=0.01)
+
+
+def test_sender_restart_is_not_thousands_of_losses():
+    m = StreamMeter("audio", 1, 48000, T0)
+    feed(m, stream(50, start_seq=100) + stream(50, start_seq=40000, t_send0=T0 + 1))
+    assert m.resyncs == 1 and m.lost == 0 and m.packets == 99   # the probation packet is not counted
+
+
+def test_frame_stats_detect_a_freeze():
+    m = StreamMeter("video", 2, 90000, T0)
+    t = T0
+    for i in range(60):
+        t += 1 / 15 if i != 30 else 0.8
+        m.add_frame(t)
+    stats = m.frame_stats()
+    assert stats["freezes"] == 1 and stats["freeze_s"] == pytest.approx(0.8, abs=0.01)
+    assert stats["fps"] == pytest.approx(59 / (t - T0 - 1 / 15), rel=0.01)
+
+
+def test_percentiles_and_summary():
+    assert percentile([], 95) is None
+    assert percentile(range(1, 101), 95) == 95
+    assert summarize([1.0, None, 3.0]) == {"mean": 2.0, "p50": 1.0, "p95": 3.0, "max": 3.0}
