@@ -614,10 +614,14 @@ def judge_interval(interval: Mapping[str, Any], thresholds: Thresholds) -> Judge
 
     A direction present in the interval is expected to carry packets: a second
     with none (or marked `stalled`) is a stall, unusable. A direction absent
-    (None) is not expected and is noted.
+    (None) is not expected and is noted. `fps` is the frames counted in the
+    interval; an interval shorter than a second (the last one of a session)
+    should say so in `duration_s`, or its frame count reads as a low rate.
     """
     f = _Findings()
     rtt = _num_or_none(interval.get("rtt_ms"))
+    span = _num_or_none(interval.get("duration_s"))
+    span = span if span is not None and 0 < span < 1 else None
     rtt_delay_for: list[str] = []
     for direction in DIRECTIONS:
         d = interval.get(direction)
@@ -627,10 +631,12 @@ def judge_interval(interval: Mapping[str, Any], thresholds: Thresholds) -> Judge
         if _stalled(d):
             f.add("unusable", f"{direction} stalled: no packets received in this second")
             continue
+        frame_rate = _num_or_none(d.get("frame_rate", d.get("fps")))
+        if frame_rate is not None and span is not None:
+            frame_rate = frame_rate / span      # frames counted in a shorter (last) interval
         fig = Figures(rtt_ms=rtt, jitter_ms=_num_or_none(d.get("jitter_ms")), loss_ratio=_loss_ratio(d),
                       one_way_delay_ms=_num_or_none(d.get("one_way_delay_ms")),
-                      frame_rate=_num_or_none(d.get("frame_rate", d.get("fps"))),
-                      freeze_s=_num_or_none(d.get("freeze_s")))
+                      frame_rate=frame_rate, freeze_s=_num_or_none(d.get("freeze_s")))
         if fig.one_way_delay_ms is None:
             rtt_delay_for.append(direction)
         _judge_direction(f, fig, thresholds, direction, with_delay=fig.one_way_delay_ms is not None)

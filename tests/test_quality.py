@@ -442,5 +442,13 @@ def test_interval_absent_direction_is_noted_not_a_stall(profiles):
     assert j.reasons == ["outbound: no figures this second"]
 
 
+def test_interval_frame_count_and_short_last_interval(profiles):
+    iv = {"t": 5.0, "rtt_ms": 40.0, "inbound": dict(_direction(3, 0), fps=1), "outbound": _direction(75, 0)}
+    j = q.judge_interval(iv, profiles["monitor"])
+    assert j.reasons == ["inbound video frame rate 1.0 fps < 3.0 fps (unusable)"]
+    iv["duration_s"] = 0.1      # the session ended 0.1 s into this second: 1 frame is 10 fps
+    assert q.judge_interval(iv, profiles["monitor"]).verdict == "good"
+
+
 def test_exit_codes_match_issue_3():
     assert q.EXIT_CODES == {"good": 0, "degraded": 1, "unusable": 3}
