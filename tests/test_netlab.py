@@ -20,7 +20,7 @@ import pytest
 from tests.netlab import ControlError, control, Impairment, ImpairmentError, Lab
 from tests.netlab.agents import path as agent_path
 from tests.netlab.fixtures import lab, make_lab, netlab_mark, skip_reason  # noqa: F401
-from tests.netlab.impair import DELIVER, DROP_BLACKOUT, DROP_LOSS, LinkDirection
+from tests.netlab.impair import DELIVER, DROP_BLACKOUT, DROP_LOSS, DROP_QUEUE, LinkDirection
 from tests.netlab.packet import (KIND_DTLS, KIND_RTCP, KIND_RTP, KIND_STUN, KIND_UDP,
                                  classify_udp_payload, parse)
 from tests.netlab.streams import find_ssrc, ping, udp_stream
@@ -96,6 +96,16 @@ def test_fifo_keeps_order_and_reorder_lets_packets_overtake():
         in_order = all(x <= y for x, y in zip(deps, deps[1:]))
         assert in_order is (not reorder)
         assert min(d - i * 0.002 for i, d in enumerate(deps)) >= 0.0
+
+
+def test_rate_limit_serialises_packets_and_tail_drops_past_the_buffer():
+    link = LinkDirection("a>b", random.Random(0))
+    link.set_config(Impairment(rate_kbps=800, buffer_ms=45))  # 1000 bytes = 10 ms each
+    out = [link.decide(0.0, 0, 1000) for _ in range(10)]
+    delivered = [t for v, t in out if v == DELIVER]
+    assert delivered == pytest.approx([0.01 * (i + 1) for i in range(5)])
+    assert [v for v, _ in out[5:]] == [DROP_QUEUE] * 5
+    assert link.decide(0.2, 0, 1000) == (DELIVER, pytest.approx(0.21))
 
 
 def test_blackout_drops_until_its_end():
@@ -206,7 +216,7 @@ def test_blackout_drops_everything_for_its_duration(make_lab):
         time.sleep(1.0)
         lab.blackout("a>b", seconds=1.0)
 
-    res = udp_stream(lab, "a>b", count=300, pps=100, port=5008, during=cut)
+    res = udp_stream(lab, "a>b", count=300, pps=100, port=5008, during=cut, idle=2.0)
     truth = lab.truth()
     s = find_ssrc(truth, "a>b", res.ssrc)
     assert s["dropped_loss"] == 0 and s["dropped"] == s["dropped_blackout"]
@@ -236,7 +246,7 @@ def test_runtime_control_history_errors_and_reset(lab):
         control.request(lab.control_path, "fly")
     with pytest.raises(ImpairmentError):
         lab.impair("sideways", loss=0.1)
-    ping(lab, "a", count=3, interval=0.02)
+    ping(lab, "a", count=3, interval=0.02, timeout=0.5)
     assert lab.truth(series=False)["directions"]["a>b"]["totals"]["packets"] == 3
     start = lab.truth_reset()
     truth = lab.truth()

@@ -23,7 +23,12 @@ Semantics (documented in README.md):
   ``pi_bad = p_gb / (p_gb + p_bg)``; mean burst length in the bad state ``1 / p_bg``.
 * blackout: every packet that reaches the router while a blackout is on is dropped
   (packets already in flight are still delivered, as on a cut behind the queue).
+* rate: ``rate_kbps`` > 0 makes the direction a bottleneck of that capacity ahead of the
+  delay line: each packet waits for the ones before it to be serialised (size * 8 / rate);
+  a packet that would wait more than ``buffer_ms`` is tail-dropped (a drop-tail buffer
+  measured in time). 0 = unlimited (the default).
 * queue cap: more than ``queue_limit`` packets in flight in one direction -> tail drop.
+  Both tail drops are counted as ``dropped_queue`` in the truth.
 """
 from __future__ import annotations
 
@@ -57,6 +62,8 @@ class Impairment:
     ge: tuple[float, float, float, float] | None = None
     reorder: bool = False
     queue_limit: int = 20_000
+    rate_kbps: float = 0.0
+    buffer_ms: float = 200.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -83,6 +90,8 @@ class Impairment:
             self.ge = tuple(num(n, v, 0.0, 1.0) for n, v in zip(names, self.ge))  # type: ignore[assignment]
         self.reorder = bool(self.reorder)
         self.queue_limit = int(num("queue_limit", self.queue_limit, 1, MAX_QUEUE))
+        self.rate_kbps = num("rate_kbps", self.rate_kbps, 0.0, 100e6)
+        self.buffer_ms = num("buffer_ms", self.buffer_ms, 0.0, MAX_DELAY_MS)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -120,6 +129,7 @@ class LinkDirection:
     config: Impairment = field(default_factory=Impairment)
     ge_bad: bool = False
     last_departure: float = -math.inf
+    link_free_at: float = -math.inf  # when the bottleneck has serialised its backlog
     blackout_until: float | None = None  # monotonic seconds; math.inf = until restore
 
     def set_config(self, config: Impairment) -> None:
@@ -159,15 +169,22 @@ class LinkDirection:
                 self.ge_bad = True
         return dropped
 
-    def decide(self, now: float, queued: int) -> tuple[str, float]:
-        """Verdict for a packet arriving at ``now`` with ``queued`` packets in flight."""
+    def decide(self, now: float, queued: int, size: int = 0) -> tuple[str, float]:
+        """Verdict for a ``size``-byte packet arriving at ``now`` with ``queued`` in flight."""
         if self.blackout_active(now):
             return DROP_BLACKOUT, now
         if self.lose():
             return DROP_LOSS, now
-        if queued >= self.config.queue_limit:
+        c = self.config
+        if queued >= c.queue_limit:
             return DROP_QUEUE, now
-        planned = now + self.sample_delay_s()
+        base = now
+        if c.rate_kbps > 0:
+            start = max(now, self.link_free_at)
+            if (start - now) * 1000.0 > c.buffer_ms:
+                return DROP_QUEUE, now
+            self.link_free_at = base = start + size * 8 / (c.rate_kbps * 1000.0)
+        planned = base + self.sample_delay_s()
         if not self.config.reorder and planned < self.last_departure:
             planned = self.last_departure
         if planned > self.last_departure:

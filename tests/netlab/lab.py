@@ -482,7 +482,9 @@ class Lab:
         """Replace the impairment of ``'a>b'``, ``'b>a'`` or ``'both'`` (unset fields = clean).
 
         Params: delay_ms, jitter_ms, jitter_dist ('normal'|'uniform'), loss (0..1),
-        ge=(p_gb, p_bg, loss_bad, loss_good), reorder (bool), queue_limit (packets).
+        ge=(p_gb, p_bg, loss_bad, loss_good), reorder (bool), queue_limit (packets),
+        rate_kbps (bottleneck capacity, 0 = none), buffer_ms (its drop-tail buffer).
+        Semantics: impair.py's docstring and README.md.
         Returns the configuration now in force.
         """
         check_direction(direction, allow_both=True)

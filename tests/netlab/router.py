@@ -132,7 +132,7 @@ class Router:
     # ---------------------------------------------------------------- packets
     def _ingress(self, direction: str, pkt: bytes, arrival: float) -> None:
         link = self.links[direction]
-        verdict, planned = link.decide(arrival, self.queued[direction])
+        verdict, planned = link.decide(arrival, self.queued[direction], len(pkt))
         sec = int(arrival - self.t0)
         handle = self.records[direction].ingress(parse(pkt), len(pkt), sec, verdict)
         if verdict == DELIVER:

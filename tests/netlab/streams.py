@@ -44,7 +44,7 @@ def _read_json_line(proc: subprocess.Popen, timeout: float) -> dict:
 
 def udp_stream(lab: Lab, direction: str = "a>b", *, count: int = 500, pps: float = 100.0,
                port: int = 5004, ssrc: int = 0x1234ABCD, first_seq: int = 1000, size: int = 200,
-               idle: float = 1.5, during=None) -> StreamResult:
+               idle: float = 0.7, during=None) -> StreamResult:
     """Send ``count`` RTP-like packets from one side to the other; returns both reports.
 
     ``during``: optional callable run (in this thread) right after the sender starts, e.g.
