@@ -1,0 +1,395 @@
+"""Test requests and pre-connect checks: planning, running, results.
+
+`CheckService` is the `results` object the agent hub reports to
+(`on_session_result`, `on_session_failed`), and it owns the scheduler's job
+handlers for checks and suspensions:
+
+| job kind          | key                              | does                                          |
+|-------------------|----------------------------------|-----------------------------------------------|
+| check.run         | check:{id}:run                   | start the session (or block / retry)          |
+| check.deadline    | check:{id}:deadline              | flag the check overdue if it has no result    |
+| check.timeout     | check:{id}:timeout:{session_id}  | a started session that never reported failed  |
+| suspension.start  | suspension:{id}:start            | block checks when a future suspension begins  |
+| suspension.end    | suspension:{id}:end              | unblock when a suspension expires             |
+
+Every state change of a check appends an event to its hearing's record and
+refreshes the hearing's stored verdict, in the same transaction.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import Any, Callable
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from controller import rules
+from controller.gateway import AgentGateway, AgentUnavailable
+from controller.scheduler import Clock, JobContext, Scheduler
+from controller.settings import ControllerSettings
+from controller.store import checks as checks_repo
+from controller.store import events as events_repo
+from controller.store import hearings as hearings_repo
+from controller.store import jobs as jobs_repo
+from controller.store import suspensions as susp_repo
+from controller.store.db import Database
+
+log = logging.getLogger(__name__)
+
+Judge = Callable[[dict], tuple[str, list[str], float | None]]
+
+
+def report_verdict(report: dict) -> tuple[str, list[str], float | None]:
+    """Fallback judge: the report's own verdict (vks.test-report/1)."""
+    verdict = report.get("verdict")
+    if not report.get("connected", True):
+        verdict = "unusable"
+    if verdict not in rules.VERDICT_ORDER:
+        verdict = "unusable"
+    return verdict, list(report.get("reasons") or []), report.get("mos")
+
+
+def quality_judge(thresholds_path=None, profile: str | None = None) -> Judge:
+    """The shared quality model (agent.quality): the controller judges every
+    report itself with the configured thresholds, not trusting the agent's verdict."""
+    from agent import quality
+    th = quality.select(quality.load_thresholds(thresholds_path), profile)
+
+    def judge(report: dict) -> tuple[str, list[str], float | None]:
+        j = quality.judge_report(report, th)
+        return j.verdict, list(j.reasons), j.mos
+    return judge
+
+
+def run_key(check_id: int) -> str:
+    return f"check:{check_id}:run"
+
+
+def deadline_key(check_id: int) -> str:
+    return f"check:{check_id}:deadline"
+
+
+def timeout_key(check_id: int, session_id: str) -> str:
+    return f"check:{check_id}:timeout:{session_id}"
+
+
+class CheckService:
+    def __init__(self, db: Database, settings: ControllerSettings, clock: Clock,
+                 gateway_ref: Callable[[], AgentGateway], judge: Judge = report_verdict,
+                 wake: Callable[[], None] = lambda: None):
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self._gateway_ref = gateway_ref   # read at call time: the hub may replace the gateway
+        self.judge = judge
+        self.wake = wake
+
+    @property
+    def gateway(self) -> AgentGateway:
+        return self._gateway_ref()
+
+    def register(self, scheduler: Scheduler) -> None:
+        scheduler.register("check.run", self.job_run)
+        scheduler.register("check.deadline", self.job_deadline)
+        scheduler.register("check.timeout", self.job_timeout)
+        scheduler.register("suspension.start", self.job_suspension_start)
+        scheduler.register("suspension.end", self.job_suspension_end)
+        self.wake = scheduler.wake
+
+    # --- planning (called inside the transaction that schedules a hearing) --------------
+
+    async def create_checks(self, conn: AsyncConnection, hearing: dict, callees: list[str],
+                            now: dt.datetime) -> None:
+        """Rule 13 and 15: the test request (created now, run at once, deadline
+        T-24 h) and the pre-connect check (in [T-30, T-20 min]) for each remote
+        terminal, with their jobs."""
+        for kind in ("test", "preconnect"):
+            p = rules.plan(kind, hearing["start_utc"], now)
+            for callee in callees:
+                cid = await checks_repo.insert_check(conn, {
+                    "hearing_id": hearing["id"], "kind": kind, "caller": hearing["court_terminal_id"],
+                    "callee": callee, "created_at": p.created_at, "due_from": p.due_from,
+                    "deadline": p.deadline, "late": p.late, "status": p.status})
+                await jobs_repo.enqueue(conn, "check.run", run_key(cid), p.run_at, now, {"check_id": cid})
+                await jobs_repo.enqueue(conn, "check.deadline", deadline_key(cid), p.deadline, now,
+                                        {"check_id": cid})
+            await events_repo.append(conn, hearing["id"],
+                                     "test_request_created" if kind == "test" else "preconnect_scheduled", now,
+                                     {"deadline": hearings_repo.iso(p.deadline), "due_from": hearings_repo.iso(p.due_from),
+                                      "late": p.late, "terminals": callees})
+        await self._block_if_suspended(conn, hearing["id"], now)
+
+    async def replan(self, conn: AsyncConnection, hearing: dict, now: dt.datetime) -> None:
+        """The start moved: re-plan every check that has not finished."""
+        for c in await checks_repo.checks_for(conn, [hearing["id"]]):
+            if c["status"] in rules.FINISHED:
+                continue
+            p = rules.plan(c["kind"], hearing["start_utc"], now)
+            status = c["status"]
+            if status in ("pending", "scheduled", "overdue"):
+                status = p.status
+            await checks_repo.update_check(conn, c["id"], due_from=p.due_from, deadline=p.deadline,
+                                           late=p.late, status=status, overdue_at=None)
+            if c["status"] != "running":
+                await jobs_repo.enqueue(conn, "check.run", run_key(c["id"]), p.run_at, now,
+                                        {"check_id": c["id"]}, reschedule=True)
+            await jobs_repo.enqueue(conn, "check.deadline", deadline_key(c["id"]), p.deadline, now,
+                                    {"check_id": c["id"]}, reschedule=True)
+        await self._block_if_suspended(conn, hearing["id"], now)
+        await self.refresh_verdict(conn, hearing["id"], now)
+
+    async def cancel_checks(self, conn: AsyncConnection, hearing_id: int, now: dt.datetime) -> list[str]:
+        """The hearing is cancelled: cancel its open checks and their jobs.
+        Returns session ids still running (to stop after commit)."""
+        running = []
+        for c in await checks_repo.checks_for(conn, [hearing_id]):
+            if c["status"] in rules.FINISHED:
+                continue
+            if c["status"] == "running" and c["session_id"]:
+                running.append(c["session_id"])
+            await checks_repo.update_check(conn, c["id"], status="cancelled", finished_at=now)
+            keys = [run_key(c["id"]), deadline_key(c["id"])]
+            if c["session_id"]:
+                keys.append(timeout_key(c["id"], c["session_id"]))
+            await jobs_repo.cancel(conn, keys, now)
+        return running
+
+    async def refresh_verdict(self, conn: AsyncConnection, hearing_id: int, now: dt.datetime) -> str:
+        view = (await hearings_repo.views(conn, [hearing_id], now))[0]
+        await hearings_repo.update_hearing(conn, hearing_id, verdict=view["verdict"])
+        return view["verdict"]
+
+    # --- suspensions (rule 24) -----------------------------------------------------------
+
+    async def _blocking(self, conn: AsyncConnection, hearing_id: int, now: dt.datetime) -> list[rules.Suspension]:
+        sites = await hearings_repo.sites_of(conn, hearing_id)
+        return rules.blocking_suspensions(await susp_repo.not_ended(conn, now), sites, now)
+
+    async def _block_if_suspended(self, conn: AsyncConnection, hearing_id: int, now: dt.datetime) -> list[str]:
+        blocking = await self._blocking(conn, hearing_id, now)
+        if not blocking:
+            return []
+        stop = []
+        for c in await checks_repo.checks_for(conn, [hearing_id]):
+            if c["status"] in rules.FINISHED or c["status"] == "blocked":
+                continue
+            if c["status"] == "running" and c["session_id"]:
+                stop.append(c["session_id"])
+            await checks_repo.update_check(conn, c["id"], status="blocked", session_id=None)
+            await events_repo.append(conn, hearing_id, "check_blocked", now, {
+                "check_id": c["id"], "kind": c["kind"], "callee": c["callee"],
+                "suspension_ids": [s.id for s in blocking]})
+        return stop
+
+    async def block_hearings(self, conn: AsyncConnection, hearing_ids: list[int], now: dt.datetime,
+                             suspension: dict) -> list[str]:
+        stop = []
+        for hid in hearing_ids:
+            await events_repo.append(conn, hid, "suspended", now, {
+                "suspension_id": suspension["id"], "reason": suspension["reason"],
+                "institution_id": suspension["institution_id"], "region": suspension["region"]})
+            stop += await self._block_if_suspended(conn, hid, now)
+            await self.refresh_verdict(conn, hid, now)
+        return stop
+
+    async def unblock_hearings(self, conn: AsyncConnection, hearing_ids: list[int], now: dt.datetime,
+                               suspension: dict) -> None:
+        for hid in hearing_ids:
+            await events_repo.append(conn, hid, "suspension_lifted", now, {"suspension_id": suspension["id"]})
+            if await self._blocking(conn, hid, now):
+                await self.refresh_verdict(conn, hid, now)
+                continue
+            for c in await checks_repo.checks_for(conn, [hid]):
+                if c["status"] != "blocked":
+                    continue
+                status = "overdue" if c["overdue_at"] else ("scheduled" if now < c["due_from"] else "pending")
+                await checks_repo.update_check(conn, c["id"], status=status)
+                await jobs_repo.enqueue(conn, "check.run", run_key(c["id"]), max(now, c["due_from"]), now,
+                                        {"check_id": c["id"]}, reschedule=True)
+                await events_repo.append(conn, hid, "check_unblocked", now, {
+                    "check_id": c["id"], "kind": c["kind"], "callee": c["callee"]})
+            await self.refresh_verdict(conn, hid, now)
+        self.wake()
+
+    async def stop_sessions(self, session_ids: list[str]) -> None:
+        for sid in session_ids:
+            try:
+                await self.gateway.stop_session(sid)
+            except Exception as exc:  # best effort: the session ends by itself anyway
+                log.warning("stop_session %s: %s", sid, exc)
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    async def job_run(self, ctx: JobContext) -> None:
+        now = ctx.now
+        cid = ctx.payload["check_id"]
+        cs = self.settings.checks
+        async with ctx.transaction() as conn:
+            c = await checks_repo.get_check(conn, cid, for_update=True)
+            h = await hearings_repo.get_hearing(conn, c["hearing_id"])
+            if c["status"] in rules.FINISHED or h["status"] not in hearings_repo.ACTIVE_STATUSES:
+                skip = True
+            elif c["status"] == "blocked" or await self._blocking(conn, h["id"], now):
+                await self._block_if_suspended(conn, h["id"], now)
+                await self.refresh_verdict(conn, h["id"], now)
+                skip = True
+            elif now < c["due_from"]:
+                skip = True   # replanned to later; its job was rescheduled
+            else:
+                skip = False
+                session_id = uuid.uuid4().hex
+                attempt = c["attempts"] + 1
+                await checks_repo.update_check(conn, cid, status="running", session_id=session_id,
+                                               attempts=attempt, started_at=now, error=None)
+                duration = cs.test_duration_s if c["kind"] == "test" else cs.preconnect_duration_s
+                profile = cs.test_profile if c["kind"] == "test" else cs.preconnect_profile
+                await jobs_repo.enqueue(conn, "check.timeout", timeout_key(cid, session_id),
+                                        now + dt.timedelta(seconds=duration + self.settings.scheduler.result_grace_s),
+                                        now, {"check_id": cid, "session_id": session_id})
+                await events_repo.append(conn, h["id"], "check_started", now, {
+                    "check_id": cid, "kind": c["kind"], "caller": c["caller"], "callee": c["callee"],
+                    "session_id": session_id, "attempt": attempt, "late": now > c["deadline"]})
+        if skip:
+            return   # the scheduler marks the job done
+        try:
+            await self.gateway.start_session(session_id=session_id, caller=c["caller"], callee=c["callee"],
+                                             kind=c["kind"], profile=profile, duration_s=duration)
+        except Exception as exc:
+            unavailable = isinstance(exc, AgentUnavailable)
+            error = str(exc) if unavailable else f"{type(exc).__name__}: {exc}"
+            retry_at = now + dt.timedelta(seconds=self.settings.scheduler.retry_s)
+            give_up = retry_at >= h["start_utc"]
+            async with ctx.complete(retry_at=None if give_up else retry_at) as conn:
+                await self._attempt_failed(conn, cid, session_id, now, error, give_up=give_up,
+                                           reschedule=False, count_attempt=not unavailable)
+            return
+        async with ctx.complete():
+            pass
+
+    async def _attempt_failed(self, conn: AsyncConnection, cid: int, session_id: str, now: dt.datetime,
+                              error: str, *, give_up: bool, reschedule: bool, count_attempt: bool = True) -> None:
+        c = await checks_repo.get_check(conn, cid, for_update=True)
+        if c["session_id"] != session_id or c["status"] != "running":
+            return   # stale: a newer attempt or a result already decided the check
+        await jobs_repo.cancel(conn, [timeout_key(cid, session_id)], now)
+        attempts = c["attempts"] if count_attempt else max(0, c["attempts"] - 1)
+        if give_up:
+            await checks_repo.update_check(conn, cid, status="failed", finished_at=now, error=error,
+                                           verdict="unusable", session_id=session_id, attempts=attempts)
+            await events_repo.append(conn, c["hearing_id"], "check_failed", now, {
+                "check_id": cid, "kind": c["kind"], "callee": c["callee"], "error": error})
+        else:
+            status = "overdue" if c["overdue_at"] else "pending"
+            await checks_repo.update_check(conn, cid, status=status, error=error, attempts=attempts)
+            retry_at = now + dt.timedelta(seconds=self.settings.scheduler.retry_s)
+            if reschedule:
+                await jobs_repo.enqueue(conn, "check.run", run_key(cid), retry_at, now, {"check_id": cid},
+                                        reschedule=True)
+            await events_repo.append(conn, c["hearing_id"], "check_retry", now, {
+                "check_id": cid, "kind": c["kind"], "callee": c["callee"], "error": error,
+                "retry_at": hearings_repo.iso(retry_at)})
+        await self.refresh_verdict(conn, c["hearing_id"], now)
+
+    async def job_deadline(self, ctx: JobContext) -> None:
+        now = ctx.now
+        async with ctx.complete() as conn:
+            c = await checks_repo.get_check(conn, ctx.payload["check_id"], for_update=True)
+            if c["status"] in rules.FINISHED or c["overdue_at"] is not None:
+                return
+            if not rules.is_overdue(c["status"], c["deadline"], now):
+                return   # replanned later; its deadline job was rescheduled
+            status = "overdue" if c["status"] in ("pending", "scheduled") else c["status"]
+            await checks_repo.update_check(conn, c["id"], overdue_at=now, status=status)
+            await events_repo.append(conn, c["hearing_id"], "check_overdue", now, {
+                "check_id": c["id"], "kind": c["kind"], "callee": c["callee"],
+                "deadline": hearings_repo.iso(c["deadline"]), "status": c["status"]})
+            await self.refresh_verdict(conn, c["hearing_id"], now)
+
+    async def job_timeout(self, ctx: JobContext) -> None:
+        now = ctx.now
+        cid, sid = ctx.payload["check_id"], ctx.payload["session_id"]
+        async with ctx.complete() as conn:
+            c = await checks_repo.get_check(conn, cid, for_update=True)
+            h = await hearings_repo.get_hearing(conn, c["hearing_id"])
+            give_up = c["attempts"] >= self.settings.scheduler.max_attempts or now >= h["start_utc"]
+            await self._attempt_failed(conn, cid, sid, now, "no result from the agents in time",
+                                       give_up=give_up, reschedule=True)
+        await self.stop_sessions([sid])
+        self.wake()
+
+    async def job_suspension_start(self, ctx: JobContext) -> None:
+        stop: list[str] = []
+        async with ctx.complete() as conn:
+            s = await susp_repo.get(conn, ctx.payload["suspension_id"])
+            if s["lifted_at"] is None:
+                ids = await hearings_repo.hearings_affected(conn, institution_id=s["institution_id"],
+                                                            region=s["region"], after=ctx.now)
+                stop = await self.block_hearings(conn, ids, ctx.now, s)
+        await self.stop_sessions(stop)
+
+    async def job_suspension_end(self, ctx: JobContext) -> None:
+        async with ctx.complete() as conn:
+            s = await susp_repo.get(conn, ctx.payload["suspension_id"])
+            if s["lifted_at"] is None:
+                ids = await hearings_repo.hearings_affected(conn, institution_id=s["institution_id"],
+                                                            region=s["region"], after=ctx.now)
+                await self.unblock_hearings(conn, ids, ctx.now, s)
+
+    # --- results from the hub ------------------------------------------------------------
+
+    async def on_session_result(self, session_id: str, report: dict[str, Any]) -> None:
+        """Store an agent's `vks.test-report/1` on its check, judge it, update the
+        hearing's verdict and record the event. A duplicate is stored once; a
+        report for an unknown or superseded session is ignored (logged)."""
+        verdict, reasons, mos = self.judge(report)   # pure and quick: no thread needed
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            c = await checks_repo.check_by_session(conn, session_id, for_update=True)
+            if c is None:
+                log.warning("result for unknown session %s ignored", session_id)
+                return
+            if c["status"] != "running":
+                # Already decided (a duplicate report), or cancelled/blocked meanwhile.
+                if c["result"] is None and c["status"] in ("cancelled", "blocked"):
+                    await events_repo.append(conn, c["hearing_id"], "check_result_ignored", now, {
+                        "check_id": c["id"], "session_id": session_id, "status": c["status"]})
+                return
+            status = rules.check_status_for(verdict, bool(report.get("connected", True)))
+            await checks_repo.update_check(conn, c["id"], status=status, result=report, verdict=verdict,
+                                           finished_at=now, error=report.get("error"))
+            await jobs_repo.cancel(conn, [timeout_key(c["id"], session_id), run_key(c["id"])], now)
+            await events_repo.append(conn, c["hearing_id"], "check_result", now, {
+                "check_id": c["id"], "kind": c["kind"], "caller": c["caller"], "callee": c["callee"],
+                "session_id": session_id, "status": status, "verdict": verdict, "reasons": reasons,
+                "mos": mos, "late": now > c["deadline"]})
+            await self.refresh_verdict(conn, c["hearing_id"], now)
+
+    async def on_session_failed(self, session_id: str, error: str) -> None:
+        """The session could not run (e.g. an agent dropped mid-session): retry
+        while there is time and attempts are left, else the check failed."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            c = await checks_repo.check_by_session(conn, session_id, for_update=True)
+            if c is None:
+                log.warning("failure of unknown session %s ignored: %s", session_id, error)
+                return
+            h = await hearings_repo.get_hearing(conn, c["hearing_id"])
+            give_up = c["attempts"] >= self.settings.scheduler.max_attempts or now >= h["start_utc"]
+            await self._attempt_failed(conn, c["id"], session_id, now, error, give_up=give_up, reschedule=True)
+        self.wake()
+
+    async def run_now(self, conn: AsyncConnection, hearing_id: int, kind: str, now: dt.datetime) -> list[int]:
+        """A technician asks to run the hearing's test (or pre-connect) now: the
+        checks of that kind are (re)opened and their run jobs made due now."""
+        ids = []
+        for c in await checks_repo.checks_for(conn, [hearing_id]):
+            if c["kind"] != kind or c["status"] in ("running", "cancelled", "blocked"):
+                continue
+            status = "overdue" if c["overdue_at"] and c["status"] != "passed" else "pending"
+            await checks_repo.update_check(conn, c["id"], status=status, due_from=min(c["due_from"], now),
+                                           finished_at=None)
+            await jobs_repo.enqueue(conn, "check.run", run_key(c["id"]), now, now, {"check_id": c["id"]},
+                                    reschedule=True)
+            ids.append(c["id"])
+        return ids

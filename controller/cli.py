@@ -1,0 +1,180 @@
+"""vks-controller: serve, migrate, user add, sites import.
+
+Exit status: 0 ok; 1 a runtime failure (e.g. the database cannot be reached);
+2 a usage or configuration error, with a message naming what is wrong.
+Defaults come from configs/controller.yaml (or --config / $VKS_CONTROLLER_CONFIG);
+--listen and --db override them.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from agent import configfile
+from controller.settings import ControllerSettings, load_settings, parse_listen
+from controller.store.db import DatabaseUrlError
+
+ROLES = ("admin", "coordinator", "secretary", "technician", "viewer")
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="settings file (default: configs/controller.yaml)")
+    common.add_argument("--db", metavar="URL", help="sqlite:///path or postgresql://user@host/db")
+    p = argparse.ArgumentParser(prog="vks-controller",
+                                description="VKS controller: registry, hearings and the clock of the rules")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    s = sub.add_parser("serve", parents=[common], help="run the controller (API, scheduler)")
+    s.add_argument("--listen", metavar="HOST:PORT")
+    s.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    sub.add_parser("migrate", parents=[common], help="bring the database schema up to date")
+    u = sub.add_parser("user", help="users and tokens")
+    usub = u.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    ua = usub.add_parser("add", parents=[common], help="add a user and print a new API token")
+    ua.add_argument("name")
+    ua.add_argument("--role", required=True, choices=ROLES)
+    ua.add_argument("--scope", choices=("regional", "department"),
+                    help="for a coordinator: whose agreements they give (rules 11, 12)")
+    ut = usub.add_parser("token", parents=[common], help="print a new API token for an existing user")
+    ut.add_argument("name")
+    st = sub.add_parser("sites", help="the registry of institutions, rooms and terminals")
+    ssub = st.add_subparsers(dest="sites_command", required=True, metavar="ACTION")
+    si = ssub.add_parser("import", parents=[common], help="import (upsert) a sites file")
+    si.add_argument("file", type=Path)
+    return p
+
+
+def settings_from(args) -> ControllerSettings:
+    settings = load_settings(args.config)
+    updates = {}
+    if getattr(args, "db", None):
+        updates["db"] = args.db
+    if getattr(args, "listen", None):
+        updates["listen"] = args.listen
+    if updates:
+        settings = configfile.validate(ControllerSettings, {**settings.model_dump(), **updates},
+                                       "command line")
+    return settings
+
+
+async def _migrate(settings: ControllerSettings) -> str | None:
+    from controller.store.db import Database
+    from controller.store.migrate import migrate
+    db = Database(settings.db)
+    _mkdir(db)
+    try:
+        return await migrate(db)
+    finally:
+        await db.close()
+
+
+def _mkdir(db) -> None:
+    if db.dialect == "sqlite":
+        Path(db.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+async def _user_add(settings: ControllerSettings, name: str, role: str, scope: str | None, new: bool) -> str:
+    from controller.store import users
+    from controller.store.db import Database, utcnow
+    from controller.store.migrate import migrate
+    db = Database(settings.db)
+    _mkdir(db)
+    try:
+        await migrate(db)
+        now = utcnow()
+        async with db.transaction() as conn:
+            if new:
+                user = await users.create_user(conn, name, role, now, scope)
+            else:
+                user = await users.get_user(conn, name)
+            token = await users.issue_token(conn, user["id"], now)
+            await users.record(conn, "cli", "user.create" if new else "user.token", f"user:{name}", now,
+                               {"role": user["role"], "scope": user.get("scope")})
+        return token
+    finally:
+        await db.close()
+
+
+def read_sites(path: Path):
+    from controller.models import SitesFile
+    return configfile.validate(SitesFile, configfile.read_yaml(path), path)
+
+
+async def _sites_import(settings: ControllerSettings, path: Path) -> dict:
+    from controller.store import registry, users
+    from controller.store.db import Database, utcnow
+    from controller.store.migrate import migrate
+    sites = read_sites(path)
+    db = Database(settings.db)
+    _mkdir(db)
+    try:
+        await migrate(db)
+        now = utcnow()
+        async with db.transaction() as conn:
+            counts = await registry.import_sites(conn, sites.model_dump()["institutions"], now)
+            await users.record(conn, "cli", "sites.import", f"file:{path}", now, counts)
+        return counts
+    finally:
+        await db.close()
+
+
+def serve(settings: ControllerSettings, log_level: str) -> int:
+    from aiohttp import web
+    from controller.app import create_app
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host, port = parse_listen(settings.listen)
+    app = create_app(settings)
+    web.run_app(app, host=host, port=port, print=lambda msg: print(f"vks-controller: listening on "
+                                                                    f"http://{settings.listen}", flush=True),
+                access_log=None, shutdown_timeout=10)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from(args)
+        if args.command == "serve":
+            return serve(settings, args.log_level)
+        if args.command == "migrate":
+            rev = asyncio.run(_migrate(settings))
+            print(f"database at revision {rev}")
+            return 0
+        if args.command == "user":
+            from controller.errors import ControllerError
+            try:
+                token = asyncio.run(_user_add(settings, args.name, getattr(args, "role", None),
+                                              getattr(args, "scope", None), args.user_command == "add"))
+            except ControllerError as exc:
+                raise UsageError(exc.message) from None
+            print(token)
+            return 0
+        if args.command == "sites":
+            counts = asyncio.run(_sites_import(settings, args.file))
+            print(" ".join(f"{k}={v}" for k, v in counts.items()))
+            return 0
+    except (configfile.ConfigError, DatabaseUrlError, UsageError) as exc:
+        print(f"vks-controller: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"vks-controller: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # e.g. the database refused the connection
+        print(f"vks-controller: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    parser.error("unknown command")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

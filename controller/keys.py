@@ -1,0 +1,25 @@
+"""The application's state keys (aiohttp AppKey / request keys). No module globals."""
+from __future__ import annotations
+
+from typing import Callable
+import datetime as dt
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from controller.gateway import AgentGateway
+from controller.settings import ControllerSettings
+from controller.store.db import Database
+
+SETTINGS_KEY = web.AppKey("settings", ControllerSettings)
+DB_KEY = web.AppKey("db", Database)
+CLOCK_KEY = web.AppKey("clock", Callable[[], dt.datetime])
+# The agent gateway in use (controller.gateway.AgentGateway); the hub replaces the
+# default OfflineGateway by setting this key before the app starts.
+GATEWAY_KEY = web.AppKey("gateway", AgentGateway)
+# The object the hub reports session results to (controller.checks.CheckService).
+RESULTS_KEY = web.AppKey("results", object)
+SCHEDULER_KEY = web.AppKey("scheduler", object)
+METRICS_KEY = web.AppKey("metrics", CollectorRegistry)
+# The authenticated user of a request (a dict: id, name, role, scope).
+USER_KEY = "vks.user"

@@ -1,0 +1,380 @@
+"""Request and response models of the REST API (pydantic), and the sites file.
+
+The OpenAPI document (controller.openapi) is generated from these models and
+the route table, so the document and the code cannot drift apart; the tests
+validate real responses against the response models.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Slug = str
+SLUG = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+InstitutionKind = Literal["court", "sizo", "correctional"]
+CourtLevel = Literal["district", "regional", "supreme"]
+TerminalRole = Literal["courtroom", "institution"]
+HearingStatus = Literal["scheduled", "in_progress", "held", "postponed", "cancelled"]
+Initiative = Literal["court", "motion"]
+CheckKind = Literal["test", "preconnect"]
+CheckStatus = Literal["pending", "scheduled", "running", "passed", "failed", "overdue", "blocked", "cancelled"]
+Verdict = Literal["unknown", "good", "degraded", "unusable", "suspended"]
+SessionVerdict = Literal["good", "degraded", "unusable"]
+SuspensionReason = Literal["riot", "group_disobedience", "escape", "hostage_taking", "natural_disaster",
+                           "state_of_emergency", "special_regime", "martial_law"]
+Role = Literal["admin", "coordinator", "secretary", "technician", "viewer"]
+Coordinator = Literal["regional", "department"]
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _tz(v: str | None) -> str | None:
+    if v is None:
+        return v
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r} (e.g. Asia/Almaty)") from None
+    return v
+
+
+def _utc(v: dt.datetime | None) -> dt.datetime | None:
+    if v is None:
+        return v
+    if v.tzinfo is None:
+        raise ValueError("must carry a time zone (e.g. 2026-12-01T09:00:00Z or +05:00)")
+    return v.astimezone(dt.timezone.utc)
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+class InstitutionIn(In):
+    id: Slug = Field(pattern=SLUG)
+    kind: InstitutionKind
+    level: CourtLevel | None = None
+    name: str = Field(min_length=1, max_length=300)
+    region: str = Field(min_length=1, max_length=200)
+    timezone: str = "Asia/Almaty"
+
+    _tz = field_validator("timezone")(lambda cls, v: _tz(v))
+
+    @model_validator(mode="after")
+    def _level(self):
+        if self.kind == "court" and self.level is None:
+            raise ValueError("level: a court needs a level (district, regional or supreme)")
+        if self.kind != "court" and self.level is not None:
+            raise ValueError("level: only courts have a level")
+        return self
+
+
+class InstitutionPatch(In):
+    kind: InstitutionKind | None = None
+    level: CourtLevel | None = None
+    name: str | None = Field(None, min_length=1, max_length=300)
+    region: str | None = Field(None, min_length=1, max_length=200)
+    timezone: str | None = None
+
+    _tz = field_validator("timezone")(lambda cls, v: _tz(v))
+
+
+class InstitutionOut(BaseModel):
+    id: str
+    kind: InstitutionKind
+    level: CourtLevel | None
+    name: str
+    region: str
+    timezone: str
+    created_at: str
+
+
+class RoomIn(In):
+    institution_id: Slug
+    name: str = Field(min_length=1, max_length=200)
+
+
+class RoomPatch(In):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class RoomOut(BaseModel):
+    id: int
+    institution_id: str
+    name: str
+
+
+class TerminalIn(In):
+    id: Slug = Field(pattern=SLUG)
+    institution_id: Slug
+    room_id: int | None = None
+    role: TerminalRole | None = None     # default: courtroom at a court, institution elsewhere
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TerminalPatch(In):
+    institution_id: Slug | None = None
+    room_id: int | None = None
+    role: TerminalRole | None = None
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+
+class TerminalOut(BaseModel):
+    id: str
+    institution_id: str
+    room_id: int | None
+    role: TerminalRole
+    name: str
+    online: bool = Field(description="connected to this controller now")
+
+
+# --- hearings ---------------------------------------------------------------------------------
+
+class ParticipantIn(In):
+    terminal_id: Slug
+    institution_id: Slug | None = Field(None, description="default: the terminal's institution")
+
+
+class HearingIn(In):
+    case_number: str = Field(min_length=1, max_length=100)
+    room_id: int
+    court_terminal_id: Slug | None = Field(None, description="default: the room's terminal")
+    start_utc: dt.datetime = Field(description="start with a time zone; stored in UTC")
+    duration_min: int = Field(60, ge=1, le=24 * 60)
+    initiative: Initiative = "court"
+    participants: list[ParticipantIn] = Field(min_length=1, max_length=20)
+
+    _utc = field_validator("start_utc")(lambda cls, v: _utc(v))
+
+
+class HearingPatch(In):
+    case_number: str | None = Field(None, min_length=1, max_length=100)
+    room_id: int | None = None
+    court_terminal_id: Slug | None = None
+    start_utc: dt.datetime | None = None
+    duration_min: int | None = Field(None, ge=1, le=24 * 60)
+    initiative: Initiative | None = None
+    status: Literal["scheduled", "in_progress", "held", "postponed"] | None = None
+
+    _utc = field_validator("start_utc")(lambda cls, v: _utc(v))
+
+
+class AgreementIn(In):
+    note: str | None = Field(None, max_length=1000)
+
+
+class RunCheckIn(In):
+    kind: CheckKind = "test"
+
+
+class CourtOut(BaseModel):
+    id: str
+    name: str
+    level: CourtLevel | None
+    region: str
+    timezone: str
+
+
+class RoomRef(BaseModel):
+    id: int
+    name: str
+
+
+class ParticipantOut(BaseModel):
+    institution_id: str
+    institution_name: str
+    institution_kind: InstitutionKind
+    region: str
+    terminal_id: str
+
+
+class AgreementOut(BaseModel):
+    coordinator: Coordinator = Field(description="regional (rule 11) or department (rule 12)")
+    state: Literal["pending", "given"]
+    by: str | None
+    at: str | None
+
+
+class CheckItemOut(BaseModel):
+    id: int
+    caller: str
+    callee: str
+    status: CheckStatus
+    session_id: str | None
+    attempts: int
+    deadline: str
+    late: bool
+    overdue_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    verdict: SessionVerdict | None
+    error: str | None
+    result: dict[str, Any] | None = Field(description="the agents' vks.test-report/1")
+
+
+class Window(BaseModel):
+    opens: str
+    closes: str
+
+
+class CheckOut(BaseModel):
+    created_at: str
+    due_from: str
+    deadline: str
+    status: CheckStatus
+    late: bool = Field(description="created when its deadline had already passed")
+    overdue: bool
+    verdict: SessionVerdict | None
+    result: dict[str, Any] | None = Field(description="the deciding (worst) report")
+    items: list[CheckItemOut]
+    window: Window | None = None
+
+
+class HearingOut(BaseModel):
+    id: int
+    case_number: str
+    court: CourtOut
+    room: RoomRef
+    court_terminal: str
+    start_utc: str
+    start_local: str = Field(description="the start in the court's time zone")
+    end_utc: str
+    duration_min: int
+    initiative: Initiative
+    status: HearingStatus
+    participants: list[ParticipantOut]
+    agreement: AgreementOut
+    test_request: CheckOut | None
+    preconnect: CheckOut | None
+    verdict: Verdict = Field(description="operability of the VKS for this hearing (rule 3)")
+    suspended: bool
+    suspension_ids: list[int]
+    created_at: str
+    updated_at: str
+    created_by: str | None
+
+
+class EventOut(BaseModel):
+    id: int
+    hearing_id: int
+    at: str
+    kind: str
+    detail: dict[str, Any]
+
+
+# --- suspensions, users ---------------------------------------------------------------------
+
+class SuspensionIn(In):
+    institution_id: Slug | None = None
+    region: str | None = Field(None, min_length=1, max_length=200)
+    reason: SuspensionReason
+    note: str | None = Field(None, max_length=2000)
+    from_utc: dt.datetime | None = Field(None, description="default: now")
+    until_utc: dt.datetime | None = Field(None, description="default: until lifted")
+
+    _utc = field_validator("from_utc", "until_utc")(lambda cls, v: _utc(v))
+
+    @model_validator(mode="after")
+    def _target(self):
+        if (self.institution_id is None) == (self.region is None):
+            raise ValueError("institution_id: give exactly one of institution_id and region")
+        return self
+
+
+class SuspensionOut(BaseModel):
+    id: int
+    institution_id: str | None
+    region: str | None
+    reason: SuspensionReason
+    note: str | None
+    from_utc: str
+    until_utc: str | None
+    lifted_at: str | None
+    created_by: str | None
+    lifted_by: str | None
+    active: bool
+    affected_hearings: list[int] | None = None
+
+
+class UserIn(In):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[\w.@-]+$")
+    role: Role
+    scope: Coordinator | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: Role
+    scope: Coordinator | None
+    created_at: str
+    token: str | None = Field(None, description="shown once, when created")
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: str
+    who: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="stable code: invalid, unauthorized, forbidden, not_found, conflict, "
+                                   "too_large, internal")
+    message: str
+    field: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "error"]
+    version: str
+
+
+class ImportOut(BaseModel):
+    institutions_created: int
+    institutions_updated: int
+    rooms_created: int
+    terminals_created: int
+    terminals_updated: int
+
+
+# --- sites file (configs/sites.yaml) ---------------------------------------------------------
+
+class SiteTerminal(In):
+    id: Slug = Field(pattern=SLUG)
+    name: str
+    role: TerminalRole | None = None
+
+
+class SiteRoom(In):
+    name: str
+    terminals: list[SiteTerminal] = Field(default_factory=list)
+
+
+class SiteInstitution(InstitutionIn):
+    rooms: list[SiteRoom] = Field(default_factory=list)
+    terminals: list[SiteTerminal] = Field(default_factory=list)
+
+
+class SitesFile(In):
+    institutions: list[SiteInstitution]
+
+    @model_validator(mode="after")
+    def _unique(self):
+        seen: set[str] = set()
+        for inst in self.institutions:
+            for t in inst.terminals + [t for r in inst.rooms for t in r.terminals]:
+                if t.id in seen:
+                    raise ValueError(f"terminal id {t.id!r} appears twice")
+                seen.add(t.id)
+        ids = [i.id for i in self.institutions]
+        if len(ids) != len(set(ids)):
+            raise ValueError("an institution id appears twice")
+        return self
