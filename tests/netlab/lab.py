@@ -231,15 +231,23 @@ class Lab:
         self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            self.close()
+        except LabError:
+            if exc_type is None:  # never hide the test's own failure behind a cleanup error
+                raise
 
     async def __aenter__(self) -> "Lab":
         await asyncio.to_thread(self.start)
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            await self.aclose()
+        except LabError:
+            if exc_type is None:
+                raise
 
     def start(self) -> "Lab":
         if self._started:
@@ -470,13 +478,24 @@ class Lab:
         return proc
 
     # ------------------------------------------------------------------ control
+    def _router_gone(self, exc: LabError) -> LabError:
+        if isinstance(exc, ControlError) or self._router is None or self._router.poll() is None:
+            return exc
+        return LabError(f"the router exited (rc={self._router.returncode}): {self._router_log_tail()}")
+
     def _req(self, op: str, **fields: Any) -> Any:
         self._require_running()
-        return control.request(self.control_path, op, **fields)  # type: ignore[arg-type]
+        try:
+            return control.request(self.control_path, op, **fields)  # type: ignore[arg-type]
+        except LabError as exc:
+            raise self._router_gone(exc) from exc
 
     async def _areq(self, op: str, **fields: Any) -> Any:
         self._require_running()
-        return await control.arequest(self.control_path, op, **fields)  # type: ignore[arg-type]
+        try:
+            return await control.arequest(self.control_path, op, **fields)  # type: ignore[arg-type]
+        except LabError as exc:
+            raise self._router_gone(exc) from exc
 
     def impair(self, direction: str, **params: Any) -> dict:
         """Replace the impairment of ``'a>b'``, ``'b>a'`` or ``'both'`` (unset fields = clean).

@@ -33,6 +33,7 @@ import socket
 import struct
 import sys
 import time
+import traceback
 
 from .impair import (DELIVER, DIRECTIONS, Impairment, ImpairmentError, LinkDirection,
                      check_direction)
@@ -233,6 +234,9 @@ class Router:
             return {"ok": False, "error": "bad_parameter", "message": str(exc)}
         except (KeyError, TypeError, ValueError) as exc:
             return {"ok": False, "error": "bad_request", "message": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the link down
+            traceback.print_exc(file=sys.stderr)
+            return {"ok": False, "error": "internal", "message": f"{type(exc).__name__}: {exc}"}
         return {"ok": True, "result": result}
 
     def handle(self, req: dict) -> object:
