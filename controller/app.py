@@ -26,7 +26,7 @@ from aiohttp import web
 
 from controller import api, metrics
 from controller.checks import CheckService, Judge, quality_judge, report_verdict
-from controller.gateway import AgentGateway, OfflineGateway
+from controller.gateway import AgentGateway, AgentUnavailable, OfflineGateway
 from controller.keys import (CLOCK_KEY, DB_KEY, GATEWAY_KEY, METRICS_KEY, RESULTS_KEY, SCHEDULER_KEY,
                              SETTINGS_KEY)
 from controller.scheduler import Scheduler
@@ -57,7 +57,8 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     app[SETTINGS_KEY] = settings
     app[DB_KEY] = db
     app[CLOCK_KEY] = clock
-    app[GATEWAY_KEY] = gateway or OfflineGateway()
+    hub_wiring = _agent_side() if agents and gateway is None else None
+    app[GATEWAY_KEY] = gateway or (hub_wiring[0](app) if hub_wiring else OfflineGateway())
     scheduler = Scheduler(db, owner=settings.owner_id(), clock=clock, handlers={},
                           lease_s=settings.scheduler.lease_s, poll_s=settings.scheduler.poll_s,
                           batch=settings.scheduler.batch, max_attempts=settings.scheduler.max_attempts)
@@ -68,11 +69,54 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     metrics.setup(app)
     api.setup_routes(app)
     app.cleanup_ctx.append(_lifecycle(run_scheduler, judge is None))
-    if agents and importlib.util.find_spec("controller.agent_api") is not None:
-        setup = getattr(importlib.import_module("controller.agent_api"), "setup", None)
-        if setup is not None:
-            setup(app)
+    if hub_wiring:
+        hub_wiring[1](app, settings)
     return app
+
+
+class _HubGateway:
+    """The gateway while the agent hub runs inside this app: the hub is made at
+    startup (it needs the open database), so calls look it up then."""
+
+    def __init__(self, app: web.Application, hub_key):
+        self._app, self._key = app, hub_key
+
+    def _hub(self):
+        hub = self._app.get(self._key)
+        if hub is None:
+            raise AgentUnavailable("the agent hub is not running")
+        return hub
+
+    async def start_session(self, **kw) -> None:
+        await self._hub().start_session(**kw)
+
+    async def stop_session(self, session_id: str) -> None:
+        hub = self._app.get(self._key)
+        if hub is not None:
+            await hub.stop_session(session_id)
+
+    def online(self) -> set[str]:
+        hub = self._app.get(self._key)
+        return hub.online() if hub is not None else set()
+
+
+def _agent_side():
+    """(make_gateway(app), setup(app, settings)) when the agent side
+    (controller.agent_api, controller.hub) is present, else None."""
+    if importlib.util.find_spec("controller.agent_api") is None:
+        return None
+    agent_api = importlib.import_module("controller.agent_api")
+    hub_mod = importlib.import_module("controller.hub")
+    if not hasattr(agent_api, "setup_agent_api"):
+        return None
+
+    def make_gateway(app):
+        return _HubGateway(app, agent_api.HUB_KEY)
+
+    def setup(app, settings):
+        agent_api.setup_agent_api(app, lambda a: hub_mod.Hub(a[DB_KEY], instance_id=settings.owner_id(),
+                                                             results=a[RESULTS_KEY]))
+    return make_gateway, setup
 
 
 def _lifecycle(run_scheduler: bool, load_judge: bool):

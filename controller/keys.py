@@ -22,4 +22,4 @@ RESULTS_KEY = web.AppKey("results", object)
 SCHEDULER_KEY = web.AppKey("scheduler", object)
 METRICS_KEY = web.AppKey("metrics", CollectorRegistry)
 # The authenticated user of a request (a dict: id, name, role, scope).
-USER_KEY = "vks.user"
+USER_KEY = web.RequestKey("vks_user", dict)
