@@ -26,6 +26,7 @@ from agent import wire
 from controller.hub import Hub
 from controller.store import agents as store
 from controller.store.db import Database
+from controller.store.migrate import migrate
 
 HUB_KEY = web.AppKey("vks_agent_hub", Hub)
 
@@ -62,36 +63,41 @@ def setup_agent_api(app: web.Application, make_hub: Callable[[web.Application], 
 
 # ---- command line ----------------------------------------------------------------------------
 
-def add_terminal_parser(subparsers, *, db_default: Callable[[argparse.Namespace], str] | None = None):
-    """`vks-controller terminal token|revoke|tokens ...`; each sets `func(args) -> int`."""
+def add_terminal_parser(subparsers, *, parents=()):
+    """`vks-controller terminal token|revoke|tokens ...` (`parents`: the CLI's --config/--db);
+    run the parsed command with `run_terminal_command(db_url, args)`."""
     p = subparsers.add_parser("terminal", help="terminal (agent) tokens")
     sub = p.add_subparsers(dest="terminal_command", required=True, metavar="ACTION")
 
-    tok = sub.add_parser("token", help="issue a token for a terminal (printed once)")
+    tok = sub.add_parser("token", parents=parents, help="issue a token for a terminal (printed once)")
     tok.add_argument("terminal_id")
     tok.add_argument("--expires-days", type=float, default=None, help="valid for this many days")
     tok.add_argument("--revoke-others", action="store_true",
                      help="revoke the terminal's other tokens at once")
     tok.set_defaults(terminal_func=_cmd_token)
 
-    rev = sub.add_parser("revoke", help="revoke a terminal's tokens")
+    rev = sub.add_parser("revoke", parents=parents, help="revoke a terminal's tokens")
     rev.add_argument("terminal_id")
     rev.add_argument("--token-id", type=int, default=None, help="only this token (see `tokens`)")
     rev.set_defaults(terminal_func=_cmd_revoke)
 
-    ls = sub.add_parser("tokens", help="list a terminal's tokens (not the secrets)")
+    ls = sub.add_parser("tokens", parents=parents, help="list a terminal's tokens (not the secrets)")
     ls.add_argument("terminal_id")
     ls.set_defaults(terminal_func=_cmd_tokens)
 
-    for sp in (tok, rev, ls):
-        sp.add_argument("--db", default=argparse.SUPPRESS,
-                        help="database URL (sqlite:///path or postgresql://...); default from the settings")
     return p
 
 
 def run_terminal_command(db_url: str, args: argparse.Namespace) -> int:
-    """Run a parsed `terminal ...` command against `db_url` (the caller resolves defaults)."""
-    return asyncio.run(args.terminal_func(db_url, args))
+    """Run a parsed `terminal ...` command against `db_url` (migrated first if needed)."""
+    async def run() -> int:
+        db = Database(db_url)
+        try:
+            await migrate(db)
+        finally:
+            await db.close()
+        return await args.terminal_func(db_url, args)
+    return asyncio.run(run())
 
 
 async def _cmd_token(db_url: str, args) -> int:

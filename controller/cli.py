@@ -1,4 +1,4 @@
-"""vks-controller: serve, migrate, user add, sites import.
+"""vks-controller: serve, migrate, user add, sites import, terminal token.
 
 Exit status: 0 ok; 1 a runtime failure (e.g. the database cannot be reached);
 2 a usage or configuration error, with a message naming what is wrong.
@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = st.add_subparsers(dest="sites_command", required=True, metavar="ACTION")
     si = ssub.add_parser("import", parents=[common], help="import (upsert) a sites file")
     si.add_argument("file", type=Path)
+    try:
+        from controller.agent_api import add_terminal_parser
+    except ImportError:
+        pass
+    else:
+        add_terminal_parser(sub, parents=[common])
     return p
 
 
@@ -157,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(exc.message) from None
             print(token)
             return 0
+        if args.command == "terminal":
+            from controller.agent_api import run_terminal_command
+            return run_terminal_command(settings.db, args)
         if args.command == "sites":
             counts = asyncio.run(_sites_import(settings, args.file))
             print(" ".join(f"{k}={v}" for k, v in counts.items()))

@@ -31,7 +31,7 @@ from aiohttp import WSMsgType, web
 
 from agent import wire
 from controller.gateway import AgentUnavailable, SessionResults
-from controller.relay import NoRelay, Relay
+from controller.relay import NoRelay, Relay, make_relay
 from controller.store import agents as store
 from controller.store.db import Database
 
@@ -88,7 +88,8 @@ class Hub:
         self.db = db
         self.instance_id = instance_id
         self.results = results
-        self.relay: Relay = relay or NoRelay()
+        # PostgreSQL: relay through LISTEN/NOTIFY to the other controllers; SQLite: none.
+        self.relay: Relay = relay if relay is not None else make_relay(db, instance_id)
         self.heartbeat_s = heartbeat_s
         self.lease_s = lease_s
         self.hello_timeout_s = hello_timeout_s
