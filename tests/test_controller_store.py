@@ -1,0 +1,113 @@
+"""The store on SQLite and PostgreSQL: migrations, UTC timestamps, the sites
+import, SQLite's pragmas, and the URL forms the CLI accepts."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import insert, select, text
+
+from agent import configfile
+from controller.models import SitesFile
+from controller.store import registry
+from controller.store.db import Database, DatabaseUrlError, to_async_url
+from controller.store.migrate import current_revision, head_revision, migrate
+from controller.store.schema import audit
+from tests.controller_kit import SITES
+
+
+@pytest.fixture
+async def db(db_url):
+    d = Database(db_url)
+    yield d
+    await d.close()
+
+
+def sites():
+    return configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES).model_dump()["institutions"]
+
+
+async def test_migrate_is_idempotent_and_reaches_head(db):
+    assert await current_revision(db) is None
+    assert await migrate(db) == head_revision()
+    assert await migrate(db) == head_revision()
+
+
+async def test_timestamps_are_stored_and_returned_in_utc(db):
+    await migrate(db)
+    almaty = dt.timezone(dt.timedelta(hours=5))
+    t = dt.datetime(2026, 12, 1, 10, 0, 0, 123000, tzinfo=almaty)
+    async with db.transaction() as conn:
+        await conn.execute(insert(audit).values(at=t, who="x", action="a", target="t", detail={"k": "в"}))
+    async with db.read() as conn:
+        row = (await conn.execute(select(audit))).one()
+        earlier = (await conn.execute(select(audit.c.id).where(audit.c.at < dt.datetime(
+            2026, 12, 1, 5, 0, 1, tzinfo=dt.timezone.utc)))).all()
+    assert row.at == t and row.at.utcoffset() == dt.timedelta(0) and row.at.hour == 5
+    assert row.detail == {"k": "в"}
+    assert len(earlier) == 1                                              # compared as instants
+    with pytest.raises(Exception):
+        async with db.transaction() as conn:
+            await conn.execute(insert(audit).values(at=dt.datetime(2026, 1, 1), who="x", action="a",
+                                                    target="t", detail={}))
+
+
+async def test_sites_import_is_an_idempotent_upsert(db):
+    await migrate(db)
+    now = dt.datetime.now(dt.timezone.utc)
+    async with db.transaction() as conn:
+        first = await registry.import_sites(conn, sites(), now)
+    assert first["institutions_created"] == 7 and first["terminals_created"] == 9
+    changed = sites()
+    changed[0]["name"] = "renamed"
+    async with db.transaction() as conn:
+        again = await registry.import_sites(conn, changed, now)
+        t = await registry.get_terminal(conn, "court-almaty-1")
+        room = await registry.get_room(conn, t["room_id"])
+    assert again == {"institutions_created": 0, "institutions_updated": 1, "rooms_created": 0,
+                     "terminals_created": 0, "terminals_updated": 0}
+    assert (t["role"], room["name"]) == ("courtroom", "Зал 1")
+
+
+async def test_a_failed_transaction_writes_nothing(db):
+    await migrate(db)
+    now = dt.datetime.now(dt.timezone.utc)
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await registry.import_sites(conn, sites(), now)
+            raise RuntimeError("boom")
+    async with db.read() as conn:
+        assert await registry.list_institutions(conn) == []
+
+
+
+def test_sqlite_pragmas(tmp_path):
+    import asyncio
+
+    async def go():
+        d = Database(f"sqlite:///{tmp_path / 'p.sqlite'}")
+        try:
+            async with d.read() as conn:
+                return [(await conn.execute(text(f"PRAGMA {p}"))).scalar() for p in
+                        ("journal_mode", "foreign_keys", "busy_timeout")]
+        finally:
+            await d.close()
+    assert asyncio.run(go()) == ["wal", 1, 10000]
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("sqlite:///var/c.sqlite", "sqlite+aiosqlite:///var/c.sqlite"),
+    ("sqlite:////abs/c.sqlite", "sqlite+aiosqlite:////abs/c.sqlite"),
+    ("postgresql://vks:pw@db:5432/vks", "postgresql+asyncpg://vks:pw@db:5432/vks"),
+    ("postgres://vks@db/vks", "postgresql+asyncpg://vks@db/vks"),
+    ("postgresql+asyncpg://vks@db/vks", "postgresql+asyncpg://vks@db/vks"),
+])
+def test_url_forms(url, expected):
+    assert to_async_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "sqlite://", "sqlite:///:memory:", "postgresql://db",
+                                 "not a url", "postgresql+psycopg2://x/y"])
+def test_bad_urls_are_refused_with_a_reason(url):
+    with pytest.raises(DatabaseUrlError):
+        to_async_url(url)
