@@ -142,7 +142,9 @@ def build_report(*, started_at: str, duration_s: float, connected: bool, connect
     in_ivs = (inbound or {}).get("intervals", [])
     out_ivs = (outbound or {}).get("intervals", [])
     intervals = []
-    for i in range(max(len(in_ivs), len(out_ivs))):
+    # Whole seconds of the session only: the finish handshake's tail is no interval.
+    n = min(max(len(in_ivs), len(out_ivs)), max(1, int(duration_s)))
+    for i in range(n):
         rtt_i = [r * 1000.0 for t, r in rtts if int(t) == i]
         intervals.append({"t": float(i), "rtt_ms": _r(sum(rtt_i) / len(rtt_i)) if rtt_i else None,
                           "inbound": in_ivs[i] if i < len(in_ivs) else None,

@@ -33,9 +33,13 @@ async def handle_offer(request: web.Request) -> web.Response:
     limit = settings.session.max_offer_bytes
     if request.content_length is not None and request.content_length > limit:
         return error(400, "offer_too_large", f"the offer is {request.content_length} bytes; the limit is {limit}")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        return error(400, "offer_too_large", f"the offer is over the limit of {limit} bytes")
+    # Read to the end (read(n) returns what has arrived so far, which on a lossy
+    # link is part of the body), stopping as soon as the limit is passed.
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16384):
+        body += chunk
+        if len(body) > limit:
+            return error(400, "offer_too_large", f"the offer is over the limit of {limit} bytes")
     try:
         message = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -9,10 +9,18 @@ transport instance (aiortc is pinned to 1.16.* in pyproject.toml for that reason
 
 The abs-send-time header extension is also negotiated for audio (aiortc offers it
 for video only), so that both media measure network jitter from send-time stamps.
+
+Arrival times come from the kernel (SO_TIMESTAMPNS on aioice's UDP sockets), not
+from the moment Python gets round to the packet: on a busy terminal the event
+loop's own delays would otherwise show up as network jitter. SRTP leaves the RTP
+header in clear, so the stamp of a datagram is matched to its packet by (SSRC,
+sequence number); where the kernel gives none, the tap's own clock is used.
 """
 from __future__ import annotations
 
+import socket
 import struct
+import sys
 import time
 from typing import Any, Callable
 
@@ -43,29 +51,102 @@ _TAPPED = "_vks_tapped"
 def attach(pc: RTCPeerConnection, on_received: ReceivedHook, on_sent: SentHook) -> int:
     """Tap every DTLS transport of `pc` not tapped yet; returns how many were tapped.
 
-    Call after both descriptions are set (the callee's transports exist only then).
+    Call after both descriptions are set (the callee's transports exist only then;
+    the ICE sockets exist once candidates are gathered, which setLocalDescription does).
     """
     tapped = 0
     for transceiver in pc.getTransceivers():
         dtls = transceiver.receiver.transport
         if dtls is None or getattr(dtls, _TAPPED, False):
             continue
-        _tap_received(dtls, on_received)
+        stamps = KernelStamps()
+        for protocol in getattr(dtls.transport._connection, "_protocols", []):
+            stamps.watch(protocol.transport)
+        _tap_received(dtls, on_received, stamps)
         _tap_sent(dtls, on_sent)
         setattr(dtls, _TAPPED, True)
         tapped += 1
     return tapped
 
 
-def _tap_received(dtls: Any, on_received: ReceivedHook) -> None:
+def _tap_received(dtls: Any, on_received: ReceivedHook, stamps: "KernelStamps") -> None:
     router = dtls._rtp_router
     route_rtp = router.route_rtp
 
     def route_and_count(packet: RtpPacket):
-        on_received(packet, time.monotonic())
+        arrival = stamps.pop(packet.ssrc, packet.sequence_number)
+        on_received(packet, time.monotonic() if arrival is None else arrival)
         return route_rtp(packet)
 
     router.route_rtp = route_and_count
+
+
+# Linux: SO_TIMESTAMPNS (and its control message type SCM_TIMESTAMPNS); Python has no name for it.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+_RTP_IDS = struct.Struct("!2xH4xI")      # sequence number, SSRC
+_MAX_STAMPS = 4096
+
+
+class KernelStamps:
+    """Kernel receive times of the RTP datagrams on some UDP sockets, by (SSRC, seq).
+
+    Wraps each asyncio datagram transport's socket so that its `recvfrom` (the one
+    call asyncio's selector transport makes) becomes `recvmsg` with the timestamp
+    control message. Times are converted to time.monotonic()'s clock.
+    """
+
+    def __init__(self) -> None:
+        self._stamps: dict[tuple[int, int], float] = {}
+        self.enabled = sys.platform.startswith("linux")
+
+    def watch(self, transport: Any) -> bool:
+        sock = getattr(transport, "_sock", None)
+        if not self.enabled or sock is None or isinstance(sock, _StampingSocket):
+            return False
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            return False
+        transport._sock = _StampingSocket(sock, self)
+        return True
+
+    def record(self, data: bytes, ancdata: list) -> None:
+        if len(data) < 12 or not 128 <= data[0] < 192 or is_rtcp(data):
+            return
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
+                sec, nsec = _TIMESPEC.unpack_from(cdata)
+                # Realtime -> monotonic: the offset is read now, microseconds after the stamp.
+                arrival = sec + nsec * 1e-9 - (time.time() - time.monotonic())
+                seq, ssrc = _RTP_IDS.unpack_from(data)
+                if len(self._stamps) >= _MAX_STAMPS:
+                    # Stamps of packets SRTP rejected are never popped: drop the oldest half.
+                    for key in list(self._stamps)[: _MAX_STAMPS // 2]:
+                        del self._stamps[key]
+                self._stamps[(ssrc, seq)] = arrival
+                return
+
+    def pop(self, ssrc: int, seq: int) -> float | None:
+        return self._stamps.pop((ssrc, seq), None)
+
+
+class _StampingSocket:
+    """A socket whose recvfrom also reads the kernel's receive timestamp."""
+
+    __slots__ = ("_sock", "_stamps")
+
+    def __init__(self, sock: socket.socket, stamps: KernelStamps) -> None:
+        self._sock = sock
+        self._stamps = stamps
+
+    def recvfrom(self, bufsize: int, flags: int = 0):
+        data, ancdata, _, addr = self._sock.recvmsg(bufsize, 64, flags)
+        self._stamps.record(data, ancdata)
+        return data, addr
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 _RTP_HEADER = struct.Struct("!BBHII")

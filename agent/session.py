@@ -338,6 +338,7 @@ class PeerSession:
             error = "the peer did not send its final figures (link lost at the end?)"
         await asyncio.sleep(DRAIN_S)
         self._finalize_inbound()
+        aiortc_view = await self.aiortc_stats()
         self._send_control({"type": "bye"})
         inbound = receive_side(self.meters, self._frames["video"], self.t0, until=end)
         outbound = self.peer_final
@@ -350,7 +351,7 @@ class PeerSession:
             inbound=inbound, outbound=outbound, profile=self.profile_name,
             thresholds_path=self.settings.session.thresholds_path,
             thresholds_profile=self.profile.thresholds,
-            extra={"rtx_received": self.rtx_received,
+            extra={"aiortc_stats": aiortc_view, "rtx_received": self.rtx_received,
                    "sent": {"packets": sum(c.packets for c in self.sent.values())}})
 
     async def serve_as_callee(self) -> dict:
@@ -386,6 +387,28 @@ class PeerSession:
         self._finalize_inbound()
         received = receive_side(self.meters, self._frames["video"], self.t0, until=time.monotonic())
         self._send_control({"type": "final", "sent": self._sent_summary(), "received": received})
+
+    async def aiortc_stats(self) -> dict:
+        """aiortc's own getStats, kept beside our figures for comparison only
+        (docs/measurement.md says where it is wrong): jitter converted from RTP clock
+        units to ms, the RTCP round trip in ms."""
+        clock = {"audio": 48000, "video": 90000}
+        view: dict[str, list] = {"inbound": [], "remote_inbound": []}
+        with contextlib.suppress(Exception):
+            for stat in (await self.pc.getStats()).values():
+                if stat.type == "inbound-rtp":
+                    view["inbound"].append({
+                        "kind": stat.kind, "ssrc": stat.ssrc, "packets_received": stat.packetsReceived,
+                        "packets_lost": stat.packetsLost,
+                        "jitter_ms": round(stat.jitter / clock[stat.kind] * 1000, 3)})
+                elif stat.type == "remote-inbound-rtp":
+                    rtt = stat.roundTripTime
+                    view["remote_inbound"].append({
+                        "kind": stat.kind, "ssrc": stat.ssrc, "packets_lost": stat.packetsLost,
+                        "fraction_lost": stat.fractionLost,
+                        "jitter_ms": round(stat.jitter / clock[stat.kind] * 1000, 3),
+                        "rtt_ms": None if rtt is None else round(rtt * 1000, 3)})
+        return view
 
     async def close(self) -> None:
         """Idempotent: stops the tracks, closes the connection, cancels every task."""
