@@ -196,6 +196,7 @@ def test_receiver_loss_equals_truth_exactly(make_lab, impairment):
     flow = truth["directions"]["a>b"]["flows"][0]
     assert flow["flow"].startswith("udp 10.231.0.1:") and flow["flow"].endswith(">10.231.0.2:5004")
     assert sum(x["dropped"] for x in s["series"]) == s["dropped"]
+    assert lab.iface_stats("a")["tx"]["dropped"] == 0  # nothing lost before the router saw it
 
 
 @netlab_mark[0]
