@@ -169,8 +169,9 @@ async def eventually(predicate, timeout: float = 10.0, step: float = 0.02):
 
 
 @pytest.fixture
-async def controller(tmp_path):
-    c = await Controller(f"sqlite:///{tmp_path}/controller.sqlite").start()
+async def controller(db_url):
+    """On SQLite and on PostgreSQL (tests/conftest.py's db_url)."""
+    c = await Controller(db_url).start()
     yield c
     await c.stop()
 
