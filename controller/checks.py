@@ -247,9 +247,6 @@ class CheckService:
                 await jobs_repo.enqueue(conn, "check.timeout", timeout_key(cid, session_id),
                                         now + dt.timedelta(seconds=duration + self.settings.scheduler.result_grace_s),
                                         now, {"check_id": cid, "session_id": session_id})
-                await events_repo.append(conn, h["id"], "check_started", now, {
-                    "check_id": cid, "kind": c["kind"], "caller": c["caller"], "callee": c["callee"],
-                    "session_id": session_id, "attempt": attempt, "late": now > c["deadline"]})
         if skip:
             return   # the scheduler marks the job done
         try:
@@ -261,14 +258,20 @@ class CheckService:
             retry_at = now + dt.timedelta(seconds=self.settings.scheduler.retry_s)
             give_up = retry_at >= h["start_utc"]
             async with ctx.complete(retry_at=None if give_up else retry_at) as conn:
+                # While an agent stays away the check is retried quietly: the record
+                # shows the first failure and any change of the error, not every retry.
                 await self._attempt_failed(conn, cid, session_id, now, error, give_up=give_up,
-                                           reschedule=False, count_attempt=not unavailable)
+                                           reschedule=False, count_attempt=not unavailable,
+                                           quiet=unavailable and c["error"] == error)
             return
-        async with ctx.complete():
-            pass
+        async with ctx.complete() as conn:
+            await events_repo.append(conn, h["id"], "check_started", now, {
+                "check_id": cid, "kind": c["kind"], "caller": c["caller"], "callee": c["callee"],
+                "session_id": session_id, "attempt": attempt, "late": now > c["deadline"]})
 
     async def _attempt_failed(self, conn: AsyncConnection, cid: int, session_id: str, now: dt.datetime,
-                              error: str, *, give_up: bool, reschedule: bool, count_attempt: bool = True) -> None:
+                              error: str, *, give_up: bool, reschedule: bool, count_attempt: bool = True,
+                              quiet: bool = False) -> None:
         c = await checks_repo.get_check(conn, cid, for_update=True)
         if c["session_id"] != session_id or c["status"] != "running":
             return   # stale: a newer attempt or a result already decided the check
@@ -286,9 +289,10 @@ class CheckService:
             if reschedule:
                 await jobs_repo.enqueue(conn, "check.run", run_key(cid), retry_at, now, {"check_id": cid},
                                         reschedule=True)
-            await events_repo.append(conn, c["hearing_id"], "check_retry", now, {
-                "check_id": cid, "kind": c["kind"], "callee": c["callee"], "error": error,
-                "retry_at": hearings_repo.iso(retry_at)})
+            if not quiet:
+                await events_repo.append(conn, c["hearing_id"], "check_retry", now, {
+                    "check_id": cid, "kind": c["kind"], "callee": c["callee"], "error": error,
+                    "retry_at": hearings_repo.iso(retry_at)})
         await self.refresh_verdict(conn, c["hearing_id"], now)
 
     async def job_deadline(self, ctx: JobContext) -> None:
