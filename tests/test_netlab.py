@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.netlab import ControlError, control, Impairment, ImpairmentError, Lab
+from tests.netlab import ControlError, Impairment, ImpairmentError, Lab, LabError, control
 from tests.netlab.agents import path as agent_path
 from tests.netlab.fixtures import lab, make_lab, netlab_mark, skip_reason  # noqa: F401
 from tests.netlab.impair import DELIVER, DROP_BLACKOUT, DROP_LOSS, DROP_QUEUE, LinkDirection
@@ -375,3 +375,31 @@ def test_router_exits_when_its_parent_dies():
     with Lab():
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert ns_a not in listed and ns_b not in listed
+
+
+@netlab_mark[0]
+@netlab_mark[1]
+def test_router_stops_after_its_max_lifetime_and_says_so(make_lab):
+    lab = make_lab(max_lifetime=0.3)
+    lab._router.wait(timeout=5)
+    with pytest.raises(LabError, match="router exited.*max lifetime"):
+        lab.truth()
+
+
+@netlab_mark[0]
+@netlab_mark[1]
+def test_control_socket_survives_garbage_and_oversized_requests(lab):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(lab.control_path)
+        s.sendall(b"this is not json\n")
+        assert json.loads(s.makefile().readline())["error"] == "bad_request"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(lab.control_path)
+        try:
+            s.sendall(b"x" * (200 * 1024))  # no newline, over the 64 KiB bound: dropped
+            assert s.recv(10) == b""
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    assert lab.config()["a>b"]["blackout"] is False  # still serving
