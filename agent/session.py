@@ -215,7 +215,7 @@ class PeerSession:
             if not isinstance(message, bytes) or len(message) != _PROBE.size:
                 return
             if self.role == "callee":
-                if channel.readyState == "open":
+                if channel.readyState == "open" and _sctp_can_send_now(self.pc):
                     channel.send(message)
             else:
                 _, sent = _PROBE.unpack(message)
@@ -288,7 +288,7 @@ class PeerSession:
         period = 1.0 / self.settings.session.probe_hz
         n = 0
         while not stop.is_set():
-            if self._probe is not None and self._probe.readyState == "open":
+            if self._probe is not None and self._probe.readyState == "open" and _sctp_can_send_now(self.pc):
                 self._probe.send(_PROBE.pack(n & 0xFFFFFFFF, time.monotonic()))
                 n += 1
             with contextlib.suppress(asyncio.TimeoutError):
@@ -422,6 +422,21 @@ class PeerSession:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _sctp_can_send_now(pc: RTCPeerConnection) -> bool:
+    """Would a data-channel message leave at once, or wait in SCTP's queue?
+
+    After a blackout, SCTP retransmits with backed-off timers and a collapsed
+    congestion window; a probe queued behind that measures SCTP's recovery, not the
+    network. Such probes are not sent (nor echoed): they would be counted as lost
+    rather than reported as a round trip of hundreds of milliseconds. Reads aiortc
+    1.16's association state (see rtp_tap.py on the pin)."""
+    sctp = pc.sctp
+    if sctp is None:
+        return False
+    return (not sctp._outbound_queue and not sctp._data_channel_queue
+            and sctp._flight_size < sctp._cwnd)
 
 
 def _set_video_bitrate(kbps: int) -> None:
