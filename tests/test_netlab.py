@@ -19,7 +19,7 @@ import pytest
 
 from tests.netlab import ControlError, Impairment, ImpairmentError, Lab, LabError, control
 from tests.netlab.agents import path as agent_path
-from tests.netlab.fixtures import lab, make_lab, netlab_mark, skip_reason  # noqa: F401
+from tests.netlab.fixtures import lab, make_lab, requires_netlab  # noqa: F401 (fixtures)
 from tests.netlab.impair import DELIVER, DROP_BLACKOUT, DROP_LOSS, DROP_QUEUE, LinkDirection
 from tests.netlab.packet import (KIND_DTLS, KIND_RTCP, KIND_RTP, KIND_STUN, KIND_UDP,
                                  classify_udp_payload, parse)
@@ -156,8 +156,7 @@ def test_histogram_percentiles():
 # --------------------------------------------------------------------------- netns
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 def test_ping_shows_the_configured_round_trip(make_lab):
     lab = make_lab(impair={"both": {"delay_ms": 40}}, seed=1)
     r = ping(lab, "a", count=20, interval=0.05)
@@ -172,8 +171,7 @@ def test_ping_shows_the_configured_round_trip(make_lab):
         assert truth["directions"][d]["kinds"] == {"icmp": 20}
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 @pytest.mark.parametrize("impairment", [
     {"loss": 0.05},
     {"ge": [0.03, 0.3, 0.9, 0.0]},
@@ -199,8 +197,7 @@ def test_receiver_loss_equals_truth_exactly(make_lab, impairment):
     assert lab.iface_stats("a")["tx"]["dropped"] == 0  # nothing lost before the router saw it
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 def test_jitter_seen_by_the_receiver_matches_truth(make_lab):
     lab = make_lab(impair={"a>b": {"delay_ms": 20, "jitter_ms": 5}}, seed=5)
     res = udp_stream(lab, "a>b", count=300, pps=100, port=5006)
@@ -211,8 +208,7 @@ def test_jitter_seen_by_the_receiver_matches_truth(make_lab):
     assert res.receiver["delay_ms"]["mean"] == pytest.approx(s["delay_ms"]["mean"], abs=1.0)
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 def test_blackout_drops_everything_for_its_duration(make_lab):
     lab = make_lab(seed=2)
 
@@ -234,8 +230,7 @@ def test_blackout_drops_everything_for_its_duration(make_lab):
     assert truth["config"]["a>b"]["blackout"] is False  # over by now
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 def test_runtime_control_history_errors_and_reset(lab):
     cfg = lab.impair("b>a", delay_ms=30, jitter_ms=2, ge=(0.1, 0.5, 1.0, 0.0))
     assert cfg["b>a"]["impairment"]["delay_ms"] == 30 and cfg["a>b"]["impairment"]["delay_ms"] == 0
@@ -261,8 +256,7 @@ def test_runtime_control_history_errors_and_reset(lab):
     assert lab.config()["b>a"]["impairment"]["delay_ms"] == 0
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 def test_management_link_reaches_the_root_namespace_unimpaired(make_lab):
     lab = make_lab(mgmt=True, impair={"both": {"delay_ms": 200}})
     srv = socket.create_server((lab.mgmt_root, 0))
@@ -292,8 +286,7 @@ def test_management_link_reaches_the_root_namespace_unimpaired(make_lab):
     assert lab.truth(series=False)["directions"]["a>b"]["totals"]["packets"] == 0
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 async def test_async_api_and_cleanup_of_spawned_processes():
     async with Lab(impair={"a>b": {"delay_ms": 5}}) as lab:
         ns = (lab.ns_a, lab.ns_b)
@@ -312,8 +305,7 @@ async def test_async_api_and_cleanup_of_spawned_processes():
     assert ns[0] not in listed and ns[1] not in listed
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 def test_cleanup_kills_processes_and_leaves_no_namespace_even_on_failure():
     with pytest.raises(RuntimeError):
         with Lab() as lab:
@@ -328,8 +320,7 @@ def test_cleanup_kills_processes_and_leaves_no_namespace_even_on_failure():
     assert f"vkt{router.pid}" not in links
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 def test_stale_namespaces_of_dead_runs_are_swept():
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -343,8 +334,7 @@ def test_stale_namespaces_of_dead_runs_are_swept():
         subprocess.run(["ip", "netns", "del", stale], capture_output=True)
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 def test_router_exits_when_its_parent_dies():
     code = ("import sys,time; sys.path.insert(0, %r)\n"
             "from tests.netlab import Lab\n"
@@ -377,8 +367,7 @@ def test_router_exits_when_its_parent_dies():
         assert ns_a not in listed and ns_b not in listed
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 def test_router_stops_after_its_max_lifetime_and_says_so(make_lab):
     lab = make_lab(max_lifetime=0.3)
     lab._router.wait(timeout=5)
@@ -386,8 +375,7 @@ def test_router_stops_after_its_max_lifetime_and_says_so(make_lab):
         lab.truth()
 
 
-@netlab_mark[0]
-@netlab_mark[1]
+@requires_netlab
 def test_control_socket_survives_garbage_and_oversized_requests(lab):
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)

@@ -4,5 +4,5 @@ from .control import ControlError, LabError
 from .impair import Impairment, ImpairmentError
 from .lab import ADDR_A, ADDR_B, Lab, sweep_stale, unavailable_reason
 
-__all__ = ["Lab", "LabError", "ControlError", "Impairment", "ImpairmentError",
+__all__ = ["control", "Lab", "LabError", "ControlError", "Impairment", "ImpairmentError",
            "unavailable_reason", "sweep_stale", "ADDR_A", "ADDR_B"]

@@ -1,8 +1,9 @@
 """pytest helpers for tests that need the impaired link.
 
-    from tests.netlab.fixtures import lab, make_lab, netlab_mark  # noqa: F401 (fixtures)
+    from tests.netlab.fixtures import lab, make_lab, netlab_mark, requires_netlab  # noqa: F401
 
-    pytestmark = netlab_mark          # netns marker + skip with a clear reason
+    pytestmark = netlab_mark          # netns marker + skip with a clear reason (whole module)
+    @requires_netlab                  # ... or per test / class
 
     def test_x(lab): ...              # a clean Lab, closed after the test
     def test_y(make_lab):
@@ -57,3 +58,10 @@ def make_lab():
 def lab(make_lab) -> Lab:
     """A started Lab with a clean link (impair it with lab.impair(...))."""
     return make_lab()
+
+
+def requires_netlab(obj):
+    """Decorator: the ``netns`` marker plus the skip, for one test or class."""
+    for mark in netlab_mark:
+        obj = mark(obj)
+    return obj
