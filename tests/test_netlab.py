@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import socket
 import struct
@@ -151,6 +152,37 @@ def test_histogram_percentiles():
     assert h.percentile(0.5) == pytest.approx(50.0, abs=0.01)
     assert h.percentile(0.95) == pytest.approx(95.0, abs=0.01)
     assert h.summary()["max"] == 100.0
+
+
+def test_router_control_ops_without_devices(tmp_path):
+    """The router's control semantics on plain pipes: runs without root."""
+    from tests.netlab.router import Router
+
+    fds = [os.pipe() for _ in range(2)]
+    router = Router(fds[0][0], fds[1][0], str(tmp_path / "c.sock"), os.getpid(), 60, 5,
+                    {"a>b": {"delay_ms": 7}})
+    try:
+        assert router.config()["a>b"]["impairment"]["delay_ms"] == 7
+        assert router.handle_line(b'{"op": "impair", "dir": "both", "params": {"loss": 0.5}}')["ok"]
+        bad = router.handle_line(b'{"op": "blackout", "dir": "a>b", "seconds": -1}')
+        assert (bad["ok"], bad["error"]) == (False, "bad_parameter")
+        assert router.handle({"op": "blackout", "dir": "b>a", "seconds": None})["b>a"]["blackout"]
+        router._ingress("b>a", ipv4_udp(rtp(1), src="10.231.0.2", dst="10.231.0.1"), router.t0 + 0.1)
+        router._ingress("a>b", ipv4_udp(rtp(1)), router.t0 + 2.5)
+        truth = router.truth()
+        assert truth["directions"]["b>a"]["totals"]["dropped_blackout"] == 1
+        assert truth["directions"]["a>b"]["totals"]["series"][0]["t"] == 2
+        assert [h["op"] for h in truth["history"]] == ["start", "impair", "blackout"]
+        assert truth["history"][1]["params"]["loss"] == 0.5
+        json.dumps(truth)  # JSON-able
+        router.handle({"op": "reset"})
+        assert router.truth()["directions"]["b>a"]["totals"]["packets"] == 0
+        assert router.handle_line(b"[1]")["error"] == "bad_request"
+    finally:
+        router.lsock.close()
+        for r, w in fds:
+            os.close(r)
+            os.close(w)
 
 
 # --------------------------------------------------------------------------- netns
