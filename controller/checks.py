@@ -74,6 +74,24 @@ def timeout_key(check_id: int, session_id: str) -> str:
     return f"check:{check_id}:timeout:{session_id}"
 
 
+async def lock_check(conn: AsyncConnection, *, check_id: int | None = None,
+                     session_id: str | None = None) -> tuple[dict | None, dict | None]:
+    """(hearing, check) with their rows locked in the one order every writer
+    uses - hearing, then check, then job rows - so that concurrent writers on
+    PostgreSQL never deadlock. (None, None) for an unknown session."""
+    if session_id is not None:
+        c = await checks_repo.check_by_session(conn, session_id)
+        if c is None:
+            return None, None
+        check_id = c["id"]
+    c = await checks_repo.get_check(conn, check_id)
+    h = await hearings_repo.get_hearing(conn, c["hearing_id"], for_update=True)
+    c = await checks_repo.get_check(conn, check_id, for_update=True)
+    if session_id is not None and c["session_id"] != session_id:
+        return h, None          # superseded between the two reads
+    return h, c
+
+
 class CheckService:
     def __init__(self, db: Database, settings: ControllerSettings, clock: Clock,
                  gateway_ref: Callable[[], AgentGateway], judge: Judge = report_verdict,
@@ -186,6 +204,7 @@ class CheckService:
                              suspension: dict) -> list[str]:
         stop = []
         for hid in hearing_ids:
+            await hearings_repo.get_hearing(conn, hid, for_update=True)
             await events_repo.append(conn, hid, "suspended", now, {
                 "suspension_id": suspension["id"], "reason": suspension["reason"],
                 "institution_id": suspension["institution_id"], "region": suspension["region"]})
@@ -196,6 +215,7 @@ class CheckService:
     async def unblock_hearings(self, conn: AsyncConnection, hearing_ids: list[int], now: dt.datetime,
                                suspension: dict) -> None:
         for hid in hearing_ids:
+            await hearings_repo.get_hearing(conn, hid, for_update=True)
             await events_repo.append(conn, hid, "suspension_lifted", now, {"suspension_id": suspension["id"]})
             if await self._blocking(conn, hid, now):
                 await self.refresh_verdict(conn, hid, now)
@@ -226,8 +246,7 @@ class CheckService:
         cid = ctx.payload["check_id"]
         cs = self.settings.checks
         async with ctx.transaction() as conn:
-            c = await checks_repo.get_check(conn, cid, for_update=True)
-            h = await hearings_repo.get_hearing(conn, c["hearing_id"])
+            h, c = await lock_check(conn, check_id=cid)
             if c["status"] in rules.FINISHED or h["status"] not in hearings_repo.ACTIVE_STATUSES:
                 skip = True
             elif c["status"] == "blocked" or await self._blocking(conn, h["id"], now):
@@ -298,7 +317,7 @@ class CheckService:
     async def job_deadline(self, ctx: JobContext) -> None:
         now = ctx.now
         async with ctx.complete() as conn:
-            c = await checks_repo.get_check(conn, ctx.payload["check_id"], for_update=True)
+            _, c = await lock_check(conn, check_id=ctx.payload["check_id"])
             if c["status"] in rules.FINISHED or c["overdue_at"] is not None:
                 return
             if not rules.is_overdue(c["status"], c["deadline"], now):
@@ -314,8 +333,7 @@ class CheckService:
         now = ctx.now
         cid, sid = ctx.payload["check_id"], ctx.payload["session_id"]
         async with ctx.complete() as conn:
-            c = await checks_repo.get_check(conn, cid, for_update=True)
-            h = await hearings_repo.get_hearing(conn, c["hearing_id"])
+            h, c = await lock_check(conn, check_id=cid)
             give_up = c["attempts"] >= self.settings.scheduler.max_attempts or now >= h["start_utc"]
             await self._attempt_failed(conn, cid, sid, now, "no result from the agents in time",
                                        give_up=give_up, reschedule=True)
@@ -349,9 +367,9 @@ class CheckService:
         verdict, reasons, mos = self.judge(report)   # pure and quick: no thread needed
         now = self.clock()
         async with self.db.transaction() as conn:
-            c = await checks_repo.check_by_session(conn, session_id, for_update=True)
+            _, c = await lock_check(conn, session_id=session_id)
             if c is None:
-                log.warning("result for unknown session %s ignored", session_id)
+                log.warning("result for unknown or superseded session %s ignored", session_id)
                 return
             if c["status"] != "running":
                 # Already decided (a duplicate report), or cancelled/blocked meanwhile.
@@ -362,7 +380,7 @@ class CheckService:
             status = rules.check_status_for(verdict, bool(report.get("connected", True)))
             await checks_repo.update_check(conn, c["id"], status=status, result=report, verdict=verdict,
                                            finished_at=now, error=report.get("error"))
-            await jobs_repo.cancel(conn, [timeout_key(c["id"], session_id), run_key(c["id"])], now)
+            await jobs_repo.cancel(conn, [timeout_key(c["id"], session_id)], now)
             await events_repo.append(conn, c["hearing_id"], "check_result", now, {
                 "check_id": c["id"], "kind": c["kind"], "caller": c["caller"], "callee": c["callee"],
                 "session_id": session_id, "status": status, "verdict": verdict, "reasons": reasons,
@@ -374,11 +392,10 @@ class CheckService:
         while there is time and attempts are left, else the check failed."""
         now = self.clock()
         async with self.db.transaction() as conn:
-            c = await checks_repo.check_by_session(conn, session_id, for_update=True)
+            h, c = await lock_check(conn, session_id=session_id)
             if c is None:
-                log.warning("failure of unknown session %s ignored: %s", session_id, error)
+                log.warning("failure of unknown or superseded session %s ignored: %s", session_id, error)
                 return
-            h = await hearings_repo.get_hearing(conn, c["hearing_id"])
             give_up = c["attempts"] >= self.settings.scheduler.max_attempts or now >= h["start_utc"]
             await self._attempt_failed(conn, c["id"], session_id, now, error, give_up=give_up, reschedule=True)
         self.wake()

@@ -195,8 +195,8 @@ async def suspend(conn: AsyncConnection, checks: CheckService, data: SuspensionI
             raise Invalid("rule 24 suspends SIZO and institutions, or a whole area; not a court",
                           field="institution_id")
     else:
-        if not await registry.list_institutions(conn, region=data.region):
-            raise Invalid(f"no institution in region {data.region!r}", field="region")
+        if not [i for i in await registry.list_institutions(conn, region=data.region) if i["kind"] != "court"]:
+            raise Invalid(f"no SIZO or institution in region {data.region!r}", field="region")
     start = data.from_utc or now
     if data.until_utc is not None and data.until_utc <= start:
         raise Invalid("until_utc must be after from_utc", field="until_utc")

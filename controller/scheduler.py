@@ -29,10 +29,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.store import jobs as jobs_repo
 from controller.store.db import Database
+from controller.store.schema import jobs
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +84,9 @@ class JobContext:
 
 
 async def _still_mine(conn: AsyncConnection, job_id: int, owner: str) -> bool:
-    from sqlalchemy import select
-    from controller.store.schema import jobs
+    """A cheap early check (no row lock, so no lock-order trouble with the rows
+    the handler locks); the fenced completion is what guarantees exactly once."""
     q = select(jobs.c.id).where(jobs.c.id == job_id, jobs.c.state == "running", jobs.c.locked_by == owner)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
     return (await conn.execute(q)).first() is not None
 
 

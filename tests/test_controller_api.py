@@ -173,6 +173,12 @@ async def test_rule24_suspension_blocks_checks_and_flags_hearings_until_lifted(c
 async def test_rule24_area_suspension_with_an_end_time(ctl):
     _, h = await ctl.schedule(start=ctl.clock() + 48 * H, room=("almaty-medeu-district", "Зал 2"),
                               participants=("inst-karaganda-1",))
+    # an emergency in Almaty does not touch a hearing at an Almaty court with a Karaganda colony:
+    # rule 24 suspends VKS at the penitentiary institutions of the area, not at courts
+    _, almaty = await ctl.call("POST", "/api/v1/suspensions", role="coordinator",
+                               json={"region": "Almaty", "reason": "natural_disaster"}, expect=201)
+    assert almaty["affected_hearings"] == []
+    await ctl.call("DELETE", f"/api/v1/suspensions/{almaty['id']}", role="coordinator", expect=200)
     until = ctl.clock() + 6 * H
     _, s = await ctl.call("POST", "/api/v1/suspensions", role="coordinator",
                           json={"region": "Karaganda", "reason": "state_of_emergency",

@@ -118,25 +118,28 @@ async def list_ids(conn: AsyncConnection, *, start_from: dt.datetime | None = No
 
 async def hearings_affected(conn: AsyncConnection, *, institution_id: str | None, region: str | None,
                             after: dt.datetime) -> list[int]:
-    """Active hearings not yet ended whose court or any participant is the
-    institution, or is in the region."""
+    """Active hearings not yet ended with a remote SIZO / institution that is
+    the suspended one, or is in the suspended area (rule 24 suspends VKS at
+    penitentiary institutions; courts are not suspended)."""
+    penitentiary = institutions.c.kind != "court"
     if institution_id is not None:
-        inst_ids = select(institutions.c.id).where(institutions.c.id == institution_id)
+        inst_ids = select(institutions.c.id).where(institutions.c.id == institution_id, penitentiary)
     else:
-        inst_ids = select(institutions.c.id).where(institutions.c.region == region)
+        inst_ids = select(institutions.c.id).where(institutions.c.region == region, penitentiary)
     sub = select(hearing_participants.c.hearing_id).where(hearing_participants.c.institution_id.in_(inst_ids))
     q = (select(hearings.c.id).where(hearings.c.status.in_(ACTIVE_STATUSES), hearings.c.end_utc > after,
-                                     or_(hearings.c.court_id.in_(inst_ids), hearings.c.id.in_(sub)))
+                                     hearings.c.id.in_(sub))
          .order_by(hearings.c.id))
     return [r.id for r in await conn.execute(q)]
 
 
+def suspendable(participants: list[dict]) -> dict[str, str]:
+    """{institution_id: region} of the participants rule 24 can suspend (not courts)."""
+    return {p["institution_id"]: p["region"] for p in participants if p["institution_kind"] != "court"}
+
+
 async def sites_of(conn: AsyncConnection, hid: int) -> dict[str, str]:
-    """{institution_id: region} for the court and every participant."""
-    h = await get_hearing(conn, hid)
-    ids = {h["court_id"]} | {p["institution_id"] for p in (await participants_of(conn, [hid]))[hid]}
-    return {r.id: r.region for r in await conn.execute(select(institutions.c.id, institutions.c.region)
-                                                       .where(institutions.c.id.in_(ids)))}
+    return suspendable((await participants_of(conn, [hid]))[hid])
 
 
 # --- the view -------------------------------------------------------------------------------
@@ -213,8 +216,7 @@ async def views(conn: AsyncConnection, ids: list[int], now: dt.datetime) -> list
         h = rows.get(hid)
         if h is None:
             continue
-        sites = {h["court_id"]: h["court_region"]}
-        sites.update({p["institution_id"]: p["region"] for p in parts[hid]})
+        sites = suspendable(parts[hid])
         blocking = {s.id for at in (now, max(now, h["start_utc"]))
                     for s in rules.blocking_suspensions(susps, sites, at)}
         hc = by_hearing[hid]
