@@ -417,10 +417,19 @@ async def delete_hearing(request):
 
 async def hearing_events(request):
     hid = path_int(request, "id")
+    fmt = q_choice(request, "format", ("json", "csv")) or "json"
     async with request.app[DB_KEY].read() as conn:
         await hearings_repo.get_hearing(conn, hid)
         rows = await events_repo.list_for(conn, hid, after_id=q_int(request, "after_id", 0, 0, 2**62))
-    return ok({"items": [_row(r) for r in rows]})
+    if fmt == "json":
+        return ok({"items": [_row(r) for r in rows]})
+    buf = io.StringIO()       # for the hearing record (rule 21)
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(["id", "hearing_id", "at", "kind", "detail"])
+    for r in rows:
+        w.writerow([r["id"], r["hearing_id"], iso(r["at"]), r["kind"], dumps(r["detail"])])
+    return web.Response(text=buf.getvalue(), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="hearing-{hid}-events.csv"'})
 
 
 async def give_agreement(request):
@@ -638,8 +647,9 @@ ROUTES: list[Route] = [
     Route("DELETE", f"{API}/hearings/{{id}}", delete_hearing, auth.HEARINGS_WRITE,
           "Cancel a hearing (kept, with its record)", response=m.HearingOut),
     Route("GET", f"{API}/hearings/{{id}}/events", hearing_events, auth.READ,
-          "The hearing's event record (rule 21), oldest first", response=_items(m.EventOut),
-          query=[Query("after_id", {"type": "integer"})]),
+          "The hearing's event record (rule 21), oldest first; format=csv for the hearing record",
+          response=_items(m.EventOut),
+          query=[Query("after_id", {"type": "integer"}), Query("format", {"type": "string", "enum": ["json", "csv"]})]),
     Route("POST", f"{API}/hearings/{{id}}/agreement", give_agreement, auth.AGREEMENTS,
           "The coordinator agrees the date and time (rules 11, 12)", body=m.AgreementIn, response=m.HearingOut),
     Route("POST", f"{API}/hearings/{{id}}/checks", run_check, auth.TESTS_RUN,

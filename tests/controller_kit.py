@@ -57,7 +57,8 @@ def report(verdict: str = "good", *, connected: bool = True, loss: float = 0.0) 
 
 
 class Controller:
-    def __init__(self, db_url: str, clock, gateway=None, judge=report_verdict, **settings):
+    def __init__(self, db_url: str, clock, gateway=None, judge=report_verdict, seed: bool = True, **settings):
+        self.seed = seed
         self.settings = ControllerSettings(db=db_url, **settings)
         self.clock = clock
         self.gw = gateway or RecordingGateway()
@@ -71,9 +72,11 @@ class Controller:
         await self.client.start_server()
         sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
         async with self.db.transaction() as conn:
-            await registry.import_sites(conn, sites.model_dump()["institutions"], self.clock())
+            if self.seed:
+                await registry.import_sites(conn, sites.model_dump()["institutions"], self.clock())
             for role in ROLES:
-                u = await users.create_user(conn, f"{role}-1", role, self.clock(),
+                name = f"{role}-1" if self.seed else f"{role}-{id(self)}"
+                u = await users.create_user(conn, name, role, self.clock(),
                                             "department" if role == "coordinator" else None)
                 self.tokens[role] = await users.issue_token(conn, u["id"], self.clock())
         return self

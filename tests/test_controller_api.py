@@ -2,6 +2,7 @@
 fake clock driving the rules (13, 15, 24, 3, 11/12) and the scheduler."""
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -55,6 +56,9 @@ async def test_rule13_request_at_once_test_run_and_result_stored(ctl):
     ev = kinds(await ctl.events(h["id"]))
     assert ev == ["hearing_scheduled", "test_request_created", "preconnect_scheduled", "check_started",
                   "check_result"]
+    _, text = await ctl.call("GET", f"/api/v1/hearings/{h['id']}/events?format=csv", role="viewer", expect=200)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["kind"] for r in rows] == ev
 
 
 async def test_rule13_hearing_sooner_than_a_day_is_late_and_runs_at_once(ctl):
@@ -393,3 +397,25 @@ async def test_health_and_metrics(ctl):
     _, text = await ctl.call("GET", "/metrics", role=None, expect=200)
     assert 'vks_hearings{verdict="unknown"} 1.0' in text
     assert 'vks_hearings{verdict="good"} 0.0' in text
+
+
+async def test_two_controllers_on_one_database_start_each_check_once(db_url, fake_clock):
+    async with Controller(db_url, fake_clock) as a, Controller(db_url, fake_clock, seed=False) as b:
+        start = fake_clock() + 48 * H
+        ids = []
+        for i, (room, remote) in enumerate([("Зал 1", "sizo-almaty-1"), ("Зал 2", "sizo-almaty-2")]):
+            for day in range(3):
+                ctl = (a, b)[(i + day) % 2]
+                _, h = await ctl.schedule(start=start + day * 24 * H, room=("almaty-medeu-district", room),
+                                          participants=(remote,))
+                ids.append(h["id"])
+        await asyncio.gather(a.scheduler.run_until_idle(), b.scheduler.run_until_idle())
+        started = a.gw.started + b.gw.started
+        assert len(started) == len(ids) == len({s["session_id"] for s in started})
+        for s in a.gw.started:
+            await a.checks.on_session_result(s["session_id"], report("good"))
+        for s in b.gw.started:
+            await b.checks.on_session_result(s["session_id"], report("good"))
+        for hid in ids:
+            h = await b.hearing(hid)
+            assert h["test_request"]["status"] == "passed" and h["verdict"] == "good"
