@@ -18,8 +18,10 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import text
 
-from controller import auth, hearings as ops
+from controller import __version__, auth, hearings as ops, openapi
+from controller import metrics as core_metrics
 from controller.errors import Conflict, ControllerError, Forbidden, Invalid, NotFound, Unauthorized
 from controller.keys import (CLOCK_KEY, DB_KEY, GATEWAY_KEY, METRICS_KEY, RESULTS_KEY, SCHEDULER_KEY,
                              USER_KEY)
@@ -570,10 +572,8 @@ async def list_audit(request):
 # --- service ---------------------------------------------------------------------------------
 
 async def healthz(request):
-    from controller import __version__
     try:
         async with request.app[DB_KEY].read() as conn:
-            from sqlalchemy import text
             await conn.execute(text("SELECT 1"))
         return ok({"status": "ok", "database": "ok", "version": __version__})
     except Exception as exc:
@@ -582,14 +582,12 @@ async def healthz(request):
 
 
 async def openapi_json(request):
-    from controller.openapi import document
-    return ok(document(ROUTES))
+    return ok(openapi.document(ROUTES))
 
 
 async def metrics(request):
-    from controller.metrics import render
-    text, ctype = await render(request.app)
-    return web.Response(body=text, headers={"Content-Type": ctype})
+    body_, ctype = await core_metrics.render(request.app)
+    return web.Response(body=body_, headers={"Content-Type": ctype})
 
 
 def _items(model) -> Any:

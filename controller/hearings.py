@@ -146,7 +146,10 @@ async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: H
         for c in await checks_repo.checks_for(conn, [hid]):
             if c["status"] not in rules.FINISHED and c["status"] != "running":
                 await checks_repo.update_check(conn, c["id"], caller=court_terminal)
-    if "start_utc" in update:
+    if update.get("status") == "held":
+        await checks.cancel_checks(conn, hid, now)     # nothing left to check for a hearing held
+        await checks.refresh_verdict(conn, hid, now)
+    elif "start_utc" in update:
         await checks.replan(conn, await hearings_repo.get_hearing(conn, hid), now)
     else:
         await checks.refresh_verdict(conn, hid, now)

@@ -149,6 +149,8 @@ class Scheduler:
             raise
         except Exception as exc:  # the job failed; retry with backoff or give up
             log.exception("job %s failed (attempt %d)", job["key"], job["attempts"])
+            if ctx.completed:
+                return      # it failed after its work was committed: nothing to redo
             error = f"{type(exc).__name__}: {exc}"[:2000]
             try:
                 if job["attempts"] >= self.max_attempts:
@@ -163,9 +165,21 @@ class Scheduler:
         finally:
             self.runs += 1
 
+    async def release_own(self) -> int:
+        """Give back the jobs this owner had claimed (a restart under a stable
+        `instance_id`), so they run now rather than after their lease."""
+        async with self.db.transaction() as conn:
+            return await jobs_repo.release(conn, self.owner)
+
     async def run_forever(self) -> None:
         """The loop: run what is due, then sleep until the next poll or a wake-up.
         A database error is logged and retried at the next poll."""
+        try:
+            released = await self.release_own()
+            if released:
+                log.info("released %d job(s) claimed before a restart", released)
+        except Exception:
+            log.exception("could not release earlier claims; they are retried after their lease")
         while True:
             try:
                 while await self.run_due():

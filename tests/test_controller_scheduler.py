@@ -147,3 +147,15 @@ async def test_two_controllers_share_the_work_and_run_each_job_exactly_once(db_u
     by_owner = Counter(label for label, _ in ran)
     if db_url.startswith("postgresql"):
         assert set(by_owner) == {"ctl-0", "ctl-1"}, by_owner       # both did work
+
+
+async def test_a_restart_under_a_stable_instance_id_takes_its_claims_back_at_once(db, fake_clock):
+    now = fake_clock()
+    async with db.transaction() as conn:
+        await jobs.enqueue(conn, "probe", "k", now, now)
+        await jobs.claim(conn, "ctl-1", now, dt.timedelta(minutes=10))   # then the process died
+    ran: list = []
+    again = Scheduler(db, owner="ctl-1", clock=fake_clock, handlers={"probe": recorder("ctl-1", ran)})
+    assert await again.release_own() == 1
+    assert await again.run_until_idle() == 1                             # no waiting for the lease
+    assert await effects(db) == Counter({"k": 1})

@@ -89,6 +89,13 @@ async def fail(conn: AsyncConnection, job_id: int, owner: str, now: dt.datetime,
     return res.rowcount == 1
 
 
+async def release(conn: AsyncConnection, owner: str) -> int:
+    """Running jobs claimed by `owner` become pending again (at their due time)."""
+    res = await conn.execute(update(jobs).where(jobs.c.state == "running", jobs.c.locked_by == owner)
+                             .values(state="pending", locked_by=None, locked_until=None))
+    return res.rowcount
+
+
 async def cancel(conn: AsyncConnection, keys: Iterable[str], now: dt.datetime) -> int:
     keys = list(keys)
     if not keys:
