@@ -419,3 +419,25 @@ async def test_two_controllers_on_one_database_start_each_check_once(db_url, fak
         for hid in ids:
             h = await b.hearing(hid)
             assert h["test_request"]["status"] == "passed" and h["verdict"] == "good"
+
+
+async def test_rule24_future_suspension_and_hearings_scheduled_while_suspended(ctl):
+    start = ctl.clock() + 72 * H
+    _, s = await ctl.call("POST", "/api/v1/suspensions", role="coordinator", json={
+        "institution_id": "sizo-almaty-70-1", "reason": "hostage_taking",
+        "from_utc": (ctl.clock() + H).isoformat()}, expect=201)
+    assert s["active"] is False
+    _, h = await ctl.schedule(start=start)
+    # flagged (it will be in force at the start), but the test may still run before it begins
+    assert h["suspended"] and h["suspension_ids"] == [s["id"]] and h["test_request"]["status"] == "pending"
+    await ctl.scheduler.run_until_idle()
+    assert len(ctl.gw.started) == 1
+    ctl.clock.advance(H)                                              # the suspension begins
+    await ctl.scheduler.run_until_idle()
+    h = await ctl.hearing(h["id"])
+    assert h["suspended"] and h["verdict"] == "suspended" and h["test_request"]["status"] == "blocked"
+    assert ctl.gw.stopped == [ctl.gw.started[0]["session_id"]]       # the running test was stopped
+    _, h2 = await ctl.schedule(start=start + 3 * H)                   # scheduled while suspended
+    assert h2["suspended"] and h2["test_request"]["status"] == "blocked"
+    await ctl.scheduler.run_until_idle()
+    assert len(ctl.gw.started) == 1
