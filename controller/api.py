@@ -562,6 +562,16 @@ async def create_user(request):
     return ok({**_row(u), "token": token}, 201)
 
 
+async def revoke_user_tokens(request):
+    name = request.match_info["name"]
+    t = now(request)
+    async with request.app[DB_KEY].transaction() as conn:
+        u = await users_repo.get_user(conn, name)
+        n = await users_repo.revoke_tokens(conn, u["id"], t)
+        await users_repo.record(conn, who(request), "user.revoke_tokens", f"user:{name}", t, {"revoked": n})
+    return ok({"revoked": n})
+
+
 async def list_audit(request):
     async with request.app[DB_KEY].read() as conn:
         rows = await users_repo.list_audit(conn, limit=q_int(request, "limit", 200, 1, 10000),
@@ -671,6 +681,8 @@ ROUTES: list[Route] = [
     Route("GET", f"{API}/users", list_users, auth.USERS, "List users", response=_items(m.UserOut)),
     Route("POST", f"{API}/users", create_user, auth.USERS, "Add a user; the response shows the token once",
           body=m.UserIn, response=m.UserOut, status=201),
+    Route("DELETE", f"{API}/users/{{name}}/tokens", revoke_user_tokens, auth.USERS,
+          "Revoke all of a user's tokens", response=m.RevokedOut),
     Route("GET", f"{API}/audit", list_audit, auth.AUDIT, "The audit trail, newest first",
           response=_items(m.AuditOut), query=[Query("target", {"type": "string"}), Query("limit", {"type": "integer"})]),
 ]

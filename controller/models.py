@@ -315,6 +315,10 @@ class UserOut(BaseModel):
     token: str | None = Field(None, description="shown once, when created")
 
 
+class RevokedOut(BaseModel):
+    revoked: int
+
+
 class AuditOut(BaseModel):
     id: int
     at: str

@@ -16,6 +16,9 @@ Model
   claimed again once their lease has expired. Handlers decide what "late"
   means (e.g. a test that missed its deadline is flagged overdue and still run).
 
+Housekeeping: a built-in daily job (`jobs.prune`, key `jobs:prune`) deletes
+jobs that finished more than `keep_days` ago (failed ones are kept).
+
 Time comes from `clock()` (a fake clock in tests); the loop sleeps in real
 time between polls (`poll_s`).
 """
@@ -91,11 +94,13 @@ async def _still_mine(conn: AsyncConnection, job_id: int, owner: str) -> bool:
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
+PRUNE_KIND = "jobs.prune"
 
 
 class Scheduler:
     def __init__(self, db: Database, *, owner: str, clock: Clock, handlers: dict[str, Handler],
-                 lease_s: float = 60.0, poll_s: float = 1.0, batch: int = 20, max_attempts: int = 20):
+                 lease_s: float = 60.0, poll_s: float = 1.0, batch: int = 20, max_attempts: int = 20,
+                 keep_days: float = 30.0):
         self.db = db
         self.owner = owner
         self.clock = clock
@@ -104,6 +109,8 @@ class Scheduler:
         self.poll_s = poll_s
         self.batch = batch
         self.max_attempts = max_attempts
+        self.keep = dt.timedelta(days=keep_days)
+        self.handlers.setdefault(PRUNE_KIND, self._prune)
         self._wake = asyncio.Event()
         self.runs = 0            # jobs handled by this scheduler (for tests and metrics)
 
@@ -165,6 +172,18 @@ class Scheduler:
         finally:
             self.runs += 1
 
+    async def _prune(self, ctx: JobContext) -> None:
+        async with ctx.complete() as conn:
+            n = await jobs_repo.prune(conn, ctx.now - self.keep)
+        if n:
+            log.info("pruned %d finished job(s)", n)
+        await self.schedule_prune(ctx.now + dt.timedelta(days=1))
+
+    async def schedule_prune(self, at: dt.datetime) -> None:
+        async with self.db.transaction() as conn:
+            await jobs_repo.enqueue(conn, PRUNE_KIND, PRUNE_KIND.replace(".", ":"), at, self.clock(),
+                                    reschedule=True)
+
     async def release_own(self) -> int:
         """Give back the jobs this owner had claimed (a restart under a stable
         `instance_id`), so they run now rather than after their lease."""
@@ -180,6 +199,10 @@ class Scheduler:
                 log.info("released %d job(s) claimed before a restart", released)
         except Exception:
             log.exception("could not release earlier claims; they are retried after their lease")
+        try:
+            await self.schedule_prune(self.clock() + dt.timedelta(hours=1))
+        except Exception:
+            log.exception("could not schedule the pruning of old jobs")
         while True:
             try:
                 while await self.run_due():

@@ -173,3 +173,11 @@ def test_sigkill_and_restart_lose_nothing_and_double_nothing(tmp_path, db_url):
         assert serve.kill(signal.SIGTERM) == 0                       # a clean stop exits 0
     finally:
         serve.stop()
+
+
+def test_environment_overrides_the_settings_file(tmp_path):
+    target = tmp_path / "from-env.sqlite"
+    r = subprocess.run([sys.executable, "-m", "controller", "migrate"], capture_output=True, text=True, cwd=REPO,
+                       env={**ENV, "VKS_CONTROLLER__DB": f"sqlite:///{target}"}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert target.exists()

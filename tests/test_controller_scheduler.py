@@ -159,3 +159,21 @@ async def test_a_restart_under_a_stable_instance_id_takes_its_claims_back_at_onc
     assert await again.release_own() == 1
     assert await again.run_until_idle() == 1                             # no waiting for the lease
     assert await effects(db) == Counter({"k": 1})
+
+
+async def test_finished_jobs_are_pruned_after_the_keep_time(db, fake_clock):
+    ran: list = []
+    s = Scheduler(db, owner="a", clock=fake_clock, handlers={"probe": recorder("a", ran)}, keep_days=30)
+    now = fake_clock()
+    async with db.transaction() as conn:
+        await jobs.enqueue(conn, "probe", "old", now, now)
+    await s.run_until_idle()
+    await s.schedule_prune(now + dt.timedelta(days=31))
+    fake_clock.advance(days=31)
+    async with db.transaction() as conn:
+        await jobs.enqueue(conn, "probe", "new", fake_clock(), fake_clock())
+    await s.run_until_idle()
+    async with db.read() as conn:
+        left = {j["key"]: j["state"] for j in await jobs.list_jobs(conn)}
+    assert "old" not in left and left["new"] == "done"
+    assert left["jobs:prune"] == "pending"                               # due again tomorrow

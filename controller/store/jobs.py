@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -102,6 +102,13 @@ async def cancel(conn: AsyncConnection, keys: Iterable[str], now: dt.datetime) -
         return 0
     res = await conn.execute(update(jobs).where(jobs.c.key.in_(keys), jobs.c.state == "pending")
                              .values(state="cancelled", finished_at=now))
+    return res.rowcount
+
+
+async def prune(conn: AsyncConnection, before: dt.datetime) -> int:
+    """Delete jobs that finished (done or cancelled) before `before`; failed ones stay."""
+    res = await conn.execute(delete(jobs).where(jobs.c.state.in_(("done", "cancelled")),
+                                                jobs.c.finished_at < before))
     return res.rowcount
 
 
