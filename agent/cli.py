@@ -2,6 +2,7 @@
 
     vks-agent responder --listen HOST:PORT        answer direct test sessions
     vks-agent test --peer URL --duration S [--profile NAME] [--json]
+    vks-agent run [--config FILE]                 the terminal's service (controller link)
 
 Exit status of `test`: 0 good, 1 degraded, 3 unusable, 4 could not connect,
 2 usage or configuration error.
@@ -20,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from agent.configfile import ConfigError
+from agent.daemon import add_run_parser
 from agent.report import render_text
 from agent.session import SignalingError, run_caller
 from agent.settings import AgentSettings, load_settings
@@ -153,12 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     responder.add_argument("--listen", type=host_port, default=("0.0.0.0", 8443), help="HOST:PORT")
     responder.set_defaults(func=cmd_responder)
 
-    try:
-        from agent.daemon import add_run_parser
-    except ImportError:
-        pass
-    else:
-        add_run_parser(sub)
+    add_run_parser(sub)
     return parser
 
 
