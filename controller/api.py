@@ -401,8 +401,9 @@ async def patch_hearing(request):
     hid = path_int(request, "id")
     t = now(request)
     async with request.app[DB_KEY].transaction() as conn:
-        await ops.change(conn, request.app[RESULTS_KEY], hid, data, who(request), t)
+        stop = await ops.change(conn, request.app[RESULTS_KEY], hid, data, who(request), t)
         view = await _view(conn, hid, t)
+    await request.app[RESULTS_KEY].stop_sessions(stop)
     request.app[SCHEDULER_KEY].wake()
     return ok(view)
 

@@ -122,16 +122,25 @@ class CheckService:
         """Rule 13 and 15: the test request (created now, run at once, deadline
         T-24 h) and the pre-connect check (in [T-30, T-20 min]) for each remote
         terminal, with their jobs."""
+        existing = {(c["kind"], c["callee"]): c for c in await checks_repo.checks_for(conn, [hearing["id"]])}
         for kind in ("test", "preconnect"):
             p = rules.plan(kind, hearing["start_utc"], now)
             for callee in callees:
-                cid = await checks_repo.insert_check(conn, {
-                    "hearing_id": hearing["id"], "kind": kind, "caller": hearing["court_terminal_id"],
-                    "callee": callee, "created_at": p.created_at, "due_from": p.due_from,
-                    "deadline": p.deadline, "late": p.late, "status": p.status})
-                await jobs_repo.enqueue(conn, "check.run", run_key(cid), p.run_at, now, {"check_id": cid})
+                values = {"caller": hearing["court_terminal_id"], "created_at": p.created_at,
+                          "due_from": p.due_from, "deadline": p.deadline, "late": p.late, "status": p.status}
+                old = existing.get((kind, callee))
+                if old is None:
+                    cid = await checks_repo.insert_check(conn, {"hearing_id": hearing["id"], "kind": kind,
+                                                                "callee": callee, **values})
+                else:    # a participant removed earlier and added again: a fresh request
+                    cid = old["id"]
+                    await checks_repo.update_check(conn, cid, **values, overdue_at=None, attempts=0,
+                                                   session_id=None, started_at=None, finished_at=None,
+                                                   result=None, verdict=None, error=None)
+                await jobs_repo.enqueue(conn, "check.run", run_key(cid), p.run_at, now, {"check_id": cid},
+                                        reschedule=True)
                 await jobs_repo.enqueue(conn, "check.deadline", deadline_key(cid), p.deadline, now,
-                                        {"check_id": cid})
+                                        {"check_id": cid}, reschedule=True)
             await events_repo.append(conn, hearing["id"],
                                      "test_request_created" if kind == "test" else "preconnect_scheduled", now,
                                      {"deadline": hearings_repo.iso(p.deadline), "due_from": hearings_repo.iso(p.due_from),
@@ -157,12 +166,14 @@ class CheckService:
         await self._block_if_suspended(conn, hearing["id"], now)
         await self.refresh_verdict(conn, hearing["id"], now)
 
-    async def cancel_checks(self, conn: AsyncConnection, hearing_id: int, now: dt.datetime) -> list[str]:
-        """The hearing is cancelled: cancel its open checks and their jobs.
-        Returns session ids still running (to stop after commit)."""
+    async def cancel_checks(self, conn: AsyncConnection, hearing_id: int, now: dt.datetime,
+                            callees: set[str] | None = None) -> list[str]:
+        """Cancel the hearing's open checks (only those with `callees` when
+        given) and their jobs. Returns session ids still running (to stop after
+        commit)."""
         running = []
         for c in await checks_repo.checks_for(conn, [hearing_id]):
-            if c["status"] in rules.FINISHED:
+            if c["status"] in rules.FINISHED or (callees is not None and c["callee"] not in callees):
                 continue
             if c["status"] == "running" and c["session_id"]:
                 running.append(c["session_id"])

@@ -107,14 +107,16 @@ async def schedule(conn: AsyncConnection, checks: CheckService, data: HearingIn,
 
 
 async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: HearingPatch, who: str,
-                 now: dt.datetime) -> None:
+                 now: dt.datetime) -> list[str]:
+    """Apply a PATCH; returns the session ids to stop once committed (checks of
+    removed participants, or of a hearing now held)."""
     h = await hearings_repo.get_hearing(conn, hid, for_update=True)
     if h["status"] == "cancelled":
         raise Conflict(f"hearing {hid} is cancelled")
     values = patch.model_dump(exclude_unset=True)
     if not values:
-        return
-    for key in ("case_number", "room_id", "start_utc", "duration_min", "initiative", "status"):
+        return []
+    for key in ("case_number", "room_id", "start_utc", "duration_min", "initiative", "status", "participants"):
         if key in values and values[key] is None:
             raise Invalid(f"{key} cannot be null", field=key)
     changes = {k: v for k, v in values.items() if h.get(k) != v}
@@ -128,32 +130,51 @@ async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: H
     start = values.get("start_utc", h["start_utc"])
     duration = values.get("duration_min", h["duration_min"])
     end = start + dt.timedelta(minutes=duration)
-    update = {k: v for k, v in changes.items() if k != "court_terminal_id"}
-    if {"room_id", "start_utc", "duration_min", "court_terminal_id"} & changes.keys():
-        parts = (await hearings_repo.participants_of(conn, [hid]))[hid]
-        await _no_double_booking(conn, room_id, [court_terminal] + [p["terminal_id"] for p in parts],
-                                 start, end, exclude_id=hid)
+    update = {k: v for k, v in changes.items() if k not in ("court_terminal_id", "participants")}
+    current = [p["terminal_id"] for p in (await hearings_repo.participants_of(conn, [hid]))[hid]]
+    new_parts = None
+    if patch.participants is not None:
+        new_parts = await _participants(conn, patch.participants, court["id"], court_terminal)
+        if [p["terminal_id"] for p in new_parts] == current:
+            new_parts = None
+    remote = [p["terminal_id"] for p in new_parts] if new_parts is not None else current
+    if court_terminal in remote:
+        raise Invalid("a participant cannot be the courtroom terminal itself", field="court_terminal_id")
+    if {"room_id", "start_utc", "duration_min"} & changes.keys() or court_terminal != h["court_terminal_id"] \
+            or new_parts is not None:
+        await _no_double_booking(conn, room_id, [court_terminal] + remote, start, end, exclude_id=hid)
         update["end_utc"] = end
     if court_terminal != h["court_terminal_id"]:
         update["court_terminal_id"] = court_terminal
-    if not update:
+    if not update and new_parts is None:
         return
     update["updated_at"] = now
     await hearings_repo.update_hearing(conn, hid, **update)
-    shown = {k: (iso(v) if isinstance(v, dt.datetime) else v) for k, v in update.items() if k != "updated_at"}
+    shown = {k: (iso(v) if isinstance(v, dt.datetime) else v) for k, v in update.items()
+             if k not in ("updated_at", "end_utc")}
+    if new_parts is not None:
+        shown["participants"] = remote
     await events_repo.append(conn, hid, "hearing_updated", now, {"by": who, "changes": shown})
+    stop: list[str] = []
+    if new_parts is not None:
+        await hearings_repo.replace_participants(conn, hid, new_parts)
+        stop = await checks.cancel_checks(conn, hid, now, callees=set(current) - set(remote))
+        added = [t for t in remote if t not in current]
+        if added:
+            await checks.create_checks(conn, await hearings_repo.get_hearing(conn, hid), added, now)
     if "court_terminal_id" in update:
         for c in await checks_repo.checks_for(conn, [hid]):
             if c["status"] not in rules.FINISHED and c["status"] != "running":
                 await checks_repo.update_check(conn, c["id"], caller=court_terminal)
     if update.get("status") == "held":
-        await checks.cancel_checks(conn, hid, now)     # nothing left to check for a hearing held
+        stop += await checks.cancel_checks(conn, hid, now)     # nothing left to check for a hearing held
         await checks.refresh_verdict(conn, hid, now)
     elif "start_utc" in update:
         await checks.replan(conn, await hearings_repo.get_hearing(conn, hid), now)
     else:
         await checks.refresh_verdict(conn, hid, now)
     await users_repo.record(conn, who, "hearing.update", f"hearing:{hid}", now, shown)
+    return stop
 
 
 async def cancel(conn: AsyncConnection, checks: CheckService, hid: int, who: str, now: dt.datetime) -> list[str]:

@@ -159,6 +159,9 @@ class HearingPatch(In):
     duration_min: int | None = Field(None, ge=1, le=24 * 60)
     initiative: Initiative | None = None
     status: Literal["scheduled", "in_progress", "held", "postponed"] | None = None
+    participants: list[ParticipantIn] | None = Field(
+        None, min_length=1, max_length=20,
+        description="the new list: removed terminals' checks are cancelled, added ones get theirs")
 
     _utc = field_validator("start_utc")(lambda cls, v: _utc(v))
 

@@ -446,3 +446,25 @@ async def test_rule24_future_suspension_and_hearings_scheduled_while_suspended(c
     assert h2["suspended"] and h2["test_request"]["status"] == "blocked"
     await ctl.scheduler.run_until_idle()
     assert len(ctl.gw.started) == 1
+
+
+async def test_patch_participants_cancels_removed_and_requests_added(ctl):
+    _, h = await ctl.schedule(start=ctl.clock() + 48 * H)
+    await ctl.scheduler.run_until_idle()
+    running = ctl.gw.started[0]["session_id"]
+    _, p = await ctl.call("PATCH", f"/api/v1/hearings/{h['id']}", role="secretary",
+                          json={"participants": [{"terminal_id": "inst-karaganda-1"}]}, expect=200)
+    assert [x["terminal_id"] for x in p["participants"]] == ["inst-karaganda-1"]
+    items = {i["callee"]: i["status"] for i in p["test_request"]["items"]}
+    assert items == {"sizo-almaty-1": "cancelled", "inst-karaganda-1": "pending"}
+    assert p["test_request"]["status"] == "pending" and ctl.gw.stopped == [running]
+    await ctl.scheduler.run_until_idle()
+    assert [s["callee"] for s in ctl.gw.started] == ["sizo-almaty-1", "inst-karaganda-1"]
+    # the SIZO terminal is free now for another hearing at that time; adding it back re-opens its request
+    _, p = await ctl.call("PATCH", f"/api/v1/hearings/{h['id']}", role="secretary", json={
+        "participants": [{"terminal_id": "inst-karaganda-1"}, {"terminal_id": "sizo-almaty-1"}]}, expect=200)
+    items = {i["callee"]: i for i in p["test_request"]["items"]}
+    assert items["sizo-almaty-1"]["status"] == "pending" and items["sizo-almaty-1"]["attempts"] == 0
+    _, err = await ctl.call("PATCH", f"/api/v1/hearings/{h['id']}", role="secretary",
+                            json={"participants": []}, expect=400)
+    assert err["field"] == "participants"

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller import rules
@@ -29,6 +29,13 @@ async def insert_hearing(conn: AsyncConnection, values: dict, participants: list
                            [{"hearing_id": hid, "institution_id": p["institution_id"],
                              "terminal_id": p["terminal_id"]} for p in participants])
     return hid
+
+
+async def replace_participants(conn: AsyncConnection, hid: int, participants: list[dict]) -> None:
+    await conn.execute(delete(hearing_participants).where(hearing_participants.c.hearing_id == hid))
+    await conn.execute(insert(hearing_participants),
+                       [{"hearing_id": hid, "institution_id": p["institution_id"],
+                         "terminal_id": p["terminal_id"]} for p in participants])
 
 
 async def get_hearing(conn: AsyncConnection, hid: int, *, for_update: bool = False) -> dict:
