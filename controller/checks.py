@@ -302,7 +302,7 @@ class CheckService:
     async def _attempt_failed(self, conn: AsyncConnection, cid: int, session_id: str, now: dt.datetime,
                               error: str, *, give_up: bool, reschedule: bool, count_attempt: bool = True,
                               quiet: bool = False) -> None:
-        c = await checks_repo.get_check(conn, cid, for_update=True)
+        _, c = await lock_check(conn, check_id=cid)
         if c["session_id"] != session_id or c["status"] != "running":
             return   # stale: a newer attempt or a result already decided the check
         await jobs_repo.cancel(conn, [timeout_key(cid, session_id)], now)

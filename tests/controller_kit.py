@@ -114,7 +114,7 @@ class Controller:
         return next(r["id"] for r in rooms["items"] if r["name"] == name)
 
     async def schedule(self, *, start: dt.datetime, room: tuple[str, str] = ("almaty-medeu-district", "Зал 1"),
-                       participants=("sizo-almaty-1",), duration_min: int = 60, expect: int = 201,
+                       participants=("sizo-almaty-1",), duration_min: int = 60, expect: int | None = 201,
                        case: str = "2-1234/2026", role: str = "secretary"):
         body = {"case_number": case, "room_id": await self.room_id(*room),
                 "start_utc": start.isoformat(), "duration_min": duration_min,

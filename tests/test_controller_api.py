@@ -468,3 +468,14 @@ async def test_patch_participants_cancels_removed_and_requests_added(ctl):
     _, err = await ctl.call("PATCH", f"/api/v1/hearings/{h['id']}", role="secretary",
                             json={"participants": []}, expect=400)
     assert err["field"] == "participants"
+
+
+async def test_concurrent_bookings_of_one_room_give_one_hearing_and_409s(ctl):
+    start = ctl.clock() + 48 * H
+    results = await asyncio.gather(*(
+        ctl.schedule(start=start + dt.timedelta(minutes=i), participants=(remote,), expect=None)
+        for i, remote in enumerate(["sizo-almaty-1", "sizo-almaty-2", "inst-karaganda-1", "sizo-kyzylorda-1"] * 2)))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201] + [409] * 7, [b for _, b in results]
+    _, listed = await ctl.call("GET", "/api/v1/hearings", expect=200)
+    assert len(listed["items"]) == 1
