@@ -23,7 +23,7 @@ from sqlalchemy import text
 from controller import __version__, auth, hearings as ops, openapi
 from controller import metrics as core_metrics
 from controller.errors import Conflict, ControllerError, Forbidden, Invalid, NotFound, Unauthorized
-from controller.keys import (CLOCK_KEY, DB_KEY, GATEWAY_KEY, METRICS_KEY, RESULTS_KEY, SCHEDULER_KEY,
+from controller.keys import (CLOCK_KEY, DB_KEY, GATEWAY_KEY, RESULTS_KEY, SCHEDULER_KEY,
                              USER_KEY)
 from controller import models as m
 from controller.store import events as events_repo

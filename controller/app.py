@@ -36,6 +36,10 @@ from controller.store.migrate import migrate
 
 log = logging.getLogger(__name__)
 
+# The keys are re-exported here: `from controller.app import create_app, GATEWAY_KEY, RESULTS_KEY`.
+__all__ = ["create_app", "CLOCK_KEY", "DB_KEY", "GATEWAY_KEY", "METRICS_KEY", "RESULTS_KEY", "SCHEDULER_KEY",
+           "SETTINGS_KEY"]
+
 
 def default_judge() -> Judge:
     """The shared quality model with configs/thresholds.yaml; the report's own
