@@ -114,11 +114,16 @@ def cmd_test(settings: AgentSettings, args: argparse.Namespace) -> int:
 
 
 def cmd_responder(settings: AgentSettings, args: argparse.Namespace) -> int:
-    from agent.responder import create_app
+    from agent import metrics as agent_metrics
+    from agent.responder import SESSIONS_KEY, create_app
     host, port = args.listen
 
     async def serve() -> None:
-        runner = web.AppRunner(create_app(settings))
+        app = create_app(settings)
+        # GET /metrics on the same port; the answered sessions are counted (agent/metrics.py).
+        agent_metrics.install_responder(app, agent_metrics.for_settings(settings, health=False),
+                                        SESSIONS_KEY)
+        runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -25,6 +25,7 @@ import sys
 import time
 from typing import Any
 
+from agent import metrics as agent_metrics
 from agent import wire
 from agent.link import Link, LinkError, LinkRefused
 from agent.outbox import Outbox, OutboxStorageError
@@ -50,6 +51,9 @@ class Daemon:
         self._command_arrived = asyncio.Event()
         self._interval_seq: dict[tuple[str, str], int] = {}
         self._reports: asyncio.Queue = asyncio.Queue()
+        # Prometheus metrics, health checks, systemd notify (agent/metrics.py).
+        self.metrics = agent_metrics.for_settings(settings)
+        self.monitor: agent_metrics.Monitor | None = None
 
     # ---- lifecycle ----
 
@@ -58,9 +62,14 @@ class Daemon:
 
     async def run(self) -> int:
         await self.outbox.open()
-        self.link = Link(self.settings, self.outbox, self, **self.link_options)
+        self.monitor = agent_metrics.Monitor(
+            self.settings, self.metrics, main_alive=lambda: not (link_task.done() or writer.done()))
+        self.link = Link(self.settings, self.outbox, self, **{"health": self.monitor.health, **self.link_options})
         link_task = asyncio.create_task(self.link.run(), name="link")
         writer = asyncio.create_task(self._report_writer(), name="report-writer")
+        self.metrics.bind_outbox(self.outbox)
+        self.metrics.bind_link(self.link)
+        await self.monitor.start()
         log.info("vks-agent %s running: controller %s, outbox %s", self.settings.terminal_id,
                  self.link.url, self.settings.controller.outbox_path)
         try:
@@ -71,6 +80,8 @@ class Daemon:
 
     async def _shutdown(self, link_task: asyncio.Task, writer: asyncio.Task) -> None:
         self._accepting = False
+        if self.monitor is not None:
+            await self.monitor.stop()
         running = [t for t in self._sessions.values() if not t.done()]
         if running:
             log.info("stopping: waiting up to %.0f s for %d session(s)", self.stop_timeout_s, len(running))
@@ -116,8 +127,11 @@ class Daemon:
             finally:
                 self._reports.task_done()
 
-    def _interval_cb(self, session_id: str, role: str, peer: str, kind: str):
+    def _interval_cb(self, session_id: str, role: str, peer: str, kind: str,
+                     observer: agent_metrics.SessionObserver | None = None):
         def on_interval(interval: dict) -> None:
+            if observer is not None:
+                observer.interval(interval)
             key = (session_id, role)
             n = self._interval_seq.get(key, 0) + 1
             self._interval_seq[key] = n
@@ -181,19 +195,23 @@ class Daemon:
                 raise engine.SignalingError(f"signalling through the controller failed: {exc}") from None
 
         await link.session_state(sid, "connecting")
+        obs = self.metrics.session(cmd.kind, "caller", cmd.peer, cmd.profile)
         try:
             report = await engine.run_caller(
                 self.settings, signal=signal, duration_s=cmd.duration_s, profile=cmd.profile,
-                on_interval=self._interval_cb(sid, "caller", cmd.peer, cmd.kind))
+                on_interval=self._interval_cb(sid, "caller", cmd.peer, cmd.kind, obs))
         except asyncio.CancelledError:
+            obs.end("cancelled")
             await link.session_state(sid, "cancelled", "stopped" if self._accepting else "agent shutting down")
             raise
         except Exception as exc:
             log.exception("session %s failed", sid)
+            obs.end("failed")
             await link.session_state(sid, "failed", f"{type(exc).__name__}: {exc}")
             return
         finally:
             self._interval_seq.pop((sid, "caller"), None)
+        obs.end("finished" if report.get("connected") else "not_connected", report)
         self.queue_report("session", f"{sid}:caller:final",
                           {"role": "caller", "peer": cmd.peer, "session_kind": cmd.kind, "report": report},
                           sid)
@@ -215,11 +233,13 @@ class Daemon:
         cmd = await self._wait_command(sid)
         kind = cmd.kind if cmd else "test"
         link = self.link
+        obs = self.metrics.session(kind, "callee", msg.from_, cmd.profile if cmd else None)
         try:
             answer, task = await engine.answer_offer(
                 self.settings, msg.description.model_dump(), profile=cmd.profile if cmd else None,
-                on_interval=self._interval_cb(sid, "callee", msg.from_, kind))
+                on_interval=self._interval_cb(sid, "callee", msg.from_, kind, obs))
         except Exception as exc:
+            obs.end("failed")
             log.warning("session %s: cannot answer the offer from %s: %s", sid, msg.from_, exc)
             await link.session_state(sid, "failed", f"cannot answer: {exc}")
             return
@@ -232,16 +252,20 @@ class Daemon:
             await link.session_state(sid, "running")
             summary = await task
         except asyncio.CancelledError:
+            obs.end("cancelled")
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await link.session_state(sid, "cancelled", "stopped" if self._accepting else "agent shutting down")
             raise
         except Exception as exc:
             log.exception("session %s (callee) failed", sid)
+            obs.end("failed")
             await link.session_state(sid, "failed", f"{type(exc).__name__}: {exc}")
             return
         finally:
             self._commands.pop(sid, None)
+        obs.end("not_connected" if isinstance(summary, dict) and summary.get("error") else "finished",
+                summary if isinstance(summary, dict) else None)
         self.queue_report("session", f"{sid}:callee:final",
                           {"role": "callee", "peer": msg.from_, "session_kind": kind,
                            "report": summary if isinstance(summary, dict) else {"summary": summary}},
