@@ -26,6 +26,7 @@ from controller.errors import Conflict, ControllerError, Forbidden, Invalid, Not
 from controller.keys import (CLOCK_KEY, DB_KEY, GATEWAY_KEY, RESULTS_KEY, SCHEDULER_KEY,
                              USER_KEY)
 from controller import models as m
+from controller.store import checks as checks_repo
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
 from controller.store import registry
@@ -299,12 +300,26 @@ async def delete_room(request):
     return web.Response(status=204)
 
 
-def _terminal_out(request, row: dict) -> dict:
+def _online(request) -> set[str]:
     try:
-        online = row["id"] in request.app[GATEWAY_KEY].online()
+        return request.app[GATEWAY_KEY].online()
     except Exception:
-        online = False
-    return {**row, "online": online}
+        log.exception("gateway.online() failed")
+        return set()
+
+
+def _terminal_out(row: dict, online: set[str], last: dict[str, dict]) -> dict:
+    c = last.get(row["id"])
+    last_check = None if c is None else {
+        "hearing_id": c["hearing_id"], "kind": c["kind"], "status": c["status"], "verdict": c["verdict"],
+        "finished_at": iso(c["finished_at"]), "peer": c["peer"]}
+    return {**row, "online": row["id"] in online, "last_check": last_check}
+
+
+async def _terminals_out(request, conn, rows: list[dict]) -> list[dict]:
+    last = await checks_repo.last_finished(conn, [r["id"] for r in rows])
+    online = _online(request)
+    return [_terminal_out(r, online, last) for r in rows]
 
 
 async def list_terminals(request):
@@ -313,7 +328,8 @@ async def list_terminals(request):
     async with request.app[DB_KEY].read() as conn:
         rows = await registry.list_terminals(conn, institution_id=request.query.get("institution_id") or None,
                                              room_id=room_id)
-    return ok({"items": [_terminal_out(request, r) for r in rows]})
+        items = await _terminals_out(request, conn, rows)
+    return ok({"items": items})
 
 
 async def create_terminal(request):
@@ -328,12 +344,13 @@ async def create_terminal(request):
         values["role"] = values["role"] or ("courtroom" if inst["kind"] == "court" else "institution")
         row = await registry.create_terminal(conn, values)
         await users_repo.record(conn, who(request), "terminal.create", f"terminal:{data.id}", t, values)
-    return ok(_terminal_out(request, row), 201)
+    return ok(_terminal_out(row, _online(request), {}), 201)
 
 
 async def get_terminal(request):
     async with request.app[DB_KEY].read() as conn:
-        return ok(_terminal_out(request, await registry.get_terminal(conn, request.match_info["id"])))
+        row = await registry.get_terminal(conn, request.match_info["id"])
+        return ok((await _terminals_out(request, conn, [row]))[0])
 
 
 async def patch_terminal(request):
@@ -344,7 +361,8 @@ async def patch_terminal(request):
     async with request.app[DB_KEY].transaction() as conn:
         row = await registry.update_terminal(conn, tid, values)
         await users_repo.record(conn, who(request), "terminal.update", f"terminal:{tid}", t, values)
-    return ok(_terminal_out(request, row))
+        out = (await _terminals_out(request, conn, [row]))[0]
+    return ok(out)
 
 
 async def delete_terminal(request):
@@ -583,13 +601,19 @@ async def list_audit(request):
 # --- service ---------------------------------------------------------------------------------
 
 async def healthz(request):
+    """Healthy when the database answers and the scheduler loop completes its
+    rounds (or is not running in this process)."""
+    database = "ok"
     try:
         async with request.app[DB_KEY].read() as conn:
             await conn.execute(text("SELECT 1"))
-        return ok({"status": "ok", "database": "ok", "version": __version__})
     except Exception as exc:
         log.warning("health: database: %s", exc)
-        return ok({"status": "degraded", "database": "error", "version": __version__}, 503)
+        database = "error"
+    scheduler = request.app[SCHEDULER_KEY].state()
+    healthy = database == "ok" and scheduler != "stalled"
+    return ok({"status": "ok" if healthy else "degraded", "database": database, "scheduler": scheduler,
+               "version": __version__}, 200 if healthy else 503)
 
 
 async def openapi_json(request):

@@ -123,13 +123,23 @@ class TerminalPatch(In):
     name: str | None = Field(None, min_length=1, max_length=200)
 
 
+class LastCheck(BaseModel):
+    hearing_id: int
+    kind: CheckKind
+    status: CheckStatus
+    verdict: SessionVerdict | None
+    finished_at: str | None
+    peer: str
+
+
 class TerminalOut(BaseModel):
     id: str
     institution_id: str
     room_id: int | None
     role: TerminalRole
     name: str
-    online: bool = Field(description="connected to this controller now")
+    online: bool = Field(description="connected now (to this or another controller)")
+    last_check: LastCheck | None = Field(None, description="its latest finished test or pre-connect check")
 
 
 # --- hearings ---------------------------------------------------------------------------------
@@ -341,6 +351,7 @@ class ErrorOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "error"]
+    scheduler: Literal["ok", "stalled", "off"]
     version: str
 
 

@@ -28,6 +28,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
@@ -113,6 +114,7 @@ class Scheduler:
         self.handlers.setdefault(PRUNE_KIND, self._prune)
         self._wake = asyncio.Event()
         self.runs = 0            # jobs handled by this scheduler (for tests and metrics)
+        self.last_round: float | None = None     # time.monotonic() of the last completed round
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
@@ -184,6 +186,14 @@ class Scheduler:
             await jobs_repo.enqueue(conn, PRUNE_KIND, PRUNE_KIND.replace(".", ":"), at, self.clock(),
                                     reschedule=True)
 
+    def state(self) -> str:
+        """"off" (loop not started), "ok", or "stalled" (no completed round for
+        longer than a lease: the database is failing or a job hangs)."""
+        if self.last_round is None:
+            return "off"
+        stalled = time.monotonic() - self.last_round > max(self.lease.total_seconds(), 10 * self.poll_s)
+        return "stalled" if stalled else "ok"
+
     async def release_own(self) -> int:
         """Give back the jobs this owner had claimed (a restart under a stable
         `instance_id`), so they run now rather than after their lease."""
@@ -207,6 +217,7 @@ class Scheduler:
             try:
                 while await self.run_due():
                     pass
+                self.last_round = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception:

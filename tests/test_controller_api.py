@@ -9,7 +9,7 @@ import io
 
 import pytest
 
-from controller.models import HearingOut, SuspensionOut
+from controller.models import HealthOut, HearingOut, SuspensionOut, TerminalOut
 from tests.controller_kit import Controller, report
 
 H = dt.timedelta(hours=1)
@@ -50,6 +50,11 @@ async def test_rule13_request_at_once_test_run_and_result_stored(ctl):
     await ctl.checks.on_session_result(sid, report("good"))        # a resent duplicate: stored once
     h2 = await ctl.hearing(h["id"])
     HearingOut.model_validate(h2)
+    _, terms = await ctl.call("GET", "/api/v1/terminals?institution_id=sizo-almaty-70-1", role="technician",
+                              expect=200)
+    last = {t["id"]: TerminalOut.model_validate(t).last_check for t in terms["items"]}
+    assert last["sizo-almaty-1"].status == "passed" and last["sizo-almaty-1"].peer == "court-almaty-1"
+    assert last["sizo-almaty-2"] is None
     assert h2["test_request"]["status"] == "passed"
     assert h2["test_request"]["result"]["schema"] == "vks.test-report/1"
     assert h2["verdict"] == "good"
@@ -397,7 +402,8 @@ async def test_openapi_document_lists_the_contract(ctl):
 
 async def test_health_and_metrics(ctl):
     _, health = await ctl.call("GET", "/healthz", role=None, expect=200)
-    assert health["status"] == "ok" and health["database"] == "ok"
+    HealthOut.model_validate(health)
+    assert health["status"] == "ok" and health["database"] == "ok" and health["scheduler"] == "off"
     await ctl.schedule(start=ctl.clock() + 48 * H)
     _, text = await ctl.call("GET", "/metrics", role=None, expect=200)
     assert 'vks_hearings{verdict="unknown"} 1.0' in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.errors import NotFound
@@ -47,3 +47,29 @@ async def checks_for(conn: AsyncConnection, hearing_ids: Iterable[int]) -> list[
 
 async def update_check(conn: AsyncConnection, check_id: int, **values) -> None:
     await conn.execute(update(checks).where(checks.c.id == check_id).values(**values))
+
+
+async def last_finished(conn: AsyncConnection, terminal_ids: Iterable[str]) -> dict[str, dict]:
+    """{terminal_id: its latest passed or failed check (as caller or callee)}."""
+    ids = list(terminal_ids)
+    if not ids:
+        return {}
+    done = checks.c.status.in_(("passed", "failed"))
+    latest: dict[str, Any] = {}
+    for col in (checks.c.callee, checks.c.caller):
+        q = select(col, func.max(checks.c.finished_at)).where(done, col.in_(ids)).group_by(col)
+        for t, at in await conn.execute(q):
+            if at is not None and (t not in latest or at > latest[t]):
+                latest[t] = at
+    if not latest:
+        return {}
+    rows = [_d(r) for r in await conn.execute(
+        select(checks).where(done, checks.c.finished_at.in_(set(latest.values())),
+                             or_(checks.c.callee.in_(latest), checks.c.caller.in_(latest)))
+        .order_by(checks.c.id))]
+    out: dict[str, dict] = {}
+    for r in rows:
+        for t, peer in ((r["callee"], r["caller"]), (r["caller"], r["callee"])):
+            if latest.get(t) == r["finished_at"]:
+                out[t] = {**r, "peer": peer}
+    return out
