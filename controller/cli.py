@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("sites", help="the registry of institutions, rooms and terminals")
     ssub = st.add_subparsers(dest="sites_command", required=True, metavar="ACTION")
     si = ssub.add_parser("import", parents=[common], help="import (upsert) a sites file")
-    si.add_argument("file", type=Path)
+    si.add_argument("file", type=Path, nargs="?", help="default: sites_file from the settings")
     try:
         from controller.agent_api import add_terminal_parser
     except ImportError:
@@ -135,11 +135,18 @@ def serve(settings: ControllerSettings, log_level: str) -> int:
     from aiohttp import web
     from controller.app import create_app
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from agent import sdnotify
+    from controller import metrics
     host, port = parse_listen(settings.listen)
+    notifier = sdnotify.Notifier.from_env()     # systemd Type=notify; silent without NOTIFY_SOCKET
     app = create_app(settings)
-    web.run_app(app, host=host, port=port, print=lambda msg: print(f"vks-controller: listening on "
-                                                                    f"http://{settings.listen}", flush=True),
-                access_log=None, shutdown_timeout=10)
+    metrics.attach_systemd(app, notifier)
+
+    def listening(_msg: str) -> None:          # run_app calls this once the sockets listen
+        print(f"vks-controller: listening on http://{settings.listen}", flush=True)
+        notifier.ready(f"listening on {settings.listen}")
+
+    web.run_app(app, host=host, port=port, print=listening, access_log=None, shutdown_timeout=10)
     return 0
 
 
@@ -167,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             from controller.agent_api import run_terminal_command
             return run_terminal_command(settings.db, args)
         if args.command == "sites":
-            counts = asyncio.run(_sites_import(settings, args.file))
+            path = args.file or settings.sites_file
+            if path is None:
+                raise UsageError("sites import: give FILE (or set sites_file in the settings)")
+            counts = asyncio.run(_sites_import(settings, path))
             print(" ".join(f"{k}={v}" for k, v in counts.items()))
             return 0
     except (configfile.ConfigError, DatabaseUrlError, UsageError) as exc:
