@@ -1,26 +1,79 @@
-"""The controller's core Prometheus metrics, in a registry made per app (no
-global registry). Values are read from the database at scrape time, so every
-controller sharing a database reports the same figures.
+"""The controller's Prometheus metrics, in a registry made per app (no global registry).
 
-| metric                      | type  | labels  | meaning                                               |
-|-----------------------------|-------|---------|-------------------------------------------------------|
-| vks_hearings                | gauge | verdict | active hearings not yet ended, by operability verdict |
-| vks_checks_overdue          | gauge | kind    | checks flagged overdue and still without a result     |
-| vks_scheduler_jobs_due      | gauge |         | jobs due now and not yet run                          |
+docs/metrics.md holds the table of every metric (a test keeps it equal to what /metrics shows).
+Three kinds of source:
+
+- `CoreMetrics`: read from the database at scrape time, so every controller sharing a database
+  reports the same figures: hearings by verdict, checks by kind and status, overdue checks,
+  due scheduler jobs, active suspensions, terminals up and their health.
+- `LiveMetrics`: events counted as they happen in this controller: HTTP requests (by route
+  pattern, never the path), reports stored (by kind) and their delay, sessions commanded and
+  ended, database probe, and the counters issue 5 increments (`count_break`,
+  `count_escalation`; label values checked against the bounded sets below).
+- `_HubCollector`: the agent hub's connections and counters, and the live quality of each
+  terminal pair (loss, jitter, RTT, MOS per direction, and the verdict of the last second)
+  from the interval reports the hub stores; judged with the shared quality model at scrape
+  time, and gone once a pair has sent nothing for `PAIR_STALE_S`.
+
+`setup(app)` wires it all (called by create_app); `render(app)` is the /metrics body;
+`attach_systemd(app, notifier)` adds READY/WATCHDOG/STOPPING for `vks-controller serve`.
 """
 from __future__ import annotations
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from sqlalchemy import func, select
+import asyncio
+import contextlib
+import json
+import logging
+import platform
+import time
+from typing import Any, Mapping
 
+from aiohttp import web
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info,
+                               disable_created_metrics, generate_latest)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select, text
+
+from agent import sdnotify
 from controller.keys import CLOCK_KEY, DB_KEY, METRICS_KEY
-from controller.store.schema import CHECK_KINDS, VERDICTS, checks, hearings, jobs
+from controller.store.schema import (CHECK_KINDS, CHECK_STATUSES, VERDICTS, checks, hearings, jobs, suspensions,
+                                     terminals)
+
+log = logging.getLogger(__name__)
 
 ACTIVE = ("scheduled", "in_progress", "postponed")
+SESSION_KINDS = ("test", "preconnect", "monitor")
+REPORT_KINDS = ("session", "interval", "health")
+COMMAND_OUTCOMES = ("started", "unavailable")
+SESSION_ENDS = ("finished", "failed", "stopped")
+HEALTH_STATUSES = ("ok", "warn", "fail", "unknown")
+LINK_VERDICTS = ("good", "degraded", "unusable")
+DIRECTIONS = ("inbound", "outbound")
+# Issue 5 (rule 22: breaks; rules 16, 17: escalations). Bounded label values.
+BREAK_REASONS = ("connection_lost", "quality")
+ESCALATION_LEVELS = ("technicians", "organiser")
+ESCALATION_TRIGGERS = ("test_failed", "preconnect_failed", "reconnect_failed", "not_fixed", "cannot_fix")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# A pair that sent no interval for this long has no live quality.
+PAIR_STALE_S = 15.0
+PROBE_PERIOD_S = 5.0
+PROBE_TIMEOUT_S = 10.0
+DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("vks-connectivity")
+    except Exception:
+        return "unknown"
 
 
 class CoreMetrics:
+    """Figures of the rules, read from the database when scraped."""
+
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
         self.hearings = Gauge("vks_hearings", "Active hearings not yet ended, by operability verdict (rule 3)",
@@ -28,39 +81,403 @@ class CoreMetrics:
         self.overdue = Gauge("vks_checks_overdue", "Checks past their deadline without a result (rules 13, 15)",
                              ["kind"], registry=registry)
         self.jobs_due = Gauge("vks_scheduler_jobs_due", "Scheduler jobs due and not yet run", registry=registry)
+        self.checks = Gauge("vks_checks", "Checks of active hearings not yet ended, by kind and status",
+                            ["kind", "status"], registry=registry)
+        self.suspensions = Gauge("vks_suspensions_active", "Suspensions in force now (rule 24)",
+                                 registry=registry)
+        self.terminals_up = Gauge("vks_terminal_up",
+                                  "1 while the terminal's agent is connected to a controller (live lease)",
+                                  ["terminal"], registry=registry)
+        self.terminal_health = Gauge("vks_terminal_health_level",
+                                     "Terminal health (rule 14) from its heartbeats: 0 ok, 1 warn, 2 fail; "
+                                     "absent when unknown", ["terminal"], registry=registry)
+        self.terminals_by_health = Gauge("vks_terminals_health", "Registered terminals by health status",
+                                         ["status"], registry=registry)
         for v in VERDICTS:
             self.hearings.labels(verdict=v)
         for k in CHECK_KINDS:
             self.overdue.labels(kind=k)
+            for s in CHECK_STATUSES:
+                self.checks.labels(kind=k, status=s)
+        for s in HEALTH_STATUSES:
+            self.terminals_by_health.labels(status=s)
 
     async def refresh(self, app: web.Application) -> None:
+        from controller.store.agents import agent_presence
         now = app[CLOCK_KEY]()
+        active = (hearings.c.status.in_(ACTIVE)) & (hearings.c.end_utc > now)
         async with app[DB_KEY].read() as conn:
             by_verdict = dict((await conn.execute(
-                select(hearings.c.verdict, func.count()).where(hearings.c.status.in_(ACTIVE), hearings.c.end_utc > now)
-                .group_by(hearings.c.verdict))).all())
+                select(hearings.c.verdict, func.count()).where(active).group_by(hearings.c.verdict))).all())
             overdue = dict((await conn.execute(
                 select(checks.c.kind, func.count()).where(checks.c.overdue_at.is_not(None),
                                                           checks.c.status.not_in(("passed", "failed", "cancelled")))
                 .group_by(checks.c.kind))).all())
             due = (await conn.execute(select(func.count()).select_from(jobs).where(
                 jobs.c.state == "pending", jobs.c.due_at <= now))).scalar_one()
+            by_status = {(k, s): n for k, s, n in (await conn.execute(
+                select(checks.c.kind, checks.c.status, func.count())
+                .select_from(checks.join(hearings, checks.c.hearing_id == hearings.c.id))
+                .where(active).group_by(checks.c.kind, checks.c.status))).all()}
+            s = suspensions.c
+            in_force = (await conn.execute(select(func.count()).select_from(suspensions).where(
+                s.lifted_at.is_(None), s.from_utc <= now,
+                (s.until_utc.is_(None)) | (s.until_utc > now)))).scalar_one()
+            p = agent_presence.c
+            presence = (await conn.execute(
+                select(terminals.c.id, p.controller_id, p.lease_until, p.health)
+                .select_from(terminals.outerjoin(agent_presence, agent_presence.c.terminal_id == terminals.c.id))
+            )).all()
         for v in VERDICTS:
             self.hearings.labels(verdict=v).set(by_verdict.get(v, 0))
         for k in CHECK_KINDS:
             self.overdue.labels(kind=k).set(overdue.get(k, 0))
+            for st in CHECK_STATUSES:
+                self.checks.labels(kind=k, status=st).set(by_status.get((k, st), 0))
         self.jobs_due.set(due)
+        self.suspensions.set(in_force)
+        self._terminals(presence, now)
+
+    def _terminals(self, presence, now) -> None:
+        counts = dict.fromkeys(HEALTH_STATUSES, 0)
+        self.terminals_up.clear()
+        self.terminal_health.clear()
+        for terminal_id, holder, lease_until, health in presence:
+            up = holder is not None and lease_until is not None and lease_until > now
+            self.terminals_up.labels(terminal=terminal_id).set(1 if up else 0)
+            status = _health_status(health) if up else "unknown"
+            counts[status] += 1
+            if status != "unknown":
+                self.terminal_health.labels(terminal=terminal_id).set(HEALTH_STATUSES.index(status))
+        for st, n in counts.items():
+            self.terminals_by_health.labels(status=st).set(n)
+
+
+def _health_status(raw: str | None) -> str:
+    if not raw:
+        return "unknown"
+    try:
+        status = json.loads(raw).get("status")
+    except (ValueError, AttributeError):
+        return "unknown"
+    return status if status in HEALTH_STATUSES else "unknown"
+
+
+class LiveMetrics:
+    """Events of this controller, counted as they happen."""
+
+    def __init__(self, registry: CollectorRegistry):
+        r = registry
+        self.build = Info("vks_controller_build", "Controller build and runtime versions", registry=r)
+        self.build.info({"version": _version(), "python": platform.python_version()})
+        self.http_requests = Counter("vks_controller_http_requests_total",
+                                     "HTTP requests by method, route pattern and status",
+                                     ["method", "route", "status"], registry=r)
+        self.http_seconds = Histogram("vks_controller_http_request_duration_seconds",
+                                      "Time to answer an HTTP request (WebSockets excluded)",
+                                      buckets=HTTP_BUCKETS, registry=r)
+        self.reports = Counter("vks_controller_reports_stored_total", "Agent reports stored, by kind",
+                               ["kind"], registry=r)
+        self.duplicates = Counter("vks_controller_reports_duplicate_total",
+                                  "Agent reports received again after they were stored (stored once, acked again)",
+                                  registry=r)
+        self.report_delay = Histogram("vks_controller_report_delay_seconds",
+                                      "From the agent creating a report to it being stored here (includes time in "
+                                      "the agent's outbox; agent clocks are checked by the health check)",
+                                      ["kind"], buckets=DELAY_BUCKETS, registry=r)
+        self.commanded = Counter("vks_controller_sessions_commanded_total",
+                                 "Sessions the controller asked two agents to run, by kind and outcome",
+                                 ["kind", "outcome"], registry=r)
+        self.ended = Counter("vks_controller_sessions_ended_total", "Sessions ended, by kind and outcome",
+                             ["kind", "outcome"], registry=r)
+        self.db_up = Gauge("vks_controller_database_up", "1 when the last database probe succeeded",
+                           registry=r)
+        self.db_errors = Counter("vks_controller_database_errors_total",
+                                 "Database probes and scrapes that failed", registry=r)
+        self.breaks = Counter("vks_breaks_total", "Breaks for technical reasons declared (rule 22)", ["reason"],
+                              registry=r)
+        self.resumes = Counter("vks_resumes_total", "Hearings resumed after a break (rule 22)", registry=r)
+        self.escalations = Counter("vks_escalations_total", "Escalations raised (rules 16, 17)",
+                                   ["level", "trigger"], registry=r)
+        for kind in REPORT_KINDS:
+            self.reports.labels(kind=kind)
+            self.report_delay.labels(kind=kind)
+        for kind in SESSION_KINDS:
+            for o in COMMAND_OUTCOMES:
+                self.commanded.labels(kind=kind, outcome=o)
+            for o in SESSION_ENDS:
+                self.ended.labels(kind=kind, outcome=o)
+        for reason in BREAK_REASONS:
+            self.breaks.labels(reason=reason)
+        for level in ESCALATION_LEVELS:
+            for trigger in ESCALATION_TRIGGERS:
+                self.escalations.labels(level=level, trigger=trigger)
+        self.db_up.set(1)
+        self.db_ok = True
+
+    # ---- for issue 5 ----
+
+    def count_break(self, reason: str) -> None:
+        if reason not in BREAK_REASONS:
+            raise ValueError(f"break reason {reason!r} is not one of {BREAK_REASONS}")
+        self.breaks.labels(reason=reason).inc()
+
+    def count_resume(self) -> None:
+        self.resumes.inc()
+
+    def count_escalation(self, level: str, trigger: str) -> None:
+        if level not in ESCALATION_LEVELS or trigger not in ESCALATION_TRIGGERS:
+            raise ValueError(f"escalation ({level!r}, {trigger!r}) is not one of {ESCALATION_LEVELS} x "
+                             f"{ESCALATION_TRIGGERS}")
+        self.escalations.labels(level=level, trigger=trigger).inc()
+
+
+class HubObserver:
+    """What the agent hub (controller.hub) tells the metrics; set as `hub.metrics`."""
+
+    def __init__(self, live: LiveMetrics):
+        self.live = live
+        # (terminal, peer) -> (monotonic time, session kind, interval)
+        self.pairs: dict[tuple[str, str], tuple[float, str, Mapping[str, Any]]] = {}
+
+    def reports_stored(self, reports: list, duplicates: int | None = None) -> None:
+        """`reports`: the wire.Report messages of a committed batch, with their terminal:
+        [(terminal_id, report)]."""
+        now_wall, now = time.time(), time.monotonic()
+        for terminal_id, m in reports:
+            kind = m.kind if m.kind in REPORT_KINDS else "session"
+            self.live.reports.labels(kind=kind).inc()
+            created = getattr(m, "created_at", None)
+            if isinstance(created, (int, float)):
+                self.live.report_delay.labels(kind=kind).observe(max(0.0, now_wall - created))
+            body = m.body if isinstance(m.body, dict) else {}
+            if body.get("role") != "caller" or not isinstance(body.get("peer"), str):
+                continue
+            pair = (terminal_id, body["peer"])
+            if m.kind == "interval" and isinstance(body.get("interval"), dict):
+                self.pairs[pair] = (now, str(body.get("session_kind") or "test"), body["interval"])
+            elif m.kind == "session":
+                self.pairs.pop(pair, None)       # the session is over: no live quality
+        if duplicates:
+            self.live.duplicates.inc(duplicates)
+
+    def session_commanded(self, kind: str, outcome: str) -> None:
+        if kind in SESSION_KINDS and outcome in COMMAND_OUTCOMES:
+            self.live.commanded.labels(kind=kind, outcome=outcome).inc()
+
+    def session_ended(self, kind: str | None, outcome: str) -> None:
+        kind = kind if kind in SESSION_KINDS else "test"
+        if outcome in SESSION_ENDS:
+            self.live.ended.labels(kind=kind, outcome=outcome).inc()
+
+
+class _HubCollector(Collector):
+    """The hub's state and the live pair quality, read when scraped."""
+
+    def __init__(self, app: web.Application, observer: HubObserver):
+        self.app = app
+        self.observer = observer
+        self._thresholds: dict | None = None
+
+    def describe(self):
+        return []
+
+    def _judge_with(self, session_kind: str):
+        if self._thresholds is None:
+            try:
+                from agent import quality
+                self._thresholds = quality.load_thresholds(None)
+            except Exception as exc:
+                log.warning("metrics: thresholds not loaded (%s): no live MOS or verdicts", exc)
+                self._thresholds = {}
+        name = "monitor" if session_kind == "monitor" else "hearing"
+        return self._thresholds.get(name) or next(iter(self._thresholds.values()), None)
+
+    def collect(self):
+        hub = _hub(self.app)
+        stats = getattr(hub, "stats", None)
+        connected = GaugeMetricFamily("vks_controller_agents_connected",
+                                      "Agents holding a WebSocket to this controller")
+        connected.add_metric([], len(hub.local()) if hub is not None else 0)
+        yield connected
+        for name, attr, help_ in (
+                ("vks_controller_agent_connections", "connections_total", "Agent WebSocket connections accepted"),
+                ("vks_controller_agent_auth_failures", "auth_failures_total", "Agent connections refused: bad token"),
+                ("vks_controller_agent_messages_rejected", "rejected_messages_total",
+                 "Agent messages refused (malformed, forbidden)"),
+                ("vks_controller_report_store_errors", "store_errors_total",
+                 "Report batches the database refused (retried; agents keep their outboxes)")):
+            c = CounterMetricFamily(name, help_)
+            c.add_metric([], getattr(stats, attr, 0) if stats is not None else 0)
+            yield c
+        yield from self._pairs()
+
+    def _pairs(self):
+        from agent import quality
+        pd = ["terminal", "peer", "direction"]
+        loss = GaugeMetricFamily("vks_link_loss_ratio", "Live loss of a terminal pair's last second (0..1)",
+                                 labels=pd)
+        jitter = GaugeMetricFamily("vks_link_jitter_seconds", "Live RFC 3550 jitter of the last second",
+                                   labels=pd)
+        mos = GaugeMetricFamily("vks_link_mos", "Live E-model MOS of the last second", labels=pd)
+        rtt = GaugeMetricFamily("vks_link_rtt_seconds", "Live round-trip time of the last second",
+                                labels=["terminal", "peer"])
+        verdict = GaugeMetricFamily("vks_link_verdict", "Live verdict of the last second: 1 for the current one",
+                                    labels=["terminal", "peer", "verdict"])
+        now = time.monotonic()
+        for pair, (at, kind, iv) in list(self.observer.pairs.items()):
+            if now - at > PAIR_STALE_S:
+                self.observer.pairs.pop(pair, None)
+                continue
+            terminal, peer = pair
+            th = self._judge_with(kind)
+            rtt_ms = _num(iv.get("rtt_ms"))
+            if rtt_ms is not None:
+                rtt.add_metric([terminal, peer], rtt_ms / 1000.0)
+            for d in DIRECTIONS:
+                side = iv.get(d)
+                if not isinstance(side, Mapping):
+                    continue
+                lr = 1.0 if side.get("stalled") else _num(side.get("loss_ratio"))
+                jit = _num(side.get("jitter_ms"))
+                if lr is not None:
+                    loss.add_metric([terminal, peer, d], lr)
+                if jit is not None:
+                    jitter.add_metric([terminal, peer, d], jit / 1000.0)
+                if th is not None and lr is not None:
+                    j = quality.judge(quality.Figures(rtt_ms=rtt_ms, jitter_ms=jit, loss_ratio=min(max(lr, 0.0), 1.0)),
+                                      th)
+                    if j.mos is not None:
+                        mos.add_metric([terminal, peer, d], j.mos)
+            if th is not None:
+                v = quality.judge_interval(iv, th).verdict
+                for name in LINK_VERDICTS:
+                    verdict.add_metric([terminal, peer, name], 1.0 if name == v else 0.0)
+        yield from (loss, jitter, rtt, mos, verdict)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _hub(app: web.Application):
+    try:
+        from controller.agent_api import HUB_KEY
+    except ImportError:
+        return None
+    return app.get(HUB_KEY)
 
 
 CORE_METRICS_KEY = web.AppKey("core_metrics", CoreMetrics)
+LIVE_METRICS_KEY = web.AppKey("live_metrics", LiveMetrics)
+HUB_OBSERVER_KEY = web.AppKey("hub_observer", HubObserver)
+WATCHDOG_KEY = web.AppKey("watchdog", sdnotify.Watchdog)
+
+
+def _route_of(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def http_metrics_middleware(request: web.Request, handler):
+    live = request.app[LIVE_METRICS_KEY]
+    method = request.method if request.method in HTTP_METHODS else "other"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = _route_of(request)
+        live.http_requests.labels(method=method, route=route, status=str(status)).inc()
+        if not request.headers.get("Upgrade", "").lower() == "websocket":
+            live.http_seconds.observe(time.perf_counter() - started)
 
 
 def setup(app: web.Application) -> None:
+    disable_created_metrics()     # no `_created` series (a library switch; Prometheus 2 ignores them)
     registry = CollectorRegistry()
     app[METRICS_KEY] = registry
     app[CORE_METRICS_KEY] = CoreMetrics(registry)
+    live = app[LIVE_METRICS_KEY] = LiveMetrics(registry)
+    observer = app[HUB_OBSERVER_KEY] = HubObserver(live)
+    registry.register(_HubCollector(app, observer))
+    app.middlewares.append(http_metrics_middleware)
+    app.cleanup_ctx.append(_monitor_ctx)
+    app.on_startup.append(_attach_hub)      # after every cleanup_ctx: the hub exists then
+
+
+async def _attach_hub(app: web.Application) -> None:
+    hub = _hub(app)
+    if hub is not None:
+        hub.metrics = app[HUB_OBSERVER_KEY]
+
+
+async def _probe(app: web.Application) -> None:
+    live = app[LIVE_METRICS_KEY]
+    try:
+        async with app[DB_KEY].read() as conn:
+            await asyncio.wait_for(conn.execute(text("SELECT 1")), PROBE_TIMEOUT_S)
+        live.db_ok = True
+        live.db_up.set(1)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if live.db_ok:
+            log.error("database probe failed: %s", exc)
+        live.db_ok = False
+        live.db_up.set(0)
+        live.db_errors.inc()
+
+
+async def _monitor_ctx(app: web.Application):
+    """The database probe every PROBE_PERIOD_S; each probe that completes (well or not: a
+    hang is what the watchdog is for) is the progress heartbeat of systemd's watchdog."""
+    watchdog = app.get(WATCHDOG_KEY)
+    beat = watchdog.heartbeat("database-probe", PROBE_PERIOD_S + PROBE_TIMEOUT_S + 15.0) if watchdog else None
+
+    async def loop() -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(_probe(app), PROBE_TIMEOUT_S + 5.0)
+            if beat is not None:
+                beat.beat()
+            await asyncio.sleep(PROBE_PERIOD_S)
+
+    tasks = [asyncio.create_task(loop(), name="metrics-probe")]
+    if watchdog is not None:
+        tasks.append(asyncio.create_task(watchdog.run(), name="watchdog"))
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def attach_systemd(app: web.Application, notifier: sdnotify.Notifier) -> None:
+    """For `vks-controller serve`: the watchdog (pings while the database probe loop and the
+    event loop make progress) and STOPPING=1 at shutdown. READY=1 is the caller's, once
+    listening (`notifier.ready()`)."""
+    app[WATCHDOG_KEY] = sdnotify.Watchdog(notifier)
+
+    async def stopping(app: web.Application) -> None:
+        notifier.stopping()
+
+    app.on_shutdown.insert(0, stopping)
 
 
 async def render(app: web.Application) -> tuple[bytes, str]:
-    await app[CORE_METRICS_KEY].refresh(app)
+    try:
+        await app[CORE_METRICS_KEY].refresh(app)
+    except Exception as exc:        # the database is away: show what this controller knows
+        log.warning("metrics: database figures not refreshed: %s", exc)
+        app[LIVE_METRICS_KEY].db_errors.inc()
+        app[LIVE_METRICS_KEY].db_up.set(0)
     return generate_latest(app[METRICS_KEY]), CONTENT_TYPE_LATEST
