@@ -105,6 +105,8 @@ class Hub:
         self._tasks: list[asyncio.Task] = []
         self._handlers: set[asyncio.Task] = set()
         self._closing = False
+        # controller.metrics.HubObserver, set by controller.metrics when the app starts.
+        self.metrics = None
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -348,7 +350,7 @@ class Hub:
             while True:
                 try:
                     async with self.db.transaction() as conn:
-                        await store.store_reports(conn, rows)
+                        inserted = await store.store_reports(conn, rows)
                     delay = 0.2
                     break
                 except asyncio.CancelledError:
@@ -361,6 +363,9 @@ class Hub:
                     delay = min(delay * 2, 10.0)
             self.stats.reports_stored_total += len(rows)
             self.stats.report_batches_total += 1
+            if self.metrics is not None:
+                self.metrics.reports_stored([(c.terminal_id, m) for c, m in batch],
+                                            len(rows) - inserted if isinstance(inserted, int) else None)
             for c, m in batch:
                 await c.send(wire.Ack(report_id=m.report_id))
                 if m.kind == "session" and m.session_id:
@@ -390,7 +395,9 @@ class Hub:
         if is_caller and self.results is not None:
             report = body.get("report") if isinstance(body.get("report"), dict) else body
             async with self.db.transaction() as conn:
-                await store.finish_session(conn, session_id, "finished")
+                first = await store.finish_session(conn, session_id, "finished")
+            if first and self.metrics is not None:
+                self.metrics.session_ended(s.kind if s is not None else None, "finished")
             self._sessions.pop(session_id, None)
             await self.results.on_session_result(session_id, report)
         async with self.db.transaction() as conn:
@@ -399,6 +406,8 @@ class Hub:
     async def _session_failed(self, session_id: str, error: str) -> None:
         async with self.db.transaction() as conn:
             first = await store.finish_session(conn, session_id, "failed", error)
+        if first and self.metrics is not None:
+            self.metrics.session_ended(getattr(self._sessions.get(session_id), "kind", None), "failed")
         self._sessions.pop(session_id, None)
         if first and self.results is not None:
             await self.results.on_session_failed(session_id, error)
@@ -503,6 +512,8 @@ class Hub:
         online = self.online()
         missing = [t for t in (caller, callee) if t not in online]
         if missing:
+            if self.metrics is not None:
+                self.metrics.session_commanded(kind, "unavailable")
             raise AgentUnavailable(f"terminal {', '.join(repr(t) for t in missing)} not connected")
         s = store.SessionRow(session_id, caller, callee, kind, profile, float(duration_s), "started")
         async with self.db.transaction() as conn:
@@ -511,6 +522,8 @@ class Hub:
         common = dict(session_id=session_id, kind=kind, profile=profile, duration_s=float(duration_s))
         await self.deliver(callee, wire.Command(command=wire.StartSession(role="callee", peer=caller, **common)))
         await self.deliver(caller, wire.Command(command=wire.StartSession(role="caller", peer=callee, **common)))
+        if self.metrics is not None:
+            self.metrics.session_commanded(kind, "started")
         log.info("session %s (%s) started: %s -> %s", session_id, kind, caller, callee)
 
     async def stop_session(self, session_id: str) -> None:
@@ -522,7 +535,9 @@ class Hub:
                 await self.deliver(t, wire.Command(command=wire.StopSession(session_id=session_id,
                                                                             reason="stopped by the controller")))
         async with self.db.transaction() as conn:
-            await store.finish_session(conn, session_id, "stopped")
+            first = await store.finish_session(conn, session_id, "stopped")
+        if first and self.metrics is not None:
+            self.metrics.session_ended(s.kind, "stopped")
         self._sessions.pop(session_id, None)
 
 
