@@ -203,6 +203,8 @@ class ParticipantOut(BaseModel):
     institution_kind: InstitutionKind
     region: str
     terminal_id: str
+    timezone: str
+    start_local: str = Field(description="the start in the institution's time zone")
 
 
 class AgreementOut(BaseModel):

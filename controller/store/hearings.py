@@ -58,7 +58,7 @@ async def participants_of(conn: AsyncConnection, hearing_ids: Iterable[int]) -> 
     if not ids:
         return out
     q = (select(hearing_participants, institutions.c.name.label("institution_name"),
-                institutions.c.region, institutions.c.kind.label("institution_kind"))
+                institutions.c.region, institutions.c.kind.label("institution_kind"), institutions.c.timezone)
          .join(institutions, institutions.c.id == hearing_participants.c.institution_id)
          .where(hearing_participants.c.hearing_id.in_(ids)).order_by(hearing_participants.c.id))
     for r in await conn.execute(q):
@@ -245,7 +245,8 @@ async def views(conn: AsyncConnection, ids: list[int], now: dt.datetime) -> list
             "initiative": h["initiative"], "status": h["status"],
             "participants": [{"institution_id": p["institution_id"], "institution_name": p["institution_name"],
                               "institution_kind": p["institution_kind"], "region": p["region"],
-                              "terminal_id": p["terminal_id"]} for p in parts[hid]],
+                              "terminal_id": p["terminal_id"], "timezone": p["timezone"],
+                              "start_local": local(h["start_utc"], p["timezone"])} for p in parts[hid]],
             "agreement": {"coordinator": h["agreement_coordinator"], "state": h["agreement_state"],
                           "by": h["agreement_by"], "at": iso(h["agreement_at"])},
             "test_request": check_view("test", hc),
