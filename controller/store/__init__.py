@@ -13,16 +13,25 @@ the caller decides the transaction - one per API request or job step):
   `schema.metadata` so that `schema.metadata` stays the whole schema.
 - `schema`: the tables and the enumerations (CHECK constraints).
 - `registry`: institutions, rooms, terminals - `get_terminal(conn, id)`,
-  `list_terminals(conn, ...)`, `terminals_by_ids`, `import_sites(conn, data)`, CRUD.
-- `hearings`: hearings and participants, the booking-overlap check, the
-  hearing view (`hearing_view`) used by the API and the exports.
+  `find_terminal`, `list_terminals(conn, ...)`, `terminals_by_ids`, `import_sites(conn, data, now)`, CRUD.
+- `hearings`: hearings and participants (`replace_participants`), the
+  booking-overlap check (`lock_resources`, `booking_conflicts`), the hearings
+  a suspension affects, and the hearing view (`views(conn, ids, now)`) - the
+  JSON the API and the exports give.
 - `checks`: test requests and pre-connect checks - `get_check`,
-  `check_by_session(conn, session_id)`, updates.
+  `check_by_session(conn, session_id)`, `checks_for`, `update_check`,
+  `last_finished(conn, terminal_ids)`.
 - `events`: the append-only event record per hearing - `append`, `list_for`.
-- `suspensions`: rule 24 - create, lift, `active_for(conn, institution_ids, at)`.
+- `suspensions`: rule 24 - `create`, `get`, `list_all`, `lift`, `not_ended(conn, at)`.
 - `users`: users, API tokens (stored as sha256), the audit trail.
 - `jobs`: the scheduler's durable jobs - `enqueue`, `claim`, `finish`,
-  `retry_later`, `cancel_for`.
+  `retry_later`, `fail`, `cancel`, `release`, `prune`.
+- `agents` (the agent side, migration 0002): terminal tokens, presence,
+  reports, sessions, relay queue.
 
-Errors: `errors.NotFound`, `errors.Conflict`, `errors.Invalid` (field named).
+Locking (PostgreSQL): writers lock rows in one order - hearing, then check,
+then job rows - so that concurrent requests, job handlers and result
+deliveries never deadlock. Bookings lock the room and terminal rows first.
+
+Errors: `controller.errors.NotFound`, `Conflict`, `Invalid` (field named).
 """
