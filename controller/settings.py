@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from agent import configfile
 
@@ -47,6 +49,41 @@ class CheckSettings(Strict):
     preconnect_duration_s: float = Field(15.0, gt=0, le=600)
 
 
+class EscalationSettings(Strict):
+    """Rules 16, 17: who is told when a check fails, and when step 2 follows."""
+    # Not resolved this long after opening: notify the court / institution
+    # organising the VKS (rule 17, step 2).
+    step2_after_s: float = Field(900.0, ge=1)
+    # At step 2, draft the act of technical impossibility (rule 18) when the
+    # hearing starts within this many seconds (or has started).
+    act_lead_s: float = Field(1800.0, ge=0)
+    # Extra webhook URLs told at every step (e.g. a duty chat bridge), besides
+    # the institutions' contacts.
+    webhooks: list[str] = Field(default_factory=list)
+    # A notification that could not be delivered is retried with exponential
+    # backoff (with jitter) from retry_initial_s up to retry_max_s between tries,
+    # at most max_attempts times (the escalation stays visible on the web page).
+    retry_initial_s: float = Field(5.0, gt=0)
+    retry_max_s: float = Field(600.0, gt=0)
+    max_attempts: int = Field(30, ge=1)
+    # One webhook POST may take this long.
+    webhook_timeout_s: float = Field(10.0, gt=0, le=120)
+    # The web page's address, for links in the messages (optional).
+    page_url: str | None = None
+
+
+class SmtpSettings(Strict):
+    """E-mail for escalations; off while `host` is unset."""
+    host: str | None = None
+    port: int = Field(587, ge=1, le=65535)
+    # "starttls" (upgrade a plain connection), "tls" (implicit TLS) or "none" (loopback relays).
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None       # never logged
+    from_addr: str = "vks-controller@localhost"
+    timeout_s: float = Field(30.0, gt=0, le=300)
+
+
 class ControllerSettings(Strict):
     listen: str = "127.0.0.1:8080"
     # sqlite:///path (embedded default) or postgresql://user:pass@host:port/db
@@ -59,6 +96,8 @@ class ControllerSettings(Strict):
     instance_id: str | None = None
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     checks: CheckSettings = Field(default_factory=CheckSettings)
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     sites_file: Path | None = None
 
     @field_validator("listen")
