@@ -1,0 +1,223 @@
+"""The live detector (rule 22): sustained degradation from per-second intervals. Pure: no I/O,
+no clock of its own (the caller passes `now`, any monotonic seconds), parameters from
+`live:` in configs/controller.yaml (`DetectorParams`).
+
+Input: the per-second intervals of one monitoring session, from each side that reports them
+("caller": both directions - its own receive side and the callee's figures relayed over the
+data channel; "callee": its own receive side). Each second is classified with the shared
+quality model (`agent.quality.judge_interval`, `monitor` thresholds) as good / degraded /
+unusable, and stalled when no packet arrived in it.
+
+Lost (a break is due) when, for any side:
+- stall: the newest `stall_s` seconds are all stalled (no packets), or
+- quality: at least `unusable_n` of the newest `window_s` seconds are unusable, or
+- silent: the interval stream itself stopped - nothing for `silent_s` (agent dead, session
+  closed, link to the controller lost). The caller's stream is expected from the moment the
+  flow says so (`expect`); a callee's only once it has reported.
+
+Ready (to resume) when every side that reports (the caller at least) has its newest
+`resume_good_s` seconds all usable (good or degraded, not stalled), consecutive, and none is
+silent. A break needs sustained evidence and a resumption a longer run of good seconds, so a
+short spike does not break a hearing and a flapping link does not resume one.
+
+Seconds may arrive late or twice (outbox resends): each is kept once per side by its index;
+later copies replace it only if worse.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from agent import quality
+
+RANK = {"good": 0, "degraded": 1, "unusable": 2}
+ROLES = ("caller", "callee")
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    stall_s: int = 2              # consecutive seconds without packets: connection lost
+    window_s: int = 6             # sliding window for the quality rule ...
+    unusable_n: int = 4           # ... and how many unusable seconds in it break
+    resume_good_s: int = 8        # consecutive usable seconds before ready to resume
+    silent_s: float = 3.0         # no interval at all for this long: lost
+    keep_s: int = 30              # seconds kept per side (at least window and resume run)
+
+    def __post_init__(self):
+        if not (1 <= self.stall_s and 1 <= self.unusable_n <= self.window_s and self.resume_good_s >= 1
+                and self.silent_s > 0):
+            raise ValueError(f"inconsistent detector parameters: {self}")
+
+
+@dataclass(frozen=True)
+class Second:
+    verdict: str                  # good | degraded | unusable
+    stalled: bool
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        return not self.stalled and self.verdict != "unusable"
+
+    @property
+    def bad(self) -> bool:
+        return self.stalled or self.verdict == "unusable"
+
+
+def classify(interval: Mapping[str, Any], thresholds: quality.Thresholds) -> Second:
+    """One interval ({"t", "rtt_ms", "inbound", "outbound"}) -> its Second."""
+    j = quality.judge_interval(interval, thresholds)
+    stalled = any(isinstance(interval.get(d), Mapping) and quality._stalled(interval[d])
+                  for d in quality.DIRECTIONS)
+    verdict = "unusable" if stalled else j.verdict
+    return Second(verdict, stalled, tuple(j.reasons[:4]))
+
+
+@dataclass(frozen=True)
+class Lost:
+    cause: str                    # connection_lost | quality
+    kind: str                     # stall | silent | unusable
+    role: str
+    evidence: dict[str, Any]
+
+
+@dataclass
+class _Side:
+    seconds: dict[int, Second] = field(default_factory=dict)
+    last_at: float | None = None  # when its newest interval arrived (caller's clock)
+
+    def newest(self) -> int | None:
+        return max(self.seconds) if self.seconds else None
+
+    def run_back(self, pred) -> int:
+        """Consecutive seconds, back from the newest, for which pred holds (a gap ends it)."""
+        n, t = 0, self.newest()
+        while t is not None and t in self.seconds and pred(self.seconds[t]):
+            n += 1
+            t -= 1
+        return n
+
+    def window(self, size: int) -> list[Second]:
+        top = self.newest()
+        if top is None:
+            return []
+        return [self.seconds[t] for t in range(top - size + 1, top + 1) if t in self.seconds]
+
+
+class Detector:
+    """Per monitoring session: feed `observe(...)`, ask `lost(now)` and `ready(now)`."""
+
+    def __init__(self, params: DetectorParams, *, expect_from: float | None = None):
+        self.p = params
+        self.sides: dict[str, _Side] = {}
+        # The caller's stream is due from then (the session has had time to connect).
+        self.expect_from = expect_from
+
+    # -- input ------------------------------------------------------------------------------
+    def observe(self, role: str, t: int, second: Second, now: float) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        side = self.sides.setdefault(role, _Side())
+        old = side.seconds.get(t)
+        if old is None or RANK[second.verdict] > RANK[old.verdict] or (second.stalled and not old.stalled):
+            side.seconds[t] = second
+        side.last_at = now if side.last_at is None else max(side.last_at, now)
+        top = side.newest()
+        for k in [k for k in side.seconds if k <= top - self.p.keep_s]:
+            del side.seconds[k]
+
+    def expect(self, at: float) -> None:
+        self.expect_from = at
+
+    # -- judgement --------------------------------------------------------------------------
+    def _silent(self, now: float) -> Lost | None:
+        for role in ROLES:
+            side = self.sides.get(role)
+            last = side.last_at if side is not None and side.last_at is not None else None
+            if last is None:
+                if role != "caller" or self.expect_from is None:
+                    continue
+                last = self.expect_from
+            quiet = now - last
+            if quiet >= self.p.silent_s:
+                return Lost("connection_lost", "silent", role,
+                            {"silent_s": round(quiet, 1), "limit_s": self.p.silent_s,
+                             "last_t": side.newest() if side is not None else None})
+        return None
+
+    def lost(self, now: float) -> Lost | None:
+        """Why the session is lost now, or None."""
+        for role in ROLES:
+            side = self.sides.get(role)
+            if side is None or not side.seconds:
+                continue
+            stalled = side.run_back(lambda s: s.stalled)
+            if stalled >= self.p.stall_s:
+                return Lost("connection_lost", "stall", role, self._evidence(side, stalled_s=stalled))
+        for role in ROLES:
+            side = self.sides.get(role)
+            if side is None:
+                continue
+            win = side.window(self.p.window_s)
+            bad = sum(1 for s in win if s.bad)
+            if bad >= self.p.unusable_n:
+                return Lost("quality", "unusable", role, self._evidence(side, unusable=bad))
+        return self._silent(now)
+
+    def good_run(self) -> int:
+        """The shortest run of consecutive usable newest seconds over the sides that report."""
+        runs = [side.run_back(lambda s: s.usable) for side in self.sides.values() if side.seconds]
+        if "caller" not in self.sides or not self.sides["caller"].seconds:
+            return 0
+        return min(runs)
+
+    def ready(self, now: float) -> bool:
+        return self._silent(now) is None and self.good_run() >= self.p.resume_good_s
+
+    def verdict(self, now: float) -> str:
+        """The link's verdict now: unusable when lost, degraded when the window is mostly not
+        good, else good; "unknown" before any second."""
+        if self.lost(now) is not None:
+            return "unusable"
+        win = [s for side in self.sides.values() for s in side.window(self.p.window_s)]
+        if not win:
+            return "unknown"
+        worse = sum(1 for s in win if s.verdict != "good")
+        return "degraded" if worse * 2 >= len(win) else "good"
+
+    def _evidence(self, side: _Side, **extra) -> dict[str, Any]:
+        win = side.window(self.p.window_s)
+        reasons: list[str] = []
+        for s in reversed(win):
+            for r in s.reasons:
+                if r not in reasons:
+                    reasons.append(r)
+        return {**extra, "window_s": self.p.window_s, "last_t": side.newest(),
+                "seconds": ["stalled" if s.stalled else s.verdict for s in win], "reasons": reasons[:6]}
+
+    # -- persistence ------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able state (times are the caller's clock: only meaningful with the same clock)."""
+        return {"expect_from": self.expect_from,
+                "sides": {role: {"last_at": s.last_at,
+                                 "seconds": {str(t): [x.verdict, x.stalled, list(x.reasons)]
+                                             for t, x in sorted(s.seconds.items())}}
+                          for role, s in self.sides.items()}}
+
+    @classmethod
+    def restore(cls, params: DetectorParams, data: Mapping[str, Any] | None) -> "Detector":
+        d = cls(params)
+        if not data:
+            return d
+        d.expect_from = data.get("expect_from")
+        for role, s in (data.get("sides") or {}).items():
+            if role not in ROLES:
+                continue
+            side = d.sides[role] = _Side(last_at=s.get("last_at"))
+            for t, (v, stalled, reasons) in (s.get("seconds") or {}).items():
+                side.seconds[int(t)] = Second(v, bool(stalled), tuple(reasons))
+        return d
+
+
+def params_dict(p: DetectorParams) -> dict[str, Any]:
+    return asdict(p)

@@ -1,0 +1,198 @@
+"""The live detector with crafted interval streams: spikes, flapping, blackout, slow degradation,
+silence; and properties (hypothesis) over arbitrary streams."""
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from agent import quality
+from controller.detector import Detector, DetectorParams, Second, classify
+
+P = DetectorParams()          # stall 2, 4 of 6 unusable, resume after 8 good, silent 3 s
+TH = quality.select(quality.load_thresholds(), "monitor")
+
+GOOD = Second("good", False)
+DEGRADED = Second("degraded", False)
+UNUSABLE = Second("unusable", False)
+STALL = Second("unusable", True)
+CODES = {"g": GOOD, "d": DEGRADED, "u": UNUSABLE, "s": STALL}
+
+
+def feed(pattern: str, *, det: Detector | None = None, role: str = "caller", start: int = 0):
+    """Feed one second per character (g/d/u/s) arriving at t + 1; returns (detector, the
+    first second index at which it was lost or None, the first at which it was ready or None)."""
+    det = det or Detector(P, expect_from=0.0)
+    lost_at = ready_at = None
+    for i, c in enumerate(pattern, start):
+        det.observe(role, i, CODES[c], now=i + 1.0)
+        if lost_at is None and det.lost(i + 1.0) is not None:
+            lost_at = i
+        if ready_at is None and det.ready(i + 1.0):
+            ready_at = i
+    return det, lost_at, ready_at
+
+
+def interval(t, *, packets=75, lost=0, jitter=3.0, rtt=20.0, fps=10, stalled=False, outbound=True):
+    d = {"t": float(t), "packets": 0 if stalled else packets, "lost": lost,
+         "loss_ratio": lost / max(1, packets + lost), "jitter_ms": jitter, "fps": 0 if stalled else fps,
+         "stalled": stalled}
+    return {"t": float(t), "rtt_ms": rtt, "inbound": d, "outbound": dict(d) if outbound else None}
+
+
+# --- classification with the shared model ---------------------------------------------------
+
+def test_classify_uses_the_monitor_thresholds():
+    assert classify(interval(0), TH).verdict == "good"
+    assert classify(interval(0, lost=3, packets=72), TH).verdict == "degraded"      # 4 % loss
+    bad = classify(interval(0, lost=10, packets=65), TH)                             # 13 % loss
+    assert bad.verdict == "unusable" and not bad.stalled and any("loss" in r for r in bad.reasons)
+    s = classify(interval(0, stalled=True), TH)
+    assert s.stalled and s.verdict == "unusable"
+    # The callee's interval has no outbound: that is noted, not judged.
+    assert classify(interval(0, outbound=False), TH).verdict == "good"
+
+
+# --- crafted streams --------------------------------------------------------------------------
+
+def test_blackout_breaks_after_two_stalled_seconds():
+    det, lost_at, _ = feed("gggggggg" + "ss" + "ssss")
+    assert lost_at == 9
+    lost = det.lost(20.0)
+    assert lost.cause == "connection_lost" and lost.kind == "stall"
+    assert lost.evidence["stalled_s"] >= 2 and "stalled" in lost.evidence["seconds"]
+
+
+def test_one_stalled_second_or_a_short_spike_does_not_break():
+    assert feed("ggggg" + "s" + "gggggg")[1] is None
+    assert feed("ggggg" + "uu" + "ggggg")[1] is None          # 2 s of heavy loss
+    assert feed("ggggg" + "su" + "gggg" + "us" + "gggg")[1] is None
+    assert feed("gggg" + "uuu" + "ggg" + "uuu" + "ggg")[1] is None   # 3 of 6, twice
+
+
+def test_sustained_unusable_seconds_break_on_quality():
+    det, lost_at, _ = feed("gggggg" + "ugugug" + "uu")
+    assert lost_at is not None
+    lost = det.lost(100.0) or det.lost(15.0)
+    assert det.lost(15.0).cause == "quality" and det.lost(15.0).evidence["unusable"] >= 4
+
+
+def test_slow_degradation_breaks_only_once_seconds_turn_unusable():
+    # good -> degraded for a long time: no break; then unusable creeps in.
+    det, lost_at, _ = feed("gggg" + "d" * 30)
+    assert lost_at is None and det.verdict(35.0) == "degraded"
+    _, lost_at, _ = feed("gggg" + "d" * 10 + "dudu" + "duuu")
+    assert lost_at == 4 + 10 + 4 + 2        # the 4th unusable second within 6
+
+
+def test_ready_only_after_eight_consecutive_usable_seconds():
+    _, _, ready_at = feed("ssss" + "gggggggg")
+    assert ready_at == 4 + 7
+    # Degraded but usable seconds count as good for resuming.
+    assert feed("ss" + "gdgdgdgd")[2] == 2 + 7
+
+
+def test_flapping_link_never_becomes_ready():
+    _, _, ready_at = feed(("g" * 7 + "s") * 6)
+    assert ready_at is None
+    _, _, ready_at = feed(("ggggg" + "u") * 8)
+    assert ready_at is None
+
+
+def test_silence_of_the_stream_is_lost():
+    det = Detector(P, expect_from=0.0)
+    assert det.lost(2.9) is None
+    lost = det.lost(3.0)
+    assert lost is not None and lost.kind == "silent" and lost.role == "caller"
+    det, _, _ = feed("gggg")
+    assert det.lost(4.5) is None and det.lost(7.5).kind == "silent"
+    # A callee that reported and then went quiet is lost too; one that never reported is not.
+    det.observe("callee", 0, GOOD, now=8.0)
+    det.observe("caller", 4, GOOD, now=8.0)
+    assert det.lost(9.0) is None
+    det.observe("caller", 5, GOOD, now=11.5)
+    lost = det.lost(11.5)
+    assert lost.kind == "silent" and lost.role == "callee"
+
+
+def test_either_side_can_break_and_both_must_be_good_to_resume():
+    det, _, _ = feed("gggggggggg")
+    for t in range(3):
+        det.observe("callee", t, STALL, now=10.0 + t * 0.1)
+    assert det.lost(10.5).role == "callee"
+    det = Detector(P, expect_from=0.0)
+    for t in range(10):
+        det.observe("caller", t, GOOD, now=t + 1.0)
+        det.observe("callee", t, GOOD if t < 5 else DEGRADED if t < 9 else UNUSABLE, now=t + 1.0)
+    assert not det.ready(10.0)
+
+
+def test_late_and_duplicate_seconds_keep_the_worst():
+    det = Detector(P, expect_from=0.0)
+    det.observe("caller", 1, STALL, now=2.0)
+    det.observe("caller", 0, GOOD, now=2.1)
+    det.observe("caller", 1, GOOD, now=2.2)          # a resend of a better copy does not hide the stall
+    det.observe("caller", 2, STALL, now=3.0)
+    assert det.lost(3.0).kind == "stall"
+
+
+def test_snapshot_round_trip():
+    det, _, _ = feed("gggdduus")
+    again = Detector.restore(P, det.snapshot())
+    assert again.snapshot() == det.snapshot()
+    assert again.verdict(9.0) == det.verdict(9.0)
+
+
+# --- properties -------------------------------------------------------------------------------
+
+streams = st.text(alphabet="gdus", min_size=1, max_size=80)
+
+
+def _max_run(pattern: str, chars: str) -> int:
+    best = run = 0
+    for c in pattern:
+        run = run + 1 if c in chars else 0
+        best = max(best, run)
+    return best
+
+
+def _max_bad_in_window(pattern: str, w: int) -> int:
+    return max((sum(1 for c in pattern[max(0, i - w + 1):i + 1] if c in "us") for i in range(len(pattern))),
+               default=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams)
+def test_breaks_exactly_when_a_rule_is_met(pattern):
+    _, lost_at, _ = feed(pattern)
+    due = _max_run(pattern, "s") >= P.stall_s or _max_bad_in_window(pattern, P.window_s) >= P.unusable_n
+    assert (lost_at is not None) == due
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams)
+def test_never_ready_without_a_long_enough_usable_run(pattern):
+    det, _, ready_at = feed(pattern)
+    if ready_at is not None:
+        assert set(pattern[ready_at - P.resume_good_s + 1:ready_at + 1]) <= {"g", "d"}
+    assert (ready_at is not None) == (_max_run(pattern, "gd") >= P.resume_good_s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=P.resume_good_s - 1), st.integers(min_value=1, max_value=6),
+       st.integers(min_value=2, max_value=10))
+def test_flapping_with_short_good_spells_never_resumes(good, bad, cycles):
+    _, _, ready_at = feed(("g" * good + "s" * bad) * cycles)
+    assert ready_at is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=60), max_size=20), st.integers(min_value=1, max_value=3))
+def test_isolated_spikes_never_break(positions, width):
+    # Spikes of at most one stalled second, spaced so that no window holds 4 bad seconds.
+    pattern = ["g"] * 70
+    last = -100
+    for p in sorted(positions):
+        if p - last >= P.window_s:
+            pattern[p] = "s"
+            last = p
+    _, lost_at, _ = feed("".join(pattern))
+    assert lost_at is None
