@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent import configfile
 
@@ -46,6 +46,49 @@ class CheckSettings(Strict):
     test_duration_s: float = Field(30.0, gt=0, le=600)
     preconnect_profile: str = "hearing"
     preconnect_duration_s: float = Field(15.0, gt=0, le=600)
+
+
+class LiveSettings(Strict):
+    """Rule 22: live monitoring during a hearing, the detector and the reconnect flow
+    (controller.live, controller.detector)."""
+    enabled: bool = True
+    # The agents' media profile of the monitoring session and the thresholds it is judged by.
+    profile: str = "monitor"
+    thresholds_profile: str = "monitor"
+    # Start monitoring once the pre-connect check passed (else only on POST .../start).
+    start_after_preconnect: bool = True
+    # Detector: a break when `stall_s` consecutive seconds had no packets, or `unusable_n` of the
+    # last `window_s` seconds were unusable, or no interval arrived for `silent_s`.
+    stall_s: int = Field(2, ge=1, le=60)
+    window_s: int = Field(6, ge=1, le=120)
+    unusable_n: int = Field(4, ge=1, le=120)
+    silent_s: float = Field(3.0, gt=0, le=120)
+    # Ready to resume after this many consecutive usable (good or degraded) seconds.
+    resume_good_s: int = Field(8, ge=1, le=600)
+    # A new monitoring session must report its first second within this long (it connects).
+    start_grace_s: float = Field(8.0, gt=0, le=120)
+    # A reconnect attempt that has reported nothing within this long is abandoned.
+    attempt_grace_s: float = Field(4.0, gt=0, le=120)
+    # Backoff between reconnect attempts: initial * 2^(n-1), at most max, +- jitter (a ratio).
+    backoff_initial_s: float = Field(0.5, ge=0, le=60)
+    backoff_max_s: float = Field(4.0, ge=0, le=600)
+    backoff_jitter: float = Field(0.2, ge=0, le=1)
+    # Not ready to resume this long after the break: escalate (rules 16, 17); attempts go on.
+    reconnect_timeout_s: float = Field(120.0, gt=0)
+    # Monitoring goes on this long after the planned end unless the secretary ends the hearing.
+    end_margin_s: float = Field(900.0, ge=0)
+    # A monitoring session is replaced (new session id) this long before its planned end.
+    renew_before_s: float = Field(30.0, ge=1)
+    # The flow's loop period, and how often it looks at the database for hearings to start,
+    # ended ones and suspensions (rule 24).
+    tick_s: float = Field(0.25, gt=0, le=5)
+    reconcile_s: float = Field(2.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _window(self):
+        if self.unusable_n > self.window_s:
+            raise ValueError(f"unusable_n ({self.unusable_n}) must not exceed window_s ({self.window_s})")
+        return self
 
 
 class EscalationSettings(Strict):
@@ -95,6 +138,7 @@ class ControllerSettings(Strict):
     instance_id: str | None = None
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     checks: CheckSettings = Field(default_factory=CheckSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     sites_file: Path | None = None
