@@ -16,6 +16,9 @@ controller -> agent
     ack            report_id                       (sent only once the report is stored)
     command        command: start_session {session_id, role, peer, kind, profile, duration_s}
                             | stop_session {session_id, reason?}
+                            | break | reconnect | resume {hearing_id, cause?, attempt?,
+                              message_kk?, message_ru?}   (rule 22, added in wire 1.1: the agent
+                              fires its endpoint hook; an older agent logs and ignores it)
     signal         session_id, from (peer terminal), description, reply_to?   (relayed)
     error          code, message, ref? (id of the message it is about), fatal
 
@@ -186,10 +189,25 @@ class StopSession(BaseModel):
     reason: Annotated[str, Field(max_length=1024)] | None = None
 
 
+LiveEventName = Literal["break", "reconnect", "resume"]
+
+
+class LiveEvent(BaseModel):
+    """Rule 22 (wire 1.1): the hearing's link had a break / is being reconnected / resumed.
+    The agent fires its endpoint hook (agent.hooks); sessions are driven by start/stop_session."""
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    name: LiveEventName
+    hearing_id: Annotated[int, Field(ge=1)]
+    cause: Annotated[str, Field(max_length=64)] | None = None
+    attempt: Annotated[int, Field(ge=0)] | None = None
+    message_kk: Annotated[str, Field(max_length=1024)] | None = None
+    message_ru: Annotated[str, Field(max_length=1024)] | None = None
+
+
 class Command(_Msg):
     TYPE: ClassVar[str] = "command"
     type: Literal["command"] = "command"
-    command: Annotated[Union[StartSession, StopSession], Field(discriminator="name")]
+    command: Annotated[Union[StartSession, StopSession, LiveEvent], Field(discriminator="name")]
 
 
 class RelayedSignal(_Msg):
