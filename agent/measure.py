@@ -250,6 +250,13 @@ class StreamMeter:
             out.setdefault(idx, Interval()).lost += 1
         return out
 
+    def interval(self, idx: int) -> Interval:
+        """Second `idx` alone, with the missing packets known now folded in (a copy)."""
+        src = self._intervals.get(idx)
+        iv = Interval(**vars(src)) if src else Interval()
+        iv.lost += sum(1 for i in self._missing.values() if i == idx)
+        return iv
+
     def frame_stats(self) -> dict[str, float | int | None]:
         """Frame rate and freezes of decoded video, WebRTC's freeze definition:
         a frame interval longer than max(3 x average, average + 150 ms)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from agent.configfile import ConfigError
-from agent.measure import StreamMeter, percentile, summarize
+from agent.measure import Interval, StreamMeter, percentile, summarize
 
 SCHEMA = "vks.test-report/1"
 log = logging.getLogger(__name__)
@@ -31,55 +31,68 @@ def _r(v: float | None, digits: int = 3) -> float | None:
     return None if v is None else round(v, digits)
 
 
-def receive_side(meters: Mapping[int, StreamMeter], video_frames: list[float] | None,
-                 t0: float | None, until: float | None = None) -> dict:
-    """What one side received: per stream, per second (all streams together), and the totals."""
-    streams, per_stream_intervals = [], []
-    for meter in sorted(meters.values(), key=lambda m: m.kind):
-        ivs = meter.intervals(until)
-        per_stream_intervals.append((meter, ivs))
-        active = max(1e-9, (meter.last_arrival or 0) - (meter.first_arrival or 0))
-        jit = [iv.jitter_ms for iv in ivs.values()]
-        stream = {
-            "kind": meter.kind, "ssrc": meter.ssrc,
-            "packets": meter.packets, "lost": meter.lost, "expected": meter.expected,
-            "loss_ratio": _ratio(meter.lost, meter.expected),
-            "jitter_ms": _r(_mean(jit)), "jitter_ms_p95": _r(percentile(jit, 95)),
-            "jitter_ms_max": _r(max((j for j in jit if j is not None), default=None)),
-            "jitter_ms_last": _r(meter.jitter_s * 1000.0),
-            "bitrate_kbps": _r(meter.bytes * 8 / 1000.0 / active, 1),
-            "duplicates": meter.duplicates, "reordered": meter.reordered,
-            "stall_s": meter.stall_seconds(ivs),
-        }
-        if meter.kind == "video":
-            stream.update(meter.frame_stats())
-        streams.append(stream)
+def _stream_summary(meter: StreamMeter, ivs: Mapping[int, Interval] | None) -> dict:
+    active = max(1e-9, (meter.last_arrival or 0) - (meter.first_arrival or 0))
+    jit = [iv.jitter_ms for iv in ivs.values()] if ivs is not None else []
+    stream = {
+        "kind": meter.kind, "ssrc": meter.ssrc,
+        "packets": meter.packets, "lost": meter.lost, "expected": meter.expected,
+        "loss_ratio": _ratio(meter.lost, meter.expected),
+        "jitter_ms": _r(_mean(jit)) if jit else _r(meter.jitter_s * 1000.0),
+        "jitter_ms_p95": _r(percentile(jit, 95)),
+        "jitter_ms_max": _r(max((j for j in jit if j is not None), default=None)),
+        "jitter_ms_last": _r(meter.jitter_s * 1000.0),
+        "bitrate_kbps": _r(meter.bytes * 8 / 1000.0 / active, 1),
+        "duplicates": meter.duplicates, "reordered": meter.reordered,
+        "stall_s": meter.stall_seconds(ivs) if ivs is not None else None,
+    }
+    if meter.kind == "video":
+        stream.update(meter.frame_stats())
+    return stream
 
-    n = max((len(ivs) for _, ivs in per_stream_intervals), default=0)
-    intervals = []
-    for i in range(n):
-        packets = lost = nbytes = frames = 0
-        jitters = []
-        flowing = False
-        for meter, ivs in per_stream_intervals:
-            iv = ivs.get(i)
-            if iv is None:
-                continue
-            packets += iv.packets
-            lost += iv.lost
-            nbytes += iv.bytes
-            frames += iv.frames
-            jitters.append(iv.jitter_ms)
-            flowing = flowing or meter.first_arrival is not None
-        intervals.append({
-            "t": float(i), "packets": packets, "lost": lost,
-            "loss_ratio": _ratio(lost, packets + lost),
-            "jitter_ms": _r(max((j for j in jitters if j is not None), default=None)),
-            "bitrate_kbps": _r(nbytes * 8 / 1000.0, 1),
-            "fps": frames if any(m.kind == "video" for m, _ in per_stream_intervals) else None,
-            # No packet at all in a second while media was flowing: the link stalled.
-            "stalled": flowing and packets == 0,
-        })
+
+def _merge_interval(idx: int, parts: list[tuple[StreamMeter, Interval | None]]) -> dict:
+    """One second of one side: all its streams together."""
+    packets = lost = nbytes = frames = 0
+    jitters = []
+    flowing = False
+    for meter, iv in parts:
+        if iv is None:
+            continue
+        packets += iv.packets
+        lost += iv.lost
+        nbytes += iv.bytes
+        frames += iv.frames
+        jitters.append(iv.jitter_ms)
+        flowing = flowing or meter.first_arrival is not None
+    return {
+        "t": float(idx), "packets": packets, "lost": lost,
+        "loss_ratio": _ratio(lost, packets + lost),
+        "jitter_ms": _r(max((j for j in jitters if j is not None), default=None)),
+        "bitrate_kbps": _r(nbytes * 8 / 1000.0, 1),
+        "fps": frames if any(m.kind == "video" for m, _ in parts) else None,
+        # No packet at all in a second while media was flowing: the link stalled.
+        "stalled": flowing and packets == 0,
+    }
+
+
+def side_interval(meters: Mapping[int, StreamMeter], idx: int) -> dict:
+    """Second `idx` of one side as known now: what the live stream reports each second."""
+    return _merge_interval(idx, [(m, m.interval(idx)) for m in meters.values()])
+
+
+def receive_side(meters: Mapping[int, StreamMeter], until: float | None = None,
+                 with_intervals: bool = True) -> dict:
+    """What one side received: per stream, per second (all streams together), and the totals.
+
+    Without intervals (the callee's cumulative figures sent every second) it costs
+    nothing per second of session length."""
+    ordered = sorted(meters.values(), key=lambda m: m.kind)
+    per_stream = [(m, m.intervals(until) if with_intervals else None) for m in ordered]
+    streams = [_stream_summary(m, ivs) for m, ivs in per_stream]
+    n = max((len(ivs) for _, ivs in per_stream if ivs is not None), default=0)
+    intervals = [_merge_interval(i, [(m, ivs.get(i) if ivs else None) for m, ivs in per_stream])
+                 for i in range(n)]
 
     packets = sum(s["packets"] for s in streams)
     lost = sum(s["lost"] for s in streams)
@@ -89,16 +102,19 @@ def receive_side(meters: Mapping[int, StreamMeter], video_frames: list[float] | 
         # The worst stream's jitter: the de-jitter buffer must cover it.
         "jitter_ms": max((s["jitter_ms"] for s in streams if s["jitter_ms"] is not None), default=None),
         "bitrate_kbps": _r(sum(s["bitrate_kbps"] or 0 for s in streams), 1),
-        "stall_s": sum(1 for iv in intervals if iv["stalled"]),
-        "longest_stall_s": _longest_run(iv["stalled"] for iv in intervals),
-        "summary": {
-            "loss_ratio": _rounded(summarize(iv["loss_ratio"] for iv in intervals if iv["packets"] or iv["lost"])),
-            "jitter_ms": _rounded(summarize(iv["jitter_ms"] for iv in intervals)),
-            "bitrate_kbps": _rounded(summarize(iv["bitrate_kbps"] for iv in intervals)),
-        },
         "streams": streams,
-        "intervals": intervals,
     }
+    if with_intervals:
+        side.update({
+            "stall_s": sum(1 for iv in intervals if iv["stalled"]),
+            "longest_stall_s": _longest_run(iv["stalled"] for iv in intervals),
+            "summary": {
+                "loss_ratio": _rounded(summarize(iv["loss_ratio"] for iv in intervals if iv["packets"] or iv["lost"])),
+                "jitter_ms": _rounded(summarize(iv["jitter_ms"] for iv in intervals)),
+                "bitrate_kbps": _rounded(summarize(iv["bitrate_kbps"] for iv in intervals)),
+            },
+            "intervals": intervals,
+        })
     video = next((s for s in streams if s["kind"] == "video"), None)
     if video is not None:
         side.update({"fps": video.get("fps"), "freezes": video.get("freezes"),

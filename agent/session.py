@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 import json
 import logging
 import struct
@@ -34,7 +35,7 @@ from agent import rtp_tap
 from agent.ice import chosen_host_addresses, rtc_configuration
 from agent.media import PatternTrack, ToneTrack
 from agent.measure import StreamMeter
-from agent.report import build_report, receive_side
+from agent.report import build_report, receive_side, side_interval
 from agent.settings import AgentSettings, VideoProfile
 
 log = logging.getLogger(__name__)
@@ -93,18 +94,18 @@ class PeerSession:
         self.sent: dict[int, _SentCounter] = {}
         self.rtx_received = 0
         self.t0: float | None = None                   # first media packet received
+        self.connect_start = time.monotonic()           # reset when the offer is made
         self.media_flowing = asyncio.Event()
         self.control_open = asyncio.Event()
         self.finished = asyncio.Event()
         self.rtts: list[tuple[float, float]] = []       # (send time, rtt seconds)
-        self.peer_intervals: list[dict] = []            # far end's live receive figures
+        self.peer_intervals: deque[dict] = deque(maxlen=8)   # far end's latest live receive figures
         self.peer_final: dict | None = None
         self.peer_sent: dict[int, dict] = {}
         self._codecs: dict[int, _Codec] = {}
         self._control = None
         self._probe = None
         self._tasks: set[asyncio.Task] = set()
-        self._frames: dict[str, list[float]] = {"audio": [], "video": []}
         self._final_received = asyncio.Event()
         self._closed = False
         self.pc.on("track", self._on_track)
@@ -122,6 +123,7 @@ class PeerSession:
             self.pc.addTrack(track)
 
     async def make_offer(self) -> dict:
+        self.connect_start = time.monotonic()
         self._add_media()
         self._bind_control(self.pc.createDataChannel(CONTROL_LABEL))
         self._bind_probe(self.pc.createDataChannel(PROBE_LABEL, ordered=False, maxRetransmits=0))
@@ -176,12 +178,10 @@ class PeerSession:
 
     async def _consume(self, track) -> None:
         """Take decoded frames and drop them: counted for frame rate and freezes, never kept."""
-        times = self._frames[track.kind]
         with contextlib.suppress(MediaStreamError):
             while True:
                 await track.recv()
                 now = time.monotonic()
-                times.append(now)
                 if track.kind == "video":
                     for m in self.meters.values():
                         if m.kind == "video":
@@ -267,10 +267,7 @@ class PeerSession:
 
     def live_interval(self, index: int) -> dict:
         """This side's receive figures for second `index` (as known now)."""
-        side = receive_side(self.meters, self._frames["video"], self.t0, until=time.monotonic())
-        intervals = side["intervals"]
-        return intervals[index] if index < len(intervals) else {"t": float(index), "packets": 0,
-                                                                 "lost": 0, "stalled": True}
+        return side_interval(self.meters, index)
 
     async def _ticker(self, on_tick: Callable[[int], None], stop: asyncio.Event) -> None:
         """Call on_tick(i) at the end of each whole second after media started."""
@@ -340,13 +337,13 @@ class PeerSession:
         self._finalize_inbound()
         aiortc_view = await self.aiortc_stats()
         self._send_control({"type": "bye"})
-        inbound = receive_side(self.meters, self._frames["video"], self.t0, until=end)
+        inbound = receive_side(self.meters, until=end)
         outbound = self.peer_final
         if outbound is None and self.peer_intervals:
             outbound = self.peer_intervals[-1].get("cumulative")
         return build_report(
             started_at=started, duration_s=end - self.t0, connected=True,
-            connect_ms=(self.t0 - self._connect_start) * 1000.0, error=error,
+            connect_ms=(self.t0 - self.connect_start) * 1000.0, error=error,
             rtts=[(s - self.t0, r) for s, r in self.rtts],
             inbound=inbound, outbound=outbound, profile=self.profile_name,
             thresholds_path=self.settings.session.thresholds_path,
@@ -359,10 +356,12 @@ class PeerSession:
         stop = asyncio.Event()
 
         def tick(i: int) -> None:
-            side = receive_side(self.meters, self._frames["video"], self.t0, until=time.monotonic())
-            iv = side["intervals"][i] if i < len(side["intervals"]) else None
+            iv = side_interval(self.meters, i)
+            if self.on_interval is not None:
+                # The same shape as the caller's: this side's view only.
+                self.on_interval({"t": float(i), "rtt_ms": None, "inbound": iv, "outbound": None})
             self._send_control({"type": "interval", "i": i, "received": iv,
-                                "cumulative": {k: v for k, v in side.items() if k != "intervals"}})
+                                "cumulative": receive_side(self.meters, with_intervals=False)})
 
         try:
             await self.wait_connected(self.settings.session.connect_timeout_s)
@@ -379,13 +378,13 @@ class PeerSession:
         finally:
             stop.set()
             await asyncio.gather(ticker, return_exceptions=True)
-        return receive_side(self.meters, self._frames["video"], self.t0, until=time.monotonic())
+        return receive_side(self.meters, until=time.monotonic())
 
     async def _callee_finish(self) -> None:
         self._pause_media()
         await asyncio.sleep(DRAIN_S)
         self._finalize_inbound()
-        received = receive_side(self.meters, self._frames["video"], self.t0, until=time.monotonic())
+        received = receive_side(self.meters, until=time.monotonic())
         self._send_control({"type": "final", "sent": self._sent_summary(), "received": received})
 
     async def aiortc_stats(self) -> dict:
@@ -487,7 +486,6 @@ async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: f
     """
     started = _now_iso()
     session = PeerSession(settings, "caller", profile, on_interval)
-    session._connect_start = time.monotonic()
     try:
         offer = await session.make_offer()
         timeout = settings.session.connect_timeout_s
@@ -496,7 +494,7 @@ async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: f
         except asyncio.TimeoutError:
             raise SignalingError(f"the peer did not answer the offer within {timeout:g} s") from None
         await session.accept_answer(answer)
-        await session.wait_connected(max(1.0, timeout - (time.monotonic() - session._connect_start)))
+        await session.wait_connected(max(1.0, timeout - (time.monotonic() - session.connect_start)))
         return await session.run_as_caller(duration_s, started)
     except SessionError as exc:
         return build_report(started_at=started, duration_s=0.0, connected=False, connect_ms=None,

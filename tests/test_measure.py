@@ -4,7 +4,7 @@ import random
 import pytest
 
 from agent.measure import ABS_SEND_TIME_MOD, StreamMeter, percentile, summarize
-from agent.report import receive_side
+from agent.report import receive_side, side_interval
 
 T0 = 1000.0
 
@@ -60,7 +60,7 @@ def test_blackout_shows_as_seconds_of_total_loss():
     for s in (3, 4, 5):
         assert ivs[s].packets == 0 and ivs[s].lost == pytest.approx(100, abs=2)
     assert m.lost == 300
-    side = receive_side({2: m}, [], T0)
+    side = receive_side({2: m})
     assert side["stall_s"] >= 2 and side["longest_stall_s"] >= 2
     assert [iv["stalled"] for iv in side["intervals"]][3:6].count(True) >= 2
 
@@ -117,3 +117,13 @@ def test_percentiles_and_summary():
     assert percentile([], 95) is None
     assert percentile(range(1, 101), 95) == 95
     assert summarize([1.0, None, 3.0]) == {"mean": 2.0, "p50": 1.0, "p95": 3.0, "max": 3.0}
+
+
+def test_the_live_interval_equals_the_final_one_once_nothing_is_in_flight():
+    m = StreamMeter("audio", 1, 48000, T0)
+    pkts = stream(500)
+    feed(m, [p for i, p in enumerate(pkts) if i % 7])
+    final = receive_side({1: m})["intervals"]
+    for idx in range(len(final)):
+        live = side_interval({1: m}, idx)
+        assert (live["packets"], live["lost"]) == (final[idx]["packets"], final[idx]["lost"])
