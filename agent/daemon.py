@@ -27,6 +27,7 @@ from typing import Any
 
 from agent import metrics as agent_metrics
 from agent import wire
+from agent.hooks import Hooks
 from agent.link import Link, LinkError, LinkRefused
 from agent.outbox import Outbox, OutboxStorageError
 from agent.settings import AgentSettings
@@ -54,6 +55,8 @@ class Daemon:
         # Prometheus metrics, health checks, systemd notify (agent/metrics.py).
         self.metrics = agent_metrics.for_settings(settings)
         self.monitor: agent_metrics.Monitor | None = None
+        # Endpoint hooks fired on the controller's break / reconnect / resume (rule 22).
+        self.hooks = Hooks(settings.hooks, terminal_id=settings.terminal_id)
 
     # ---- lifecycle ----
 
@@ -92,6 +95,7 @@ class Daemon:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.hooks.close()
         # Everything measured is written to the outbox before we go.
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._reports.join(), 5.0)
@@ -146,6 +150,9 @@ class Daemon:
         return [sid for sid, t in self._sessions.items() if not t.done()]
 
     async def on_command(self, cmd) -> None:
+        if isinstance(cmd, wire.LiveEvent):
+            self._spawn(self._fire_hook(cmd), f"hook-{cmd.name}")
+            return
         if isinstance(cmd, wire.StopSession):
             t = self._sessions.get(cmd.session_id)
             if t is not None and not t.done():
@@ -179,6 +186,15 @@ class Daemon:
         if old is not None and not old.done():
             old.cancel()      # a fresh offer for the same session: renegotiation after a break
         self._sessions[msg.session_id] = self._spawn(self._run_callee(msg), f"callee-{msg.session_id}")
+
+    async def _fire_hook(self, cmd: wire.LiveEvent) -> None:
+        """Run the endpoint hook of a break / reconnect / resume; a configured hook's outcome
+        is reported (kind "health", body {"hook": {...}}) so that failures reach the record."""
+        result = await self.hooks.fire(cmd.name, cmd.hearing_id, cause=cmd.cause, attempt=cmd.attempt,
+                                       message_kk=cmd.message_kk, message_ru=cmd.message_ru)
+        if result.configured:
+            self.queue_report("health", f"hook:{cmd.name}:{cmd.hearing_id}:{wire.new_id()}",
+                              {"hook": result.to_dict()}, None)
 
     # ---- sessions ----
 
