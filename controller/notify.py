@@ -1,0 +1,175 @@
+"""Delivering escalation notifications (rules 16, 17): webhooks and e-mail.
+
+Pure part: `webhook_payload(...)` and `email_text(...)` build what is sent
+from an escalation and its hearing (no I/O). Edge part: `Notifier` posts a
+webhook (aiohttp) or sends an e-mail (aiosmtplib) and raises `DeliveryError`
+when it did not get through; the caller (controller.escalation, from a durable
+job) decides to retry later.
+
+Delivery is at least once: a controller that dies after sending but before
+recording it sends again. Each message carries a stable id (`notification_id`
+in the JSON, the `Message-ID` and `X-VKS-Notification` of the e-mail) so a
+receiver can drop a repeat.
+
+Secrets: the SMTP password is a `SecretStr` and is never logged or put in an
+error message.
+"""
+from __future__ import annotations
+
+import logging
+from email.message import EmailMessage
+from typing import Any
+
+import aiohttp
+
+from controller.settings import ControllerSettings
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "vks.escalation/1"
+
+CAUSE_TEXT = {
+    "test_failed": ("тестілеу сеансы сәтсіз аяқталды (13-тармақ)", "тестовый сеанс не пройден (п. 13)"),
+    "preconnect_failed": ("алдын ала қосылу сәтсіз аяқталды (15-тармақ)",
+                          "предварительное подключение не удалось (п. 15)"),
+    "reconnect_failed": ("үзілістен кейін қайта қосылу сәтсіз (22-тармақ)",
+                         "переподключение после перерыва не удалось (п. 22)"),
+    "agent_offline": ("терминал байланыста жоқ", "терминал не на связи"),
+    "manual": ("хатшы хабарлады", "сообщено секретарём"),
+}
+STEP_TEXT = {
+    1: ("Техникалық мамандарға хабарлама (16-тармақ)", "Оповещение технических специалистов (п. 16)"),
+    2: ("Ұйымдастырушы сотқа / мекемеге хабарлама (17-тармақ)",
+        "Оповещение суда / учреждения, организующего ВКС (п. 17)"),
+}
+STEP2_REASON_TEXT = {
+    "not_fixed": ("ақау белгіленген уақытта жойылмады", "неисправность не устранена в установленное время"),
+    "cannot_fix": ("техникалық маман ақауды жою мүмкін емес екенін хабарлады",
+                   "технический специалист сообщил, что устранить неисправность невозможно"),
+}
+
+
+class DeliveryError(Exception):
+    """The notification did not get through (endpoint down, refused, timed out);
+    it may be retried later."""
+
+
+def level(step: int) -> str:
+    return "technicians" if step == 1 else "organiser"
+
+
+def webhook_payload(*, notification_id: int, escalation: dict, hearing: dict, step: int,
+                    page_url: str | None = None) -> dict[str, Any]:
+    """The JSON a webhook receives (schema vks.escalation/1)."""
+    kk, ru = CAUSE_TEXT.get(escalation["cause"], (escalation["cause"], escalation["cause"]))
+    out = {
+        "schema": SCHEMA,
+        "notification_id": notification_id,
+        "escalation_id": escalation["id"],
+        "step": step,
+        "level": level(step),
+        "cause": escalation["cause"],
+        "cause_text": {"kk": kk, "ru": ru},
+        "state": escalation["state"],
+        "step2_reason": escalation.get("step2_reason"),
+        "opened_at": escalation["opened_at"],
+        "detail": escalation.get("detail") or {},
+        "hearing": {
+            "id": hearing["id"], "case_number": hearing["case_number"],
+            "court": {"id": hearing["court"]["id"], "name": hearing["court"]["name"]},
+            "room": hearing["room"]["name"], "start_utc": hearing["start_utc"],
+            "start_local": hearing["start_local"],
+            "participants": [{"institution_id": p["institution_id"], "institution_name": p["institution_name"],
+                              "terminal_id": p["terminal_id"]} for p in hearing["participants"]],
+        },
+    }
+    if page_url:
+        out["url"] = page_url.rstrip("/") + f"/#escalation-{escalation['id']}"
+    return out
+
+
+def email_text(payload: dict[str, Any]) -> tuple[str, str]:
+    """(subject, body) of the e-mail, in Kazakh and Russian, from a webhook payload."""
+    h = payload["hearing"]
+    step_kk, step_ru = STEP_TEXT[payload["step"]]
+    subject = (f"[ВКС] {step_ru}: {h['case_number']}, {h['court']['name']}, {h['start_local'][:16].replace('T', ' ')}")
+    parts = ", ".join(f"{p['institution_name']} ({p['terminal_id']})" for p in h["participants"])
+    reason = STEP2_REASON_TEXT.get(payload.get("step2_reason") or "")
+    lines = []
+    for i, lang in enumerate(("kk", "ru")):
+        lines += [
+            (step_kk, step_ru)[i],
+            f"{('Іс', 'Дело')[i]}: {h['case_number']}",
+            f"{('Сот', 'Суд')[i]}: {h['court']['name']}, {('зал', 'зал')[i]} {h['room']}",
+            f"{('Басталуы', 'Начало')[i]}: {h['start_local']}",
+            f"{('Қатысушылар', 'Участники')[i]}: {parts}",
+            f"{('Себебі', 'Причина')[i]}: {payload['cause_text'][lang]}",
+        ]
+        if reason:
+            lines.append(f"{('2-саты', 'Шаг 2')[i]}: {reason[i]}")
+        detail = payload.get("detail") or {}
+        for key in ("error", "verdict", "reasons", "callee"):
+            if detail.get(key):
+                lines.append(f"  {key}: {detail[key]}")
+        lines.append("")
+    if payload.get("url"):
+        lines.append(payload["url"])
+    lines.append(f"escalation {payload['escalation_id']}, notification {payload['notification_id']}")
+    return subject, "\n".join(lines) + "\n"
+
+
+class Notifier:
+    """Posts webhooks and sends e-mail. `start()` opens the HTTP client session
+    (in the app's cleanup_ctx), `close()` is idempotent."""
+
+    def __init__(self, settings: ControllerSettings):
+        self.esc = settings.escalation
+        self.smtp = settings.smtp
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def email_enabled(self) -> bool:
+        return bool(self.smtp.host)
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.esc.webhook_timeout_s))
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def post_webhook(self, url: str, payload: dict[str, Any]) -> None:
+        await self.start()
+        try:
+            async with self._session.post(url, json=payload,
+                                          headers={"X-VKS-Notification": str(payload["notification_id"])}) as resp:
+                if not 200 <= resp.status < 300:
+                    raise DeliveryError(f"webhook {url} answered HTTP {resp.status}")
+        except DeliveryError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise DeliveryError(f"webhook {url}: {type(exc).__name__}: {exc}") from None
+
+    async def send_email(self, to: str, subject: str, body: str, *, notification_id: int) -> None:
+        if not self.email_enabled:
+            raise DeliveryError("e-mail is off (smtp.host is not set)")
+        import aiosmtplib   # imported here: only a controller with SMTP configured needs it
+
+        msg = EmailMessage()
+        msg["From"] = self.smtp.from_addr
+        msg["To"] = to
+        msg["Subject"] = subject
+        domain = self.smtp.from_addr.rpartition("@")[2] or "localhost"
+        msg["Message-ID"] = f"<vks-notification-{notification_id}@{domain}>"
+        msg["X-VKS-Notification"] = str(notification_id)
+        msg.set_content(body)
+        s = self.smtp
+        try:
+            await aiosmtplib.send(
+                msg, hostname=s.host, port=s.port, timeout=s.timeout_s,
+                use_tls=s.security == "tls", start_tls=True if s.security == "starttls" else False,
+                username=s.username, password=s.password.get_secret_value() if s.password else None)
+        except (aiosmtplib.SMTPException, TimeoutError, OSError) as exc:
+            raise DeliveryError(f"e-mail to {to} via {s.host}:{s.port}: {type(exc).__name__}: {exc}") from None
