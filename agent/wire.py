@@ -334,6 +334,12 @@ def encode(msg: _Msg) -> str:
                       separators=(",", ":"), allow_nan=False)
 
 
+def encode_ack(report_id: str) -> str:
+    """The same text as `encode(Ack(report_id=...))`, without the model (the hub sends one per
+    report, thousands a second)."""
+    return json.dumps({"id": new_id(), "type": "ack", "report_id": report_id}, separators=(",", ":"))
+
+
 def relay(sig: Signal, sender: str) -> RelayedSignal:
     """What the controller forwards to `sig.to`: the same id, naming the sender."""
     return RelayedSignal(id=sig.id, session_id=sig.session_id, from_=sender,

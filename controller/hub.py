@@ -367,7 +367,7 @@ class Hub:
                 self.metrics.reports_stored([(c.terminal_id, m) for c, m in batch],
                                             len(rows) - inserted if isinstance(inserted, int) else None)
             for c, m in batch:
-                await c.send(wire.Ack(report_id=m.report_id))
+                await c.send(wire.encode_ack(m.report_id))
                 if m.kind == "session" and m.session_id:
                     self._process.put_nowait((c.terminal_id, m.report_id))
                 self._reports.task_done()

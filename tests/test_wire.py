@@ -53,6 +53,11 @@ def test_relayed_signal_keeps_the_id_and_names_the_sender():
     assert out["id"] == sig.id and out["from"] == "court-1" and "to" not in out
 
 
+def test_fast_ack_encoding_parses_as_an_ack():
+    m = parse_controller_message(wire.encode_ack("r-1"))
+    assert isinstance(m, Ack) and m.report_id == "r-1"
+
+
 def test_hello_carries_the_protocol_version():
     assert json.loads(wire.encode(AGENT_SAMPLES[0]))["protocol"] == wire.PROTOCOL == "vks.wire/1"
 

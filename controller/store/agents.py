@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sqlalchemy import (Column, Float, Index, Integer, String, Table, Text, UniqueConstraint,
+from sqlalchemy import (Column, Float, Index, Integer, String, Table, Text, UniqueConstraint, bindparam,
                         delete, func, or_, select, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -191,15 +191,18 @@ async def release_presence(conn: AsyncConnection, terminal_id: str, controller_i
 async def refresh_presence(conn: AsyncConnection, controller_id: str,
                            seen: dict[str, tuple[dt.datetime, dict | None]], *,
                            lease_until: dt.datetime) -> None:
-    """Extend this controller's leases on the terminals it holds; record last seen and health."""
+    """Extend this controller's leases on the terminals it holds; record last seen and health.
+    One statement executed for all terminals (executemany), so that thousands of agents cost
+    one short write transaction."""
+    if not seen:
+        return
     p = agent_presence.c
-    for terminal_id, (last_seen, health) in seen.items():
-        values: dict[str, Any] = dict(lease_until=lease_until, last_seen=last_seen)
-        if health is not None:
-            values["health"] = dumps(health)
-        await conn.execute(update(agent_presence)
-                           .where(p.terminal_id == terminal_id, p.controller_id == controller_id)
-                           .values(**values))
+    stmt = (update(agent_presence)
+            .where(p.terminal_id == bindparam("t_id"), p.controller_id == controller_id)
+            .values(lease_until=lease_until, last_seen=bindparam("t_seen"),
+                    health=func.coalesce(bindparam("t_health"), p.health)))
+    await conn.execute(stmt, [{"t_id": t, "t_seen": last_seen, "t_health": dumps(h) if h is not None else None}
+                              for t, (last_seen, h) in seen.items()])
 
 
 async def release_all(conn: AsyncConnection, controller_id: str) -> None:
@@ -253,15 +256,18 @@ class NewReport:
     created_at: float | None
 
 
-async def store_reports(conn: AsyncConnection, reports: list[NewReport]) -> None:
-    """Insert reports; one already stored (same terminal and report_id) is left as it is."""
+async def store_reports(conn: AsyncConnection, reports: list[NewReport]) -> int | None:
+    """Insert reports; one already stored (same terminal and report_id) is left as it is.
+    Returns how many were new when the driver says (None when it does not)."""
     if not reports:
-        return
+        return 0
     now = utcnow()
     rows = [dict(terminal_id=r.terminal_id, report_id=r.report_id, kind=r.kind, session_id=r.session_id,
                  body=dumps(r.body), created_at=r.created_at, received_at=now) for r in reports]
     stmt = _insert(conn, agent_reports).on_conflict_do_nothing(index_elements=["terminal_id", "report_id"])
-    await conn.execute(stmt, rows)
+    res = await conn.execute(stmt, rows)
+    n = res.rowcount
+    return n if isinstance(n, int) and 0 <= n <= len(rows) else None
 
 
 async def get_report(conn: AsyncConnection, terminal_id: str, report_id: str) -> dict | None:
