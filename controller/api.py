@@ -26,6 +26,7 @@ from controller.errors import Conflict, ControllerError, Forbidden, Invalid, Not
 from controller.keys import (CLOCK_KEY, DB_KEY, GATEWAY_KEY, RESULTS_KEY, SCHEDULER_KEY,
                              USER_KEY)
 from controller import models as m
+from controller.store import agents as agents_repo
 from controller.store import checks as checks_repo
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
@@ -203,9 +204,16 @@ def auth_middleware(routes_by_resource: dict[tuple[str, str], Route]):
             return await handler(request)
         token = auth.bearer(request.headers.get("Authorization"))
         if token is None:
+            # The web page's session cookie (controller.web); a change also needs the page's
+            # header, which another site's page cannot send (with SameSite=Strict: no CSRF).
+            token = request.cookies.get(auth.SESSION_COOKIE) or None
+            if token is not None and request.method not in ("GET", "HEAD", "OPTIONS") \
+                    and request.headers.get("X-Requested-With") != auth.PAGE_HEADER:
+                raise Forbidden(f"send X-Requested-With: {auth.PAGE_HEADER} with the session cookie", code="csrf")
+        if token is None:
             raise Unauthorized("send Authorization: Bearer <token>")
         async with request.app[DB_KEY].read() as conn:
-            user = await users_repo.user_for_token(conn, token)
+            user = await users_repo.user_for_token(conn, token, now(request))
         if user is None:
             raise Unauthorized("unknown or revoked token")
         if not auth.allowed(user["role"], route.permission):
@@ -308,18 +316,31 @@ def _online(request) -> set[str]:
         return set()
 
 
-def _terminal_out(row: dict, online: set[str], last: dict[str, dict]) -> dict:
+def _health_out(p: dict | None) -> dict | None:
+    if p is None:
+        return None
+    h = p.get("health") if isinstance(p.get("health"), dict) else {}
+    status = h.get("status") if h.get("status") in ("ok", "warn", "fail") else None
+    problems = [str(x) for x in h.get("problems", []) if isinstance(x, str)] if isinstance(h.get("problems"), list) else []
+    return {"status": status, "problems": problems, "checked_at": h.get("checked_at") if isinstance(
+        h.get("checked_at"), str) else None, "last_seen": iso(p.get("last_seen")), "agent_version": p.get("agent_version")}
+
+
+def _terminal_out(row: dict, online: set[str], last: dict[str, dict], presence: dict[str, dict] | None = None) -> dict:
     c = last.get(row["id"])
     last_check = None if c is None else {
         "hearing_id": c["hearing_id"], "kind": c["kind"], "status": c["status"], "verdict": c["verdict"],
         "finished_at": iso(c["finished_at"]), "peer": c["peer"]}
-    return {**row, "online": row["id"] in online, "last_check": last_check}
+    return {**row, "online": row["id"] in online, "last_check": last_check,
+            "health": _health_out((presence or {}).get(row["id"]))}
 
 
 async def _terminals_out(request, conn, rows: list[dict]) -> list[dict]:
-    last = await checks_repo.last_finished(conn, [r["id"] for r in rows])
+    ids = [r["id"] for r in rows]
+    last = await checks_repo.last_finished(conn, ids)
+    presence = await agents_repo.presence(conn, ids)
     online = _online(request)
-    return [_terminal_out(r, online, last) for r in rows]
+    return [_terminal_out(r, online, last, presence) for r in rows]
 
 
 async def list_terminals(request):
@@ -617,7 +638,7 @@ async def healthz(request):
 
 
 async def openapi_json(request):
-    return ok(openapi.document(ROUTES))
+    return ok(openapi.document(request.app.get(ROUTES_KEY, ROUTES)))
 
 
 async def metrics(request):
@@ -713,9 +734,14 @@ ROUTES: list[Route] = [
 ]
 
 
-def setup_routes(app: web.Application) -> None:
+# Every API route of this app (ROUTES and those of other modules, e.g. controller.web), for the document.
+ROUTES_KEY = web.AppKey("api_routes", list)
+
+
+def setup_routes(app: web.Application, extra: list[Route] | tuple[Route, ...] = ()) -> None:
     by_resource: dict[tuple[str, str], Route] = {}
-    for r in ROUTES:
+    app[ROUTES_KEY] = [*ROUTES, *extra]
+    for r in app[ROUTES_KEY]:
         app.router.add_route(r.method, r.path, r.handler)
         by_resource[(r.method, r.path)] = r
     app.middlewares.append(errors_middleware)

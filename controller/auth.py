@@ -19,6 +19,10 @@ REGISTRY = "registry.write"
 USERS = "users.write"
 AUDIT = "audit.read"
 
+# The web page's session cookie (controller.web) and the header its changes carry.
+SESSION_COOKIE = "vks_session"
+PAGE_HEADER = "vks-web"
+
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({READ}),
     "technician": frozenset({READ, TESTS_RUN}),

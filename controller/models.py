@@ -132,6 +132,14 @@ class LastCheck(BaseModel):
     peer: str
 
 
+class TerminalHealth(BaseModel):
+    status: Literal["ok", "warn", "fail"] | None = Field(None, description="the agent's last health summary (rule 14)")
+    problems: list[str] = Field(default_factory=list)
+    checked_at: str | None = None
+    last_seen: str | None = Field(None, description="the agent's last heartbeat")
+    agent_version: str | None = None
+
+
 class TerminalOut(BaseModel):
     id: str
     institution_id: str
@@ -140,6 +148,7 @@ class TerminalOut(BaseModel):
     name: str
     online: bool = Field(description="connected now (to this or another controller)")
     last_check: LastCheck | None = Field(None, description="its latest finished test or pre-connect check")
+    health: TerminalHealth | None = Field(None, description="from the agent's heartbeats; null if never connected")
 
 
 # --- hearings ---------------------------------------------------------------------------------

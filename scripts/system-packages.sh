@@ -6,6 +6,8 @@
 #   prometheus  - promtool checks configs/prometheus (config, alert rules and their unit tests);
 #                 ~19 MB download, ~96 MB installed; only its promtool is used (the service is
 #                 not started in containers without systemd)
+#   chromium    - the web page's tests drive Debian's headless chromium (Playwright for Python
+#                 with executable_path=/usr/bin/chromium; no browser is downloaded)
 # (systemd-analyze, which verifies the units in systemd/, comes with systemd itself and is not
 # installed here: those tests skip where it is missing.)
 # Safe to run again: it installs only what is not there.
@@ -15,6 +17,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${need[*]} (run as root to install them)" >&2

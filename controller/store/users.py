@@ -3,19 +3,52 @@
 A token is 32 random bytes (URL-safe base64, shown once); only its sha256 is
 stored. Every change made through the API or the CLI writes one audit row in
 the same transaction as the change.
+
+The web page (migration 0005, tables declared here): a user may have a
+password (`user_passwords`, hashlib.scrypt with a per-user salt, compared in
+constant time); signing in with it opens a session (`web_sessions`: only the
+sha256 of the cookie's token, an expiry, ended at logout). `user_for_token`
+accepts an API token or a live session token.
 """
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.errors import Conflict, NotFound
-from controller.store.schema import api_tokens, audit, users
+from controller.errors import Conflict, Invalid, NotFound
+from controller.store.schema import UTCDateTime, api_tokens, audit, metadata, users
+
+user_passwords = Table(
+    "user_passwords", metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("scrypt", Text, nullable=False),          # scrypt$N$r$p$salt$hash (base64)
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Index("ix_web_sessions_user_id", "user_id"),
+)
+
+SESSION_TTL = dt.timedelta(hours=12)
+SESSION_PREFIX = "vkss_"          # a web session's token (API tokens carry no prefix)
+MIN_PASSWORD = 10
+# scrypt cost: N=2**14, r=8, p=1 (16 MiB, tens of ms): the interactive-login figures of RFC 7914.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
 
 
 def token_hash(token: str) -> str:
@@ -48,16 +81,107 @@ async def issue_token(conn: AsyncConnection, user_id: int, now: dt.datetime) -> 
     return token
 
 
-async def user_for_token(conn: AsyncConnection, token: str) -> dict | None:
+async def user_for_token(conn: AsyncConnection, token: str, now: dt.datetime | None = None) -> dict | None:
+    """The user of an API token, or of a web session token that has not ended or expired."""
+    digest = token_hash(token)
     q = (select(users).join(api_tokens, api_tokens.c.user_id == users.c.id)
-         .where(api_tokens.c.token_sha256 == token_hash(token), api_tokens.c.revoked_at.is_(None)))
+         .where(api_tokens.c.token_sha256 == digest, api_tokens.c.revoked_at.is_(None)))
     row = (await conn.execute(q)).first()
+    if row is None and token.startswith(SESSION_PREFIX):
+        now = now or dt.datetime.now(dt.timezone.utc)
+        q = (select(users).join(web_sessions, web_sessions.c.user_id == users.c.id)
+             .where(web_sessions.c.token_sha256 == digest, web_sessions.c.ended_at.is_(None),
+                    web_sessions.c.expires_at > now))
+        row = (await conn.execute(q)).first()
     return dict(row._mapping) if row else None
 
 
+# --- passwords and web sessions (migration 0005) ----------------------------------------------
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def hash_password(password: str) -> str:
+    """scrypt$N$r$p$salt$hash; the work happens here (call it from a thread)."""
+    salt = secrets.token_bytes(16)
+    h = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(h)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, want = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        got = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt), n=int(n), r=int(r),
+                             p=int(p), dklen=len(base64.b64decode(want)), maxmem=64 * 1024 * 1024)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, base64.b64decode(want))
+
+
+# A stored hash to compare against when the user does not exist, so that an
+# unknown name costs as much time as a wrong password.
+_DUMMY = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(bytes(16))}${_b64(bytes(32))}"
+
+
+async def set_password(conn: AsyncConnection, name: str, password: str, now: dt.datetime) -> dict:
+    """Set (or replace) a user's password; their open web sessions end."""
+    if len(password) < MIN_PASSWORD:
+        raise Invalid(f"password: at least {MIN_PASSWORD} characters", field="password")
+    u = await get_user(conn, name)
+    hashed = await asyncio.to_thread(hash_password, password)
+    await conn.execute(delete(user_passwords).where(user_passwords.c.user_id == u["id"]))
+    await conn.execute(insert(user_passwords).values(user_id=u["id"], scrypt=hashed, updated_at=now))
+    await conn.execute(update(web_sessions).where(web_sessions.c.user_id == u["id"], web_sessions.c.ended_at.is_(None))
+                       .values(ended_at=now))
+    return u
+
+
+async def check_password(conn: AsyncConnection, name: str, password: str) -> dict | None:
+    """The user when `password` is theirs, else None (same cost either way)."""
+    row = (await conn.execute(select(users, user_passwords.c.scrypt)
+                              .join(user_passwords, user_passwords.c.user_id == users.c.id)
+                              .where(users.c.name == name))).first()
+    stored = row._mapping["scrypt"] if row is not None else _DUMMY
+    good = await asyncio.to_thread(verify_password, password, stored)
+    if row is None or not good:
+        return None
+    return {k: v for k, v in row._mapping.items() if k != "scrypt"}
+
+
+async def issue_session(conn: AsyncConnection, user_id: int, now: dt.datetime,
+                        ttl: dt.timedelta = SESSION_TTL) -> str:
+    token = SESSION_PREFIX + secrets.token_urlsafe(32)
+    await conn.execute(insert(web_sessions).values(user_id=user_id, token_sha256=token_hash(token), created_at=now,
+                                                   expires_at=now + ttl))
+    # Old sessions are pruned as new ones open.
+    await conn.execute(delete(web_sessions).where(or_(web_sessions.c.expires_at < now - ttl,
+                                                      web_sessions.c.ended_at < now - ttl)))
+    return token
+
+
+async def end_session(conn: AsyncConnection, token: str, now: dt.datetime) -> dict | None:
+    """End the web session of `token`; the user, or None when it is not a live session."""
+    if not token.startswith(SESSION_PREFIX):
+        return None
+    digest = token_hash(token)
+    row = (await conn.execute(select(users).join(web_sessions, web_sessions.c.user_id == users.c.id)
+                              .where(web_sessions.c.token_sha256 == digest,
+                                     web_sessions.c.ended_at.is_(None)))).first()
+    if row is None:
+        return None
+    await conn.execute(update(web_sessions).where(web_sessions.c.token_sha256 == digest).values(ended_at=now))
+    return dict(row._mapping)
+
+
 async def revoke_tokens(conn: AsyncConnection, user_id: int, now: dt.datetime) -> int:
+    """Revoke the user's API tokens (the count) and end their web sessions."""
     res = await conn.execute(update(api_tokens).where(api_tokens.c.user_id == user_id,
                                                       api_tokens.c.revoked_at.is_(None)).values(revoked_at=now))
+    await conn.execute(update(web_sessions).where(web_sessions.c.user_id == user_id, web_sessions.c.ended_at.is_(None))
+                       .values(ended_at=now))
     return res.rowcount
 
 

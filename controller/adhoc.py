@@ -1,0 +1,169 @@
+"""A test session between two terminals on demand ("run a test now").
+
+    POST /api/v1/tests {"caller", "callee", "profile", "duration_s"} -> 202 {"id", "status": "running", ...}
+    GET  /api/v1/tests/{id}  -> the request, its status and, when done, the caller's vks.test-report/1
+
+No table of its own: the request is its audit row (who, when, the pair, the
+profile), the session is the hub's `agent_sessions` row, and the result is the
+caller's session report in `agent_reports` (controller.store.agents). So the
+result can be read from any controller sharing the database. The session is
+commanded through the app's gateway (`app[GATEWAY_KEY].start_session`), like
+the scheduled checks; rule 24 applies: no session where VKS is suspended.
+The report is judged with the app's quality model (`app[RESULTS_KEY].judge`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from controller import auth, rules
+from controller.api import API, Route, body, now, ok, who
+from controller.errors import Conflict, Invalid, NotFound
+from controller.gateway import AgentUnavailable
+from controller.keys import DB_KEY, GATEWAY_KEY, RESULTS_KEY, SETTINGS_KEY
+from controller.models import SLUG, In, SessionVerdict
+from controller.store import agents as agents_repo
+from controller.store import registry
+from controller.store import suspensions as susp_repo
+from controller.store import users as users_repo
+from controller.store.hearings import iso
+from controller.store.schema import audit
+
+ACTION = "test.run"
+PREFIX = "adhoc-"
+TestStatus = Literal["running", "done", "failed", "stopped"]
+
+
+class TestIn(In):
+    caller: str = Field(pattern=SLUG, description="the terminal that calls (e.g. the courtroom)")
+    callee: str = Field(pattern=SLUG, description="the terminal that answers")
+    profile: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$",
+                                description="agent media profile (default: checks.test_profile)")
+    duration_s: float | None = Field(None, gt=0, le=600, description="default: checks.test_duration_s")
+
+
+class TestOut(BaseModel):
+    id: str
+    caller: str
+    callee: str
+    profile: str
+    duration_s: float
+    requested_by: str
+    requested_at: str
+    status: TestStatus = Field(description="running until the caller's report is stored")
+    finished_at: str | None = None
+    error: str | None = None
+    verdict: SessionVerdict | None = None
+    reasons: list[str] = Field(default_factory=list)
+    mos: float | None = None
+    report: dict[str, Any] | None = Field(None, description="the caller's vks.test-report/1")
+
+
+def judged(app: web.Application, report: dict) -> tuple[str | None, list[str], float | None]:
+    try:
+        verdict, reasons, mos = app[RESULTS_KEY].judge(report)
+    except Exception:
+        return report.get("verdict"), list(report.get("reasons") or []), report.get("mos")
+    return verdict, list(reasons or []), mos
+
+
+def status_of(request_row: dict, session: dict | None, caller_report: dict | None, at: dt.datetime,
+              grace_s: float) -> tuple[str, str | None]:
+    """(status, error) from what is stored. Pure."""
+    if caller_report is not None:
+        return "done", caller_report.get("error")
+    state = session["state"] if session is not None else None
+    if state == "failed":
+        return "failed", session["error"] or "the session failed"
+    if state == "stopped":
+        return "stopped", "stopped by the controller"
+    d = request_row["detail"]
+    if at > request_row["at"] + dt.timedelta(seconds=float(d["duration_s"]) + grace_s):
+        return "failed", "no report from the caller in time"
+    return "running", None
+
+
+async def _blocked_by_suspension(conn, terminals: list[dict], at: dt.datetime) -> list[int]:
+    sites = {}
+    for t in terminals:
+        inst = await registry.get_institution(conn, t["institution_id"])
+        sites[inst["id"]] = inst["region"]
+    return [s.id for s in rules.blocking_suspensions(await susp_repo.not_ended(conn, at), sites, at)]
+
+
+async def start_test(request: web.Request) -> web.Response:
+    data = await body(request, TestIn)
+    app = request.app
+    checks = app[SETTINGS_KEY].checks
+    if data.caller == data.callee:
+        raise Invalid("callee: must differ from the caller", field="callee")
+    profile = data.profile or checks.test_profile
+    duration = float(data.duration_s or checks.test_duration_s)
+    t = now(request)
+    async with app[DB_KEY].read() as conn:
+        terminals = []
+        for name in ("caller", "callee"):
+            try:
+                terminals.append(await registry.get_terminal(conn, getattr(data, name)))
+            except NotFound as exc:
+                raise Invalid(f"{name}: {exc.message}", field=name) from None
+        blocking = await _blocked_by_suspension(conn, terminals, t)
+    if blocking:
+        raise Conflict(f"VKS is suspended there (rule 24): suspension {', '.join(map(str, blocking))}",
+                       code="suspended")
+    sid = PREFIX + secrets.token_hex(8)
+    detail = {"caller": data.caller, "callee": data.callee, "profile": profile, "duration_s": duration}
+    try:
+        await app[GATEWAY_KEY].start_session(session_id=sid, caller=data.caller, callee=data.callee, kind="test",
+                                             profile=profile, duration_s=duration)
+    except AgentUnavailable as exc:
+        raise Conflict(str(exc), code="unavailable") from None
+    async with app[DB_KEY].transaction() as conn:
+        await users_repo.record(conn, who(request), ACTION, f"test:{sid}", t, detail)
+    return ok(TestOut(id=sid, requested_by=who(request), requested_at=iso(t), status="running",
+                      **detail).model_dump(), 202)
+
+
+async def get_test(request: web.Request) -> web.Response:
+    sid = request.match_info["id"]
+    app = request.app
+    async with app[DB_KEY].read() as conn:
+        row = (await conn.execute(select(audit).where(audit.c.action == ACTION,
+                                                      audit.c.target == f"test:{sid}"))).first()
+        if row is None:
+            raise NotFound(f"no test {sid!r}")
+        req = dict(row._mapping)
+        srow = (await conn.execute(select(agents_repo.agent_sessions)
+                                   .where(agents_repo.agent_sessions.c.session_id == sid))).first()
+        session = dict(srow._mapping) if srow is not None else None
+        reports = await agents_repo.reports_for_session(conn, sid, kind="session")
+    d = req["detail"]
+    caller_report = None
+    finished_at = session["finished_at"] if session is not None else None
+    for r in reports:
+        if r["terminal_id"] == d["caller"]:
+            b = r["body"]
+            caller_report = b.get("report") if isinstance(b.get("report"), dict) else b
+            finished_at = finished_at or r["received_at"]
+    status, error = status_of(req, session, caller_report, now(request), app[SETTINGS_KEY].scheduler.result_grace_s)
+    out = TestOut(id=sid, requested_by=req["who"], requested_at=iso(req["at"]), status=status, error=error,
+                  finished_at=iso(finished_at) if finished_at and status != "running" else None, **d)
+    if caller_report is not None:
+        out.verdict, out.reasons, out.mos = judged(app, caller_report)
+        out.report = caller_report
+    return ok(out.model_dump())
+
+
+ROUTES = [
+    Route("POST", f"{API}/tests", start_test, auth.TESTS_RUN,
+          "Run a test session between two terminals now (202; poll GET /tests/{id})", body=TestIn,
+          response=TestOut, status=202,
+          extra_responses={409: "a terminal is not connected, or VKS is suspended there (rule 24)"}),
+    Route("GET", f"{API}/tests/{{id}}", get_test, auth.READ, "A test run on demand: status and report",
+          response=TestOut),
+]

@@ -1,0 +1,229 @@
+"""The web page for people, served by the controller (issue 6).
+
+    GET  /                     the page (controller/web/static/index.html)
+    GET  /static/...           its scripts and styles; GET /i18n/{kk,ru,en}.json its strings
+    POST /api/v1/login         {"username", "password"} or {"token"} -> the user; sets the session cookie
+    POST /api/v1/logout        ends the session (its token is revoked) and clears the cookie
+    GET  /api/v1/me            the signed-in user, role and permissions (the page shows only what they allow)
+
+The session cookie (`auth.SESSION_COOKIE`) is HttpOnly and SameSite=Strict; the
+API's auth middleware accepts it in place of a Bearer token, and for requests
+that change something it also wants the `X-Requested-With: vks-web` header
+(which another site's page cannot send). Password login issues a session
+token that expires (`users.SESSION_TTL`); a token login keeps the token the
+user already holds in the cookie. Failed logins are limited per address and
+per user name (`LoginLimiter`, 429 with Retry-After). Bearer tokens keep
+working for scripts. No CDN, no build step: plain HTML, JS modules and CSS.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+from aiohttp import web
+from pydantic import BaseModel, Field, model_validator
+
+from controller import auth
+from controller.api import API, Route, body, now, ok
+from controller.errors import ControllerError, Unauthorized
+from controller.keys import DB_KEY, USER_KEY
+from controller.models import In, Role
+from controller.store import users as users_repo
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+I18N = HERE / "i18n"
+LANGS = ("kk", "ru", "en")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+class TooManyAttempts(ControllerError):
+    status, code = 429, "too_many_attempts"
+
+
+class LoginLimiter:
+    """At most `limit` failed logins per key (an address, a user name) within
+    `window_s`; pure, with an injectable monotonic clock."""
+
+    def __init__(self, limit: int = 5, window_s: float = 300.0, clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window_s, self.clock = limit, window_s, clock
+        self._fails: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str) -> deque[float]:
+        q = self._fails.get(key)
+        if q is None:
+            return deque()
+        cutoff = self.clock() - self.window_s
+        while q and q[0] <= cutoff:
+            q.popleft()
+        if not q:
+            self._fails.pop(key, None)
+        return q
+
+    def retry_after(self, *keys: str) -> float:
+        """Seconds until another attempt is allowed for all `keys` (0: now)."""
+        wait = 0.0
+        for k in keys:
+            q = self._recent(k)
+            if len(q) >= self.limit:
+                wait = max(wait, q[0] + self.window_s - self.clock())
+        return wait
+
+    def failed(self, *keys: str) -> None:
+        t = self.clock()
+        for k in keys:
+            self._recent(k)
+            self._fails.setdefault(k, deque()).append(t)
+        if len(self._fails) > 100_000:          # bounded memory under a spray of names
+            self._fails.clear()
+
+    def succeeded(self, key: str) -> None:
+        self._fails.pop(key, None)
+
+
+LIMITER_KEY = web.AppKey("login_limiter", LoginLimiter)
+
+
+class LoginIn(In):
+    username: str | None = Field(None, min_length=1, max_length=128)
+    password: str | None = Field(None, min_length=1, max_length=1024)
+    token: str | None = Field(None, min_length=1, max_length=256, description="an API token instead")
+
+    @model_validator(mode="after")
+    def _one_way(self):
+        if self.token is None and (self.username is None or self.password is None):
+            raise ValueError("username: give username and password, or token")
+        return self
+
+
+class MeOut(BaseModel):
+    name: str
+    role: Role
+    scope: str | None
+    permissions: list[str]
+    via: str = Field(description="how this request was authenticated: bearer or cookie")
+
+
+def me_out(user: dict, via: str) -> dict:
+    perms = sorted(auth.ROLE_PERMISSIONS.get(user["role"], ()))
+    return MeOut(name=user["name"], role=user["role"], scope=user.get("scope"), permissions=perms,
+                 via=via).model_dump()
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _set_cookie(request: web.Request, resp: web.StreamResponse, token: str, max_age: int | None) -> None:
+    resp.set_cookie(auth.SESSION_COOKIE, token, httponly=True, samesite="Strict", path="/",
+                    secure=request.secure, max_age=max_age)
+
+
+async def login(request: web.Request) -> web.Response:
+    data = await body(request, LoginIn)
+    limiter = request.app[LIMITER_KEY]
+    keys = [f"ip:{_client(request)}"] + ([f"user:{data.username.lower()}"] if data.username else [])
+    wait = limiter.retry_after(*keys)
+    if wait > 0:
+        raise TooManyAttempts(f"too many failed logins; try again in {int(wait) + 1} s",
+                              detail={"retry_after_s": int(wait) + 1})
+    t = now(request)
+    async with request.app[DB_KEY].transaction() as conn:
+        if data.token is not None:
+            user = await users_repo.user_for_token(conn, data.token)
+            token, max_age = data.token, None
+        else:
+            user = await users_repo.check_password(conn, data.username, data.password)
+            token, max_age = None, int(users_repo.SESSION_TTL.total_seconds())
+            if user is not None:
+                token = await users_repo.issue_session(conn, user["id"], t)
+        if user is None:
+            limiter.failed(*keys)
+            raise Unauthorized("wrong user name or password" if data.token is None else "unknown or revoked token")
+        await users_repo.record(conn, user["name"], "user.login", f"user:{user['name']}", t,
+                                {"method": "token" if data.token is not None else "password",
+                                 "address": _client(request)})
+    for k in keys[1:]:
+        limiter.succeeded(k)
+    resp = ok(me_out(user, "cookie"))
+    _set_cookie(request, resp, token, max_age)
+    return resp
+
+
+async def logout(request: web.Request) -> web.Response:
+    token = request.cookies.get(auth.SESSION_COOKIE)
+    if token:
+        async with request.app[DB_KEY].transaction() as conn:
+            user = await users_repo.end_session(conn, token, now(request))
+            if user is not None:
+                await users_repo.record(conn, user["name"], "user.logout", f"user:{user['name']}", now(request), {})
+    resp = web.Response(status=204)
+    resp.del_cookie(auth.SESSION_COOKIE, path="/")
+    return resp
+
+
+async def me(request: web.Request) -> web.Response:
+    via = "bearer" if auth.bearer(request.headers.get("Authorization")) else "cookie"
+    return ok(me_out(request[USER_KEY], via))
+
+
+def _page_file(path: Path, content_type: str | None = None) -> web.FileResponse:
+    resp = web.FileResponse(path, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
+    if content_type:
+        resp.content_type = content_type
+    return resp
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    return _page_file(STATIC / "index.html", "text/html")
+
+
+async def catalog(request: web.Request) -> web.StreamResponse:
+    lang = request.match_info["lang"]
+    if lang not in LANGS:
+        raise web.HTTPNotFound()
+    return _page_file(I18N / f"{lang}.json", "application/json")
+
+
+@web.middleware
+async def static_headers(request: web.Request, handler) -> web.StreamResponse:
+    resp = await handler(request)
+    if request.path.startswith("/static/"):
+        resp.headers.setdefault("Cache-Control", "no-cache")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return resp
+
+
+ROUTES = [
+    Route("POST", f"{API}/login", login, None,
+          "Sign in with user name and password (or an API token): sets an HttpOnly, SameSite=Strict session "
+          "cookie; 429 after repeated failures", body=LoginIn, response=MeOut,
+          extra_responses={400: "invalid input", 401: "wrong credentials", 413: "body too large",
+                           429: "too many failed logins"}),
+    Route("POST", f"{API}/logout", logout, None, "End the page's session and clear its cookie", status=204),
+    Route("GET", f"{API}/me", me, auth.READ, "The signed-in user, role and permissions", response=MeOut),
+]
+
+
+def routes() -> list[Route]:
+    """The API routes of the page and of the on-demand tests (for api.setup_routes)."""
+    from controller import adhoc
+    return ROUTES + adhoc.ROUTES
+
+
+def setup(app: web.Application) -> None:
+    """The page and its files (not part of the API document)."""
+    app[LIMITER_KEY] = LoginLimiter()
+    app.router.add_get("/", index)
+    app.router.add_get("/i18n/{lang}.json", catalog)
+    app.router.add_static("/static/", STATIC, follow_symlinks=False)
+    app.middlewares.append(static_headers)
