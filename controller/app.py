@@ -24,7 +24,7 @@ from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
-from controller import api, metrics
+from controller import api, escalation, escalation_api, metrics
 from controller import web as web_ui
 from controller.checks import CheckService, Judge, quality_judge, report_verdict
 from controller.gateway import AgentGateway, AgentUnavailable, OfflineGateway
@@ -72,7 +72,8 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     app[RESULTS_KEY] = checks
     app[SCHEDULER_KEY] = scheduler
     metrics.setup(app)
-    api.setup_routes(app, extra=web_ui.routes())
+    escalation.setup(app)          # rules 16-18: escalation, notifications, acts
+    api.setup_routes(app, extra=[*web_ui.routes(), *escalation_api.ROUTES])
     web_ui.setup(app)
     app.cleanup_ctx.append(_lifecycle(run_scheduler, judge is None))
     if hub_wiring:

@@ -38,6 +38,8 @@ from controller.store.db import Database
 log = logging.getLogger(__name__)
 
 Judge = Callable[[dict], tuple[str, list[str], float | None]]
+# The escalation cause of a failed check of each kind (rules 16, 17).
+ESCALATION_CAUSE = {"test": "test_failed", "preconnect": "preconnect_failed"}
 
 
 def report_verdict(report: dict) -> tuple[str, list[str], float | None]:
@@ -102,6 +104,8 @@ class CheckService:
         self._gateway_ref = gateway_ref   # read at call time: the hub may replace the gateway
         self.judge = judge
         self.wake = wake
+        # Rules 16, 17: controller.escalation.EscalationService, set by escalation.setup(app).
+        self.escalations = None
 
     @property
     def gateway(self) -> AgentGateway:
@@ -250,6 +254,27 @@ class CheckService:
             except Exception as exc:  # best effort: the session ends by itself anyway
                 log.warning("stop_session %s: %s", sid, exc)
 
+    # --- escalation (rules 16, 17) -------------------------------------------------------
+
+    async def _escalate(self, conn: AsyncConnection, c: dict, now: dt.datetime, detail: dict) -> None:
+        """A failed check (or a terminal out of reach for it) tells the
+        technicians of both sides at once, in this same transaction."""
+        if self.escalations is not None:
+            await self.escalations.open_in(conn, hearing_id=c["hearing_id"], cause=ESCALATION_CAUSE[c["kind"]],
+                                           detail={"check_id": c["id"], "kind": c["kind"], "caller": c["caller"],
+                                                   "callee": c["callee"], **detail}, now=now)
+
+    async def _fault_gone(self, conn: AsyncConnection, c: dict, now: dt.datetime) -> None:
+        """The check passed: its escalation is resolved unless another terminal's
+        check of the same kind still fails."""
+        if self.escalations is None:
+            return
+        others = [x for x in await checks_repo.checks_for(conn, [c["hearing_id"]])
+                  if x["kind"] == c["kind"] and x["id"] != c["id"] and x["status"] == "failed"]
+        if not others:
+            await self.escalations.auto_resolve(conn, c["hearing_id"], ESCALATION_CAUSE[c["kind"]], now,
+                                                f"{c['kind']} check {c['id']} passed")
+
     # --- jobs ----------------------------------------------------------------------------
 
     async def job_run(self, ctx: JobContext) -> None:
@@ -292,7 +317,7 @@ class CheckService:
                 # shows the first failure and any change of the error, not every retry.
                 await self._attempt_failed(conn, cid, session_id, now, error, give_up=give_up,
                                            reschedule=False, count_attempt=not unavailable,
-                                           quiet=unavailable and c["error"] == error)
+                                           quiet=unavailable and c["error"] == error, unreachable=unavailable)
             return
         async with ctx.complete() as conn:
             await events_repo.append(conn, h["id"], "check_started", now, {
@@ -301,7 +326,7 @@ class CheckService:
 
     async def _attempt_failed(self, conn: AsyncConnection, cid: int, session_id: str, now: dt.datetime,
                               error: str, *, give_up: bool, reschedule: bool, count_attempt: bool = True,
-                              quiet: bool = False) -> None:
+                              quiet: bool = False, unreachable: bool = False) -> None:
         _, c = await lock_check(conn, check_id=cid)
         if c["session_id"] != session_id or c["status"] != "running":
             return   # stale: a newer attempt or a result already decided the check
@@ -312,6 +337,7 @@ class CheckService:
                                            verdict="unusable", session_id=session_id, attempts=attempts)
             await events_repo.append(conn, c["hearing_id"], "check_failed", now, {
                 "check_id": cid, "kind": c["kind"], "callee": c["callee"], "error": error})
+            await self._escalate(conn, c, now, {"error": error})
         else:
             status = "overdue" if c["overdue_at"] else "pending"
             await checks_repo.update_check(conn, cid, status=status, error=error, attempts=attempts)
@@ -323,6 +349,8 @@ class CheckService:
                 await events_repo.append(conn, c["hearing_id"], "check_retry", now, {
                     "check_id": cid, "kind": c["kind"], "callee": c["callee"], "error": error,
                     "retry_at": hearings_repo.iso(retry_at)})
+            if unreachable:     # rule 16: no connection with the other side - tell the technicians now
+                await self._escalate(conn, c, now, {"error": error, "retrying": True})
         await self.refresh_verdict(conn, c["hearing_id"], now)
 
     async def job_deadline(self, ctx: JobContext) -> None:
@@ -396,6 +424,12 @@ class CheckService:
                 "check_id": c["id"], "kind": c["kind"], "caller": c["caller"], "callee": c["callee"],
                 "session_id": session_id, "status": status, "verdict": verdict, "reasons": reasons,
                 "mos": mos, "late": now > c["deadline"]})
+            if status == "failed":
+                await self._escalate(conn, c, now, {"verdict": verdict, "reasons": reasons, "mos": mos,
+                                                    "connected": bool(report.get("connected", True)),
+                                                    "error": report.get("error"), "session_id": session_id})
+            else:
+                await self._fault_gone(conn, {**c, "status": status}, now)
             await self.refresh_verdict(conn, c["hearing_id"], now)
 
     async def on_session_failed(self, session_id: str, error: str) -> None:

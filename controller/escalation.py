@@ -387,6 +387,33 @@ class EscalationService:
 
 ESCALATIONS_KEY = web.AppKey("escalations", EscalationService)
 NOTIFIER_KEY = web.AppKey("notifier", notify.Notifier)
+ACTS_KEY = web.AppKey("acts", object)        # controller.acts.ActService
+
+
+def setup(app: web.Application) -> None:
+    """Wire escalation into an app made by create_app (after the check service,
+    the scheduler and the metrics): the services under their keys, the jobs,
+    the check service's hook, and the notifier's HTTP session in cleanup_ctx."""
+    from controller.acts import ActService
+    from controller.keys import CLOCK_KEY, DB_KEY, RESULTS_KEY, SCHEDULER_KEY, SETTINGS_KEY
+    from controller.metrics import LIVE_METRICS_KEY
+
+    notifier = app[NOTIFIER_KEY] = notify.Notifier(app[SETTINGS_KEY])
+    live = app.get(LIVE_METRICS_KEY)
+    acts = app[ACTS_KEY] = ActService()
+    svc = EscalationService(app[DB_KEY], app[SETTINGS_KEY], app[CLOCK_KEY], notifier, acts=acts,
+                            count=live.count_escalation if live is not None else None)
+    svc.register(app[SCHEDULER_KEY])
+    app[ESCALATIONS_KEY] = svc
+    app[RESULTS_KEY].escalations = svc
+
+    async def notifier_ctx(_app: web.Application):
+        await notifier.start()
+        try:
+            yield
+        finally:
+            await notifier.close()
+    app.cleanup_ctx.append(notifier_ctx)
 
 
 async def open(app: web.Application, *, hearing_id: int, cause: str, detail: dict) -> int:  # noqa: A001
