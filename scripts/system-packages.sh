@@ -8,6 +8,9 @@
 #                 not started in containers without systemd)
 #   chromium    - the web page's tests drive Debian's headless chromium (Playwright for Python
 #                 with executable_path=/usr/bin/chromium; no browser is downloaded)
+#   fonts-dejavu-core - the controller renders the act of rule 18 as PDF with DejaVu Sans
+#                 (Cyrillic and the Kazakh letters); needed at run time too, not only in tests
+#   poppler-utils - pdftotext / pdftoppm: the act tests read the PDF's text and render page 1
 # (systemd-analyze, which verifies the units in systemd/, comes with systemd itself and is not
 # installed here: those tests skip where it is missing.)
 # Safe to run again: it installs only what is not there.
@@ -18,6 +21,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${need[*]} (run as root to install them)" >&2
