@@ -26,6 +26,7 @@ from aiohttp import web
 
 from controller import api, escalation, escalation_api, metrics
 from controller import web as web_ui
+from controller import live
 from controller.checks import CheckService, Judge, quality_judge, report_verdict
 from controller.gateway import AgentGateway, AgentUnavailable, OfflineGateway
 from controller.keys import (CLOCK_KEY, DB_KEY, GATEWAY_KEY, METRICS_KEY, RESULTS_KEY, SCHEDULER_KEY,
@@ -73,11 +74,12 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     app[SCHEDULER_KEY] = scheduler
     metrics.setup(app)
     escalation.setup(app)          # rules 16-18: escalation, notifications, acts
-    api.setup_routes(app, extra=[*web_ui.routes(), *escalation_api.ROUTES])
+    api.setup_routes(app, extra=[*web_ui.routes(), *escalation_api.ROUTES, *live.routes()])
     web_ui.setup(app)
     app.cleanup_ctx.append(_lifecycle(run_scheduler, judge is None))
     if hub_wiring:
         hub_wiring[1](app, settings)
+    live.setup(app)                # rule 22: monitoring during hearings (after the hub)
     return app
 
 

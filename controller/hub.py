@@ -107,6 +107,9 @@ class Hub:
         self._closing = False
         # controller.metrics.HubObserver, set by controller.metrics when the app starts.
         self.metrics = None
+        # controller.live.LiveService (rule 22), set by controller.live when the app starts: it is
+        # handed each committed batch of reports (the monitoring sessions' intervals) at once.
+        self.live = None
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -371,6 +374,11 @@ class Hub:
                 if m.kind == "session" and m.session_id:
                     self._process.put_nowait((c.terminal_id, m.report_id))
                 self._reports.task_done()
+            if self.live is not None:
+                try:
+                    self.live.on_reports([(c.terminal_id, m) for c, m in batch])
+                except Exception:
+                    log.exception("live monitoring could not take %d reports", len(batch))
 
     async def _processor(self) -> None:
         """Hand the caller's final session report to the results, once."""
@@ -399,6 +407,8 @@ class Hub:
             if first and self.metrics is not None:
                 self.metrics.session_ended(s.kind if s is not None else None, "finished")
             self._sessions.pop(session_id, None)
+            if self.live is not None:
+                self.live.on_session_ended(session_id, "finished", report.get("error"))
             await self.results.on_session_result(session_id, report)
         async with self.db.transaction() as conn:
             await store.mark_processed(conn, terminal_id, report_id)
@@ -409,6 +419,8 @@ class Hub:
         if first and self.metrics is not None:
             self.metrics.session_ended(getattr(self._sessions.get(session_id), "kind", None), "failed")
         self._sessions.pop(session_id, None)
+        if self.live is not None:
+            self.live.on_session_ended(session_id, "failed", error)
         if first and self.results is not None:
             await self.results.on_session_failed(session_id, error)
 

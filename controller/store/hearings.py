@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from controller import rules
 from controller.errors import NotFound
 from controller.store import checks as checks_repo
+from controller.store import live as live_repo
 from controller.store import suspensions as susp_repo
 from controller.store.schema import hearing_participants, hearings, institutions, rooms, terminals
 
@@ -218,6 +219,7 @@ async def views(conn: AsyncConnection, ids: list[int], now: dt.datetime) -> list
     for c in await checks_repo.checks_for(conn, ids):
         by_hearing[c["hearing_id"]].append(c)
     susps = await susp_repo.not_ended(conn, now)
+    live = await live_repo.verdicts(conn, ids)      # rule 22: monitored hearings
     out = []
     for hid in ids:
         h = rows.get(hid)
@@ -229,7 +231,7 @@ async def views(conn: AsyncConnection, ids: list[int], now: dt.datetime) -> list
         hc = by_hearing[hid]
         verdict = rules.hearing_verdict(
             [rules.CheckState(c["kind"], c["status"], c["verdict"], c["finished_at"]) for c in hc],
-            suspended=bool(blocking) and h["status"] in ACTIVE_STATUSES)
+            suspended=bool(blocking) and h["status"] in ACTIVE_STATUSES, live=live.get(hid))
         opens, closes = rules.preconnect_window(h["start_utc"])
         pre = check_view("preconnect", hc)
         if pre is not None:

@@ -80,3 +80,81 @@ live_intervals = Table(
 
 def _d(row) -> dict[str, Any]:
     return dict(row._mapping)
+
+
+def _insert(conn: AsyncConnection, table: Table):
+    from sqlalchemy.dialects import postgresql, sqlite
+    return (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
+
+
+# --- state --------------------------------------------------------------------------------------
+
+async def get_state(conn: AsyncConnection, hearing_id: int, *, for_update: bool = False) -> dict | None:
+    q = select(live_state).where(live_state.c.hearing_id == hearing_id)
+    if for_update:
+        q = q.with_for_update()
+    row = (await conn.execute(q)).first()
+    return _d(row) if row else None
+
+
+async def insert_state(conn: AsyncConnection, values: dict) -> None:
+    await conn.execute(insert(live_state).values(**values))
+
+
+async def update_state(conn: AsyncConnection, hearing_id: int, **values) -> None:
+    await conn.execute(update(live_state).where(live_state.c.hearing_id == hearing_id).values(**values))
+
+
+async def active_states(conn: AsyncConnection) -> list[dict]:
+    """Flows not finished (monitoring, reconnecting, ready to resume)."""
+    q = select(live_state).where(live_state.c.state.notin_(("stopped", "ended"))).order_by(live_state.c.hearing_id)
+    return [_d(r) for r in await conn.execute(q)]
+
+
+async def verdicts(conn: AsyncConnection, hearing_ids: list[int]) -> dict[int, str]:
+    """{hearing_id: live verdict} for the hearings that have been monitored."""
+    if not hearing_ids:
+        return {}
+    q = select(live_state.c.hearing_id, live_state.c.verdict).where(live_state.c.hearing_id.in_(hearing_ids))
+    return {h: v for h, v in await conn.execute(q) if v and v != "unknown"}
+
+
+# --- breaks -------------------------------------------------------------------------------------
+
+async def insert_break(conn: AsyncConnection, values: dict) -> int:
+    return (await conn.execute(insert(live_breaks).values(attempts=0, **values)
+                               .returning(live_breaks.c.id))).scalar_one()
+
+
+async def update_break(conn: AsyncConnection, break_id: int, **values) -> None:
+    await conn.execute(update(live_breaks).where(live_breaks.c.id == break_id).values(**values))
+
+
+async def get_break(conn: AsyncConnection, break_id: int) -> dict | None:
+    row = (await conn.execute(select(live_breaks).where(live_breaks.c.id == break_id))).first()
+    return _d(row) if row else None
+
+
+async def breaks_for(conn: AsyncConnection, hearing_id: int) -> list[dict]:
+    q = select(live_breaks).where(live_breaks.c.hearing_id == hearing_id).order_by(live_breaks.c.id)
+    return [_d(r) for r in await conn.execute(q)]
+
+
+# --- intervals ----------------------------------------------------------------------------------
+
+async def insert_intervals(conn: AsyncConnection, rows: list[dict]) -> None:
+    """Store per-second intervals; a second already stored (resend) is left as it is."""
+    if not rows:
+        return
+    stmt = _insert(conn, live_intervals).on_conflict_do_nothing(index_elements=["session_id", "terminal_id", "t"])
+    await conn.execute(stmt, rows)
+
+
+async def recent_intervals(conn: AsyncConnection, hearing_id: int, since: dt.datetime) -> list[dict]:
+    q = (select(live_intervals).where(live_intervals.c.hearing_id == hearing_id, live_intervals.c.at >= since)
+         .order_by(live_intervals.c.at, live_intervals.c.id))
+    return [_d(r) for r in await conn.execute(q)]
+
+
+async def prune_intervals(conn: AsyncConnection, before: dt.datetime) -> None:
+    await conn.execute(delete(live_intervals).where(live_intervals.c.at < before))
