@@ -39,7 +39,7 @@ PREFIX = "adhoc-"
 TestStatus = Literal["running", "done", "failed", "stopped"]
 
 
-class TestIn(In):
+class AdhocTestIn(In):
     caller: str = Field(pattern=SLUG, description="the terminal that calls (e.g. the courtroom)")
     callee: str = Field(pattern=SLUG, description="the terminal that answers")
     profile: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$",
@@ -47,7 +47,7 @@ class TestIn(In):
     duration_s: float | None = Field(None, gt=0, le=600, description="default: checks.test_duration_s")
 
 
-class TestOut(BaseModel):
+class AdhocTestOut(BaseModel):
     id: str
     caller: str
     callee: str
@@ -97,7 +97,7 @@ async def _blocked_by_suspension(conn, terminals: list[dict], at: dt.datetime) -
 
 
 async def start_test(request: web.Request) -> web.Response:
-    data = await body(request, TestIn)
+    data = await body(request, AdhocTestIn)
     app = request.app
     checks = app[SETTINGS_KEY].checks
     if data.caller == data.callee:
@@ -125,7 +125,7 @@ async def start_test(request: web.Request) -> web.Response:
         raise Conflict(str(exc), code="unavailable") from None
     async with app[DB_KEY].transaction() as conn:
         await users_repo.record(conn, who(request), ACTION, f"test:{sid}", t, detail)
-    return ok(TestOut(id=sid, requested_by=who(request), requested_at=iso(t), status="running",
+    return ok(AdhocTestOut(id=sid, requested_by=who(request), requested_at=iso(t), status="running",
                       **detail).model_dump(), 202)
 
 
@@ -151,7 +151,7 @@ async def get_test(request: web.Request) -> web.Response:
             caller_report = b.get("report") if isinstance(b.get("report"), dict) else b
             finished_at = finished_at or r["received_at"]
     status, error = status_of(req, session, caller_report, now(request), app[SETTINGS_KEY].scheduler.result_grace_s)
-    out = TestOut(id=sid, requested_by=req["who"], requested_at=iso(req["at"]), status=status, error=error,
+    out = AdhocTestOut(id=sid, requested_by=req["who"], requested_at=iso(req["at"]), status=status, error=error,
                   finished_at=iso(finished_at) if finished_at and status != "running" else None, **d)
     if caller_report is not None:
         out.verdict, out.reasons, out.mos = judged(app, caller_report)
@@ -161,9 +161,9 @@ async def get_test(request: web.Request) -> web.Response:
 
 ROUTES = [
     Route("POST", f"{API}/tests", start_test, auth.TESTS_RUN,
-          "Run a test session between two terminals now (202; poll GET /tests/{id})", body=TestIn,
-          response=TestOut, status=202,
+          "Run a test session between two terminals now (202; poll GET /tests/{id})", body=AdhocTestIn,
+          response=AdhocTestOut, status=202,
           extra_responses={409: "a terminal is not connected, or VKS is suspended there (rule 24)"}),
     Route("GET", f"{API}/tests/{{id}}", get_test, auth.READ, "A test run on demand: status and report",
-          response=TestOut),
+          response=AdhocTestOut),
 ]

@@ -1,4 +1,4 @@
-"""vks-controller: serve, migrate, user add, sites import, terminal token.
+"""vks-controller: serve, migrate, user add|token|passwd, sites import, terminal token.
 
 Exit status: 0 ok; 1 a runtime failure (e.g. the database cannot be reached);
 2 a usage or configuration error, with a message naming what is wrong.
@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="for a coordinator: whose agreements they give (rules 11, 12)")
     ut = usub.add_parser("token", parents=[common], help="print a new API token for an existing user")
     ut.add_argument("name")
+    up = usub.add_parser("passwd", parents=[common],
+                         help="set a user's password for the web page (asked twice; their web sessions end)")
+    up.add_argument("name")
+    up.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     st = sub.add_parser("sites", help="the registry of institutions, rooms and terminals")
     ssub = st.add_subparsers(dest="sites_command", required=True, metavar="ACTION")
     si = ssub.add_parser("import", parents=[common], help="import (upsert) a sites file")
@@ -108,6 +112,32 @@ async def _user_add(settings: ControllerSettings, name: str, role: str, scope: s
         await db.close()
 
 
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        raise UsageError("the two passwords differ")
+    return first
+
+
+async def _user_passwd(settings: ControllerSettings, name: str, password: str) -> None:
+    from controller.store import users
+    from controller.store.db import Database, utcnow
+    from controller.store.migrate import migrate
+    db = Database(settings.db)
+    _mkdir(db)
+    try:
+        await migrate(db)
+        now = utcnow()
+        async with db.transaction() as conn:
+            await users.set_password(conn, name, password, now)
+            await users.record(conn, "cli", "user.password", f"user:{name}", now, {})
+    finally:
+        await db.close()
+
+
 def read_sites(path: Path):
     from controller.models import SitesFile
     return configfile.validate(SitesFile, configfile.read_yaml(path), path)
@@ -160,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             rev = asyncio.run(_migrate(settings))
             print(f"database at revision {rev}")
+            return 0
+        if args.command == "user" and args.user_command == "passwd":
+            from controller.errors import ControllerError
+            try:
+                asyncio.run(_user_passwd(settings, args.name, _read_password(args.password_stdin)))
+            except ControllerError as exc:
+                raise UsageError(exc.message) from None
+            print(f"password set for {args.name}")
             return 0
         if args.command == "user":
             from controller.errors import ControllerError

@@ -1,0 +1,210 @@
+"""The web page's server side without a browser: password and token sign-in with the session
+cookie, its limits (rate, CSRF, expiry, logout), the page and its catalogs, and "run a test
+now" (POST/GET /api/v1/tests) through the app's gateway, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from controller import auth
+from controller.adhoc import AdhocTestOut
+from controller.models import CheckStatus, HearingStatus, Role, SuspensionReason, Verdict
+from controller.store import agents as agents_repo
+from controller.store import users as users_repo
+from controller.web import LIMITER_KEY, MeOut
+from tests.controller_kit import Controller, report
+
+WEB = Path(__file__).resolve().parent.parent / "controller" / "web"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def ctl(db_url, fake_clock):
+    async with Controller(db_url, fake_clock) as c:
+        async with c.db.transaction() as conn:
+            for role in ("secretary", "admin", "viewer"):
+                await users_repo.set_password(conn, f"{role}-1", PASSWORD, fake_clock())
+        yield c
+
+
+async def login(ctl, **body):
+    resp = await ctl.client.post("/api/v1/login", json=body)
+    return resp, await resp.json()
+
+
+def cookie_of(resp) -> str:
+    return resp.cookies[auth.SESSION_COOKIE].value
+
+
+async def test_password_login_sets_a_strict_httponly_cookie_that_the_api_accepts(ctl):
+    resp, me = await login(ctl, username="secretary-1", password=PASSWORD)
+    assert resp.status == 200, me
+    MeOut.model_validate(me)
+    assert me["role"] == "secretary" and "hearings.write" in me["permissions"]
+    header = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in header and "SameSite=Strict" in header and "Path=/" in header
+    token = cookie_of(resp)
+    assert token.startswith(users_repo.SESSION_PREFIX)
+    # The cookie stays in the client's jar: reads work, and changes need the page's header.
+    r = await ctl.client.get("/api/v1/me")
+    assert r.status == 200 and (await r.json())["via"] == "cookie"
+    r = await ctl.client.post("/api/v1/hearings", json={})
+    assert r.status == 403 and (await r.json())["error"] == "csrf"
+    r = await ctl.client.post("/api/v1/hearings", json={}, headers={"X-Requested-With": auth.PAGE_HEADER})
+    assert r.status == 400 and (await r.json())["error"] == "invalid"       # authenticated, then validated
+    # Only the hash is stored; the audit trail has the sign-in.
+    async with ctl.db.read() as conn:
+        audit = await users_repo.list_audit(conn, target="user:secretary-1")
+    assert audit[0]["action"] == "user.login" and audit[0]["detail"]["method"] == "password"
+    assert token not in json.dumps([dict(a, at=str(a["at"])) for a in audit])
+
+
+async def test_wrong_passwords_are_rate_limited_then_allowed_again(ctl):
+    clock = [0.0]
+    limiter = ctl.app[LIMITER_KEY]
+    assert (limiter.limit, limiter.window_s) == (5, 300)
+    limiter.clock = lambda: clock[0]
+    for _ in range(5):
+        resp, body = await login(ctl, username="admin-1", password="wrong password!")
+        assert resp.status == 401 and body["error"] == "unauthorized"
+    resp, body = await login(ctl, username="admin-1", password=PASSWORD)      # even the right one now
+    assert resp.status == 429 and body["error"] == "too_many_attempts" and body["retry_after_s"] > 0
+    resp, _ = await login(ctl, username="nobody", password="whatever it is")  # the address is limited too
+    assert resp.status == 429
+    clock[0] += 301
+    resp, body = await login(ctl, username="admin-1", password=PASSWORD)
+    assert resp.status == 200 and body["role"] == "admin"
+
+
+async def test_logout_ends_the_session_and_sessions_expire(ctl, fake_clock):
+    resp, _ = await login(ctl, username="viewer-1", password=PASSWORD)
+    token = cookie_of(resp)
+    r = await ctl.client.post("/api/v1/logout")
+    assert r.status == 204
+    assert ctl.client.session.cookie_jar.filter_cookies(ctl.client.make_url("/")).get(auth.SESSION_COOKIE) is None \
+        or ctl.client.session.cookie_jar.filter_cookies(ctl.client.make_url("/"))[auth.SESSION_COOKIE].value == ""
+    status, _ = await ctl.call("GET", "/api/v1/me", token=token)                # replayed: refused
+    assert status == 401
+
+    resp, _ = await login(ctl, username="viewer-1", password=PASSWORD)
+    token = cookie_of(resp)
+    assert (await ctl.call("GET", "/api/v1/me", token=token))[0] == 200
+    fake_clock.advance(users_repo.SESSION_TTL + dt.timedelta(seconds=1))
+    assert (await ctl.call("GET", "/api/v1/me", token=token))[0] == 401
+
+
+async def test_token_login_and_bearer_tokens_keep_working(ctl):
+    resp, me = await login(ctl, token=ctl.tokens["technician"])
+    assert resp.status == 200 and me["role"] == "technician" and "tests.run" in me["permissions"]
+    resp, body = await login(ctl, token="not-a-token")
+    assert resp.status == 401
+    resp, body = await login(ctl, username="viewer-1")
+    assert resp.status == 400 and body["field"] == "username"
+    status, me = await ctl.call("GET", "/api/v1/me", role="coordinator")
+    assert status == 200 and me["via"] == "bearer" and me["role"] == "coordinator"
+    # Revoking a user's tokens also ends their web sessions.
+    resp, _ = await login(ctl, username="secretary-1", password=PASSWORD)
+    token = cookie_of(resp)
+    await ctl.call("DELETE", "/api/v1/users/secretary-1/tokens", expect=200)
+    assert (await ctl.call("GET", "/api/v1/me", token=token))[0] == 401
+
+
+async def test_passwords_are_scrypt_hashed_and_checked(ctl, fake_clock):
+    async with ctl.db.transaction() as conn:
+        with pytest.raises(Exception, match="at least"):
+            await users_repo.set_password(conn, "admin-1", "short", fake_clock())
+        row = (await conn.execute(users_repo.user_passwords.select())).first()
+        assert row.scrypt.startswith("scrypt$16384$8$1$") and PASSWORD not in row.scrypt
+        assert await users_repo.check_password(conn, "admin-1", PASSWORD) is not None
+        assert await users_repo.check_password(conn, "admin-1", PASSWORD + "x") is None
+        assert await users_repo.check_password(conn, "ghost", PASSWORD) is None
+
+
+async def test_the_page_its_files_and_the_api_document(ctl):
+    r = await ctl.client.get("/")
+    html = await r.text()
+    assert r.status == 200 and r.content_type == "text/html" and '<script type="module" src="/static/app.js">' in html
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+    for path in ("/static/app.js", "/static/style.css", "/i18n/kk.json"):
+        assert (await ctl.client.get(path)).status == 200, path
+    assert (await ctl.client.get("/i18n/de.json")).status == 404
+    assert (await ctl.client.get("/static/../__init__.py")).status in (403, 404)
+    _, doc = await ctl.call("GET", "/api/v1/openapi.json", role=None, expect=200)
+    assert {"/api/v1/login", "/api/v1/logout", "/api/v1/me", "/api/v1/tests", "/api/v1/tests/{id}"} <= set(doc["paths"])
+    assert doc["paths"]["/api/v1/tests"]["post"]["x-permission"] == auth.TESTS_RUN
+
+
+def test_catalogs_have_the_same_keys_and_cover_the_page_and_the_api_values():
+    cats = {lang: json.loads((WEB / "i18n" / f"{lang}.json").read_text("utf-8")) for lang in ("kk", "ru", "en")}
+    assert set(cats["kk"]) == set(cats["ru"]) == set(cats["en"])
+    for lang, cat in cats.items():
+        for key, text in cat.items():
+            assert text.strip(), (lang, key)
+            assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", cats["en"][key])), (lang, key)
+    used = set()
+    for js in (WEB / "static").glob("*.js"):
+        used |= set(re.findall(r"""\bt\(\s*["'](\w+\.[\w.]+)["']""", js.read_text("utf-8")))
+    used |= set(re.findall(r'data-i18n="([\w.]+)"', (WEB / "static" / "index.html").read_text("utf-8")))
+    assert used - set(cats["en"]) == set()
+    values = {"status": (*HearingStatus.__args__, *CheckStatus.__args__), "verdict": Verdict.__args__,
+              "reason": SuspensionReason.__args__, "role": Role.__args__}
+    for prefix, names in values.items():
+        assert {f"{prefix}.{n}" for n in names} <= set(cats["en"]), prefix
+
+
+# --- run a test now -----------------------------------------------------------------------------
+
+async def test_run_a_test_now_through_the_gateway_and_read_its_report(ctl, fake_clock):
+    status, body = await ctl.call("POST", "/api/v1/tests", role="technician", expect=202, json={
+        "caller": "court-almaty-1", "callee": "sizo-almaty-1", "profile": "monitor", "duration_s": 5})
+    AdhocTestOut.model_validate(body)
+    sid = body["id"]
+    assert ctl.gw.started == [dict(session_id=sid, caller="court-almaty-1", callee="sizo-almaty-1", kind="test",
+                                   profile="monitor", duration_s=5.0)]
+    _, got = await ctl.call("GET", f"/api/v1/tests/{sid}", role="viewer", expect=200)
+    assert got["status"] == "running" and got["report"] is None and got["requested_by"] == "technician-1"
+
+    # The caller's final report as the hub stores it (the callee's is not the result).
+    rep = report("degraded", loss=0.03)
+    async with ctl.db.transaction() as conn:
+        await agents_repo.store_reports(conn, [
+            agents_repo.NewReport("sizo-almaty-1", "r-callee", "session", sid, {"role": "callee", "report": report("good")}, None),
+            agents_repo.NewReport("court-almaty-1", "r-caller", "session", sid, {"role": "caller", "report": rep}, None)])
+    _, got = await ctl.call("GET", f"/api/v1/tests/{sid}", role="viewer", expect=200)
+    AdhocTestOut.model_validate(got)
+    assert got["status"] == "done" and got["verdict"] == "degraded" and got["report"]["outbound"]["loss_ratio"] == 0.03
+
+    # Without a report past its duration and the grace: failed.
+    _, other = await ctl.call("POST", "/api/v1/tests", role="admin", expect=202,
+                              json={"caller": "court-almaty-2", "callee": "sizo-almaty-2", "duration_s": 5})
+    fake_clock.advance(seconds=5 + ctl.settings.scheduler.result_grace_s + 1)
+    _, got = await ctl.call("GET", f"/api/v1/tests/{other['id']}", expect=200)
+    assert got["status"] == "failed" and "no report" in got["error"]
+    assert (await ctl.call("GET", "/api/v1/tests/adhoc-unknown"))[0] == 404
+
+
+async def test_run_a_test_now_refusals(ctl):
+    async def post(role="technician", **body):
+        body = {"caller": "court-almaty-1", "callee": "sizo-almaty-1", **body}
+        return await ctl.call("POST", "/api/v1/tests", role=role, json=body)
+    assert (await post(role="secretary"))[0] == 403
+    assert (await post(role="viewer"))[0] == 403
+    status, body = await post(caller="nowhere-1")
+    assert status == 400 and body["field"] == "caller"
+    status, body = await post(callee="court-almaty-1")
+    assert status == 400 and body["field"] == "callee"
+    status, body = await post(duration_s=601)
+    assert status == 400 and body["field"] == "duration_s"
+    ctl.gw.offline.add("sizo-almaty-1")
+    status, body = await post()
+    assert status == 409 and body["error"] == "unavailable"
+    ctl.gw.offline.clear()
+    await ctl.call("POST", "/api/v1/suspensions", role="coordinator", expect=201,
+                   json={"institution_id": "sizo-almaty-70-1", "reason": "escape"})
+    status, body = await post()
+    assert status == 409 and body["error"] == "suspended"                     # rule 24
+    assert ctl.gw.started == []
