@@ -158,6 +158,11 @@ def _local(t: dt.datetime | None, tz: str) -> str | None:
         return t.astimezone(dt.timezone.utc).strftime("%d.%m.%Y %H:%M:%S UTC")
 
 
+def _offset(t: dt.datetime, tz: str) -> str:
+    z = t.astimezone(ZoneInfo(tz)).strftime("%z")      # +0500
+    return f"{z[:3]}:{z[3:]}" if len(z) == 5 else z
+
+
 def _num(v: Any, fmt: str) -> str | None:
     return None if v is None else fmt.format(v)
 
@@ -237,7 +242,7 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
             "room": h["room"]["name"], "timezone": tz, "start_utc": h["start_utc"],
             "date_local": start.astimezone(ZoneInfo(tz)).strftime("%d.%m.%Y"),
             "time_local": start.astimezone(ZoneInfo(tz)).strftime("%H:%M"),
-            "utc_offset": start.astimezone(ZoneInfo(tz)).strftime("%z"),
+            "utc_offset": _offset(start, tz),
             "participants": [{"institution": p["institution_name"], "terminal_id": p["terminal_id"]}
                              for p in h["participants"]],
             "court_terminal": h["court_terminal"], "status": h["status"],
@@ -324,7 +329,7 @@ def render_pdf(view: dict, lang: str) -> bytes:
     }
 
     def P(text: Any, style: str = "p") -> Paragraph:
-        return Paragraph(xml_escape("" if text is None else str(text)), st[style])
+        return Paragraph(xml_escape("" if text is None else str(text)).replace("\n", "<br/>"), st[style])
 
     def table(rows: list[list[Any]], widths: list[float]) -> Table:
         t = Table([[P(x, "cell") for x in r] for r in rows], colWidths=[w * mm for w in widths], repeatRows=1)
@@ -364,7 +369,7 @@ def render_pdf(view: dict, lang: str) -> bytes:
                              f"{ch['rtt_mean'] or '—'} (p95 {ch['rtt_p95'] or '—'})", ch["mos"] or "—",
                              f"{t.get(ch['verdict'] or '', ch['verdict'] or '—')} ({ch['status']})",
                              "; ".join(ch["reasons"] + ([ch["error"]] if ch["error"] else [])) or "—"])
-            story.append(table(rows, [28, 30, 20, 20, 20, 11, 22, 29]))
+            story.append(table(rows, [26, 28, 23, 23, 20, 10, 22, 28]))
         else:
             story.append(P(t["none"]))
         if c["breaks"]:

@@ -1,0 +1,189 @@
+"""The act of technical impossibility (rule 18) through the API, on SQLite and
+PostgreSQL: drafted with the measured evidence, printable HTML and PDF in
+Kazakh and Russian (either first), three signatures by the right people, and
+final means immutable and reproducible."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from controller import acts
+from controller.escalation_api import ActOut
+from tests.controller_kit import Controller, report
+
+H = dt.timedelta(hours=1)
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+KAZAKH = "әғқңөұүһі"
+KK_TITLE = "Бейнеконференцбайланыс құралдарын қолданудың техникалық мүмкіндігінің болмағаны туралы АКТ"
+RU_TITLE = "АКТ об отсутствии технической возможности использования средств видеоконференцсвязи"
+
+
+async def hearing_with_failed_test(c: Controller) -> int:
+    _, h = await c.schedule(start=c.clock() + 2 * H, case="1-55/2026")
+    await c.scheduler.run_until_idle()
+    c.clock.advance(minutes=1)
+    await c.checks.on_session_result(c.gw.started[-1]["session_id"], report("unusable", loss=0.12))
+    return h["id"]
+
+
+def pdf_text(pdf: bytes) -> str:
+    return "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+
+
+async def test_act_drafted_rendered_signed_and_final(db_url, fake_clock):
+    async with Controller(db_url, fake_clock) as c:
+        hid = await hearing_with_failed_test(c)
+        await c.call("GET", f"/api/v1/hearings/{hid}/act", expect=404)
+        await c.call("POST", f"/api/v1/hearings/{hid}/act", role="technician", json={}, expect=403)
+        await c.call("POST", f"/api/v1/hearings/{hid}/act", role="viewer", json={}, expect=403)
+        await c.call("POST", "/api/v1/hearings/999/act", role="secretary", json={}, expect=404)
+        c.clock.advance(minutes=5)
+        _, act = await c.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary",
+                              json={"note": "Связь с СИЗО отсутствует <b>с 10:05</b>"}, expect=201)
+        ActOut.model_validate(act)
+        assert (act["status"], act["trigger"], act["created_by"]) == ("draft", "requested", "secretary-1")
+        assert act["missing_signatures"] == ["head_of_office", "secretary", "technician"]
+        h = act["content"]["hearing"]
+        assert (h["case_number"], h["court"], h["room"]) == ("1-55/2026", "Медеуский районный суд г. Алматы", "Зал 1")
+        assert (h["date_local"], h["time_local"], h["utc_offset"]) == ("01.12.2026", "11:00", "+05:00")
+        [ev] = act["content"]["checks"]
+        assert (ev["kind"], ev["verdict"], ev["loss_in"], ev["jitter_out"], ev["rtt_mean"]) == \
+            ("test", "unusable", "12.00 %", "2.0 ms", "20 ms")
+        kinds = [e["kind"] for e in act["content"]["timeline"]]
+        assert kinds[0] == "hearing_scheduled" and "check_result" in kinds and "escalation_opened" in kinds
+        assert act["content_sha256"] == acts.sha256(act["content"])
+
+        # HTML in both languages, the chosen one first, escaped
+        for lang, first, second in (("kk", KK_TITLE, RU_TITLE), ("ru", RU_TITLE, KK_TITLE)):
+            status, html = await c.call("GET", f"/api/v1/hearings/{hid}/act.html?lang={lang}", role="viewer")
+            assert status == 200
+            assert html.index(first) < html.index(second)
+            assert "&lt;b&gt;с 10:05&lt;/b&gt;" in html and "<b>с 10:05</b>" not in html
+            for text in ("1-55/2026", "01.12.2026 11:00", "12.00 %", "Кеңсе меңгерушісі", "Заведующий канцелярией",
+                         "Техникалық маман", "Секретарь судебного заседания", act["content_sha256"]):
+                assert text in html, text
+        status, err = await c.call("GET", f"/api/v1/hearings/{hid}/act.html?lang=en")
+        assert status == 400 and err["field"] == "lang"
+
+        # PDF: valid, both languages, the Kazakh letters intact
+        resp = await c.client.get(f"/api/v1/hearings/{hid}/act.pdf?lang=kk",
+                                  headers={"Authorization": f"Bearer {c.tokens['viewer']}"})
+        assert resp.status == 200 and resp.headers["Content-Type"] == "application/pdf"
+        pdf = await resp.read()
+        assert pdf.startswith(b"%PDF-")
+        text = pdf_text(pdf)
+        for needle in ("туралы АКТ", "об отсутствии технической возможности", "1-55/2026", "Кеңсе меңгерушісі",
+                       "Заведующий канцелярией", "12.00 %"):
+            assert needle in text.replace("\n", " "), needle
+        assert set("құрал" + "мүмкіндігінің" + "өткізу"[0] + "ә") <= set(text)
+        assert text.index("туралы АКТ") < text.index("об отсутствии")
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "act-kk.pdf").write_bytes(pdf)
+        if shutil.which("pdftoppm"):
+            subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile",
+                            str(ARTIFACTS / "act-kk.pdf"), str(ARTIFACTS / "act-kk-page1")], check=True)
+        if shutil.which("pdftotext"):
+            out = subprocess.run(["pdftotext", "-layout", str(ARTIFACTS / "act-kk.pdf"), "-"], capture_output=True,
+                                 text=True, check=True).stdout
+            assert "Бейнеконференцбайланыс" in out and "видеоконференцсвязи" in out
+
+        # signatures: who may record which
+        sig = f"/api/v1/hearings/{hid}/act/signatures"
+        status, err = await c.call("POST", sig, role="technician", json={"role": "head_of_office", "name": "X"})
+        assert status == 403 and err["error"] == "forbidden"
+        await c.call("POST", sig, role="viewer", json={"role": "technician", "name": "X"}, expect=403)
+        await c.call("POST", sig, role="coordinator", json={"role": "secretary", "name": "X"}, expect=403)
+        await c.call("POST", sig, role="secretary", json={"role": "technician", "name": "X"}, expect=403)
+        status, err = await c.call("POST", sig, role="secretary", json={"role": "judge", "name": "X"})
+        assert status == 400 and err["field"] == "role"
+        c.clock.advance(minutes=1)
+        _, act = await c.call("POST", sig, role="secretary",
+                              json={"role": "head_of_office", "name": "Әбілқасымова Ғ. Ұ."}, expect=201)
+        await c.call("POST", sig, role="secretary", json={"role": "head_of_office", "name": "Y"}, expect=409)
+        # a signed draft is not redrafted
+        status, err = await c.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary", json={})
+        assert status == 409 and err["error"] == "act_signed"
+        _, act = await c.call("POST", sig, role="secretary", json={"role": "secretary", "name": "Иванова А. А."},
+                              expect=201)
+        assert act["status"] == "draft" and act["missing_signatures"] == ["technician"]
+        _, act = await c.call("POST", sig, role="technician", json={"role": "technician", "name": "Нұрланов Б."},
+                              expect=201)
+        ActOut.model_validate(act)
+        assert act["status"] == "final" and act["finalized_at"] and act["missing_signatures"] == []
+        assert [(s["role"], s["name"], s["recorded_by"]) for s in act["signatures"]] == [
+            ("head_of_office", "Әбілқасымова Ғ. Ұ.", "secretary-1"), ("secretary", "Иванова А. А.", "secretary-1"),
+            ("technician", "Нұрланов Б.", "technician-1")]
+        assert act["final_sha256"] and act["final_sha256"] != act["content_sha256"]
+
+        # final: immutable (409 on any change), its documents reproducible
+        for role, path, body in (("secretary", f"/api/v1/hearings/{hid}/act", {}),
+                                 ("admin", sig, {"role": "technician", "name": "Z"})):
+            status, err = await c.call("POST", path, role=role, json=body)
+            assert status == 409 and err["error"] == "act_final"
+        # a new fault does not touch a final act
+        await c.call("POST", f"/api/v1/hearings/{hid}/checks", role="technician", json={"kind": "test"}, expect=202)
+        await c.scheduler.run_until_idle()
+        await c.checks.on_session_result(c.gw.started[-1]["session_id"], report("unusable"))
+        _, esc = await c.call("GET", f"/api/v1/escalations?hearing_id={hid}", expect=200)
+        await c.call("POST", f"/api/v1/escalations/{esc['items'][0]['id']}/cannot-fix", role="technician", json={},
+                     expect=200)
+        _, again = await c.call("GET", f"/api/v1/hearings/{hid}/act", expect=200)
+        assert again["content"] == act["content"] and again["final_sha256"] == act["final_sha256"]
+        for lang in ("kk", "ru"):
+            resp = await c.client.get(f"/api/v1/hearings/{hid}/act.pdf?lang={lang}",
+                                      headers={"Authorization": f"Bearer {c.tokens['viewer']}"})
+            pdf = await resp.read()
+            assert hashlib.sha256(pdf).hexdigest() == act["documents"][lang]["pdf_sha256"]
+            _, html = await c.call("GET", f"/api/v1/hearings/{hid}/act.html?lang={lang}")
+            assert hashlib.sha256(html.encode()).hexdigest() == act["documents"][lang]["html_sha256"]
+            assert "Әбілқасымова Ғ. Ұ." in html and act["final_sha256"] in html
+        assert "Нұрланов Б." in pdf_text(pdf)
+        events = [e["kind"] for e in await c.events(hid)]
+        assert events.count("act_signed") == 3 and events.count("act_final") == 1
+        _, audit = await c.call("GET", f"/api/v1/audit?target=hearing:{hid}", expect=200)
+        assert sorted(a["action"] for a in audit["items"] if a["action"].startswith("act.")) == \
+            ["act.draft", "act.sign", "act.sign", "act.sign"]
+
+
+async def test_redraft_while_unsigned_refreshes_the_evidence(db_url, fake_clock):
+    async with Controller(db_url, fake_clock) as c:
+        hid = await hearing_with_failed_test(c)
+        _, first = await c.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary", json={}, expect=201)
+        c.clock.advance(minutes=10)
+        await c.call("POST", f"/api/v1/hearings/{hid}/checks", role="technician", json={"kind": "test"}, expect=202)
+        await c.scheduler.run_until_idle()
+        await c.checks.on_session_result(c.gw.started[-1]["session_id"], report("unusable", loss=0.3))
+        _, second = await c.call("POST", f"/api/v1/hearings/{hid}/act", role="admin", json={}, expect=201)
+        assert second["content_sha256"] != first["content_sha256"]
+        assert second["content"]["checks"][0]["loss_in"] == "30.00 %"
+        assert second["created_by"] == "secretary-1"
+
+
+def test_render_is_pure_and_reproducible():
+    content = {
+        "schema": "vks.act/1", "trigger": "cannot_fix", "note": KAZAKH + " " + KAZAKH.upper(), "drafted_utc": "2026-12-01T05:00:00Z",
+        "drafted_local": "01.12.2026 10:00:00",
+        "hearing": {"id": 1, "case_number": "2-1/2026", "court": "Сот", "court_id": "c", "room": "Зал 1",
+                    "timezone": "Asia/Almaty", "start_utc": "2026-12-01T05:30:00Z", "date_local": "01.12.2026",
+                    "time_local": "10:30", "utc_offset": "+05:00", "participants": [], "court_terminal": "t",
+                    "status": "scheduled"},
+        "timeline": [], "checks": [], "escalations": [], "breaks": [
+            {"cause": "stall", "started_local": "01.12.2026 10:31:00", "ended_local": None, "duration_s": 42.0,
+             "attempts": 3, "outcome": "escalated", "figures": "loss: 1.0"}],
+    }
+    view = {"status": "draft", "content": content, "content_sha256": acts.sha256(content), "final_sha256": None,
+            "signatures": []}
+    a, b = acts.render_pdf(view, "ru"), acts.render_pdf(view, "ru")
+    assert a == b
+    text = pdf_text(a)
+    assert "ПРОЕКТ" in text and "ЖОБА" in text and "Технические перерывы" in text
+    # every Kazakh letter, both cases, survives into the PDF's text and the HTML
+    assert KAZAKH + " " + KAZAKH.upper() in text
+    assert KAZAKH + " " + KAZAKH.upper() in acts.render_html(view, "kk")
