@@ -543,8 +543,7 @@ class Monitor:
                 await runner.cleanup()
             else:
                 self._runner = runner
-                sock = site._server.sockets[0] if site._server and site._server.sockets else None
-                self.address = sock.getsockname()[:2] if sock else listen
+                self.address = tuple(runner.addresses[0][:2]) if runner.addresses else listen
                 log.info("metrics on http://%s:%d/metrics", *self.address)
         self._tasks = [asyncio.create_task(self._health_loop(), name="health"),
                        asyncio.create_task(self._main_loop(), name="main-heartbeat"),

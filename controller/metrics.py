@@ -232,14 +232,29 @@ class LiveMetrics:
         self.escalations.labels(level=level, trigger=trigger).inc()
 
 
+def _never_raises(method):
+    """A metrics hook must never break the hub's loops (its report writer above all)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            method(*args, **kwargs)
+        except Exception:
+            log.exception("metrics: %s failed", method.__name__)
+    return wrapper
+
+
 class HubObserver:
-    """What the agent hub (controller.hub) tells the metrics; set as `hub.metrics`."""
+    """What the agent hub (controller.hub) tells the metrics; set as `hub.metrics`.
+    Its methods never raise."""
 
     def __init__(self, live: LiveMetrics):
         self.live = live
         # (terminal, peer) -> (monotonic time, session kind, interval)
         self.pairs: dict[tuple[str, str], tuple[float, str, Mapping[str, Any]]] = {}
 
+    @_never_raises
     def reports_stored(self, reports: list, duplicates: int | None = None) -> None:
         """`reports`: the wire.Report messages of a committed batch, with their terminal:
         [(terminal_id, report)]."""
@@ -261,10 +276,12 @@ class HubObserver:
         if duplicates:
             self.live.duplicates.inc(duplicates)
 
+    @_never_raises
     def session_commanded(self, kind: str, outcome: str) -> None:
         if kind in SESSION_KINDS and outcome in COMMAND_OUTCOMES:
             self.live.commanded.labels(kind=kind, outcome=outcome).inc()
 
+    @_never_raises
     def session_ended(self, kind: str | None, outcome: str) -> None:
         kind = kind if kind in SESSION_KINDS else "test"
         if outcome in SESSION_ENDS:
