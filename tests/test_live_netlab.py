@@ -67,3 +67,35 @@ async def test_blackout_mid_hearing_breaks_reconnects_and_resumes(tmp_path):
         assert lv["state"] == "ended" and lv["verdict"] == "degraded"      # one break, resumed
         assert h["verdict"] == "degraded"
         assert "hearing_ended" in [e["kind"] for e in await ll.events()]
+
+
+async def test_brief_spikes_do_not_break_and_a_suspension_stops_monitoring(tmp_path):
+    async with LiveLab(tmp_path, impair={"delay_ms": 10}) as ll:
+        # One 0.6 s blackout, then 2 s of 5 % loss: the hearing goes on.
+        await ll.lab.ablackout("both", seconds=0.6)
+        await asyncio.sleep(6)
+        await ll.lab.aimpair("both", delay_ms=10, loss=0.05)
+        await asyncio.sleep(2)
+        await ll.lab.aimpair("both", delay_ms=10)
+        await asyncio.sleep(6)
+        lv = await ll.live()
+        kinds = [e["kind"] for e in await ll.events()]
+        assert "break" not in kinds, [e for e in await ll.events() if e["kind"] == "break"]
+        assert lv["state"] == "monitoring" and lv["break"] is None
+        assert len(lv["intervals"]) >= 12
+        session = lv["session_id"]
+
+        # Rule 24: the SIZO is suspended - monitoring stops, the agents' session is stopped.
+        status, s = await ll.api("POST", "/api/v1/suspensions", {"institution_id": "sizo-almaty-70-1",
+                                                                 "reason": "riot"}, token=ll.coord_token)
+        assert status == 201, s
+        lv = await ll.until_live(lambda lv: lv["state"] == "stopped", 15, "monitoring stopped")
+        ev = next(e for e in await ll.events() if e["kind"] == "monitoring_stopped")
+        assert ev["detail"]["reason"] == "suspended" and ev["detail"]["suspension_ids"] == [s["id"]]
+        count = len(lv["intervals"])
+        await asyncio.sleep(3)
+        lv = await ll.live()
+        assert lv["state"] == "stopped" and len([i for i in lv["intervals"] if i["session_id"] == session]) <= count
+        assert not [i for i in lv["intervals"] if i["session_id"] != session]
+        h = (await ll.api("GET", f"/api/v1/hearings/{ll.hid}"))[1]
+        assert h["verdict"] == "suspended"
