@@ -277,3 +277,42 @@ def test_recipients_and_backoff_pure():
     assert recipients(contacts, step=2, extra_webhooks=[], email_enabled=True) == [("email", "o@a", "a")]
     delays = [backoff_s(n, 5, 60) for n in range(1, 10)]
     assert all(2.5 <= d <= 60 for d in delays) and delays[-1] >= 30
+
+
+async def test_failed_preconnect_near_the_start_reaches_step2_and_drafts_the_act(db_url, fake_clock, hooks):
+    async with Controller(db_url, fake_clock, **settings(None)) as c:
+        await add_contacts(c, hooks)
+        start = c.clock() + dt.timedelta(minutes=25)          # inside the pre-connect window (rule 15)
+        _, h = await c.schedule(start=start)
+        await c.scheduler.run_until_idle()
+        pre = next(s for s in c.gw.started if s["kind"] == "preconnect")
+        await c.checks.on_session_result(pre["session_id"], report("good", connected=False))
+        [e] = await escalations(c)
+        assert (e["cause"], e["detail"]["connected"], e["detail"]["kind"]) == ("preconnect_failed", False, "preconnect")
+        c.clock.advance(seconds=STEP2_S)                      # 15 min before the start, still not fixed
+        await c.scheduler.run_until_idle()
+        [e] = await escalations(c)
+        assert (e["step"], e["step2_reason"]) == (2, "not_fixed")
+        _, act = await c.call("GET", f"/api/v1/hearings/{h['id']}/act", expect=200)
+        assert act["trigger"] == "not_fixed" and act["status"] == "draft"
+        pre_ev = next(x for x in act["content"]["checks"] if x["kind"] == "preconnect")
+        assert (pre_ev["status"], pre_ev["connected"], pre_ev["verdict"]) == ("failed", False, "unusable")
+        assert act["content"]["escalations"][0]["step2_local"] is not None
+        assert [p["step"] for p in hooks["court"].received + hooks["court_org"].received] == [1, 2]
+
+
+async def test_open_entry_point_is_idempotent_and_checks_the_cause(db_url, fake_clock):
+    from controller import escalation
+    from controller.errors import Invalid, NotFound
+    async with Controller(db_url, fake_clock, **settings(None)) as c:
+        _, h = await c.schedule(start=c.clock() + 48 * H)
+        detail = {"break_id": 1, "attempts": 5}
+        a = await escalation.open(c.app, hearing_id=h["id"], cause="reconnect_failed", detail=detail)
+        b = await escalation.open(c.app, hearing_id=h["id"], cause="reconnect_failed", detail=detail)
+        other = await escalation.open(c.app, hearing_id=h["id"], cause="agent_offline", detail={})
+        assert a == b != other
+        with pytest.raises(Invalid):
+            await escalation.open(c.app, hearing_id=h["id"], cause="weather", detail={})
+        with pytest.raises(NotFound):
+            await escalation.open(c.app, hearing_id=9999, cause="reconnect_failed", detail={})
+        assert sorted(e["cause"] for e in await escalations(c)) == ["agent_offline", "reconnect_failed"]
