@@ -167,7 +167,7 @@ def _num(v: Any, fmt: str) -> str | None:
     return None if v is None else fmt.format(v)
 
 
-def _summary(detail: dict) -> str:
+def _summary(detail: dict, tz: str) -> str:
     parts = []
     for k in DETAIL_KEYS:
         v = detail.get(k)
@@ -175,6 +175,11 @@ def _summary(detail: dict) -> str:
             continue
         if isinstance(v, list):
             v = ", ".join(str(x) for x in v)
+        elif isinstance(v, str) and len(v) == 20 and v.endswith("Z") and v[10] == "T":
+            try:       # a UTC time of the record: shown in the court's local time like the rest
+                v = _local(dt.datetime.fromisoformat(v.replace("Z", "+00:00")), tz)
+            except ValueError:
+                pass
         parts.append(f"{k}: {v}")
     return "; ".join(parts)[:400]
 
@@ -223,7 +228,7 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
     start = dt.datetime.fromisoformat(h["start_utc"].replace("Z", "+00:00"))
     events = await events_repo.list_for(conn, hearing_id)
     timeline = [{"at_utc": iso(e["at"]), "at_local": _local(e["at"], tz), "kind": e["kind"],
-                 "text": list(EVENT_TEXT.get(e["kind"], (e["kind"], e["kind"]))), "detail": _summary(e["detail"])}
+                 "text": list(EVENT_TEXT.get(e["kind"], (e["kind"], e["kind"]))), "detail": _summary(e["detail"], tz)}
                 for e in events]
     checks = [check_evidence(c, tz) for c in await checks_repo.checks_for(conn, [hearing_id])
               if c["status"] in ("passed", "failed") or c["result"] is not None or c["error"]]

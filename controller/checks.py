@@ -13,7 +13,10 @@ handlers for checks and suspensions:
 | suspension.end    | suspension:{id}:end              | unblock when a suspension expires             |
 
 Every state change of a check appends an event to its hearing's record and
-refreshes the hearing's stored verdict, in the same transaction.
+refreshes the hearing's stored verdict, in the same transaction. A failed check,
+or a terminal out of reach when its check should run, opens an escalation
+(rules 16, 17: controller.escalation) in that transaction too; a check that
+passes later resolves it.
 """
 from __future__ import annotations
 

@@ -317,7 +317,10 @@ class EscalationService:
             e = await repo.get(conn, ctx.payload["escalation_id"])
             h = await hearings_repo.get_hearing(conn, e["hearing_id"], for_update=True)
             e = await repo.get(conn, e["id"], for_update=True)
-            if e["state"] == "resolved" or e["step"] == 2 or h["status"] in INACTIVE:
+            if e["state"] == "resolved" or e["step"] == 2:
+                return
+            if h["status"] in INACTIVE:     # nothing left to fix for a hearing held or cancelled
+                await self._resolve(conn, e, "system", None, f"hearing {h['status']}", now)
                 return
             await self._to_step2(conn, e, "not_fixed", "system", now)
             await self._maybe_draft_act(conn, e, "not_fixed", now)

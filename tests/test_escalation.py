@@ -316,3 +316,28 @@ async def test_open_entry_point_is_idempotent_and_checks_the_cause(db_url, fake_
         with pytest.raises(NotFound):
             await escalation.open(c.app, hearing_id=9999, cause="reconnect_failed", detail={})
         assert sorted(e["cause"] for e in await escalations(c)) == ["agent_offline", "reconnect_failed"]
+
+
+async def test_undeliverable_notification_gives_up_after_max_attempts_and_says_so(db_url, fake_clock):
+    hook = WebhookServer()          # never listening
+    async with Controller(db_url, fake_clock, **settings(None, max_attempts=3)) as c:
+        await c.call("POST", "/api/v1/institutions/sizo-almaty-70-1/contacts", json={
+            "kind": "technician", "name": "техник", "webhook_url": hook.url}, expect=201)
+        hid = await failed_test(c, c.clock() + 30 * H)
+        for _ in range(4):
+            await c.scheduler.run_until_idle()
+            c.clock.advance(seconds=120)
+        [e] = await escalations(c)
+        [n] = e["notifications"]
+        assert (n["state"], n["attempts"]) == ("failed", 3)
+        [ev] = [x for x in await c.events(hid) if x["kind"] == "escalation_notification_failed"]
+        assert ev["detail"]["notification_id"] == n["id"] and ev["detail"]["attempts"] == 3
+        # the escalation itself stays open on the web page
+        assert e["state"] == "open"
+        # the hearing is cancelled: at its step-2 time the escalation closes itself
+        await c.call("DELETE", f"/api/v1/hearings/{hid}", role="secretary", expect=200)
+        c.clock.advance(seconds=STEP2_S)
+        await c.scheduler.run_until_idle()
+        assert await escalations(c) == []
+        [e] = await escalations(c, "all")
+        assert (e["resolved_by"], e["actions"][-1]["note"]) == ("system", "hearing cancelled")
