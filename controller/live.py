@@ -367,14 +367,16 @@ class LiveService:
         sid = uuid.uuid4().hex
         duration = max(60.0, min(24 * 3600.0, f.end_at - now + 60.0))
         f.session_id, f.session_end, f.counted_t = sid, now + duration, -1
-        f.detector = Detector(self.params, expect_from=now + grace)
+        # Silent (lost) when the first second has not arrived `grace` seconds from now.
+        f.detector = Detector(self.params, expect_from=now + grace - self.s.silent_s)
         self.sessions[sid] = f.hearing_id
         try:
             await self.app[GATEWAY_KEY].start_session(session_id=sid, caller=f.caller, callee=f.callee,
                                                       kind="monitor", profile=self.s.profile, duration_s=duration)
         except Exception as exc:
-            # Not started (an agent away): the silence rule judges it after the grace.
+            # Not started (an agent away): silent at once, judged by the next step.
             log.warning("live: hearing %s: monitoring session not started: %s", f.hearing_id, exc)
+            f.detector.expect(now - self.s.silent_s)
         return sid
 
     async def begin(self, hearing_id: int, trigger: str, now: float | None = None) -> Flow | None:
