@@ -13,8 +13,8 @@ is never run): the system chromium is launched by path.
         await shot(page, "hearings-ru")      # tests/artifacts/web/hearings-ru.png
 
 `requires_browser` skips a test, with the reason, where chromium or
-Playwright is missing. `page.errors` collects uncaught exceptions and console
-errors: a test asserts it stays empty.
+Playwright is missing. `page.errors` collects uncaught exceptions, console
+errors and 5xx responses: a test asserts it stays empty.
 """
 from __future__ import annotations
 
@@ -69,7 +69,11 @@ async def new_page(b, *, width: int = 1280, height: int = 800, timezone: str = "
     page = await ctx.new_page()
     page.errors = []
     page.on("pageerror", lambda exc: page.errors.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: page.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    # A 4xx the page expects (e.g. no act drafted yet) is not an error; 5xx and script errors are.
+    page.on("console", lambda msg: page.errors.append(f"console: {msg.text}")
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    page.on("response", lambda resp: page.errors.append(f"HTTP {resp.status} {resp.url}")
+            if resp.status >= 500 else None)
     return page
 
 

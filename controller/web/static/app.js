@@ -44,6 +44,11 @@ function h(tag, attrs, ...children) {
 
 const $ = (sel) => document.querySelector(sel);
 
+// Element.replaceChildren with the nulls and arrays h() accepts.
+function put(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function badge(kind, value, label) {
   return h("span", { class: `badge ${kind}-${value}` }, label);
 }
@@ -73,6 +78,9 @@ async function act(fn, okMsg) {
 }
 
 function table(caption, headers, rows, cls = "") {
+  for (const tr of rows) {
+    [...tr.children].forEach((cell, i) => { if (headers[i] && !cell.dataset.label) cell.dataset.label = headers[i]; });
+  }
   return h("div", { class: "table-wrap" },
     h("table", { class: cls },
       caption ? h("caption", { class: "sr-only" }, caption) : null,
@@ -234,7 +242,7 @@ function checkCell(c, tz, kind) {
   if (!c) return t("common.dash");
   const parts = [statusBadge(c.status)];
   if (c.verdict) parts.push(" ", verdictBadge(c.verdict));
-  if (c.overdue) parts.push(" ", badge("flag", "overdue", t("hearings.overdue")));
+  if (c.overdue && c.status !== "overdue") parts.push(" ", badge("flag", "overdue", t("hearings.overdue")));
   if (c.late) parts.push(" ", badge("flag", "late", t("hearings.late")));
   const when = kind === "preconnect" && c.window
     ? t("hearings.window", { opens: fmtTime(c.window.opens, tz, { date: false, zone: false }),
@@ -247,16 +255,25 @@ function agreementText(a) {
   return t("agreement.state", { who: t(`agreement.${a.coordinator}`), state: t(`agreement.${a.state}`) });
 }
 
+function agreementCell(a) {
+  return h("div", {}, badge("agreement", a.state, t(`agreement.${a.state}`)),
+    h("div", { class: "small" }, t(`agreement.${a.coordinator}`)));
+}
+
+function timeCell(iso, tz) {
+  return [h("span", { class: "nowrap" }, fmtTime(iso, tz, { zone: false })), h("div", { class: "small muted" }, zoneName(tz, new Date(iso)))];
+}
+
 function hearingRow(x) {
   const tz = x.court.timezone;
   return h("tr", { class: x.suspended ? "suspended" : "", dataset: { hearing: String(x.id) } },
-    h("td", {}, fmtTime(x.start_utc, tz)),
-    h("th", { scope: "row" }, h("a", { href: `#hearing/${x.id}`, "aria-label": t("hearings.open", { case: x.case_number }) },
+    h("td", {}, timeCell(x.start_utc, tz)),
+    h("th", { scope: "row", class: "nowrap" }, h("a", { href: `#hearing/${x.id}`, "aria-label": t("hearings.open", { case: x.case_number }) },
       x.case_number)),
     h("td", {}, x.court.name, h("br"), h("span", { class: "small" }, x.room.name)),
     h("td", {}, x.participants.map((p) => h("div", {}, p.institution_name))),
     h("td", {}, statusBadge(x.status), x.suspended ? [" ", badge("flag", "suspended", t("hearings.suspended"))] : null),
-    h("td", { class: `agreement-${x.agreement.state}` }, agreementText(x.agreement)),
+    h("td", {}, agreementCell(x.agreement)),
     h("td", {}, checkCell(x.test_request, tz, "test")),
     h("td", {}, checkCell(x.preconnect, tz, "preconnect")),
     h("td", {}, verdictBadge(x.verdict)));
@@ -314,7 +331,7 @@ async function viewHearing(root, id) {
       checkRows.push(h("tr", {},
         h("td", {}, t(`kind.${kind}`)),
         h("td", {}, `${termName(it.caller)} → ${termName(it.callee)}`),
-        h("td", {}, statusBadge(it.status), it.overdue_at ? [" ", badge("flag", "overdue", t("hearings.overdue"))] : null),
+        h("td", {}, statusBadge(it.status), it.overdue_at && it.status !== "overdue" ? [" ", badge("flag", "overdue", t("hearings.overdue"))] : null),
         h("td", {}, fmtTime(it.deadline, tz)),
         h("td", {}, it.verdict ? verdictBadge(it.verdict) : t("common.dash")),
         h("td", {}, String(it.attempts))));
@@ -345,10 +362,11 @@ async function viewHearing(root, id) {
     liveBox, actBox, eventsBox);
   if (state.caps.exists("GET", `${path}/live`)) {
     const card = liveCard(x);
-    liveBox.append(card.el);
-    const tick = () => card.update().catch(() => {});
-    every(LIVE_MS, tick);
-    tick();
+    const first = await card.update().catch(() => null);
+    if (ongoing([x]).length || (first && first.state !== "idle")) {
+      liveBox.append(card.el);
+      every(LIVE_MS, () => card.update().catch(() => {}));
+    }
   }
   if (state.caps.exists("GET", `${path}/breaks`)) breaksSection(liveBox, x).catch(() => {});
   actSection(actBox, x).catch((e) => actBox.append(h("p", { class: "error" }, errText(e))));
@@ -359,14 +377,15 @@ async function breaksSection(box, x) {
   const data = await get(`${A}/hearings/${x.id}/breaks`);
   const items = data.items || data.breaks || [];
   const tz = x.court.timezone;
-  box.append(h("h3", {}, t("hearing.breaks")), items.length
-    ? table(t("hearing.breaks"), [t("hearing.break.started"), t("hearing.break.ended"), t("hearing.break.cause"), t("hearing.break.duration")],
+  if (!items.length) return;
+  box.append(h("h3", {}, t("hearing.breaks")),
+    table(t("hearing.breaks"), [t("hearing.break.started"), t("hearing.break.ended"), t("hearing.break.cause"), t("hearing.break.duration"), t("hearing.break.resumed_by")],
       items.map((b) => h("tr", {},
-        h("td", {}, fmtTime(b.started_at || b.at || b.since, tz)),
-        h("td", {}, fmtTime(b.ended_at || b.resumed_at, tz)),
-        h("td", {}, String(b.cause ?? b.reason ?? t("common.dash"))),
-        h("td", {}, b.duration_s != null ? `${fmtNumber(b.duration_s, 0)} s` : t("common.dash")))))
-    : h("p", { class: "muted" }, t("common.none")));
+        h("td", {}, fmtTime(b.started_at, tz)),
+        h("td", {}, fmtTime(b.resumed_at || b.ended_at, tz, { zone: false })),
+        h("td", {}, has(`break.cause.${b.cause}`) ? t(`break.cause.${b.cause}`) : String(b.cause ?? t("common.dash"))),
+        h("td", {}, b.duration_s != null ? t("hearing.break.seconds", { n: fmtNumber(b.duration_s, 0) }) : t("common.dash")),
+        h("td", {}, b.resumed_by || t("common.dash"))))));
 }
 
 function eventText(kind) { return has(`event.${kind}`) ? t(`event.${kind}`) : kind; }
@@ -388,18 +407,28 @@ function summarize(detail) {
 
 const SIGNERS = ["head_of_office", "secretary", "technician"];
 
-function signatureList(act) {
-  const sigs = act.signatures;
-  let rows = [];
-  if (Array.isArray(sigs)) rows = sigs.map((s) => [s.role || s.signer || s.field, s]);
-  else if (sigs && typeof sigs === "object") rows = Object.entries(sigs);
-  else rows = SIGNERS.map((r) => [r, null]);
-  return h("ul", { class: "signatures" }, rows.map(([role, s]) => {
-    const label = has(`act.signer.${role}`) ? t(`act.signer.${role}`) : role;
-    const signed = s && (s.signed_at || s.at);
-    return h("li", { class: signed ? "signed" : "unsigned" }, `${label}: `,
-      signed ? t("act.signed", { name: s.name || s.by || s.signed_by || "", time: fmtTime(signed, "UTC") }) : t("act.unsigned"));
+function signatureList(actDoc, tz) {
+  const byRole = new Map((actDoc.signatures || []).map((x) => [x.role, x]));
+  return h("ul", { class: "signatures" }, SIGNERS.map((role) => {
+    const sig = byRole.get(role);
+    return h("li", { class: sig ? "signed" : "unsigned", dataset: { role } }, `${t(`act.signer.${role}`)}: `,
+      sig ? t("act.signed", { name: sig.name, time: fmtTime(sig.signed_at, tz) }) : t("act.unsigned"));
   }));
+}
+
+function signForm(box, x, actDoc) {
+  const missing = actDoc.missing_signatures || SIGNERS.filter((r) => !(actDoc.signatures || []).some((s) => s.role === r));
+  if (!missing.length || !state.caps.can("POST", `${A}/hearings/{id}/act/signatures`)) return null;
+  const role = h("select", { id: "sign-role", name: "role" }, missing.map((r) => h("option", { value: r }, t(`act.signer.${r}`))));
+  const name = h("input", { id: "sign-name", name: "name", required: true, maxlength: "200", autocomplete: "name" });
+  return h("form", { class: "card form-grid", id: "sign-form", onsubmit: async (ev) => {
+    ev.preventDefault();
+    const r = await act(() => post(`${A}/hearings/${x.id}/act/signatures`, { role: role.value, name: name.value.trim() }));
+    if (r !== undefined) await actSection(box, x);
+  } },
+  h("h4", { class: "full" }, t("act.sign")),
+  field("sign-role", t("act.signer"), role), field("sign-name", t("act.signer_name"), name),
+  h("div", { class: "field" }, h("button", { type: "submit" }, t("act.sign_submit"))));
 }
 
 async function actSection(box, x) {
@@ -413,20 +442,23 @@ async function actSection(box, x) {
     if (!(e instanceof ApiError && e.status === 404)) throw e;
   }
   if (!actDoc) {
-    box.replaceChildren(heading, h("p", { class: "muted" }, t("act.none")),
+    put(box, heading, h("p", { class: "muted" }, t("act.none")),
       state.caps.can("POST", path)
-        ? h("button", { type: "button", onclick: () => act(() => post(`${A}/hearings/${x.id}/act`, {})).then(() => actSection(box, x)) }, t("act.draft"))
+        ? h("button", { type: "button", id: "act-draft", onclick: () => act(() => post(`${A}/hearings/${x.id}/act`, {})).then(() => actSection(box, x)) }, t("act.draft"))
         : null);
     return;
   }
   const base = `${A}/hearings/${x.id}/act`;
-  box.replaceChildren(heading,
+  const tz = x.court.timezone;
+  put(box, heading,
+    h("p", {}, badge("act", actDoc.status, t(`act.status.${actDoc.status}`)), " ",
+      h("span", { class: "small" }, t("act.drawn", { name: actDoc.created_by, time: fmtTime(actDoc.created_at, tz) }))),
     h("ul", { class: "links" },
       h("li", {}, h("a", { href: `${base}.html?lang=kk`, target: "_blank", rel: "noopener" }, t("act.print_kk"))),
       h("li", {}, h("a", { href: `${base}.html?lang=ru`, target: "_blank", rel: "noopener" }, t("act.print_ru"))),
       h("li", {}, h("a", { href: `${base}.pdf?lang=kk` }, t("act.pdf_kk"))),
       h("li", {}, h("a", { href: `${base}.pdf?lang=ru` }, t("act.pdf_ru")))),
-    h("h4", {}, t("act.signatures")), signatureList(actDoc));
+    h("h4", {}, t("act.signatures")), signatureList(actDoc, tz), signForm(box, x, actDoc));
 }
 
 // --- live quality -----------------------------------------------------------------------------
@@ -467,11 +499,11 @@ function liveCard(x) {
     try {
       live = await get(`${A}/hearings/${x.id}/live`);
     } catch (e) {
-      stateLine.replaceChildren(t("common.not_available"));
-      return;
+      put(stateLine, t("common.not_available"));
+      return null;
     }
     const st = live.state || "idle";
-    stateLine.replaceChildren(badge("live", st, t("live.state", { state: has(`live.state.${st}`) ? t(`live.state.${st}`) : st })),
+    put(stateLine, badge("live", st, t("live.state", { state: has(`live.state.${st}`) ? t(`live.state.${st}`) : st })),
       " ", live.verdict ? verdictBadge(live.verdict) : null, " ",
       live.since ? h("span", { class: "small" }, t("live.since", { time: fmtTime(live.since, tz) })) : null);
     const intervals = live.intervals || [];
@@ -500,6 +532,7 @@ function liveCard(x) {
       }));
       for (const sw of c.legend.querySelectorAll(".swatch")) sw.style.borderColor = sw.dataset.color;
     }
+    return live;
   }
   return { el, update };
 }
@@ -544,14 +577,15 @@ async function updateBanners() {
   for (const x of candidates) {
     let live;
     try { live = await get(`${A}/hearings/${x.id}/live`); } catch { continue; }
-    if (!["break", "reconnecting", "ready_to_resume"].includes(live.state)) continue;
+    const inBreak = live.break && !live.break.resumed_at && ["reconnecting", "ready_to_resume", "escalated"].includes(live.state);
+    if (!inBreak && !["break", "reconnecting", "ready_to_resume"].includes(live.state)) continue;
     const tz = x.court.timezone;
     const ready = live.state === "ready_to_resume";
-    const since = live.break?.started_at || live.break?.at || live.since;
+    const since = live.break?.started_at || live.since;
     const canResume = ready && state.caps.can("POST", `${A}/hearings/{id}/resume`);
     shown.push(h("div", { class: `banner ${ready ? "ready" : "break"}`, role: "alert", dataset: { hearing: String(x.id) } },
       h("strong", {}, t("break.banner", { room: `${x.court.name}, ${x.room.name}`, case: x.case_number })),
-      " ", h("span", {}, ready ? t("break.ready") : t("break.reconnecting")),
+      " ", h("span", {}, ready ? t("break.ready") : live.state === "escalated" ? t("break.escalated") : t("break.reconnecting")),
       " ", since ? h("span", { class: "small" }, t("break.since", { time: fmtTime(since, tz) })) : null,
       canResume ? h("button", { type: "button", class: "resume", onclick: async (ev) => {
         ev.target.disabled = true;
@@ -559,7 +593,9 @@ async function updateBanners() {
         updateBanners().catch(() => {});
       } }, t("break.confirm")) : null));
   }
+  const focused = box.contains(document.activeElement);
   box.replaceChildren(...shown);
+  if (focused) box.querySelector("button")?.focus();
 }
 
 // --- terminals --------------------------------------------------------------------------------
@@ -598,27 +634,32 @@ async function viewEscalations(root) {
   await keepFresh(box, async () => {
     const data = await get(`${A}/escalations?state=open`);
     const items = data.items || [];
-    if (!items.length) return h("p", { class: "muted" }, t("common.none"));
+    if (!items.length) return h("p", { class: "muted" }, t("escalations.none"));
     const byId = new Map(state.hearings.map((x) => [x.id, x]));
-    const heads = ["id", "hearing", "cause", "step", "opened", "acks", "actions"].map((k) => t(`escalations.col.${k}`));
-    return table(t("escalations.title"), heads, items.map((e) => {
-      const hx = byId.get(e.hearing_id);
-      const tz = hx ? hx.court.timezone : "UTC";
-      const buttons = [["ack", "escalations.ack"], ["cannot-fix", "escalations.cannot_fix"], ["resolve", "escalations.resolve"]]
-        .filter(([verb]) => state.caps.can("POST", `${A}/escalations/{id}/${verb}`))
-        .map(([verb, label]) => h("button", { type: "button", class: "small-btn", dataset: { action: verb },
-          onclick: () => act(() => post(`${A}/escalations/${e.id}/${verb}`, {})).then(() => route()) }, t(label)));
-      const acks = e.acks || e.acknowledgements || [];
-      return h("tr", { dataset: { escalation: String(e.id) } },
-        h("td", {}, String(e.id)),
-        h("td", {}, e.hearing_id != null ? h("a", { href: `#hearing/${e.hearing_id}` }, hx ? hx.case_number : `#${e.hearing_id}`) : t("common.dash")),
-        h("td", {}, String(e.cause ?? e.kind ?? e.reason ?? t("common.dash"))),
-        h("td", {}, String(e.step ?? e.level ?? e.state ?? t("common.dash"))),
-        h("td", {}, fmtTime(e.opened_at || e.created_at, tz)),
-        h("td", {}, Array.isArray(acks) && acks.length ? acks.map((a) => h("div", {}, `${a.by || a.who || a.name || ""} ${a.at ? fmtTime(a.at, tz, { zone: false }) : ""}`)) : t("common.dash")),
-        h("td", { class: "actions" }, buttons));
-    }), "escalations");
+    const heads = ["hearing", "cause", "step", "opened", "acks", "actions"].map((k) => t(`escalations.col.${k}`));
+    return table(t("escalations.title"), heads, items.map((e) => escalationRow(e, byId.get(e.hearing_id))), "escalations");
   });
+}
+
+function escalationRow(e, hx) {
+  const tz = hx ? hx.court.timezone : "Asia/Almaty";
+  const verbs = [["ack", "escalations.ack", e.state === "open"], ["cannot-fix", "escalations.cannot_fix", e.state !== "cannot_fix"],
+    ["resolve", "escalations.resolve", true]];
+  const buttons = verbs.filter(([verb, , when]) => when && state.caps.can("POST", `${A}/escalations/{id}/${verb}`))
+    .map(([verb, label]) => h("button", { type: "button", class: "small-btn", dataset: { action: verb },
+      onclick: () => act(() => post(`${A}/escalations/${e.id}/${verb}`, {})).then(() => route()) }, t(label)));
+  const cause = has(`cause.${e.cause}`) ? t(`cause.${e.cause}`) : e.cause;
+  const who = e.hearing ? `${e.hearing.court_name}, ${e.hearing.room}` : "";
+  return h("tr", { dataset: { escalation: String(e.id) } },
+    h("td", {}, h("a", { href: `#hearing/${e.hearing_id}` }, e.hearing ? e.hearing.case_number : `#${e.hearing_id}`),
+      who ? h("div", { class: "small" }, who) : null),
+    h("td", {}, badge("cause", e.cause, cause)),
+    h("td", {}, t(`escalations.step${e.step === 2 ? 2 : 1}`), h("div", { class: "small" }, t(`escalations.state.${e.state}`)),
+      e.step !== 2 && e.step2_due_at ? h("div", { class: "small" }, t("escalations.step2_due", { time: fmtTime(e.step2_due_at, tz, { zone: false }) })) : null),
+    h("td", {}, timeCell(e.opened_at, tz)),
+    h("td", {}, e.acked_by ? t("escalations.acked", { name: e.acked_by, time: fmtTime(e.acked_at, tz, { zone: false }) }) : t("common.dash"),
+      e.cannot_fix_by ? h("div", { class: "small" }, t("escalations.cannot_fix_by", { name: e.cannot_fix_by })) : null),
+    h("td", { class: "actions" }, buttons));
 }
 
 // --- a test now -------------------------------------------------------------------------------

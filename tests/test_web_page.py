@@ -1,0 +1,317 @@
+"""The web page in a real headless browser (Debian's chromium, driven by Playwright; see
+tests/browser.py) against a real controller on SQLite: sign in, hearings with their deadlines
+and verdicts in Kazakh, Russian and English, what each role may do, suspensions, the break
+banner and resume, and a test run now between two real `vks-agent run` processes.
+Screenshots go to tests/artifacts/web/."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from controller.app import create_app
+from controller.checks import report_verdict
+from controller.keys import DB_KEY, GATEWAY_KEY
+from controller.models import SitesFile
+from controller.settings import ControllerSettings
+from controller.store import agents as agents_repo
+from controller.store import registry
+from controller.store import users as users_repo
+from agent import configfile
+from tests.browser import PASSWORD, browser, new_page, requires_browser, set_lang, shot, sign_in
+from tests.conftest import FakeClock
+from tests.controller_kit import REPO, SITES, Controller, report
+from tests.test_link_hub import free_port
+
+pytestmark = [requires_browser, pytest.mark.timeout(120)]
+H = dt.timedelta(hours=1)
+
+
+async def seeded(ctl: Controller) -> dict[str, dict]:
+    """Hearings for today and the days ahead with different states: a passed test (good), an
+    overdue one (the SIZO terminal away), a degraded one, one pending with its deadline ahead,
+    and a cassation hearing (the Department coordinator's agreement). The controller's clock
+    is moved from a day before to now, so the checks have run or gone overdue on the way."""
+    real_now = ctl.clock.now
+    ctl.clock.set(real_now - 30 * H)
+    ctl.gw.offline.add("sizo-almaty-2")
+    hs = {}
+    _, hs["good"] = await ctl.schedule(start=real_now + 2 * H, case="2-101/2026")
+    _, hs["overdue"] = await ctl.schedule(start=real_now + 3 * H, case="2-102/2026", participants=("sizo-almaty-2",),
+                                          room=("almaty-medeu-district", "Зал 2"))
+    _, hs["degraded"] = await ctl.schedule(start=real_now + 4 * H, case="2-103/2026",
+                                           room=("kyzylorda-district-2", "Зал 1"), participants=("sizo-kyzylorda-1",))
+    await ctl.scheduler.run_until_idle()
+    for s in ctl.gw.started:
+        await ctl.checks.on_session_result(s["session_id"], report("degraded" if s["caller"] == "court-kyzylorda-1"
+                                                                   else "good"))
+    ctl.clock.set(real_now)
+    await ctl.scheduler.run_until_idle()
+    _, hs["ahead"] = await ctl.schedule(start=real_now + 50 * H, case="2-104/2026", participants=("sizo-almaty-1",),
+                                        room=("almaty-city-court", "Зал апелляционной коллегии 3"))
+    _, hs["cassation"] = await ctl.schedule(start=real_now + 75 * H, case="3-105/2026", participants=("inst-karaganda-1",),
+                                            room=("supreme-court", "Зал кассационной коллегии 1"))
+    await ctl.call("POST", f"/api/v1/hearings/{hs['good']['id']}/agreement", expect=200, json={})
+    async with ctl.db.transaction() as conn:
+        for role in ("admin", "coordinator", "secretary", "technician", "viewer"):
+            await users_repo.set_password(conn, f"{role}-1", PASSWORD, ctl.clock())
+    return hs
+
+
+@pytest.fixture
+async def ctl(tmp_path):
+    clock = FakeClock(dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
+    async with Controller(f"sqlite:///{tmp_path / 'controller.sqlite'}", clock) as c:
+        c.base = str(c.client.make_url("/"))
+        c.hearings = await seeded(c)
+        yield c
+
+
+def row(page, case: str):
+    return page.locator("table.hearings tbody tr", has_text=case)
+
+
+async def test_hearings_with_deadlines_and_verdicts_in_three_languages(ctl):
+    async with browser() as b:
+        page = await new_page(b)
+        await sign_in(page, ctl.base, "admin-1")
+        await page.wait_for_selector("table.hearings")
+        expected = {
+            "ru": {"good": "хорошо", "degraded": "ухудшено", "overdue": "просрочено", "given": "получено",
+                   "pending": "ожидается", "title": "Заседания сегодня и предстоящие"},
+            "kk": {"good": "жақсы", "degraded": "нашарлаған", "overdue": "мерзімі өтті", "given": "берілді",
+                   "pending": "күтілуде", "title": "Бүгінгі және алдағы отырыстар"},
+            "en": {"good": "good", "degraded": "degraded", "overdue": "overdue", "given": "given",
+                   "pending": "pending", "title": "Today's and upcoming hearings"},
+        }
+        for lang, words in expected.items():
+            await set_lang(page, lang)
+            await page.wait_for_selector(f"h2:has-text(\"{words['title']}\")")
+            good, overdue = row(page, "2-101/2026"), row(page, "2-102/2026")
+            await overdue.wait_for()
+            assert words["good"] in await good.locator("td").last.inner_text()
+            assert words["given"] in await good.inner_text()
+            assert words["overdue"] in await overdue.inner_text()
+            assert words["degraded"] in await row(page, "2-103/2026").locator("td").last.inner_text()
+            assert words["pending"] in await row(page, "3-105/2026").inner_text()
+            # Each start and deadline in the court's own zone, named (the browser runs in Berlin).
+            almaty = await good.locator("td").first.inner_text()
+            start = dt.datetime.fromisoformat(ctl.hearings["good"]["start_utc"].replace("Z", "+00:00"))
+            assert "Asia/Almaty" in almaty
+            assert (start + 5 * H).strftime("%H:%M") in almaty
+            assert "Asia/Qyzylorda" in await row(page, "2-103/2026").locator("td").first.inner_text()
+            deadline = dt.datetime.fromisoformat(ctl.hearings["ahead"]["test_request"]["deadline"].replace("Z", "+00:00"))
+            assert (deadline + 5 * H).strftime("%H:%M") in await row(page, "2-104/2026").inner_text()
+            await shot(page, f"hearings-{lang}")
+
+        # The language is remembered.
+        await page.reload()
+        await page.wait_for_selector("table.hearings")
+        assert await page.eval_on_selector("html", "e => e.lang") == "en"
+
+        # One hearing: checks, event record, agreement.
+        await row(page, "2-102/2026").get_by_role("link").click()
+        await page.wait_for_selector("h2:has-text('Hearing 2-102/2026')")
+        await page.wait_for_selector("text=Event record (rule 21)")
+        assert "overdue" in await page.locator("dl.facts").inner_text()
+        await shot(page, "hearing-detail-en")
+
+        # A narrow screen: the same page, stacked.
+        narrow = await new_page(b, width=390, height=844)
+        await sign_in(narrow, ctl.base, "secretary-1")
+        await set_lang(narrow, "kk")
+        await narrow.wait_for_selector("table.hearings")
+        assert await narrow.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        await shot(narrow, "hearings-kk-narrow")
+        assert page.errors == [] and narrow.errors == []
+
+
+async def test_each_role_sees_only_its_actions(ctl):
+    async with browser() as b:
+        sec = await new_page(b)
+        await sign_in(sec, ctl.base, "secretary-1")
+        await set_lang(sec, "en")
+        assert "secretary" in await sec.inner_text("#whoami")
+        assert not await sec.locator('#nav a[data-view="test"]').is_visible()
+        await sec.click('#nav a[data-view="suspensions"]')
+        await sec.wait_for_selector("h2:has-text('Suspensions (rule 24)')")
+        assert await sec.locator("#susp-form").count() == 0
+        await sec.goto(ctl.base + f"#hearing/{ctl.hearings['good']['id']}")
+        await sec.wait_for_selector("h2:has-text('Hearing 2-101/2026')")
+        assert await sec.get_by_role("button", name="Run the test session now").count() == 0
+        assert await sec.get_by_role("button", name="Give agreement").count() == 0
+        await shot(sec, "secretary-hearing-en")
+
+        # A technician signs in with an API token instead; may run tests, not suspend.
+        tech = await new_page(b)
+        await tech.goto(ctl.base)
+        await tech.wait_for_selector("body[data-ready='1']")
+        await set_lang(tech, "en")
+        await tech.click("#token-login summary")
+        await tech.fill("#login-token", ctl.tokens["technician"])
+        await tech.click("#token-form button[type=submit]")
+        await tech.wait_for_selector("#whoami:not([hidden])")
+        assert await tech.locator('#nav a[data-view="test"]').is_visible()
+        await tech.goto(ctl.base + f"#hearing/{ctl.hearings['ahead']['id']}")
+        await tech.get_by_role("button", name="Run the test session now").wait_for()
+        await tech.goto(ctl.base + "#suspensions")
+        await tech.wait_for_selector("h2:has-text('Suspensions')")
+        assert await tech.locator("#susp-form").count() == 0
+
+        # Wrong password: refused, stays on the form; then sign out returns to it.
+        bad = await new_page(b)
+        await bad.goto(ctl.base)
+        await bad.wait_for_selector("body[data-ready='1']")
+        await bad.fill("#login-user", "admin-1")
+        await bad.fill("#login-pass", "not the password")
+        await bad.click("#login-form button[type=submit]")
+        await bad.wait_for_selector("#login-error:not(:empty)")
+        await shot(bad, "login-failed")
+        await tech.click("#logout")
+        await tech.wait_for_selector("#login:not([hidden])")
+        assert sec.errors == [] and tech.errors == []
+
+
+async def test_suspension_added_and_lifted_by_the_coordinator(ctl):
+    async with browser() as b:
+        page = await new_page(b)
+        await sign_in(page, ctl.base, "coordinator-1")
+        await set_lang(page, "ru")
+        await page.click('#nav a[data-view="suspensions"]')
+        await page.wait_for_selector("#susp-form")
+        await page.select_option("#susp-institution", "sizo-almaty-70-1")
+        await page.select_option("#susp-reason", "escape")
+        await page.fill("#susp-note", "учения")
+        await page.click("#susp-form button[type=submit]")
+        susp = page.locator("table.suspensions tbody tr", has_text="побег")
+        await susp.wait_for()
+        assert "действует" in await susp.inner_text()
+        # Three of the seeded hearings have a terminal of SIZO DS-70/1 (2-101, 2-102, 2-104).
+        await page.wait_for_selector("#susp-form p:has-text('Затронуто заседаний: 3')")
+        await shot(page, "suspensions-ru")
+
+        await page.click('#nav a[data-view="hearings"]')
+        await row(page, "2-101/2026").wait_for()
+        assert "приостановлено" in await row(page, "2-101/2026").inner_text()
+
+        await page.click('#nav a[data-view="suspensions"]')
+        await page.locator("table.suspensions button[data-action=lift]").click()
+        await page.wait_for_selector("table.suspensions tbody tr:has-text('не действует')")
+        assert await page.locator("table.suspensions button[data-action=lift]").count() == 0
+        _, items = await ctl.call("GET", "/api/v1/suspensions")
+        assert [s["lifted_by"] for s in items["items"]] == ["coordinator-1"]
+        assert page.errors == []
+
+
+async def test_terminals_with_health_and_last_check(ctl):
+    async with ctl.db.transaction() as conn:
+        await conn.execute(agents_repo.agent_presence.insert().values(
+            terminal_id="court-almaty-1", controller_id=None, last_seen=ctl.clock(), agent_version="0.1.0",
+            health='{"status": "warn", "problems": ["clock offset 0.8 s"], "checked_at": "2026-01-01T00:00:00Z"}'))
+    async with browser() as b:
+        page = await new_page(b)
+        await sign_in(page, ctl.base, "technician-1")
+        await set_lang(page, "en")
+        await page.click('#nav a[data-view="terminals"]')
+        court = page.locator("table.terminals tbody tr", has_text="court-almaty-1")
+        await court.wait_for()
+        text = await court.inner_text()
+        assert "online" in text and "warning" in text and "clock offset 0.8 s" in text and "test session: passed" in text
+        assert "no data" in await page.locator("table.terminals tbody tr", has_text="sizo-kyzylorda-1").inner_text()
+        await shot(page, "terminals-en")
+        assert page.errors == []
+
+
+# --- run a test now between two real agent processes --------------------------------------------
+
+def agent_config(tmp_path, terminal: str, port: int, token: str):
+    (tmp_path / f"{terminal}.token").write_text(token + "\n")
+    path = tmp_path / f"{terminal}.yaml"
+    path.write_text(f"terminal_id: {terminal}\nsession: {{host_addresses: [127.0.0.1]}}\n"
+                    f"controller:\n  url: ws://127.0.0.1:{port}/api/v1/agent/ws\n"
+                    f"  token_file: {tmp_path / f'{terminal}.token'}\n"
+                    f"  outbox_path: {tmp_path / f'{terminal}.outbox'}\n  heartbeat_s: 1\n"
+                    f"metrics:\n  listen: 127.0.0.1:{free_port()}\n")
+    return path
+
+
+@pytest.fixture
+async def live_controller(tmp_path):
+    """A controller with its real agent hub (no scheduler: only what the page asks runs),
+    and two `vks-agent run` processes connected to it over WebSockets on loopback."""
+    from aiohttp.test_utils import TestServer
+    settings = ControllerSettings(db=f"sqlite:///{tmp_path / 'controller.sqlite'}")
+    app = create_app(settings, judge=report_verdict, run_scheduler=False)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    db = app[DB_KEY]
+    sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
+    now = dt.datetime.now(dt.timezone.utc)
+    tokens = {}
+    async with db.transaction() as conn:
+        await registry.import_sites(conn, sites.model_dump()["institutions"], now)
+        u = await users_repo.create_user(conn, "tech-1", "technician", now)
+        await users_repo.set_password(conn, "tech-1", PASSWORD, now)
+        for t in ("court-almaty-1", "sizo-almaty-1"):
+            tokens[t] = (await agents_repo.issue_token(conn, t))[1]
+    procs, logs = [], []
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    try:
+        for t, token in tokens.items():
+            log = open(tmp_path / f"{t}.log", "wb")
+            logs.append(log)
+            procs.append(subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config",
+                                           str(agent_config(tmp_path, t, server.port, token))],
+                                          cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+        yield server, app, tmp_path, procs
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for f in logs:
+            f.close()
+        await server.close()
+
+
+
+async def test_run_a_test_now_between_two_real_agents(live_controller):
+    server, app, tmp_path, procs = live_controller
+    base = str(server.make_url("/"))
+    async with browser() as b:
+        page = await new_page(b)
+        await sign_in(page, base, "tech-1")
+        await set_lang(page, "en")
+        await page.click('#nav a[data-view="terminals"]')
+        # Both agents connect (a few seconds: they start their Python and aiortc).
+        deadline = time.monotonic() + 60
+        while not {"court-almaty-1", "sizo-almaty-1"} <= app[GATEWAY_KEY].online():
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                pytest.fail(f"the agents did not connect; see {tmp_path}/*.log")
+            await page.wait_for_timeout(300)
+        await page.reload()
+        for t in ("court-almaty-1", "sizo-almaty-1"):
+            await page.locator("table.terminals tbody tr", has_text=t).locator(".online-yes").wait_for()
+        await page.click('#nav a[data-view="test"]')
+        await page.select_option("#test-caller", "court-almaty-1")
+        await page.select_option("#test-callee", "sizo-almaty-1")
+        await page.select_option("#test-profile", "monitor")
+        await page.fill("#test-duration", "3")
+        await page.click("#view form button[type=submit]")
+        await page.wait_for_selector("#test-out p.running")
+        await shot(page, "test-running-en")
+        await page.wait_for_selector("#test-out .test-result", timeout=60_000)
+        status = await page.get_attribute("#test-out .test-result", "data-status")
+        text = await page.inner_text("#test-out")
+        await shot(page, "test-result-en")
+        assert status == "done", text
+        assert "Verdict:" in text and "outbound" in text and "RTT" in text
+        assert page.errors == []
