@@ -1,4 +1,5 @@
-"""vks-controller: serve, migrate, user add|token|passwd, sites import, terminal token.
+"""vks-controller: serve, migrate, user add|token|passwd, sites import, terminal token,
+contact add|list|remove (who is told of escalations).
 
 Exit status: 0 ok; 1 a runtime failure (e.g. the database cannot be reached);
 2 a usage or configuration error, with a message naming what is wrong.
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_terminal_parser(sub, parents=[common])
+    from controller.escalation_api import add_contact_parser
+    add_contact_parser(sub, parents=[common])
     return p
 
 
@@ -211,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "terminal":
             from controller.agent_api import run_terminal_command
             return run_terminal_command(settings.db, args)
+        if args.command == "contact":
+            from controller.escalation_api import run_contact_command
+            return run_contact_command(settings, args)
         if args.command == "sites":
             path = args.file or settings.sites_file
             if path is None:

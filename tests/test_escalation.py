@@ -341,3 +341,23 @@ async def test_undeliverable_notification_gives_up_after_max_attempts_and_says_s
         assert await escalations(c) == []
         [e] = await escalations(c, "all")
         assert (e["resolved_by"], e["actions"][-1]["note"]) == ("system", "hearing cancelled")
+
+
+def test_cli_contact_add_list_remove(tmp_path):
+    """On SQLite only (each call is a process; the store code is the one the API tests run on both)."""
+    from tests.test_controller_cli import REPO, run
+    db_url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    assert run("sites", "import", str(REPO / "configs" / "sites.yaml"), "--db", db_url).returncode == 0
+    r = run("contact", "add", "sizo-almaty-70-1", "--kind", "technician", "--name", "Техник СИЗО",
+            "--email", "tech@sizo.kz", "--webhook", "http://127.0.0.1:9/hook", "--db", db_url)
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    r = run("contact", "add", "sizo-almaty-70-1", "--kind", "organiser", "--name", "x", "--db", db_url)
+    assert r.returncode == 2 and "email" in r.stderr
+    r = run("contact", "add", "nowhere", "--kind", "organiser", "--name", "x", "--email", "a@b.kz", "--db", db_url)
+    assert r.returncode == 2 and "nowhere" in r.stderr
+    r = run("contact", "list", "sizo-almaty-70-1", "--db", db_url)
+    assert r.returncode == 0 and r.stdout.split("\t")[:4] == [cid, "sizo-almaty-70-1", "technician", "Техник СИЗО"]
+    assert run("contact", "remove", cid, "--db", db_url).returncode == 0
+    assert run("contact", "list", "--db", db_url).stdout == ""
+    assert run("contact", "remove", cid, "--db", db_url).returncode == 2
