@@ -315,3 +315,39 @@ async def test_run_a_test_now_between_two_real_agents(live_controller):
         assert status == "done", text
         assert "Verdict:" in text and "outbound" in text and "RTT" in text
         assert page.errors == []
+
+
+async def test_escalation_acknowledged_and_the_act_drawn_up_and_signed(ctl):
+    """The seeded overdue hearing (its SIZO terminal away) has an open escalation (rule 16)."""
+    hid = ctl.hearings["overdue"]["id"]
+    async with browser() as b:
+        tech = await new_page(b)
+        await sign_in(tech, ctl.base, "technician-1")
+        await set_lang(tech, "en")
+        await tech.click('#nav a[data-view="escalations"]')
+        esc = tech.locator("table.escalations tbody tr", has_text="2-102/2026")
+        await esc.wait_for()
+        assert "test session failed" in await esc.inner_text()
+        await esc.locator("button[data-action=ack]").click()
+        await tech.wait_for_selector("table.escalations tbody tr:has-text('technician-1')")
+        assert await tech.locator("table.escalations button[data-action=ack]").count() == 0
+        await shot(tech, "escalations-en")
+
+        sec = await new_page(b)
+        await sign_in(sec, ctl.base, "secretary-1")
+        await set_lang(sec, "ru")
+        assert not await sec.locator("table.escalations").count()
+        await sec.goto(ctl.base + f"#hearing/{hid}")
+        await sec.click("#act-draft")
+        await sec.wait_for_selector("a:has-text('Печать (казахский, HTML)')")
+        await sec.select_option("#sign-role", "secretary")
+        await sec.fill("#sign-name", "А. Секретарёва")
+        await sec.click("#sign-form button[type=submit]")
+        await sec.wait_for_selector("ul.signatures li.signed:has-text('А. Секретарёва')")
+        assert await sec.locator("ul.signatures li.unsigned").count() == 2
+        await shot(sec, "act-ru")
+        # The print links work with the page's session cookie.
+        for lang in ("kk", "ru"):
+            resp = await sec.request.get(ctl.base + f"api/v1/hearings/{hid}/act.html?lang={lang}")
+            assert resp.status == 200 and "2-102/2026" in await resp.text()
+        assert tech.errors == [] and sec.errors == []
