@@ -9,6 +9,9 @@ sent to the moment its `ack` arrives - the hub acks only after the report is com
 is an upper bound of "sent to stored". Printed: agents connected, reports/s held, latency p50 /
 p99 / max, reports stored vs sent (nothing dropped, nothing doubled), controller RSS.
 
+The client processes run at nice 10 and build their messages cheaply: on one 2-core machine they
+stand for thousands of other machines and must not starve the controller they measure.
+
 Targets (issue 4) on a 2-core machine: 2,000 agents connected, p99 under 250 ms, RSS under 500 MB.
 
     .venv/bin/python benchmarks/agent_load.py [--agents 2000] [--seconds 60] [--procs 3]
@@ -93,9 +96,9 @@ async def run_clients(url: str, creds: list[tuple[str, str]], seconds: float, ra
                 async for raw in ws:
                     if raw.type != aiohttp.WSMsgType.TEXT:
                         continue
-                    m = wire.parse_controller_message(raw.data)
-                    if m.type == "ack":
-                        t = pending.pop(m.report_id, None)
+                    m = json.loads(raw.data)          # cheap: the clients stand for other machines
+                    if m.get("type") == "ack":
+                        t = pending.pop(m.get("report_id"), None)
                         if t is not None:
                             latencies.append(time.monotonic() - t)
                             acked += 1
@@ -114,11 +117,14 @@ async def run_clients(url: str, creds: list[tuple[str, str]], seconds: float, ra
                                      "outbound": {"packets": 50, "lost": 0, "loss_ratio": 0.0, "jitter_ms": 1.1,
                                                   "bitrate_kbps": 250.0}}}
                 pending[rid] = time.monotonic()
-                await ws.send_str(wire.encode(wire.Report(report_id=rid, kind="interval", session_id=session,
-                                                          body=body)))
+                # The same JSON as wire.encode(wire.Report(...)), built cheaply.
+                await ws.send_str(json.dumps({"id": wire.new_id(), "type": "report", "report_id": rid,
+                                              "kind": "interval", "session_id": session, "body": body,
+                                              "created_at": time.time(), "terminal_id": None}))
                 sent += 1
                 if n % 5 == 0:
-                    await ws.send_str(wire.encode(wire.Heartbeat(health={"status": "ok"})))
+                    await ws.send_str(json.dumps({"id": wire.new_id(), "type": "heartbeat",
+                                                  "health": {"status": "ok"}, "sessions": []}))
                 await asyncio.sleep(1.0)
             # Wait for the last acks.
             deadline = time.monotonic() + 10
@@ -136,6 +142,8 @@ async def run_clients(url: str, creds: list[tuple[str, str]], seconds: float, ra
 
 
 def client_main() -> None:
+    # The simulated agents stand for other machines: they yield the CPU to the controller.
+    os.nice(10)
     spec = json.loads(sys.stdin.read())
     out = asyncio.run(run_clients(spec["url"], spec["creds"], spec["seconds"], spec["ramp_s"]))
     Path(spec["out"]).write_text(json.dumps(out))
@@ -175,6 +183,29 @@ async def count_stored(db_url: str) -> tuple[int, int]:
         await db.close()
 
 
+def scrape_delay_p99(port: int) -> str:
+    """The controller's own histogram of report delay (agent's created_at -> committed), p99
+    as the bucket bound it falls under."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError as exc:
+        return f"n/a ({exc})"
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith('vks_controller_report_delay_seconds_bucket{') and 'kind="interval"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return "n/a"
+    total = buckets[-1][1]
+    for le, count in sorted(buckets):
+        if count >= 0.99 * total:
+            return f"<= {le * 1000:.0f} ms" if le != float("inf") else "> largest bucket"
+    return "n/a"
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -192,6 +223,7 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="vks-load-"))
+    print(f"work directory {tmp}", file=sys.stderr, flush=True)
     db_url = args.db or f"sqlite:///{tmp}/controller.sqlite"
     t_start = time.monotonic()
     creds = asyncio.run(issue_tokens(db_url, args.agents))
@@ -231,6 +263,7 @@ def main() -> int:
                       file=sys.stderr, flush=True)
         wall = time.monotonic() - t0
         ctl_cpu = cpu_s(ctl.pid) - cpu0
+        server_p99 = scrape_delay_p99(port)
         results = [json.loads((tmp / f"client{i}.json").read_text()) if (tmp / f"client{i}.json").exists()
                    else {} for i in range(len(clients))]
     finally:
@@ -253,6 +286,7 @@ def main() -> int:
     print(f"  stored rows / distinct {total} / {distinct}   (dropped {sent - distinct}, doubled {total - distinct})")
     print(f"  sent->acked(stored) ms p50 {pct(lat, 50) * 1000:.1f}  p99 {pct(lat, 99) * 1000:.1f}  "
           f"max {max(lat, default=float('nan')) * 1000:.1f}   (target p99 < 250)")
+    print(f"  controller-side p99    {server_p99}   (its own histogram: created_at -> committed)")
     print(f"  controller RSS peak    {peak_rss:.0f} MB   (target < 500)")
     print(f"  controller CPU         {ctl_cpu:.0f} s over {wall:.0f} s wall -> {ctl_cpu / wall:.2f} cores "
           f"(the simulated agents share the same {os.cpu_count()} cores)")

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 CLOSE_REPLACED = 4000
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
+# Database work slower than this is logged (it delays acks).
+SLOW_S = 0.5
 
 
 @dataclass
@@ -105,6 +107,7 @@ class Hub:
         self._tasks: list[asyncio.Task] = []
         self._handlers: set[asyncio.Task] = set()
         self._closing = False
+        self._writer_conn = None
         # controller.metrics.HubObserver, set by controller.metrics when the app starts.
         self.metrics = None
         # controller.live.LiveService (rule 22), set by controller.live when the app starts: it is
@@ -339,6 +342,16 @@ class Hub:
 
     async def _writer(self) -> None:
         """Store reports in batches; ack each only after its batch committed."""
+        self._writer_conn = None
+        try:
+            await self._write_loop()
+        finally:
+            if self._writer_conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._writer_conn.close())
+                self._writer_conn = None
+
+    async def _write_loop(self) -> None:
         delay = 0.2
         while True:
             first = await self._reports.get()
@@ -352,8 +365,16 @@ class Hub:
                     for c, m in batch]
             while True:
                 try:
-                    async with self.db.transaction() as conn:
-                        inserted = await store.store_reports(conn, rows)
+                    # The writer keeps its own connection: reports never queue behind the
+                    # pool (agent handshakes, API requests) - one round of BEGIN/INSERT/COMMIT.
+                    t0 = time.monotonic()
+                    if self._writer_conn is None:
+                        self._writer_conn = await self.db.engine.connect()
+                    async with self._writer_conn.begin():
+                        inserted = await store.store_reports(self._writer_conn, rows)
+                    took = time.monotonic() - t0
+                    if took > SLOW_S:
+                        log.warning("storing %d reports took %.2f s", len(rows), took)
                     delay = 0.2
                     break
                 except asyncio.CancelledError:
@@ -362,6 +383,10 @@ class Hub:
                     # Database away: keep the batch, no acks; the agents keep their outboxes.
                     self.stats.store_errors_total += 1
                     log.error("storing %d reports failed (%s); retrying in %.1f s", len(rows), exc, delay)
+                    if self._writer_conn is not None:
+                        with contextlib.suppress(Exception):
+                            await self._writer_conn.close()
+                        self._writer_conn = None
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
             self.stats.reports_stored_total += len(rows)
@@ -431,11 +456,15 @@ class Hub:
         while True:
             await asyncio.sleep(period)
             try:
+                t0 = time.monotonic()
                 seen = {t: (c.last_seen, c.health) for t, c in self._conns.items()}
                 lease_until = store.utcnow() + dt.timedelta(seconds=self.lease_s)
                 async with self.db.transaction() as conn:
                     await store.refresh_presence(conn, self.instance_id, seen, lease_until=lease_until)
                 await self._refresh_online()
+                took = time.monotonic() - t0
+                if took > SLOW_S:
+                    log.warning("refreshing %d agent leases took %.2f s", len(seen), took)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
