@@ -65,6 +65,7 @@ class AgentConn:
     connected_at: float = field(default_factory=time.time)
     last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     health: dict | None = None
+    health_written: dict | None = None
     sessions: list[str] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -305,7 +306,8 @@ class Hub:
                                               f"it cannot speak for {named!r}", ref=m.id)
         c.last_seen = store.utcnow()
         if isinstance(m, wire.Heartbeat):
-            c.health = m.health
+            if m.health != c.health:
+                c.health = m.health          # written with the next lease refresh
             c.sessions = list(m.sessions)
         elif isinstance(m, wire.Report):
             if m.session_id is not None and m.kind == "session":
@@ -457,14 +459,20 @@ class Hub:
             await asyncio.sleep(period)
             try:
                 t0 = time.monotonic()
-                seen = {t: (c.last_seen, c.health) for t, c in self._conns.items()}
+                changed = {t: c.health for t, c in self._conns.items()
+                           if c.health is not None and c.health is not c.health_written}
                 lease_until = store.utcnow() + dt.timedelta(seconds=self.lease_s)
                 async with self.db.transaction() as conn:
-                    await store.refresh_presence(conn, self.instance_id, seen, lease_until=lease_until)
+                    await store.refresh_presence(conn, self.instance_id, lease_until=lease_until,
+                                                 health=changed)
+                for t, h in changed.items():
+                    c = self._conns.get(t)
+                    if c is not None:
+                        c.health_written = h
                 await self._refresh_online()
                 took = time.monotonic() - t0
                 if took > SLOW_S:
-                    log.warning("refreshing %d agent leases took %.2f s", len(seen), took)
+                    log.warning("refreshing %d agent leases took %.2f s", len(self._conns), took)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

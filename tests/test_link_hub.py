@@ -431,3 +431,32 @@ async def test_reconnects_with_backoff_and_resends_unacked(tmp_path, agents):
     finally:
         await a.stop()
         await c2.stop()
+
+
+async def test_presence_health_and_lease_are_written_and_released(db_url, agents):
+    c = await Controller(db_url, lease_s=3.0).start()
+    try:
+        a = await agents(c, "court-1")
+        await asyncio.wait_for(a.link.connected.wait(), 10)
+
+        async def row():
+            async with c.db.read() as conn:
+                return (await store.presence(conn, ["court-1"])).get("court-1")
+        got = await eventually(lambda: _with_health(row), timeout=10)
+        assert got["online"] and got["controller_id"] == "ctl-a" and got["agent_version"] == "0.1.0"
+        assert got["health"] == {"status": "ok"}
+        await a.stop()
+        got = await eventually(lambda: _offline(row), timeout=10)
+        assert got["last_seen"] is not None and got["health"] == {"status": "ok"}
+    finally:
+        await c.stop()
+
+
+async def _with_health(row):
+    r = await row()
+    return r if r and r["health"] else None
+
+
+async def _offline(row):
+    r = await row()
+    return r if r and not r["online"] else None

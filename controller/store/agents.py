@@ -188,21 +188,18 @@ async def release_presence(conn: AsyncConnection, terminal_id: str, controller_i
                        .values(controller_id=None, lease_until=None, last_seen=utcnow()))
 
 
-async def refresh_presence(conn: AsyncConnection, controller_id: str,
-                           seen: dict[str, tuple[dt.datetime, dict | None]], *,
-                           lease_until: dt.datetime) -> None:
-    """Extend this controller's leases on the terminals it holds; record last seen and health.
-    One statement executed for all terminals (executemany), so that thousands of agents cost
-    one short write transaction."""
-    if not seen:
-        return
+async def refresh_presence(conn: AsyncConnection, controller_id: str, *, lease_until: dt.datetime,
+                           health: dict[str, dict] | None = None) -> None:
+    """Extend this controller's leases (one set-based UPDATE for all the terminals it holds:
+    they are connected, so last seen is now) and write the health that changed."""
     p = agent_presence.c
-    stmt = (update(agent_presence)
-            .where(p.terminal_id == bindparam("t_id"), p.controller_id == controller_id)
-            .values(lease_until=lease_until, last_seen=bindparam("t_seen"),
-                    health=func.coalesce(bindparam("t_health"), p.health)))
-    await conn.execute(stmt, [{"t_id": t, "t_seen": last_seen, "t_health": dumps(h) if h is not None else None}
-                              for t, (last_seen, h) in seen.items()])
+    await conn.execute(update(agent_presence).where(p.controller_id == controller_id)
+                       .values(lease_until=lease_until, last_seen=utcnow()))
+    if health:
+        stmt = (update(agent_presence)
+                .where(p.terminal_id == bindparam("t_id"), p.controller_id == controller_id)
+                .values(health=bindparam("t_health")))
+        await conn.execute(stmt, [{"t_id": t, "t_health": dumps(h)} for t, h in health.items()])
 
 
 async def release_all(conn: AsyncConnection, controller_id: str) -> None:
