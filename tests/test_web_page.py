@@ -5,12 +5,15 @@ banner and resume, and a test run now between two real `vks-agent run` processes
 Screenshots go to tests/artifacts/web/."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
 import time
 
+import aiohttp
 import pytest
 
 from controller.app import create_app
@@ -244,7 +247,10 @@ async def live_controller(tmp_path):
     """A controller with its real agent hub (no scheduler: only what the page asks runs),
     and two `vks-agent run` processes connected to it over WebSockets on loopback."""
     from aiohttp.test_utils import TestServer
-    settings = ControllerSettings(db=f"sqlite:///{tmp_path / 'controller.sqlite'}")
+    settings = ControllerSettings.model_validate({
+        "db": f"sqlite:///{tmp_path / 'controller.sqlite'}",
+        # Rule 22 quickly: ready to resume after 3 good seconds.
+        "live": {"resume_good_s": 3, "reconcile_s": 0.5, "backoff_max_s": 1.0}})
     app = create_app(settings, judge=report_verdict, run_scheduler=False)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -254,8 +260,9 @@ async def live_controller(tmp_path):
     tokens = {}
     async with db.transaction() as conn:
         await registry.import_sites(conn, sites.model_dump()["institutions"], now)
-        u = await users_repo.create_user(conn, "tech-1", "technician", now)
-        await users_repo.set_password(conn, "tech-1", PASSWORD, now)
+        for name, role in (("tech-1", "technician"), ("sec-1", "secretary")):
+            await users_repo.create_user(conn, name, role, now)
+            await users_repo.set_password(conn, name, PASSWORD, now)
         for t in ("court-almaty-1", "sizo-almaty-1"):
             tokens[t] = (await agents_repo.issue_token(conn, t))[1]
     procs, logs = [], []
@@ -351,3 +358,84 @@ async def test_escalation_acknowledged_and_the_act_drawn_up_and_signed(ctl):
             resp = await sec.request.get(ctl.base + f"api/v1/hearings/{hid}/act.html?lang={lang}")
             assert resp.status == 200 and "2-102/2026" in await resp.text()
         assert tech.errors == [] and sec.errors == []
+
+
+async def test_live_chart_break_banner_and_confirm_resume(live_controller):
+    """A hearing in progress between the two real agents: its live quality is drawn; the SIZO
+    agent frozen (SIGSTOP) is a loss of connection -> break (banner); thawed, the link holds
+    again -> ready to resume; the secretary confirms on the banner."""
+    server, app, tmp_path, procs = live_controller
+    base = str(server.make_url("/"))
+    client = aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True))   # an IP host
+    try:
+        resp = await client.post("/api/v1/login", json={"username": "sec-1", "password": PASSWORD})
+        assert resp.status == 200
+        hdr = {"X-Requested-With": "vks-web"}
+        deadline = time.monotonic() + 60
+        while not {"court-almaty-1", "sizo-almaty-1"} <= app[GATEWAY_KEY].online():
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), f"agents: see {tmp_path}"
+            await asyncio.sleep(0.3)
+        rooms = await (await client.get("/api/v1/rooms?institution_id=almaty-medeu-district")).json()
+        room = next(r["id"] for r in rooms["items"] if r["name"] == "Зал 1")
+        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10)
+        resp = await client.post("/api/v1/hearings", headers=hdr, json={
+            "case_number": "2-777/2026", "room_id": room, "start_utc": start.isoformat(), "duration_min": 60,
+            "participants": [{"terminal_id": "sizo-almaty-1"}]})
+        hid = (await resp.json())["id"]
+        assert (await client.post(f"/api/v1/hearings/{hid}/start", headers=hdr)).status == 200
+
+        async def live():
+            return await (await client.get(f"/api/v1/hearings/{hid}/live")).json()
+
+        async def until(pred, timeout, what):
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                lv = await live()
+                if pred(lv):
+                    return lv
+                await asyncio.sleep(0.3)
+            raise AssertionError(f"{what} not within {timeout} s: {(await live())['state']}; see {tmp_path}")
+
+        async with browser() as b:
+            page = await new_page(b)
+            await sign_in(page, base, "sec-1")
+            await set_lang(page, "en")
+            await page.click('#nav a[data-view="live"]')
+            card = page.locator("section.live", has_text="2-777/2026")
+            await card.wait_for()
+            await until(lambda lv: lv["state"] == "monitoring" and len(lv["intervals"]) >= 5, 40, "monitoring")
+            await page.wait_for_function(
+                "() => [...document.querySelectorAll('section.live canvas')].some(c => c.getAttribute('aria-label').includes('Latest'))")
+            await page.wait_for_timeout(2500)            # a few more seconds drawn
+            assert "monitoring" in await card.locator(".live-state").inner_text()
+            await shot(page, "live-en")
+
+            sizo = procs[1]
+            sizo.send_signal(signal.SIGSTOP)
+            try:
+                await until(lambda lv: lv["break"] is not None, 20, "break")
+                banner = page.locator("#banners .banner", has_text="2-777/2026")
+                await banner.wait_for()
+                assert "Break due to technical problems" in await banner.inner_text()
+                await shot(page, "break-banner-en")
+                await page.wait_for_timeout(1500)
+            finally:
+                sizo.send_signal(signal.SIGCONT)
+            await until(lambda lv: lv["state"] == "ready_to_resume", 60, "ready to resume")
+            await set_lang(page, "kk")
+            button = page.locator("#banners button.resume")
+            await button.wait_for()
+            assert "Жалғастыруды растау" == (await button.inner_text()).strip()
+            await shot(page, "ready-to-resume-kk")
+            await button.click()
+            await page.wait_for_selector("#banners .banner", state="detached")
+            lv = await live()
+            assert lv["state"] == "monitoring" and lv["break"] is None
+            breaks = await (await client.get(f"/api/v1/hearings/{hid}/breaks")).json()
+            assert [x["resumed_by"] for x in breaks["items"]] == ["sec-1"]
+            await page.goto(base + f"#hearing/{hid}")
+            await page.wait_for_selector("text=sec-1")
+            await shot(page, "hearing-after-break-kk")
+            assert page.errors == []
+    finally:
+        await client.close()

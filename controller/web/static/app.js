@@ -11,7 +11,8 @@ const A = "/api/v1";
 const REFRESH_MS = 10000;
 const BANNER_MS = 4000;
 const LIVE_MS = 2000;
-const LIVE_WINDOW_MS = 5 * 60 * 1000;
+const LIVE_WINDOW_MS = 2 * 60 * 1000;     // the live API returns the last 120 s
+const LIVE_MIN_SPAN_MS = 60 * 1000;
 const PRECONNECT_LEAD_MS = 30 * 60 * 1000;
 const REASONS = ["riot", "group_disobedience", "escape", "hostage_taking", "natural_disaster",
   "state_of_emergency", "special_regime", "martial_law"];
@@ -508,8 +509,10 @@ function liveCard(x) {
       live.since ? h("span", { class: "small" }, t("live.since", { time: fmtTime(live.since, tz) })) : null);
     const intervals = live.intervals || [];
     const to = intervals.length ? Math.max(Date.now(), intervalMs(intervals[intervals.length - 1])) : Date.now();
-    const from = to - LIVE_WINDOW_MS;
-    const fmtX = (ms) => fmtTime(new Date(ms).toISOString(), tz, { date: false, zone: false });
+    const first = intervals.length ? intervalMs(intervals[0]) : to;
+    const from = Math.max(to - LIVE_WINDOW_MS, Math.min(first, to - LIVE_MIN_SPAN_MS));
+    const fmtX = (ms) => fmtTime(new Date(ms).toISOString(), tz, { date: false, zone: false, seconds: true });
+    const stalled = intervals.filter((iv) => iv.stalled).map(intervalMs);
     const sets = {
       loss: [{ label: t("live.inbound"), color: COLORS.inbound, points: series(intervals, "inbound", "loss_ratio", 100) },
         { label: t("live.outbound"), color: COLORS.outbound, dash: [6, 3], points: series(intervals, "outbound", "loss_ratio", 100) }],
@@ -519,7 +522,7 @@ function liveCard(x) {
     };
     for (const c of charts) {
       const s = sets[c.key];
-      drawChart(c.canvas, s, { from, to, fmtX, minMax: c.minMax });
+      drawChart(c.canvas, s, { from, to, fmtX, minMax: c.minMax, marks: stalled });
       const latest = s.map((ser) => {
         const last = [...ser.points].reverse().find(([, v]) => v != null);
         return `${ser.label} ${last ? fmtNumber(last[1], 2) : t("common.dash")}`;
@@ -530,6 +533,7 @@ function liveCard(x) {
         return h("li", {}, h("span", { class: `swatch${ser.dash ? " dashed" : ""}`, style: null, dataset: { color: ser.color } }),
           `${ser.label}: ${last ? fmtNumber(last[1], 2) : t("common.dash")}`);
       }));
+      if (stalled.length) c.legend.append(h("li", {}, h("span", { class: "mark-swatch" }), t("live.stalled")));
       for (const sw of c.legend.querySelectorAll(".swatch")) sw.style.borderColor = sw.dataset.color;
     }
     return live;

@@ -15,7 +15,8 @@ function cssVar(el, name, dflt) {
   return v || dflt;
 }
 
-// series: [{label, color, dash, points: [[ms, value], ...]}]; opts: {from, to, unit, fmtX, minMax}
+// series: [{label, color, dash, points: [[ms, value], ...]}];
+// opts: {from, to, fmtX, minMax, marks: [ms of seconds to shade (e.g. stalled: no packets)]}
 export function drawChart(canvas, series, opts) {
   const dpr = window.devicePixelRatio || 1;
   const cssW = canvas.clientWidth || 600;
@@ -39,6 +40,10 @@ export function drawChart(canvas, series, opts) {
   const x = (ms) => PAD.left + ((ms - from) / (to - from)) * w;
   const y = (v) => PAD.top + h - (v / max) * h;
 
+  ctx.fillStyle = cssVar(canvas, "--chart-mark", "rgba(200, 30, 30, 0.18)");
+  const secW = Math.max(1, (1000 / (to - from)) * w);
+  for (const ms of opts.marks || []) if (ms >= from) ctx.fillRect(x(ms) - secW / 2, PAD.top, secW, h);
+
   ctx.font = "12px system-ui, sans-serif";
   ctx.lineWidth = 1;
   ctx.strokeStyle = grid;
@@ -53,7 +58,7 @@ export function drawChart(canvas, series, opts) {
   }
   ctx.textAlign = "center";
   ctx.textBaseline = "top";
-  const ticks = 5;
+  const ticks = w < 260 ? 3 : 4;
   for (let i = 0; i <= ticks; i++) {
     const ms = from + ((to - from) * i) / ticks;
     ctx.fillText(opts.fmtX(ms), Math.min(Math.max(x(ms), PAD.left + 20), PAD.left + w - 20), PAD.top + h + 6);

@@ -58,12 +58,13 @@ export function applyStatic(root) {
 }
 
 // An ISO UTC time shown in the given IANA zone, with the zone named: "01.12.2026, 10:00 (Asia/Almaty, GMT+5)".
-export function fmtTime(iso, tz, { date = true, zone = true } = {}) {
+export function fmtTime(iso, tz, { date = true, zone = true, seconds = false } = {}) {
   if (!iso) return t("common.dash");
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return String(iso);
   const opts = { timeZone: tz || "UTC", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
   if (date) Object.assign(opts, { year: "numeric", month: "2-digit", day: "2-digit" });
+  if (seconds) opts.second = "2-digit";
   let s;
   try {
     s = new Intl.DateTimeFormat(LOCALES[lang], opts).format(d);
