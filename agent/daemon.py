@@ -120,8 +120,16 @@ class Daemon:
         self._reports.put_nowait((report_id, kind, body, session_id, time.time()))
 
     async def _report_writer(self) -> None:
+        # systemd's watchdog hears from this loop each time it comes round (idle or not); a
+        # write that hangs silences it (agent/sdnotify.py).
+        progress = self.monitor.watchdog.heartbeat("report-writer", 120.0) if self.monitor else None
         while True:
-            report_id, kind, body, session_id, created = await self._reports.get()
+            if progress is not None:
+                progress.beat()
+            try:
+                report_id, kind, body, session_id, created = await asyncio.wait_for(self._reports.get(), 5.0)
+            except asyncio.TimeoutError:
+                continue
             try:
                 await self.outbox.put(report_id, kind, body, session_id=session_id, created_at=created)
             except OutboxStorageError as exc:
