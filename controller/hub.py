@@ -184,8 +184,12 @@ class Hub:
             self.stats.auth_failures_total += 1
             log.warning("agent connection from %s refused: no bearer token", request.remote)
             return _json_error(401, "unauthorized", "a terminal token is required (Authorization: Bearer)")
-        async with self.db.read() as conn:
-            terminal_id = await store.authenticate(conn, token.strip())
+        try:
+            async with self.db.read() as conn:
+                terminal_id = await store.authenticate(conn, token.strip())
+        except Exception as exc:
+            log.error("agent connection from %s: cannot check its token: %s", request.remote, exc)
+            return _json_error(503, "unavailable", "controller database unavailable; retry later")
         if terminal_id is None:
             self.stats.auth_failures_total += 1
             log.warning("agent connection from %s refused: unknown, revoked or expired token", request.remote)
@@ -201,7 +205,15 @@ class Hub:
         # Welcome first: nothing (a command) may reach the agent before it.
         await c.send(wire.Welcome(terminal_id=terminal_id, controller_id=self.instance_id,
                                   heartbeat_s=self.heartbeat_s))
-        await self._register(c)
+        try:
+            await self._register(c)
+        except Exception as exc:
+            log.error("terminal %s: cannot register (%s); closing", terminal_id, exc)
+            if self._conns.get(terminal_id) is c:
+                del self._conns[terminal_id]
+                self._online_cache.discard(terminal_id)
+            await self._close_ws(ws, 1011, b"controller database unavailable")
+            return ws
         try:
             await self._serve(c)
         finally:
