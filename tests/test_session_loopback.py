@@ -165,3 +165,10 @@ async def test_responder_rejects_bad_offers_and_keeps_serving(tmp_path):
         assert proc.returncode == 0, err
         assert json.loads(out)["connected"] is True
         assert r2.returncode == 4 and "HTTP 503" in json.loads(r2.stdout)["error"]
+
+
+def test_the_example_agent_settings_load():
+    from agent.settings import load_settings
+    s = load_settings(REPO / "configs" / "agent.yaml")
+    assert s.terminal_id == "court-almaty-1" and s.profile("monitor").fps == 10
+    assert s.profile("audio-only").video is False and s.controller.url.startswith("wss://")
