@@ -99,6 +99,20 @@ def invalid_from(exc: ValidationError, prefix: str = "") -> Invalid:
     return Invalid(f"{where}: {msg}", field=where)
 
 
+def _huge_int(data: Any, path: str = "") -> str | None:
+    """The dotted path of the first integer outside the 64-bit range in parsed JSON, else None."""
+    if isinstance(data, bool):
+        return None
+    if isinstance(data, int):
+        return None if -2**63 <= data < 2**63 else (path or "body")
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for k, v in items:
+        found = _huge_int(v, f"{path}.{k}" if path else str(k))
+        if found is not None:
+            return found
+    return None
+
+
 async def body(request: web.Request, model: type[BaseModel]):
     raw = await request.read()      # raises HTTPRequestEntityTooLarge past client_max_size
     if not raw.strip():
@@ -110,6 +124,9 @@ async def body(request: web.Request, model: type[BaseModel]):
             raise Invalid("the body is not valid JSON", field="body") from None
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object", field="body")
+    too_big = _huge_int(data)
+    if too_big is not None:       # the databases hold 64-bit integers (was a 500 on overflow)
+        raise Invalid(f"{too_big}: number out of range", field=too_big)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -122,6 +139,8 @@ def path_int(request: web.Request, name: str) -> int:
         value = int(raw)
     except ValueError:
         raise NotFound(f"no such {name}: {raw!r}") from None
+    if not -2**63 <= value < 2**63:     # beyond the databases' integers: no such row (was a 500)
+        raise NotFound(f"no such {name}: {raw!r}")
     return value
 
 

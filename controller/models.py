@@ -34,6 +34,17 @@ class In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+def _not_null(*names: str):
+    """A PATCH may leave these fields out but not set them to null (their columns are NOT NULL):
+    400 naming the field rather than a database error (issue 7: found by fuzzing)."""
+    def check(self):
+        for name in names:
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name}: may not be null")
+        return self
+    return model_validator(mode="after")(check)
+
+
 def _tz(v: str | None) -> str | None:
     if v is None:
         return v
@@ -81,6 +92,7 @@ class InstitutionPatch(In):
     timezone: str | None = None
 
     _tz = field_validator("timezone")(lambda cls, v: _tz(v))
+    _nn = _not_null("kind", "name", "region", "timezone")
 
 
 class InstitutionOut(BaseModel):
@@ -121,6 +133,8 @@ class TerminalPatch(In):
     room_id: int | None = None
     role: TerminalRole | None = None
     name: str | None = Field(None, min_length=1, max_length=200)
+
+    _nn = _not_null("institution_id", "role", "name")
 
 
 class LastCheck(BaseModel):
@@ -183,6 +197,8 @@ class HearingPatch(In):
         description="the new list: removed terminals' checks are cancelled, added ones get theirs")
 
     _utc = field_validator("start_utc")(lambda cls, v: _utc(v))
+    _nn = _not_null("case_number", "room_id", "court_terminal_id", "start_utc", "duration_min", "initiative",
+                    "status", "participants")
 
 
 class AgreementIn(In):
