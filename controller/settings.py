@@ -70,8 +70,11 @@ class LiveSettings(Strict):
     # A reconnect attempt that has reported nothing within this long is abandoned.
     attempt_grace_s: float = Field(4.0, gt=0, le=120)
     # Backoff between reconnect attempts: initial * 2^(n-1), at most max, +- jitter (a ratio).
+    # An attempt costs two signalling messages and a few STUN packets; a small cap keeps the
+    # time from a restored link to a connected session short (ICE checks of an attempt are sent
+    # at 0, 0.5, 1.5, 3.5 s: the cap bounds the gap after the last one).
     backoff_initial_s: float = Field(0.5, ge=0, le=60)
-    backoff_max_s: float = Field(4.0, ge=0, le=600)
+    backoff_max_s: float = Field(1.5, ge=0, le=600)
     backoff_jitter: float = Field(0.2, ge=0, le=1)
     # Not ready to resume this long after the break: escalate (rules 16, 17); attempts go on.
     reconnect_timeout_s: float = Field(120.0, gt=0)

@@ -1,4 +1,4 @@
-"""The rule-22 flow on loopback with real parts: the controller app (real HTTP server, SQLite),
+"""The rule-22 flow on loopback with real parts: the controller app (real HTTP server, SQLite and PostgreSQL),
 two real agents (agent.daemon.Daemon, real aiortc sessions over 127.0.0.1).
 
 - monitoring starts by itself once the pre-connect check passed;
@@ -39,8 +39,9 @@ LIVE = {"reconcile_s": 0.3, "resume_good_s": 3, "reconnect_timeout_s": 4, "attem
 
 
 class Rig:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, db_url: str | None = None):
         self.tmp = tmp
+        self.db_url = db_url or f"sqlite:///{tmp}/c.sqlite"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.daemons: dict[str, tuple[Daemon, asyncio.Task]] = {}
@@ -48,7 +49,7 @@ class Rig:
 
     def settings(self) -> ControllerSettings:
         return ControllerSettings.model_validate({
-            "db": f"sqlite:///{self.tmp}/c.sqlite", "scheduler": {"poll_s": 0.2, "retry_s": 1},
+            "db": self.db_url, "scheduler": {"poll_s": 0.2, "retry_s": 1},
             "checks": {"test_duration_s": 2, "test_profile": "monitor", "preconnect_duration_s": 2,
                        "preconnect_profile": "monitor"}, "live": LIVE})
 
@@ -150,8 +151,8 @@ def test_backoff_grows_is_capped_and_jittered():
     assert len({round(x, 6) for x in seq[3:]}) > 1          # jitter: attempts do not align
 
 
-async def test_monitoring_starts_after_the_preconnect_and_an_agent_away_breaks_escalates_and_resumes(tmp_path):
-    async with Rig(tmp_path) as rig:
+async def test_monitoring_starts_after_the_preconnect_and_an_agent_away_breaks_escalates_and_resumes(tmp_path, db_url):
+    async with Rig(tmp_path, db_url) as rig:
         # The start is 25 min away: the pre-connect window is open, the check runs now.
         hid = await rig.hearing(dt.timedelta(minutes=25))
         lv = await rig.until_live(hid, lambda lv: lv["state"] == "monitoring" and len(lv["intervals"]) >= 2, 40,
@@ -188,8 +189,8 @@ async def _has(rig: Rig, hid: int, kind: str) -> bool:
     return kind in await rig.kinds(hid)
 
 
-async def test_a_controller_restart_keeps_the_flow(tmp_path):
-    async with Rig(tmp_path) as rig:
+async def test_a_controller_restart_keeps_the_flow(tmp_path, db_url):
+    async with Rig(tmp_path, db_url) as rig:
         hid = await rig.hearing(dt.timedelta(hours=2))
         status, _ = await rig.api("POST", f"/api/v1/hearings/{hid}/start")
         assert status == 200
