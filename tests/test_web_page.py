@@ -25,7 +25,7 @@ from controller.store import agents as agents_repo
 from controller.store import registry
 from controller.store import users as users_repo
 from agent import configfile
-from tests.browser import PASSWORD, browser, new_page, requires_browser, set_lang, shot, sign_in
+from tests.browser import PASSWORD, browser, new_page, open_page, requires_browser, set_lang, shot, sign_in
 from tests.conftest import FakeClock
 from tests.controller_kit import REPO, SITES, Controller, report
 from tests.test_link_hub import free_port
@@ -439,3 +439,41 @@ async def test_live_chart_break_banner_and_confirm_resume(live_controller):
             assert page.errors == []
     finally:
         await client.close()
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button, canvas')]
+    .filter(e => e.offsetParent !== null)
+    .filter(e => (e.labels ? e.labels.length === 0 : true) && !e.getAttribute('aria-label') && !e.textContent.trim())
+    .map(e => e.outerHTML.slice(0, 80))"""
+
+
+async def test_keyboard_only_and_every_control_labelled(ctl):
+    async with browser() as b:
+        page = await new_page(b)
+        await open_page(page, ctl.base)
+        assert await page.evaluate("document.activeElement.id") == "login-user"       # ready to type
+        # The first stop of the tab order skips to the content.
+        assert await page.evaluate("document.querySelector('body > :first-child').matches('a.skip[href=\"#main\"]')")
+        assert await page.evaluate(UNLABELLED) == []
+        await page.focus("#login-user")
+        await page.keyboard.type("admin-1")
+        await page.keyboard.press("Tab")
+        await page.keyboard.type(PASSWORD)
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector("#whoami:not([hidden])")
+        await set_lang(page, "kk")
+        for view, title in (("terminals", "Терминалдар"), ("test", "Екі терминал"), ("suspensions", "Тоқтата тұрулар"),
+                            ("escalations", "Ашық эскалациялар"), ("live", "Ағымдағы сеанстардың"),
+                            ("hearings", "Бүгінгі және алдағы")):
+            await page.focus(f'#nav a[data-view="{view}"]')
+            await page.keyboard.press("Enter")
+            await page.wait_for_selector(f"h2:has-text('{title}')")
+            assert await page.get_attribute(f'#nav a[data-view="{view}"]', "aria-current") == "page"
+            assert await page.evaluate(UNLABELLED) == [], view
+        # From the list to a hearing with the keyboard.
+        link = row(page, "2-103/2026").get_by_role("link")
+        await link.focus()
+        await page.keyboard.press("Enter")
+        await page.wait_for_selector("h2:has-text('2-103/2026')")
+        assert await page.evaluate(UNLABELLED) == []
+        assert page.errors == []
