@@ -201,21 +201,53 @@ def check_evidence(c: dict, tz: str) -> dict[str, Any]:
     }
 
 
-def _break_evidence(b: dict, tz: str) -> dict[str, Any]:
+def live_figures(rows: list[dict]) -> dict[str, Any]:
+    """What the agents measured each second around a break (live_intervals rows of
+    both terminals): worst loss and jitter received, mean RTT, stalled seconds and
+    the verdicts of the seconds."""
+    loss = [d["loss_ratio"] for r in rows for d in (r.get("inbound") or {},) if d.get("loss_ratio") is not None]
+    jit = [d["jitter_ms"] for r in rows for d in (r.get("inbound") or {},) if d.get("jitter_ms") is not None]
+    rtt = [r["rtt_ms"] for r in rows if r.get("rtt_ms") is not None]
+    verdicts: dict[str, int] = {}
+    for r in rows:
+        v = "stalled" if r.get("stalled") else r.get("verdict") or "?"
+        verdicts[v] = verdicts.get(v, 0) + 1
+    return {"seconds": len(rows), "loss_max": _num(max(loss) * 100 if loss else None, "{:.1f} %"),
+            "jitter_max": _num(max(jit) if jit else None, "{:.1f} ms"),
+            "rtt_mean": _num(sum(rtt) / len(rtt) if rtt else None, "{:.0f} ms"),
+            "verdicts": ", ".join(f"{k} {n}" for k, n in sorted(verdicts.items()))}
+
+
+def _break_evidence(b: dict, tz: str, rows: list[dict]) -> dict[str, Any]:
     ev = b.get("evidence") or {}
-    flat = {k: v for k, v in ev.items() if isinstance(v, (int, float, str, bool)) and v is not None}
+    keep = ("kind", "role", "stalled_s", "unusable", "window_s")
+    parts = [f"{k}: {ev[k]}" for k in keep if ev.get(k) not in (None, "", [])]
+    if ev.get("reasons"):
+        parts.append("reasons: " + ", ".join(str(x) for x in ev["reasons"]))
+    live = live_figures(rows)
+    if live["seconds"]:
+        parts.append(f"loss max {live['loss_max'] or '—'}, jitter max {live['jitter_max'] or '—'}, "
+                     f"RTT {live['rtt_mean'] or '—'}; {live['verdicts']}")
     return {"cause": b["cause"], "started_local": _local(b["started_at"], tz),
             "ended_local": _local(b.get("ended_at"), tz), "duration_s": b.get("duration_s"),
-            "attempts": b.get("attempts"), "outcome": b.get("outcome"),
-            "figures": "; ".join(f"{k}: {v}" for k, v in sorted(flat.items()))[:400]}
+            "attempts": b.get("attempts"), "outcome": b.get("outcome"), "live": live,
+            "figures": "; ".join(parts)[:600]}
 
 
-async def _breaks(conn: AsyncConnection, hearing_id: int) -> list[dict]:
+async def _breaks(conn: AsyncConnection, hearing_id: int, tz: str) -> list[dict]:
+    """The breaks of the live monitoring (rule 22) with the figures measured in
+    the detector's window before each (while the intervals are still kept)."""
     try:
         from controller.store import live as live_repo
     except ImportError:      # the live monitoring (issue 5, part 1) is not installed
         return []
-    return await live_repo.breaks_for(conn, hearing_id)
+    out = []
+    for b in await live_repo.breaks_for(conn, hearing_id):
+        window = dt.timedelta(seconds=float((b.get("evidence") or {}).get("window_s") or 10))
+        rows = [r for r in await live_repo.recent_intervals(conn, hearing_id, b["started_at"] - window)
+                if r["at"] <= b["started_at"]]
+        out.append(_break_evidence(b, tz, rows))
+    return out
 
 
 async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str, now: dt.datetime,
@@ -255,7 +287,7 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
         "timeline": timeline,
         "checks": checks,
         "escalations": escalations,
-        "breaks": [_break_evidence(b, tz) for b in await _breaks(conn, hearing_id)],
+        "breaks": await _breaks(conn, hearing_id, tz),
     }
 
 

@@ -187,3 +187,45 @@ def test_render_is_pure_and_reproducible():
     # every Kazakh letter, both cases, survives into the PDF's text and the HTML
     assert KAZAKH + " " + KAZAKH.upper() in text
     assert KAZAKH + " " + KAZAKH.upper() in acts.render_html(view, "kk")
+
+
+async def test_act_carries_the_break_and_its_live_figures(db_url, fake_clock):
+    """A break of the live monitoring (rule 22) whose reconnect failed: the act
+    shows the break and what the agents measured in the seconds before it."""
+    from controller import escalation
+    from controller.store import live as live_repo
+    async with Controller(db_url, fake_clock) as c:
+        _, h = await c.schedule(start=c.clock() + 2 * H, case="1-56/2026")
+        hid = h["id"]
+        c.clock.advance(2 * H + dt.timedelta(minutes=10))          # the hearing is in progress
+        t0 = c.clock()
+        async with c.db.transaction() as conn:
+            rows = []
+            for i in range(10):
+                bad = i >= 4
+                for term in ("court-almaty-1", "sizo-almaty-1"):
+                    rows.append({"hearing_id": hid, "session_id": "mon-1", "terminal_id": term, "t": i,
+                                 "at": t0 - dt.timedelta(seconds=10 - i),
+                                 "inbound": {"loss_ratio": 0.25 if bad else 0.0, "jitter_ms": 80.0 if bad else 3.0},
+                                 "outbound": None, "rtt_ms": 300.0 if bad else 40.0, "stalled": i >= 8,
+                                 "verdict": "unusable" if bad else "good"})
+            await live_repo.insert_intervals(conn, rows)
+            bid = await live_repo.insert_break(conn, {
+                "hearing_id": hid, "cause": "unusable", "started_at": t0,
+                "evidence": {"kind": "quality", "role": "callee", "unusable": 6, "window_s": 10,
+                             "reasons": ["loss", "jitter"], "seconds": ["unusable"] * 6}})
+        c.clock.advance(minutes=3)
+        eid = await escalation.open(c.app, hearing_id=hid, cause="reconnect_failed",
+                                    detail={"break_id": bid, "attempts": 6})
+        await c.call("POST", f"/api/v1/escalations/{eid}/cannot-fix", role="technician", json={}, expect=200)
+        _, act = await c.call("GET", f"/api/v1/hearings/{hid}/act", expect=200)
+        [b] = act["content"]["breaks"]
+        assert b["cause"] == "unusable" and b["live"]["seconds"] == 20
+        assert (b["live"]["loss_max"], b["live"]["jitter_max"]) == ("25.0 %", "80.0 ms")
+        assert b["live"]["verdicts"] == "good 8, stalled 4, unusable 8"
+        assert "reasons: loss, jitter" in b["figures"]
+        assert act["content"]["escalations"][0]["cause_text"][1] == "переподключение не удалось"
+        resp = await c.client.get(f"/api/v1/hearings/{hid}/act.pdf?lang=ru",
+                                  headers={"Authorization": f"Bearer {c.tokens['viewer']}"})
+        text = pdf_text(await resp.read()).replace("\n", " ")
+        assert "Технические перерывы" in text and "25.0 %" in text and "Техникалық үзілістер" in text
