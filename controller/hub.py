@@ -66,6 +66,7 @@ class AgentConn:
     last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     health: dict | None = None
     health_written: dict | None = None
+    sessions_checked: bool = False
     sessions: list[str] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -87,7 +88,7 @@ class Hub:
     def __init__(self, db: Database, *, instance_id: str, results: SessionResults | None = None,
                  relay: Relay | None = None, heartbeat_s: float = 5.0, lease_s: float = 30.0,
                  hello_timeout_s: float = 10.0, batch_max: int = 500, max_bad_messages: int = 20,
-                 max_message_bytes: int = wire.MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = wire.MAX_MESSAGE_BYTES, orphan_grace_s: float = 10.0):
         self.db = db
         self.instance_id = instance_id
         self.results = results
@@ -99,6 +100,7 @@ class Hub:
         self.batch_max = batch_max
         self.max_bad_messages = max_bad_messages
         self.max_message_bytes = max_message_bytes
+        self.orphan_grace_s = orphan_grace_s
         self.stats = HubStats()
         self._conns: dict[str, AgentConn] = {}
         self._online_cache: set[str] = set()
@@ -107,6 +109,7 @@ class Hub:
         self._process: asyncio.Queue = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._handlers: set[asyncio.Task] = set()
+        self._bg: set[asyncio.Task] = set()
         self._closing = False
         self._writer_conn = None
         # controller.metrics.HubObserver, set by controller.metrics when the app starts.
@@ -148,9 +151,9 @@ class Hub:
         if self._tasks == [] and self._closing:
             return
         await self.close_connections()
-        for t in list(self._handlers):
+        for t in list(self._handlers) + list(self._bg):
             t.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await asyncio.gather(*self._handlers, *self._bg, return_exceptions=True)
         # Let the writer store (and ack) what was already received.
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._reports.join(), 5.0)
@@ -321,6 +324,9 @@ class Hub:
             if m.health != c.health:
                 c.health = m.health          # written with the next lease refresh
             c.sessions = list(m.sessions)
+            if not c.sessions_checked:
+                c.sessions_checked = True
+                self._background(self._orphaned_sessions(c), f"orphans-{c.terminal_id}")
         elif isinstance(m, wire.Report):
             if m.session_id is not None and m.kind == "session":
                 s = await self._session(m.session_id)
@@ -351,6 +357,34 @@ class Hub:
                 await self._session_failed(m.session_id, m.error or f"caller {m.state}")
         elif isinstance(m, wire.Hello):
             raise wire.WireError("unexpected", "hello was already received", ref=m.id)
+
+    def _background(self, coro, name: str) -> None:
+        """Work started from a message, tracked and cancelled on close."""
+        t = asyncio.create_task(coro, name=name)
+        self._bg.add(t)
+
+        def done(task: asyncio.Task) -> None:
+            self._bg.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s failed: %s", name, task.exception())
+        t.add_done_callback(done)
+
+    async def _orphaned_sessions(self, c: AgentConn) -> None:
+        """First heartbeat of a connection: a session this terminal was commanded to call before
+        it connected, and that it does not say it is running, was lost with the agent (killed,
+        restarted). Fail it now so the check is retried, instead of waiting for its timeout.
+        (A mere reconnect keeps the agent's sessions running; they are in its heartbeat.)"""
+        # Give the agent time to deliver what its outbox holds (a final report ends the session).
+        await asyncio.sleep(self.orphan_grace_s)
+        if self._conns.get(c.terminal_id) is not c:
+            return
+        connected_at = dt.datetime.fromtimestamp(c.connected_at, dt.timezone.utc)
+        async with self.db.read() as conn:
+            open_ = await store.started_sessions_of_caller(conn, c.terminal_id, connected_at)
+        for session_id in open_:
+            if session_id not in c.sessions:        # its latest heartbeat
+                log.warning("session %s: caller %s reconnected without it; failed", session_id, c.terminal_id)
+                await self._session_failed(session_id, "the caller's agent restarted during the session")
 
     # ---- reports ---------------------------------------------------------------------------
 

@@ -354,6 +354,15 @@ async def get_session(conn: AsyncConnection, session_id: str) -> SessionRow | No
     return SessionRow(*row) if row else None
 
 
+async def started_sessions_of_caller(conn: AsyncConnection, caller: str,
+                                     created_before: dt.datetime) -> list[str]:
+    """Sessions this terminal was commanded to call, still open, commanded before `created_before`."""
+    c = agent_sessions.c
+    res = await conn.execute(select(c.session_id).where(c.caller == caller, c.state == "started",
+                                                        c.created_at < created_before))
+    return list(res.scalars())
+
+
 async def finish_session(conn: AsyncConnection, session_id: str, state: str, error: str | None = None) -> bool:
     """Mark a started session finished/failed/stopped; False if it was already over."""
     c = agent_sessions.c
