@@ -104,6 +104,9 @@ async def test_token_login_and_bearer_tokens_keep_working(ctl):
     assert resp.status == 401
     resp, body = await login(ctl, username="viewer-1")
     assert resp.status == 400 and body["field"] == "username"
+    form = await ctl.client.post("/api/v1/login", data=f'{{"token": "{ctl.tokens["admin"]}"}}',
+                                 headers={"Content-Type": "text/plain"})       # what another site's form can send
+    assert form.status == 400 and auth.SESSION_COOKIE not in form.cookies
     status, me = await ctl.call("GET", "/api/v1/me", role="coordinator")
     assert status == 200 and me["via"] == "bearer" and me["role"] == "coordinator"
     # Revoking a user's tokens also ends their web sessions.

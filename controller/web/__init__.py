@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from controller import auth
 from controller.api import API, Route, body, now, ok
-from controller.errors import ControllerError, Unauthorized
+from controller.errors import ControllerError, Invalid, Unauthorized
 from controller.keys import DB_KEY, USER_KEY
 from controller.models import In, Role
 from controller.store import users as users_repo
@@ -129,6 +129,9 @@ def _set_cookie(request: web.Request, resp: web.StreamResponse, token: str, max_
 
 
 async def login(request: web.Request) -> web.Response:
+    # Only JSON: an HTML form of another site cannot send it (no login CSRF).
+    if request.content_type != "application/json":
+        raise Invalid("send the body as application/json", field="body")
     data = await body(request, LoginIn)
     limiter = request.app[LIMITER_KEY]
     keys = [f"ip:{_client(request)}"] + ([f"user:{data.username.lower()}"] if data.username else [])

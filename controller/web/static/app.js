@@ -170,6 +170,7 @@ async function loadHearings() {
   const from = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
   const data = await get(`${A}/hearings?from=${encodeURIComponent(from)}&limit=500`);
   state.hearings = data.items;
+  state.hearingsAt = Date.now();
   return state.hearings;
 }
 
@@ -576,6 +577,7 @@ function startBanners() {
 
 async function updateBanners() {
   const box = $("#banners");
+  if (!state.hearingsAt || Date.now() - state.hearingsAt > 30000) await loadHearings();
   const candidates = ongoing(state.hearings);
   const shown = [];
   for (const x of candidates) {
