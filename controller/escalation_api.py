@@ -42,7 +42,7 @@ class NoteIn(In):
 
 
 class ActionOut(BaseModel):
-    action: Literal["opened", "step2", "ack", "cannot_fix", "resolved", "recurred"]
+    action: Literal["opened", "step2", "ack", "cannot_fix", "resolved"]
     by: str
     role: str | None
     at: str

@@ -5,6 +5,7 @@ and, when not fixed in time or marked "cannot fix", the organisers; the act
 of rule 18 follows. Only the clock is fake."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -361,3 +362,22 @@ def test_cli_contact_add_list_remove(tmp_path):
     assert run("contact", "remove", cid, "--db", db_url).returncode == 0
     assert run("contact", "list", "--db", db_url).stdout == ""
     assert run("contact", "remove", cid, "--db", db_url).returncode == 2
+
+
+async def test_two_controllers_on_one_database_deliver_each_notification_once(db_url, fake_clock, hooks):
+    async with Controller(db_url, fake_clock, **settings(None)) as a, \
+            Controller(db_url, fake_clock, seed=False, **settings(None)) as b:
+        await add_contacts(a, hooks)
+        for n in range(3):
+            _, h = await a.schedule(start=a.clock() + (30 + 2 * n) * H, case=f"2-{n}/2026")
+        await a.scheduler.run_until_idle()
+        for s in a.gw.started:
+            await a.checks.on_session_result(s["session_id"], report("unusable"))
+        await asyncio.gather(a.scheduler.run_until_idle(), b.scheduler.run_until_idle())
+        for side in ("court", "sizo"):
+            assert sorted(p["hearing"]["case_number"] for p in hooks[side].received) == \
+                ["2-0/2026", "2-1/2026", "2-2/2026"]
+        a.clock.advance(seconds=STEP2_S)
+        await asyncio.gather(a.scheduler.run_until_idle(), b.scheduler.run_until_idle())
+        assert len(hooks["court_org"].received) == 3 and len(hooks["sizo_org"].received) == 3
+        assert {e["step"] for e in await escalations(b)} == {2}

@@ -28,7 +28,7 @@ from controller.store.schema import JSONType, UTCDateTime, metadata
 CONTACT_KINDS = ("technician", "organiser")
 CAUSES = ("test_failed", "preconnect_failed", "reconnect_failed", "agent_offline", "manual")
 STATES = ("open", "acknowledged", "cannot_fix", "resolved")
-ACTIONS = ("opened", "step2", "ack", "cannot_fix", "resolved", "recurred")
+ACTIONS = ("opened", "step2", "ack", "cannot_fix", "resolved")
 CHANNELS = ("webhook", "email")
 DELIVERY_STATES = ("pending", "sent", "failed")
 

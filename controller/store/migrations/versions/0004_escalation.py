@@ -78,7 +78,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=16), nullable=True),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('note', sa.Text(), nullable=True),
-    sa.CheckConstraint("action IN ('opened', 'step2', 'ack', 'cannot_fix', 'resolved', 'recurred')",
+    sa.CheckConstraint("action IN ('opened', 'step2', 'ack', 'cannot_fix', 'resolved')",
                        name=op.f('ck_escalation_actions_action')),
     sa.ForeignKeyConstraint(['escalation_id'], ['escalations.id'],
                             name=op.f('fk_escalation_actions_escalation_id_escalations'), ondelete='CASCADE'),
