@@ -175,12 +175,32 @@ def serve(settings: ControllerSettings, log_level: str) -> int:
     app = create_app(settings)
     metrics.attach_systemd(app, notifier)
 
+    ssl_ctx = tls_context(settings)
+    scheme = "https" if ssl_ctx is not None else "http"
+
     def listening(_msg: str) -> None:          # run_app calls this once the sockets listen
-        print(f"vks-controller: listening on http://{settings.listen}", flush=True)
+        print(f"vks-controller: listening on {scheme}://{settings.listen}", flush=True)
         notifier.ready(f"listening on {settings.listen}")
 
-    web.run_app(app, host=host, port=port, print=listening, access_log=None, shutdown_timeout=10)
+    web.run_app(app, host=host, port=port, print=listening, access_log=None, shutdown_timeout=10,
+                ssl_context=ssl_ctx, keepalive_timeout=settings.idle_timeout_s)
     return 0
+
+
+def tls_context(settings: ControllerSettings):
+    """The server's SSLContext from `tls.cert_file` / `tls.key_file` (TLS 1.2 or later), or None.
+    A key that does not match or cannot be read is a configuration error (exit 2)."""
+    if not settings.tls.enabled:
+        return None
+    import ssl
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(settings.tls.cert_file), str(settings.tls.key_file))
+    except (ssl.SSLError, OSError) as exc:
+        raise configfile.ConfigError(settings.tls.cert_file, "tls", f"cannot load the certificate and key "
+                                     f"{settings.tls.cert_file}, {settings.tls.key_file}: {exc}") from None
+    return ctx
 
 
 def main(argv: list[str] | None = None) -> int:

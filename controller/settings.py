@@ -129,8 +129,33 @@ class SmtpSettings(Strict):
     timeout_s: float = Field(30.0, gt=0, le=300)
 
 
+class TlsSettings(Strict):
+    """HTTPS and wss:// for the API, the web page and the agents (rules 5, 6; issue 7): the server's
+    certificate chain and private key as PEM files. Off while both are unset."""
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _both(self):
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set both cert_file and key_file (or neither)")
+        for name in ("cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file {str(path)!r}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
 class ControllerSettings(Strict):
     listen: str = "127.0.0.1:8080"
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    # A connection that has not sent a complete request this long after opening (or after its
+    # last response) is closed: slow clients (slowloris) cannot hold sockets for ever.
+    idle_timeout_s: float = Field(75.0, gt=0, le=3600)
     # sqlite:///path (embedded default) or postgresql://user:pass@host:port/db
     db: str = "sqlite:///var/vks-controller.sqlite"
     # Largest request body the API reads (bytes); larger gets 413.
