@@ -77,7 +77,9 @@ class Rig:
             "terminal_id": terminal, "role": "courtroom" if terminal == COURT else "institution",
             "controller": {"url": f"ws://127.0.0.1:{self.port}{wire.WS_PATH}", "token": self.agent_tokens[terminal],
                            "outbox_path": str(self.tmp / f"{terminal}.outbox"), "heartbeat_s": 0.5},
-            "session": {"host_addresses": ["127.0.0.1"]}, "metrics": {"listen": "127.0.0.1:0"}})
+            "session": {"host_addresses": ["127.0.0.1"]}, "metrics": {"listen": "127.0.0.1:0"},
+            # The courtroom's screen hook is broken: its failure reaches the hearing's record.
+            "hooks": {"on_break": "/nonexistent/show-banner --ru"} if terminal == COURT else {}})
         d = Daemon(s, stop_timeout_s=0.5)
         self.daemons[terminal] = (d, asyncio.create_task(d.run()))
 
@@ -172,6 +174,10 @@ async def test_monitoring_starts_after_the_preconnect_and_an_agent_away_breaks_e
         kinds = await rig.kinds(hid)
         assert kinds.count("reconnect") >= 2 and "reconnect_attempt_failed" in kinds
         assert "escalation_opened" in kinds                     # part 2's escalation, cause reconnect_failed
+        ev = (await rig.api("GET", f"/api/v1/hearings/{hid}/events"))[1]["items"]
+        hook = next(e for e in ev if e["kind"] == "hook_failed")
+        assert hook["detail"]["terminal_id"] == COURT and hook["detail"]["event"] == "break"
+        assert "cannot run" in hook["detail"]["error"]
         lv = await rig.live(hid)
         assert lv["state"] == "reconnecting" and lv["break"]["escalated_at"] is not None
 
