@@ -230,7 +230,16 @@ class EscalationService:
             return False
         lead = dt.timedelta(seconds=self.cfg.act_lead_s)
         if force or h["start_utc"] - now <= lead:
-            return await self.acts.draft_auto(conn, e["hearing_id"], trigger=trigger, now=now)
+            # In a savepoint: an act that cannot be drafted must not undo the escalation
+            # itself (the secretary can still draft it through the API).
+            try:
+                async with conn.begin_nested():
+                    return await self.acts.draft_auto(conn, e["hearing_id"], trigger=trigger, now=now)
+            except Exception:
+                log.exception("hearing %s: the act could not be drafted", e["hearing_id"])
+                await events_repo.append(conn, e["hearing_id"], "act_draft_failed", now,
+                                         {"escalation_id": e["id"], "trigger": trigger})
+                return False
         await jobs_repo.enqueue(conn, ACT_KIND, act_key(e["id"]), h["start_utc"] - lead, now,
                                 {"escalation_id": e["id"]}, reschedule=True)
         return False

@@ -381,3 +381,24 @@ async def test_two_controllers_on_one_database_deliver_each_notification_once(db
         await asyncio.gather(a.scheduler.run_until_idle(), b.scheduler.run_until_idle())
         assert len(hooks["court_org"].received) == 3 and len(hooks["sizo_org"].received) == 3
         assert {e["step"] for e in await escalations(b)} == {2}
+
+
+async def test_an_act_that_cannot_be_drafted_does_not_stop_step2(db_url, fake_clock, hooks, monkeypatch):
+    from controller import acts
+
+    async def broken(*a, **kw):
+        raise RuntimeError("template store unavailable")
+    async with Controller(db_url, fake_clock, **settings(None)) as c:
+        await add_contacts(c, hooks)
+        hid = await failed_test(c, c.clock() + 3 * H)
+        [e] = await escalations(c)
+        monkeypatch.setattr(acts, "build_content", broken)
+        _, e = await c.call("POST", f"/api/v1/escalations/{e['id']}/cannot-fix", role="technician", json={},
+                            expect=200)
+        assert (e["state"], e["step"]) == ("cannot_fix", 2)
+        await c.scheduler.run_until_idle()
+        assert len(hooks["court_org"].received) == 1
+        kinds = [x["kind"] for x in await c.events(hid)]
+        assert "act_draft_failed" in kinds and "act_drafted" not in kinds
+        monkeypatch.undo()
+        await c.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary", json={}, expect=201)
