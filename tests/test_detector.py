@@ -71,7 +71,6 @@ def test_one_stalled_second_or_a_short_spike_does_not_break():
 def test_sustained_unusable_seconds_break_on_quality():
     det, lost_at, _ = feed("gggggg" + "ugugug" + "uu")
     assert lost_at is not None
-    lost = det.lost(100.0) or det.lost(15.0)
     assert det.lost(15.0).cause == "quality" and det.lost(15.0).evidence["unusable"] >= 4
 
 
