@@ -65,7 +65,14 @@ function toast(msg, isError = false) {
   toast.timer = setTimeout(() => { el.className = "toast"; }, 5000);
 }
 
-function errText(e) { return t("common.error", { message: e instanceof ApiError ? e.message : String(e) }); }
+// An API error in the page's language (its stable code), with the server's words for the details.
+function errText(e) {
+  if (e instanceof ApiError) {
+    const said = e.code && has(`error.${e.code}`) ? `${t(`error.${e.code}`)} (${e.message})` : e.message;
+    return t("common.error", { message: said });
+  }
+  return t("common.error", { message: String(e) });
+}
 
 async function act(fn, okMsg) {
   try {
@@ -226,7 +233,11 @@ async function route() {
 
 // Re-render a part of a view every `ms` (the forms around it stay as they are).
 function keepFresh(container, render, ms = REFRESH_MS) {
+  let first = true;
   const run = async () => {
+    // Someone working inside (keyboard focus on a button or a link): leave it as it is this round.
+    if (!first && container.contains(document.activeElement)) return;
+    first = false;
     try {
       container.replaceChildren(await render());
     } catch (e) {
