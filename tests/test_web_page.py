@@ -173,6 +173,8 @@ async def test_each_role_sees_only_its_actions(ctl):
         await bad.fill("#login-pass", "not the password")
         await bad.click("#login-form button[type=submit]")
         await bad.wait_for_selector("#login-error:not(:empty)")
+        assert await bad.inner_text("#login-error") == "Неверное имя пользователя, пароль или токен."   # ru-RU browser
+        assert await bad.locator("#whoami").is_hidden()
         await shot(bad, "login-failed")
         await tech.click("#logout")
         await tech.wait_for_selector("#login:not([hidden])")

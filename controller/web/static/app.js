@@ -132,7 +132,7 @@ async function doLogin(body) {
   } catch (e) {
     const msg = e instanceof ApiError && e.status === 429
       ? t("login.too_many", { seconds: e.body?.retry_after_s ?? "?" })
-      : t("login.failed", { message: e.message });
+      : e instanceof ApiError && e.status === 401 ? t("login.wrong") : t("login.failed", { message: e.message });
     $("#login-error").textContent = msg;
     return;
   }
