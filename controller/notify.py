@@ -16,6 +16,7 @@ error message.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from email.message import EmailMessage
 from typing import Any
@@ -88,11 +89,22 @@ def webhook_payload(*, notification_id: int, escalation: dict, hearing: dict, st
     return out
 
 
+def _local_text(iso_local: str) -> str:
+    """"2026-12-01T11:00:00+05:00" -> "01.12.2026 11:00 (UTC+05:00)"."""
+    try:
+        t = dt.datetime.fromisoformat(iso_local)
+    except ValueError:
+        return iso_local
+    off = t.strftime("%z")
+    return f"{t:%d.%m.%Y %H:%M}" + (f" (UTC{off[:3]}:{off[3:]})" if len(off) == 5 else "")
+
+
 def email_text(payload: dict[str, Any]) -> tuple[str, str]:
     """(subject, body) of the e-mail, in Kazakh and Russian, from a webhook payload."""
     h = payload["hearing"]
     step_kk, step_ru = STEP_TEXT[payload["step"]]
-    subject = (f"[ВКС] {step_ru}: {h['case_number']}, {h['court']['name']}, {h['start_local'][:16].replace('T', ' ')}")
+    start = _local_text(h["start_local"])
+    subject = f"[ВКС] {step_ru}: {h['case_number']}, {h['court']['name']}, {start}"
     parts = ", ".join(f"{p['institution_name']} ({p['terminal_id']})" for p in h["participants"])
     reason = STEP2_REASON_TEXT.get(payload.get("step2_reason") or "")
     lines = []
@@ -100,8 +112,8 @@ def email_text(payload: dict[str, Any]) -> tuple[str, str]:
         lines += [
             (step_kk, step_ru)[i],
             f"{('Іс', 'Дело')[i]}: {h['case_number']}",
-            f"{('Сот', 'Суд')[i]}: {h['court']['name']}, {('зал', 'зал')[i]} {h['room']}",
-            f"{('Басталуы', 'Начало')[i]}: {h['start_local']}",
+            f"{('Сот', 'Суд')[i]}: {h['court']['name']}, {h['room']}",
+            f"{('Басталуы', 'Начало')[i]}: {start}",
             f"{('Қатысушылар', 'Участники')[i]}: {parts}",
             f"{('Себебі', 'Причина')[i]}: {payload['cause_text'][lang]}",
         ]
@@ -109,8 +121,9 @@ def email_text(payload: dict[str, Any]) -> tuple[str, str]:
             lines.append(f"{('2-саты', 'Шаг 2')[i]}: {reason[i]}")
         detail = payload.get("detail") or {}
         for key in ("error", "verdict", "reasons", "callee"):
-            if detail.get(key):
-                lines.append(f"  {key}: {detail[key]}")
+            value = detail.get(key)
+            if value:
+                lines.append(f"  {key}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
         lines.append("")
     if payload.get("url"):
         lines.append(payload["url"])
