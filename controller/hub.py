@@ -69,6 +69,7 @@ class AgentConn:
     sessions_checked: bool = False
     sessions: list[str] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    token_sha256: str | None = None      # the token it authenticated with (revocation closes it)
 
     async def send(self, msg: wire._Msg | str) -> bool:
         text = msg if isinstance(msg, str) else wire.encode(msg)
@@ -88,8 +89,11 @@ class Hub:
     def __init__(self, db: Database, *, instance_id: str, results: SessionResults | None = None,
                  relay: Relay | None = None, heartbeat_s: float = 5.0, lease_s: float = 30.0,
                  hello_timeout_s: float = 10.0, batch_max: int = 500, max_bad_messages: int = 20,
-                 max_message_bytes: int = wire.MAX_MESSAGE_BYTES, orphan_grace_s: float = 10.0):
+                 max_message_bytes: int = wire.MAX_MESSAGE_BYTES, orphan_grace_s: float = 10.0,
+                 token_check_s: float = 5.0):
         self.db = db
+        # Open connections whose token was revoked (or expired) since are closed within this long.
+        self.token_check_s = token_check_s
         self.instance_id = instance_id
         self.results = results
         # PostgreSQL: relay through LISTEN/NOTIFY to the other controllers; SQLite: none.
@@ -130,7 +134,8 @@ class Hub:
         await self.relay.start(self._on_relayed)
         self._tasks = [asyncio.create_task(self._writer(), name="hub-writer"),
                        asyncio.create_task(self._processor(), name="hub-results"),
-                       asyncio.create_task(self._lease_loop(), name="hub-leases")]
+                       asyncio.create_task(self._lease_loop(), name="hub-leases"),
+                       asyncio.create_task(self._token_loop(), name="hub-tokens")]
         await self._refresh_online()
 
     async def close_connections(self) -> None:
@@ -204,7 +209,8 @@ class Hub:
         hello = await self._read_hello(ws, terminal_id, request.remote)
         if hello is None:
             return ws
-        c = AgentConn(terminal_id, ws, request.remote, hello.agent_version)
+        c = AgentConn(terminal_id, ws, request.remote, hello.agent_version,
+                      token_sha256=store.token_hash(token.strip()))
         # Welcome first: nothing (a command) may reach the agent before it.
         await c.send(wire.Welcome(terminal_id=terminal_id, controller_id=self.instance_id,
                                   heartbeat_s=self.heartbeat_s))
@@ -498,6 +504,29 @@ class Hub:
             await self.results.on_session_failed(session_id, error)
 
     # ---- presence and leases ---------------------------------------------------------------
+
+    async def _token_loop(self) -> None:
+        """Close connections whose token was revoked or expired since they connected (issue 7)."""
+        while True:
+            await asyncio.sleep(self.token_check_s)
+            conns = [c for c in self._conns.values() if c.token_sha256]
+            if not conns:
+                continue
+            try:
+                async with self.db.read() as conn:
+                    valid = await store.valid_token_hashes(conn, {c.token_sha256 for c in conns})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:           # database away: keep the sockets, check again later
+                log.warning("checking agent tokens failed: %s", exc)
+                continue
+            for c in conns:
+                if c.token_sha256 not in valid and self._conns.get(c.terminal_id) is c:
+                    log.warning("terminal %s: its token was revoked or expired: closing its connection",
+                                c.terminal_id)
+                    await c.send(wire.Error(code="unauthorized", message="terminal token revoked or expired",
+                                            fatal=True))
+                    await self._close_ws(c.ws, CLOSE_POLICY, b"token revoked")
 
     async def _lease_loop(self) -> None:
         period = max(1.0, self.lease_s / 3)

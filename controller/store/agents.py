@@ -140,6 +140,20 @@ async def authenticate(conn: AsyncConnection, token: str, *, now: dt.datetime | 
     return res.scalar_one_or_none()
 
 
+async def valid_token_hashes(conn: AsyncConnection, hashes: Iterable[str], *,
+                             now: dt.datetime | None = None) -> set[str]:
+    """Which of these token hashes are still valid (not revoked, not expired)."""
+    now = now or utcnow()
+    t = terminal_tokens.c
+    hashes, valid = list(hashes), set()
+    for i in range(0, len(hashes), 500):
+        res = await conn.execute(select(t.token_sha256).where(
+            t.token_sha256.in_(hashes[i:i + 500]), t.revoked_at.is_(None),
+            or_(t.expires_at.is_(None), t.expires_at > now)))
+        valid.update(r[0] for r in res)
+    return valid
+
+
 async def revoke_tokens(conn: AsyncConnection, terminal_id: str, *, token_id: int | None = None,
                         except_id: int | None = None) -> int:
     """Revoke one token (`token_id`) or all of a terminal's (but `except_id`). Returns how many."""
