@@ -11,12 +11,18 @@ recording it sends again. Each message carries a stable id (`notification_id`
 in the JSON, the `Message-ID` and `X-VKS-Notification` of the e-mail) so a
 receiver can drop a repeat.
 
-Secrets: the SMTP password is a `SecretStr` and is never logged or put in an
-error message.
+Authenticity: with `escalation.webhook_secret` set, each webhook carries
+`X-VKS-Signature: sha256=<HMAC-SHA256 of the body>`.
+
+Secrets: the SMTP password and the webhook secret are `SecretStr`s, never
+logged or put in an error message.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import json
 import logging
 from email.message import EmailMessage
 from typing import Any
@@ -53,6 +59,11 @@ STEP2_REASON_TEXT = {
 class DeliveryError(Exception):
     """The notification did not get through (endpoint down, refused, timed out);
     it may be retried later."""
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The X-VKS-Signature header of a webhook: "sha256=" + HMAC-SHA256(body) in hex."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
 def level(step: int) -> str:
@@ -155,9 +166,13 @@ class Notifier:
 
     async def post_webhook(self, url: str, payload: dict[str, Any]) -> None:
         await self.start()
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        headers = {"Content-Type": "application/json; charset=utf-8",
+                   "X-VKS-Notification": str(payload["notification_id"])}
+        if self.esc.webhook_secret is not None:
+            headers["X-VKS-Signature"] = signature(self.esc.webhook_secret.get_secret_value(), body)
         try:
-            async with self._session.post(url, json=payload,
-                                          headers={"X-VKS-Notification": str(payload["notification_id"])}) as resp:
+            async with self._session.post(url, data=body, headers=headers) as resp:
                 if not 200 <= resp.status < 300:
                     raise DeliveryError(f"webhook {url} answered HTTP {resp.status}")
         except DeliveryError:

@@ -113,6 +113,9 @@ class EscalationSettings(Strict):
     max_attempts: int = Field(30, ge=1)
     # One webhook POST may take this long.
     webhook_timeout_s: float = Field(10.0, gt=0, le=120)
+    # When set, each webhook carries X-VKS-Signature: sha256=<HMAC-SHA256 of the body
+    # with this key>, so a receiver can check it came from this controller. Never logged.
+    webhook_secret: SecretStr | None = None
     # The web page's address, for links in the messages (optional).
     page_url: str | None = None
 

@@ -21,6 +21,8 @@ class WebhookServer:
     def __init__(self, port: int | None = None):
         self.port = port or free_port()
         self.received: list[dict] = []
+        self.headers: list[dict] = []
+        self.bodies: list[bytes] = []
         self.status = 200
         self._runner: web.AppRunner | None = None
 
@@ -31,6 +33,8 @@ class WebhookServer:
     async def _hook(self, request: web.Request) -> web.Response:
         if self.status != 200:
             return web.Response(status=self.status)
+        self.bodies.append(await request.read())
+        self.headers.append(dict(request.headers))
         self.received.append(await request.json())
         return web.json_response({"ok": True})
 

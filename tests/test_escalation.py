@@ -402,3 +402,16 @@ async def test_an_act_that_cannot_be_drafted_does_not_stop_step2(db_url, fake_cl
         assert "act_draft_failed" in kinds and "act_drafted" not in kinds
         monkeypatch.undo()
         await c.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary", json={}, expect=201)
+
+
+async def test_webhooks_are_signed_when_a_secret_is_set(db_url, fake_clock, hooks):
+    from controller.notify import signature
+    async with Controller(db_url, fake_clock, **settings(None, webhook_secret="s3cr3t",
+                                                         webhooks=[hooks["court"].url])) as c:
+        await failed_test(c, c.clock() + 3 * H)
+        await c.scheduler.run_until_idle()
+        [body] = hooks["court"].bodies
+        [headers] = hooks["court"].headers
+        assert headers["X-VKS-Signature"] == signature("s3cr3t", body) != signature("other", body)
+        assert headers["X-VKS-Notification"] == str(hooks["court"].received[0]["notification_id"])
+        assert "s3cr3t" not in repr(c.settings)
