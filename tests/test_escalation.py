@@ -12,7 +12,6 @@ import pytest
 
 from controller.escalation import backoff_s, recipients
 from controller.escalation_api import EscalationOut
-from controller.keys import DB_KEY
 from controller.store import jobs as jobs_repo
 from tests.controller_kit import Controller, report
 from tests.escalation_kit import SmtpServer, WebhookServer
