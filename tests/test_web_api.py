@@ -116,6 +116,20 @@ async def test_token_login_and_bearer_tokens_keep_working(ctl):
     assert (await ctl.call("GET", "/api/v1/me", token=token))[0] == 401
 
 
+async def test_an_administrator_sets_a_password_and_the_old_sessions_end(ctl):
+    resp, _ = await login(ctl, username="viewer-1", password=PASSWORD)
+    old = cookie_of(resp)
+    new = "a brand new passphrase"
+    assert (await ctl.call("PUT", "/api/v1/users/viewer-1/password", role="secretary", json={"password": new}))[0] == 403
+    status, body = await ctl.call("PUT", "/api/v1/users/viewer-1/password", json={"password": "short"})
+    assert status == 400 and body["field"] == "password"
+    assert (await ctl.call("PUT", "/api/v1/users/nobody/password", json={"password": new}))[0] == 404
+    await ctl.call("PUT", "/api/v1/users/viewer-1/password", json={"password": new}, expect=204)
+    assert (await ctl.call("GET", "/api/v1/me", token=old))[0] == 401
+    assert (await login(ctl, username="viewer-1", password=PASSWORD))[0].status == 401
+    assert (await login(ctl, username="viewer-1", password=new))[0].status == 200
+
+
 async def test_passwords_are_scrypt_hashed_and_checked(ctl, fake_clock):
     async with ctl.db.transaction() as conn:
         with pytest.raises(Exception, match="at least"):
@@ -211,3 +225,47 @@ async def test_run_a_test_now_refusals(ctl):
     status, body = await post()
     assert status == 409 and body["error"] == "suspended"                     # rule 24
     assert ctl.gw.started == []
+
+
+def test_the_real_serve_process_serves_the_page_and_a_password_set_by_the_cli(tmp_path):
+    """`vks-controller serve` as installed: the page, its files, and a password set with
+    `vks-controller user passwd` signs in."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.test_link_e2e import run_cli, stop, wait_for
+    from tests.test_link_hub import free_port
+    repo = WEB.parent.parent
+    env = dict(os.environ, PYTHONPATH=str(repo), VKS_CONTROLLER_CONFIG=str(tmp_path / "none.yaml"))
+    (tmp_path / "none.yaml").write_text("sites_file: null\n")
+    db = f"sqlite:///{tmp_path}/c.sqlite"
+    run_cli("user", "add", "ops", "--role", "coordinator", "--db", db, env=env)
+    out = subprocess.run([sys.executable, "-m", "controller.cli", "user", "passwd", "ops", "--password-stdin",
+                          "--db", db], input=PASSWORD + "\n", env=env, cwd=repo, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "serve", "--listen", f"127.0.0.1:{port}",
+                             "--db", db], env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def page():
+            try:
+                with urllib.request.urlopen(base + "/", timeout=2) as r:
+                    return r.read().decode()
+            except OSError:
+                return None
+        assert "/static/app.js" in wait_for(page, 30, what="the page")
+        with urllib.request.urlopen(base + "/static/app.js", timeout=5) as r:
+            assert "Capabilities" in r.read().decode()
+        req = urllib.request.Request(base + "/api/v1/login", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"username": "ops", "password": PASSWORD}).encode())
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read())["role"] == "coordinator"
+            cookie = r.headers["Set-Cookie"].split(";")[0]
+        req = urllib.request.Request(base + "/api/v1/me", headers={"Cookie": cookie})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read())["name"] == "ops"
+    finally:
+        assert stop(proc) == 0

@@ -5,6 +5,7 @@
     POST /api/v1/login         {"username", "password"} or {"token"} -> the user; sets the session cookie
     POST /api/v1/logout        ends the session (its token is revoked) and clears the cookie
     GET  /api/v1/me            the signed-in user, role and permissions (the page shows only what they allow)
+    PUT  /api/v1/users/{name}/password   an administrator sets a password (or: vks-controller user passwd NAME)
 
 The session cookie (`auth.SESSION_COOKIE`) is HttpOnly and SameSite=Strict; the
 API's auth middleware accepts it in place of a Bearer token, and for requests
@@ -179,6 +180,21 @@ async def me(request: web.Request) -> web.Response:
     return ok(me_out(request[USER_KEY], via))
 
 
+class PasswordIn(In):
+    password: str = Field(min_length=users_repo.MIN_PASSWORD, max_length=1024)
+
+
+async def set_password(request: web.Request) -> web.Response:
+    """An administrator sets a user's password (their open web sessions end)."""
+    data = await body(request, PasswordIn)
+    name = request.match_info["name"]
+    t = now(request)
+    async with request.app[DB_KEY].transaction() as conn:
+        await users_repo.set_password(conn, name, data.password, t)
+        await users_repo.record(conn, request[USER_KEY]["name"], "user.password", f"user:{name}", t, {})
+    return web.Response(status=204)
+
+
 def _page_file(path: Path, content_type: str | None = None) -> web.FileResponse:
     resp = web.FileResponse(path, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
     if content_type:
@@ -214,6 +230,8 @@ ROUTES = [
                            429: "too many failed logins"}),
     Route("POST", f"{API}/logout", logout, None, "End the page's session and clear its cookie", status=204),
     Route("GET", f"{API}/me", me, auth.READ, "The signed-in user, role and permissions", response=MeOut),
+    Route("PUT", f"{API}/users/{{name}}/password", set_password, auth.USERS,
+          "Set a user's password for the web page (scrypt; their web sessions end)", body=PasswordIn, status=204),
 ]
 
 
