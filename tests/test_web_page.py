@@ -130,6 +130,13 @@ async def test_hearings_with_deadlines_and_verdicts_in_three_languages(ctl):
         await narrow.wait_for_selector("table.hearings")
         assert await narrow.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
         await shot(narrow, "hearings-kk-narrow")
+        for view in ("terminals", "suspensions", "escalations"):
+            await narrow.click(f'#nav a[data-view="{view}"]')
+            await narrow.wait_for_selector(f'#nav a[data-view="{view}"][aria-current="page"]')
+            await narrow.wait_for_selector("#view h2")
+            await narrow.wait_for_timeout(300)
+            assert await narrow.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), view
+            await shot(narrow, f"{view}-kk-narrow")
         assert page.errors == [] and narrow.errors == []
 
 
