@@ -7,6 +7,7 @@ its audit row and events: on any error nothing is written.
 """
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -24,7 +25,7 @@ from controller import __version__, auth, hearings as ops, openapi
 from controller import metrics as core_metrics
 from controller.errors import Conflict, ControllerError, Forbidden, Invalid, NotFound, Unauthorized
 from controller.keys import (CLOCK_KEY, DB_KEY, GATEWAY_KEY, RESULTS_KEY, SCHEDULER_KEY,
-                             USER_KEY)
+                             SETTINGS_KEY, USER_KEY)
 from controller import models as m
 from controller.store import agents as agents_repo
 from controller.store import checks as checks_repo
@@ -113,8 +114,18 @@ def _huge_int(data: Any, path: str = "") -> str | None:
     return None
 
 
+class SlowBody(ControllerError):
+    """The client did not send the body it announced in time (a slow-body attack holds a handler)."""
+    status, code = 408, "timeout"
+
+
 async def body(request: web.Request, model: type[BaseModel]):
-    raw = await request.read()      # raises HTTPRequestEntityTooLarge past client_max_size
+    limit = request.app[SETTINGS_KEY].idle_timeout_s if SETTINGS_KEY in request.app else 75.0
+    try:
+        async with asyncio.timeout(limit):
+            raw = await request.read()      # raises HTTPRequestEntityTooLarge past client_max_size
+    except TimeoutError:
+        raise SlowBody(f"the body did not arrive within {limit:g} s") from None
     if not raw.strip():
         data: Any = {}
     else:
