@@ -69,6 +69,7 @@ async def run_clients(url: str, creds: list[tuple[str, str]], seconds: float, ra
     from agent import wire
 
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []
     sent = acked = connected = failed = 0
     start_at = time.monotonic() + ramp_s
     stop_at = start_at + seconds
@@ -101,12 +102,14 @@ async def run_clients(url: str, creds: list[tuple[str, str]], seconds: float, ra
                         t = pending.pop(m.get("report_id"), None)
                         if t is not None:
                             latencies.append(time.monotonic() - t)
+                            timeline.append((round(t - start_at, 1), latencies[-1]))
                             acked += 1
 
             rt = asyncio.create_task(reader())
             await asyncio.sleep(max(0.0, start_at - time.monotonic()) + random.random())
             n = 0
             session = f"load-{terminal_id}"
+            beat_phase = random.randrange(5)
             while time.monotonic() < stop_at:
                 n += 1
                 rid = f"{session}:caller:i{n}"
@@ -122,7 +125,7 @@ async def run_clients(url: str, creds: list[tuple[str, str]], seconds: float, ra
                                               "kind": "interval", "session_id": session, "body": body,
                                               "created_at": time.time(), "terminal_id": None}))
                 sent += 1
-                if n % 5 == 0:
+                if n % 5 == beat_phase:         # real agents' heartbeats are not in step
                     await ws.send_str(json.dumps({"id": wire.new_id(), "type": "heartbeat",
                                                   "health": {"status": "ok"}, "sessions": []}))
                 await asyncio.sleep(1.0)
@@ -138,7 +141,8 @@ async def run_clients(url: str, creds: list[tuple[str, str]], seconds: float, ra
     async with aiohttp.ClientSession(connector=conn) as http:
         await asyncio.gather(*(one(t, tok, ramp_s * i / max(1, len(creds)), http)
                                for i, (t, tok) in enumerate(creds)))
-    return {"sent": sent, "acked": acked, "connected": connected, "failed": failed, "latencies": latencies}
+    return {"sent": sent, "acked": acked, "connected": connected, "failed": failed, "latencies": latencies,
+            "timeline": timeline}
 
 
 def client_main() -> None:
@@ -220,6 +224,8 @@ def main() -> int:
     ap.add_argument("--procs", type=int, default=3, help="client processes")
     ap.add_argument("--ramp", type=float, default=20.0, help="seconds over which agents connect")
     ap.add_argument("--db", help="database URL (default: a fresh SQLite file)")
+    ap.add_argument("--timeline", action="store_true", help="print p99 per second of sending (stderr)")
+    ap.add_argument("--profile", help="write the controller's cProfile statistics to this file")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="vks-load-"))
@@ -231,7 +237,8 @@ def main() -> int:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO), VKS_CONTROLLER_CONFIG=str(tmp / "controller.yaml"))
     (tmp / "controller.yaml").write_text("sites_file: null\n")
-    ctl = subprocess.Popen([sys.executable, "-m", "controller.cli", "serve", "--listen", f"127.0.0.1:{port}",
+    prof = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+    ctl = subprocess.Popen([sys.executable, *prof, "-m", "controller.cli", "serve", "--listen", f"127.0.0.1:{port}",
                             "--db", db_url, "--log-level", "WARNING"], env=env, cwd=REPO,
                            stdout=open(tmp / "controller.log", "wb"), stderr=subprocess.STDOUT)
     try:
@@ -273,13 +280,21 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             ctl.kill()
     lat = [x for r in results for x in r.get("latencies", [])]
+    if args.timeline:
+        per_s: dict[int, list[float]] = {}
+        for r in results:
+            for t, x in r.get("timeline", []):
+                per_s.setdefault(int(t), []).append(x)
+        for sec in sorted(per_s):
+            print(f"  t={sec:4d}s  n={len(per_s[sec]):5d}  p99 {pct(per_s[sec], 99) * 1000:7.1f} ms", file=sys.stderr)
     sent = sum(r.get("sent", 0) for r in results)
     acked = sum(r.get("acked", 0) for r in results)
     connected = sum(r.get("connected", 0) for r in results)
     failed = sum(r.get("failed", 0) for r in results)
     total, distinct = asyncio.run(count_stored(db_url))
     backend = "PostgreSQL" if db_url.startswith("postgres") else "SQLite"
-    print(f"agent hub load ({backend}, {os.cpu_count()} cores)")
+    print(f"agent hub load ({backend}, {os.cpu_count()} cores, load average at the end "
+          f"{os.getloadavg()[0]:.1f}: other work on the machine skews these figures)")
     print(f"  agents connected       {connected} / {args.agents}   (failed {failed})")
     print(f"  reports sent / acked   {sent} / {acked}   over {args.seconds:.0f} s "
           f"-> {acked / args.seconds:.0f} reports/s held")
