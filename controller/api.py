@@ -219,9 +219,35 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status, "http_error")
         return error_response(exc.status, {"error": code, "message": exc.reason}, None)
-    except Exception:
+    except Exception as exc:
+        if database_unavailable(exc):    # the transaction rolled back: nothing was written
+            log.error("%s %s: database unavailable: %s", request.method, request.path, exc)
+            return error_response(503, {"error": "unavailable", "message": "database unavailable; retry later"},
+                                  {"Retry-After": "5"})
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, {"error": "internal", "message": "internal error (logged)"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or dropped the connection (not a bug in the request):
+    connection refused, closed, not accepting connections yet, pool timeout (issue 7)."""
+    from sqlalchemy import exc as sa_exc
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (ConnectionError, TimeoutError, sa_exc.TimeoutError)):
+            return True
+        if isinstance(e, OSError) and e.errno is not None:
+            return True
+        if isinstance(e, sa_exc.DBAPIError) and (e.connection_invalidated or isinstance(e, sa_exc.OperationalError)):
+            return True
+        if type(e).__module__.startswith("asyncpg") and type(e).__name__ in (
+                "ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError",
+                "InterfaceError", "TooManyConnectionsError", "AdminShutdownError", "CrashShutdownError"):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def auth_middleware(routes_by_resource: dict[tuple[str, str], Route]):
