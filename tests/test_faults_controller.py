@@ -86,3 +86,75 @@ def test_database_outage_the_controller_lives_through_and_catches_up(pg, tmp_pat
         c.stop()
     assert c.proc.returncode == 0
     assert "Traceback" not in c.log_text() or "internal error" not in c.log_text()
+
+
+def test_controller_sigkilled_twice_during_a_hearing_day_loses_and_doubles_nothing(tmp_path):
+    """Three hearings starting in 21-27 minutes: each has its test request and its pre-connect
+    check (rule 15 window open) due at once - six sessions between two real agents. The
+    controller is SIGKILLed as soon as the first result is stored and again right after its
+    restart. In the end every check has exactly one result, every hearing exactly one request
+    event and one pre-connect event, and no result was recorded twice."""
+    from tests.test_security_tls import start_agent
+    from tests.test_link_e2e import stop
+
+    c = ControllerProc(tmp_path, config={
+        "scheduler": {"poll_s": 0.2, "retry_s": 1, "lease_s": 2, "result_grace_s": 5},
+        "checks": {"test_profile": "monitor", "test_duration_s": 2,
+                   "preconnect_profile": "monitor", "preconnect_duration_s": 2},
+        "live": {"enabled": False}})
+    admin = c.prepare()
+    tokens = {t: c.cli("terminal", "token", t) for t in ("court-almaty-1", "sizo-almaty-1")}
+    c.start()
+    agents = [start_agent(tmp_path, t, f"ws://127.0.0.1:{c.port}", tok, None) for t, tok in tokens.items()]
+    try:
+        def online():
+            _, terms = http("GET", c.url + "/api/v1/terminals", admin)
+            return {"court-almaty-1", "sizo-almaty-1"} <= {t["id"] for t in terms["items"] if t.get("online")}
+        wait_for(online, 60, what="agents online")
+        _, rooms = http("GET", c.url + "/api/v1/rooms?institution_id=almaty-medeu-district", admin)
+        room_id = next(r["id"] for r in rooms["items"] if r["name"] == "Зал 1")
+        now = dt.datetime.now(dt.timezone.utc)
+        ids = []
+        for i, minutes in enumerate((21, 24, 27)):
+            status, h = http("POST", c.url + "/api/v1/hearings", admin, {
+                **hearing_body(room_id, now + dt.timedelta(minutes=minutes), f"2-{200 + i}/2026"),
+                "duration_min": 2})
+            assert status == 201, h
+            ids.append(h["id"])
+
+        def checks():
+            out = []
+            for hid in ids:
+                _, h = http("GET", f"{c.url}/api/v1/hearings/{hid}", admin)
+                out += h["test_request"]["items"] + h["preconnect"]["items"]
+            return out
+
+        def results() -> int:
+            try:
+                return sum(1 for x in checks() if x["result"] is not None)
+            except (OSError, KeyError, TypeError):
+                return 0
+        wait_for(lambda: results() >= 1, 90, what="a first result")
+        c.kill()
+        c.start()
+        time.sleep(1.5)
+        c.kill()
+        c.start()
+        wait_for(lambda: results() == 6 and all(x["status"] in ("passed", "failed") for x in checks()),
+                 240, step=1, what="every check finished")
+        for hid in ids:
+            events = http("GET", f"{c.url}/api/v1/hearings/{hid}/events", admin)[1]["items"]
+            kinds = [e["kind"] for e in events]
+            assert kinds.count("test_request_created") == 1, kinds
+            assert kinds.count("preconnect_scheduled") == 1, kinds
+            per_check: dict = {}
+            for e in events:
+                if e["kind"] == "check_result":
+                    cid = (e.get("detail") or e.get("data") or e).get("check_id")
+                    per_check[cid] = per_check.get(cid, 0) + 1
+            assert per_check and all(n == 1 for n in per_check.values()), events
+        assert all(x["result"]["connected"] for x in checks()), [x["result"].get("error") for x in checks()]
+    finally:
+        codes = [stop(p) for p, _, _ in agents]
+        c.stop()
+    assert codes == [0, 0]
