@@ -124,6 +124,11 @@ class Outbox:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            # Keep the WAL small and reuse it often: at the default (1000 pages, 4 MiB) a nearly
+            # full disk could not grow it far enough to checkpoint, and acked reports were never
+            # deleted again (issue 7, found on a 2 MiB tmpfs).
+            db.execute("PRAGMA wal_autocheckpoint=64")
+            db.execute("PRAGMA journal_size_limit=1048576")
             db.executescript(_SCHEMA)
             self._rows, self._bytes = db.execute(
                 "SELECT count(*), coalesce(sum(bytes), 0) FROM outbox").fetchone()
@@ -320,7 +325,12 @@ class Outbox:
 
     def _delete_sync(self, db: sqlite3.Connection, report_id: str) -> bool:
         try:
-            row = db.execute("DELETE FROM outbox WHERE report_id = ? RETURNING bytes", (report_id,)).fetchone()
+            try:
+                row = db.execute("DELETE FROM outbox WHERE report_id = ? RETURNING bytes", (report_id,)).fetchone()
+            except sqlite3.OperationalError:
+                # Disk full: move the WAL into the database and truncate it, then try once more.
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                row = db.execute("DELETE FROM outbox WHERE report_id = ? RETURNING bytes", (report_id,)).fetchone()
         except sqlite3.Error as exc:
             # The row stays; it will be sent again and acked again (the controller stores it once).
             raise OutboxStorageError(f"cannot delete acked report {report_id}: {exc}",
