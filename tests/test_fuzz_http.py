@@ -98,3 +98,16 @@ def test_garbage_instead_of_http_is_refused_and_the_server_goes_on(served, garba
             data = b""
     assert data == b"" or data.startswith(b"HTTP/1.") and b" 5" not in data[:13], data
     assert http("GET", c.url + "/healthz")[0] == 200
+
+
+def test_password_guessing_is_cut_off_after_five_tries(served):
+    """Against the real server (the limiter's details are in test_web_api.py): of 30 guesses
+    from one address only the first 5 are even checked; the rest get 429 with Retry-After."""
+    c, _ = served
+    statuses = []
+    for i in range(30):
+        status, body = http("POST", c.url + "/api/v1/login", None, {"username": "root", "password": f"guess-{i:04d}"},
+                            headers={"X-Requested-With": "vks-web"})
+        statuses.append(status)
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}, statuses
+    assert "guess-0001" not in c.log_text()
