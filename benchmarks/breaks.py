@@ -119,6 +119,9 @@ async def main(args) -> int:
         m = out["mild"]
         print(f"false breaks, {m['minutes']:g} min of 10 ms jitter + 0.5 % loss: {m['false_breaks']}   target 0 "
               f"({m['unusable_seconds']} unusable seconds of {m['seconds_seen']} seen)")
+        for b in m["breaks"]:
+            print(f"  break: {b.get('cause')} ({b.get('kind')} by the {b.get('role')}): {b.get('seconds')} "
+                  f"{'; '.join(b.get('reasons') or [])}")
     return 0
 
 

@@ -10,7 +10,12 @@ unusable, and stalled when no packet arrived in it.
 
 Lost (a break is due) when, for any side:
 - stall: the newest `stall_s` seconds are all stalled (no packets), or
-- quality: at least `unusable_n` of the newest `window_s` seconds are unusable, or
+- quality: at least `unusable_n` of the newest `window_s` seconds are unusable on the network's
+  figures (loss, jitter, delay, MOS, stalls), or
+- freeze: the newest `freeze_break_s` seconds are all unusable, counting those unusable only
+  for their video (frame rate, freeze) while packets flow with little loss - a decoder waiting
+  for a key frame after a lost packet freezes the picture for a few seconds and recovers by
+  itself, which is no reason to break a hearing; a picture frozen for longer is, or
 - silent: the interval stream itself stopped - nothing for `silent_s` (agent dead, session
   closed, link to the controller lost). The caller's stream is expected from the moment the
   flow says so (`expect`); a callee's only once it has reported.
@@ -41,11 +46,12 @@ class DetectorParams:
     unusable_n: int = 4           # ... and how many unusable seconds in it break
     resume_good_s: int = 8        # consecutive usable seconds before ready to resume
     silent_s: float = 3.0         # no interval at all for this long: lost
+    freeze_break_s: int = 10      # consecutive seconds without usable video: lost
     keep_s: int = 30              # seconds kept per side (at least window and resume run)
 
     def __post_init__(self):
         if not (1 <= self.stall_s and 1 <= self.unusable_n <= self.window_s and self.resume_good_s >= 1
-                and self.silent_s > 0):
+                and self.silent_s > 0 and self.freeze_break_s >= 1):
             raise ValueError(f"inconsistent detector parameters: {self}")
 
 
@@ -54,6 +60,7 @@ class Second:
     verdict: str                  # good | degraded | unusable
     stalled: bool
     reasons: tuple[str, ...] = ()
+    video_only: bool = False      # unusable only for its video (frame rate, freeze)
 
     @property
     def usable(self) -> bool:
@@ -61,7 +68,11 @@ class Second:
 
     @property
     def bad(self) -> bool:
-        return self.stalled or self.verdict == "unusable"
+        """Unusable on the network's figures (counted by the quality rule)."""
+        return self.stalled or (self.verdict == "unusable" and not self.video_only)
+
+
+VIDEO_KEYS = ("fps", "frame_rate", "freeze_s")
 
 
 def classify(interval: Mapping[str, Any], thresholds: quality.Thresholds) -> Second:
@@ -70,13 +81,18 @@ def classify(interval: Mapping[str, Any], thresholds: quality.Thresholds) -> Sec
     stalled = any(isinstance(interval.get(d), Mapping) and quality._stalled(interval[d])
                   for d in quality.DIRECTIONS)
     verdict = "unusable" if stalled else j.verdict
-    return Second(verdict, stalled, tuple(j.reasons[:4]))
+    video_only = False
+    if verdict == "unusable" and not stalled:
+        network = {k: ({f: x for f, x in v.items() if f not in VIDEO_KEYS} if isinstance(v, Mapping) else v)
+                   for k, v in interval.items()}
+        video_only = quality.judge_interval(network, thresholds).verdict != "unusable"
+    return Second(verdict, stalled, tuple(j.reasons[:4]), video_only)
 
 
 @dataclass(frozen=True)
 class Lost:
     cause: str                    # connection_lost | quality
-    kind: str                     # stall | silent | unusable
+    kind: str                     # stall | silent | unusable | freeze
     role: str
     evidence: dict[str, Any]
 
@@ -162,6 +178,13 @@ class Detector:
             bad = sum(1 for s in win if s.bad)
             if bad >= self.p.unusable_n:
                 return Lost("quality", "unusable", role, self._evidence(side, unusable=bad))
+        for role in ROLES:
+            side = self.sides.get(role)
+            if side is None:
+                continue
+            frozen = side.run_back(lambda s: not s.usable)
+            if frozen >= self.p.freeze_break_s:
+                return Lost("quality", "freeze", role, self._evidence(side, unusable_run_s=frozen))
         return self._silent(now)
 
     def good_run(self) -> int:
@@ -200,7 +223,7 @@ class Detector:
         """JSON-able state (times are the caller's clock: only meaningful with the same clock)."""
         return {"expect_from": self.expect_from,
                 "sides": {role: {"last_at": s.last_at,
-                                 "seconds": {str(t): [x.verdict, x.stalled, list(x.reasons)]
+                                 "seconds": {str(t): [x.verdict, x.stalled, list(x.reasons), x.video_only]
                                              for t, x in sorted(s.seconds.items())}}
                           for role, s in self.sides.items()}}
 
@@ -214,8 +237,8 @@ class Detector:
             if role not in ROLES:
                 continue
             side = d.sides[role] = _Side(last_at=s.get("last_at"))
-            for t, (v, stalled, reasons) in (s.get("seconds") or {}).items():
-                side.seconds[int(t)] = Second(v, bool(stalled), tuple(reasons))
+            for t, (v, stalled, reasons, *rest) in (s.get("seconds") or {}).items():
+                side.seconds[int(t)] = Second(v, bool(stalled), tuple(reasons), bool(rest and rest[0]))
         return d
 
 

@@ -83,8 +83,8 @@ def backoff_s(attempt: int, s: LiveSettings, rng: random.Random) -> float:
 
 def detector_params(s: LiveSettings) -> DetectorParams:
     return DetectorParams(stall_s=s.stall_s, window_s=s.window_s, unusable_n=s.unusable_n,
-                          resume_good_s=s.resume_good_s, silent_s=s.silent_s,
-                          keep_s=max(30, s.window_s, s.resume_good_s) + 2)
+                          resume_good_s=s.resume_good_s, silent_s=s.silent_s, freeze_break_s=s.freeze_break_s,
+                          keep_s=max(30, s.window_s, s.resume_good_s, s.freeze_break_s) + 2)
 
 
 def final_verdict(stats: dict, breaks_open: bool) -> str:

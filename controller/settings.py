@@ -63,6 +63,9 @@ class LiveSettings(Strict):
     window_s: int = Field(6, ge=1, le=120)
     unusable_n: int = Field(4, ge=1, le=120)
     silent_s: float = Field(3.0, gt=0, le=120)
+    # ... or this many seconds in a row without usable video (seconds unusable only for their
+    # frame rate or freeze, while packets flow, count here and not in the window above).
+    freeze_break_s: int = Field(10, ge=1, le=600)
     # Ready to resume after this many consecutive usable (good or degraded) seconds.
     resume_good_s: int = Field(8, ge=1, le=600)
     # A new monitoring session must report its first second within this long (it connects).

@@ -14,11 +14,12 @@ GOOD = Second("good", False)
 DEGRADED = Second("degraded", False)
 UNUSABLE = Second("unusable", False)
 STALL = Second("unusable", True)
-CODES = {"g": GOOD, "d": DEGRADED, "u": UNUSABLE, "s": STALL}
+FROZEN = Second("unusable", False, video_only=True)      # no usable video, packets flowing
+CODES = {"g": GOOD, "d": DEGRADED, "u": UNUSABLE, "s": STALL, "f": FROZEN}
 
 
 def feed(pattern: str, *, det: Detector | None = None, role: str = "caller", start: int = 0):
-    """Feed one second per character (g/d/u/s) arriving at t + 1; returns (detector, the
+    """Feed one second per character (g/d/u/s/f) arriving at t + 1; returns (detector, the
     first second index at which it was lost or None, the first at which it was ready or None)."""
     det = det or Detector(P, expect_from=0.0)
     lost_at = ready_at = None
@@ -49,6 +50,11 @@ def test_classify_uses_the_monitor_thresholds():
     assert s.stalled and s.verdict == "unusable"
     # The callee's interval has no outbound: that is noted, not judged.
     assert classify(interval(0, outbound=False), TH).verdict == "good"
+    # Video frozen while packets flow with little loss: unusable, but for its video only.
+    frozen = classify(interval(0, fps=0, lost=1, packets=74), TH)
+    assert frozen.verdict == "unusable" and frozen.video_only and not frozen.bad and not frozen.usable
+    both = classify(interval(0, fps=0, lost=10, packets=65), TH)
+    assert both.verdict == "unusable" and not both.video_only and both.bad
 
 
 # --- crafted streams --------------------------------------------------------------------------
@@ -80,6 +86,17 @@ def test_slow_degradation_breaks_only_once_seconds_turn_unusable():
     assert lost_at is None and det.verdict(35.0) == "degraded"
     _, lost_at, _ = feed("gggg" + "d" * 10 + "dudu" + "duuu")
     assert lost_at == 4 + 10 + 4 + 2        # the 4th unusable second within 6
+
+
+def test_a_few_seconds_of_frozen_video_do_not_break_a_longer_freeze_does():
+    # Seen under 0.5 % loss: a lost packet, the decoder waits for a key frame, 4 s at 0 fps.
+    assert feed("gggggg" + "ffff" + "gggggg")[1] is None
+    assert feed("gggggg" + "ffffff" + "g" + "fff" + "gggg")[1] is None
+    det, lost_at, _ = feed("gggggg" + "f" * 10)
+    assert lost_at == 6 + 9
+    assert det.lost(16.0).kind == "freeze" and det.lost(16.0).cause == "quality"
+    # Frozen seconds do not count as usable for resuming.
+    assert feed("ss" + "ggff" + "gggggggg")[2] == 2 + 4 + 7
 
 
 def test_ready_only_after_eight_consecutive_usable_seconds():
@@ -142,7 +159,7 @@ def test_snapshot_round_trip():
 
 # --- properties -------------------------------------------------------------------------------
 
-streams = st.text(alphabet="gdus", min_size=1, max_size=80)
+streams = st.text(alphabet="gdusf", min_size=1, max_size=80)
 
 
 def _max_run(pattern: str, chars: str) -> int:
@@ -162,7 +179,8 @@ def _max_bad_in_window(pattern: str, w: int) -> int:
 @given(streams)
 def test_breaks_exactly_when_a_rule_is_met(pattern):
     _, lost_at, _ = feed(pattern)
-    due = _max_run(pattern, "s") >= P.stall_s or _max_bad_in_window(pattern, P.window_s) >= P.unusable_n
+    due = (_max_run(pattern, "s") >= P.stall_s or _max_bad_in_window(pattern, P.window_s) >= P.unusable_n
+           or _max_run(pattern, "usf") >= P.freeze_break_s)
     assert (lost_at is not None) == due
 
 
