@@ -530,7 +530,8 @@ class ActService:
         if role not in SIGNER_ROLES:
             raise Invalid(f"role: expected one of {', '.join(SIGNER_ROLES)}", field="role")
         if user["role"] not in MAY_SIGN[role]:
-            raise Forbidden(f"role {user['role']!r} may not record the signature of the {role}")
+            raise Forbidden(f"the {role} signature is recorded by a {' or an '.join(sorted(MAY_SIGN[role]))}, "
+                            f"not by a {user['role']}")
         await hearings_repo.get_hearing(conn, hearing_id, for_update=True)
         act = await repo.get_for_hearing(conn, hearing_id, for_update=True)
         if act is None:
