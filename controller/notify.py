@@ -96,7 +96,7 @@ def webhook_payload(*, notification_id: int, escalation: dict, hearing: dict, st
         },
     }
     if page_url:
-        out["url"] = page_url.rstrip("/") + f"/#escalation-{escalation['id']}"
+        out["url"] = page_url.rstrip("/") + "/#escalations"      # the web page's escalations view
     return out
 
 
