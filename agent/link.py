@@ -151,6 +151,7 @@ class Link:
         self._send_lock = asyncio.Lock()
         self._replies: dict[str, asyncio.Future] = {}
         self._inflight: dict[str, int] = {}
+        self._delete_later: set[str] = set()     # acked, but the outbox could not delete them yet
         self._closing = False
         self._heartbeat_s = settings.controller.heartbeat_s
         self._ssl = self._ssl_context()
@@ -301,7 +302,10 @@ class Link:
             try:
                 await self.outbox.ack(m.report_id)
             except OutboxError as exc:
+                # Stored by the controller but still in the outbox (e.g. disk full): delete it
+                # later; if the agent dies first it is resent and acked again (stored once).
                 log.error("could not delete acked report %s: %s", m.report_id, exc)
+                self._delete_later.add(m.report_id)
             self.outbox.changed.set()     # room in the window
         elif isinstance(m, wire.RelayedSignal):
             fut = self._replies.get(m.reply_to) if m.reply_to else None
@@ -350,6 +354,7 @@ class Link:
         last_seq = 0
         while True:
             self.outbox.changed.clear()
+            await self._retry_deletes()
             room = self.window - len(self._inflight)
             try:
                 entries = await self.outbox.pending(after_seq=last_seq, limit=room) if room > 0 else []
@@ -380,6 +385,14 @@ class Link:
                 continue                       # more may be waiting
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.outbox.changed.wait(), 5.0)
+
+    async def _retry_deletes(self) -> None:
+        for report_id in list(self._delete_later):
+            try:
+                await self.outbox.ack(report_id)
+            except OutboxError:
+                return                     # still failing: next round
+            self._delete_later.discard(report_id)
 
     def _drop_connection_state(self) -> None:
         self._ws = None
