@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import ssl
-import time
 from types import SimpleNamespace
 from typing import Any, Awaitable, Callable, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from tenacity import wait_random_exponential
 
+from agent.health import HealthChecker
 from agent import wire
 from agent.outbox import Outbox, OutboxError
 from agent.settings import AgentSettings
@@ -106,23 +105,15 @@ HealthFn = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def default_health(settings: AgentSettings) -> HealthFn:
-    """agent.health's checker (deltas since the last check) when present, else a minimal dict."""
-    try:
-        from agent.health import HealthChecker
-    except ImportError:
-        HealthChecker = None
-    checker = HealthChecker(settings) if HealthChecker is not None else None
-    started = time.monotonic()
+    """agent.health's checker (deltas since the last check)."""
+    checker = HealthChecker(settings)
 
     async def health() -> dict[str, Any]:
-        if checker is not None:
-            try:
-                return await checker.check()
-            except Exception as exc:       # a broken check must not break the link
-                log.warning("health check failed: %s", exc)
-                return {"status": "unknown", "problems": [f"health check failed: {exc}"]}
-        load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        return {"status": "unknown", "uptime_s": round(time.monotonic() - started, 1), "load1": load1}
+        try:
+            return await checker.check()
+        except Exception as exc:       # a broken check must not break the link
+            log.warning("health check failed: %s", exc)
+            return {"status": "unknown", "problems": [f"health check failed: {exc}"]}
 
     return health
 

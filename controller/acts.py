@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
+from controller.store import live as live_repo
 from controller.store import acts as repo
 from controller.store import checks as checks_repo
 from controller.store import escalations as esc_repo
@@ -258,10 +259,6 @@ def _break_evidence(b: dict, tz: str, rows: list[dict]) -> dict[str, Any]:
 async def _breaks(conn: AsyncConnection, hearing_id: int, tz: str) -> list[dict]:
     """The breaks of the live monitoring (rule 22) with the figures measured in
     the detector's window before each (while the intervals are still kept)."""
-    try:
-        from controller.store import live as live_repo
-    except ImportError:      # the live monitoring (issue 5, part 1) is not installed
-        return []
     out = []
     for b in await live_repo.breaks_for(conn, hearing_id):
         window = dt.timedelta(seconds=float((b.get("evidence") or {}).get("window_s") or 10))

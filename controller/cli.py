@@ -53,12 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = st.add_subparsers(dest="sites_command", required=True, metavar="ACTION")
     si = ssub.add_parser("import", parents=[common], help="import (upsert) a sites file")
     si.add_argument("file", type=Path, nargs="?", help="default: sites_file from the settings")
-    try:
-        from controller.agent_api import add_terminal_parser
-    except ImportError:
-        pass
-    else:
-        add_terminal_parser(sub, parents=[common])
+    from controller.agent_api import add_terminal_parser
+    add_terminal_parser(sub, parents=[common])
     from controller.escalation_api import add_contact_parser
     add_contact_parser(sub, parents=[common])
     return p
