@@ -64,8 +64,11 @@ class LiveSettings(Strict):
     unusable_n: int = Field(4, ge=1, le=120)
     silent_s: float = Field(3.0, gt=0, le=120)
     # ... or this many seconds in a row without usable video (seconds unusable only for their
-    # frame rate or freeze, while packets flow, count here and not in the window above).
-    freeze_break_s: int = Field(10, ge=1, le=600)
+    # frame rate or freeze, while packets flow, count here and not in the window above). Long:
+    # aiortc's receiver recovers from a packet lost for good only when its jitter buffer
+    # overflows (~5 s at the monitor's rate) and a key frame follows; two such cycles in a row
+    # happen under 0.5 % loss (benchmarks/breaks.py). A terminal's own video recovers sooner.
+    freeze_break_s: int = Field(30, ge=1, le=600)
     # Ready to resume after this many consecutive usable (good or degraded) seconds.
     resume_good_s: int = Field(8, ge=1, le=600)
     # A new monitoring session must report its first second within this long (it connects).

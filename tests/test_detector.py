@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from agent import quality
 from controller.detector import Detector, DetectorParams, Second, classify
 
-P = DetectorParams()          # stall 2, 4 of 6 unusable, resume after 8 good, silent 3 s
+P = DetectorParams(freeze_break_s=10)   # stall 2, 4 of 6 unusable, resume after 8 good, silent 3 s
 TH = quality.select(quality.load_thresholds(), "monitor")
 
 GOOD = Second("good", False)
@@ -89,7 +89,8 @@ def test_slow_degradation_breaks_only_once_seconds_turn_unusable():
 
 
 def test_a_few_seconds_of_frozen_video_do_not_break_a_longer_freeze_does():
-    # Seen under 0.5 % loss: a lost packet, the decoder waits for a key frame, 4 s at 0 fps.
+    # Seen under 0.5 % loss: a lost packet, the decoder waits for a key frame, 4 s at 0 fps
+    # (freeze_break_s 10 here; the default is 30).
     assert feed("gggggg" + "ffff" + "gggggg")[1] is None
     assert feed("gggggg" + "ffffff" + "g" + "fff" + "gggg")[1] is None
     det, lost_at, _ = feed("gggggg" + "f" * 10)
