@@ -17,9 +17,6 @@ from tests.reliability_kit import ControllerProc, http
 from tests.test_link_dbdown import RestartablePg
 from tests.test_link_e2e import wait_for
 
-pytestmark = pytest.mark.postgres
-
-
 @pytest.fixture
 def pg():
     p = RestartablePg()
@@ -32,6 +29,7 @@ def hearing_body(room_id: int, start: dt.datetime, case: str) -> dict:
             "participants": [{"terminal_id": "sizo-almaty-1"}]}
 
 
+@pytest.mark.postgres
 def test_database_outage_the_controller_lives_through_and_catches_up(pg, tmp_path):
     url = pg.create_database(f"out_{uuid.uuid4().hex[:8]}")
     c = ControllerProc(tmp_path, url, config={"scheduler": {"poll_s": 0.2, "retry_s": 1, "lease_s": 5}})
@@ -88,7 +86,7 @@ def test_database_outage_the_controller_lives_through_and_catches_up(pg, tmp_pat
     assert "Traceback" not in c.log_text() or "internal error" not in c.log_text()
 
 
-def test_controller_sigkilled_twice_during_a_hearing_day_loses_and_doubles_nothing(tmp_path):
+def test_controller_sigkilled_twice_during_a_hearing_day_loses_and_doubles_nothing(db_url, tmp_path):
     """Three hearings starting in 21-27 minutes: each has its test request and its pre-connect
     check (rule 15 window open) due at once - six sessions between two real agents. The
     controller is SIGKILLed as soon as the first result is stored and again right after its
@@ -97,7 +95,7 @@ def test_controller_sigkilled_twice_during_a_hearing_day_loses_and_doubles_nothi
     from tests.test_security_tls import start_agent
     from tests.test_link_e2e import stop
 
-    c = ControllerProc(tmp_path, config={
+    c = ControllerProc(tmp_path, db_url, config={
         "scheduler": {"poll_s": 0.2, "retry_s": 1, "lease_s": 2, "result_grace_s": 5},
         "checks": {"test_profile": "monitor", "test_duration_s": 2,
                    "preconnect_profile": "monitor", "preconnect_duration_s": 2},
