@@ -316,7 +316,8 @@ async def sim_agents(url: str, creds: dict[str, str], idle: set[str], seconds: f
                     t.cancel()
                 await ws.close()
 
-    async with aiohttp.ClientSession() as http:
+    # No connection limit: each simulated agent holds its own socket (aiohttp's default is 100).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         await asyncio.gather(*(one(t, tok, i * 0.005, http) for i, (t, tok) in enumerate(creds.items())))
 
 
@@ -369,7 +370,7 @@ async def day(args, tmp: Path, db_url: str) -> int:
     while not agents.done():
         serve.sample()
         await asyncio.sleep(5)
-        log(f"sent {stats['sent']} acked {stats['acked']} sessions {stats['sessions']} "
+        log(f"connected {stats['connected']} sent {stats['sent']} acked {stats['acked']} sessions {stats['sessions']} "
             f"errors {stats.get('errors', 0)} {stats.get('last_error', '')} rss {rss_mb(serve.proc.pid):.0f} MB")
     held = (stats["sent"] - sent0) / max(1e-9, time.monotonic() - t0)
     finished = overdue = expected = 0
