@@ -47,15 +47,17 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def http_signal(peer: str, profile: str | None, timeout: float) -> Callable[[dict], asyncio.Future]:
-    """Signalling by HTTP: POST the offer to the peer's responder, get the answer."""
+def http_signal(peer: str, profile: str | None, timeout: float,
+                ssl_ctx=None) -> Callable[[dict], asyncio.Future]:
+    """Signalling by HTTP(S): POST the offer to the peer's responder, get the answer. For an
+    https:// peer the certificate is verified (against `ssl_ctx`, else the system's CAs)."""
     url = peer.rstrip("/") + "/offer"
 
     async def signal_offer(offer: dict) -> dict:
         body = dict(offer, profile=profile) if profile else offer
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
-                async with http.post(url, json=body) as resp:
+                async with http.post(url, json=body, ssl=ssl_ctx if ssl_ctx is not None else True) as resp:
                     try:
                         data = await resp.json(content_type=None)
                     except ValueError:
@@ -95,8 +97,12 @@ async def _run_test(settings: AgentSettings, args: argparse.Namespace) -> dict:
         print(f"Testing the link to {args.peer} for {args.duration:g} s "
               f"(profile {args.profile or settings.session.default_profile})...", flush=True)
         on_interval = lambda iv: print(_progress_line(iv), flush=True)  # noqa: E731
+    ssl_ctx = None
+    if getattr(args, "ca_file", None):
+        import ssl
+        ssl_ctx = ssl.create_default_context(cafile=args.ca_file)
     return await run_caller(settings, signal=http_signal(args.peer, args.profile,
-                                                         settings.session.connect_timeout_s),
+                                                         settings.session.connect_timeout_s, ssl_ctx),
                             duration_s=args.duration, profile=args.profile, on_interval=on_interval)
 
 
@@ -117,6 +123,18 @@ def cmd_responder(settings: AgentSettings, args: argparse.Namespace) -> int:
     from agent import metrics as agent_metrics
     from agent.responder import SESSIONS_KEY, create_app
     host, port = args.listen
+    ssl_ctx = None
+    if args.tls_cert or args.tls_key:        # optional TLS for the offer/answer exchange (issue 7)
+        import ssl
+        if not (args.tls_cert and args.tls_key):
+            print("vks-agent: give both --tls-cert and --tls-key", file=sys.stderr)
+            return EXIT_USAGE
+        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            print(f"vks-agent: cannot load {args.tls_cert} / {args.tls_key}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
     async def serve() -> None:
         app = create_app(settings)
@@ -125,9 +143,9 @@ def cmd_responder(settings: AgentSettings, args: argparse.Namespace) -> int:
                                         SESSIONS_KEY)
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
         await site.start()
-        print(f"vks-agent responder listening on http://{host}:{port}", flush=True)
+        print(f"vks-agent responder listening on {'https' if ssl_ctx else 'http'}://{host}:{port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -154,10 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--duration", type=positive_seconds, default=10.0, help="seconds (default 10)")
     test.add_argument("--profile", help="media profile from the settings (default: hearing)")
     test.add_argument("--json", action="store_true", help="print exactly one JSON report on stdout")
+    test.add_argument("--ca-file", help="for an https:// peer: trust this CA (PEM) instead of the system's")
     test.set_defaults(func=cmd_test)
 
     responder = sub.add_parser("responder", help="answer test sessions from peers")
     responder.add_argument("--listen", type=host_port, default=("0.0.0.0", 8443), help="HOST:PORT")
+    responder.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
+    responder.add_argument("--tls-key", help="... and this private key (PEM)")
     responder.set_defaults(func=cmd_responder)
 
     add_run_parser(sub)

@@ -160,3 +160,41 @@ def test_tls_settings_are_checked_at_start(tmp_path, pki):
     assert out.returncode == 2 and "missing.pem" in out.stderr, out.stderr
     out = serve(f"tls: {{cert_file: {good['cert']}, key_file: {rogue['key']}}}\n")   # key of another cert
     assert out.returncode == 2 and "tls" in out.stderr, out.stderr
+
+
+def test_direct_test_session_over_https_to_a_tls_responder(tmp_path, pki):
+    """The responder (direct tests between two terminals, no controller) can serve HTTPS:
+    `vks-agent responder --tls-cert --tls-key`, `vks-agent test --peer https://... --ca-file`.
+    A responder whose certificate the caller's CA did not sign is refused before any offer."""
+    import json
+    from tests.procs import agent_argv, env_with, free_port, wait_http, write_config
+    good, rogue = pki
+    config = write_config(tmp_path, "session:\n  host_addresses: ['127.0.0.1']\n")
+    port = free_port()
+    proc = subprocess.Popen(agent_argv("responder", "--listen", f"127.0.0.1:{port}", "--tls-cert", str(good["cert"]),
+                                       "--tls-key", str(good["key"])),
+                            env=env_with(config), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = __import__("time").monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=1, context=client_ctx(good["ca"]))
+                break
+            except OSError:
+                assert proc.poll() is None and __import__("time").monotonic() < deadline, proc.stderr.read()
+                __import__("time").sleep(0.2)
+
+        def test(ca: Path) -> subprocess.CompletedProcess:
+            return subprocess.run(agent_argv("test", "--peer", f"https://127.0.0.1:{port}", "--duration", "2",
+                                             "--profile", "monitor", "--json", "--ca-file", str(ca)),
+                                  env=env_with(config), cwd=REPO, capture_output=True, text=True, timeout=120)
+        ok = test(good["ca"])
+        report = json.loads(ok.stdout)
+        assert report["connected"] is True, report["error"]
+        bad = test(rogue["ca"])
+        report = json.loads(bad.stdout)
+        assert bad.returncode == 4 and report["connected"] is False
+        assert "certificate" in report["error"].lower(), report["error"]
+    finally:
+        from tests.procs import stop as stop_proc
+        stop_proc(proc)
