@@ -12,7 +12,9 @@ from controller.store import agents as store
 from tests.test_link_hub import Agent, Controller, agent_settings, eventually
 
 
-async def test_rotation_then_revocation_closes_the_open_connection(db_url, tmp_path):
+async def test_rotation_then_revocation_closes_the_open_connection(db_url, tmp_path, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
     c = await Controller(db_url, token_check_s=0.2).start()
     try:
         async with c.db.transaction() as conn:
@@ -60,6 +62,9 @@ async def test_rotation_then_revocation_closes_the_open_connection(db_url, tmp_p
                                 headers={"Authorization": f"Bearer {new}"}) as resp:
                 assert resp.status == 401
                 assert (await resp.json())["error"] == "unauthorized"
+        # Secrets never logged (agent and controller, at DEBUG): neither token appears.
+        assert "revoked or expired" in caplog.text
+        assert old not in caplog.text and new not in caplog.text
     finally:
         await c.stop()
 
