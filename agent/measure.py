@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 SEQ_MOD = 1 << 16
 ABS_SEND_TIME_MOD = 1 << 24          # 6.18 fixed-point seconds, wraps every 64 s
@@ -90,6 +90,7 @@ class StreamMeter:
     _intervals: dict[int, Interval] = field(default_factory=dict)
     _frame_times: list[float] = field(default_factory=list)
     resyncs: int = 0
+    early: int = 0                 # reached the socket, never decrypted: not lost
     _seq_offset: int = 0
     _bad_seq: int | None = None
 
@@ -207,9 +208,15 @@ class StreamMeter:
         self._interval(arrival).frames += 1
 
     # -- reading ------------------------------------------------------------------
-    def finalize(self, sender_first_seq: int | None, sender_last_seq: int | None, end: float) -> None:
+    def finalize(self, sender_first_seq: int | None, sender_last_seq: int | None, end: float,
+                 arrived: Callable[[int], bool] | None = None) -> None:
         """Count what was lost before the first and after the last packet received,
-        now that the sender has said what it sent."""
+        now that the sender has said what it sent.
+
+        `arrived(seq)` tells of a packet that reached the socket but was never
+        decrypted (it overtook the DTLS handshake, or SRTP's replay window was not yet
+        set up for it): delivered by the network, so counted as received (`early`),
+        not lost."""
         if self.max_ext is None:
             return
         if sender_last_seq is not None:
@@ -221,9 +228,19 @@ class StreamMeter:
             base_seq = self.base_ext % SEQ_MOD
             back = (base_seq - sender_first_seq) % SEQ_MOD
             if 0 < back <= MAX_DROPOUT:
-                self._mark_missing(self.base_ext - back, self.base_ext - 1,
-                                   self.first_arrival, self.first_arrival)
+                first_idx = max(0, int(self.first_arrival - self.t0))
+                for ext in range(self.base_ext - back, self.base_ext):
+                    self._missing[ext] = first_idx
                 self.base_ext -= back
+        if arrived is not None:
+            for ext in [e for e in self._missing if arrived(e % SEQ_MOD)]:
+                del self._missing[ext]
+                self.early += 1
+                self.packets += 1
+
+    def reached(self, seq: int) -> bool:
+        """Has a packet at or after sequence number `seq` arrived?"""
+        return self.max_ext is not None and self._ext(seq) <= self.max_ext
 
     @property
     def expected(self) -> int:

@@ -43,7 +43,7 @@ def _stream_summary(meter: StreamMeter, ivs: Mapping[int, Interval] | None) -> d
         "jitter_ms_max": _r(max((j for j in jit if j is not None), default=None)),
         "jitter_ms_last": _r(meter.jitter_s * 1000.0),
         "bitrate_kbps": _r(meter.bytes * 8 / 1000.0 / active, 1),
-        "duplicates": meter.duplicates, "reordered": meter.reordered,
+        "duplicates": meter.duplicates, "reordered": meter.reordered, "early": meter.early,
         "stall_s": meter.stall_seconds(ivs) if ivs is not None else None,
     }
     if meter.kind == "video":

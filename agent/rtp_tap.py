@@ -18,6 +18,7 @@ sequence number); where the kernel gives none, the tap's own clock is used.
 """
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import sys
@@ -48,13 +49,13 @@ SentHook = Callable[[int, int, int, float], None]   # ssrc, seq, size, monotonic
 _TAPPED = "_vks_tapped"
 
 
-def attach(pc: RTCPeerConnection, on_received: ReceivedHook, on_sent: SentHook) -> int:
-    """Tap every DTLS transport of `pc` not tapped yet; returns how many were tapped.
+def attach(pc: RTCPeerConnection, on_received: ReceivedHook, on_sent: SentHook) -> list["KernelStamps"]:
+    """Tap every DTLS transport of `pc` not tapped yet; returns their kernel stamps.
 
     Call after both descriptions are set (the callee's transports exist only then;
     the ICE sockets exist once candidates are gathered, which setLocalDescription does).
     """
-    tapped = 0
+    tapped = []
     for transceiver in pc.getTransceivers():
         dtls = transceiver.receiver.transport
         if dtls is None or getattr(dtls, _TAPPED, False):
@@ -65,7 +66,7 @@ def attach(pc: RTCPeerConnection, on_received: ReceivedHook, on_sent: SentHook) 
         _tap_received(dtls, on_received, stamps)
         _tap_sent(dtls, on_sent)
         setattr(dtls, _TAPPED, True)
-        tapped += 1
+        tapped.append(stamps)
     return tapped
 
 
@@ -86,6 +87,8 @@ SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@qq")
 _RTP_IDS = struct.Struct("!2xH4xI")      # sequence number, SSRC
 _MAX_STAMPS = 4096
+RCVBUF_BYTES = 1 << 20
+_MAX_UNROUTED = 512
 
 
 class KernelStamps:
@@ -98,6 +101,10 @@ class KernelStamps:
 
     def __init__(self) -> None:
         self._stamps: dict[tuple[int, int], float] = {}
+        # Datagrams that reached the socket but never the RTP router: SRTP could not
+        # decrypt them, mostly media that overtook the last DTLS handshake message.
+        # The network delivered them; the session must not call them lost.
+        self.unrouted: dict[int, set[int]] = {}
         self.enabled = sys.platform.startswith("linux")
 
     def watch(self, transport: Any) -> bool:
@@ -108,6 +115,11 @@ class KernelStamps:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         except OSError:
             return False
+        with contextlib.suppress(OSError):
+            # A busy terminal's event loop can stall for a video frame's decode; the
+            # default ~200 KB buffer then overflows and the kernel's drops would be
+            # counted as network loss. 1 MB holds several seconds of the session.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
         transport._sock = _StampingSocket(sock, self)
         return True
 
@@ -121,14 +133,22 @@ class KernelStamps:
                 arrival = sec + nsec * 1e-9 - (time.time() - time.monotonic())
                 seq, ssrc = _RTP_IDS.unpack_from(data)
                 if len(self._stamps) >= _MAX_STAMPS:
-                    # Stamps of packets SRTP rejected are never popped: drop the oldest half.
+                    # Stamps still here after thousands of newer packets were never
+                    # routed: keep which they were (bounded), drop their times.
                     for key in list(self._stamps)[: _MAX_STAMPS // 2]:
                         del self._stamps[key]
+                        seqs = self.unrouted.setdefault(key[0], set())
+                        if len(seqs) < _MAX_UNROUTED:
+                            seqs.add(key[1])
                 self._stamps[(ssrc, seq)] = arrival
                 return
 
     def pop(self, ssrc: int, seq: int) -> float | None:
         return self._stamps.pop((ssrc, seq), None)
+
+    def arrived_unrouted(self, ssrc: int, seq: int) -> bool:
+        """Did this packet reach the socket without ever being routed (so far)?"""
+        return (ssrc, seq) in self._stamps or seq in self.unrouted.get(ssrc, ())
 
 
 class _StampingSocket:

@@ -46,8 +46,12 @@ IntervalFn = Callable[[dict], None]
 CONTROL_LABEL = "vks-control"
 PROBE_LABEL = "vks-probe"
 _PROBE = struct.Struct("!Id")          # probe number, caller's monotonic send time
-# After the far side stops sending, wait this long for packets still in flight.
-DRAIN_S = 0.5
+# After the far side stops sending: wait at least DRAIN_MIN_S and until every stream
+# has reached the sender's last sequence number (at most DRAIN_MAX_S: the last ones may
+# be lost), then STRAGGLER_S more for packets that were overtaken on the way.
+DRAIN_MIN_S = 0.2
+DRAIN_MAX_S = 2.0
+STRAGGLER_S = 0.15
 FINISH_TIMEOUT_S = 5.0
 # The callee gives up on a caller that went silent (no finish) after this long.
 CALLEE_GRACE_S = 30.0
@@ -105,6 +109,7 @@ class PeerSession:
         self._codecs: dict[int, _Codec] = {}
         self._control = None
         self._probe = None
+        self._stamps: list[rtp_tap.KernelStamps] = []
         self._tasks: set[asyncio.Task] = set()
         self._final_received = asyncio.Event()
         self._closed = False
@@ -145,7 +150,7 @@ class PeerSession:
 
     def _after_negotiation(self) -> None:
         self._codecs = _codecs_of(self.pc.remoteDescription.sdp)
-        rtp_tap.attach(self.pc, self._on_rtp_received, self._on_rtp_sent)
+        self._stamps = rtp_tap.attach(self.pc, self._on_rtp_received, self._on_rtp_sent)
 
     # -- taps -----------------------------------------------------------------------
     def _on_rtp_received(self, packet: RtpPacket, now: float) -> None:
@@ -258,12 +263,25 @@ class PeerSession:
     def _sent_summary(self) -> dict[str, dict]:
         return {str(ssrc): vars(c) for ssrc, c in self.sent.items()}
 
+    async def _drain(self) -> None:
+        """Wait for what the far end sent before it stopped (see DRAIN_MIN_S)."""
+        deadline = time.monotonic() + DRAIN_MAX_S
+        await asyncio.sleep(DRAIN_MIN_S)
+        while time.monotonic() < deadline:
+            if all(m.reached(self.peer_sent[ssrc]["last_seq"])
+                   for ssrc, m in self.meters.items() if ssrc in self.peer_sent):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(STRAGGLER_S)
+
     def _finalize_inbound(self) -> None:
         end = time.monotonic()
         for ssrc, meter in self.meters.items():
             counts = self.peer_sent.get(ssrc)
             if counts:
-                meter.finalize(counts["first_seq"], counts["last_seq"], end)
+                meter.finalize(counts["first_seq"], counts["last_seq"], end,
+                               arrived=lambda seq, ssrc=ssrc: any(st.arrived_unrouted(ssrc, seq)
+                                                                  for st in self._stamps))
 
     def live_interval(self, index: int) -> dict:
         """This side's receive figures for second `index` (as known now)."""
@@ -333,7 +351,7 @@ class PeerSession:
             await asyncio.wait_for(self._final_received.wait(), FINISH_TIMEOUT_S)
         except asyncio.TimeoutError:
             error = "the peer did not send its final figures (link lost at the end?)"
-        await asyncio.sleep(DRAIN_S)
+        await self._drain()
         self._finalize_inbound()
         aiortc_view = await self.aiortc_stats()
         self._send_control({"type": "bye"})
@@ -382,7 +400,7 @@ class PeerSession:
 
     async def _callee_finish(self) -> None:
         self._pause_media()
-        await asyncio.sleep(DRAIN_S)
+        await self._drain()
         self._finalize_inbound()
         received = receive_side(self.meters, until=time.monotonic())
         self._send_control({"type": "final", "sent": self._sent_summary(), "received": received})

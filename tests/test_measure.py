@@ -127,3 +127,14 @@ def test_the_live_interval_equals_the_final_one_once_nothing_is_in_flight():
     for idx in range(len(final)):
         live = side_interval({1: m}, idx)
         assert (live["packets"], live["lost"]) == (final[idx]["packets"], final[idx]["lost"])
+
+
+def test_packets_that_reached_the_socket_but_were_never_decrypted_are_not_lost():
+    """Media that overtakes the DTLS handshake arrives before the keys: delivered, not lost."""
+    m = StreamMeter("video", 2, 90000, T0)
+    pkts = stream(100, start_seq=500)
+    feed(m, pkts[3:50] + pkts[51:])                 # 500-502 and 550 never reached the meter
+    reached_socket = {500, 501, 550}                 # ... but three of them reached the socket
+    m.finalize(sender_first_seq=500, sender_last_seq=599, end=T0 + 3,
+               arrived=lambda seq: seq in reached_socket)
+    assert (m.lost, m.early, m.expected) == (1, 3, 100)
