@@ -57,6 +57,7 @@ class Daemon:
         self.monitor: agent_metrics.Monitor | None = None
         # Endpoint hooks fired on the controller's break / reconnect / resume (rule 22).
         self.hooks = Hooks(settings.hooks, terminal_id=settings.terminal_id)
+        self._hook_order = asyncio.Lock()     # one hook at a time, in the order the commands came
 
     # ---- lifecycle ----
 
@@ -198,8 +199,9 @@ class Daemon:
     async def _fire_hook(self, cmd: wire.LiveEvent) -> None:
         """Run the endpoint hook of a break / reconnect / resume; a configured hook's outcome
         is reported (kind "health", body {"hook": {...}}) so that failures reach the record."""
-        result = await self.hooks.fire(cmd.name, cmd.hearing_id, cause=cmd.cause, attempt=cmd.attempt,
-                                       message_kk=cmd.message_kk, message_ru=cmd.message_ru)
+        async with self._hook_order:
+            result = await self.hooks.fire(cmd.name, cmd.hearing_id, cause=cmd.cause, attempt=cmd.attempt,
+                                           message_kk=cmd.message_kk, message_ru=cmd.message_ru)
         if result.configured:
             self.queue_report("health", f"hook:{cmd.name}:{cmd.hearing_id}:{wire.new_id()}",
                               {"hook": result.to_dict()}, None)

@@ -630,26 +630,28 @@ class LiveService:
 
     # ---- views -----------------------------------------------------------------------------------
     async def view(self, hearing_id: int) -> dict:
+        """What the API shows, from the database: each transition writes its state row, break and
+        event in one transaction, so the view is consistent (and any controller can give it)."""
         now = self.now()
         async with self.db.read() as conn:
             await hearings_repo.get_hearing(conn, hearing_id)
             st = await store.get_state(conn, hearing_id)
-            f = self.flows.get(hearing_id)          # this controller's flow is ahead of its row
-            break_id = f.break_id if f is not None else (st["break_id"] if st else None)
-            b = await store.get_break(conn, break_id) if break_id else None
+            b = await store.get_break(conn, st["break_id"]) if st and st["break_id"] else None
             rows = await store.recent_intervals(conn, hearing_id, _dt(now - INTERVALS_SHOWN_S))
+        f = self.flows.get(hearing_id)
+        stats = (f.stats if f is not None else (st["stats"] if st else None)) or {}
+        state = st["state"] if st else "idle"
         return {
             "hearing_id": hearing_id,
-            "state": (f.state if f else st["state"]) if (f or st) else "idle",
-            "verdict": (f.verdict if f else st["verdict"]) if (f or st) else "unknown",
-            "since": iso(_dt(f.since)) if f else (iso(st["since"]) if st else None),
+            "state": state,
+            "verdict": st["verdict"] if st else "unknown",
+            "since": iso(st["since"]) if st else None,
             "caller": st["caller"] if st else None, "callee": st["callee"] if st else None,
-            "session_id": f.session_id if f else (st["session_id"] if st else None),
-            "attempt": f.attempt if f else (st["attempt"] if st else 0),
+            "session_id": st["session_id"] if st else None,
+            "attempt": st["attempt"] if st else 0,
             "break": break_out(b, now) if b else None,
-            "banner": BANNER if (f and f.state in ("reconnecting", "ready_to_resume")) else None,
-            "stats": {k: v for k, v in ((f.stats if f else (st["stats"] if st else {})) or {}).items()
-                      if not k.startswith("_")},
+            "banner": BANNER if state in ("reconnecting", "ready_to_resume") else None,
+            "stats": {k: v for k, v in stats.items() if not k.startswith("_")},
             "intervals": merge_intervals(rows, st["caller"] if st else None),
         }
 
