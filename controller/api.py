@@ -100,15 +100,22 @@ def invalid_from(exc: ValidationError, prefix: str = "") -> Invalid:
     return Invalid(f"{where}: {msg}", field=where)
 
 
-def _huge_int(data: Any, path: str = "") -> str | None:
-    """The dotted path of the first integer outside the 64-bit range in parsed JSON, else None."""
+def _unstorable(data: Any, path: str = "") -> tuple[str, str] | None:
+    """(dotted path, problem) of the first value in parsed JSON that no database column can hold:
+    an integer outside the 32-bit range (PostgreSQL INTEGER: ids, minutes, counts), a string (or key) with a NUL character (PostgreSQL
+    refuses those); else None. Both were 500s (issue 7: found by fuzzing)."""
     if isinstance(data, bool):
         return None
     if isinstance(data, int):
-        return None if -2**63 <= data < 2**63 else (path or "body")
+        return None if -2**31 <= data < 2**31 else (path or "body", "number out of range")
+    if isinstance(data, str):
+        return (path or "body", "NUL characters are not allowed") if "\x00" in data else None
     items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
     for k, v in items:
-        found = _huge_int(v, f"{path}.{k}" if path else str(k))
+        where = f"{path}.{k}" if path else str(k)
+        if isinstance(k, str) and "\x00" in k:
+            return where, "NUL characters are not allowed"
+        found = _unstorable(v, where)
         if found is not None:
             return found
     return None
@@ -135,9 +142,9 @@ async def body(request: web.Request, model: type[BaseModel]):
             raise Invalid("the body is not valid JSON", field="body") from None
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object", field="body")
-    too_big = _huge_int(data)
-    if too_big is not None:       # the databases hold 64-bit integers (was a 500 on overflow)
-        raise Invalid(f"{too_big}: number out of range", field=too_big)
+    bad = _unstorable(data)
+    if bad is not None:
+        raise Invalid(f"{bad[0]}: {bad[1]}", field=bad[0])
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -150,7 +157,7 @@ def path_int(request: web.Request, name: str) -> int:
         value = int(raw)
     except ValueError:
         raise NotFound(f"no such {name}: {raw!r}") from None
-    if not -2**63 <= value < 2**63:     # beyond the databases' integers: no such row (was a 500)
+    if not -2**31 <= value < 2**31:     # beyond the INTEGER ids: no such row (was a 500)
         raise NotFound(f"no such {name}: {raw!r}")
     return value
 
@@ -208,6 +215,9 @@ def _row(d: dict) -> dict:
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error is JSON {"error", "message"[, "field"]}; never a traceback."""
     try:
+        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+            # PostgreSQL cannot hold NUL in text: refuse it here rather than fail in the database.
+            raise Invalid("NUL characters are not allowed in the path or query", field="path")
         return await handler(request)
     except ControllerError as exc:
         headers = {"WWW-Authenticate": 'Bearer realm="vks"'} if exc.status == 401 else None
