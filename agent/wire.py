@@ -50,8 +50,11 @@ MAX_SDP_BYTES = 256 * 1024
 # The WebSocket path on the controller.
 WS_PATH = "/api/v1/agent/ws"
 
-Id = Annotated[str, Field(min_length=1, max_length=128)]
-TerminalId = Annotated[str, Field(min_length=1, max_length=64)]
+# No NUL in ids and names the controller stores as text: PostgreSQL refuses it, and one report id
+# with a NUL blocked the hub's report writer for every agent (issue 7, found by fuzzing).
+NO_NUL = r"^[^\x00]*$"
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)]
+TerminalId = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
 
 
 class WireError(Exception):
@@ -86,8 +89,8 @@ class Hello(_Msg):
     TYPE: ClassVar[str] = "hello"
     type: Literal["hello"] = "hello"
     terminal_id: TerminalId
-    agent_version: Annotated[str, Field(max_length=64)]
-    protocol: Annotated[str, Field(max_length=64)] = PROTOCOL
+    agent_version: Annotated[str, Field(max_length=64, pattern=NO_NUL)]
+    protocol: Annotated[str, Field(max_length=64, pattern=NO_NUL)] = PROTOCOL
     capabilities: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)] = []
 
 
@@ -141,7 +144,7 @@ class SessionState(_Msg):
     type: Literal["session_state"] = "session_state"
     session_id: Id
     state: SessionStateName
-    error: Annotated[str, Field(max_length=4096)] | None = None
+    error: Annotated[str, Field(max_length=4096, pattern=NO_NUL)] | None = None
     terminal_id: TerminalId | None = None
 
 

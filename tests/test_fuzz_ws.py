@@ -217,3 +217,28 @@ def test_an_oversized_frame_closes_only_that_connection(bg):
     acked, open_at_end = bg.run(exchange(bg, True, []))
     assert open_at_end
 
+
+
+async def test_a_nul_in_an_id_is_refused_and_does_not_block_the_writer(db_url):
+    """Regression (agent/wire.py): on PostgreSQL a report id with a NUL made every batch insert
+    fail; the hub's one writer retried it for ever and no agent's report was stored any more.
+    Ids, terminal ids, versions and session errors may not hold NUL now (refused as invalid)."""
+    c = await Controller(db_url).start()
+    try:
+        token = await c.token(ME)
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(c.url + wire.WS_PATH, headers={"Authorization": f"Bearer {token}"})
+            await ws.send_str(wire.encode(wire.Hello(terminal_id=ME, agent_version="x")))
+            assert json.loads((await ws.receive()).data)["type"] == "welcome"
+            for bad in ({"report_id": "b\x00d", "kind": "interval"}, {"report_id": "ok-0", "kind": "session",
+                                                                     "session_id": "s\x00"}):
+                await ws.send_str(json.dumps({"type": "report", "id": wire.new_id(), "body": {"x": "\x00"}, **bad}))
+                reply = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+                assert reply["type"] == "error" and reply["code"] == "invalid", reply
+            await ws.send_str(wire.encode(wire.Report(report_id="good", kind="interval", body={"x": "a\x00b"})))
+            reply = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+            assert reply == {**reply, "type": "ack", "report_id": "good"}
+            await ws.close()
+        assert c.hub.stats.store_errors_total == 0
+    finally:
+        await c.stop()
