@@ -58,12 +58,18 @@ class Errors(logging.Handler):
         self.records.append(record)
 
 
-@pytest.fixture(scope="module")
-def bg(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def bg(request, tmp_path_factory):
+    """The hub on SQLite and on PostgreSQL (stricter: NUL in text, integer widths)."""
     tmp = tmp_path_factory.mktemp("wsfuzz")
     errors = Errors()
     logging.getLogger("controller").addHandler(errors)
-    b = Background(f"sqlite:///{tmp / 'controller.sqlite'}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'controller.sqlite'}"
+    else:
+        import uuid
+        url = request.getfixturevalue("pg_cluster").create_database(f"wsfuzz_{uuid.uuid4().hex[:8]}")
+    b = Background(url)
     b.errors = errors
     b.acked = set()            # report ids the hub acknowledged, over all examples
     yield b
@@ -190,6 +196,7 @@ def test_random_frames_leave_the_hub_consistent_and_serving(bg, hello, frames):
     assert len(mine) == len(set(mine)), "a report stored twice"
     assert set(mine) == bg.acked, "stored and acknowledged differ"
     assert bg.run(stored(bg, OTHER)) == [], "a forged message was stored for another terminal"
+    assert bg.controller.hub.stats.store_errors_total == 0, "a batch of reports could not be stored"
     internal = [r for r in bg.errors.records if r.exc_info]
     assert not internal, logging.Formatter().format(internal[0])
 
