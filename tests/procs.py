@@ -1,6 +1,7 @@
 """Real processes for tests: free ports, `vks-agent` subprocesses, waiting for them."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -75,3 +76,18 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def eventually(predicate, timeout: float = 10.0, step: float = 0.02):
+    """Wait until `predicate()` (sync or async) returns something true; return it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(step)

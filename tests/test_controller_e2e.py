@@ -29,20 +29,11 @@ from controller.store import agents as agent_store
 from controller.store import registry, users
 from agent import configfile
 from controller.models import SitesFile
+from tests.procs import eventually
 from tests.controller_kit import SITES
 from tests.test_controller_cli import ENV, REPO, Serve, api, free_port, run
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def eventually(check, timeout: float = 60.0, step: float = 0.2):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(step)
 
 
 async def test_scheduled_hearing_gets_its_test_session_run_by_real_agents(db_url, tmp_path):

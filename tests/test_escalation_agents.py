@@ -21,20 +21,11 @@ from controller.settings import ControllerSettings
 from controller.store import agents as agent_store
 from controller.store import escalations as esc_repo
 from controller.store import registry, users
+from tests.procs import eventually
 from tests.controller_kit import SITES
 from tests.escalation_kit import SmtpServer, WebhookServer
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def eventually(check, timeout: float = 30.0, step: float = 0.2):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(step)
 
 
 async def test_sizo_agent_unreachable_for_the_test_session_opens_an_escalation(db_url, tmp_path):
@@ -83,7 +74,9 @@ async def test_sizo_agent_unreachable_for_the_test_session_opens_an_escalation(d
 
         async def delivered():
             items = (await (await client.get("/api/v1/escalations", headers=headers)).json())["items"]
-            if items and hook.received and len(smtp.messages) >= 2:
+            # Delivered, and recorded as sent (the receivers see it a moment before the row says so).
+            if (items and hook.received and len(smtp.messages) >= 2
+                    and all(n["state"] == "sent" for n in items[0]["notifications"])):
                 return items
         [e] = await eventually(delivered, 30)
         assert (e["hearing_id"], e["cause"], e["step"]) == (hid, "test_failed", 1)

@@ -4,13 +4,14 @@ signals relayed between two agents."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 from pathlib import Path
 
 import aiohttp
 import pytest
+
+from tests.procs import eventually  # noqa: F401 (re-exported to the other link tests)
 from aiohttp import web
 
 from agent import wire
@@ -152,20 +153,6 @@ class Agent:
 
 async def _health():
     return {"status": "ok"}
-
-
-async def eventually(predicate, timeout: float = 10.0, step: float = 0.02):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(step)
 
 
 @pytest.fixture
