@@ -35,22 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+from tests.procs import free_port, pct, rss_mb  # noqa: E402
 
 
 def cpu_s(pid: int) -> float:
@@ -208,13 +193,6 @@ def scrape_delay_p99(port: int) -> str:
         if count >= 0.99 * total:
             return f"<= {le * 1000:.0f} ms" if le != float("inf") else "> largest bucket"
     return "n/a"
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def main() -> int:
