@@ -9,13 +9,18 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: venv system test run bench
+.PHONY: venv system lint test run bench
 venv: $(STAMP)
 
 system:
 	bash scripts/system-packages.sh
 
-test: system venv
+# Lint and types first: a test run on code that does not pass them is not worth its 10 minutes.
+lint: venv
+	$(VENV)/bin/ruff check agent controller contract tests benchmarks scripts
+	$(VENV)/bin/mypy
+
+test: system venv lint
 	$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
 
 run: venv

@@ -15,16 +15,16 @@ import json
 import logging
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
 
-from agent.configfile import ConfigError
 from agent.daemon import add_run_parser
 from agent.report import render_text
 from agent.session import SignalingError, run_caller
 from agent.settings import AgentSettings, load_settings
+from contract.configfile import ConfigError
 
 EXIT_GOOD, EXIT_DEGRADED, EXIT_USAGE, EXIT_UNUSABLE, EXIT_NO_CONNECT = 0, 1, 2, 3, 4
 VERDICT_EXIT = {"good": EXIT_GOOD, "degraded": EXIT_DEGRADED, "unusable": EXIT_UNUSABLE}
@@ -70,7 +70,7 @@ def http_signal(peer: str, profile: str | None, timeout: float,
                     return data
         except aiohttp.ClientConnectionError as exc:
             raise SignalingError(f"cannot reach the peer at {peer}: {exc}") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SignalingError(f"the peer at {peer} did not answer within {timeout:g} s") from None
 
     return signal_offer

@@ -26,11 +26,11 @@ import time
 from typing import Any
 
 from agent import metrics as agent_metrics
-from agent import wire
 from agent.hooks import Hooks
 from agent.link import Link, LinkError, LinkRefused
 from agent.outbox import Outbox, OutboxStorageError
 from agent.settings import AgentSettings
+from contract import wire
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +122,14 @@ class Daemon:
 
     async def _report_writer(self) -> None:
         # systemd's watchdog hears from this loop each time it comes round (idle or not); a
-        # write that hangs silences it (agent/sdnotify.py).
+        # write that hangs silences it (contract/sdnotify.py).
         progress = self.monitor.watchdog.heartbeat("report-writer", 120.0) if self.monitor else None
         while True:
             if progress is not None:
                 progress.beat()
             try:
                 report_id, kind, body, session_id, created = await asyncio.wait_for(self._reports.get(), 5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             try:
                 await self.outbox.put(report_id, kind, body, session_id=session_id, created_at=created)
@@ -217,7 +217,7 @@ class Daemon:
             try:
                 return await link.signal(sid, cmd.peer, offer,
                                          timeout=self.settings.session.connect_timeout_s)
-            except (LinkError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, LinkError) as exc:
                 raise engine.SignalingError(f"signalling through the controller failed: {exc}") from None
 
         await link.session_state(sid, "connecting")

@@ -32,9 +32,10 @@ import shutil
 import socket
 import subprocess
 import time
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import psutil
 
@@ -290,7 +291,7 @@ def read_all(settings: AgentSettings, previous: Mapping[str, Any] | None = None)
     return {
         "schema": SCHEMA,
         "terminal_id": settings.terminal_id,
-        "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "cpu": read_cpu(cfg.cpu_sample_s),
         "memory": read_memory(),
         "disk": read_disks(disk_paths(settings)),

@@ -130,7 +130,7 @@ class Hooks:
             return result
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), self.settings.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)
             with contextlib.suppress(Exception):
@@ -151,7 +151,7 @@ class Hooks:
         result = HookResult(event, hearing_id, True, kind="http")
         payload = {"event": event, "hearing_id": hearing_id, "cause": cause, "attempt": attempt,
                    "terminal_id": self.terminal_id, "message": {"kk": kk, "ru": ru},
-                   "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")}
+                   "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")}
         try:
             if self._http is None or self._http.closed:
                 self._http = aiohttp.ClientSession()
@@ -164,7 +164,7 @@ class Hooks:
                 result.output = body[:MAX_OUTPUT] or None
                 if not 200 <= resp.status < 300:
                     result.ok, result.error = False, f"POST {url} answered {resp.status}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result.ok, result.error = False, f"POST {url}: no answer within {self.settings.timeout_s:g} s"
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             result.ok, result.error = False, f"POST {url}: {type(exc).__name__}: {exc}"

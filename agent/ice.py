@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ipaddress
-from typing import Iterator
+from collections.abc import Iterator
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer

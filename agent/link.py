@@ -18,17 +18,18 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from tenacity import wait_random_exponential
 
 from agent.health import HealthChecker
-from agent import wire
 from agent.outbox import Outbox, OutboxError
 from agent.settings import AgentSettings
+from contract import wire
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class Link:
                     await self._connection(http)
                 except asyncio.CancelledError:
                     raise
-                except (LinkError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, LinkError, aiohttp.ClientError, OSError) as exc:
                     self._note_error(exc)
                 except Exception as exc:      # a bug must not end the terminal's link for good
                     log.exception("controller link failed unexpectedly")

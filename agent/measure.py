@@ -20,8 +20,8 @@ that the sender's own encoding and pacing delays do not show up as network jitte
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 SEQ_MOD = 1 << 16
 ABS_SEND_TIME_MOD = 1 << 24          # 6.18 fixed-point seconds, wraps every 64 s

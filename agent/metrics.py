@@ -13,7 +13,7 @@ health check already produce.
 - `render()` -> (body, content type); `metrics_app(metrics)` / `serve(metrics, listen)` for the
   daemon's own endpoint, `install_responder(app, metrics)` for the responder's app.
 - `Monitor`: the daemon's metrics endpoint, periodic health check (shared with the link's
-  heartbeats), and the systemd notifications (agent.sdnotify).
+  heartbeats), and the systemd notifications (contract.sdnotify).
 
 Labels are bounded: direction (inbound/outbound), kind (test/preconnect/monitor), role
 (caller/callee), verdict, outcome, status, peer (a terminal id, "direct" for the responder's
@@ -28,15 +28,24 @@ import math
 import platform
 import time
 import weakref
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client import disable_created_metrics, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from agent import sdnotify
+from contract import sdnotify
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +191,7 @@ class AgentMetrics:
         """The threshold profile that judges a session of media profile `profile` (None: unknown)."""
         if self._thresholds is None:
             try:
-                from agent import quality
+                from contract import quality
                 self._thresholds = quality.load_thresholds(self._thresholds_path)
             except Exception as exc:       # metrics must not break a session
                 log.warning("metrics: thresholds not loaded (%s): no live MOS or verdicts", exc)
@@ -190,7 +199,7 @@ class AgentMetrics:
         name = self._profile_thresholds.get(profile or "", None) or self._profile_thresholds.get("", "hearing")
         return self._thresholds.get(name)
 
-    def session(self, kind: str, role: str, peer: str, profile: str | None = None) -> "SessionObserver":
+    def session(self, kind: str, role: str, peer: str, profile: str | None = None) -> SessionObserver:
         kind = kind if kind in KINDS else "test"
         self.started.labels(kind=kind, role=role).inc()
         self.active.labels(role=role).inc()
@@ -287,14 +296,14 @@ class SessionObserver:
                 m.mos.labels(peer=peer, direction=d).set(self._mos(rtt, jit, loss))
         if self.thresholds is not None and t is not None and t not in self._judged:
             self._judged.add(t)
-            from agent import quality
+            from contract import quality
             verdict = quality.judge_interval(iv, self.thresholds).verdict
             m.seconds.labels(peer=peer, verdict=verdict).inc()
 
     def _mos(self, rtt_ms: float | None, jitter_ms: float | None, loss: float | None) -> float:
         if self.thresholds is None or loss is None:
             return NAN
-        from agent import quality
+        from contract import quality
         fig = quality.Figures(rtt_ms=rtt_ms, jitter_ms=jitter_ms, loss_ratio=min(max(loss, 0.0), 1.0))
         value = quality.judge(fig, self.thresholds).mos
         return NAN if value is None else value

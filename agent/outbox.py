@@ -113,7 +113,7 @@ class Outbox:
 
     # ---- lifecycle ----
 
-    async def open(self) -> "Outbox":
+    async def open(self) -> Outbox:
         async with self._lock:
             await asyncio.to_thread(self._open_sync)
         return self
@@ -153,7 +153,7 @@ class Outbox:
             db, self._db = self._db, None
             await asyncio.to_thread(db.close)
 
-    async def __aenter__(self) -> "Outbox":
+    async def __aenter__(self) -> Outbox:
         return await self.open()
 
     async def __aexit__(self, *exc) -> None:

@@ -8,11 +8,12 @@ sides, the RTT probes and the quality verdict together. The keys are a contract
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from agent.configfile import ConfigError
 from agent.measure import Interval, StreamMeter, percentile, summarize
+from contract.configfile import ConfigError
 
 SCHEMA = "vks.test-report/1"
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def build_report(*, started_at: str, duration_s: float, connected: bool, connect
 
 
 def _judge(report: dict, thresholds_path: Path | str | None, profile: str) -> None:
-    from agent import quality    # the one quality model, shared with the controller
+    from contract import quality  # the one quality model, shared with the controller
     thresholds = quality.load_thresholds(thresholds_path)
     if profile not in thresholds:
         known = ", ".join(sorted(thresholds))

@@ -23,7 +23,8 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiortc import RTCPeerConnection
 from aiortc.codecs import HEADER_EXTENSIONS
@@ -49,7 +50,7 @@ SentHook = Callable[[int, int, int, float], None]   # ssrc, seq, size, monotonic
 _TAPPED = "_vks_tapped"
 
 
-def attach(pc: RTCPeerConnection, on_received: ReceivedHook, on_sent: SentHook) -> list["KernelStamps"]:
+def attach(pc: RTCPeerConnection, on_received: ReceivedHook, on_sent: SentHook) -> list[KernelStamps]:
     """Tap every DTLS transport of `pc` not tapped yet; returns their kernel stamps.
 
     Call after both descriptions are set (the callee's transports exist only then;
@@ -70,7 +71,7 @@ def attach(pc: RTCPeerConnection, on_received: ReceivedHook, on_sent: SentHook) 
     return tapped
 
 
-def _tap_received(dtls: Any, on_received: ReceivedHook, stamps: "KernelStamps") -> None:
+def _tap_received(dtls: Any, on_received: ReceivedHook, stamps: KernelStamps) -> None:
     router = dtls._rtp_router
     route_rtp = router.route_rtp
 

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 import json
 import logging
 import struct
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
@@ -33,8 +34,8 @@ from aiortc.sdp import SessionDescription
 
 from agent import rtp_tap
 from agent.ice import chosen_host_addresses, rtc_configuration
-from agent.media import PatternTrack, ToneTrack
 from agent.measure import StreamMeter
+from agent.media import PatternTrack, ToneTrack
 from agent.report import build_report, receive_side, side_interval
 from agent.settings import AgentSettings, VideoProfile
 
@@ -313,7 +314,7 @@ class PeerSession:
         waiter = asyncio.gather(self.media_flowing.wait(), self.control_open.wait())
         try:
             await asyncio.wait_for(waiter, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             state = f"ICE {self.pc.iceConnectionState}, connection {self.pc.connectionState}"
             missing = "no media from the peer" if not self.media_flowing.is_set() else "no data channel"
             raise SessionError(f"{missing} within {timeout:g} s ({state})") from None
@@ -349,7 +350,7 @@ class PeerSession:
         error = None
         try:
             await asyncio.wait_for(self._final_received.wait(), FINISH_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = "the peer did not send its final figures (link lost at the end?)"
         await self._drain()
         self._finalize_inbound()
@@ -493,7 +494,7 @@ def _parse_sent(raw: Any) -> dict[int, dict]:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: float,
@@ -509,7 +510,7 @@ async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: f
         timeout = settings.session.connect_timeout_s
         try:
             answer = await asyncio.wait_for(signal(offer), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise SignalingError(f"the peer did not answer the offer within {timeout:g} s") from None
         await session.accept_answer(answer)
         await session.wait_connected(max(1.0, timeout - (time.monotonic() - session.connect_start)))

@@ -23,8 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.linktest import (DIRECTION_PATH, LOSS_TOLERANCE, SCENARIOS, compare,  # noqa: E402
-                            jitter_tolerance_ms, rtt_tolerance_ms, run_session, _per_direction)
+from tests.linktest import (  # noqa: E402
+    DIRECTION_PATH,
+    LOSS_TOLERANCE,
+    SCENARIOS,
+    _per_direction,
+    compare,
+    jitter_tolerance_ms,
+    rtt_tolerance_ms,
+    run_session,
+)
 from tests.netlab.lab import Lab, unavailable_reason  # noqa: E402
 
 

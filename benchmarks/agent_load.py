@@ -51,7 +51,8 @@ def cpu_s(pid: int) -> float:
 
 async def run_clients(url: str, creds: list[tuple[str, str]], seconds: float, ramp_s: float) -> dict:
     import aiohttp
-    from agent import wire
+
+    from contract import wire
 
     latencies: list[float] = []
     timeline: list[tuple[float, float]] = []
@@ -159,6 +160,7 @@ async def issue_tokens(db_url: str, n: int) -> list[tuple[str, str]]:
 
 async def count_stored(db_url: str) -> tuple[int, int]:
     from sqlalchemy import func, select
+
     from controller.store import agents as store
     from controller.store.db import Database
     db = Database(db_url)

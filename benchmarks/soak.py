@@ -110,6 +110,7 @@ async def issue_tokens(db_url: str, terminals: list[str]) -> dict[str, str]:
 async def stored_reports(db_url: str) -> tuple[int, int]:
     """(rows, distinct (terminal, report id))."""
     from sqlalchemy import func, select
+
     from controller.store import agents as store
     from controller.store.db import Database
     db = Database(db_url)
@@ -222,7 +223,7 @@ def sites(hearings: int) -> dict:
 
 def fake_report(duration_s: float) -> dict:
     side = {"packets": int(50 * duration_s), "lost": 0, "loss_ratio": 0.0, "jitter_ms": 2.0, "bitrate_kbps": 600.0}
-    return {"schema": "vks.test-report/1", "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+    return {"schema": "vks.test-report/1", "started_at": dt.datetime.now(dt.UTC).isoformat(),
             "duration_s": duration_s, "connected": True, "connect_ms": 150.0, "error": None,
             "rtt_ms": {"mean": 20.0, "p50": 19.0, "p95": 25.0, "max": 30.0}, "outbound": side, "inbound": side,
             "streams": [], "mos": 4.3, "verdict": "good", "reasons": [], "intervals": []}
@@ -230,7 +231,8 @@ def fake_report(duration_s: float) -> dict:
 
 async def sim_agents(url: str, creds: dict[str, str], idle: set[str], seconds: float, stats: dict) -> None:
     import aiohttp
-    from agent import wire
+
+    from contract import wire
     stop_at = time.monotonic() + seconds
 
     async def one(tid: str, token: str, delay: float, http):
@@ -273,7 +275,7 @@ async def sim_agents(url: str, creds: dict[str, str], idle: set[str], seconds: f
                 while time.monotonic() < stop_at:
                     try:
                         raw = await ws.receive(timeout=1.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         continue
                     if raw.type != aiohttp.WSMsgType.TEXT:
                         break
@@ -327,7 +329,7 @@ async def day(args, tmp: Path, db_url: str) -> int:
     await asyncio.sleep(min(30.0, 5 + len(creds) * 0.006))
     _, rooms = await asyncio.to_thread(http_json, "GET", f"{base}/api/v1/rooms?limit=1000", admin)
     room_of = {r["institution_id"]: r["id"] for r in rooms.get("items", [])}
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     spread = max(1.0, args.seconds - 120)
     ids = []
     t_sched = time.monotonic()

@@ -37,12 +37,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
-from controller.store import live as live_repo
 from controller.store import acts as repo
 from controller.store import checks as checks_repo
 from controller.store import escalations as esc_repo
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
+from controller.store import live as live_repo
 from controller.store import users as users_repo
 from controller.store.hearings import iso
 
@@ -177,7 +177,7 @@ def _local(t: dt.datetime | None, tz: str) -> str | None:
     try:
         return t.astimezone(ZoneInfo(tz)).strftime("%d.%m.%Y %H:%M:%S")
     except Exception:
-        return t.astimezone(dt.timezone.utc).strftime("%d.%m.%Y %H:%M:%S UTC")
+        return t.astimezone(dt.UTC).strftime("%d.%m.%Y %H:%M:%S UTC")
 
 
 def _offset(t: dt.datetime, tz: str) -> str:

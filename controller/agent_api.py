@@ -18,11 +18,11 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
-from agent import wire
+from contract import wire
 from controller.hub import Hub
 from controller.store import agents as store
 from controller.store.db import Database

@@ -14,19 +14,20 @@ import io
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 
-from controller import __version__, auth, hearings as ops, openapi
+from controller import __version__, auth, openapi
+from controller import hearings as ops
 from controller import metrics as core_metrics
-from controller.errors import Conflict, ControllerError, Forbidden, Invalid, NotFound, Unauthorized
-from controller.keys import (CLOCK_KEY, DB_KEY, GATEWAY_KEY, RESULTS_KEY, SCHEDULER_KEY,
-                             SETTINGS_KEY, USER_KEY)
 from controller import models as m
+from controller.errors import Conflict, ControllerError, Forbidden, Invalid, NotFound, Unauthorized
+from controller.keys import CLOCK_KEY, DB_KEY, GATEWAY_KEY, RESULTS_KEY, SCHEDULER_KEY, SETTINGS_KEY, USER_KEY
 from controller.store import agents as agents_repo
 from controller.store import checks as checks_repo
 from controller.store import events as events_repo
@@ -172,7 +173,7 @@ def q_time(request: web.Request, name: str) -> dt.datetime | None:
         raise Invalid(f"{name}: expected an ISO-8601 time, got {raw!r}", field=name) from None
     if t.tzinfo is None:
         raise Invalid(f"{name}: must carry a time zone", field=name)
-    return t.astimezone(dt.timezone.utc)
+    return t.astimezone(dt.UTC)
 
 
 def q_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

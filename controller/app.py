@@ -19,18 +19,16 @@ import datetime as dt
 import importlib
 import importlib.util
 import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
-from controller import api, escalation, escalation_api, metrics
+from controller import api, escalation, escalation_api, live, metrics
 from controller import web as web_ui
-from controller import live
 from controller.checks import CheckService, Judge, quality_judge, report_verdict
 from controller.gateway import AgentGateway, AgentUnavailable, OfflineGateway
-from controller.keys import (CLOCK_KEY, DB_KEY, GATEWAY_KEY, METRICS_KEY, RESULTS_KEY, SCHEDULER_KEY,
-                             SETTINGS_KEY)
+from controller.keys import CLOCK_KEY, DB_KEY, GATEWAY_KEY, METRICS_KEY, RESULTS_KEY, SCHEDULER_KEY, SETTINGS_KEY
 from controller.scheduler import Scheduler
 from controller.settings import ControllerSettings
 from controller.store.db import Database, utcnow

@@ -23,7 +23,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -56,9 +57,9 @@ def report_verdict(report: dict) -> tuple[str, list[str], float | None]:
 
 
 def quality_judge(thresholds_path=None, profile: str | None = None) -> Judge:
-    """The shared quality model (agent.quality): the controller judges every
+    """The shared quality model (contract.quality): the controller judges every
     report itself with the configured thresholds, not trusting the agent's verdict."""
-    from agent import quality
+    from contract import quality
     th = quality.select(quality.load_thresholds(thresholds_path), profile)
 
     def judge(report: dict) -> tuple[str, list[str], float | None]:

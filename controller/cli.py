@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from agent import configfile
+from contract import configfile
 from controller.settings import ControllerSettings, load_settings, parse_listen
 from controller.store.db import DatabaseUrlError
 
@@ -162,9 +162,10 @@ async def _sites_import(settings: ControllerSettings, path: Path) -> dict:
 
 def serve(settings: ControllerSettings, log_level: str) -> int:
     from aiohttp import web
+
     from controller.app import create_app
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from agent import sdnotify
+    from contract import sdnotify
     from controller import metrics
     host, port = parse_listen(settings.listen)
     notifier = sdnotify.Notifier.from_env()     # systemd Type=notify; silent without NOTIFY_SOCKET

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"demo: the agents did not connect; see {work / 'demo.log'}")
         rooms = api(base, admin, "GET", "/api/v1/rooms?institution_id=almaty-medeu-district")["items"]
         room = next(r for r in rooms if COURT in [t.get("id") for t in r.get("terminals", [])] or r["name"] == "Зал 1")
-        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=args.minutes_ahead)
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=args.minutes_ahead)
         hearing = api(base, admin, "POST", "/api/v1/hearings", {
             "case_number": "DEMO-2-1234/2026", "room_id": room["id"], "court_terminal_id": COURT,
             "start_utc": start.isoformat(timespec="seconds"), "duration_min": 60,

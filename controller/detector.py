@@ -5,7 +5,7 @@ no clock of its own (the caller passes `now`, any monotonic seconds), parameters
 Input: the per-second intervals of one monitoring session, from each side that reports them
 ("caller": both directions - its own receive side and the callee's figures relayed over the
 data channel; "callee": its own receive side). Each second is classified with the shared
-quality model (`agent.quality.judge_interval`, `monitor` thresholds) as good / degraded /
+quality model (`contract.quality.judge_interval`, `monitor` thresholds) as good / degraded /
 unusable, and stalled when no packet arrived in it.
 
 Lost (a break is due) when, for any side:
@@ -31,10 +31,11 @@ later copies replace it only if worse.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from agent import quality
+from contract import quality
 
 RANK = {"good": 0, "degraded": 1, "unusable": 2}
 ROLES = ("caller", "callee")
@@ -229,7 +230,7 @@ class Detector:
                           for role, s in self.sides.items()}}
 
     @classmethod
-    def restore(cls, params: DetectorParams, data: Mapping[str, Any] | None) -> "Detector":
+    def restore(cls, params: DetectorParams, data: Mapping[str, Any] | None) -> Detector:
         d = cls(params)
         if not data:
             return d

@@ -38,7 +38,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection

@@ -34,7 +34,6 @@ from controller.store import registry
 from controller.store import users as users_repo
 from controller.store.hearings import iso
 
-
 # --- models ----------------------------------------------------------------------------------------
 
 class NoteIn(In):
@@ -371,7 +370,9 @@ async def _contact_command(settings, args) -> list[str]:
 def run_contact_command(settings, args) -> int:
     """Exit 0 and print the new id / the list; 2 with a message on bad input."""
     import sys
+
     from pydantic import ValidationError
+
     from controller.errors import ControllerError
     try:
         lines = asyncio.run(_contact_command(settings, args))

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from agent import wire
+from contract import wire
 from controller.gateway import AgentUnavailable, SessionResults
 from controller.relay import NoRelay, Relay, make_relay
 from controller.store import agents as store
@@ -63,7 +63,7 @@ class AgentConn:
     remote: str | None
     agent_version: str
     connected_at: float = field(default_factory=time.time)
-    last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     health: dict | None = None
     health_written: dict | None = None
     sessions_checked: bool = False
@@ -240,7 +240,7 @@ class Hub:
 
         try:
             raw = await ws.receive(timeout=self.hello_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await refuse("unexpected", f"no hello within {self.hello_timeout_s:g} s")
             return None
         if raw.type != WSMsgType.TEXT:
@@ -385,7 +385,7 @@ class Hub:
         await asyncio.sleep(self.orphan_grace_s)
         if self._conns.get(c.terminal_id) is not c:
             return
-        connected_at = dt.datetime.fromtimestamp(c.connected_at, dt.timezone.utc)
+        connected_at = dt.datetime.fromtimestamp(c.connected_at, dt.UTC)
         async with self.db.read() as conn:
             open_ = await store.started_sessions_of_caller(conn, c.terminal_id, connected_at)
         for session_id in open_:

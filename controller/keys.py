@@ -1,8 +1,8 @@
 """The application's state keys (aiohttp AppKey / request keys). No module globals."""
 from __future__ import annotations
 
-from typing import Callable
 import datetime as dt
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry

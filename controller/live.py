@@ -19,7 +19,7 @@ Every step appends an event to the hearing's record (rule 21): monitoring_starte
 detector evidence), reconnect (per attempt), reconnect_attempt_failed, ready_to_resume,
 ready_withdrawn, resume (duration and cause), reconnect_timeout, monitoring_renewed,
 monitoring_stopped, hook_failed, hearing_started, hearing_ended. The agents at both ends get the
-`break` / `reconnect` / `resume` commands (agent.wire.LiveEvent) and fire their endpoint hooks.
+`break` / `reconnect` / `resume` commands (contract.wire.LiveEvent) and fire their endpoint hooks.
 
 State per hearing is kept in `live_state` / `live_breaks` / `live_intervals` (migration 0003)
 and reloaded at start, so a restarted controller carries on (the agents keep their monitoring
@@ -46,7 +46,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, exists, select
 
-from agent import quality, wire
+from contract import quality, wire
 from controller import auth, rules
 from controller.detector import ROLES, Detector, DetectorParams, Lost, classify
 from controller.errors import Conflict, NotFound
@@ -72,7 +72,7 @@ def _ts(d: dt.datetime | None) -> float | None:
 
 
 def _dt(t: float | None) -> dt.datetime | None:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc) if t is not None else None
+    return dt.datetime.fromtimestamp(t, dt.UTC) if t is not None else None
 
 
 def backoff_s(attempt: int, s: LiveSettings, rng: random.Random) -> float:
@@ -147,7 +147,7 @@ class LiveService:
         return self.app[CLOCK_KEY]().timestamp()
 
     def _hub(self):
-        from controller.agent_api import HUB_KEY   # the agent side may be absent (tests)
+        from controller.agent_api import HUB_KEY  # the agent side may be absent (tests)
         return self.app.get(HUB_KEY)
 
     def _metrics(self):
@@ -780,7 +780,8 @@ async def post_resume(request: web.Request) -> web.Response:
 
 async def _set_status(request: web.Request, status: str, event: str) -> web.Response:
     from controller import hearings as ops
-    from controller.api import _view, now as req_now, ok, path_int, who
+    from controller.api import _view, ok, path_int, who
+    from controller.api import now as req_now
     from controller.models import HearingPatch
     svc = _service(request)
     hid = path_int(request, "id")

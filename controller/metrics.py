@@ -26,19 +26,36 @@ import json
 import logging
 import platform
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info,
-                               disable_created_metrics, generate_latest)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 
-from agent import sdnotify
+from contract import sdnotify
 from controller.keys import CLOCK_KEY, DB_KEY, METRICS_KEY
-from controller.store.schema import (CHECK_KINDS, CHECK_STATUSES, VERDICTS, checks, hearings, jobs, suspensions,
-                                     terminals)
+from controller.store.schema import (
+    CHECK_KINDS,
+    CHECK_STATUSES,
+    VERDICTS,
+    checks,
+    hearings,
+    jobs,
+    suspensions,
+    terminals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +319,7 @@ class _HubCollector(Collector):
     def _judge_with(self, session_kind: str):
         if self._thresholds is None:
             try:
-                from agent import quality
+                from contract import quality
                 self._thresholds = quality.load_thresholds(None)
             except Exception as exc:
                 log.warning("metrics: thresholds not loaded (%s): no live MOS or verdicts", exc)
@@ -330,7 +347,7 @@ class _HubCollector(Collector):
         yield from self._pairs()
 
     def _pairs(self):
-        from agent import quality
+        from contract import quality
         pd = ["terminal", "peer", "direction"]
         loss = GaugeMetricFamily("vks_link_loss_ratio", "Live loss of a terminal pair's last second (0..1)",
                                  labels=pd)
@@ -378,7 +395,7 @@ def _num(v: Any) -> float | None:
 
 
 def _hub(app: web.Application):
-    from controller.agent_api import HUB_KEY     # here: agent_api imports the hub, which imports us
+    from controller.agent_api import HUB_KEY  # here: agent_api imports the hub, which imports us
     return app.get(HUB_KEY)
 
 

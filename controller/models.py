@@ -60,7 +60,7 @@ def _utc(v: dt.datetime | None) -> dt.datetime | None:
         return v
     if v.tzinfo is None:
         raise ValueError("must carry a time zone (e.g. 2026-12-01T09:00:00Z or +05:00)")
-    return v.astimezone(dt.timezone.utc)
+    return v.astimezone(dt.UTC)
 
 
 # --- registry ---------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ class Notifier:
     async def send_email(self, to: str, subject: str, body: str, *, notification_id: int) -> None:
         if not self.email_enabled:
             raise DeliveryError("e-mail is off (smtp.host is not set)")
-        import aiosmtplib   # imported here: only a controller with SMTP configured needs it
+        import aiosmtplib  # imported here: only a controller with SMTP configured needs it
 
         msg = EmailMessage()
         msg["From"] = self.smtp.from_addr

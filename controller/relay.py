@@ -21,7 +21,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
-from typing import Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from sqlalchemy import text
 
@@ -104,7 +105,7 @@ class PgRelay:
                 if loop.time() - last_purge > 60:
                     last_purge = loop.time()
                     async with self.db.transaction() as conn:
-                        old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=self.max_age_s)
+                        old = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.max_age_s)
                         n = await store.purge_relay(conn, old)
                     if n:
                         log.warning("relay: purged %d undelivered messages older than %.0f s", n, self.max_age_s)

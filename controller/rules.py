@@ -16,8 +16,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 TEST_LEAD = dt.timedelta(hours=24)
 PRECONNECT_OPENS = dt.timedelta(minutes=30)
@@ -38,7 +38,7 @@ class RuleError(ValueError):
 def _aware(t: dt.datetime, name: str) -> dt.datetime:
     if t.tzinfo is None:
         raise RuleError(f"{name} must be timezone-aware (UTC)")
-    return t.astimezone(dt.timezone.utc)
+    return t.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)

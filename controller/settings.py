@@ -1,6 +1,6 @@
 """The controller's settings (configs/controller.yaml), validated.
 
-Loaded with the shared loader (agent.configfile): errors name the file and the
+Loaded with the shared loader (contract.configfile): errors name the file and the
 key; `VKS_CONTROLLER__<KEY>=value` environment variables override the file.
 Every key has a default, so `vks-controller migrate --db URL` needs no file.
 """
@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from agent import configfile
+from contract import configfile
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_PATH_ENV = "VKS_CONTROLLER_CONFIG"

@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 

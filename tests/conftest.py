@@ -20,7 +20,7 @@ class FakeClock:
     """A clock that moves only when told. Call it to get the aware UTC now."""
 
     def __init__(self, start: dt.datetime | None = None):
-        self.now = start or dt.datetime(2026, 12, 1, 4, 0, tzinfo=dt.timezone.utc)
+        self.now = start or dt.datetime(2026, 12, 1, 4, 0, tzinfo=dt.UTC)
 
     def __call__(self) -> dt.datetime:
         return self.now

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from contract import configfile
 from controller.app import create_app
 from controller.checks import report_verdict
 from controller.gateway import AgentUnavailable
@@ -17,7 +18,6 @@ from controller.keys import DB_KEY, RESULTS_KEY, SCHEDULER_KEY
 from controller.models import SitesFile
 from controller.settings import ControllerSettings
 from controller.store import registry, users
-from agent import configfile
 
 REPO = Path(__file__).resolve().parent.parent
 SITES = REPO / "configs" / "sites.yaml"
@@ -67,7 +67,7 @@ class Controller:
         self.client: TestClient | None = None
         self.tokens: dict[str, str] = {}
 
-    async def __aenter__(self) -> "Controller":
+    async def __aenter__(self) -> Controller:
         self.client = TestClient(TestServer(self.app))
         await self.client.start_server()
         sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)

@@ -38,7 +38,7 @@ class WebhookServer:
         self.received.append(await request.json())
         return web.json_response({"ok": True})
 
-    async def start(self) -> "WebhookServer":
+    async def start(self) -> WebhookServer:
         app = web.Application()
         app.router.add_post("/hook", self._hook)
         self._runner = web.AppRunner(app)
@@ -67,7 +67,7 @@ class SmtpServer:
                 return "250 OK"
         self._ctl = Controller(Handler(), hostname="127.0.0.1", port=self.port)
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         self._ctl.start()
         return self
 

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from agent import configfile, wire
+from contract import configfile, wire
 from controller.app import create_app
 from controller.keys import DB_KEY, GATEWAY_KEY
 from controller.models import SitesFile
@@ -54,7 +54,7 @@ class LiveLab:
         self.hid: int | None = None
 
     # -- set-up ----------------------------------------------------------------------------------
-    async def __aenter__(self) -> "LiveLab":
+    async def __aenter__(self) -> LiveLab:
         try:
             await self._start()
         except BaseException:
@@ -77,7 +77,7 @@ class LiveLab:
         await web.TCPSite(self.runner, self.lab.mgmt_root, port).start()
         self.base = f"http://{self.lab.mgmt_root}:{port}"
         db = self.app[DB_KEY]
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
         async with db.transaction() as conn:
             await registry.import_sites(conn, sites.model_dump()["institutions"], now)

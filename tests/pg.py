@@ -72,7 +72,7 @@ class PgCluster:
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
 
-    def start(self) -> "PgCluster":
+    def start(self) -> PgCluster:
         self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", SUPERUSER,
                   "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync")
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "

@@ -60,7 +60,7 @@ class ControllerProc:
         self.cli("sites", "import", str(SITES))
         return self.cli("user", "add", admin, "--role", "admin")
 
-    def start(self, wait: bool = True, ssl_ctx: ssl.SSLContext | None = None) -> "ControllerProc":
+    def start(self, wait: bool = True, ssl_ctx: ssl.SSLContext | None = None) -> ControllerProc:
         self._logf = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "serve", "--log-level", "DEBUG"],
                                      env=self.env, cwd=REPO, stdout=self._logf, stderr=subprocess.STDOUT)
@@ -136,7 +136,7 @@ def make_ca(dir: Path, name: str = "test") -> dict[str, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)

@@ -40,7 +40,7 @@ class Serve:
         self.config, self.port, self.log = config, port, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Serve":
+    def start(self) -> Serve:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "controller", "serve", "--config", str(self.config),
              "--listen", f"127.0.0.1:{self.port}", "--log-level", "WARNING"],
@@ -136,7 +136,7 @@ def test_sigkill_and_restart_lose_nothing_and_double_nothing(tmp_path, db_url):
     try:
         _, rooms = api(port, token, "GET", "/api/v1/rooms")
         room_ids = {(r["institution_id"], r["name"]): r["id"] for r in rooms["items"]}
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         soon_deadline = now + dt.timedelta(hours=24, seconds=4)      # test deadlines ~4 s ahead
         ids = []
         for i, (inst, room, remote) in enumerate(PAIRS):
@@ -147,7 +147,7 @@ def test_sigkill_and_restart_lose_nothing_and_double_nothing(tmp_path, db_url):
                 assert status == 201, h
                 ids.append(h["id"])
         assert serve.kill() == -signal.SIGKILL                       # mid-schedule: jobs due / claimed
-        time.sleep(max(0.0, (soon_deadline - dt.timedelta(hours=24) - dt.datetime.now(dt.timezone.utc))
+        time.sleep(max(0.0, (soon_deadline - dt.timedelta(hours=24) - dt.datetime.now(dt.UTC))
                        .total_seconds()) + 0.5)
         serve.start()                                                # came due while it was down
 

@@ -19,18 +19,17 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from agent import wire
 from agent.daemon import Daemon
 from agent.settings import AgentSettings
+from contract import configfile, wire
 from controller.app import create_app
 from controller.keys import DB_KEY, GATEWAY_KEY
+from controller.models import SitesFile
 from controller.settings import ControllerSettings
 from controller.store import agents as agent_store
 from controller.store import registry, users
-from agent import configfile
-from controller.models import SitesFile
-from tests.procs import eventually
 from tests.controller_kit import SITES
+from tests.procs import eventually
 from tests.test_controller_cli import ENV, REPO, Serve, api, free_port, run
 
 pytestmark = pytest.mark.timeout(120)
@@ -46,7 +45,7 @@ async def test_scheduled_hearing_gets_its_test_session_run_by_real_agents(db_url
     daemons: list[tuple[Daemon, asyncio.Task]] = []
     try:
         db = app[DB_KEY]
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
         async with db.transaction() as conn:
             await registry.import_sites(conn, sites.model_dump()["institutions"], now)
@@ -146,7 +145,7 @@ def test_real_processes_controller_killed_mid_session_loses_and_doubles_nothing(
         wait_for(online, 30, "agents online")
         _, rooms = api(port, token, "GET", "/api/v1/rooms?institution_id=almaty-medeu-district")
         room = next(r["id"] for r in rooms["items"] if r["name"] == "Зал 1")
-        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3)
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
         status, h = api(port, token, "POST", "/api/v1/hearings", {
             "case_number": "1-99/2026", "room_id": room, "start_utc": start.isoformat(),
             "participants": [{"terminal_id": "sizo-almaty-1"}]})

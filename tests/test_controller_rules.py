@@ -7,7 +7,7 @@ import pytest
 
 from controller import rules
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T = dt.datetime(2026, 12, 10, 5, 0, tzinfo=UTC)     # 10:00 in Almaty
 
 

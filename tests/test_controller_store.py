@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import insert, select, text
 
-from agent import configfile
+from contract import configfile
 from controller.models import SitesFile
 from controller.store import registry
 from controller.store.db import Database, DatabaseUrlError, to_async_url
@@ -42,7 +42,7 @@ async def test_timestamps_are_stored_and_returned_in_utc(db):
     async with db.read() as conn:
         row = (await conn.execute(select(audit))).one()
         earlier = (await conn.execute(select(audit.c.id).where(audit.c.at < dt.datetime(
-            2026, 12, 1, 5, 0, 1, tzinfo=dt.timezone.utc)))).all()
+            2026, 12, 1, 5, 0, 1, tzinfo=dt.UTC)))).all()
     assert row.at == t and row.at.utcoffset() == dt.timedelta(0) and row.at.hour == 5
     assert row.detail == {"k": "в"}
     assert len(earlier) == 1                                              # compared as instants
@@ -54,7 +54,7 @@ async def test_timestamps_are_stored_and_returned_in_utc(db):
 
 async def test_sites_import_is_an_idempotent_upsert(db):
     await migrate(db)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     async with db.transaction() as conn:
         first = await registry.import_sites(conn, sites(), now)
     assert first["institutions_created"] == 7 and first["terminals_created"] == 9
@@ -71,7 +71,7 @@ async def test_sites_import_is_an_idempotent_upsert(db):
 
 async def test_a_failed_transaction_writes_nothing(db):
     await migrate(db)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with pytest.raises(RuntimeError):
         async with db.transaction() as conn:
             await registry.import_sites(conn, sites(), now)

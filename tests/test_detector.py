@@ -2,9 +2,10 @@
 silence; and properties (hypothesis) over arbitrary streams."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agent import quality
+from contract import quality
 from controller.detector import Detector, DetectorParams, Second, classify
 
 P = DetectorParams(freeze_break_s=10)   # stall 2, 4 of 6 unusable, resume after 8 good, silent 3 s

@@ -11,9 +11,9 @@ import datetime as dt
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from agent import configfile, wire
 from agent.daemon import Daemon
 from agent.settings import AgentSettings
+from contract import configfile, wire
 from controller.app import create_app
 from controller.keys import DB_KEY, GATEWAY_KEY
 from controller.models import SitesFile
@@ -21,9 +21,9 @@ from controller.settings import ControllerSettings
 from controller.store import agents as agent_store
 from controller.store import escalations as esc_repo
 from controller.store import registry, users
-from tests.procs import eventually
 from tests.controller_kit import SITES
 from tests.escalation_kit import SmtpServer, WebhookServer
+from tests.procs import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,7 +41,7 @@ async def test_sizo_agent_unreachable_for_the_test_session_opens_an_escalation(d
     daemon = task = None
     try:
         db = app[DB_KEY]
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
         async with db.transaction() as conn:
             await registry.import_sites(conn, sites.model_dump()["institutions"], now)

@@ -42,6 +42,7 @@ def small_disk(tmp_path):
 
 async def stored_ids(c: Controller, terminal_id: str) -> list[str]:
     from sqlalchemy import select
+
     from controller.store import agents as store
     t = store.agent_reports
     async with c.db.read() as conn:

@@ -17,6 +17,7 @@ from tests.reliability_kit import ControllerProc, http
 from tests.test_link_dbdown import RestartablePg
 from tests.test_link_e2e import wait_for
 
+
 @pytest.fixture
 def pg():
     p = RestartablePg()
@@ -38,7 +39,7 @@ def test_database_outage_the_controller_lives_through_and_catches_up(pg, tmp_pat
     try:
         _, rooms = http("GET", c.url + "/api/v1/rooms?institution_id=almaty-medeu-district", admin)
         room_id = next(r["id"] for r in rooms["items"] if r["name"] == "Зал 1")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         # Its test deadline (start - 24 h) falls due about 6 s from now: during the outage.
         status, due = http("POST", c.url + "/api/v1/hearings", admin,
                            hearing_body(room_id, now + dt.timedelta(hours=24, seconds=6), "2-100/2026"))
@@ -92,8 +93,8 @@ def test_controller_sigkilled_twice_during_a_hearing_day_loses_and_doubles_nothi
     controller is SIGKILLed as soon as the first result is stored and again right after its
     restart. In the end every check has exactly one result, every hearing exactly one request
     event and one pre-connect event, and no result was recorded twice."""
-    from tests.test_security_tls import start_agent
     from tests.test_link_e2e import stop
+    from tests.test_security_tls import start_agent
 
     c = ControllerProc(tmp_path, db_url, config={
         "scheduler": {"poll_s": 0.2, "retry_s": 1, "lease_s": 2, "result_grace_s": 5},
@@ -111,7 +112,7 @@ def test_controller_sigkilled_twice_during_a_hearing_day_loses_and_doubles_nothi
         wait_for(online, 60, what="agents online")
         _, rooms = http("GET", c.url + "/api/v1/rooms?institution_id=almaty-medeu-district", admin)
         room_id = next(r["id"] for r in rooms["items"] if r["name"] == "Зал 1")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         ids = []
         for i, minutes in enumerate((21, 24, 27)):
             status, h = http("POST", c.url + "/api/v1/hearings", admin, {

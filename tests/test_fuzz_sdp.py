@@ -8,7 +8,7 @@ import asyncio
 
 import aiohttp
 
-from agent import wire
+from contract import wire
 from tests.test_link_daemon import controller, start_daemon  # noqa: F401 (fixture)
 from tests.test_link_hub import eventually
 
@@ -38,7 +38,7 @@ async def test_garbage_offers_are_refused_and_the_callee_daemon_carries_on(contr
             while asyncio.get_running_loop().time() < deadline:
                 try:
                     raw = await asyncio.wait_for(ws.receive(), 0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 if raw.type != aiohttp.WSMsgType.TEXT:
                     break

@@ -19,9 +19,10 @@ import threading
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from agent import wire
+from contract import wire
 from controller.store import agents as store
 from tests.test_link_hub import Controller
 
@@ -155,7 +156,7 @@ async def exchange(bg: Background, hello: bool, frames: list[tuple[str, object]]
         while True:
             try:
                 raw = await asyncio.wait_for(ws.receive(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise AssertionError("the hub neither answered the probe nor closed the connection")
             if raw.type != aiohttp.WSMsgType.TEXT:
                 break                                   # closed by the hub
@@ -227,7 +228,7 @@ def test_an_oversized_frame_closes_only_that_connection(bg):
 
 
 async def test_a_nul_in_an_id_is_refused_and_does_not_block_the_writer(db_url):
-    """Regression (agent/wire.py): on PostgreSQL a report id with a NUL made every batch insert
+    """Regression (contract/wire.py): on PostgreSQL a report id with a NUL made every batch insert
     fail; the hub's one writer retried it for ever and no agent's report was stored any more.
     Ids, terminal ids, versions and session errors may not hold NUL now (refused as invalid)."""
     c = await Controller(db_url).start()

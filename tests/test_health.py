@@ -9,8 +9,8 @@ import socket
 import pytest
 
 from agent import health
-from agent.configfile import ConfigError
 from agent.settings import AgentSettings, HealthSettings, load_settings
+from contract.configfile import ConfigError
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import time
 
 from aiohttp import web
 
-from agent import wire
 from agent.daemon import Daemon
 from agent.hooks import Hooks
 from agent.settings import AgentSettings, HookSettings
+from contract import wire
 
 WRITER = ("import json, os, sys; open(sys.argv[1], 'w', encoding='utf-8').write(json.dumps("
           "{k: os.environ.get(k) for k in ('VKS_HEARING', 'VKS_EVENT', 'VKS_CAUSE', 'VKS_ATTEMPT', "

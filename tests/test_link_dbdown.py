@@ -9,7 +9,7 @@ import uuid
 import aiohttp
 import pytest
 
-from agent import wire
+from contract import wire
 from tests.pg import PgCluster, PgUnavailable
 from tests.test_link_hub import Agent, Controller, agent_settings, count, eventually
 

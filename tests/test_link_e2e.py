@@ -14,8 +14,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from tests.test_link_hub import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,7 +107,7 @@ def test_hearing_test_session_runs_between_real_agent_processes(tmp_path):
             return {"court-almaty-1", "sizo-almaty-1"} <= online
         wait_for(both_online, 60, what="both agents online")
 
-        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
         status, h = http("POST", f"{base}/api/v1/hearings", secretary, {
             "case_number": "2-0001/2026", "room_id": room_id, "start_utc": start.isoformat(),
             "duration_min": 60, "participants": [{"terminal_id": "sizo-almaty-1"}]})

@@ -9,9 +9,10 @@ import json
 import logging
 
 import aiohttp
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from agent import wire
+from contract import wire
 from tests.test_link_hub import Controller, _raw, count
 from tests.test_wire import message_like
 

@@ -10,20 +10,19 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-
-from tests.procs import eventually  # noqa: F401 (re-exported to the other link tests)
 from aiohttp import web
 
-from agent import wire
 from agent.link import Link
 from agent.outbox import Outbox
 from agent.settings import AgentSettings
+from contract import wire
 from controller.agent_api import HUB_KEY, setup_agent_api
 from controller.gateway import AgentGateway, AgentUnavailable
 from controller.hub import Hub
 from controller.store import agents as store
 from controller.store.db import Database
 from controller.store.migrate import migrate
+from tests.procs import eventually  # noqa: F401 (re-exported to the other link tests)
 
 
 def free_port() -> int:
@@ -70,7 +69,7 @@ class Controller:
     def hub(self) -> Hub:
         return self.app[HUB_KEY]
 
-    async def start(self) -> "Controller":
+    async def start(self) -> Controller:
         self.db = Database(self.db_url)
         await migrate(self.db)
         self.app = web.Application()
@@ -135,7 +134,7 @@ class Agent:
         self.link: Link | None = None
         self.task: asyncio.Task | None = None
 
-    async def start(self) -> "Agent":
+    async def start(self) -> Agent:
         await self.outbox.open()
         self.link = Link(self.settings, self.outbox, self.handler, backoff_initial=0.05, backoff_max=0.5,
                          health=_health)

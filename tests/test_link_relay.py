@@ -9,10 +9,9 @@ import uuid
 import aiohttp
 import pytest
 
-from agent import wire
+from contract import wire
 from controller.relay import NoRelay, PgRelay
 from tests.test_link_hub import Controller, Recorder, _next, _raw, eventually
-
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from agent.link import Link
 from agent.outbox import Outbox
 from controller.store import agents as store

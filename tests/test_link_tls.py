@@ -44,10 +44,10 @@ class TlsController(Controller):
         return f"wss://127.0.0.1:{self.port}"
 
     async def start(self):
-        from controller.store.migrate import migrate
-        from controller.store.db import Database
         from controller.agent_api import setup_agent_api
         from controller.hub import Hub
+        from controller.store.db import Database
+        from controller.store.migrate import migrate
         self.db = Database(self.db_url)
         await migrate(self.db)
         self.app = web.Application()

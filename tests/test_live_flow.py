@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from agent import configfile, wire
 from agent.daemon import Daemon
 from agent.settings import AgentSettings
+from contract import configfile, wire
 from controller.app import create_app
 from controller.keys import DB_KEY, GATEWAY_KEY
 from controller.live import LIVE_KEY, backoff_s
@@ -64,7 +64,7 @@ class Rig:
         self.runner = None
 
     async def seed(self) -> None:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
         async with self.app[DB_KEY].transaction() as conn:
             await registry.import_sites(conn, sites.model_dump()["institutions"], now)
@@ -120,7 +120,7 @@ class Rig:
         room = next(r["id"] for r in rooms["items"] if r["name"] == "Зал 1")
         status, h = await self.api("POST", "/api/v1/hearings", {
             "case_number": "1-5/2026", "room_id": room, "duration_min": 30,
-            "start_utc": (dt.datetime.now(dt.timezone.utc) + start_in).isoformat(),
+            "start_utc": (dt.datetime.now(dt.UTC) + start_in).isoformat(),
             "participants": [{"terminal_id": SIZO}]})
         assert status == 201, h
         return h["id"]
@@ -215,7 +215,7 @@ async def test_a_controller_restart_keeps_the_flow(tmp_path, db_url):
 
 
 def _iso_now(offset_s: float) -> str:
-    t = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset_s)
+    t = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset_s)
     return t.isoformat().replace("+00:00", "Z")
 
 

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent import wire
+from contract import wire
 from tests import procs
 from tests.test_link_e2e import http, run_cli, stop, wait_for
 
@@ -218,7 +218,7 @@ def test_a_test_session_shows_on_both_agents_and_on_the_controller(system):
     base, secretary = system["base"], system["secretary"]
     _, rooms = http("GET", f"{base}/api/v1/rooms?institution_id=almaty-medeu-district", secretary)
     room_id = next(r["id"] for r in rooms["items"] if r["name"] == "Зал 1")
-    start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
     status, h = http("POST", f"{base}/api/v1/hearings", secretary, {
         "case_number": "2-0042/2026", "room_id": room_id, "start_utc": start.isoformat(),
         "duration_min": 60, "participants": [{"terminal_id": "sizo-almaty-1"}]})

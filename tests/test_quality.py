@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agent import quality as q
-from agent.configfile import ConfigError
+from contract import quality as q
+from contract.configfile import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_bad_inputs_rejected():
 
 
 def test_module_imports_nothing_heavy():
-    code = ("import sys, agent.quality; bad = [m for m in ('aiortc', 'aiohttp', 'av', 'psutil') "
+    code = ("import sys, contract.quality; bad = [m for m in ('aiortc', 'aiohttp', 'av', 'psutil') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

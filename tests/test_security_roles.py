@@ -101,14 +101,15 @@ async def test_terminal_tokens_do_not_open_the_peoples_api_and_no_token_is_401(c
 async def test_a_persons_token_does_not_open_the_agent_websocket(tmp_path):
     """Against the real hub: an admin's API token is not a terminal token (401 before the upgrade)."""
     import aiohttp
-    from agent import wire
+
+    from contract import wire
     from controller.store import users
     from tests.test_link_hub import Controller as HubController
     c = await HubController(f"sqlite:///{tmp_path / 'hub.sqlite'}").start()
     try:
         async with c.db.transaction() as conn:
             import datetime as dt
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             u = await users.create_user(conn, "boss", "admin", now)
             person_token = await users.issue_token(conn, u["id"], now)
         async with aiohttp.ClientSession() as http:

@@ -86,7 +86,7 @@ def test_hearing_flow_over_tls_with_no_secret_logged_and_no_media_written(tmp_pa
 
         _, rooms = http("GET", c.url + "/api/v1/rooms?institution_id=almaty-medeu-district", secretary, ssl_ctx=ctx)
         room_id = next(r["id"] for r in rooms["items"] if r["name"] == "Зал 1")
-        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
         status, h = http("POST", c.url + "/api/v1/hearings", secretary, {
             "case_number": "2-0007/2026", "room_id": room_id, "start_utc": start.isoformat(),
             "duration_min": 60, "participants": [{"terminal_id": "sizo-almaty-1"}]}, ssl_ctx=ctx)
@@ -167,7 +167,8 @@ def test_direct_test_session_over_https_to_a_tls_responder(tmp_path, pki):
     `vks-agent responder --tls-cert --tls-key`, `vks-agent test --peer https://... --ca-file`.
     A responder whose certificate the caller's CA did not sign is refused before any offer."""
     import json
-    from tests.procs import agent_argv, env_with, free_port, wait_http, write_config
+
+    from tests.procs import agent_argv, env_with, free_port, write_config
     good, rogue = pki
     config = write_config(tmp_path, "session:\n  host_addresses: ['127.0.0.1']\n")
     port = free_port()

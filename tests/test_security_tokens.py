@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from agent import wire
+from contract import wire
 from controller.store import agents as store
 from tests.test_link_hub import Agent, Controller, agent_settings, eventually
 

@@ -1,4 +1,4 @@
-"""sd_notify (agent/sdnotify.py) over a real AF_UNIX datagram socket standing in for systemd's,
+"""sd_notify (contract/sdnotify.py) over a real AF_UNIX datagram socket standing in for systemd's,
 with the real `vks-agent run` and `vks-controller serve` processes: READY=1 once they listen,
 WATCHDOG=1 only while their loops make progress, STOPPING=1 on SIGTERM, exit 0; nothing at all
 without NOTIFY_SOCKET."""
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import sdnotify
+from contract import sdnotify
 from tests import procs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ class FakeSystemd:
         while (left := deadline - time.monotonic()) > 0:
             try:
                 out.append(self.recv(left))
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 break
         return out
 

@@ -16,6 +16,7 @@ import time
 import aiohttp
 import pytest
 
+from contract import configfile
 from controller.app import create_app
 from controller.checks import report_verdict
 from controller.keys import DB_KEY, GATEWAY_KEY
@@ -24,7 +25,6 @@ from controller.settings import ControllerSettings
 from controller.store import agents as agents_repo
 from controller.store import registry
 from controller.store import users as users_repo
-from agent import configfile
 from tests.browser import PASSWORD, browser, new_page, open_page, requires_browser, set_lang, shot, sign_in
 from tests.conftest import FakeClock
 from tests.controller_kit import REPO, SITES, Controller, report
@@ -67,7 +67,7 @@ async def seeded(ctl: Controller) -> dict[str, dict]:
 
 @pytest.fixture
 async def ctl(tmp_path):
-    clock = FakeClock(dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
+    clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
     async with Controller(f"sqlite:///{tmp_path / 'controller.sqlite'}", clock) as c:
         c.base = str(c.client.make_url("/"))
         c.hearings = await seeded(c)
@@ -265,7 +265,7 @@ async def live_controller(tmp_path):
     await server.start_server()
     db = app[DB_KEY]
     sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     tokens = {}
     async with db.transaction() as conn:
         await registry.import_sites(conn, sites.model_dump()["institutions"], now)
@@ -386,7 +386,7 @@ async def test_live_chart_break_banner_and_confirm_resume(live_controller):
             await asyncio.sleep(0.3)
         rooms = await (await client.get("/api/v1/rooms?institution_id=almaty-medeu-district")).json()
         room = next(r["id"] for r in rooms["items"] if r["name"] == "Зал 1")
-        start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10)
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
         resp = await client.post("/api/v1/hearings", headers=hdr, json={
             "case_number": "2-777/2026", "room_id": room, "start_utc": start.isoformat(), "duration_min": 60,
             "participants": [{"terminal_id": "sizo-almaty-1"}]})

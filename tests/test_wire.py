@@ -4,12 +4,27 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from agent import wire
-from agent.wire import (Ack, Command, Description, Error, Heartbeat, Hello, Report, SessionState,
-                        Signal, StartSession, StopSession, Welcome, WireError,
-                        parse_agent_message, parse_controller_message)
+from contract import wire
+from contract.wire import (
+    Ack,
+    Command,
+    Description,
+    Error,
+    Heartbeat,
+    Hello,
+    Report,
+    SessionState,
+    Signal,
+    StartSession,
+    StopSession,
+    Welcome,
+    WireError,
+    parse_agent_message,
+    parse_controller_message,
+)
 
 AGENT_SAMPLES = [
     Hello(terminal_id="court-1", agent_version="0.1.0", capabilities=["session", "monitor"]),

@@ -12,8 +12,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import (CheckConstraint, Column, ForeignKey, Integer, String, Table, Text, UniqueConstraint,
-                        insert, select, update)
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.store.schema import JSONType, UTCDateTime, metadata

@@ -16,10 +16,10 @@ tables; they are declared on `schema.metadata` here.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import (CheckConstraint, Column, ForeignKey, Index, Integer, String, Table, Text, insert,
-                        select, update)
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Integer, String, Table, Text, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.errors import NotFound

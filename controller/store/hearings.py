@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, insert, or_, select, update
@@ -153,7 +154,7 @@ async def sites_of(conn: AsyncConnection, hid: int) -> dict[str, str]:
 # --- the view -------------------------------------------------------------------------------
 
 def iso(t: dt.datetime | None) -> str | None:
-    return t.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if t else None
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if t else None
 
 
 _AGG_ORDER = ("failed", "blocked", "overdue", "running", "pending", "scheduled", "passed")

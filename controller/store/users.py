@@ -88,7 +88,7 @@ async def user_for_token(conn: AsyncConnection, token: str, now: dt.datetime | N
          .where(api_tokens.c.token_sha256 == digest, api_tokens.c.revoked_at.is_(None)))
     row = (await conn.execute(q)).first()
     if row is None and token.startswith(SESSION_PREFIX):
-        now = now or dt.datetime.now(dt.timezone.utc)
+        now = now or dt.datetime.now(dt.UTC)
         q = (select(users).join(web_sessions, web_sessions.c.user_id == users.c.id)
              .where(web_sessions.c.token_sha256 == digest, web_sessions.c.ended_at.is_(None),
                     web_sessions.c.expires_at > now))

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator

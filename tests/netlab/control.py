@@ -68,7 +68,7 @@ async def arequest(path: str, op: str, timeout: float = 10.0, **fields) -> objec
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_unix_connection(path, limit=MAX_REPLY), timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise LabError(f"cannot reach the router at {path}: {exc!r}") from exc
     try:
         writer.write(_encode(op, fields))

@@ -99,7 +99,7 @@ class Impairment:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Impairment":
+    def from_dict(cls, d: dict) -> Impairment:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - known
         if unknown:

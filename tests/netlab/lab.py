@@ -24,8 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import control
 from .control import ControlError, LabError
@@ -228,7 +229,7 @@ class Lab:
         return ["ip", "netns", "exec", self.ns(side), *map(str, argv)]
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         self.start()
         return self
 
@@ -239,7 +240,7 @@ class Lab:
             if exc_type is None:  # never hide the test's own failure behind a cleanup error
                 raise
 
-    async def __aenter__(self) -> "Lab":
+    async def __aenter__(self) -> Lab:
         await asyncio.to_thread(self.start)
         return self
 
@@ -250,7 +251,7 @@ class Lab:
             if exc_type is None:
                 raise
 
-    def start(self) -> "Lab":
+    def start(self) -> Lab:
         if self._started:
             raise LabError("lab already started")
         self._started = True
@@ -402,11 +403,11 @@ class Lab:
             if proc.returncode is None:
                 try:
                     await asyncio.wait_for(proc.wait(), self.kill_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     _killpg(proc.pid, signal.SIGKILL)
                     try:
                         await asyncio.wait_for(proc.wait(), 5.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         await asyncio.to_thread(self.close)
 

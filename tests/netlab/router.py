@@ -35,8 +35,7 @@ import sys
 import time
 import traceback
 
-from .impair import (DELIVER, DIRECTIONS, Impairment, ImpairmentError, LinkDirection,
-                     check_direction)
+from .impair import DELIVER, DIRECTIONS, Impairment, ImpairmentError, LinkDirection, check_direction
 from .packet import parse
 from .truth import new_records
 

@@ -48,7 +48,7 @@ def main() -> None:
         s.settimeout(limit - now)
         try:
             data = s.recv(2048)
-        except socket.timeout:
+        except TimeoutError:
             break
         arrival_ns = time.monotonic_ns()
         arrival = arrival_ns / 1e9

@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Notifier:
         self._warned = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, unset: bool = True) -> "Notifier":
+    def from_env(cls, env: Mapping[str, str] | None = None, *, unset: bool = True) -> Notifier:
         """From $NOTIFY_SOCKET. `unset` (sd_notify's unset_environment) removes it from
         os.environ so that child processes (timedatectl, chronyc...) do not write to it."""
         if env is None:

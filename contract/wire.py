@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -148,7 +148,7 @@ class SessionState(_Msg):
     terminal_id: TerminalId | None = None
 
 
-AgentMessage = Annotated[Union[Hello, Heartbeat, Report, Signal, SessionState],
+AgentMessage = Annotated[Hello | Heartbeat | Report | Signal | SessionState,
                          Field(discriminator="type")]
 
 
@@ -210,7 +210,7 @@ class LiveEvent(BaseModel):
 class Command(_Msg):
     TYPE: ClassVar[str] = "command"
     type: Literal["command"] = "command"
-    command: Annotated[Union[StartSession, StopSession, LiveEvent], Field(discriminator="name")]
+    command: Annotated[StartSession | StopSession | LiveEvent, Field(discriminator="name")]
 
 
 class RelayedSignal(_Msg):
@@ -232,7 +232,7 @@ class Error(_Msg):
     fatal: bool = False
 
 
-ControllerMessage = Annotated[Union[Welcome, Ack, Command, RelayedSignal, Error],
+ControllerMessage = Annotated[Welcome | Ack | Command | RelayedSignal | Error,
                               Field(discriminator="type")]
 
 AGENT_TYPES: dict[str, type[_Msg]] = {m.TYPE: m for m in (Hello, Heartbeat, Report, Signal, SessionState)}

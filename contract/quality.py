@@ -31,19 +31,23 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent import configfile
+from contract import configfile
 
 Verdict = Literal["good", "degraded", "unusable"]
 VERDICTS: tuple[Verdict, ...] = ("good", "degraded", "unusable")
 DIRECTIONS = ("outbound", "inbound")
 DEFAULT_PROFILE = "hearing"
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "configs" / "thresholds.yaml"
+# The threshold profiles travel with the package (package data), so an installed wheel judges
+# reports from any directory; configs/thresholds.yaml links to this file as the operator's example.
+DEFAULT_PATH = Path(str(resources.files(__package__) / "thresholds.yaml"))
 
 
 def worst(*verdicts: Verdict) -> Verdict:
@@ -288,7 +292,7 @@ def thresholds_from_dict(data: Mapping[str, Any], path: str | os.PathLike | None
 
 
 def load_thresholds(path: str | os.PathLike | None = None) -> dict[str, Thresholds]:
-    """Load configs/thresholds.yaml (or `path`): {profile name: Thresholds}."""
+    """Load the packaged thresholds.yaml (or `path`): {profile name: Thresholds}."""
     path = DEFAULT_PATH if path is None else path
     return thresholds_from_dict(configfile.read_yaml(path), path)
 

@@ -1,0 +1,173 @@
+"""Every word list the two programs, the database and the web page share, defined once.
+
+Each vocabulary is a `StrEnum`: its members compare equal to their plain strings, so JSON, SQL and
+YAML keep the words they always had (`Direction.INBOUND == "inbound"`), and the typed code still
+knows the whole list. The controller's schema builds its CHECK constraints from these enums, the
+API models take their `Literal`s from them, and the web page reads them from
+`GET /api/v1/vocabularies` instead of keeping a copy.
+
+Ordered vocabularies (verdicts, health statuses) are declared from best to worst; `worst()` ranks
+by that order.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import TypeVar
+
+
+class Direction(StrEnum):
+    """A direction of a session, seen from the terminal that reports it."""
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class Verdict(StrEnum):
+    """The quality model's verdict on a session, a second or a direction (best first)."""
+    GOOD = "good"
+    DEGRADED = "degraded"
+    UNUSABLE = "unusable"
+
+
+class HearingVerdict(StrEnum):
+    """A hearing's operability (rule 3): a session verdict, or why there is none."""
+    UNKNOWN = "unknown"
+    GOOD = "good"
+    DEGRADED = "degraded"
+    UNUSABLE = "unusable"
+    SUSPENDED = "suspended"
+
+
+class ReportKind(StrEnum):
+    """What an agent's report carries."""
+    SESSION = "session"
+    INTERVAL = "interval"
+    HEALTH = "health"
+
+
+class SessionKind(StrEnum):
+    """Why a WebRTC session runs: the rule-13 test, the rule-15 pre-connect check, live monitoring."""
+    TEST = "test"
+    PRECONNECT = "preconnect"
+    MONITOR = "monitor"
+
+
+class SessionRole(StrEnum):
+    """A terminal's side of a session: the caller offers, the callee answers."""
+    CALLER = "caller"
+    CALLEE = "callee"
+
+
+class HealthStatus(StrEnum):
+    """A terminal's health summary (rule 14), best first."""
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class TerminalRole(StrEnum):
+    """Where a terminal stands: a courtroom or a detention/correctional institution."""
+    COURTROOM = "courtroom"
+    INSTITUTION = "institution"
+
+
+class InstitutionKind(StrEnum):
+    """What an institution of the registry is."""
+    COURT = "court"
+    SIZO = "sizo"
+    CORRECTIONAL = "correctional"
+
+
+class HearingStatus(StrEnum):
+    """Where a hearing stands."""
+    SCHEDULED = "scheduled"
+    IN_PROGRESS = "in_progress"
+    HELD = "held"
+    POSTPONED = "postponed"
+    CANCELLED = "cancelled"
+
+
+# The statuses of a hearing that still needs its link: checks run, the clock of the rules ticks.
+ACTIVE_HEARING_STATUSES: tuple[HearingStatus, ...] = (
+    HearingStatus.SCHEDULED, HearingStatus.IN_PROGRESS, HearingStatus.POSTPONED)
+
+
+class LiveState(StrEnum):
+    """The live monitoring of a hearing (rule 22)."""
+    MONITORING = "monitoring"
+    BREAK = "break"
+    RECONNECTING = "reconnecting"
+    READY_TO_RESUME = "ready_to_resume"
+    ESCALATED = "escalated"
+    STOPPED = "stopped"
+    ENDED = "ended"
+
+
+class BreakCause(StrEnum):
+    """Why the live flow declared a break."""
+    CONNECTION_LOST = "connection_lost"
+    QUALITY = "quality"
+
+
+class SuspensionReason(StrEnum):
+    """Rule 24: the grounds on which an institution or an area is suspended."""
+    RIOT = "riot"
+    GROUP_DISOBEDIENCE = "group_disobedience"
+    ESCAPE = "escape"
+    HOSTAGE_TAKING = "hostage_taking"
+    NATURAL_DISASTER = "natural_disaster"
+    STATE_OF_EMERGENCY = "state_of_emergency"
+    SPECIAL_REGIME = "special_regime"
+    MARTIAL_LAW = "martial_law"
+
+
+class Role(StrEnum):
+    """A user's role: what they may do (scope says where)."""
+    ADMIN = "admin"
+    COORDINATOR = "coordinator"
+    SECRETARY = "secretary"
+    TECHNICIAN = "technician"
+    VIEWER = "viewer"
+
+
+class SignerRole(StrEnum):
+    """The three signatures of an act of technical impossibility (rule 18)."""
+    HEAD_OF_OFFICE = "head_of_office"
+    SECRETARY = "secretary"
+    TECHNICIAN = "technician"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def worst(vocabulary: type[E], words: Iterable[str], default: E) -> E:
+    """The worst of `words` by the vocabulary's order (declared best first); words outside the
+    vocabulary are ignored, and `default` stands when none is left."""
+    order = list(vocabulary)
+    ranked = [vocabulary(w) for w in words if w in order]
+    return max(ranked, key=order.index, default=default)
+
+
+def words(vocabulary: type[StrEnum]) -> tuple[str, ...]:
+    """The vocabulary's words in declared order (for SQL CHECK constraints, Literals, the page)."""
+    return tuple(m.value for m in vocabulary)
+
+
+# What GET /api/v1/vocabularies serves to the web page: one source for every list it shows.
+PUBLISHED: dict[str, type[StrEnum]] = {
+    "directions": Direction,
+    "verdicts": Verdict,
+    "hearing_verdicts": HearingVerdict,
+    "report_kinds": ReportKind,
+    "session_kinds": SessionKind,
+    "session_roles": SessionRole,
+    "health_statuses": HealthStatus,
+    "terminal_roles": TerminalRole,
+    "institution_kinds": InstitutionKind,
+    "hearing_statuses": HearingStatus,
+    "live_states": LiveState,
+    "break_causes": BreakCause,
+    "suspension_reasons": SuspensionReason,
+    "roles": Role,
+    "signer_roles": SignerRole,
+}
