@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import insert, select, text
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import insert, inspect, select, text
 
 from contract import configfile
 from controller.models import SitesFile
 from controller.store import registry
 from controller.store.db import Database, DatabaseUrlError, to_async_url
 from controller.store.migrate import current_revision, head_revision, migrate
-from controller.store.schema import audit
+from controller.store.schema import audit, metadata
 from tests.controller_kit import SITES
 
 
@@ -31,6 +33,35 @@ async def test_migrate_is_idempotent_and_reaches_head(db):
     assert await current_revision(db) is None
     assert await migrate(db) == head_revision()
     assert await migrate(db) == head_revision()
+
+
+def _check_constraints(sync_conn) -> dict[str, list[tuple[str, str]]]:
+    """Every table's CHECK constraints as the database reports them: (name, text)."""
+    insp = inspect(sync_conn)
+    return {t: sorted((c["name"], c["sqltext"]) for c in insp.get_check_constraints(t))
+            for t in insp.get_table_names() if t != "alembic_version"}
+
+
+async def test_migrations_build_exactly_the_tables_the_schema_declares(db):
+    await migrate(db)
+
+    def diff(sync_conn):
+        ctx = MigrationContext.configure(sync_conn, opts={"compare_type": True,
+                                                          "compare_server_default": True})
+        return compare_metadata(ctx, metadata)
+    async with db.read() as conn:
+        assert await conn.run_sync(diff) == []
+        migrated = await conn.run_sync(_check_constraints)
+    # autogenerate does not compare CHECK constraints: the migrated ones must read exactly as the
+    # schema module's, built on an empty database.
+    async with db.transaction() as conn:
+        await conn.run_sync(metadata.drop_all)
+        await conn.run_sync(metadata.create_all)
+    async with db.read() as conn:
+        declared = await conn.run_sync(_check_constraints)
+    assert set(migrated) == set(metadata.tables)
+    assert migrated == declared
+    assert sum(len(v) for v in declared.values()) >= 20
 
 
 async def test_timestamps_are_stored_and_returned_in_utc(db):
