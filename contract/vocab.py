@@ -171,3 +171,125 @@ PUBLISHED: dict[str, type[StrEnum]] = {
     "roles": Role,
     "signer_roles": SignerRole,
 }
+
+
+# --- the controller's own records (the schema's CHECK constraints, the API's models) -------------
+
+class CourtLevel(StrEnum):
+    """A court's instance: whose agreement its hearings need (rules 11, 12)."""
+    DISTRICT = "district"
+    REGIONAL = "regional"
+    SUPREME = "supreme"
+
+
+class Initiative(StrEnum):
+    """Who asked for the VKS: the court itself or a party's motion."""
+    COURT = "court"
+    MOTION = "motion"
+
+
+class Coordinator(StrEnum):
+    """Who agrees a hearing's date and time: the regional coordinator (rule 11) or the Department's (rule 12)."""
+    REGIONAL = "regional"
+    DEPARTMENT = "department"
+
+
+class AgreementState(StrEnum):
+    """Whether the coordinator's agreement is in."""
+    PENDING = "pending"
+    GIVEN = "given"
+
+
+class CheckKind(StrEnum):
+    """A hearing's checks: the rule-13 test request and the rule-15 pre-connect check."""
+    TEST = "test"
+    PRECONNECT = "preconnect"
+
+
+class CheckStatus(StrEnum):
+    """Where a check stands."""
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    OVERDUE = "overdue"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
+
+
+class JobState(StrEnum):
+    """A durable scheduler job's state."""
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class EscalationCause(StrEnum):
+    """Why an escalation was opened (rules 16, 17)."""
+    TEST_FAILED = "test_failed"
+    PRECONNECT_FAILED = "preconnect_failed"
+    RECONNECT_FAILED = "reconnect_failed"
+    AGENT_OFFLINE = "agent_offline"
+    MANUAL = "manual"
+
+
+class EscalationState(StrEnum):
+    """Where an escalation stands."""
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    CANNOT_FIX = "cannot_fix"
+    RESOLVED = "resolved"
+
+
+class EscalationAction(StrEnum):
+    """An entry of an escalation's history."""
+    OPENED = "opened"
+    STEP2 = "step2"
+    ACK = "ack"
+    CANNOT_FIX = "cannot_fix"
+    RESOLVED = "resolved"
+
+
+class ContactKind(StrEnum):
+    """Who a contact is: a technician (step 1, rule 16) or the organiser (step 2, rule 17)."""
+    TECHNICIAN = "technician"
+    ORGANISER = "organiser"
+
+
+class NotificationChannel(StrEnum):
+    """How a notification is delivered."""
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+
+
+class DeliveryState(StrEnum):
+    """A notification's delivery."""
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class ActStatus(StrEnum):
+    """An act of technical impossibility (rule 18): a draft, or final once the three signatures are in."""
+    DRAFT = "draft"
+    FINAL = "final"
+
+
+PUBLISHED.update({
+    "court_levels": CourtLevel,
+    "initiatives": Initiative,
+    "coordinators": Coordinator,
+    "agreement_states": AgreementState,
+    "check_kinds": CheckKind,
+    "check_statuses": CheckStatus,
+    "escalation_causes": EscalationCause,
+    "escalation_states": EscalationState,
+    "escalation_actions": EscalationAction,
+    "contact_kinds": ContactKind,
+    "notification_channels": NotificationChannel,
+    "delivery_states": DeliveryState,
+    "act_statuses": ActStatus,
+})
