@@ -37,13 +37,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.backoff import backoff_s
+from contract.vocab import (
+    CheckKind,
+    ContactKind,
+    DeliveryState,
+    EscalationAction,
+    EscalationCause,
+    EscalationState,
+    HearingStatus,
+    NotificationChannel,
+    words,
+)
 from controller import notify
 from controller.errors import Conflict, Invalid
 from controller.scheduler import Clock, JobContext, Scheduler
@@ -58,12 +69,13 @@ from controller.store.hearings import iso
 
 log = logging.getLogger(__name__)
 
-CAUSES = repo.CAUSES
+CAUSES = words(EscalationCause)
 NOTIFY_KIND = "escalation.notify"
 STEP2_KIND = "escalation.step2"
 ACT_KIND = "escalation.act"
-CHECK_CAUSE = {"test": "test_failed", "preconnect": "preconnect_failed"}
-INACTIVE = ("held", "cancelled")
+CHECK_CAUSE = {CheckKind.TEST: EscalationCause.TEST_FAILED,
+               CheckKind.PRECONNECT: EscalationCause.PRECONNECT_FAILED}
+INACTIVE = (HearingStatus.HELD, HearingStatus.CANCELLED)
 
 
 def step2_key(eid: int) -> str:
@@ -78,12 +90,9 @@ def notify_key(nid: int) -> str:
     return f"notify:{nid}"
 
 
-def backoff_s(attempt: int, initial: float, maximum: float, rnd: random.Random | None = None) -> float:
-    """Delay before try `attempt + 1`: exponential from `initial`, capped at
-    `maximum`, with full jitter in its upper half (so many notifications to one
-    endpoint that comes back do not all retry in the same second)."""
-    base = min(maximum, initial * 2.0 ** max(0, attempt - 1))
-    return base * (rnd or random).uniform(0.5, 1.0)
+# A notification's retry delay: contract.backoff's exponential delay, jittered in its upper half
+# (so many notifications to one endpoint that comes back do not all retry in the same second).
+RETRY_SPREAD = (0.5, 1.0)
 
 
 def recipients(contacts: list[dict], *, step: int, extra_webhooks: list[str],
@@ -91,7 +100,7 @@ def recipients(contacts: list[dict], *, step: int, extra_webhooks: list[str],
     """[(channel, target, institution_id)] for a step: the technicians (step 1)
     or organisers (step 2) of the given institutions' contacts, and the extra
     webhooks; each target once."""
-    kind = "technician" if step == 1 else "organiser"
+    kind = ContactKind.TECHNICIAN if step == 1 else ContactKind.ORGANISER
     out: list[tuple[str, str, str | None]] = []
     seen: set[tuple[str, str]] = set()
 
@@ -103,11 +112,11 @@ def recipients(contacts: list[dict], *, step: int, extra_webhooks: list[str],
         if c["kind"] != kind:
             continue
         if c.get("webhook_url"):
-            add("webhook", c["webhook_url"], c["institution_id"])
+            add(NotificationChannel.WEBHOOK, c["webhook_url"], c["institution_id"])
         if c.get("email") and email_enabled:
-            add("email", c["email"], c["institution_id"])
+            add(NotificationChannel.EMAIL, c["email"], c["institution_id"])
     for url in extra_webhooks:
-        add("webhook", url, None)
+        add(NotificationChannel.WEBHOOK, url, None)
     return out
 
 
@@ -115,7 +124,7 @@ def escalation_view(e: dict, actions: list[dict], notes: list[dict], hearing: di
                     step2_after_s: float) -> dict[str, Any]:
     """The JSON of one escalation (API and web page)."""
     due = None
-    if e["state"] != "resolved" and e["step"] == 1:
+    if e["state"] != EscalationState.RESOLVED and e["step"] == 1:
         due = iso(e["opened_at"] + dt.timedelta(seconds=step2_after_s))
     return {
         "id": e["id"], "hearing_id": e["hearing_id"], "cause": e["cause"], "detail": e["detail"],
@@ -178,7 +187,7 @@ class EscalationService:
             return existing["id"], False
         detail = dict(detail or {})
         eid = await repo.insert_escalation(conn, hearing_id=hearing_id, cause=cause, detail=detail, now=now)
-        await repo.add_action(conn, eid, "opened", by, now)
+        await repo.add_action(conn, eid, EscalationAction.OPENED, by, now)
         sent = await self._notify_step(conn, eid, hearing_id, 1, now)
         await events_repo.append(conn, hearing_id, "escalation_opened", now, {
             "escalation_id": eid, "cause": cause, "step": 1, "by": by, "detail": detail, "notified": sent})
@@ -206,14 +215,14 @@ class EscalationService:
             nid = await repo.add_notification(conn, eid=eid, step=step, channel=channel, target=target,
                                               institution_id=inst, now=now)
             await jobs_repo.enqueue(conn, NOTIFY_KIND, notify_key(nid), now, now, {"notification_id": nid})
-        kind = "technician" if step == 1 else "organiser"
-        return {"institutions": insts, "webhook": sum(1 for t in targets if t[0] == "webhook"),
-                "email": sum(1 for t in targets if t[0] == "email"),
+        kind = ContactKind.TECHNICIAN if step == 1 else ContactKind.ORGANISER
+        return {"institutions": insts, "webhook": sum(1 for t in targets if t[0] == NotificationChannel.WEBHOOK),
+                "email": sum(1 for t in targets if t[0] == NotificationChannel.EMAIL),
                 "contacts": sum(1 for c in contacts if c["kind"] == kind)}
 
     async def _to_step2(self, conn: AsyncConnection, e: dict, reason: str, by: str, now: dt.datetime) -> None:
         await repo.update_escalation(conn, e["id"], step=2, step2_at=now, step2_reason=reason, updated_at=now)
-        await repo.add_action(conn, e["id"], "step2", by, now, note=reason)
+        await repo.add_action(conn, e["id"], EscalationAction.STEP2, by, now, note=reason)
         sent = await self._notify_step(conn, e["id"], e["hearing_id"], 2, now)
         await events_repo.append(conn, e["hearing_id"], "escalation_step2", now, {
             "escalation_id": e["id"], "cause": e["cause"], "reason": reason, "by": by, "notified": sent})
@@ -254,18 +263,18 @@ class EscalationService:
 
     async def ack(self, conn: AsyncConnection, eid: int, user: dict, note: str | None, now: dt.datetime) -> None:
         e = await self._lock(conn, eid)
-        if e["state"] == "resolved":
+        if e["state"] == EscalationState.RESOLVED:
             raise Conflict(f"escalation {eid} was resolved by {e['resolved_by']}")
         actions = (await repo.actions_for(conn, [eid]))[eid]
-        if any(a["action"] == "ack" and a["by"] == user["name"] for a in actions):
+        if any(a["action"] == EscalationAction.ACK and a["by"] == user["name"] for a in actions):
             return      # acknowledged by this person already
         values: dict[str, Any] = {"updated_at": now}
         if e["acked_at"] is None:
             values.update(acked_at=now, acked_by=user["name"])
-        if e["state"] == "open":
-            values["state"] = "acknowledged"
+        if e["state"] == EscalationState.OPEN:
+            values["state"] = EscalationState.ACKNOWLEDGED
         await repo.update_escalation(conn, eid, **values)
-        await repo.add_action(conn, eid, "ack", user["name"], now, role=user["role"], note=note)
+        await repo.add_action(conn, eid, EscalationAction.ACK, user["name"], now, role=user["role"], note=note)
         await events_repo.append(conn, e["hearing_id"], "escalation_acknowledged", now, {
             "escalation_id": eid, "by": user["name"], "role": user["role"], "note": note})
         await users_repo.record(conn, user["name"], "escalation.ack", f"escalation:{eid}", now, {"note": note})
@@ -275,14 +284,14 @@ class EscalationService:
         """Rule 17: the technician cannot remove the fault: step 2 at once, and
         the act of technical impossibility is drafted (rule 18)."""
         e = await self._lock(conn, eid)
-        if e["state"] == "resolved":
+        if e["state"] == EscalationState.RESOLVED:
             raise Conflict(f"escalation {eid} was resolved by {e['resolved_by']}")
-        if e["state"] == "cannot_fix":
+        if e["state"] == EscalationState.CANNOT_FIX:
             raise Conflict(f"escalation {eid} was marked cannot fix by {e['cannot_fix_by']}")
-        await repo.update_escalation(conn, eid, state="cannot_fix", cannot_fix_at=now, cannot_fix_by=user["name"],
-                                     acked_at=e["acked_at"] or now, acked_by=e["acked_by"] or user["name"],
-                                     updated_at=now)
-        await repo.add_action(conn, eid, "cannot_fix", user["name"], now, role=user["role"], note=note)
+        await repo.update_escalation(conn, eid, state=EscalationState.CANNOT_FIX, cannot_fix_at=now,
+                                     cannot_fix_by=user["name"], acked_at=e["acked_at"] or now,
+                                     acked_by=e["acked_by"] or user["name"], updated_at=now)
+        await repo.add_action(conn, eid, EscalationAction.CANNOT_FIX, user["name"], now, role=user["role"], note=note)
         await events_repo.append(conn, e["hearing_id"], "escalation_cannot_fix", now, {
             "escalation_id": eid, "by": user["name"], "role": user["role"], "note": note})
         if e["step"] == 1:
@@ -293,7 +302,7 @@ class EscalationService:
     async def resolve(self, conn: AsyncConnection, eid: int, user: dict | None, note: str | None,
                       now: dt.datetime) -> None:
         e = await self._lock(conn, eid)
-        if e["state"] == "resolved":
+        if e["state"] == EscalationState.RESOLVED:
             raise Conflict(f"escalation {eid} was resolved by {e['resolved_by']}")
         await self._resolve(conn, e, user["name"] if user else "system", user["role"] if user else None, note, now)
         if user is not None:
@@ -302,9 +311,9 @@ class EscalationService:
 
     async def _resolve(self, conn: AsyncConnection, e: dict, by: str, role: str | None, note: str | None,
                        now: dt.datetime) -> None:
-        await repo.update_escalation(conn, e["id"], state="resolved", resolved_at=now, resolved_by=by,
+        await repo.update_escalation(conn, e["id"], state=EscalationState.RESOLVED, resolved_at=now, resolved_by=by,
                                      open_key=None, updated_at=now)
-        await repo.add_action(conn, e["id"], "resolved", by, now, role=role, note=note)
+        await repo.add_action(conn, e["id"], EscalationAction.RESOLVED, by, now, role=role, note=note)
         await jobs_repo.cancel(conn, [step2_key(e["id"]), act_key(e["id"])], now)
         await events_repo.append(conn, e["hearing_id"], "escalation_resolved", now, {
             "escalation_id": e["id"], "cause": e["cause"], "by": by, "note": note})
@@ -327,7 +336,7 @@ class EscalationService:
             e = await repo.get(conn, ctx.payload["escalation_id"])
             h = await hearings_repo.get_hearing(conn, e["hearing_id"], for_update=True)
             e = await repo.get(conn, e["id"], for_update=True)
-            if e["state"] == "resolved" or e["step"] == 2:
+            if e["state"] == EscalationState.RESOLVED or e["step"] == 2:
                 return
             if h["status"] in INACTIVE:     # nothing left to fix for a hearing held or cancelled
                 await self._resolve(conn, e, "system", None, f"hearing {h['status']}", now)
@@ -343,21 +352,21 @@ class EscalationService:
             e = await repo.get(conn, ctx.payload["escalation_id"])
             await hearings_repo.get_hearing(conn, e["hearing_id"], for_update=True)
             e = await repo.get(conn, e["id"], for_update=True)
-            if e["state"] != "resolved":
+            if e["state"] != EscalationState.RESOLVED:
                 await self._maybe_draft_act(conn, e, e["step2_reason"] or "not_fixed", ctx.now, force=True)
 
     async def job_notify(self, ctx: JobContext) -> None:
         nid = ctx.payload["notification_id"]
         async with ctx.transaction() as conn:
             n = await repo.get_notification(conn, nid)
-            if n is None or n["state"] != "pending":
+            if n is None or n["state"] != DeliveryState.PENDING:
                 return
             e = await repo.get(conn, n["escalation_id"])
             h = (await hearings_repo.views(conn, [e["hearing_id"]], ctx.now))[0]
         payload = notify.webhook_payload(notification_id=nid, escalation={**e, "opened_at": iso(e["opened_at"])},
                                          hearing=h, step=n["step"], page_url=self.cfg.page_url)
         try:
-            if n["channel"] == "webhook":
+            if n["channel"] == NotificationChannel.WEBHOOK:
                 await self.notifier.post_webhook(n["target"], payload)
             else:
                 subject, text = notify.email_text(payload)
@@ -367,21 +376,22 @@ class EscalationService:
             error = str(exc)[:2000]
             if attempts >= self.cfg.max_attempts:
                 async with ctx.complete() as conn:
-                    await repo.update_notification(conn, nid, state="failed", attempts=attempts, last_error=error)
+                    await repo.update_notification(conn, nid, state=DeliveryState.FAILED, attempts=attempts,
+                                                   last_error=error)
                     await events_repo.append(conn, e["hearing_id"], "escalation_notification_failed", ctx.now, {
                         "escalation_id": e["id"], "notification_id": nid, "channel": n["channel"],
                         "attempts": attempts, "error": error})
                 log.warning("notification %d given up after %d attempts: %s", nid, attempts, error)
                 return
             retry_at = ctx.now + dt.timedelta(seconds=backoff_s(attempts, self.cfg.retry_initial_s,
-                                                                self.cfg.retry_max_s))
+                                                                self.cfg.retry_max_s, spread=RETRY_SPREAD))
             async with ctx.complete(retry_at=retry_at, error=error) as conn:
                 await repo.update_notification(conn, nid, attempts=attempts, last_error=error)
             log.info("notification %d not delivered (%s); retry at %s", nid, error, iso(retry_at))
             return
         async with ctx.complete() as conn:
-            await repo.update_notification(conn, nid, state="sent", attempts=n["attempts"] + 1, sent_at=ctx.now,
-                                           last_error=None)
+            await repo.update_notification(conn, nid, state=DeliveryState.SENT, attempts=n["attempts"] + 1,
+                                           sent_at=ctx.now, last_error=None)
 
     # --- reading ---------------------------------------------------------------------------------
 

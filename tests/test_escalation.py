@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 
 import pytest
 
-from controller.escalation import backoff_s, recipients
+from contract.backoff import backoff_s
+from controller.escalation import RETRY_SPREAD, recipients
 from controller.escalation_api import EscalationOut
 from controller.store import jobs as jobs_repo
 from tests.controller_kit import Controller, report
@@ -275,8 +277,12 @@ def test_recipients_and_backoff_pure():
         [("webhook", "http://h/1", "a"), ("email", "t@a", "a"), ("webhook", "http://duty", None)]
     assert recipients(contacts, step=2, extra_webhooks=[], email_enabled=False) == []
     assert recipients(contacts, step=2, extra_webhooks=[], email_enabled=True) == [("email", "o@a", "a")]
-    delays = [backoff_s(n, 5, 60) for n in range(1, 10)]
+    delays = [backoff_s(n, 5, 60, spread=RETRY_SPREAD) for n in range(1, 10)]
     assert all(2.5 <= d <= 60 for d in delays) and delays[-1] >= 30
+    # the same arithmetic as before the one backoff helper: min(max, initial * 2^(n-1)) * U(0.5, 1)
+    for n in range(1, 10):
+        assert backoff_s(n, 5, 60, spread=RETRY_SPREAD, rng=random.Random(n)) == \
+            pytest.approx(min(60, 5 * 2 ** (n - 1)) * random.Random(n).uniform(0.5, 1.0))
 
 
 async def test_failed_preconnect_near_the_start_reaches_step2_and_drafts_the_act(db_url, fake_clock, hooks):

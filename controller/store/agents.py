@@ -22,14 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    Column,
-    Float,
-    Index,
-    Integer,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     bindparam,
     delete,
     func,
@@ -40,73 +33,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.store.schema import UTCDateTime, metadata
+from controller.store.schema import agent_presence, agent_reports, agent_sessions, relay_messages, terminal_tokens
 
 TOKEN_PREFIX = "vkst_"
-
-terminal_tokens = Table(
-    "terminal_tokens", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("terminal_id", String(64), nullable=False),
-    Column("token_sha256", String(64), nullable=False, unique=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("expires_at", UTCDateTime, nullable=True),
-    Column("revoked_at", UTCDateTime, nullable=True),
-    Index("ix_terminal_tokens_terminal_id", "terminal_id"),
-)
-
-agent_presence = Table(
-    "agent_presence", metadata,
-    Column("terminal_id", String(64), primary_key=True),
-    # The controller instance holding the terminal's WebSocket; NULL once it disconnected.
-    Column("controller_id", String(128), nullable=True),
-    Column("lease_until", UTCDateTime, nullable=True),
-    Column("connected_at", UTCDateTime, nullable=True),
-    Column("last_seen", UTCDateTime, nullable=True),
-    Column("agent_version", String(64), nullable=True),
-    Column("health", Text, nullable=True),            # JSON text of the last heartbeat's health
-)
-
-agent_reports = Table(
-    "agent_reports", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("terminal_id", String(64), nullable=False),
-    Column("report_id", String(128), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("session_id", String(128), nullable=True),
-    Column("body", Text, nullable=False),             # JSON text, ASCII (stored as received)
-    Column("created_at", Float, nullable=True),       # agent's clock, epoch seconds
-    Column("received_at", UTCDateTime, nullable=False),
-    # Set once the controller acted on it (a caller's session report -> the check's result).
-    Column("processed_at", UTCDateTime, nullable=True),
-    UniqueConstraint("terminal_id", "report_id", name="uq_agent_reports_terminal_report"),
-    Index("ix_agent_reports_session_id", "session_id"),
-)
-
-agent_sessions = Table(
-    "agent_sessions", metadata,
-    Column("session_id", String(128), primary_key=True),
-    Column("caller", String(64), nullable=False),
-    Column("callee", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("profile", String(64), nullable=True),
-    Column("duration_s", Float, nullable=False),
-    Column("state", String(16), nullable=False),      # started | finished | failed | stopped
-    Column("error", Text, nullable=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("finished_at", UTCDateTime, nullable=True),
-)
-
-relay_messages = Table(
-    "relay_messages", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("target", String(128), nullable=False),    # controller instance id
-    Column("terminal_id", String(64), nullable=False),
-    Column("payload", Text, nullable=False),          # a wire message (JSON text)
-    Column("created_at", UTCDateTime, nullable=False),
-    Index("ix_relay_messages_target", "target", "id"),
-)
-
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)

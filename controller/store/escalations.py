@@ -1,6 +1,6 @@
 """Escalation (rules 16, 17): who is told, what was opened, who acknowledged,
 and every notification with its delivery state. Migration 0004 creates these
-tables; they are declared on `schema.metadata` here.
+tables (declared in `controller.store.schema`); the words are `contract.vocab`'s.
 
 - `contacts`: per institution, the people and endpoints to notify:
   `kind` "technician" (step 1, rule 16) or "organiser" (step 2, rule 17), an
@@ -19,95 +19,12 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.vocab import DeliveryState, EscalationState
 from controller.errors import NotFound
-from controller.store.schema import JSONType, UTCDateTime, metadata
-
-CONTACT_KINDS = ("technician", "organiser")
-CAUSES = ("test_failed", "preconnect_failed", "reconnect_failed", "agent_offline", "manual")
-STATES = ("open", "acknowledged", "cannot_fix", "resolved")
-ACTIONS = ("opened", "step2", "ack", "cannot_fix", "resolved")
-CHANNELS = ("webhook", "email")
-DELIVERY_STATES = ("pending", "sent", "failed")
-
-
-def _in(col: str, values: tuple[str, ...]) -> str:
-    return f"{col} IN ({', '.join(repr(v) for v in values)})"
-
-
-contacts = Table(
-    "contacts", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("institution_id", String(64), ForeignKey("institutions.id", ondelete="CASCADE"), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("name", Text, nullable=False),
-    Column("email", Text, nullable=True),
-    Column("webhook_url", Text, nullable=True),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    CheckConstraint(_in("kind", CONTACT_KINDS), name="kind"),
-    CheckConstraint("email IS NOT NULL OR webhook_url IS NOT NULL OR user_id IS NOT NULL", name="reachable"),
-    Index("ix_contacts_institution_id", "institution_id"),
-)
-
-escalations = Table(
-    "escalations", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("hearing_id", Integer, ForeignKey("hearings.id", ondelete="CASCADE"), nullable=False),
-    Column("cause", String(32), nullable=False),
-    Column("detail", JSONType, nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("step", Integer, nullable=False),
-    Column("open_key", String(128), nullable=True, unique=True),
-    Column("opened_at", UTCDateTime, nullable=False),
-    Column("step2_at", UTCDateTime, nullable=True),
-    Column("step2_reason", String(16), nullable=True),      # not_fixed | cannot_fix
-    Column("acked_at", UTCDateTime, nullable=True),          # the first acknowledgement
-    Column("acked_by", Text, nullable=True),
-    Column("cannot_fix_at", UTCDateTime, nullable=True),
-    Column("cannot_fix_by", Text, nullable=True),
-    Column("resolved_at", UTCDateTime, nullable=True),
-    Column("resolved_by", Text, nullable=True),
-    Column("updated_at", UTCDateTime, nullable=False),
-    CheckConstraint(_in("state", STATES), name="state"),
-    CheckConstraint("step IN (1, 2)", name="step"),
-    Index("ix_escalations_hearing_id", "hearing_id"),
-    Index("ix_escalations_state", "state"),
-)
-
-escalation_actions = Table(
-    "escalation_actions", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("escalation_id", Integer, ForeignKey("escalations.id", ondelete="CASCADE"), nullable=False),
-    Column("action", String(16), nullable=False),
-    Column("by", Text, nullable=False),
-    Column("role", String(16), nullable=True),
-    Column("at", UTCDateTime, nullable=False),
-    Column("note", Text, nullable=True),
-    CheckConstraint(_in("action", ACTIONS), name="action"),
-    Index("ix_escalation_actions_escalation_id", "escalation_id", "id"),
-)
-
-notifications = Table(
-    "notifications", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("escalation_id", Integer, ForeignKey("escalations.id", ondelete="CASCADE"), nullable=False),
-    Column("step", Integer, nullable=False),
-    Column("channel", String(16), nullable=False),
-    Column("target", Text, nullable=False),
-    Column("institution_id", String(64), nullable=True),
-    Column("state", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("last_error", Text, nullable=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("sent_at", UTCDateTime, nullable=True),
-    CheckConstraint(_in("channel", CHANNELS), name="channel"),
-    CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
-    Index("ix_notifications_escalation_id", "escalation_id"),
-)
-
+from controller.store.schema import contacts, escalation_actions, escalations, notifications
 
 def _d(row) -> dict[str, Any]:
     return dict(row._mapping)
@@ -160,7 +77,7 @@ async def find_open(conn: AsyncConnection, hearing_id: int, cause: str, *, for_u
 async def insert_escalation(conn: AsyncConnection, *, hearing_id: int, cause: str, detail: dict,
                             now: dt.datetime) -> int:
     return (await conn.execute(insert(escalations).values(
-        hearing_id=hearing_id, cause=cause, detail=detail, state="open", step=1,
+        hearing_id=hearing_id, cause=cause, detail=detail, state=EscalationState.OPEN, step=1,
         open_key=open_key(hearing_id, cause), opened_at=now, updated_at=now).returning(escalations.c.id))).scalar_one()
 
 
@@ -182,7 +99,7 @@ async def list_escalations(conn: AsyncConnection, *, open_only: bool = False, he
                            limit: int = 500) -> list[dict]:
     q = select(escalations).order_by(escalations.c.id.desc()).limit(limit)
     if open_only:
-        q = q.where(escalations.c.state != "resolved")
+        q = q.where(escalations.c.state != EscalationState.RESOLVED)
     if hearing_id is not None:
         q = q.where(escalations.c.hearing_id == hearing_id)
     return [_d(r) for r in await conn.execute(q)]
@@ -211,7 +128,7 @@ async def add_notification(conn: AsyncConnection, *, eid: int, step: int, channe
                            institution_id: str | None, now: dt.datetime) -> int:
     return (await conn.execute(insert(notifications).values(
         escalation_id=eid, step=step, channel=channel, target=target, institution_id=institution_id,
-        state="pending", attempts=0, created_at=now).returning(notifications.c.id))).scalar_one()
+        state=DeliveryState.PENDING, attempts=0, created_at=now).returning(notifications.c.id))).scalar_one()
 
 
 async def get_notification(conn: AsyncConnection, nid: int, *, for_update: bool = False) -> dict | None:

@@ -20,29 +20,11 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, delete, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.errors import Conflict, Invalid, NotFound
-from controller.store.schema import UTCDateTime, api_tokens, audit, metadata, users
-
-user_passwords = Table(
-    "user_passwords", metadata,
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    Column("scrypt", Text, nullable=False),          # scrypt$N$r$p$salt$hash (base64)
-    Column("updated_at", UTCDateTime, nullable=False),
-)
-
-web_sessions = Table(
-    "web_sessions", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    Column("token_sha256", String(64), nullable=False, unique=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("expires_at", UTCDateTime, nullable=False),
-    Column("ended_at", UTCDateTime, nullable=True),
-    Index("ix_web_sessions_user_id", "user_id"),
-)
+from controller.store.schema import api_tokens, audit, user_passwords, users, web_sessions
 
 SESSION_TTL = dt.timedelta(hours=12)
 SESSION_PREFIX = "vkss_"          # a web session's token (API tokens carry no prefix)
