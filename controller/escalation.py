@@ -63,7 +63,6 @@ from controller.store import escalations as repo
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
 from controller.store import jobs as jobs_repo
-from controller.store import users as users_repo
 from controller.store.db import Database
 from controller.store.hearings import iso
 
@@ -261,13 +260,14 @@ class EscalationService:
         await hearings_repo.get_hearing(conn, e["hearing_id"], for_update=True)
         return await repo.get(conn, eid, for_update=True)
 
-    async def ack(self, conn: AsyncConnection, eid: int, user: dict, note: str | None, now: dt.datetime) -> None:
+    async def ack(self, conn: AsyncConnection, eid: int, user: dict, note: str | None, now: dt.datetime) -> bool:
+        """A technician acknowledges; False when this person had already (nothing is written)."""
         e = await self._lock(conn, eid)
         if e["state"] == EscalationState.RESOLVED:
             raise Conflict(f"escalation {eid} was resolved by {e['resolved_by']}")
         actions = (await repo.actions_for(conn, [eid]))[eid]
         if any(a["action"] == EscalationAction.ACK and a["by"] == user["name"] for a in actions):
-            return      # acknowledged by this person already
+            return False    # acknowledged by this person already
         values: dict[str, Any] = {"updated_at": now}
         if e["acked_at"] is None:
             values.update(acked_at=now, acked_by=user["name"])
@@ -277,7 +277,7 @@ class EscalationService:
         await repo.add_action(conn, eid, EscalationAction.ACK, user["name"], now, role=user["role"], note=note)
         await events_repo.append(conn, e["hearing_id"], "escalation_acknowledged", now, {
             "escalation_id": eid, "by": user["name"], "role": user["role"], "note": note})
-        await users_repo.record(conn, user["name"], "escalation.ack", f"escalation:{eid}", now, {"note": note})
+        return True
 
     async def cannot_fix(self, conn: AsyncConnection, eid: int, user: dict, note: str | None,
                          now: dt.datetime) -> None:
@@ -297,7 +297,6 @@ class EscalationService:
         if e["step"] == 1:
             await self._to_step2(conn, e, "cannot_fix", user["name"], now)
         await self._maybe_draft_act(conn, e, "cannot_fix", now, force=True)
-        await users_repo.record(conn, user["name"], "escalation.cannot_fix", f"escalation:{eid}", now, {"note": note})
 
     async def resolve(self, conn: AsyncConnection, eid: int, user: dict | None, note: str | None,
                       now: dt.datetime) -> None:
@@ -305,9 +304,6 @@ class EscalationService:
         if e["state"] == EscalationState.RESOLVED:
             raise Conflict(f"escalation {eid} was resolved by {e['resolved_by']}")
         await self._resolve(conn, e, user["name"] if user else "system", user["role"] if user else None, note, now)
-        if user is not None:
-            await users_repo.record(conn, user["name"], "escalation.resolve", f"escalation:{eid}", now,
-                                    {"note": note})
 
     async def _resolve(self, conn: AsyncConnection, e: dict, by: str, role: str | None, note: str | None,
                        now: dt.datetime) -> None:

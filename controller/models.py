@@ -12,26 +12,37 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contract import vocab
+from contract.vocab import (
+    AgreementState,
+    CheckKind,
+    CheckStatus,
+    Coordinator,
+    CourtLevel,
+    HealthStatus,
+    HearingStatus,
+    HearingVerdict,
+    Initiative,
+    InstitutionKind,
+    Role,
+    SuspensionReason,
+    TerminalRole,
+)
+
 Slug = str
 SLUG = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
-InstitutionKind = Literal["court", "sizo", "correctional"]
-CourtLevel = Literal["district", "regional", "supreme"]
-TerminalRole = Literal["courtroom", "institution"]
-HearingStatus = Literal["scheduled", "in_progress", "held", "postponed", "cancelled"]
-Initiative = Literal["court", "motion"]
-CheckKind = Literal["test", "preconnect"]
-CheckStatus = Literal["pending", "scheduled", "running", "passed", "failed", "overdue", "blocked", "cancelled"]
-Verdict = Literal["unknown", "good", "degraded", "unusable", "suspended"]
-SessionVerdict = Literal["good", "degraded", "unusable"]
-SuspensionReason = Literal["riot", "group_disobedience", "escape", "hostage_taking", "natural_disaster",
-                           "state_of_emergency", "special_regime", "martial_law"]
-Role = Literal["admin", "coordinator", "secretary", "technician", "viewer"]
-Coordinator = Literal["regional", "department"]
+# The words of the fields are contract.vocab's enums (the OpenAPI document lists each once, under
+# its name); `Verdict` here is a hearing's verdict, `SessionVerdict` the quality model's.
+Verdict = HearingVerdict
+SessionVerdict = vocab.Verdict
+# The statuses a PATCH may set (a hearing is cancelled by DELETE).
+PatchStatus = Literal["scheduled", "in_progress", "held", "postponed"]
 
 
 class In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """A request body: unknown fields refused, strings stripped, enum fields as their plain words."""
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, use_enum_values=True)
 
 
 def _not_null(*names: str):
@@ -147,7 +158,7 @@ class LastCheck(BaseModel):
 
 
 class TerminalHealth(BaseModel):
-    status: Literal["ok", "warn", "fail"] | None = Field(None, description="the agent's last health summary (rule 14)")
+    status: HealthStatus | None = Field(None, description="the agent's last health summary (rule 14)")
     problems: list[str] = Field(default_factory=list)
     checked_at: str | None = None
     last_seen: str | None = Field(None, description="the agent's last heartbeat")
@@ -178,7 +189,7 @@ class HearingIn(In):
     court_terminal_id: Slug | None = Field(None, description="default: the room's terminal")
     start_utc: dt.datetime = Field(description="start with a time zone; stored in UTC")
     duration_min: int = Field(60, ge=1, le=24 * 60)
-    initiative: Initiative = "court"
+    initiative: Initiative = Initiative.COURT
     participants: list[ParticipantIn] = Field(min_length=1, max_length=20)
 
     _utc = field_validator("start_utc")(lambda cls, v: _utc(v))
@@ -191,7 +202,7 @@ class HearingPatch(In):
     start_utc: dt.datetime | None = None
     duration_min: int | None = Field(None, ge=1, le=24 * 60)
     initiative: Initiative | None = None
-    status: Literal["scheduled", "in_progress", "held", "postponed"] | None = None
+    status: PatchStatus | None = None
     participants: list[ParticipantIn] | None = Field(
         None, min_length=1, max_length=20,
         description="the new list: removed terminals' checks are cancelled, added ones get theirs")
@@ -206,7 +217,7 @@ class AgreementIn(In):
 
 
 class RunCheckIn(In):
-    kind: CheckKind = "test"
+    kind: CheckKind = CheckKind.TEST
 
 
 class CourtOut(BaseModel):
@@ -234,7 +245,7 @@ class ParticipantOut(BaseModel):
 
 class AgreementOut(BaseModel):
     coordinator: Coordinator = Field(description="regional (rule 11) or department (rule 12)")
-    state: Literal["pending", "given"]
+    state: AgreementState
     by: str | None
     at: str | None
 

@@ -19,16 +19,19 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from contract import vocab
+from contract.vocab import CheckKind, CheckStatus, Coordinator, CourtLevel, HearingVerdict, Verdict, words
+
 TEST_LEAD = dt.timedelta(hours=24)
 PRECONNECT_OPENS = dt.timedelta(minutes=30)
 PRECONNECT_CLOSES = dt.timedelta(minutes=20)
 
 # Check statuses that end a check (nothing more will happen to it by itself).
-FINISHED = frozenset({"passed", "failed", "cancelled"})
+FINISHED = frozenset({CheckStatus.PASSED, CheckStatus.FAILED, CheckStatus.CANCELLED})
 # Statuses in which the check still has to run.
-OPEN = frozenset({"pending", "scheduled", "running", "overdue", "blocked"})
+OPEN = frozenset(CheckStatus) - FINISHED
 
-VERDICT_ORDER = ("good", "degraded", "unusable")   # better -> worse
+VERDICT_ORDER = words(Verdict)   # better -> worse
 
 
 class RuleError(ValueError):
@@ -36,6 +39,7 @@ class RuleError(ValueError):
 
 
 def _aware(t: dt.datetime, name: str) -> dt.datetime:
+    """`t` in UTC; a naive time is refused (no guessing)."""
     if t.tzinfo is None:
         raise RuleError(f"{name} must be timezone-aware (UTC)")
     return t.astimezone(dt.UTC)
@@ -61,10 +65,11 @@ def plan_test(start: dt.datetime, now: dt.datetime) -> CheckPlan:
     late = deadline <= now
     if late:
         deadline = now
-    return CheckPlan("test", now, now, deadline, now, late, "pending")
+    return CheckPlan(CheckKind.TEST, now, now, deadline, now, late, CheckStatus.PENDING)
 
 
 def preconnect_window(start: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """Rule 15: the pre-connect check's window [start - 30 min, start - 20 min]."""
     start = _aware(start, "start")
     return start - PRECONNECT_OPENS, start - PRECONNECT_CLOSES
 
@@ -75,15 +80,16 @@ def plan_preconnect(start: dt.datetime, now: dt.datetime) -> CheckPlan:
     now = _aware(now, "now")
     opens, closes = preconnect_window(start)
     if now < opens:
-        return CheckPlan("preconnect", now, opens, closes, opens, False, "scheduled")
+        return CheckPlan(CheckKind.PRECONNECT, now, opens, closes, opens, False, CheckStatus.SCHEDULED)
     late = now >= closes
-    return CheckPlan("preconnect", now, now, now if late else closes, now, late, "pending")
+    return CheckPlan(CheckKind.PRECONNECT, now, now, now if late else closes, now, late, CheckStatus.PENDING)
 
 
 def plan(kind: str, start: dt.datetime, now: dt.datetime) -> CheckPlan:
-    if kind == "test":
+    """The plan of a check of `kind` (test: rule 13, preconnect: rule 15)."""
+    if kind == CheckKind.TEST:
         return plan_test(start, now)
-    if kind == "preconnect":
+    if kind == CheckKind.PRECONNECT:
         return plan_preconnect(start, now)
     raise RuleError(f"unknown check kind {kind!r}")
 
@@ -95,15 +101,16 @@ def is_overdue(status: str, deadline: dt.datetime, now: dt.datetime) -> bool:
 
 def coordinator_for(level: str) -> str:
     """Rules 11, 12: whose agreement a hearing at a court of `level` needs."""
-    if level in ("district", "regional"):
-        return "regional"
-    if level == "supreme":
-        return "department"
+    if level in (CourtLevel.DISTRICT, CourtLevel.REGIONAL):
+        return Coordinator.REGIONAL
+    if level == CourtLevel.SUPREME:
+        return Coordinator.DEPARTMENT
     raise RuleError(f"unknown court level {level!r} (expected district, regional or supreme)")
 
 
 @dataclass(frozen=True)
 class Suspension:
+    """A suspension of an institution or of an area (rule 24), as the rules see it."""
     id: int
     institution_id: str | None
     region: str | None
@@ -112,6 +119,7 @@ class Suspension:
     lifted_at: dt.datetime | None = None
 
     def in_force(self, at: dt.datetime) -> bool:
+        """In force at `at`: started, and neither expired nor lifted."""
         at = _aware(at, "at")
         if at < self.from_utc:
             return False
@@ -119,6 +127,7 @@ class Suspension:
         return end is None or at < end
 
     def covers(self, institution_id: str, region: str) -> bool:
+        """Covers a site: the institution itself, or the area it is in."""
         if self.institution_id is not None:
             return self.institution_id == institution_id
         return self.region == region
@@ -131,13 +140,16 @@ def blocking_suspensions(suspensions: Iterable[Suspension], sites: Mapping[str, 
             if s.in_force(at) and any(s.covers(i, r) for i, r in sites.items())]
 
 
-def worst(verdicts: Iterable[str]) -> str | None:
+def worst(verdicts: Iterable[str | None]) -> Verdict | None:
+    """The worst session verdict (good < degraded < unusable) among `verdicts`; other words (a
+    hearing's unknown or suspended) and None are ignored, and None stands when no verdict is left."""
     ranked = [v for v in verdicts if v in VERDICT_ORDER]
-    return max(ranked, key=VERDICT_ORDER.index) if ranked else None
+    return vocab.worst(Verdict, ranked, Verdict.GOOD) if ranked else None
 
 
 @dataclass(frozen=True)
 class CheckState:
+    """A check as the hearing's verdict sees it."""
     kind: str            # test | preconnect
     status: str
     verdict: str | None  # good | degraded | unusable, when a result is in
@@ -154,25 +166,26 @@ def hearing_verdict(checks: Sequence[CheckState], *, suspended: bool,
     that failed without a report counts as unusable. Otherwise "unknown".
     """
     if suspended:
-        return "suspended"
+        return HearingVerdict.SUSPENDED
     if live in VERDICT_ORDER:
-        return live
-    for kind in ("preconnect", "test"):
-        done = [c for c in checks if c.kind == kind and c.status in ("passed", "failed")]
+        return HearingVerdict(live)
+    for kind in (CheckKind.PRECONNECT, CheckKind.TEST):
+        done = [c for c in checks if c.kind == kind and c.status in (CheckStatus.PASSED, CheckStatus.FAILED)]
         if not done:
             continue
-        v = worst((c.verdict or ("unusable" if c.status == "failed" else "good")) for c in done)
+        v = worst((c.verdict or (Verdict.UNUSABLE if c.status == CheckStatus.FAILED else Verdict.GOOD))
+                  for c in done)
         if v:
-            return v
-    return "unknown"
+            return HearingVerdict(v)
+    return HearingVerdict.UNKNOWN
 
 
 def check_status_for(verdict: str | None, connected: bool) -> str:
     """A finished session's check status: passed when the link is fit for a
     hearing (good, or degraded with the reasons recorded), failed otherwise."""
-    if not connected or verdict not in ("good", "degraded"):
-        return "failed"
-    return "passed"
+    if not connected or verdict not in (Verdict.GOOD, Verdict.DEGRADED):
+        return CheckStatus.FAILED
+    return CheckStatus.PASSED
 
 
 def overlaps(a_start: dt.datetime, a_end: dt.datetime, b_start: dt.datetime, b_end: dt.datetime) -> bool:

@@ -96,6 +96,18 @@ def test_rule3_verdict_precedence():
     assert rules.hearing_verdict([C("test", "passed", "good")], suspended=False, live="unusable") == "unusable"
 
 
+def test_worst_session_verdict_ignores_other_words_and_is_none_without_a_verdict():
+    # Callers rely on None when there is no session verdict (the hearing's check view, the live
+    # intervals' merge): contract.vocab.worst with the quality model's order, not a default of good.
+    assert rules.worst([]) is None
+    assert rules.worst([None, "unknown", "suspended", "nonsense"]) is None
+    assert rules.worst(["good"]) == "good"
+    assert rules.worst(["good", "degraded", None]) == "degraded"
+    assert rules.worst(iter(["degraded", "unusable", "good", "suspended"])) == "unusable"
+    assert rules.worst(["unknown", "degraded"]) == "degraded"        # a hearing word is no verdict
+    assert rules.VERDICT_ORDER == ("good", "degraded", "unusable")
+
+
 def test_check_status_from_session_verdict():
     assert rules.check_status_for("good", True) == "passed"
     assert rules.check_status_for("degraded", True) == "passed"

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.vocab import ReportKind
 from controller.store.schema import agent_presence, agent_reports, agent_sessions, relay_messages, terminal_tokens
 
 TOKEN_PREFIX = "vkst_"
@@ -245,7 +246,7 @@ async def mark_processed(conn: AsyncConnection, terminal_id: str, report_id: str
 async def unprocessed_session_reports(conn: AsyncConnection, limit: int = 100) -> list[dict]:
     """Session reports stored but not yet acted on (e.g. the controller died in between)."""
     r = agent_reports.c
-    res = await conn.execute(select(agent_reports).where(r.kind == "session", r.processed_at.is_(None))
+    res = await conn.execute(select(agent_reports).where(r.kind == ReportKind.SESSION, r.processed_at.is_(None))
                              .order_by(r.id).limit(limit))
     out = []
     for row in res.mappings():

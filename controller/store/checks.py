@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.vocab import CheckStatus
 from controller.errors import NotFound
 from controller.store.schema import checks
 
@@ -55,7 +56,7 @@ async def last_finished(conn: AsyncConnection, terminal_ids: Iterable[str]) -> d
     ids = list(terminal_ids)
     if not ids:
         return {}
-    done = checks.c.status.in_(("passed", "failed"))
+    done = checks.c.status.in_((CheckStatus.PASSED, CheckStatus.FAILED))
     latest: dict[str, Any] = {}
     for col in (checks.c.callee, checks.c.caller):
         q = select(col, func.max(checks.c.finished_at)).where(done, col.in_(ids)).group_by(col)

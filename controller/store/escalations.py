@@ -26,6 +26,7 @@ from contract.vocab import DeliveryState, EscalationState
 from controller.errors import NotFound
 from controller.store.schema import contacts, escalation_actions, escalations, notifications
 
+
 def _d(row) -> dict[str, Any]:
     return dict(row._mapping)
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.vocab import ACTIVE_HEARING_STATUSES, CheckKind, CheckStatus, InstitutionKind
 from controller import rules
 from controller.errors import NotFound
 from controller.store import checks as checks_repo
@@ -17,7 +18,8 @@ from controller.store import live as live_repo
 from controller.store import suspensions as susp_repo
 from controller.store.schema import hearing_participants, hearings, institutions, rooms, terminals
 
-ACTIVE_STATUSES = ("scheduled", "in_progress", "postponed")
+# (for callers) the statuses of a hearing that still needs its link: contract.vocab's list.
+ACTIVE_STATUSES = ACTIVE_HEARING_STATUSES
 
 
 def _d(row) -> dict[str, Any]:
@@ -87,7 +89,7 @@ async def booking_conflicts(conn: AsyncConnection, *, room_id: int, terminal_ids
     the terminals (as the courtroom terminal or as a participant)."""
     tids = sorted(set(terminal_ids))
     overlap = and_(hearings.c.start_utc < end, hearings.c.end_utc > start,
-                   hearings.c.status.in_(ACTIVE_STATUSES))
+                   hearings.c.status.in_(ACTIVE_HEARING_STATUSES))
     if exclude_id is not None:
         overlap = and_(overlap, hearings.c.id != exclude_id)
     found: dict[int, dict] = {}
@@ -130,13 +132,13 @@ async def hearings_affected(conn: AsyncConnection, *, institution_id: str | None
     """Active hearings not yet ended with a remote SIZO / institution that is
     the suspended one, or is in the suspended area (rule 24 suspends VKS at
     penitentiary institutions; courts are not suspended)."""
-    penitentiary = institutions.c.kind != "court"
+    penitentiary = institutions.c.kind != InstitutionKind.COURT
     if institution_id is not None:
         inst_ids = select(institutions.c.id).where(institutions.c.id == institution_id, penitentiary)
     else:
         inst_ids = select(institutions.c.id).where(institutions.c.region == region, penitentiary)
     sub = select(hearing_participants.c.hearing_id).where(hearing_participants.c.institution_id.in_(inst_ids))
-    q = (select(hearings.c.id).where(hearings.c.status.in_(ACTIVE_STATUSES), hearings.c.end_utc > after,
+    q = (select(hearings.c.id).where(hearings.c.status.in_(ACTIVE_HEARING_STATUSES), hearings.c.end_utc > after,
                                      hearings.c.id.in_(sub))
          .order_by(hearings.c.id))
     return [r.id for r in await conn.execute(q)]
@@ -144,7 +146,7 @@ async def hearings_affected(conn: AsyncConnection, *, institution_id: str | None
 
 def suspendable(participants: list[dict]) -> dict[str, str]:
     """{institution_id: region} of the participants rule 24 can suspend (not courts)."""
-    return {p["institution_id"]: p["region"] for p in participants if p["institution_kind"] != "court"}
+    return {p["institution_id"]: p["region"] for p in participants if p["institution_kind"] != InstitutionKind.COURT}
 
 
 async def sites_of(conn: AsyncConnection, hid: int) -> dict[str, str]:
@@ -157,13 +159,14 @@ def iso(t: dt.datetime | None) -> str | None:
     return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if t else None
 
 
-_AGG_ORDER = ("failed", "blocked", "overdue", "running", "pending", "scheduled", "passed")
+_AGG_ORDER = (CheckStatus.FAILED, CheckStatus.BLOCKED, CheckStatus.OVERDUE, CheckStatus.RUNNING,
+              CheckStatus.PENDING, CheckStatus.SCHEDULED, CheckStatus.PASSED)
 
 
 def _aggregate_status(items: list[dict]) -> str:
-    live = [c["status"] for c in items if c["status"] != "cancelled"]
+    live = [c["status"] for c in items if c["status"] != CheckStatus.CANCELLED]
     if not live:
-        return "cancelled"
+        return CheckStatus.CANCELLED
     for s in _AGG_ORDER:
         if s in live:
             return s
@@ -232,9 +235,9 @@ async def views(conn: AsyncConnection, ids: list[int], now: dt.datetime) -> list
         hc = by_hearing[hid]
         verdict = rules.hearing_verdict(
             [rules.CheckState(c["kind"], c["status"], c["verdict"], c["finished_at"]) for c in hc],
-            suspended=bool(blocking) and h["status"] in ACTIVE_STATUSES, live=live.get(hid))
+            suspended=bool(blocking) and h["status"] in ACTIVE_HEARING_STATUSES, live=live.get(hid))
         opens, closes = rules.preconnect_window(h["start_utc"])
-        pre = check_view("preconnect", hc)
+        pre = check_view(CheckKind.PRECONNECT, hc)
         if pre is not None:
             pre["window"] = {"opens": iso(opens), "closes": iso(closes)}
         out.append({
@@ -252,10 +255,10 @@ async def views(conn: AsyncConnection, ids: list[int], now: dt.datetime) -> list
                               "start_local": local(h["start_utc"], p["timezone"])} for p in parts[hid]],
             "agreement": {"coordinator": h["agreement_coordinator"], "state": h["agreement_state"],
                           "by": h["agreement_by"], "at": iso(h["agreement_at"])},
-            "test_request": check_view("test", hc),
+            "test_request": check_view(CheckKind.TEST, hc),
             "preconnect": pre,
             "verdict": verdict,
-            "suspended": bool(blocking) and h["status"] in ACTIVE_STATUSES,
+            "suspended": bool(blocking) and h["status"] in ACTIVE_HEARING_STATUSES,
             "suspension_ids": sorted(blocking),
             "created_at": iso(h["created_at"]), "updated_at": iso(h["updated_at"]),
             "created_by": h["created_by"],

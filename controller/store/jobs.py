@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.vocab import JobState
 from controller.store.schema import jobs
 
 
@@ -37,15 +38,15 @@ async def enqueue(conn: AsyncConnection, kind: str, key: str, due_at: dt.datetim
                   payload: dict[str, Any] | None = None, *, reschedule: bool = False) -> None:
     """Add a job; if `key` exists, leave it (or, with `reschedule`, set it
     pending again at `due_at` unless it is running right now)."""
-    stmt = _insert(conn).values(kind=kind, key=key, due_at=due_at, payload=payload or {}, state="pending",
+    stmt = _insert(conn).values(kind=kind, key=key, due_at=due_at, payload=payload or {}, state=JobState.PENDING,
                                 attempts=0, created_at=now)
     if reschedule:
         stmt = stmt.on_conflict_do_update(
             index_elements=[jobs.c.key],
-            set_={"due_at": stmt.excluded.due_at, "payload": stmt.excluded.payload, "state": "pending",
+            set_={"due_at": stmt.excluded.due_at, "payload": stmt.excluded.payload, "state": JobState.PENDING,
                   "attempts": 0, "last_error": None, "finished_at": None, "locked_by": None,
                   "locked_until": None},
-            where=jobs.c.state != "running")
+            where=jobs.c.state != JobState.RUNNING)
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=[jobs.c.key])
     await conn.execute(stmt)
@@ -53,8 +54,8 @@ async def enqueue(conn: AsyncConnection, kind: str, key: str, due_at: dt.datetim
 
 async def claim(conn: AsyncConnection, owner: str, now: dt.datetime, lease: dt.timedelta,
                 limit: int = 20) -> list[dict]:
-    due = or_(and_(jobs.c.state == "pending", jobs.c.due_at <= now),
-              and_(jobs.c.state == "running", jobs.c.locked_until < now))
+    due = or_(and_(jobs.c.state == JobState.PENDING, jobs.c.due_at <= now),
+              and_(jobs.c.state == JobState.RUNNING, jobs.c.locked_until < now))
     q = (select(jobs.c.id).where(due).order_by(jobs.c.due_at, jobs.c.id).limit(limit)
          .with_for_update(skip_locked=True))
     ids = [r.id for r in await conn.execute(q)]
@@ -62,38 +63,38 @@ async def claim(conn: AsyncConnection, owner: str, now: dt.datetime, lease: dt.t
         return []
     res = await conn.execute(
         update(jobs).where(jobs.c.id.in_(ids), due)
-        .values(state="running", locked_by=owner, locked_until=now + lease, attempts=jobs.c.attempts + 1)
+        .values(state=JobState.RUNNING, locked_by=owner, locked_until=now + lease, attempts=jobs.c.attempts + 1)
         .returning(*jobs.c))
     return sorted((dict(r._mapping) for r in res), key=lambda j: (j["due_at"], j["id"]))
 
 
 def _mine(job_id: int, owner: str):
-    return and_(jobs.c.id == job_id, jobs.c.state == "running", jobs.c.locked_by == owner)
+    return and_(jobs.c.id == job_id, jobs.c.state == JobState.RUNNING, jobs.c.locked_by == owner)
 
 
 async def finish(conn: AsyncConnection, job_id: int, owner: str, now: dt.datetime) -> bool:
     res = await conn.execute(update(jobs).where(_mine(job_id, owner)).values(
-        state="done", finished_at=now, locked_by=None, locked_until=None))
+        state=JobState.DONE, finished_at=now, locked_by=None, locked_until=None))
     return res.rowcount == 1
 
 
 async def retry_later(conn: AsyncConnection, job_id: int, owner: str, due_at: dt.datetime,
                       error: str | None = None) -> bool:
     res = await conn.execute(update(jobs).where(_mine(job_id, owner)).values(
-        state="pending", due_at=due_at, last_error=error, locked_by=None, locked_until=None))
+        state=JobState.PENDING, due_at=due_at, last_error=error, locked_by=None, locked_until=None))
     return res.rowcount == 1
 
 
 async def fail(conn: AsyncConnection, job_id: int, owner: str, now: dt.datetime, error: str) -> bool:
     res = await conn.execute(update(jobs).where(_mine(job_id, owner)).values(
-        state="failed", finished_at=now, last_error=error, locked_by=None, locked_until=None))
+        state=JobState.FAILED, finished_at=now, last_error=error, locked_by=None, locked_until=None))
     return res.rowcount == 1
 
 
 async def release(conn: AsyncConnection, owner: str) -> int:
     """Running jobs claimed by `owner` become pending again (at their due time)."""
-    res = await conn.execute(update(jobs).where(jobs.c.state == "running", jobs.c.locked_by == owner)
-                             .values(state="pending", locked_by=None, locked_until=None))
+    res = await conn.execute(update(jobs).where(jobs.c.state == JobState.RUNNING, jobs.c.locked_by == owner)
+                             .values(state=JobState.PENDING, locked_by=None, locked_until=None))
     return res.rowcount
 
 
@@ -101,14 +102,14 @@ async def cancel(conn: AsyncConnection, keys: Iterable[str], now: dt.datetime) -
     keys = list(keys)
     if not keys:
         return 0
-    res = await conn.execute(update(jobs).where(jobs.c.key.in_(keys), jobs.c.state == "pending")
-                             .values(state="cancelled", finished_at=now))
+    res = await conn.execute(update(jobs).where(jobs.c.key.in_(keys), jobs.c.state == JobState.PENDING)
+                             .values(state=JobState.CANCELLED, finished_at=now))
     return res.rowcount
 
 
 async def prune(conn: AsyncConnection, before: dt.datetime) -> int:
     """Delete jobs that finished (done or cancelled) before `before`; failed ones stay."""
-    res = await conn.execute(delete(jobs).where(jobs.c.state.in_(("done", "cancelled")),
+    res = await conn.execute(delete(jobs).where(jobs.c.state.in_((JobState.DONE, JobState.CANCELLED)),
                                                 jobs.c.finished_at < before))
     return res.rowcount
 
@@ -128,4 +129,4 @@ async def list_jobs(conn: AsyncConnection, *, state: str | None = None, prefix: 
 
 
 async def next_due(conn: AsyncConnection) -> dt.datetime | None:
-    return (await conn.execute(select(func.min(jobs.c.due_at)).where(jobs.c.state == "pending"))).scalar()
+    return (await conn.execute(select(func.min(jobs.c.due_at)).where(jobs.c.state == JobState.PENDING))).scalar()

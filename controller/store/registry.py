@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.vocab import InstitutionKind, TerminalRole
 from controller.errors import Conflict, Invalid, NotFound
 from controller.store.schema import hearing_participants, hearings, institutions, rooms, terminals
 
@@ -48,7 +49,7 @@ async def update_institution(conn: AsyncConnection, inst_id: str, values: dict) 
     current = await get_institution(conn, inst_id)
     kind = values.get("kind", current["kind"])
     level = values.get("level", current["level"])
-    if (kind == "court") != (level is not None):
+    if (kind == InstitutionKind.COURT) != (level is not None):
         raise Invalid("a court needs a level (district, regional, supreme); other institutions none",
                       field="level")
     if values:
@@ -217,7 +218,8 @@ async def import_sites(conn: AsyncConnection, sites: list[dict], now: dt.datetim
                 room_id = r.id
             wanted += [(t, room_id) for t in room.get("terminals", [])]
         for term, room_id in wanted:
-            role = term.get("role") or ("courtroom" if inst["kind"] == "court" else "institution")
+            role = term.get("role") or (TerminalRole.COURTROOM if inst["kind"] == InstitutionKind.COURT
+                                         else TerminalRole.INSTITUTION)
             tvalues = {"institution_id": inst["id"], "room_id": room_id, "role": role, "name": term["name"]}
             existing = await find_terminal(conn, term["id"])
             if existing is None:
