@@ -120,8 +120,8 @@ def cmd_test(settings: AgentSettings, args: argparse.Namespace) -> int:
 
 
 def cmd_responder(settings: AgentSettings, args: argparse.Namespace) -> int:
-    from agent import metrics as agent_metrics
-    from agent.responder import SESSIONS_KEY, create_app
+    from agent.metrics import for_settings
+    from agent.responder import create_app
     host, port = args.listen
     ssl_ctx = None
     if args.tls_cert or args.tls_key:        # optional TLS for the offer/answer exchange (issue 7)
@@ -137,10 +137,8 @@ def cmd_responder(settings: AgentSettings, args: argparse.Namespace) -> int:
             return EXIT_USAGE
 
     async def serve() -> None:
-        app = create_app(settings)
         # GET /metrics on the same port; the answered sessions are counted (agent/metrics.py).
-        agent_metrics.install_responder(app, agent_metrics.for_settings(settings, health=False),
-                                        SESSIONS_KEY)
+        app = create_app(settings, metrics=for_settings(settings, health=False))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)

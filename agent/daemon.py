@@ -10,9 +10,10 @@ figure in the durable outbox (agent.outbox) before it is sent:
   body {"role", "peer", "session_kind", "report"}; for the caller `report` is the
   vks.test-report/1 dict (both directions); for the callee its own receive-side summary.
 
-SIGTERM (or SIGINT): stop taking commands, let running sessions finish for up to
+Every task it starts is tracked (agent.jobs): the link and the report writer, each session, each
+hook. SIGTERM (or SIGINT): stop taking commands, let running sessions finish for up to
 `stop_timeout_s` (default 10 s), cancel the rest (telling the controller, best effort), store what
-is queued, close, exit 0.
+is queued, close, exit 0. `close()` does the same and is idempotent.
 """
 from __future__ import annotations
 
@@ -23,19 +24,38 @@ import logging
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
+import aiojobs
+
+from agent import jobs
 from agent import metrics as agent_metrics
 from agent.hooks import Hooks
 from agent.link import Link, LinkError, LinkRefused
+from agent.monitor import Monitor
 from agent.outbox import Outbox, OutboxStorageError
 from agent.settings import AgentSettings
 from contract import wire
 
+if TYPE_CHECKING:
+    from agent.session import PeerSession
+from contract.vocab import ReportKind, SessionKind, SessionRole
+
 log = logging.getLogger(__name__)
+
+# A session or hook that was cancelled gets this long to clean up (tell the controller, close
+# its peer connection) before it is left behind.
+CANCEL_TIMEOUT_S = 5.0
+# On shutdown, what is measured gets this long to reach the outbox.
+FLUSH_TIMEOUT_S = 5.0
+
+QueuedReport = tuple[str, ReportKind, dict[str, Any], "str | None", float]
 
 
 class Daemon:
+    """`vks-agent run`: the controller link, the commanded sessions, the outbox, the monitor."""
+
     def __init__(self, settings: AgentSettings, *, stop_timeout_s: float = 10.0,
                  offer_wait_s: float = 3.0, link_options: dict[str, Any] | None = None):
         self.settings = settings
@@ -46,15 +66,22 @@ class Daemon:
         self.link: Link | None = None
         self._stop = asyncio.Event()
         self._accepting = True
-        self._sessions: dict[str, asyncio.Task] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
+        # The daemon's own loops (link, report writer); the sessions; other work (hooks, stops).
+        self._loops = jobs.scheduler("daemon loops", close_timeout=CANCEL_TIMEOUT_S)
+        self._session_jobs = jobs.scheduler("sessions", close_timeout=CANCEL_TIMEOUT_S)
+        self.jobs = jobs.scheduler("daemon", close_timeout=CANCEL_TIMEOUT_S)
+        self._link_job: aiojobs.Job[None] | None = None
+        self._writer_job: aiojobs.Job[None] | None = None
+        self._sessions: dict[str, aiojobs.Job[None]] = {}
         self._commands: dict[str, wire.StartSession] = {}
         self._command_arrived = asyncio.Event()
         self._interval_seq: dict[tuple[str, str], int] = {}
-        self._reports: asyncio.Queue = asyncio.Queue()
-        # Prometheus metrics, health checks, systemd notify (agent/metrics.py).
+        self._reports: asyncio.Queue[QueuedReport] = asyncio.Queue()
+        # Prometheus metrics (agent/metrics.py); health checks, /metrics and systemd notify
+        # (agent/monitor.py).
         self.metrics = agent_metrics.for_settings(settings)
-        self.monitor: agent_metrics.Monitor | None = None
+        self.monitor: Monitor | None = None
         # Endpoint hooks fired on the controller's break / reconnect / resume (rule 22).
         self.hooks = Hooks(settings.hooks, terminal_id=settings.terminal_id)
         self._hook_order = asyncio.Lock()     # one hook at a time, in the order the commands came
@@ -62,62 +89,72 @@ class Daemon:
     # ---- lifecycle ----
 
     def request_stop(self) -> None:
+        """Stop (SIGTERM): `run()` shuts down and returns 0."""
         self._stop.set()
 
+    def _loops_alive(self) -> bool:
+        return all(j is not None and not j.closed for j in (self._link_job, self._writer_job))
+
     async def run(self) -> int:
+        """Run until `request_stop()`, then shut down in order; 0."""
         await self.outbox.open()
-        self.monitor = agent_metrics.Monitor(
-            self.settings, self.metrics, main_alive=lambda: not (link_task.done() or writer.done()))
+        self.monitor = Monitor(self.settings, self.metrics, main_alive=self._loops_alive)
         self.link = Link(self.settings, self.outbox, self, **{"health": self.monitor.health, **self.link_options})
-        link_task = asyncio.create_task(self.link.run(), name="link")
-        writer = asyncio.create_task(self._report_writer(), name="report-writer")
-        self.metrics.bind_outbox(self.outbox)
-        self.metrics.bind_link(self.link)
-        await self.monitor.start()
-        log.info("vks-agent %s running: controller %s, outbox %s", self.settings.terminal_id,
-                 self.link.url, self.settings.controller.outbox_path)
         try:
+            await self.link.open()
+            self._link_job = await self._loops.spawn(self.link.run(), name="link")
+            self._writer_job = await self._loops.spawn(self._report_writer(), name="report-writer")
+            self.metrics.bind_outbox(self.outbox)
+            self.metrics.bind_link(self.link)
+            await self.monitor.start()
+            log.info("vks-agent %s running: controller %s, outbox %s", self.settings.terminal_id,
+                     self.link.url, self.settings.controller.outbox_path)
             await self._stop.wait()
         finally:
-            await self._shutdown(link_task, writer)
+            await self.close()
         return 0
 
-    async def _shutdown(self, link_task: asyncio.Task, writer: asyncio.Task) -> None:
+    async def close(self) -> None:
+        """Stop taking work, let sessions finish within `stop_timeout_s`, cancel the rest, store
+        what is queued, close the link and the outbox. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self._accepting = False
         if self.monitor is not None:
             await self.monitor.stop()
-        running = [t for t in self._sessions.values() if not t.done()]
+        running = self.running_sessions()
         if running:
             log.info("stopping: waiting up to %.0f s for %d session(s)", self.stop_timeout_s, len(running))
-            _, pending = await asyncio.wait(running, timeout=self.stop_timeout_s)
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._session_jobs.wait_and_close(timeout=self.stop_timeout_s)
+        await self.jobs.close()
         await self.hooks.close()
         # Everything measured is written to the outbox before we go.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._reports.join(), 5.0)
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
+        if self._writer_job is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reports.join(), FLUSH_TIMEOUT_S)
+            await jobs.stop(self._writer_job, CANCEL_TIMEOUT_S)
         if self.link is not None:
             await self.link.close()
-        link_task.cancel()
-        await asyncio.gather(link_task, return_exceptions=True)
+        await self._loops.close()
         await self.outbox.close()
         log.info("vks-agent stopped")
 
-    def _spawn(self, coro, name: str) -> asyncio.Task:
-        t = asyncio.create_task(coro, name=name)
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
-        return t
+    async def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Track other work (hooks, stops) until it ends or the daemon closes."""
+        if self.jobs.closed:
+            coro.close()
+            return
+        await self.jobs.spawn(coro, name=name)
+
+    async def _start_session(self, session_id: str, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._sessions = {sid: j for sid, j in self._sessions.items() if not j.closed}
+        self._sessions[session_id] = await self._session_jobs.spawn(coro, name=name)
 
     # ---- reports ----
 
-    def queue_report(self, kind: str, report_id: str, body: dict, session_id: str | None) -> None:
+    def queue_report(self, kind: ReportKind, report_id: str, body: dict[str, Any], session_id: str | None) -> None:
+        """Hand a report to the writer, which puts it in the outbox (the link sends it from there)."""
         self._reports.put_nowait((report_id, kind, body, session_id, time.time()))
 
     async def _report_writer(self) -> None:
@@ -140,15 +177,15 @@ class Daemon:
             finally:
                 self._reports.task_done()
 
-    def _interval_cb(self, session_id: str, role: str, peer: str, kind: str,
-                     observer: agent_metrics.SessionObserver | None = None):
+    def _interval_cb(self, session_id: str, role: SessionRole, peer: str, kind: str,
+                     observer: agent_metrics.SessionObserver | None = None) -> Callable[[dict], None]:
         def on_interval(interval: dict) -> None:
             if observer is not None:
                 observer.interval(interval)
             key = (session_id, role)
             n = self._interval_seq.get(key, 0) + 1
             self._interval_seq[key] = n
-            self.queue_report("interval", f"{session_id}:{role}:i{n}",
+            self.queue_report(ReportKind.INTERVAL, f"{session_id}:{role}:i{n}",
                               {"role": role, "peer": peer, "session_kind": kind, "interval": interval},
                               session_id)
         return on_interval
@@ -156,45 +193,57 @@ class Daemon:
     # ---- link handler ----
 
     def running_sessions(self) -> list[str]:
-        return [sid for sid, t in self._sessions.items() if not t.done()]
+        """The sessions running now (the heartbeat carries them)."""
+        return [sid for sid, job in self._sessions.items() if not job.closed]
 
-    async def on_command(self, cmd) -> None:
+    def _running(self, session_id: str) -> aiojobs.Job[None] | None:
+        job = self._sessions.get(session_id)
+        return job if job is not None and not job.closed else None
+
+    @property
+    def _link(self) -> Link:
+        if self.link is None:
+            raise LinkError("the daemon is not running (no controller link)")
+        return self.link
+
+    async def on_command(self, cmd: wire.StartSession | wire.StopSession | wire.LiveEvent) -> None:
+        """A command from the controller: a hook to fire, a session to start or stop."""
         if isinstance(cmd, wire.LiveEvent):
-            self._spawn(self._fire_hook(cmd), f"hook-{cmd.name}")
+            await self._spawn(self._fire_hook(cmd), f"hook-{cmd.name}")
             return
         if isinstance(cmd, wire.StopSession):
-            t = self._sessions.get(cmd.session_id)
-            if t is not None and not t.done():
+            job = self._running(cmd.session_id)
+            if job is not None:
                 log.info("session %s: stop requested (%s)", cmd.session_id, cmd.reason)
-                t.cancel()
+                await self._spawn(jobs.stop(job, CANCEL_TIMEOUT_S), f"stop-{cmd.session_id}")
             self._commands.pop(cmd.session_id, None)
             return
         if not self._accepting:
-            await self.link.session_state(cmd.session_id, "rejected", "agent is shutting down")
+            await self._link.session_state(cmd.session_id, "rejected", "agent is shutting down")
             return
-        running = self._sessions.get(cmd.session_id)
-        if running is not None and not running.done():
+        if self._running(cmd.session_id) is not None:
             return      # the same command again (e.g. relayed twice): already on it
-        if cmd.role == "caller":
-            self._sessions[cmd.session_id] = self._spawn(self._run_caller(cmd), f"caller-{cmd.session_id}")
+        if cmd.role == SessionRole.CALLER:
+            await self._start_session(cmd.session_id, self._run_caller(cmd), f"caller-{cmd.session_id}")
         else:
             self._commands[cmd.session_id] = cmd
             self._command_arrived.set()
             self._command_arrived = asyncio.Event()
-            await self.link.session_state(cmd.session_id, "starting")
+            await self._link.session_state(cmd.session_id, "starting")
 
     async def on_signal(self, msg: wire.RelayedSignal) -> None:
+        """A peer's offer relayed by the controller: answer it in a session of our own."""
         if msg.description.type != "offer":
             log.warning("session %s: unexpected %s from %s ignored", msg.session_id,
                         msg.description.type, msg.from_)
             return
         if not self._accepting:
-            await self.link.session_state(msg.session_id, "rejected", "agent is shutting down")
+            await self._link.session_state(msg.session_id, "rejected", "agent is shutting down")
             return
-        old = self._sessions.get(msg.session_id)
-        if old is not None and not old.done():
-            old.cancel()      # a fresh offer for the same session: renegotiation after a break
-        self._sessions[msg.session_id] = self._spawn(self._run_callee(msg), f"callee-{msg.session_id}")
+        old = self._running(msg.session_id)
+        if old is not None:       # a fresh offer for the same session: renegotiation after a break
+            await self._spawn(jobs.stop(old, CANCEL_TIMEOUT_S), f"stop-{msg.session_id}")
+        await self._start_session(msg.session_id, self._run_callee(msg), f"callee-{msg.session_id}")
 
     async def _fire_hook(self, cmd: wire.LiveEvent) -> None:
         """Run the endpoint hook of a break / reconnect / resume; a configured hook's outcome
@@ -203,7 +252,7 @@ class Daemon:
             result = await self.hooks.fire(cmd.name, cmd.hearing_id, cause=cmd.cause, attempt=cmd.attempt,
                                            message_kk=cmd.message_kk, message_ru=cmd.message_ru)
         if result.configured:
-            self.queue_report("health", f"hook:{cmd.name}:{cmd.hearing_id}:{wire.new_id()}",
+            self.queue_report(ReportKind.HEALTH, f"hook:{cmd.name}:{cmd.hearing_id}:{wire.new_id()}",
                               {"hook": result.to_dict()}, None)
 
     # ---- sessions ----
@@ -211,7 +260,7 @@ class Daemon:
     async def _run_caller(self, cmd: wire.StartSession) -> None:
         from agent import session as engine
         sid = cmd.session_id
-        link = self.link
+        link = self._link
 
         async def signal(offer: dict) -> dict:
             try:
@@ -221,14 +270,14 @@ class Daemon:
                 raise engine.SignalingError(f"signalling through the controller failed: {exc}") from None
 
         await link.session_state(sid, "connecting")
-        obs = self.metrics.session(cmd.kind, "caller", cmd.peer, cmd.profile)
+        obs = self.metrics.session(cmd.kind, SessionRole.CALLER, cmd.peer, cmd.profile)
         try:
             report = await engine.run_caller(
                 self.settings, signal=signal, duration_s=cmd.duration_s, profile=cmd.profile,
-                on_interval=self._interval_cb(sid, "caller", cmd.peer, cmd.kind, obs))
+                on_interval=self._interval_cb(sid, SessionRole.CALLER, cmd.peer, cmd.kind, obs))
         except asyncio.CancelledError:
             obs.end("cancelled")
-            await link.session_state(sid, "cancelled", "stopped" if self._accepting else "agent shutting down")
+            await link.session_state(sid, "cancelled", self._cancel_reason())
             raise
         except Exception as exc:
             log.exception("session %s failed", sid)
@@ -236,12 +285,20 @@ class Daemon:
             await link.session_state(sid, "failed", f"{type(exc).__name__}: {exc}")
             return
         finally:
-            self._interval_seq.pop((sid, "caller"), None)
+            self._interval_seq.pop((sid, SessionRole.CALLER), None)
         obs.end("finished" if report.get("connected") else "not_connected", report)
-        self.queue_report("session", f"{sid}:caller:final",
-                          {"role": "caller", "peer": cmd.peer, "session_kind": cmd.kind, "report": report},
-                          sid)
+        self.queue_report(ReportKind.SESSION, f"{sid}:caller:final",
+                          {"role": SessionRole.CALLER, "peer": cmd.peer, "session_kind": cmd.kind,
+                           "report": report}, sid)
         await link.session_state(sid, "finished", report.get("error"))
+
+    def _cancel_reason(self) -> str:
+        return "stopped" if self._accepting else "agent shutting down"
+
+    async def _callee_cancelled(self, sid: str, session: PeerSession, obs: agent_metrics.SessionObserver) -> None:
+        obs.end("cancelled")
+        await session.close()
+        await self._link.session_state(sid, "cancelled", self._cancel_reason())
 
     async def _wait_command(self, session_id: str) -> wire.StartSession | None:
         deadline = time.monotonic() + self.offer_wait_s
@@ -257,13 +314,14 @@ class Daemon:
         from agent import session as engine
         sid = msg.session_id
         cmd = await self._wait_command(sid)
-        kind = cmd.kind if cmd else "test"
-        link = self.link
-        obs = self.metrics.session(kind, "callee", msg.from_, cmd.profile if cmd else None)
+        kind = cmd.kind if cmd else SessionKind.TEST
+        profile = cmd.profile if cmd else None
+        link = self._link
+        obs = self.metrics.session(kind, SessionRole.CALLEE, msg.from_, profile)
         try:
-            answer, task = await engine.answer_offer(
-                self.settings, msg.description.model_dump(), profile=cmd.profile if cmd else None,
-                on_interval=self._interval_cb(sid, "callee", msg.from_, kind, obs))
+            answer, session = await engine.answer_offer(
+                self.settings, msg.description.model_dump(), profile=profile,
+                on_interval=self._interval_cb(sid, SessionRole.CALLEE, msg.from_, kind, obs))
         except Exception as exc:
             obs.end("failed")
             log.warning("session %s: cannot answer the offer from %s: %s", sid, msg.from_, exc)
@@ -274,34 +332,31 @@ class Daemon:
                 await link.reply(msg, answer)
             except LinkError as exc:
                 log.warning("session %s: answer not sent: %s", sid, exc)
-                task.cancel()
+                await self._callee_cancelled(sid, session, obs)     # nobody will call
+                return
             await link.session_state(sid, "running")
-            summary = await task
+            summary = await session.serve()
         except asyncio.CancelledError:
-            obs.end("cancelled")
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await link.session_state(sid, "cancelled", "stopped" if self._accepting else "agent shutting down")
+            await self._callee_cancelled(sid, session, obs)
             raise
         except Exception as exc:
             log.exception("session %s (callee) failed", sid)
             obs.end("failed")
+            await session.close()
             await link.session_state(sid, "failed", f"{type(exc).__name__}: {exc}")
             return
         finally:
             self._commands.pop(sid, None)
-        obs.end("not_connected" if isinstance(summary, dict) and summary.get("error") else "finished",
-                summary if isinstance(summary, dict) else None)
-        self.queue_report("session", f"{sid}:callee:final",
-                          {"role": "callee", "peer": msg.from_, "session_kind": kind,
-                           "report": summary if isinstance(summary, dict) else {"summary": summary}},
-                          sid)
+        obs.end("not_connected" if summary.get("error") else "finished", summary)
+        self.queue_report(ReportKind.SESSION, f"{sid}:callee:final",
+                          {"role": SessionRole.CALLEE, "peer": msg.from_, "session_kind": kind,
+                           "report": summary}, sid)
         await link.session_state(sid, "finished")
 
 
 # ---- command line ----
 
-def add_run_parser(subparsers) -> argparse.ArgumentParser:
+def add_run_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`vks-agent run [--config FILE]`, added to agent/cli.py's subcommands."""
     p = subparsers.add_parser("run", help="the terminal's service: connect to the controller and "
                                           "run the sessions it commands")
@@ -314,6 +369,7 @@ def add_run_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_run(settings: AgentSettings, args: argparse.Namespace) -> int:
+    """`vks-agent run`: the daemon until SIGTERM; 0, or 2 for a configuration the controller refuses."""
     if not settings.controller.url:
         print("vks-agent run: controller.url is not set in the settings", file=sys.stderr)
         return 2

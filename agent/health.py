@@ -26,6 +26,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import glob
+import logging
 import os
 import re
 import shutil
@@ -35,21 +36,22 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import psutil
 
 from agent.settings import AgentSettings, HealthSettings
+from contract.vocab import HealthStatus, worst
 
 SCHEMA = "vks.health/1"
-Status = Literal["ok", "warn", "fail"]
-STATUSES: tuple[Status, ...] = ("ok", "warn", "fail")
+log = logging.getLogger(__name__)
 COUNTERS = ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv", "errin", "errout", "dropin", "dropout")
 
 
 # --- readings (I/O, blocking: run in a thread) ---------------------------------
 
 def read_cpu(sample_s: float) -> dict[str, Any]:
+    """CPU busy percent over `sample_s`, CPU count and load averages."""
     count = psutil.cpu_count() or 1
     percent = psutil.cpu_percent(interval=sample_s)
     load = list(os.getloadavg())
@@ -58,6 +60,7 @@ def read_cpu(sample_s: float) -> dict[str, Any]:
 
 
 def read_memory() -> dict[str, Any]:
+    """Memory in use (what applications cannot have) and its ratio."""
     vm = psutil.virtual_memory()
     used = vm.total - vm.available        # what applications cannot have
     return {"total_bytes": vm.total, "used_bytes": used, "available_bytes": vm.available,
@@ -115,6 +118,7 @@ def default_route_interface(route_file: str = "/proc/net/route") -> str | None:
 
 
 def read_network(previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every interface's state, addresses and counters, with deltas since `previous`."""
     now = time.monotonic()
     stats = psutil.net_if_stats()
     counters = psutil.net_io_counters(pernic=True)
@@ -150,6 +154,7 @@ def read_network(previous: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def read_camera(dev_glob: str = "/dev/video*") -> dict[str, Any]:
+    """Video devices (/dev/video*) and their names."""
     devices = []
     for path in sorted(glob.glob(dev_glob)):
         name_file = Path("/sys/class/video4linux") / Path(path).name / "name"
@@ -273,12 +278,14 @@ def read_clock() -> dict[str, Any]:
 
 
 def read_agent_process() -> dict[str, Any]:
+    """This agent's own pid, resident memory and thread count."""
     p = psutil.Process()
     with p.oneshot():
         return {"pid": p.pid, "rss_bytes": p.memory_info().rss, "threads": p.num_threads()}
 
 
 def disk_paths(settings: AgentSettings) -> dict[str, Path]:
+    """{purpose: path} of every disk checked: the root, the outbox's and the configured ones."""
     paths: dict[str, Path] = {"root": Path("/"), "outbox": settings.controller.outbox_path.parent}
     for p in settings.health.disk_paths:
         paths[str(p)] = p
@@ -309,29 +316,32 @@ def _gib(n: float) -> str:
     return f"{n / 1024 ** 3:.1f} GiB" if n >= 1024 ** 3 else f"{n / 1024 ** 2:.0f} MiB"
 
 
-def evaluate(readings: Mapping[str, Any], cfg: HealthSettings) -> tuple[Status, list[str]]:
-    """(status, problems) of a set of readings: "fail" problems first, then "warn"."""
-    found: list[tuple[Status, str]] = []
+FAIL, WARN = HealthStatus.FAIL, HealthStatus.WARN
 
-    def add(level: Status, text: str) -> None:
-        if level != "ok":
+
+def evaluate(readings: Mapping[str, Any], cfg: HealthSettings) -> tuple[HealthStatus, list[str]]:
+    """(status, problems) of a set of readings: "fail" problems first, then "warn"."""
+    found: list[tuple[HealthStatus, str]] = []
+
+    def add(level: HealthStatus, text: str) -> None:
+        if level != HealthStatus.OK:
             found.append((level, text))
 
     cpu = readings.get("cpu") or {}
     pct = cpu.get("percent")
     if pct is not None:
         if pct >= cfg.cpu_fail_percent:
-            add("fail", f"CPU busy {pct:.0f}% >= {cfg.cpu_fail_percent:.0f}%")
+            add(FAIL, f"CPU busy {pct:.0f}% >= {cfg.cpu_fail_percent:.0f}%")
         elif pct >= cfg.cpu_warn_percent:
-            add("warn", f"CPU busy {pct:.0f}% >= {cfg.cpu_warn_percent:.0f}%")
+            add(WARN, f"CPU busy {pct:.0f}% >= {cfg.cpu_warn_percent:.0f}%")
     lpc = cpu.get("load_per_cpu")
     if lpc is not None and lpc >= cfg.load_per_cpu_warn:
-        add("warn", f"load {lpc:.1f} per CPU >= {cfg.load_per_cpu_warn:.1f}")
+        add(WARN, f"load {lpc:.1f} per CPU >= {cfg.load_per_cpu_warn:.1f}")
 
     mem = readings.get("memory") or {}
     ratio = mem.get("used_ratio")
     if ratio is not None:
-        for level, limit in (("fail", cfg.memory_fail_ratio), ("warn", cfg.memory_warn_ratio)):
+        for level, limit in ((FAIL, cfg.memory_fail_ratio), (WARN, cfg.memory_warn_ratio)):
             if ratio >= limit:
                 add(level, f"memory {ratio:.0%} used >= {limit:.0%}")
                 break
@@ -339,15 +349,15 @@ def evaluate(readings: Mapping[str, Any], cfg: HealthSettings) -> tuple[Status, 
     for d in readings.get("disk") or ():
         where = f"disk {d.get('mount')} ({', '.join(d.get('purposes') or ())})"
         if d.get("error"):
-            add("fail", f"{where}: cannot read usage: {d['error']}")
+            add(FAIL, f"{where}: cannot read usage: {d['error']}")
             continue
         ratio, free = d.get("used_ratio"), d.get("free_bytes")
-        level = "ok"
+        level = HealthStatus.OK
         if ratio is not None and ratio >= cfg.disk_fail_ratio or free is not None and free < cfg.disk_fail_free_bytes:
-            level = "fail"
+            level = FAIL
         elif ratio is not None and ratio >= cfg.disk_warn_ratio or free is not None and free < cfg.disk_warn_free_bytes:
-            level = "warn"
-        if level != "ok":
+            level = WARN
+        if level != HealthStatus.OK:
             used = "usage unknown" if ratio is None else f"{ratio:.0%} used"
             add(level, f"{where} {used}, {'?' if free is None else _gib(free)} free")
 
@@ -356,29 +366,29 @@ def evaluate(readings: Mapping[str, Any], cfg: HealthSettings) -> tuple[Status, 
     required = list(cfg.interfaces) or ([net["default_interface"]] if net.get("default_interface") else [])
     if not required:
         if not any(i.get("up") and not i.get("loopback") for i in ifaces.values()):
-            add("fail", "network: no interface up besides loopback")
+            add(FAIL, "network: no interface up besides loopback")
         else:
-            add("warn", "network: no default route")
+            add(WARN, "network: no default route")
     for name in required:
         i = ifaces.get(name)
         if i is None:
-            add("fail", f"network interface {name} missing")
+            add(FAIL, f"network interface {name} missing")
         elif not i.get("up"):
-            add("fail", f"network interface {name} down")
+            add(FAIL, f"network interface {name} down")
         elif cfg.min_speed_mbps and i.get("speed_mbps") and i["speed_mbps"] < cfg.min_speed_mbps:
-            add("warn", f"network interface {name} at {i['speed_mbps']} Mbit/s < {cfg.min_speed_mbps} Mbit/s")
+            add(WARN, f"network interface {name} at {i['speed_mbps']} Mbit/s < {cfg.min_speed_mbps} Mbit/s")
     for name, i in sorted(ifaces.items()):
         delta = i.get("delta")
         if i.get("loopback") or not delta or (name not in required and not i.get("up")):
             continue
         errors = delta.get("errin", 0) + delta.get("errout", 0)
         if errors >= cfg.net_errors_warn:
-            add("warn", f"network interface {name}: {errors} errors since the last check "
+            add(WARN, f"network interface {name}: {errors} errors since the last check "
                         f"(in {delta.get('errin', 0)}, out {delta.get('errout', 0)})")
         packets = delta.get("packets_recv", 0) + delta.get("packets_sent", 0)
         drops = delta.get("dropin", 0) + delta.get("dropout", 0)
         if drops and drops / max(packets + drops, 1) >= cfg.net_drop_ratio_warn:
-            add("warn", f"network interface {name}: {drops} packets dropped of {packets + drops} "
+            add(WARN, f"network interface {name}: {drops} packets dropped of {packets + drops} "
                         f"since the last check")
 
     if not (readings.get("camera") or {}).get("present", False):
@@ -392,18 +402,19 @@ def evaluate(readings: Mapping[str, Any], cfg: HealthSettings) -> tuple[Status, 
         add(cfg.clock_unsynchronised, f"clock: {clock.get('reason') or 'not synchronised'}")
     if offset is not None:
         if abs(offset) >= cfg.clock_offset_fail_s:
-            add("fail", f"clock off by {offset:+.3f} s (limit {cfg.clock_offset_fail_s:g} s)")
+            add(FAIL, f"clock off by {offset:+.3f} s (limit {cfg.clock_offset_fail_s:g} s)")
         elif abs(offset) >= cfg.clock_offset_warn_s:
-            add("warn", f"clock off by {offset:+.3f} s (limit {cfg.clock_offset_warn_s:g} s)")
+            add(WARN, f"clock off by {offset:+.3f} s (limit {cfg.clock_offset_warn_s:g} s)")
 
-    status = max((lvl for lvl, _ in found), key=STATUSES.index, default="ok")
-    problems = [t for lvl, t in found if lvl == "fail"] + [t for lvl, t in found if lvl == "warn"]
+    status = worst(HealthStatus, (lvl for lvl, _ in found), HealthStatus.OK)
+    problems = [t for lvl, t in found if lvl == FAIL] + [t for lvl, t in found if lvl == WARN]
     return status, problems
 
 
 # --- the check --------------------------------------------------------------------
 
 def check_health_sync(settings: AgentSettings, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One health check (blocking: run it in a thread)."""
     readings = read_all(settings, previous)
     status, problems = evaluate(readings, settings.health)
     return {**readings, "status": status, "problems": problems}
@@ -425,5 +436,14 @@ class HealthChecker:
         self.last: dict[str, Any] | None = None
 
     async def check(self) -> dict[str, Any]:
+        """Check now (in a worker thread); deltas since the previous check."""
         self.last = await check_health(self.settings, self.last)
         return self.last
+
+    async def check_or_unknown(self) -> dict[str, Any]:
+        """`check()` that never raises: a check that breaks reads as status "unknown"."""
+        try:
+            return await self.check()
+        except Exception as exc:       # a broken check must not break the link or the monitor
+            log.warning("health check failed: %s", exc)
+            return {"status": "unknown", "problems": [f"health check failed: {exc}"]}

@@ -7,8 +7,10 @@
 - Sends `hello`, waits for `welcome`, then: heartbeats with health every `heartbeat_s`; drains the
   outbox in order (a window of unacknowledged reports in flight; the outbox deletes a report when
   its `ack` arrives; after a reconnect everything unacknowledged is sent again).
-- Reconnects after any failure with exponential backoff and full jitter (tenacity's
-  `wait_random_exponential`), so that hundreds of agents do not come back in the same second.
+- Reconnects after any failure with exponential backoff and full jitter (contract.backoff, the
+  one retry delay), so that hundreds of agents do not come back in the same second.
+- Files are read in a worker thread, never on the event loop: the token file at every connect,
+  the CA file once (`open()`).
 - Dispatches `command`s and peer `signal`s (offers) to the handler; replies to our own signals
   (answers, matched by `reply_to`) resolve `signal()`.
 """
@@ -19,22 +21,24 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-from tenacity import wait_random_exponential
 
 from agent.health import HealthChecker
 from agent.outbox import Outbox, OutboxError
 from agent.settings import AgentSettings
 from contract import wire
+from contract.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
 CAPABILITIES = ["session", "interval-reports", "health"]
+# An outbox that cannot be read is tried again after at most this long (contract.backoff,
+# with half-to-full jitter: some delay always, so a broken disk is not hammered).
+OUTBOX_RETRY_S = (1.0, 5.0)
 
 
 class LinkError(Exception):
@@ -54,24 +58,11 @@ class SignalRejected(LinkError):
 
 
 class Handler(Protocol):
-    async def on_command(self, command: wire.StartSession | wire.StopSession) -> None: ...
+    """What the link hands the controller's commands and the peers' offers to (the daemon)."""
+
+    async def on_command(self, command: wire.StartSession | wire.StopSession | wire.LiveEvent) -> None: ...
     async def on_signal(self, message: wire.RelayedSignal) -> None: ...
     def running_sessions(self) -> list[str]: ...
-
-
-class Backoff:
-    """Full-jitter exponential backoff (tenacity's arithmetic) with a reset."""
-
-    def __init__(self, initial: float = 1.0, maximum: float = 60.0):
-        self._wait = wait_random_exponential(multiplier=initial, max=maximum)
-        self.attempt = 0
-
-    def next(self) -> float:
-        self.attempt += 1
-        return float(self._wait(SimpleNamespace(attempt_number=self.attempt)))
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def ws_url(url: str) -> str:
@@ -87,6 +78,8 @@ def ws_url(url: str) -> str:
 
 
 def read_token(settings: AgentSettings) -> str:
+    """The bearer token: `controller.token`, else the first line of `controller.token_file`
+    (blocking: the link calls it in a worker thread)."""
     c = settings.controller
     if c.token:
         return c.token.strip()
@@ -107,19 +100,12 @@ HealthFn = Callable[[], Awaitable[dict[str, Any]]]
 
 def default_health(settings: AgentSettings) -> HealthFn:
     """agent.health's checker (deltas since the last check)."""
-    checker = HealthChecker(settings)
-
-    async def health() -> dict[str, Any]:
-        try:
-            return await checker.check()
-        except Exception as exc:       # a broken check must not break the link
-            log.warning("health check failed: %s", exc)
-            return {"status": "unknown", "problems": [f"health check failed: {exc}"]}
-
-    return health
+    return HealthChecker(settings).check_or_unknown
 
 
 class Link:
+    """The link to the controller; `run()` keeps it up until `close()`."""
+
     def __init__(self, settings: AgentSettings, outbox: Outbox, handler: Handler, *,
                  health: HealthFn | None = None, version: str = AGENT_VERSION,
                  backoff_initial: float = 1.0, backoff_max: float = 60.0, window: int = 200,
@@ -146,7 +132,14 @@ class Link:
         self._delete_later: set[str] = set()     # acked, but the outbox could not delete them yet
         self._closing = False
         self._heartbeat_s = settings.controller.heartbeat_s
-        self._ssl = self._ssl_context()
+        self._ssl: ssl.SSLContext | bool | None = None     # loaded by open()
+
+    async def open(self) -> ssl.SSLContext | bool:
+        """The TLS context (False for ws://), loaded once in a worker thread (it reads the CA
+        file). `run()` calls it; call it first to see a bad CA file at once."""
+        if self._ssl is None:
+            self._ssl = await asyncio.to_thread(self._ssl_context)
+        return self._ssl
 
     def _ssl_context(self) -> ssl.SSLContext | bool:
         if not self.url.startswith("wss:"):
@@ -160,6 +153,7 @@ class Link:
 
     async def run(self) -> None:
         """Keep the link up until close(). Never returns early; never raises for network trouble."""
+        await self.open()
         async with aiohttp.ClientSession() as http:
             while not self._closing:
                 try:
@@ -188,6 +182,7 @@ class Link:
                 await ws.close()
 
     async def send(self, msg: wire._Msg) -> None:
+        """Send one message now; LinkDown when not connected."""
         ws = self._ws
         if ws is None or ws.closed or not self.connected.is_set():
             raise LinkDown("not connected to the controller")
@@ -215,7 +210,8 @@ class Link:
         await self.send(wire.Signal(session_id=to_msg.session_id, to=to_msg.from_, reply_to=to_msg.id,
                                     description=wire.Description(**description)))
 
-    async def session_state(self, session_id: str, state: str, error: str | None = None) -> None:
+    async def session_state(self, session_id: str, state: wire.SessionStateName,
+                            error: str | None = None) -> None:
         """Best effort: a state change is not durable (the final report is)."""
         with contextlib.suppress(LinkDown):
             await self.send(wire.SessionState(session_id=session_id, state=state,
@@ -224,10 +220,11 @@ class Link:
     # ---- one connection ----
 
     async def _connection(self, http: aiohttp.ClientSession) -> None:
-        token = read_token(self.settings)
+        tls = await self.open()
+        token = await asyncio.to_thread(read_token, self.settings)
         try:
             ws = await http.ws_connect(self.url, headers={"Authorization": f"Bearer {token}"},
-                                       ssl=self._ssl, heartbeat=max(10.0, 3 * self._heartbeat_s),
+                                       ssl=tls, heartbeat=max(10.0, 3 * self._heartbeat_s),
                                        max_msg_size=wire.MAX_MESSAGE_BYTES, timeout=aiohttp.ClientWSTimeout(ws_close=5))
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in (401, 403):
@@ -245,13 +242,17 @@ class Link:
             self.backoff.reset()
             self.connected.set()
             log.info("connected to controller %s at %s", welcome.controller_id, self.url)
-            async with asyncio.TaskGroup() as tg:
-                reader = tg.create_task(self._reader(ws))
-                beat = tg.create_task(self._heartbeats())
-                drain = tg.create_task(self._drain())
-                await asyncio.wait([reader], return_when=asyncio.FIRST_COMPLETED)
-                beat.cancel()
-                drain.cancel()
+            try:
+                # The reader ends with the socket; the heartbeats and the drain go with it. A
+                # failure of any of the three ends the connection (and is the reason given).
+                async with asyncio.TaskGroup() as tg:
+                    beat = tg.create_task(self._heartbeats(), name="link-heartbeats")
+                    drain = tg.create_task(self._drain(), name="link-drain")
+                    await tg.create_task(self._reader(ws), name="link-reader")
+                    beat.cancel()
+                    drain.cancel()
+            except BaseExceptionGroup as group:
+                raise group.exceptions[0] from None
             raise LinkDown(f"connection closed ({ws.close_code})")
         finally:
             self.connected.clear()
@@ -344,6 +345,7 @@ class Link:
     async def _drain(self) -> None:
         """Send unacknowledged reports in order, at most `window` in flight."""
         last_seq = 0
+        read_retry = Backoff(*OUTBOX_RETRY_S, spread=(0.5, 1.0))
         while True:
             self.outbox.changed.clear()
             await self._retry_deletes()
@@ -352,8 +354,9 @@ class Link:
                 entries = await self.outbox.pending(after_seq=last_seq, limit=room) if room > 0 else []
             except OutboxError as exc:
                 log.error("cannot read the outbox: %s", exc)
-                await asyncio.sleep(5.0)
+                await asyncio.sleep(read_retry.next())
                 continue
+            read_retry.reset()
             sent = 0
             for e in entries:
                 if e.seq:

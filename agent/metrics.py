@@ -2,7 +2,8 @@
 
 One `AgentMetrics` per daemon or responder app, each with its own `CollectorRegistry` (no
 global registry). It measures nothing itself: it is fed what the session engine and the
-health check already produce.
+health check already produce. Serving them is agent/monitor.py's (the daemon's endpoint) and
+agent/responder.py's (the responder's app).
 
 - `metrics.session(kind, role, peer)` -> `SessionObserver`: `interval(iv)` with each per-second
   interval (`on_interval`), `end(outcome, report)` with the final report (caller: the
@@ -10,10 +11,8 @@ health check already produce.
   running session (NaN once it ended); counters add each second once.
 - `metrics.observe_health(result)` with each `vks.health/1` result.
 - `metrics.bind_outbox(outbox)`, `metrics.bind_link(link)`: read at scrape time.
-- `render()` -> (body, content type); `metrics_app(metrics)` / `serve(metrics, listen)` for the
-  daemon's own endpoint, `install_responder(app, metrics)` for the responder's app.
-- `Monitor`: the daemon's metrics endpoint, periodic health check (shared with the link's
-  heartbeats), and the systemd notifications (contract.sdnotify).
+- `await metrics.load_thresholds()` reads the quality model in a thread (the live MOS and
+  verdict of each second need it); `render()` -> (body, content type).
 
 Labels are bounded: direction (inbound/outbound), kind (test/preconnect/monitor), role
 (caller/callee), verdict, outcome, status, peer (a terminal id, "direct" for the responder's
@@ -22,16 +21,14 @@ sessions whose caller is not known by id). Never a session id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
+import os
 import platform
 import time
-import weakref
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -43,20 +40,27 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from contract import sdnotify
+from contract import quality
+from contract.reports import Interval
+from contract.vocab import Direction, HealthStatus, ReportKind, SessionKind, SessionRole, Verdict, words
+
+if TYPE_CHECKING:
+    from agent.settings import AgentSettings
 
 log = logging.getLogger(__name__)
 
-DIRECTIONS = ("inbound", "outbound")
-KINDS = ("test", "preconnect", "monitor")
-ROLES = ("caller", "callee")
-VERDICTS = ("good", "degraded", "unusable")
+DIRECTIONS = words(Direction)
+KINDS = words(SessionKind)
+ROLES = words(SessionRole)
+VERDICTS = words(Verdict)
+# How a session ended (the agent's own word list: only these metrics use it).
 OUTCOMES = ("finished", "not_connected", "failed", "cancelled")
-HEALTH_STATUSES = ("ok", "warn", "fail", "unknown")
-REPORT_KINDS = ("session", "interval", "health")
-RESPONDER_PEER = "direct"
+UNKNOWN_HEALTH = "unknown"          # no health result yet, or the check itself failed
+HEALTH_STATUSES = (*words(HealthStatus), UNKNOWN_HEALTH)
+REPORT_KINDS = words(ReportKind)
 CONNECT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 15.0)
 NAN = float("nan")
 
@@ -83,8 +87,27 @@ def _aiortc_version() -> str:
         return "unknown"
 
 
+class _OutboxStats(Protocol):
+    rows: int
+    bytes: int
+    memory_rows: int
+    dropped: dict[str, int]
+    storage_errors: int
+
+
+class _Outbox(Protocol):
+    def stats(self) -> _OutboxStats: ...
+
+
+class _Link(Protocol):
+    connected: asyncio.Event
+    connects: int
+
+
 class AgentMetrics:
-    def __init__(self, *, terminal_id: str = "", thresholds_path=None,
+    """Every metric family of one daemon or responder, in its own registry."""
+
+    def __init__(self, *, terminal_id: str = "", thresholds_path: str | os.PathLike[str] | None = None,
                  profile_thresholds: Mapping[str, str] | None = None, peers: Iterable[str] = (),
                  health: bool = True):
         """`profile_thresholds`: media profile -> threshold profile (for the live MOS and
@@ -96,7 +119,7 @@ class AgentMetrics:
         self.registry = r = CollectorRegistry()
         self._thresholds_path = thresholds_path
         self._profile_thresholds = dict(profile_thresholds or {})
-        self._thresholds: dict | None = None
+        self._thresholds: dict[str, quality.Thresholds] | None = None
 
         self.build = Info("vks_agent_build", "Agent build and runtime versions", registry=r)
         self.build.info({"version": _version(), "aiortc": _aiortc_version(),
@@ -153,7 +176,7 @@ class AgentMetrics:
                                    "Terminal health: 1 for the current status, 0 for the others", ["status"],
                                    registry=hr)
         for s in HEALTH_STATUSES:
-            self.health_status.labels(status=s).set(1 if s == "unknown" else 0)
+            self.health_status.labels(status=s).set(1 if s == UNKNOWN_HEALTH else 0)
         self.cpu = Gauge("vks_agent_health_cpu_ratio", "CPU busy (0..1)", registry=hr)
         self.memory = Gauge("vks_agent_health_memory_used_ratio", "Memory used (0..1)", registry=hr)
         self.disk = Gauge("vks_agent_health_disk_used_ratio", "Disk used (0..1) per checked mount",
@@ -187,20 +210,30 @@ class AgentMetrics:
         for v in VERDICTS:
             self.seconds.labels(peer=peer, verdict=v)
 
-    def thresholds_for(self, profile: str | None):
-        """The threshold profile that judges a session of media profile `profile` (None: unknown)."""
+    def _read_thresholds(self) -> dict[str, quality.Thresholds]:
+        try:
+            return quality.load_thresholds(self._thresholds_path)
+        except Exception as exc:       # metrics must not break a session
+            log.warning("metrics: thresholds not loaded (%s): no live MOS or verdicts", exc)
+            return {}
+
+    async def load_thresholds(self) -> None:
+        """Read the quality model in a worker thread (a YAML file: not on the event loop)."""
         if self._thresholds is None:
-            try:
-                from contract import quality
-                self._thresholds = quality.load_thresholds(self._thresholds_path)
-            except Exception as exc:       # metrics must not break a session
-                log.warning("metrics: thresholds not loaded (%s): no live MOS or verdicts", exc)
-                self._thresholds = {}
+            self._thresholds = await asyncio.to_thread(self._read_thresholds)
+
+    def thresholds_for(self, profile: str | None) -> quality.Thresholds | None:
+        """The threshold profile that judges a session of media profile `profile` (None: unknown).
+
+        Read from the file here only if `load_thresholds()` has not run (tests, tools)."""
+        if self._thresholds is None:
+            self._thresholds = self._read_thresholds()
         name = self._profile_thresholds.get(profile or "", None) or self._profile_thresholds.get("", "hearing")
         return self._thresholds.get(name)
 
     def session(self, kind: str, role: str, peer: str, profile: str | None = None) -> SessionObserver:
-        kind = kind if kind in KINDS else "test"
+        """Count a session that starts; its figures go to the returned observer."""
+        kind = kind if kind in KINDS else SessionKind.TEST
         self.started.labels(kind=kind, role=role).inc()
         self.active.labels(role=role).inc()
         if peer not in self._peers:
@@ -210,8 +243,9 @@ class AgentMetrics:
     # ---- health ----
 
     def observe_health(self, result: Mapping[str, Any]) -> None:
+        """Set the health gauges from one `vks.health/1` result."""
         status = result.get("status")
-        status = status if status in HEALTH_STATUSES else "unknown"
+        status = status if status in HEALTH_STATUSES else UNKNOWN_HEALTH
         for s in HEALTH_STATUSES:
             self.health_status.labels(status=s).set(1 if s == status else 0)
         cpu = _num((result.get("cpu") or {}).get("percent"))
@@ -234,11 +268,13 @@ class AgentMetrics:
 
     # ---- daemon state read at scrape time ----
 
-    def bind_outbox(self, outbox) -> None:
+    def bind_outbox(self, outbox: _Outbox) -> None:
+        """Expose the outbox's depth, size and drops, read when scraped."""
         self._bound.outbox = outbox
         self._register_bound()
 
-    def bind_link(self, link) -> None:
+    def bind_link(self, link: _Link) -> None:
+        """Expose the controller link's state and connection count, read when scraped."""
         self._bound.link = link
         self._register_bound()
 
@@ -248,13 +284,15 @@ class AgentMetrics:
             self._bound_registered = True
 
     def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 class SessionObserver:
     """Feeds one session's figures into the metrics; `end()` once (later calls are ignored)."""
 
-    def __init__(self, metrics: AgentMetrics, kind: str, role: str, peer: str, thresholds):
+    def __init__(self, metrics: AgentMetrics, kind: str, role: str, peer: str,
+                 thresholds: quality.Thresholds | None):
         self.m = metrics
         self.kind, self.role, self.peer = kind, role, peer
         self.thresholds = thresholds
@@ -279,9 +317,10 @@ class SessionObserver:
             side = iv.get(d)
             if not isinstance(side, Mapping):
                 continue
-            key = (d, _num(side.get("t")) if _num(side.get("t")) is not None else t)
-            if key[1] is not None and key not in self._counted:
-                self._counted.add(key)
+            second = _num(side.get("t"))
+            second = t if second is None else second
+            if second is not None and (d, second) not in self._counted:
+                self._counted.add((d, second))
                 m.packets.labels(peer=peer, direction=d).inc(max(0, _num(side.get("packets")) or 0))
                 m.lost.labels(peer=peer, direction=d).inc(max(0, _num(side.get("lost")) or 0))
                 m.bytes.labels(peer=peer, direction=d).inc(max(0.0, (_num(side.get("bitrate_kbps")) or 0) * 125))
@@ -296,19 +335,19 @@ class SessionObserver:
                 m.mos.labels(peer=peer, direction=d).set(self._mos(rtt, jit, loss))
         if self.thresholds is not None and t is not None and t not in self._judged:
             self._judged.add(t)
-            from contract import quality
-            verdict = quality.judge_interval(iv, self.thresholds).verdict
+            typed = iv if isinstance(iv, Interval) else Interval.model_validate(iv)
+            verdict = quality.judge_interval(typed, self.thresholds).verdict
             m.seconds.labels(peer=peer, verdict=verdict).inc()
 
     def _mos(self, rtt_ms: float | None, jitter_ms: float | None, loss: float | None) -> float:
         if self.thresholds is None or loss is None:
             return NAN
-        from contract import quality
         fig = quality.Figures(rtt_ms=rtt_ms, jitter_ms=jitter_ms, loss_ratio=min(max(loss, 0.0), 1.0))
         value = quality.judge(fig, self.thresholds).mos
         return NAN if value is None else value
 
     def end(self, outcome: str, report: Mapping[str, Any] | None = None) -> None:
+        """The session ended with `outcome` (and its final report); later calls are ignored."""
         if self._ended:
             return
         self._ended = True
@@ -354,13 +393,13 @@ class _BoundCollector(Collector):
     """The daemon's outbox and controller link, read when scraped."""
 
     def __init__(self) -> None:
-        self.outbox = None
-        self.link = None
+        self.outbox: _Outbox | None = None
+        self.link: _Link | None = None
 
-    def describe(self):
-        return []
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         if self.outbox is not None:
             s = self.outbox.stats()
             depth = GaugeMetricFamily("vks_agent_outbox_reports",
@@ -396,177 +435,10 @@ class _BoundCollector(Collector):
             yield conns
 
 
-# ---- HTTP ----
-
-METRICS_KEY = web.AppKey("vks_agent_metrics", AgentMetrics)
-
-
-async def handle_metrics(request: web.Request) -> web.Response:
-    body, ctype = request.app[METRICS_KEY].render()
-    return web.Response(body=body, headers={"Content-Type": ctype})
-
-
-def metrics_app(metrics: AgentMetrics) -> web.Application:
-    """The daemon's own small endpoint: GET /metrics."""
-    app = web.Application()
-    app[METRICS_KEY] = metrics
-    app.router.add_get("/metrics", handle_metrics)
-    return app
-
-
-def for_settings(settings, *, peers: Iterable[str] = (), health: bool = True) -> AgentMetrics:
+def for_settings(settings: AgentSettings, *, peers: Iterable[str] = (), health: bool = True) -> AgentMetrics:
+    """The metrics of an agent with these settings (its terminal id and threshold profiles)."""
     return AgentMetrics(terminal_id=settings.terminal_id, health=health,
                         thresholds_path=settings.session.thresholds_path,
                         profile_thresholds={"": settings.profile(None).thresholds,
                                             **{n: p.thresholds for n, p in settings.session.profiles.items()}},
                         peers=peers)
-
-
-def install_responder(app: web.Application, metrics: AgentMetrics, sessions_key) -> None:
-    """Add GET /metrics to the responder's app and observe the sessions it answers.
-
-    The responder keeps its running session tasks in `app[sessions_key]` (a set); a session
-    task added while handling POST /offer is observed: its result is the callee's receive
-    side, its cancellation or exception the outcome."""
-    app[METRICS_KEY] = metrics
-    app.router.add_get("/metrics", handle_metrics)
-    seen: weakref.WeakSet = weakref.WeakSet()
-
-    @web.middleware
-    async def observe_offers(request: web.Request, handler):
-        if request.method != "POST" or request.path != "/offer":
-            return await handler(request)
-        sessions = request.app.get(sessions_key)
-        before = set(sessions) if sessions is not None else set()
-        response = await handler(request)
-        if sessions is not None:
-            profile = None
-            for task in set(sessions) - before:
-                if task in seen:
-                    continue
-                seen.add(task)
-                obs = metrics.session("test", "callee", RESPONDER_PEER, profile)
-                task.add_done_callback(lambda t, obs=obs: _task_outcome(obs, t))
-        return response
-
-    app.middlewares.append(observe_offers)
-
-
-def _task_outcome(obs: SessionObserver, task: asyncio.Task) -> None:
-    if task.cancelled():
-        obs.end("cancelled")
-        return
-    exc = task.exception()
-    if exc is not None:
-        obs.end("failed")
-        return
-    side = task.result()
-    if isinstance(side, Mapping) and side.get("error"):
-        obs.end("not_connected")
-    else:
-        obs.end("finished", side if isinstance(side, Mapping) else None)
-
-
-def parse_listen(text: str) -> tuple[str, int] | None:
-    """'HOST:PORT' -> (host, port); '' or 'off' -> None (no endpoint)."""
-    text = (text or "").strip()
-    if not text or text.lower() in ("off", "none", "disabled"):
-        return None
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"metrics.listen: expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-# ---- the daemon's monitor ----
-
-class Monitor:
-    """What `vks-agent run` adds around its loops: the /metrics endpoint, the periodic health
-    check (whose latest result the link's heartbeats carry), and systemd's READY/WATCHDOG/
-    STOPPING. `start()` once the daemon's outbox and link exist, `stop()` first thing on
-    shutdown; `main_alive` says whether the daemon's own loops are still running."""
-
-    def __init__(self, settings, metrics: AgentMetrics, *, notifier: sdnotify.Notifier | None = None,
-                 main_alive: Callable[[], bool] = lambda: True):
-        self.settings = settings
-        self.metrics = metrics
-        self.notifier = notifier or sdnotify.Notifier.from_env()
-        self.watchdog = sdnotify.Watchdog(self.notifier)
-        self.main_alive = main_alive
-        interval = settings.health.interval_s
-        self._health_hb = self.watchdog.heartbeat("health", interval + 60.0)
-        self._main_hb = self.watchdog.heartbeat("main", 30.0)
-        self._checker = None
-        self._last_health: dict | None = None
-        self._last_health_at = 0.0
-        self._health_lock = asyncio.Lock()
-        self._runner: web.AppRunner | None = None
-        self._tasks: list[asyncio.Task] = []
-        self.address: tuple[str, int] | None = None
-
-    async def health(self) -> dict[str, Any]:
-        """The latest health result, checked again when older than `health.interval_s`
-        (the link's heartbeat calls this)."""
-        async with self._health_lock:
-            age = time.monotonic() - self._last_health_at
-            if self._last_health is None or age >= self.settings.health.interval_s:
-                if self._checker is None:
-                    from agent.health import HealthChecker
-                    self._checker = HealthChecker(self.settings)
-                try:
-                    result = await self._checker.check()
-                except Exception as exc:       # a broken check must not break the link
-                    log.warning("health check failed: %s", exc)
-                    result = {"status": "unknown", "problems": [f"health check failed: {exc}"]}
-                self._last_health, self._last_health_at = result, time.monotonic()
-                self.metrics.observe_health(result)
-                self._health_hb.beat()
-            return self._last_health
-
-    async def _health_loop(self) -> None:
-        while True:
-            await self.health()
-            await asyncio.sleep(max(1.0, self.settings.health.interval_s - (time.monotonic() - self._last_health_at)))
-
-    async def _main_loop(self) -> None:
-        while True:
-            if self.main_alive():
-                self._main_hb.beat()
-            await asyncio.sleep(1.0)
-
-    async def start(self) -> None:
-        try:
-            listen = parse_listen(self.settings.metrics.listen)
-        except ValueError as exc:
-            log.error("%s: no metrics endpoint", exc)
-            listen = None
-        if listen is not None:
-            runner = web.AppRunner(metrics_app(self.metrics), access_log=None)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, listen[0], listen[1])
-                await site.start()
-            except OSError as exc:
-                # The terminal's work matters more than its metrics: go on without them.
-                log.error("metrics endpoint not started: cannot listen on %s:%d: %s", *listen, exc.strerror)
-                await runner.cleanup()
-            else:
-                self._runner = runner
-                self.address = tuple(runner.addresses[0][:2]) if runner.addresses else listen
-                log.info("metrics on http://%s:%d/metrics", *self.address)
-        self._tasks = [asyncio.create_task(self._health_loop(), name="health"),
-                       asyncio.create_task(self._main_loop(), name="main-heartbeat"),
-                       asyncio.create_task(self.watchdog.run(), name="watchdog")]
-        self.notifier.ready(f"running; metrics {'%s:%d' % self.address if self.address else 'off'}")
-
-    async def stop(self) -> None:
-        self.notifier.stopping()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                await self._runner.cleanup()
-            self._runner = None
-        self.notifier.close()

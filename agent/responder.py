@@ -11,25 +11,36 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 
+import aiojobs
 from aiohttp import web
 
-from agent.session import SignalingError, answer_offer
+from agent import jobs
+from agent.metrics import AgentMetrics, SessionObserver
+from agent.monitor import METRICS_KEY, handle_metrics
+from agent.session import PeerSession, SignalingError, answer_offer
 from agent.settings import AgentSettings
+from contract.vocab import SessionKind, SessionRole
 
 log = logging.getLogger(__name__)
 
 SETTINGS_KEY = web.AppKey("settings", AgentSettings)
-SESSIONS_KEY = web.AppKey("sessions", set)
+# The sessions being served: one job each, cancelled and awaited when the app shuts down.
+SESSIONS_KEY = web.AppKey("sessions", aiojobs.Scheduler)
+# The peer label of the sessions the responder answers (their caller is not known by id).
+RESPONDER_PEER = "direct"
 
 
 def error(status: int, code: str, message: str) -> web.Response:
+    """A JSON error: a stable `error` code and a human `message`."""
     return web.json_response({"error": code, "message": message}, status=status)
 
 
 async def handle_offer(request: web.Request) -> web.Response:
+    """POST /offer: answer a caller's offer and serve the session in the background."""
     settings = request.app[SETTINGS_KEY]
-    sessions: set[asyncio.Task] = request.app[SESSIONS_KEY]
+    sessions = request.app[SESSIONS_KEY]
     limit = settings.session.max_offer_bytes
     if request.content_length is not None and request.content_length > limit:
         return error(400, "offer_too_large", f"the offer is {request.content_length} bytes; the limit is {limit}")
@@ -53,43 +64,56 @@ async def handle_offer(request: web.Request) -> web.Response:
     if len(sessions) >= settings.session.max_sessions:
         return error(503, "busy", f"already serving {len(sessions)} sessions (the limit)")
     try:
-        answer, task = await answer_offer(settings, message, profile=profile)
+        answer, session = await answer_offer(settings, message, profile=profile)
     except SignalingError as exc:
         return error(400, "bad_offer", str(exc))
-    sessions.add(task)
-    task.add_done_callback(sessions.discard)
-    task.add_done_callback(_log_outcome)
+    metrics = request.app.get(METRICS_KEY)
+    obs = metrics.session(SessionKind.TEST, SessionRole.CALLEE, RESPONDER_PEER) if metrics else None
+    await sessions.spawn(_serve(session, obs), name="responder-session")
     return web.json_response(answer)
 
 
-def _log_outcome(task: asyncio.Task) -> None:
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None:
+async def _serve(session: PeerSession, obs: SessionObserver | None) -> None:
+    """Serve one answered session; its outcome is logged and counted."""
+    try:
+        side = await session.serve()
+    except asyncio.CancelledError:
+        if obs is not None:
+            obs.end("cancelled")
+        raise
+    except Exception as exc:
         log.error("session failed: %s", exc)
-    else:
-        side = task.result()
-        log.info("session ended: received %s packets, lost %s", side.get("packets"), side.get("lost"))
+        if obs is not None:
+            obs.end("failed")
+        return
+    log.info("session ended: received %s packets, lost %s", side.get("packets"), side.get("lost"))
+    if obs is not None:
+        obs.end("not_connected" if side.get("error") else "finished", side)
 
 
 async def handle_health(request: web.Request) -> web.Response:
+    """GET /healthz: up, and how many sessions it serves."""
     return web.json_response({"status": "ok", "sessions": len(request.app[SESSIONS_KEY])})
 
 
-async def _sessions_ctx(app: web.Application):
-    app[SESSIONS_KEY] = set()
+async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[SESSIONS_KEY] = jobs.scheduler("responder")
     yield
-    tasks = list(app[SESSIONS_KEY])
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await app[SESSIONS_KEY].close()
 
 
-def create_app(settings: AgentSettings) -> web.Application:
+def create_app(settings: AgentSettings, *, metrics: AgentMetrics | None = None) -> web.Application:
+    """The responder's app; with `metrics`, also GET /metrics and every answered session counted."""
     app = web.Application(client_max_size=settings.session.max_offer_bytes + 1)
     app[SETTINGS_KEY] = settings
     app.cleanup_ctx.append(_sessions_ctx)
     app.router.add_post("/offer", handle_offer)
     app.router.add_get("/healthz", handle_health)
+    if metrics is not None:
+        app[METRICS_KEY] = metrics
+        app.router.add_get("/metrics", handle_metrics)
+
+        async def load_thresholds(_: web.Application) -> None:
+            await metrics.load_thresholds()
+        app.on_startup.append(load_thresholds)
     return app

@@ -9,14 +9,19 @@ track at the profile's size and rate, and two data channels:
 
 The caller (`run_caller`) drives: it offers, runs for the duration, finishes and
 returns the `vks.test-report/1` dict with both directions. The callee
-(`answer_offer`) answers and serves until the caller finishes. Signalling is the
-caller's `signal(offer) -> answer` function: an HTTP POST to a responder
+(`answer_offer`) answers; `await session.serve()` then serves until the caller finishes.
+Signalling is the caller's `signal(offer) -> answer` function: an HTTP POST to a responder
 (agent/responder.py) or a relay through the controller (agent/daemon.py).
+
+Every task of a session (frame consumers, ticker, prober, the callee's finish) is a job of the
+session's own scheduler (agent.jobs): `close()` cancels and awaits them all. The report is
+built in a worker thread (it reads the quality model's file).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import struct
@@ -32,12 +37,13 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 
-from agent import rtp_tap
+from agent import jobs, rtp_tap
 from agent.ice import chosen_host_addresses, rtc_configuration
 from agent.measure import StreamMeter
 from agent.media import PatternTrack, ToneTrack
 from agent.report import build_report, receive_side, side_interval
 from agent.settings import AgentSettings, VideoProfile
+from contract.vocab import SessionRole
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +90,12 @@ class _Codec:
 class PeerSession:
     """One side of a test or monitoring session."""
 
-    def __init__(self, settings: AgentSettings, role: str, profile: str | None = None,
+    def __init__(self, settings: AgentSettings, role: SessionRole | str, profile: str | None = None,
                  on_interval: IntervalFn | None = None) -> None:
-        if role not in ("caller", "callee"):
+        if role not in tuple(SessionRole):
             raise ValueError(f"role must be caller or callee, not {role!r}")
         self.settings = settings
-        self.role = role
+        self.role = SessionRole(role)
         self.profile_name = profile or settings.session.default_profile
         self.profile: VideoProfile = settings.profile(self.profile_name)
         self.on_interval = on_interval
@@ -108,10 +114,12 @@ class PeerSession:
         self.peer_final: dict | None = None
         self.peer_sent: dict[int, dict] = {}
         self._codecs: dict[int, _Codec] = {}
-        self._control = None
-        self._probe = None
+        self._control: Any = None
+        self._probe: Any = None
         self._stamps: list[rtp_tap.KernelStamps] = []
-        self._tasks: set[asyncio.Task] = set()
+        self._jobs = jobs.scheduler(f"{self.role} session")
+        self._new_tracks: list[Any] = []                # received, no consumer yet
+        self._finish_asked = asyncio.Event()            # callee: the caller sent "finish"
         self._final_received = asyncio.Event()
         self._closed = False
         self.pc.on("track", self._on_track)
@@ -129,6 +137,7 @@ class PeerSession:
             self.pc.addTrack(track)
 
     async def make_offer(self) -> dict:
+        """The caller's offer (media and both data channels added)."""
         self.connect_start = time.monotonic()
         self._add_media()
         self._bind_control(self.pc.createDataChannel(CONTROL_LABEL))
@@ -138,20 +147,27 @@ class PeerSession:
         return {"type": "offer", "sdp": self.pc.localDescription.sdp}
 
     async def accept_answer(self, answer: dict) -> None:
+        """The caller takes the callee's answer."""
         await self.pc.setRemoteDescription(_description(answer, "answer"))
-        self._after_negotiation()
+        await self._after_negotiation()
 
     async def answer_offer(self, offer: dict) -> dict:
+        """The callee's answer to the caller's offer."""
         await self.pc.setRemoteDescription(_description(offer, "offer"))
         self._add_media()
         with chosen_host_addresses(self.settings.session.host_addresses):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-        self._after_negotiation()
+        await self._after_negotiation()
         return {"type": "answer", "sdp": self.pc.localDescription.sdp}
 
-    def _after_negotiation(self) -> None:
+    async def _after_negotiation(self) -> None:
         self._codecs = _codecs_of(self.pc.remoteDescription.sdp)
         self._stamps = rtp_tap.attach(self.pc, self._on_rtp_received, self._on_rtp_sent)
+        # The remote tracks arrived with the remote description; no frame can come before the
+        # connection is up, so their consumers start in time.
+        while self._new_tracks:
+            track = self._new_tracks.pop(0)
+            await self._jobs.spawn(self._consume(track), name=f"consume-{track.kind}")
 
     # -- taps -----------------------------------------------------------------------
     def _on_rtp_received(self, packet: RtpPacket, now: float) -> None:
@@ -179,8 +195,8 @@ class PeerSession:
         c.packets += 1
         c.bytes += size
 
-    def _on_track(self, track) -> None:
-        self._spawn(self._consume(track))
+    def _on_track(self, track: Any) -> None:
+        self._new_tracks.append(track)
 
     async def _consume(self, track) -> None:
         """Take decoded frames and drop them: counted for frame rate and freezes, never kept."""
@@ -242,7 +258,7 @@ class PeerSession:
             self.peer_intervals.append(message)
         elif kind == "finish" and self.role == "callee":
             self.peer_sent = _parse_sent(message.get("sent"))
-            self._spawn(self._callee_finish())
+            self._finish_asked.set()
         elif kind == "final" and self.role == "caller":
             self.peer_sent = _parse_sent(message.get("sent"))
             self.peer_final = message.get("received")
@@ -251,12 +267,6 @@ class PeerSession:
             self.finished.set()
 
     # -- running --------------------------------------------------------------------
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     def _pause_media(self) -> None:
         for track in self.tracks:
             track.pause()
@@ -281,8 +291,11 @@ class PeerSession:
             counts = self.peer_sent.get(ssrc)
             if counts:
                 meter.finalize(counts["first_seq"], counts["last_seq"], end,
-                               arrived=lambda seq, ssrc=ssrc: any(st.arrived_unrouted(ssrc, seq)
-                                                                  for st in self._stamps))
+                               arrived=functools.partial(self._arrived_unrouted, ssrc))
+
+    def _arrived_unrouted(self, ssrc: int, seq: int) -> bool:
+        """Did packet `seq` of `ssrc` reach a socket without being decrypted (rtp_tap)?"""
+        return any(st.arrived_unrouted(ssrc, seq) for st in self._stamps)
 
     def live_interval(self, index: int) -> dict:
         """This side's receive figures for second `index` (as known now)."""
@@ -290,14 +303,18 @@ class PeerSession:
 
     async def _ticker(self, on_tick: Callable[[int], None], stop: asyncio.Event) -> None:
         """Call on_tick(i) at the end of each whole second after media started."""
+        t0 = self.t0 if self.t0 is not None else time.monotonic()
         i = 0
         while not stop.is_set():
-            due = self.t0 + i + 1
+            due = t0 + i + 1
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(0.0, due - time.monotonic()))
             if stop.is_set():
                 break
-            on_tick(i)
+            try:
+                on_tick(i)
+            except Exception:       # a consumer's bug must not stop the seconds
+                log.exception("%s: interval %d not delivered", self.role, i)
             i += 1
 
     async def _probe_loop(self, stop: asyncio.Event) -> None:
@@ -311,6 +328,7 @@ class PeerSession:
                 await asyncio.wait_for(stop.wait(), timeout=period)
 
     async def wait_connected(self, timeout: float) -> None:
+        """Until media flows and the control channel is open; SessionError after `timeout`."""
         waiter = asyncio.gather(self.media_flowing.wait(), self.control_open.wait())
         try:
             await asyncio.wait_for(waiter, timeout)
@@ -319,9 +337,15 @@ class PeerSession:
             missing = "no media from the peer" if not self.media_flowing.is_set() else "no data channel"
             raise SessionError(f"{missing} within {timeout:g} s ({state})") from None
 
-    async def run_as_caller(self, duration_s: float, started: float) -> dict:
+    def _media_start(self) -> float:
+        if self.t0 is None:
+            raise SessionError(f"{self.role}: no media has arrived (not connected)")
+        return self.t0
+
+    async def run_as_caller(self, duration_s: float, started: str) -> dict:
         """After connecting: run for `duration_s`, finish, and build the report."""
         stop = asyncio.Event()
+        t0 = self._media_start()
 
         def tick(i: int) -> None:
             if self.on_interval is None:
@@ -329,20 +353,20 @@ class PeerSession:
             # The callee's figures for second i are sent at the end of its own second i
             # and may not be here yet: take the newest of i and i-1.
             peer = next((m for m in reversed(self.peer_intervals) if m.get("i") in (i, i - 1)), None)
-            rtts = [r * 1000 for s, r in self.rtts if int(s - self.t0) == i]
+            rtts = [r * 1000 for s, r in self.rtts if int(s - t0) == i]
             self.on_interval({"t": float(i),
                               "rtt_ms": sum(rtts) / len(rtts) if rtts else None,
                               "inbound": self.live_interval(i),
                               "outbound": peer.get("received") if peer else None})
 
         self._send_control({"type": "start", "duration_s": duration_s})
-        ticker = self._spawn(self._ticker(tick, stop))
-        prober = self._spawn(self._probe_loop(stop))
+        ticker = await self._jobs.spawn(self._ticker(tick, stop), name="ticker")
+        prober = await self._jobs.spawn(self._probe_loop(stop), name="prober")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.finished.wait(), timeout=duration_s)
         end = time.monotonic()
         stop.set()
-        await asyncio.gather(ticker, prober, return_exceptions=True)
+        await asyncio.gather(ticker.wait(), prober.wait(), return_exceptions=True)
 
         # Finish: stop sending, tell the callee what we sent, get its figures and counts.
         self._pause_media()
@@ -360,15 +384,16 @@ class PeerSession:
         outbound = self.peer_final
         if outbound is None and self.peer_intervals:
             outbound = self.peer_intervals[-1].get("cumulative")
-        return build_report(
-            started_at=started, duration_s=end - self.t0, connected=True,
-            connect_ms=(self.t0 - self.connect_start) * 1000.0, error=error,
-            rtts=[(s - self.t0, r) for s, r in self.rtts],
+        return await asyncio.to_thread(functools.partial(
+            build_report,
+            started_at=started, duration_s=end - t0, connected=True,
+            connect_ms=(t0 - self.connect_start) * 1000.0, error=error,
+            rtts=[(s - t0, r) for s, r in self.rtts],
             inbound=inbound, outbound=outbound, profile=self.profile_name,
             thresholds_path=self.settings.session.thresholds_path,
             thresholds_profile=self.profile.thresholds,
             extra={"aiortc_stats": aiortc_view, "rtx_received": self.rtx_received,
-                   "sent": {"packets": sum(c.packets for c in self.sent.values())}})
+                   "sent": {"packets": sum(c.packets for c in self.sent.values())}}))
 
     async def serve_as_callee(self) -> dict:
         """Serve until the caller says bye, the connection ends or the caller goes silent."""
@@ -382,24 +407,37 @@ class PeerSession:
             self._send_control({"type": "interval", "i": i, "received": iv,
                                 "cumulative": receive_side(self.meters, with_intervals=False)})
 
+        finisher = await self._jobs.spawn(self._callee_finish(), name="finish")
         try:
             await self.wait_connected(self.settings.session.connect_timeout_s)
         except SessionError as exc:
+            await jobs.stop(finisher, FINISH_TIMEOUT_S)
             return {"error": str(exc)}
-        ticker = self._spawn(self._ticker(tick, stop))
+        t0 = self._media_start()
+        ticker = await self._jobs.spawn(self._ticker(tick, stop), name="ticker")
         try:
             while not self.finished.is_set():
-                last = max((m.last_arrival or 0 for m in self.meters.values()), default=self.t0)
+                last = max((m.last_arrival or 0 for m in self.meters.values()), default=t0)
                 if time.monotonic() - last > CALLEE_GRACE_S:
                     break
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.finished.wait(), timeout=1.0)
         finally:
             stop.set()
-            await asyncio.gather(ticker, return_exceptions=True)
+            await asyncio.gather(ticker.wait(), return_exceptions=True)
+            await jobs.stop(finisher, FINISH_TIMEOUT_S)
         return receive_side(self.meters, until=time.monotonic())
 
+    async def serve(self) -> dict:
+        """The callee's whole service: `serve_as_callee()`, then `close()` (whatever happens)."""
+        try:
+            return await self.serve_as_callee()
+        finally:
+            await self.close()
+
     async def _callee_finish(self) -> None:
+        """When the caller asks to finish: stop sending, drain, send the final figures."""
+        await self._finish_asked.wait()
         self._pause_media()
         await self._drain()
         self._finalize_inbound()
@@ -429,7 +467,7 @@ class PeerSession:
         return view
 
     async def close(self) -> None:
-        """Idempotent: stops the tracks, closes the connection, cancels every task."""
+        """Idempotent: stops the tracks, closes the connection, cancels and awaits every task."""
         if self._closed:
             return
         self._closed = True
@@ -437,9 +475,7 @@ class PeerSession:
             track.stop()
         with contextlib.suppress(Exception):
             await self.pc.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._jobs.close()
 
 
 def _sctp_can_send_now(pc: RTCPeerConnection) -> bool:
@@ -478,6 +514,8 @@ def _codecs_of(sdp: str) -> dict[int, _Codec]:
         if media.kind not in ("audio", "video"):
             continue
         for codec in media.rtp.codecs:
+            if codec.payloadType is None:
+                continue
             rtx = codec.mimeType.lower().endswith("/rtx")
             codecs[codec.payloadType] = _Codec(media.kind, codec.clockRate, rtx)
     return codecs
@@ -504,7 +542,7 @@ async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: f
     Never raises for a network failure: the report says `connected: false` and why.
     """
     started = _now_iso()
-    session = PeerSession(settings, "caller", profile, on_interval)
+    session = PeerSession(settings, SessionRole.CALLER, profile, on_interval)
     try:
         offer = await session.make_offer()
         timeout = settings.session.connect_timeout_s
@@ -516,20 +554,20 @@ async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: f
         await session.wait_connected(max(1.0, timeout - (time.monotonic() - session.connect_start)))
         return await session.run_as_caller(duration_s, started)
     except SessionError as exc:
-        return build_report(started_at=started, duration_s=0.0, connected=False, connect_ms=None,
-                            error=str(exc), rtts=[], inbound=None, outbound=None,
-                            profile=session.profile_name,
-                            thresholds_path=settings.session.thresholds_path,
-                            thresholds_profile=session.profile.thresholds)
+        return await asyncio.to_thread(functools.partial(
+            build_report, started_at=started, duration_s=0.0, connected=False, connect_ms=None,
+            error=str(exc), rtts=[], inbound=None, outbound=None, profile=session.profile_name,
+            thresholds_path=settings.session.thresholds_path, thresholds_profile=session.profile.thresholds))
     finally:
         await session.close()
 
 
 async def answer_offer(settings: AgentSettings, offer: dict, *, profile: str | None = None,
-                       on_interval: IntervalFn | None = None) -> tuple[dict, asyncio.Task]:
-    """Answer `offer` and serve the session in a task whose result is this side's
-    receive summary. Raises SignalingError for an offer that cannot be answered."""
-    session = PeerSession(settings, "callee", profile, on_interval)
+                       on_interval: IntervalFn | None = None) -> tuple[dict, PeerSession]:
+    """Answer `offer`: (the answer, the callee's session). The caller of this function owns the
+    session: `await session.serve()` (this side's receive summary; closes it) or `close()`.
+    Raises SignalingError for an offer that cannot be answered."""
+    session = PeerSession(settings, SessionRole.CALLEE, profile, on_interval)
     try:
         answer = await session.answer_offer(offer)
     except SignalingError:
@@ -538,11 +576,4 @@ async def answer_offer(settings: AgentSettings, offer: dict, *, profile: str | N
     except Exception as exc:   # aiortc raises ValueError & co. for bad SDP
         await session.close()
         raise SignalingError(f"cannot answer the offer: {exc}") from None
-
-    async def serve() -> dict:
-        try:
-            return await session.serve_as_callee()
-        finally:
-            await session.close()
-
-    return answer, asyncio.ensure_future(serve())
+    return answer, session

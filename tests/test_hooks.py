@@ -114,7 +114,7 @@ async def test_daemon_fires_the_hook_on_the_controllers_command_and_reports_it(t
     await d.on_command(wire.LiveEvent(name="break", hearing_id=9, cause="connection_lost"))
     await d.on_command(wire.LiveEvent(name="resume", hearing_id=9))
     await d.on_command(wire.LiveEvent(name="reconnect", hearing_id=9, attempt=1))   # not configured
-    await asyncio.gather(*list(d._tasks))
+    await d.jobs.wait_and_close()          # every hook the commands started has run
     assert json.loads(out.read_text(encoding="utf-8"))["VKS_HEARING"] == "9"
     reports = []
     while not d._reports.empty():

@@ -9,6 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import metrics as am
+from agent.monitor import parse_listen
 from agent.outbox import Outbox
 from agent.settings import AgentSettings
 
@@ -157,6 +158,6 @@ async def test_the_outbox_is_read_when_scraped(tmp_path):
 
 
 def test_metrics_listen_setting():
-    assert am.parse_listen("127.0.0.1:9101") == ("127.0.0.1", 9101)
-    assert am.parse_listen("[::1]:9101") == ("::1", 9101)
-    assert am.parse_listen("") is None and am.parse_listen("off") is None
+    assert parse_listen("127.0.0.1:9101") == ("127.0.0.1", 9101)
+    assert parse_listen("[::1]:9101") == ("::1", 9101)
+    assert parse_listen("") is None and parse_listen("off") is None
