@@ -19,8 +19,9 @@ that the sender's own encoding and pacing delays do not show up as network jitte
 """
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 SEQ_MOD = 1 << 16
@@ -37,7 +38,7 @@ MISSING_HORIZON = 4096
 STALL_GAP_S = 1.0
 
 
-def percentile(values: Iterable[float], q: float) -> float | None:
+def percentile(values: Iterable[float | None], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100); None for no values."""
     data = sorted(v for v in values if v is not None)
     if not data:
@@ -47,6 +48,7 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 
 
 def summarize(values: Iterable[float | None]) -> dict[str, float | None]:
+    """Mean, median, 95th percentile and maximum of the values given (None ones left out)."""
     data = [v for v in values if v is not None]
     if not data:
         return {"mean": None, "p50": None, "p95": None, "max": None}
@@ -115,6 +117,7 @@ class StreamMeter:
     def _big_jump(self, seq: int) -> bool:
         """RFC 3550 A.1: a jump of more than MAX_DROPOUT is taken as a sender restart
         once two consecutive packets confirm it; the first of them is not counted."""
+        assert self.max_ext is not None, "only once a packet has arrived"
         ext = self._ext(seq)
         if ext - self.max_ext <= MAX_DROPOUT:
             return False
@@ -127,7 +130,7 @@ class StreamMeter:
         return True
 
     def _send_time(self, abs_send_time: int) -> float:
-        if self._send_unwrapped is None:
+        if self._send_unwrapped is None or self._send_raw is None:
             self._send_unwrapped = abs_send_time
         else:
             delta = (abs_send_time - self._send_raw) % ABS_SEND_TIME_MOD
@@ -163,6 +166,7 @@ class StreamMeter:
             return
         else:
             self.reordered += 1
+            assert self.base_ext is not None, "set with max_ext by the first packet"
             if ext < self.base_ext:
                 self._mark_missing(ext + 1, self.base_ext - 1, arrival, arrival)
                 self.base_ext = ext
@@ -190,7 +194,7 @@ class StreamMeter:
         self._prune()
 
     def _prune(self) -> None:
-        if len(self._received) > 2 * MISSING_HORIZON:
+        if len(self._received) > 2 * MISSING_HORIZON and self.max_ext is not None:
             floor = self.max_ext - MISSING_HORIZON
             self._received = {e for e in self._received if e >= floor}
             for ext in [e for e in self._missing if e < floor]:
@@ -219,6 +223,8 @@ class StreamMeter:
         not lost."""
         if self.max_ext is None:
             return
+        # The first packet set them all.
+        assert self.base_ext is not None and self.first_arrival is not None and self.last_arrival is not None
         if sender_last_seq is not None:
             last_ext = self._ext(sender_last_seq)
             if last_ext > self.max_ext and last_ext - self.max_ext <= MAX_DROPOUT * 10:
@@ -244,7 +250,7 @@ class StreamMeter:
 
     @property
     def expected(self) -> int:
-        if self.max_ext is None:
+        if self.max_ext is None or self.base_ext is None:
             return 0
         return self.max_ext - self.base_ext + 1
 
@@ -280,7 +286,7 @@ class StreamMeter:
         times = self._frame_times
         if len(times) < 2:
             return {"frames": len(times), "fps": None, "freezes": 0, "freeze_s": 0.0}
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         freezes, freeze_s = 0, 0.0
         window: list[float] = []
         for g in gaps:
@@ -295,7 +301,7 @@ class StreamMeter:
         return {"frames": len(times), "fps": (len(times) - 1) / span if span > 0 else None,
                 "freezes": freezes, "freeze_s": round(freeze_s, 3)}
 
-    def stall_seconds(self, intervals: dict[int, Interval]) -> int:
+    def stall_seconds(self, intervals: Mapping[int, Interval]) -> int:
         """Whole seconds with no packet while the stream was flowing."""
         idxs = sorted(intervals)
         if not idxs:

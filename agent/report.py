@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.measure import Interval, StreamMeter, percentile, summarize
+from contract import quality
 from contract.configfile import ConfigError
+from contract.reports import TEST_REPORT_SCHEMA, SessionReport
+from contract.vocab import Direction, Verdict
 
-SCHEMA = "vks.test-report/1"
+SCHEMA = TEST_REPORT_SCHEMA
 log = logging.getLogger(__name__)
 
 
@@ -149,10 +152,11 @@ def build_report(*, started_at: str, duration_s: float, connected: bool, connect
                  inbound: Mapping[str, Any] | None, outbound: Mapping[str, Any] | None,
                  profile: str, thresholds_path: Path | str | None, thresholds_profile: str,
                  extra: Mapping[str, Any] | None = None) -> dict:
-    """The report dict. `rtts` are (seconds since media start, rtt seconds) probe results."""
+    """The report as JSON (validated as a contract.reports.SessionReport and judged).
+    `rtts` are (seconds since media start, rtt seconds) probe results."""
     rtt_ms = [r * 1000.0 for _, r in rtts]
     streams = []
-    for direction, side in (("outbound", outbound), ("inbound", inbound)):
+    for direction, side in ((Direction.OUTBOUND, outbound), (Direction.INBOUND, inbound)):
         for s in (side or {}).get("streams", []):
             streams.append({"kind": s["kind"], "direction": direction, **{k: v for k, v in s.items() if k != "kind"}})
 
@@ -179,26 +183,25 @@ def build_report(*, started_at: str, duration_s: float, connected: bool, connect
         "outbound": _direction(outbound),
         "inbound": _direction(inbound),
         "streams": streams,
-        "mos": None, "verdict": "unusable", "reasons": [],
+        "mos": None, "verdict": Verdict.UNUSABLE, "reasons": [],
         "intervals": intervals,
     }
     if extra:
         report.update(extra)
-    _judge(report, thresholds_path, thresholds_profile)
-    return report
+    return judged(SessionReport.model_validate(report), thresholds_path, thresholds_profile).dump()
 
 
-def _judge(report: dict, thresholds_path: Path | str | None, profile: str) -> None:
-    from contract import quality  # the one quality model, shared with the controller
+def judged(report: SessionReport, thresholds_path: Path | str | None, profile: str) -> SessionReport:
+    """The report with the verdict, reasons and MOS of the one quality model (shared with the
+    controller) on the profile `profile`."""
     thresholds = quality.load_thresholds(thresholds_path)
     if profile not in thresholds:
         known = ", ".join(sorted(thresholds))
         raise ConfigError(thresholds_path, "profiles",
-                                  f"no threshold profile named {profile!r} (known: {known})")
+                          f"no threshold profile named {profile!r} (known: {known})")
     judgement = quality.judge_report(report, thresholds[profile])
-    report["mos"] = None if judgement.mos is None else round(judgement.mos, 2)
-    report["verdict"] = judgement.verdict
-    report["reasons"] = list(judgement.reasons)
+    return report.model_copy(update={"mos": None if judgement.mos is None else round(judgement.mos, 2),
+                                     "verdict": judgement.verdict, "reasons": list(judgement.reasons)})
 
 
 def render_text(report: Mapping[str, Any]) -> str:
@@ -228,7 +231,8 @@ def render_text(report: Mapping[str, Any]) -> str:
             ("jitter (RFC 3550)", lambda d: ms(d.get("jitter_ms"))),
             ("bitrate", lambda d: "n/a" if d.get("bitrate_kbps") is None else f"{d['bitrate_kbps']:.0f} kbit/s"),
             ("video frame rate", lambda d: "n/a" if d.get("fps") is None else f"{d['fps']:.1f} fps"),
-            ("freezes", lambda d: "n/a" if d.get("freezes") is None else f"{d['freezes']} ({d.get('freeze_s', 0):.1f} s)"),
+            ("freezes", lambda d: "n/a" if d.get("freezes") is None
+             else f"{d['freezes']} ({d.get('freeze_s', 0):.1f} s)"),
             ("seconds stalled", lambda d: "n/a" if d.get("stall_s") is None else str(d["stall_s"]))]
     for label, fmt in rows:
         lines.append(f"  {label:20}{fmt(out):>22}{fmt(inn):>22}")

@@ -25,6 +25,11 @@ controller -> agent
 An answer travels as a `signal` whose `reply_to` is the `id` of the offer's signal; the controller
 relays a signal keeping its `id`.
 
+A report's `body` and a heartbeat's `health` are the typed payloads of contract.reports, validated
+with the message: the body by the report's `kind` (session | interval | health). Unlike a message,
+a payload keeps keys it does not know (a newer agent's figure is stored and served unchanged); a
+known key of the wrong type makes the whole message invalid.
+
 Parsing never raises anything but `WireError`: oversize, not JSON, not an object, unknown type,
 missing field, wrong type, extra field. `WireError.code` is stable (see `WireError`).
 """
@@ -35,7 +40,19 @@ import time
 import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+
+from contract.reports import BODIES, Health, ReportBody
+from contract.vocab import ReportKind, SessionKind, SessionRole
 
 PROTOCOL = "vks.wire/1"
 
@@ -74,6 +91,7 @@ class WireError(Exception):
 
 
 def new_id() -> str:
+    """A fresh message id (a uuid4)."""
     return str(uuid.uuid4())
 
 
@@ -86,6 +104,7 @@ class _Msg(BaseModel):
 # ---- agent -> controller --------------------------------------------------------------------
 
 class Hello(_Msg):
+    """agent -> controller, first: who this terminal is and what it speaks."""
     TYPE: ClassVar[str] = "hello"
     type: Literal["hello"] = "hello"
     terminal_id: TerminalId
@@ -95,26 +114,34 @@ class Hello(_Msg):
 
 
 class Heartbeat(_Msg):
+    """agent -> controller, every `heartbeat_s`: the last health check and the sessions running."""
     TYPE: ClassVar[str] = "heartbeat"
     type: Literal["heartbeat"] = "heartbeat"
-    health: dict[str, Any] = {}
+    health: Health = Health()
     sessions: Annotated[list[Id], Field(max_length=64)] = []
     # Optional: when given it must be the connection's own terminal.
     terminal_id: TerminalId | None = None
 
 
-ReportKind = Literal["session", "interval", "health"]
-
-
 class Report(_Msg):
+    """agent -> controller: a report to store; `body` is the payload model of its `kind`."""
     TYPE: ClassVar[str] = "report"
     type: Literal["report"] = "report"
     report_id: Id
-    kind: ReportKind
+    kind: Annotated[ReportKind, Field(strict=False)]
     session_id: Id | None = None
-    body: dict[str, Any]
+    body: ReportBody
     created_at: float | None = None          # agent's clock, epoch seconds
     terminal_id: TerminalId | None = None
+
+    @field_validator("body", mode="wrap")
+    @classmethod
+    def _body_of_kind(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")            # absent when the kind itself was invalid
+        model = BODIES.get(kind) if isinstance(kind, ReportKind) else None
+        if model is None or isinstance(value, model):
+            return handler(value)
+        return model.model_validate(value)
 
 
 class Description(BaseModel):
@@ -140,6 +167,7 @@ SessionStateName = Literal["starting", "connecting", "running", "finished", "fai
 
 
 class SessionState(_Msg):
+    """agent -> controller: where a session of this terminal stands."""
     TYPE: ClassVar[str] = "session_state"
     type: Literal["session_state"] = "session_state"
     session_id: Id
@@ -155,6 +183,7 @@ AgentMessage = Annotated[Hello | Heartbeat | Report | Signal | SessionState,
 # ---- controller -> agent --------------------------------------------------------------------
 
 class Welcome(_Msg):
+    """controller -> agent, the answer to `hello`: the protocol and the heartbeat period."""
     TYPE: ClassVar[str] = "welcome"
     type: Literal["welcome"] = "welcome"
     protocol: str = PROTOCOL
@@ -165,27 +194,26 @@ class Welcome(_Msg):
 
 
 class Ack(_Msg):
+    """controller -> agent: the report is stored (the agent may forget it)."""
     TYPE: ClassVar[str] = "ack"
     type: Literal["ack"] = "ack"
     report_id: Id
 
 
-SessionRole = Literal["caller", "callee"]
-SessionKind = Literal["test", "preconnect", "monitor"]
-
-
 class StartSession(BaseModel):
+    """Command: run a session with `peer` in `role` for `duration_s`."""
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     name: Literal["start_session"] = "start_session"
     session_id: Id
-    role: SessionRole
+    role: Annotated[SessionRole, Field(strict=False)]
     peer: TerminalId
-    kind: SessionKind
+    kind: Annotated[SessionKind, Field(strict=False)]
     profile: Annotated[str, Field(max_length=64)] | None = None
     duration_s: Annotated[float, Field(gt=0, le=24 * 3600)]
 
 
 class StopSession(BaseModel):
+    """Command: stop a running session."""
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     name: Literal["stop_session"] = "stop_session"
     session_id: Id
@@ -208,6 +236,7 @@ class LiveEvent(BaseModel):
 
 
 class Command(_Msg):
+    """controller -> agent: one command."""
     TYPE: ClassVar[str] = "command"
     type: Literal["command"] = "command"
     command: Annotated[StartSession | StopSession | LiveEvent, Field(discriminator="name")]
@@ -218,12 +247,13 @@ class RelayedSignal(_Msg):
     TYPE: ClassVar[str] = "signal"
     type: Literal["signal"] = "signal"
     session_id: Id
-    from_: TerminalId = Field(alias="from")
+    from_: TerminalId = Field(validation_alias="from", serialization_alias="from")
     description: Description
     reply_to: Id | None = None
 
 
 class Error(_Msg):
+    """controller -> agent: a message was refused (`ref` names it); `fatal` closes the link."""
     TYPE: ClassVar[str] = "error"
     type: Literal["error"] = "error"
     code: Annotated[str, Field(max_length=64)]

@@ -23,11 +23,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.reports import SessionReport
+from contract.vocab import Verdict
 from controller import rules
 from controller.gateway import AgentGateway, AgentUnavailable
 from controller.scheduler import Clock, JobContext, Scheduler
@@ -41,19 +43,15 @@ from controller.store.db import Database
 
 log = logging.getLogger(__name__)
 
-Judge = Callable[[dict], tuple[str, list[str], float | None]]
+Judge = Callable[[SessionReport], tuple[Verdict, list[str], float | None]]
 # The escalation cause of a failed check of each kind (rules 16, 17).
 ESCALATION_CAUSE = {"test": "test_failed", "preconnect": "preconnect_failed"}
 
 
-def report_verdict(report: dict) -> tuple[str, list[str], float | None]:
-    """Fallback judge: the report's own verdict (vks.test-report/1)."""
-    verdict = report.get("verdict")
-    if not report.get("connected", True):
-        verdict = "unusable"
-    if verdict not in rules.VERDICT_ORDER:
-        verdict = "unusable"
-    return verdict, list(report.get("reasons") or []), report.get("mos")
+def report_verdict(report: SessionReport) -> tuple[Verdict, list[str], float | None]:
+    """Fallback judge: the report's own verdict (vks.test-report/1); none, or not connected: unusable."""
+    verdict = report.verdict if report.verdict is not None and report.connected is not False else Verdict.UNUSABLE
+    return verdict, list(report.reasons), None if report.mos is None else float(report.mos)
 
 
 def quality_judge(thresholds_path=None, profile: str | None = None) -> Judge:
@@ -62,7 +60,7 @@ def quality_judge(thresholds_path=None, profile: str | None = None) -> Judge:
     from contract import quality
     th = quality.select(quality.load_thresholds(thresholds_path), profile)
 
-    def judge(report: dict) -> tuple[str, list[str], float | None]:
+    def judge(report: SessionReport) -> tuple[Verdict, list[str], float | None]:
         j = quality.judge_report(report, th)
         return j.verdict, list(j.reasons), j.mos
     return judge
@@ -403,10 +401,13 @@ class CheckService:
 
     # --- results from the hub ------------------------------------------------------------
 
-    async def on_session_result(self, session_id: str, report: dict[str, Any]) -> None:
+    async def on_session_result(self, session_id: str, report: SessionReport | Mapping[str, Any]) -> None:
         """Store an agent's `vks.test-report/1` on its check, judge it, update the
         hearing's verdict and record the event. A duplicate is stored once; a
-        report for an unknown or superseded session is ignored (logged)."""
+        report for an unknown or superseded session is ignored (logged). A report
+        given as its JSON is read through the model first."""
+        report = SessionReport.model_validate(report)
+        connected = report.connected is not False
         verdict, reasons, mos = self.judge(report)   # pure and quick: no thread needed
         now = self.clock()
         async with self.db.transaction() as conn:
@@ -420,9 +421,9 @@ class CheckService:
                     await events_repo.append(conn, c["hearing_id"], "check_result_ignored", now, {
                         "check_id": c["id"], "session_id": session_id, "status": c["status"]})
                 return
-            status = rules.check_status_for(verdict, bool(report.get("connected", True)))
-            await checks_repo.update_check(conn, c["id"], status=status, result=report, verdict=verdict,
-                                           finished_at=now, error=report.get("error"))
+            status = rules.check_status_for(verdict, connected)
+            await checks_repo.update_check(conn, c["id"], status=status, result=report.dump(), verdict=verdict,
+                                           finished_at=now, error=report.error)
             await jobs_repo.cancel(conn, [timeout_key(c["id"], session_id)], now)
             await events_repo.append(conn, c["hearing_id"], "check_result", now, {
                 "check_id": c["id"], "kind": c["kind"], "caller": c["caller"], "callee": c["callee"],
@@ -430,8 +431,8 @@ class CheckService:
                 "mos": mos, "late": now > c["deadline"]})
             if status == "failed":
                 await self._escalate(conn, c, now, {"verdict": verdict, "reasons": reasons, "mos": mos,
-                                                    "connected": bool(report.get("connected", True)),
-                                                    "error": report.get("error"), "session_id": session_id})
+                                                    "connected": connected,
+                                                    "error": report.error, "session_id": session_id})
             else:
                 await self._fault_gone(conn, {**c, "status": status}, now)
             await self.refresh_verdict(conn, c["hearing_id"], now)

@@ -36,13 +36,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from contract import quality
+from contract.reports import Interval
+from contract.vocab import BreakCause, Direction, SessionRole, Verdict
 
-RANK = {"good": 0, "degraded": 1, "unusable": 2}
-ROLES = ("caller", "callee")
+RANKS: list[Verdict] = list(Verdict)          # best first
+ROLES: tuple[SessionRole, ...] = tuple(SessionRole)
 
 
 @dataclass(frozen=True)
 class DetectorParams:
+    """The detector's rules: how long a stall, how many unusable seconds, how long a good run."""
     stall_s: int = 2              # consecutive seconds without packets: connection lost
     window_s: int = 6             # sliding window for the quality rule ...
     unusable_n: int = 4           # ... and how many unusable seconds in it break
@@ -59,41 +62,44 @@ class DetectorParams:
 
 @dataclass(frozen=True)
 class Second:
-    verdict: str                  # good | degraded | unusable
+    """One second of one side, classified."""
+    verdict: Verdict
     stalled: bool
     reasons: tuple[str, ...] = ()
     video_only: bool = False      # unusable only for its video (frame rate, freeze)
 
     @property
     def usable(self) -> bool:
-        return not self.stalled and self.verdict != "unusable"
+        return not self.stalled and self.verdict != Verdict.UNUSABLE
 
     @property
     def bad(self) -> bool:
         """Unusable on the network's figures (counted by the quality rule)."""
-        return self.stalled or (self.verdict == "unusable" and not self.video_only)
+        return self.stalled or (self.verdict == Verdict.UNUSABLE and not self.video_only)
 
 
-VIDEO_KEYS = ("fps", "frame_rate", "freeze_s")
+# The figures of a second that are its video's alone.
+NO_VIDEO = {"fps": None, "frame_rate": None, "freeze_s": None}
 
 
-def classify(interval: Mapping[str, Any], thresholds: quality.Thresholds) -> Second:
-    """One interval ({"t", "rtt_ms", "inbound", "outbound"}) -> its Second."""
+def classify(interval: Interval, thresholds: quality.Thresholds) -> Second:
+    """One interval (t, rtt_ms, inbound, outbound) -> its Second."""
     j = quality.judge_interval(interval, thresholds)
-    stalled = any(isinstance(interval.get(d), Mapping) and quality._stalled(interval[d])
-                  for d in quality.DIRECTIONS)
-    verdict = "unusable" if stalled else j.verdict
+    sides = [s for d in Direction if (s := interval.side(d)) is not None]
+    stalled = any(quality.stalled(s) for s in sides)
+    verdict = Verdict.UNUSABLE if stalled else j.verdict
     video_only = False
-    if verdict == "unusable" and not stalled:
-        network = {k: ({f: x for f, x in v.items() if f not in VIDEO_KEYS} if isinstance(v, Mapping) else v)
-                   for k, v in interval.items()}
-        video_only = quality.judge_interval(network, thresholds).verdict != "unusable"
+    if verdict == Verdict.UNUSABLE and not stalled:
+        network = interval.model_copy(update={d.value: s.model_copy(update=NO_VIDEO) for d in Direction
+                                              if (s := interval.side(d)) is not None})
+        video_only = quality.judge_interval(network, thresholds).verdict != Verdict.UNUSABLE
     return Second(verdict, stalled, tuple(j.reasons[:4]), video_only)
 
 
 @dataclass(frozen=True)
 class Lost:
-    cause: str                    # connection_lost | quality
+    """Why a session is lost: the cause and kind of the rule that fired, and its evidence."""
+    cause: BreakCause
     kind: str                     # stall | silent | unusable | freeze
     role: str
     evidence: dict[str, Any]
@@ -134,13 +140,14 @@ class Detector:
     # -- input ------------------------------------------------------------------------------
     def observe(self, role: str, t: int, second: Second, now: float) -> None:
         if role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         side = self.sides.setdefault(role, _Side())
         old = side.seconds.get(t)
-        if old is None or RANK[second.verdict] > RANK[old.verdict] or (second.stalled and not old.stalled):
+        if (old is None or RANKS.index(second.verdict) > RANKS.index(old.verdict)
+                or (second.stalled and not old.stalled)):
             side.seconds[t] = second
         side.last_at = now if side.last_at is None else max(side.last_at, now)
-        top = side.newest()
+        top = max(side.seconds)
         for k in [k for k in side.seconds if k <= top - self.p.keep_s]:
             del side.seconds[k]
 
@@ -158,7 +165,7 @@ class Detector:
                 last = self.expect_from
             quiet = now - last
             if quiet >= self.p.silent_s:
-                return Lost("connection_lost", "silent", role,
+                return Lost(BreakCause.CONNECTION_LOST, "silent", role,
                             {"silent_s": round(quiet, 1), "limit_s": self.p.silent_s,
                              "last_t": side.newest() if side is not None else None})
         return None
@@ -171,7 +178,7 @@ class Detector:
                 continue
             stalled = side.run_back(lambda s: s.stalled)
             if stalled >= self.p.stall_s:
-                return Lost("connection_lost", "stall", role, self._evidence(side, stalled_s=stalled))
+                return Lost(BreakCause.CONNECTION_LOST, "stall", role, self._evidence(side, stalled_s=stalled))
         for role in ROLES:
             side = self.sides.get(role)
             if side is None:
@@ -179,14 +186,14 @@ class Detector:
             win = side.window(self.p.window_s)
             bad = sum(1 for s in win if s.bad)
             if bad >= self.p.unusable_n:
-                return Lost("quality", "unusable", role, self._evidence(side, unusable=bad))
+                return Lost(BreakCause.QUALITY, "unusable", role, self._evidence(side, unusable=bad))
         for role in ROLES:
             side = self.sides.get(role)
             if side is None:
                 continue
             frozen = side.run_back(lambda s: not s.usable)
             if frozen >= self.p.freeze_break_s:
-                return Lost("quality", "freeze", role, self._evidence(side, unusable_run_s=frozen))
+                return Lost(BreakCause.QUALITY, "freeze", role, self._evidence(side, unusable_run_s=frozen))
         return self._silent(now)
 
     def good_run(self) -> int:
@@ -203,12 +210,12 @@ class Detector:
         """The link's verdict now: unusable when lost, degraded when the window is mostly not
         good, else good; "unknown" before any second."""
         if self.lost(now) is not None:
-            return "unusable"
+            return Verdict.UNUSABLE
         win = [s for side in self.sides.values() for s in side.window(self.p.window_s)]
         if not win:
             return "unknown"
-        worse = sum(1 for s in win if s.verdict != "good")
-        return "degraded" if worse * 2 >= len(win) else "good"
+        worse = sum(1 for s in win if s.verdict != Verdict.GOOD)
+        return Verdict.DEGRADED if worse * 2 >= len(win) else Verdict.GOOD
 
     def _evidence(self, side: _Side, **extra) -> dict[str, Any]:
         win = side.window(self.p.window_s)
@@ -240,9 +247,10 @@ class Detector:
                 continue
             side = d.sides[role] = _Side(last_at=s.get("last_at"))
             for t, (v, stalled, reasons, *rest) in (s.get("seconds") or {}).items():
-                side.seconds[int(t)] = Second(v, bool(stalled), tuple(reasons), bool(rest and rest[0]))
+                side.seconds[int(t)] = Second(Verdict(v), bool(stalled), tuple(reasons), bool(rest and rest[0]))
         return d
 
 
 def params_dict(p: DetectorParams) -> dict[str, Any]:
+    """The parameters as a JSON-able dict."""
     return asdict(p)

@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import platform
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -42,9 +39,22 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import ValidationError
 from sqlalchemy import func, select, text
 
 from contract import sdnotify
+from contract.reports import Health, Interval, IntervalBody, SessionBody
+from contract.vocab import (
+    ACTIVE_HEARING_STATUSES,
+    BreakCause,
+    Direction,
+    HealthStatus,
+    ReportKind,
+    SessionKind,
+    SessionRole,
+    Verdict,
+    words,
+)
 from controller.keys import CLOCK_KEY, DB_KEY, METRICS_KEY
 from controller.store.schema import (
     CHECK_KINDS,
@@ -59,16 +69,16 @@ from controller.store.schema import (
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("scheduled", "in_progress", "postponed")
-SESSION_KINDS = ("test", "preconnect", "monitor")
-REPORT_KINDS = ("session", "interval", "health")
+ACTIVE = tuple(s.value for s in ACTIVE_HEARING_STATUSES)
+SESSION_KINDS = words(SessionKind)
+REPORT_KINDS = words(ReportKind)
 COMMAND_OUTCOMES = ("started", "unavailable")
 SESSION_ENDS = ("finished", "failed", "stopped")
-HEALTH_STATUSES = ("ok", "warn", "fail", "unknown")
-LINK_VERDICTS = ("good", "degraded", "unusable")
-DIRECTIONS = ("inbound", "outbound")
+# A terminal's health as its heartbeats tell it; "unknown" when none tells (or no agent is up).
+HEALTH_STATUSES = (*words(HealthStatus), "unknown")
+LINK_VERDICTS = words(Verdict)
 # Issue 5 (rule 22: breaks; rules 16, 17: escalations). Bounded label values.
-BREAK_REASONS = ("connection_lost", "quality")
+BREAK_REASONS = words(BreakCause)
 ESCALATION_LEVELS = ("technicians", "organiser")
 ESCALATION_TRIGGERS = ("test_failed", "preconnect_failed", "reconnect_failed", "not_fixed", "cannot_fix")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -124,9 +134,9 @@ class CoreMetrics:
         now = app[CLOCK_KEY]()
         active = (hearings.c.status.in_(ACTIVE)) & (hearings.c.end_utc > now)
         async with app[DB_KEY].read() as conn:
-            by_verdict = dict((await conn.execute(
+            by_verdict: dict[str, int] = dict((await conn.execute(
                 select(hearings.c.verdict, func.count()).where(active).group_by(hearings.c.verdict))).all())
-            overdue = dict((await conn.execute(
+            overdue: dict[str, int] = dict((await conn.execute(
                 select(checks.c.kind, func.count()).where(checks.c.overdue_at.is_not(None),
                                                           checks.c.status.not_in(("passed", "failed", "cancelled")))
                 .group_by(checks.c.kind))).all())
@@ -171,13 +181,14 @@ class CoreMetrics:
 
 
 def _health_status(raw: str | None) -> str:
+    """The status of a stored health payload (JSON text); "unknown" when there is none."""
     if not raw:
         return "unknown"
     try:
-        status = json.loads(raw).get("status")
-    except (ValueError, AttributeError):
+        status = Health.model_validate_json(raw).status
+    except ValidationError:
         return "unknown"
-    return status if status in HEALTH_STATUSES else "unknown"
+    return "unknown" if status is None else status
 
 
 class LiveMetrics:
@@ -263,13 +274,13 @@ def _never_raises(method):
 
 
 class HubObserver:
-    """What the agent hub (controller.hub) tells the metrics; set as `hub.metrics`.
+    """What the agent hub (controller.hub) tells the metrics; the app gives it to the hub it builds.
     Its methods never raise."""
 
     def __init__(self, live: LiveMetrics):
         self.live = live
         # (terminal, peer) -> (monotonic time, session kind, interval)
-        self.pairs: dict[tuple[str, str], tuple[float, str, Mapping[str, Any]]] = {}
+        self.pairs: dict[tuple[str, str], tuple[float, SessionKind, Interval]] = {}
 
     @_never_raises
     def reports_stored(self, reports: list, duplicates: int | None = None) -> None:
@@ -277,18 +288,17 @@ class HubObserver:
         [(terminal_id, report)]."""
         now_wall, now = time.time(), time.monotonic()
         for terminal_id, m in reports:
-            kind = m.kind if m.kind in REPORT_KINDS else "session"
-            self.live.reports.labels(kind=kind).inc()
-            created = getattr(m, "created_at", None)
-            if isinstance(created, (int, float)):
-                self.live.report_delay.labels(kind=kind).observe(max(0.0, now_wall - created))
-            body = m.body if isinstance(m.body, dict) else {}
-            if body.get("role") != "caller" or not isinstance(body.get("peer"), str):
+            self.live.reports.labels(kind=m.kind).inc()
+            if m.created_at is not None:
+                self.live.report_delay.labels(kind=m.kind).observe(max(0.0, now_wall - m.created_at))
+            body = m.body
+            if not isinstance(body, IntervalBody | SessionBody) or body.role != SessionRole.CALLER or body.peer is None:
                 continue
-            pair = (terminal_id, body["peer"])
-            if m.kind == "interval" and isinstance(body.get("interval"), dict):
-                self.pairs[pair] = (now, str(body.get("session_kind") or "test"), body["interval"])
-            elif m.kind == "session":
+            pair = (terminal_id, body.peer)
+            if isinstance(body, IntervalBody):
+                if body.interval is not None:
+                    self.pairs[pair] = (now, body.session_kind or SessionKind.TEST, body.interval)
+            else:
                 self.pairs.pop(pair, None)       # the session is over: no live quality
         if duplicates:
             self.live.duplicates.inc(duplicates)
@@ -316,7 +326,7 @@ class _HubCollector(Collector):
     def describe(self):
         return []
 
-    def _judge_with(self, session_kind: str):
+    def _judge_with(self, session_kind: SessionKind):
         if self._thresholds is None:
             try:
                 from contract import quality
@@ -324,7 +334,7 @@ class _HubCollector(Collector):
             except Exception as exc:
                 log.warning("metrics: thresholds not loaded (%s): no live MOS or verdicts", exc)
                 self._thresholds = {}
-        name = "monitor" if session_kind == "monitor" else "hearing"
+        name = "monitor" if session_kind == SessionKind.MONITOR else "hearing"
         return self._thresholds.get(name) or next(iter(self._thresholds.values()), None)
 
     def collect(self):
@@ -365,22 +375,19 @@ class _HubCollector(Collector):
                 continue
             terminal, peer = pair
             th = self._judge_with(kind)
-            rtt_ms = _num(iv.get("rtt_ms"))
-            if rtt_ms is not None:
-                rtt.add_metric([terminal, peer], rtt_ms / 1000.0)
-            for d in DIRECTIONS:
-                side = iv.get(d)
-                if not isinstance(side, Mapping):
+            if iv.rtt_ms is not None:
+                rtt.add_metric([terminal, peer], iv.rtt_ms / 1000.0)
+            for d in (Direction.INBOUND, Direction.OUTBOUND):
+                side = iv.side(d)
+                if side is None:
                     continue
-                lr = 1.0 if side.get("stalled") else _num(side.get("loss_ratio"))
-                jit = _num(side.get("jitter_ms"))
+                lr = 1.0 if side.stalled else side.loss_ratio
                 if lr is not None:
                     loss.add_metric([terminal, peer, d], lr)
-                if jit is not None:
-                    jitter.add_metric([terminal, peer, d], jit / 1000.0)
+                if side.jitter_ms is not None:
+                    jitter.add_metric([terminal, peer, d], side.jitter_ms / 1000.0)
                 if th is not None and lr is not None:
-                    j = quality.judge(quality.Figures(rtt_ms=rtt_ms, jitter_ms=jit, loss_ratio=min(max(lr, 0.0), 1.0)),
-                                      th)
+                    j = quality.judge(quality.Figures(rtt_ms=iv.rtt_ms, jitter_ms=side.jitter_ms, loss_ratio=lr), th)
                     if j.mos is not None:
                         mos.add_metric([terminal, peer, d], j.mos)
             if th is not None:
@@ -388,10 +395,6 @@ class _HubCollector(Collector):
                 for name in LINK_VERDICTS:
                     verdict.add_metric([terminal, peer, name], 1.0 if name == v else 0.0)
         yield from (loss, jitter, rtt, mos, verdict)
-
-
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _hub(app: web.Application):
@@ -413,6 +416,7 @@ def _route_of(request: web.Request) -> str:
 
 @web.middleware
 async def http_metrics_middleware(request: web.Request, handler):
+    """Counts each HTTP request by method, route pattern and status, and times it."""
     live = request.app[LIVE_METRICS_KEY]
     method = request.method if request.method in HTTP_METHODS else "other"
     started = time.perf_counter()
@@ -432,6 +436,7 @@ async def http_metrics_middleware(request: web.Request, handler):
 
 
 def setup(app: web.Application) -> None:
+    """The app's metrics: a fresh registry, the three sources, the middleware, the probe loop."""
     disable_created_metrics()     # no `_created` series (a library switch; Prometheus 2 ignores them)
     registry = CollectorRegistry()
     app[METRICS_KEY] = registry
@@ -441,13 +446,6 @@ def setup(app: web.Application) -> None:
     registry.register(_HubCollector(app, observer))
     app.middlewares.append(http_metrics_middleware)
     app.cleanup_ctx.append(_monitor_ctx)
-    app.on_startup.append(_attach_hub)      # after every cleanup_ctx: the hub exists then
-
-
-async def _attach_hub(app: web.Application) -> None:
-    hub = _hub(app)
-    if hub is not None:
-        hub.metrics = app[HUB_OBSERVER_KEY]
 
 
 async def _probe(app: web.Application) -> None:
@@ -505,6 +503,7 @@ def attach_systemd(app: web.Application, notifier: sdnotify.Notifier) -> None:
 
 
 async def render(app: web.Application) -> tuple[bytes, str]:
+    """The /metrics body and its content type (the database figures refreshed first)."""
     try:
         await app[CORE_METRICS_KEY].refresh(app)
     except Exception as exc:        # the database is away: show what this controller knows

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract import quality
+from contract.reports import Interval
 from controller.detector import Detector, DetectorParams, Second, classify
 
 P = DetectorParams(freeze_break_s=10)   # stall 2, 4 of 6 unusable, resume after 8 good, silent 3 s
@@ -37,7 +38,8 @@ def interval(t, *, packets=75, lost=0, jitter=3.0, rtt=20.0, fps=10, stalled=Fal
     d = {"t": float(t), "packets": 0 if stalled else packets, "lost": lost,
          "loss_ratio": lost / max(1, packets + lost), "jitter_ms": jitter, "fps": 0 if stalled else fps,
          "stalled": stalled}
-    return {"t": float(t), "rtt_ms": rtt, "inbound": d, "outbound": dict(d) if outbound else None}
+    return Interval.model_validate({"t": float(t), "rtt_ms": rtt, "inbound": d,
+                                    "outbound": dict(d) if outbound else None})
 
 
 # --- classification with the shared model ---------------------------------------------------

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from contract import quality as q
 from contract.configfile import ConfigError
+from contract.reports import Interval, SessionReport
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +248,16 @@ def test_strict_profile_is_stricter(profiles):
 
 # --- judge_report ------------------------------------------------------------
 
+def judge_report(report: dict, th: q.Thresholds) -> q.Judgement:
+    """The quality model on a report as an agent sends it (validated at the edge, as the wire does)."""
+    return q.judge_report(SessionReport.model_validate(report), th)
+
+
+def judge_interval(interval: dict, th: q.Thresholds) -> q.Judgement:
+    """The quality model on one second as an agent sends it."""
+    return q.judge_interval(Interval.model_validate(interval), th)
+
+
 def _direction(packets=1500, lost=0, jitter=2.0, kbps=650.0):
     return {"packets": packets, "lost": lost, "loss_ratio": lost / (packets + lost) if packets + lost else 0.0,
             "jitter_ms": jitter, "bitrate_kbps": kbps}
@@ -277,14 +288,14 @@ def _report(**over):
 
 
 def test_clean_report_is_good(hearing):
-    j = q.judge_report(_report(), hearing)
+    j = judge_report(_report(), hearing)
     assert j.verdict == "good", j.reasons
     assert j.reasons == []
     assert 4.3 < j.mos <= 4.41
 
 
 def test_not_connected_is_unusable(hearing):
-    j = q.judge_report(_report(connected=False, error="no answer from http://10.0.0.2:8443 within 15 s",
+    j = judge_report(_report(connected=False, error="no answer from http://10.0.0.2:8443 within 15 s",
                                outbound=None, inbound=None), hearing)
     assert j.verdict == "unusable"
     assert j.reasons == ["not connected: no answer from http://10.0.0.2:8443 within 15 s"]
@@ -296,7 +307,7 @@ def test_inbound_loss_is_named_with_value_and_limit(hearing):
     for s in rep["streams"]:
         if s["direction"] == "inbound":
             s["loss_ratio"] = 0.041
-    j = q.judge_report(rep, hearing)
+    j = judge_report(rep, hearing)
     assert j.verdict == "unusable"
     assert j.reasons[0] == "inbound loss 4.1% > 3.0% (unusable)"
     assert not any(r.startswith("outbound") for r in j.reasons)
@@ -304,14 +315,14 @@ def test_inbound_loss_is_named_with_value_and_limit(hearing):
 
 def test_worst_direction_wins(hearing):
     rep = _report(outbound=_direction(packets=1480, lost=20))     # 1.33 %: degraded
-    j = q.judge_report(rep, hearing)
+    j = judge_report(rep, hearing)
     assert j.verdict == "degraded"
     assert j.reasons == ["outbound loss 1.3% > 1.0% (degraded)"]
 
 
 def test_report_delay_uses_rtt_p95_once_for_both_directions(hearing):
     rep = _report(rtt_ms={"mean": 250.0, "p50": 240.0, "p95": 340.0, "max": 500.0})
-    j = q.judge_report(rep, hearing)
+    j = judge_report(rep, hearing)
     assert j.verdict == "degraded"
     assert j.reasons == ["both directions one-way delay (RTT/2) 170 ms > 150 ms (degraded)"]
 
@@ -322,7 +333,7 @@ def test_report_jitter_uses_p95_of_intervals(hearing):
     for iv in rep["intervals"][:1]:
         iv["inbound"]["jitter_ms"] = 60.0
     rep["intervals"] = rep["intervals"] * 2     # 20 seconds, 2 of them bad -> p95 is bad
-    j = q.judge_report(rep, hearing)
+    j = judge_report(rep, hearing)
     assert j.verdict == "unusable"
     assert "inbound jitter 60 ms > 50 ms (unusable)" in j.reasons
 
@@ -330,7 +341,7 @@ def test_report_jitter_uses_p95_of_intervals(hearing):
 def test_report_jitter_summary_dict_p95(hearing):
     rep = _report(intervals=[])
     rep["outbound"]["jitter_ms"] = {"mean": 12.0, "p95": 35.0, "max": 80.0}
-    j = q.judge_report(rep, hearing)
+    j = judge_report(rep, hearing)
     assert j.reasons == ["outbound jitter 35 ms > 30 ms (degraded)"]
 
 
@@ -343,7 +354,7 @@ def test_blackout_is_not_averaged_away(hearing):
         intervals.append({"t": float(t), "rtt_ms": 40.0 if not 20 <= t < 24 else None,
                           "inbound": inbound, "outbound": _direction(150, 0)})
     rep = _report(duration_s=60.0, intervals=intervals, inbound=_direction(packets=8400, lost=0))
-    j = q.judge_report(rep, hearing)
+    j = judge_report(rep, hearing)
     assert j.verdict == "unusable"
     assert "inbound longest stall (no packets) 4.0 s > 3.0 s (unusable)" in j.reasons
 
@@ -357,7 +368,7 @@ def test_report_shape_of_agent_report(hearing):
                     "jitter_ms": {"mean": 9.0, "p50": 8.0, "p95": 33.0, "max": 41.0}},
         "fps": 14.2, "freezes": 3, "freeze_s": 1.6})
     rep["outbound"].update({"fps": 4.5, "freezes": 1, "freeze_s": 1.2, "longest_stall_s": 2})
-    j = q.judge_report(rep, hearing)
+    j = judge_report(rep, hearing)
     assert j.verdict == "unusable"
     assert j.reasons == [
         "outbound video frame rate 4.5 fps < 5.0 fps (unusable)",
@@ -370,19 +381,19 @@ def test_report_shape_of_agent_report(hearing):
 def test_direction_with_only_empty_figures_is_not_measured(hearing):
     # agent/report.py writes {key: None} for a side that sent nothing back.
     empty = {k: None for k in ("packets", "lost", "loss_ratio", "jitter_ms", "bitrate_kbps")}
-    j = q.judge_report(_report(outbound=empty), hearing)
+    j = judge_report(_report(outbound=empty), hearing)
     assert j.verdict == "degraded"
     assert j.reasons == ["outbound: no figures (direction not measured)"]
 
 
 def test_direction_without_figures_is_degraded(hearing):
-    j = q.judge_report(_report(outbound=None), hearing)
+    j = judge_report(_report(outbound=None), hearing)
     assert j.verdict == "degraded"
     assert "outbound: no figures (direction not measured)" in j.reasons
 
 
 def test_direction_without_packets_is_unusable(hearing):
-    j = q.judge_report(_report(inbound=_direction(packets=0, lost=0)), hearing)
+    j = judge_report(_report(inbound=_direction(packets=0, lost=0)), hearing)
     assert j.verdict == "unusable"
     assert "inbound: no packets received" in j.reasons
 
@@ -392,12 +403,12 @@ def test_mos_uses_audio_stream_figures(hearing):
     for s in rep["streams"]:
         if s["direction"] == "inbound" and s["kind"] == "audio":
             s.update(lost=25, packets=475, loss_ratio=0.05)
-    j = q.judge_report(rep, hearing)
+    j = judge_report(rep, hearing)
     assert j.mos == pytest.approx(q.mos(24, 2.0, 0.05), abs=0.01)
 
 
 def test_report_without_rtt_notes_it(hearing):
-    j = q.judge_report(_report(rtt_ms={"mean": None, "p50": None, "p95": None, "max": None}), hearing)
+    j = judge_report(_report(rtt_ms={"mean": None, "p50": None, "p95": None, "max": None}), hearing)
     assert j.verdict == "good"
     assert j.reasons == ["both directions delay unknown (no RTT): not judged"]
 
@@ -405,7 +416,7 @@ def test_report_without_rtt_notes_it(hearing):
 def test_judge_report_does_not_modify_the_report(hearing):
     rep = _report()
     before = copy.deepcopy(rep)
-    q.judge_report(rep, hearing)
+    judge_report(rep, hearing)
     assert rep == before
 
 
@@ -413,12 +424,12 @@ def test_judge_report_does_not_modify_the_report(hearing):
 
 def test_interval_good(profiles):
     iv = {"t": 3.0, "rtt_ms": 42.0, "inbound": _direction(75, 0), "outbound": _direction(75, 0)}
-    assert q.judge_interval(iv, profiles["monitor"]).verdict == "good"
+    assert judge_interval(iv, profiles["monitor"]).verdict == "good"
 
 
 def test_interval_without_packets_is_a_stall(profiles):
     iv = {"t": 3.0, "rtt_ms": None, "inbound": _direction(0, 0), "outbound": _direction(75, 0)}
-    j = q.judge_interval(iv, profiles["monitor"])
+    j = judge_interval(iv, profiles["monitor"])
     assert j.verdict == "unusable"
     assert j.reasons[0] == "inbound stalled: no packets received in this second"
 
@@ -426,29 +437,29 @@ def test_interval_without_packets_is_a_stall(profiles):
 def test_interval_stalled_flag_wins(profiles):
     iv = {"t": 3.0, "rtt_ms": 40.0, "inbound": dict(_direction(30, 0), stalled=True),
           "outbound": _direction(75, 0)}
-    assert q.judge_interval(iv, profiles["monitor"]).verdict == "unusable"
+    assert judge_interval(iv, profiles["monitor"]).verdict == "unusable"
 
 
 def test_interval_loss_against_monitor_profile(profiles):
     iv = {"t": 3.0, "rtt_ms": 40.0, "inbound": _direction(71, 4), "outbound": _direction(75, 0)}
-    j = q.judge_interval(iv, profiles["monitor"])
+    j = judge_interval(iv, profiles["monitor"])
     assert j.verdict == "unusable"
     assert j.reasons[0] == "inbound loss 5.3% > 5.0% (unusable)"
 
 
 def test_interval_absent_direction_is_noted_not_a_stall(profiles):
     iv = {"t": 3.0, "rtt_ms": 40.0, "inbound": _direction(75, 0), "outbound": None}
-    j = q.judge_interval(iv, profiles["monitor"])
+    j = judge_interval(iv, profiles["monitor"])
     assert j.verdict == "good"
     assert j.reasons == ["outbound: no figures this second"]
 
 
 def test_interval_frame_count_and_short_last_interval(profiles):
     iv = {"t": 5.0, "rtt_ms": 40.0, "inbound": dict(_direction(3, 0), fps=1), "outbound": _direction(75, 0)}
-    j = q.judge_interval(iv, profiles["monitor"])
+    j = judge_interval(iv, profiles["monitor"])
     assert j.reasons == ["inbound video frame rate 1.0 fps < 3.0 fps (unusable)"]
     iv["duration_s"] = 0.1      # the session ended 0.1 s into this second: 1 frame is 10 fps
-    assert q.judge_interval(iv, profiles["monitor"]).verdict == "good"
+    assert judge_interval(iv, profiles["monitor"]).verdict == "good"
 
 
 def test_exit_codes_match_issue_3():

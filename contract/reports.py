@@ -1,0 +1,330 @@
+"""What agents report, as typed models: the session report (`vks.test-report/1`), the per-second
+interval, the health check (`vks.health/1`) and the bodies of the wire's `report` messages.
+
+Validated once at the edge (`contract.wire` parses a report's body with the model of its kind; the
+agent validates what it builds before it goes to its outbox; the controller reads stored reports
+back through the same models), so readers take typed figures and never re-check shapes.
+
+The report is a published contract (issue 3): every key keeps its name and its JSON value. A model
+dumps exactly the keys it was given (`dump()`, or any `model_dump`: keys never given are left out,
+a key given as null stays null), so a report read and dumped again is the same JSON object.
+
+Unknown keys: the wire's messages refuse them (a new message field is a new protocol version), but
+the payloads KEEP them - a newer agent adds a figure to its report, an older controller stores and
+serves it unchanged and judges what it knows. A known key with a value of the wrong type is refused:
+numbers are JSON numbers (never strings or booleans, never NaN or infinite), counts are integers.
+Every key is optional: a key absent is unknown, and the quality model says so.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Le
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    Strict,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
+
+from contract.vocab import Direction, HealthStatus, ReportKind, SessionKind, SessionRole, Verdict
+
+TEST_REPORT_SCHEMA = "vks.test-report/1"
+HEALTH_SCHEMA = "vks.health/1"
+
+# A JSON number, kept as sent (an integer stays an integer): finite, never a boolean or a string.
+Number = Annotated[int, Strict()] | Annotated[float, Strict(), AllowInfNan(False)]
+# A figure that cannot be negative (a delay, a rate, a size).
+Amount = Annotated[int, Strict(), Ge(0)] | Annotated[float, Strict(), AllowInfNan(False), Ge(0)]
+# A share of a whole, 0..1.
+Ratio = Annotated[int, Strict(), Ge(0), Le(1)] | Annotated[float, Strict(), AllowInfNan(False), Ge(0), Le(1)]
+# A number of things (packets, frames, seconds counted).
+Count = Annotated[int, Strict(), Ge(0)]
+Flag = Annotated[bool, Strict()]
+Text = Annotated[str, Strict()]
+
+
+class Payload(BaseModel):
+    """A payload an agent sends: typed keys, unknown keys kept, dumped exactly as given."""
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        fields = type(self).model_fields
+        given = {(fields[name].alias or name) if name in fields else name for name in self.model_fields_set}
+        return {k: v for k, v in data.items() if k in given}
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON object, exactly the keys given."""
+        return self.model_dump(mode="json")
+
+
+class Summary(Payload):
+    """Mean, median, 95th percentile and maximum of a figure over a session (None: no samples)."""
+    mean: Number | None = None
+    p50: Number | None = None
+    p95: Number | None = None
+    max: Number | None = None
+    samples: Count | None = None
+    total_s: Amount | None = None
+    max_s: Amount | None = None
+
+    def pick(self, *keys: str) -> float | None:
+        """The first of `keys` that has a value."""
+        for key in keys:
+            value = getattr(self, key, None)
+            if value is not None:
+                return float(value)
+        return None
+
+
+# A figure given as one number or as a Summary.
+Figure = Number | Summary
+
+
+def figure(value: Figure | None, *keys: str) -> float | None:
+    """A number as it is, a summary by the first of `keys` it has; None when unknown."""
+    if isinstance(value, Summary):
+        return value.pick(*keys)
+    return None if value is None else float(value)
+
+
+class SideSecond(Payload):
+    """One second of one direction as received: all its streams together."""
+    t: Amount | None = None
+    packets: Count | None = None
+    lost: Count | None = None
+    loss_ratio: Ratio | None = None
+    jitter_ms: Amount | None = None
+    bitrate_kbps: Amount | None = None
+    fps: Amount | None = None                 # frames decoded in the second (video)
+    frame_rate: Amount | None = None
+    stalled: Flag | None = None               # no packet in a second while media was flowing
+    one_way_delay_ms: Amount | None = None
+    freeze_s: Amount | None = None
+
+
+class Interval(Payload):
+    """One second of a session: the round trip and each direction (None: no figures)."""
+    t: Amount | None = None
+    rtt_ms: Amount | None = None
+    duration_s: Amount | None = None          # shorter than 1 for the last second of a session
+    inbound: SideSecond | None = None
+    outbound: SideSecond | None = None
+
+    def side(self, direction: Direction) -> SideSecond | None:
+        """The figures of `direction` this second."""
+        return self.inbound if direction is Direction.INBOUND else self.outbound
+
+
+class DirectionSummary(Payload):
+    """Per-second figures of a direction summarised over the session."""
+    loss_ratio: Summary | None = None
+    jitter_ms: Summary | None = None
+    bitrate_kbps: Summary | None = None
+
+
+class DirectionFigures(Payload):
+    """What one direction received over a session (`outbound`: the peer received it)."""
+    packets: Count | None = None
+    lost: Count | None = None
+    loss_ratio: Ratio | None = None
+    jitter_ms: Figure | None = None
+    bitrate_kbps: Amount | None = None
+    stall_s: Count | None = None
+    longest_stall_s: Count | None = None
+    summary: DirectionSummary | None = None
+    fps: Figure | None = None
+    frame_rate: Figure | None = None
+    freezes: Count | None = None
+    freeze_s: Figure | None = None
+    freeze_max_s: Figure | None = None
+    one_way_delay_ms: Figure | None = None
+    burst_r: Amount | None = None
+
+
+class Stream(Payload):
+    """One received RTP stream (one SSRC) over a session."""
+    kind: Text | None = None                  # audio | video
+    direction: Direction | None = None        # in a session report; a side's own list has none
+    ssrc: Count | None = None
+    packets: Count | None = None
+    lost: Count | None = None
+    expected: Count | None = None
+    loss_ratio: Ratio | None = None
+    jitter_ms: Figure | None = None
+    jitter_ms_p95: Amount | None = None
+    jitter_ms_max: Amount | None = None
+    jitter_ms_last: Amount | None = None
+    bitrate_kbps: Amount | None = None
+    duplicates: Count | None = None
+    reordered: Count | None = None
+    early: Count | None = None
+    stall_s: Count | None = None
+    frames: Count | None = None
+    fps: Amount | None = None
+    freezes: Count | None = None
+    freeze_s: Amount | None = None
+
+
+class ReceiveSide(DirectionFigures):
+    """One side's own receive figures: what the callee sends back, and its final report body."""
+    streams: list[Stream] = []
+    intervals: list[SideSecond] = []
+    error: Text | None = None
+
+
+class SessionReport(Payload):
+    """`vks.test-report/1`: both directions of a session, its intervals and the verdict."""
+    schema_: Text | None = Field(default=None, alias="schema")
+    started_at: Text | None = None
+    duration_s: Amount | None = None
+    connected: Flag | None = None
+    connect_ms: Amount | None = None
+    error: Text | None = None
+    profile: Text | None = None
+    rtt_ms: Figure | None = None
+    outbound: DirectionFigures | None = None
+    inbound: DirectionFigures | None = None
+    streams: list[Stream] = []
+    mos: Number | None = None
+    verdict: Verdict | None = None
+    reasons: list[Text] = []
+    intervals: list[Interval] = []
+    aiortc_stats: dict[str, Any] | None = None   # aiortc's own view, for comparison only
+    rtx_received: Count | None = None
+    sent: dict[str, Any] | None = None
+
+    def direction(self, direction: Direction) -> DirectionFigures | None:
+        """The figures of `direction`."""
+        return self.inbound if direction is Direction.INBOUND else self.outbound
+
+    def audio(self, direction: Direction) -> Stream | None:
+        """The audio stream of `direction`, when the report lists streams."""
+        return next((s for s in self.streams if s.kind == "audio" and s.direction is direction), None)
+
+
+# ---- health (rule 14) ------------------------------------------------------------------------
+
+class Cpu(Payload):
+    """CPU busy share, count and load averages."""
+    percent: Amount | None = None
+    count: Count | None = None
+    load: list[Number] = []
+    load_per_cpu: Amount | None = None
+
+
+class Memory(Payload):
+    """Memory in use."""
+    total_bytes: Count | None = None
+    used_bytes: Count | None = None
+    available_bytes: Count | None = None
+    used_ratio: Ratio | None = None
+
+
+class Disk(Payload):
+    """Usage of one mount, with what the agent keeps there."""
+    mount: Text | None = None
+    purposes: list[Text] = []
+    total_bytes: Count | None = None
+    used_bytes: Count | None = None
+    free_bytes: Count | None = None
+    used_ratio: Ratio | None = None
+    error: Text | None = None
+
+
+class Device(Payload):
+    """Presence of a camera or a microphone."""
+    present: Flag | None = None
+
+
+class Clock(Payload):
+    """The system clock against the time daemon."""
+    synchronized: Flag | None = None
+    offset_s: Number | None = None
+    max_error_s: Number | None = None
+    source: Text | None = None
+    reason: Text | None = None
+
+
+class Health(Payload):
+    """`vks.health/1`: one health check of a terminal (the heartbeat's `health`)."""
+    schema_: Text | None = Field(default=None, alias="schema")
+    terminal_id: Text | None = None
+    checked_at: Text | None = None
+    status: HealthStatus | Literal["unknown"] | None = None   # "unknown": the check itself failed
+    problems: list[Text] = []
+    cpu: Cpu | None = None
+    memory: Memory | None = None
+    disk: list[Disk] = []
+    network: dict[str, Any] | None = None
+    camera: Device | None = None
+    microphone: Device | None = None
+    clock: Clock | None = None
+    agent: dict[str, Any] | None = None
+
+
+class HookOutcome(Payload):
+    """What an endpoint hook did on a break, reconnect or resume (rule 22)."""
+    event: Text | None = None
+    hearing_id: Annotated[int, Strict()] | None = None
+    configured: Flag | None = None
+    kind: Text | None = None                  # command | http
+    ok: Flag | None = None
+    error: Text | None = None
+    exit_code: Annotated[int, Strict()] | None = None
+    http_status: Annotated[int, Strict()] | None = None
+    duration_ms: Amount | None = None
+    output: Text | None = None
+
+
+# ---- the bodies of the wire's `report` messages --------------------------------------------
+
+class _SessionPart(Payload):
+    role: SessionRole | None = None
+    peer: Text | None = None
+    session_kind: SessionKind | None = None
+
+
+class SessionBody(_SessionPart):
+    """kind "session": a side's final figures; the caller's `report` is the session report, the
+    callee's its own receive side."""
+    report: SessionReport | ReceiveSide | None = None
+
+    @field_validator("report", mode="wrap")
+    @classmethod
+    def _by_role(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        model = ReceiveSide if info.data.get("role") == SessionRole.CALLEE else SessionReport
+        if value is None or isinstance(value, model):
+            return handler(value)
+        return model.model_validate(value)
+
+    def caller_report(self) -> SessionReport:
+        """The session report (empty when this body carries none)."""
+        return self.report if isinstance(self.report, SessionReport) else SessionReport()
+
+
+class IntervalBody(_SessionPart):
+    """kind "interval": one second of a running session, from one side."""
+    interval: Interval | None = None
+
+
+class HealthBody(Health):
+    """kind "health": a health payload, or the outcome of an endpoint hook."""
+    hook: HookOutcome | None = None
+
+
+ReportBody = SessionBody | IntervalBody | HealthBody
+
+BODIES: dict[ReportKind, type[SessionBody] | type[IntervalBody] | type[HealthBody]] = {
+    ReportKind.SESSION: SessionBody,
+    ReportKind.INTERVAL: IntervalBody,
+    ReportKind.HEALTH: HealthBody,
+}
