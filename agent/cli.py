@@ -14,8 +14,9 @@ import asyncio
 import json
 import logging
 import signal
+import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -31,6 +32,7 @@ VERDICT_EXIT = {"good": EXIT_GOOD, "degraded": EXIT_DEGRADED, "unusable": EXIT_U
 
 
 def host_port(text: str) -> tuple[str, int]:
+    """argparse type: 'HOST:PORT' -> (host, port)."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
@@ -38,6 +40,7 @@ def host_port(text: str) -> tuple[str, int]:
 
 
 def positive_seconds(text: str) -> float:
+    """argparse type: a duration of 1 s to 24 h."""
     try:
         value = float(text)
     except ValueError:
@@ -48,7 +51,7 @@ def positive_seconds(text: str) -> float:
 
 
 def http_signal(peer: str, profile: str | None, timeout: float,
-                ssl_ctx=None) -> Callable[[dict], asyncio.Future]:
+                ssl_ctx: ssl.SSLContext | None = None) -> Callable[[dict], Awaitable[dict]]:
     """Signalling by HTTP(S): POST the offer to the peer's responder, get the answer. For an
     https:// peer the certificate is verified (against `ssl_ctx`, else the system's CAs)."""
     url = peer.rstrip("/") + "/offer"
@@ -99,14 +102,14 @@ async def _run_test(settings: AgentSettings, args: argparse.Namespace) -> dict:
         on_interval = lambda iv: print(_progress_line(iv), flush=True)  # noqa: E731
     ssl_ctx = None
     if getattr(args, "ca_file", None):
-        import ssl
-        ssl_ctx = ssl.create_default_context(cafile=args.ca_file)
+        ssl_ctx = await asyncio.to_thread(ssl.create_default_context, cafile=args.ca_file)
     return await run_caller(settings, signal=http_signal(args.peer, args.profile,
                                                          settings.session.connect_timeout_s, ssl_ctx),
                             duration_s=args.duration, profile=args.profile, on_interval=on_interval)
 
 
 def cmd_test(settings: AgentSettings, args: argparse.Namespace) -> int:
+    """`vks-agent test`: one session against a peer's responder; the exit status is the verdict."""
     if args.profile is not None:
         settings.profile(args.profile)      # a ConfigError names the known profiles
     report = asyncio.run(_run_test(settings, args))
@@ -120,12 +123,12 @@ def cmd_test(settings: AgentSettings, args: argparse.Namespace) -> int:
 
 
 def cmd_responder(settings: AgentSettings, args: argparse.Namespace) -> int:
+    """`vks-agent responder`: answer direct test sessions until SIGTERM."""
     from agent.metrics import for_settings
     from agent.responder import create_app
     host, port = args.listen
     ssl_ctx = None
     if args.tls_cert or args.tls_key:        # optional TLS for the offer/answer exchange (issue 7)
-        import ssl
         if not (args.tls_cert and args.tls_key):
             print("vks-agent: give both --tls-cert and --tls-key", file=sys.stderr)
             return EXIT_USAGE
@@ -160,6 +163,7 @@ def cmd_responder(settings: AgentSettings, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: test, responder, run."""
     parser = argparse.ArgumentParser(prog="vks-agent", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="agent settings (YAML); default $VKS_AGENT_CONFIG or built-in")
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -184,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`vks-agent`: parse, load the settings, run the command; its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)

@@ -47,6 +47,7 @@ MAX_OUTPUT = 2000
 
 @dataclass
 class HookResult:
+    """What a hook did: run or not, its kind, success, and what it said."""
     event: str
     hearing_id: int | None
     configured: bool                 # False: no hook set for this event (nothing done)
@@ -63,20 +64,25 @@ class HookResult:
 
 
 def is_url(spec: str) -> bool:
+    """Is the hook an HTTP call (else a command line)?"""
     return spec.startswith(("http://", "https://"))
 
 
 def messages(event: str) -> tuple[str, str]:
+    """The (Kazakh, Russian) words the room is shown for `event`."""
     return MESSAGES.get(event, MESSAGES["break"])
 
 
 class Hooks:
+    """The terminal's endpoint hooks; `fire()` runs one, `close()` releases the HTTP client."""
+
     def __init__(self, settings: HookSettings, *, terminal_id: str | None = None):
         self.settings = settings
         self.terminal_id = terminal_id
         self._http: aiohttp.ClientSession | None = None
 
     def spec(self, event: str) -> str | None:
+        """The configured hook of `event` (None: none); ValueError for an unknown event."""
         if event not in EVENTS:
             raise ValueError(f"unknown hook event {event!r} (known: {', '.join(EVENTS)})")
         value = getattr(self.settings, f"on_{event}")
@@ -171,6 +177,7 @@ class Hooks:
         return result
 
     async def close(self) -> None:
+        """Close the HTTP client (idempotent)."""
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -49,6 +49,7 @@ def chosen_host_addresses(addresses: list[str] | None) -> Iterator[None]:
 
 
 def rtc_configuration(settings: SessionSettings) -> RTCConfiguration:
+    """The peer connection's configuration: the configured STUN/TURN servers only, one bundle."""
     servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
                for s in settings.ice_servers]
     # An empty list, never None: with None aiortc falls back to a public STUN server,

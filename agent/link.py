@@ -31,6 +31,8 @@ from agent.outbox import Outbox, OutboxError
 from agent.settings import AgentSettings
 from contract import wire
 from contract.backoff import Backoff
+from contract.reports import BODIES, Health
+from contract.vocab import ReportKind
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,16 @@ def read_token(settings: AgentSettings) -> str:
 
 
 HealthFn = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def _health_payload(result: dict[str, Any]) -> Health:
+    """The heartbeat's typed health; a result the contract refuses goes as "unknown", saying why
+    (the heartbeat itself must still go)."""
+    try:
+        return Health.model_validate(result)
+    except ValueError as exc:
+        log.warning("health result refused by the contract: %s", exc)
+        return Health(status="unknown", problems=[f"health result invalid: {exc}"[:500]])
 
 
 def default_health(settings: AgentSettings) -> HealthFn:
@@ -337,7 +349,7 @@ class Link:
             with contextlib.suppress(Exception):
                 sessions = list(self.handler.running_sessions())[:64]
             try:
-                await self.send(wire.Heartbeat(health=health, sessions=sessions))
+                await self.send(wire.Heartbeat(health=_health_payload(health), sessions=sessions))
             except (LinkDown, ValueError, TypeError) as exc:   # health not JSON-able
                 log.debug("heartbeat not sent: %s", exc)
             await asyncio.sleep(self._heartbeat_s)
@@ -364,8 +376,9 @@ class Link:
                 if e.report_id in self._inflight:
                     continue
                 try:
-                    msg = wire.Report(report_id=e.report_id, kind=e.kind, session_id=e.session_id,
-                                      body=e.body, created_at=e.created_at)
+                    kind = ReportKind(e.kind)
+                    msg = wire.Report(report_id=e.report_id, kind=kind, session_id=e.session_id,
+                                      body=BODIES[kind].model_validate(e.body), created_at=e.created_at)
                     if len(wire.encode(msg)) > wire.MAX_MESSAGE_BYTES:
                         raise ValueError(f"larger than {wire.MAX_MESSAGE_BYTES} bytes")
                 except ValueError as exc:       # the controller would never take it: drop it

@@ -97,7 +97,7 @@ class PatternTrack(_Paced):
         block = 8
         cols = tw // block + 1
         rows = []
-        for r in range(th // block + 1):
+        for _ in range(th // block + 1):
             row = bytes(v for v in (rng.randrange(16, 236) for _ in range(cols)) for _ in range(block))
             rows.extend([row[:tw]] * block)
         self._texture = rows[:th]

@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract.vocab import ReportKind, words
+
 log = logging.getLogger(__name__)
 
-KINDS = ("session", "interval", "health")
+KINDS = words(ReportKind)
 # Eviction order when full: the first kind is dropped first.
-EVICTION_ORDER = ("interval", "health", "session")
+EVICTION_ORDER = (ReportKind.INTERVAL, ReportKind.HEALTH, ReportKind.SESSION)
 
 
 class OutboxError(Exception):
@@ -67,6 +69,7 @@ class Entry:
 
 @dataclass
 class OutboxStats:
+    """What the outbox holds and has dropped (read by the metrics at scrape time)."""
     rows: int = 0
     bytes: int = 0
     memory_rows: int = 0
@@ -93,6 +96,8 @@ CREATE TABLE IF NOT EXISTS outbox_dropped (
 
 
 class Outbox:
+    """The durable queue of reports waiting for the controller's acknowledgement."""
+
     def __init__(self, path: str | Path, *, max_rows: int = 100_000, max_bytes: int = 200 * 1024 * 1024,
                  max_memory_rows: int = 10_000):
         if max_rows < 1 or max_bytes < 1:
@@ -114,6 +119,7 @@ class Outbox:
     # ---- lifecycle ----
 
     async def open(self) -> Outbox:
+        """Open (or create) the file; counts what is already waiting."""
         async with self._lock:
             await asyncio.to_thread(self._open_sync)
         return self
@@ -209,11 +215,13 @@ class Outbox:
             return await asyncio.to_thread(self._delete_sync, db, report_id)
 
     def stats(self) -> OutboxStats:
+        """The current counts (no I/O)."""
         return OutboxStats(rows=self._rows, bytes=self._bytes, memory_rows=len(self._memory),
                            dropped=dict(self._dropped), storage_errors=self._storage_errors)
 
     @property
     def dropped(self) -> dict[str, int]:
+        """Reports dropped so far, per kind (kept across restarts)."""
         return dict(self._dropped)
 
     def __len__(self) -> int:
@@ -275,10 +283,10 @@ class Outbox:
             return None
         allowed = EVICTION_ORDER[: EVICTION_ORDER.index(kind) + 1]
         victims: list[tuple[int, str, int]] = []
-        for k in allowed:
-            cur = db.execute("SELECT seq, bytes FROM outbox WHERE kind = ? ORDER BY seq", (k,))
+        for victim_kind in allowed:
+            cur = db.execute("SELECT seq, bytes FROM outbox WHERE kind = ? ORDER BY seq", (victim_kind,))
             for seq, b in cur:
-                victims.append((seq, k, b))
+                victims.append((seq, victim_kind, b))
                 rows -= 1
                 nbytes -= b
                 if rows + 1 <= self.max_rows and nbytes + size <= self.max_bytes:

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from contract import configfile
+from contract import configfile, quality
+from contract.vocab import HealthStatus, TerminalRole
 
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_PATH_ENV = "VKS_AGENT_CONFIG"
 
 
 class Strict(BaseModel):
+    """A settings section: unknown keys are an error (a typo must not pass silently)."""
     model_config = ConfigDict(extra="forbid")
 
 
@@ -34,11 +34,11 @@ class IceServer(Strict):
 
 class VideoProfile(Strict):
     """A media profile: what the test session sends, hearing-like by default."""
-    width: int = Field(640, ge=16, le=3840)
-    height: int = Field(360, ge=16, le=2160)
-    fps: int = Field(15, ge=1, le=60)
+    width: int = Field(default=640, ge=16, le=3840)
+    height: int = Field(default=360, ge=16, le=2160)
+    fps: int = Field(default=15, ge=1, le=60)
     # Target bitrate for the VP8 encoder (kbit/s); the congestion controller may go lower.
-    bitrate_kbps: int = Field(600, ge=50, le=8000)
+    bitrate_kbps: int = Field(default=600, ge=50, le=8000)
     audio: bool = True
     video: bool = True
     # The threshold profile (configs/thresholds.yaml) a session of this profile is judged by.
@@ -56,6 +56,7 @@ def _default_profiles() -> dict[str, VideoProfile]:
 
 
 class SessionSettings(Strict):
+    """How test sessions are made: ICE, media profiles, probes, limits, the quality model."""
     ice_servers: list[IceServer] = Field(default_factory=list)
     # aioice gathers every non-loopback address and has no interface selection;
     # these addresses, when given, are the only host candidates offered.
@@ -64,26 +65,29 @@ class SessionSettings(Strict):
     default_profile: str = "hearing"
     profiles: dict[str, VideoProfile] = Field(default_factory=_default_profiles)
     # Data-channel RTT probes per second.
-    probe_hz: float = Field(10.0, gt=0, le=50)
+    probe_hz: float = Field(default=10.0, gt=0, le=50)
     # Give up connecting after this long (offer to media flowing).
-    connect_timeout_s: float = Field(10.0, gt=0, le=60)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=60)
     # How many sessions a responder serves at once; more get 503.
-    max_sessions: int = Field(2, ge=1, le=64)
+    max_sessions: int = Field(default=2, ge=1, le=64)
     # Largest offer the responder reads (bytes); larger gets 400.
-    max_offer_bytes: int = Field(64 * 1024, ge=1024)
-    thresholds_path: Path = REPO_CONFIGS / "thresholds.yaml"
+    max_offer_bytes: int = Field(default=64 * 1024, ge=1024)
+    # The threshold profiles; default: the package's own (contract/thresholds.yaml, package data).
+    thresholds_path: Path = quality.DEFAULT_PATH
 
 
 class ControllerLink(Strict):
+    """The link to the controller: where, with which token, where reports wait meanwhile."""
     url: str | None = None          # ws(s)://host:port/api/v1/agent
     token: str | None = None
     token_file: Path | None = None
     outbox_path: Path = Path("/var/lib/vks-agent/outbox.sqlite")
-    heartbeat_s: float = Field(5.0, gt=0)
+    heartbeat_s: float = Field(default=5.0, gt=0)
     ca_file: Path | None = None
 
 
 class MetricsSettings(Strict):
+    """The daemon's /metrics endpoint ('' or off: none)."""
     listen: str = "127.0.0.1:9101"
 
 
@@ -97,29 +101,29 @@ class HookSettings(Strict):
 
 class HealthSettings(Strict):
     """Terminal health (rule 14, agent/health.py): what is checked, when it is a problem."""
-    interval_s: float = Field(30.0, gt=0)            # how often the agent checks
-    cpu_sample_s: float = Field(0.25, gt=0, le=5)    # CPU percent measured over this long
-    cpu_warn_percent: float = Field(85.0, ge=0, le=100)
-    cpu_fail_percent: float = Field(98.0, ge=0, le=100)
-    load_per_cpu_warn: float = Field(2.0, gt=0)      # 1-min load average / CPUs
-    memory_warn_ratio: float = Field(0.85, ge=0, le=1)
-    memory_fail_ratio: float = Field(0.95, ge=0, le=1)
+    interval_s: float = Field(default=30.0, gt=0)            # how often the agent checks
+    cpu_sample_s: float = Field(default=0.25, gt=0, le=5)    # CPU percent measured over this long
+    cpu_warn_percent: float = Field(default=85.0, ge=0, le=100)
+    cpu_fail_percent: float = Field(default=98.0, ge=0, le=100)
+    load_per_cpu_warn: float = Field(default=2.0, gt=0)      # 1-min load average / CPUs
+    memory_warn_ratio: float = Field(default=0.85, ge=0, le=1)
+    memory_fail_ratio: float = Field(default=0.95, ge=0, le=1)
     # Checked besides "/" and the outbox's directory.
     disk_paths: list[Path] = Field(default_factory=list)
-    disk_warn_ratio: float = Field(0.90, ge=0, le=1)
-    disk_fail_ratio: float = Field(0.98, ge=0, le=1)
-    disk_warn_free_bytes: int = Field(1024 ** 3, ge=0)
-    disk_fail_free_bytes: int = Field(200 * 1024 ** 2, ge=0)
+    disk_warn_ratio: float = Field(default=0.90, ge=0, le=1)
+    disk_fail_ratio: float = Field(default=0.98, ge=0, le=1)
+    disk_warn_free_bytes: int = Field(default=1024 ** 3, ge=0)
+    disk_fail_free_bytes: int = Field(default=200 * 1024 ** 2, ge=0)
     # Interfaces that must be up; empty: the default route's interface.
     interfaces: list[str] = Field(default_factory=list)
-    min_speed_mbps: int = Field(100, ge=0)           # 0: not checked; unknown speeds are not judged
-    net_errors_warn: int = Field(1, ge=1)            # new errors since the last check
-    net_drop_ratio_warn: float = Field(0.01, ge=0, le=1)   # new drops / new packets
-    camera_missing: Literal["ok", "warn", "fail"] = "warn"
-    microphone_missing: Literal["ok", "warn", "fail"] = "warn"
-    clock_unsynchronised: Literal["ok", "warn", "fail"] = "warn"
-    clock_offset_warn_s: float = Field(0.5, gt=0)
-    clock_offset_fail_s: float = Field(10.0, gt=0)
+    min_speed_mbps: int = Field(default=100, ge=0)           # 0: not checked; unknown speeds are not judged
+    net_errors_warn: int = Field(default=1, ge=1)            # new errors since the last check
+    net_drop_ratio_warn: float = Field(default=0.01, ge=0, le=1)   # new drops / new packets
+    camera_missing: HealthStatus = HealthStatus.WARN
+    microphone_missing: HealthStatus = HealthStatus.WARN
+    clock_unsynchronised: HealthStatus = HealthStatus.WARN
+    clock_offset_warn_s: float = Field(default=0.5, gt=0)
+    clock_offset_fail_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _warn_before_fail(self):
@@ -133,8 +137,9 @@ class HealthSettings(Strict):
 
 
 class AgentSettings(Strict):
+    """All of the agent's settings (configs/agent.yaml, section `agent`)."""
     terminal_id: str = Field(default_factory=lambda: os.uname().nodename)
-    role: Literal["courtroom", "institution"] = "courtroom"
+    role: TerminalRole = TerminalRole.COURTROOM
     session: SessionSettings = Field(default_factory=SessionSettings)
     controller: ControllerLink = Field(default_factory=ControllerLink)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
@@ -142,6 +147,7 @@ class AgentSettings(Strict):
     health: HealthSettings = Field(default_factory=HealthSettings)
 
     def profile(self, name: str | None) -> VideoProfile:
+        """The media profile `name` (None: the default); a ConfigError names the known ones."""
         name = name or self.session.default_profile
         try:
             return self.session.profiles[name]

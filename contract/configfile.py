@@ -80,6 +80,7 @@ def env_overrides(environ: Mapping[str, str] | None = None, prefix: str = ENV_PR
 
 
 def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` laid over it, nested mappings merged key by key."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), dict):

@@ -54,6 +54,8 @@ def watchdog_period_s(env: Mapping[str, str] | None = None) -> float | None:
 
 
 class Notifier:
+    """Sends sd_notify datagrams to systemd's socket; silent when there is none."""
+
     def __init__(self, address: str | bytes | None):
         self.address = address
         self._sock: socket.socket | None = None
@@ -127,6 +129,8 @@ class Heartbeat:
 
 
 class Watchdog:
+    """Pings systemd's watchdog only while every registered loop shows progress."""
+
     def __init__(self, notifier: Notifier, period_s: float | None = None, *,
                  clock: Callable[[], float] = time.monotonic):
         self.notifier = notifier
@@ -169,7 +173,7 @@ class Watchdog:
 
     async def run(self) -> None:
         """Ping loop (a task); returns at once when the watchdog is off."""
-        if not self.enabled:
+        if not self.notifier.enabled or self.timeout_s is None:
             return
         interval = max(0.05, self.timeout_s / 2)
         while True:
