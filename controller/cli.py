@@ -13,19 +13,23 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contract import configfile
+from contract.vocab import Coordinator, Role, words
 from controller.settings import ControllerSettings, load_settings, parse_listen
 from controller.store.db import DatabaseUrlError
 
-ROLES = ("admin", "coordinator", "secretary", "technician", "viewer")
+if TYPE_CHECKING:
+    from controller.models import SitesFile
 
 
 class UsageError(Exception):
-    pass
+    """The command line asks for something that cannot be done (exit 2, with the reason)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: serve, migrate, user, sites, terminal, contact."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", help="settings file (default: configs/controller.yaml)")
     common.add_argument("--db", metavar="URL", help="sqlite:///path or postgresql://user@host/db")
@@ -40,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     usub = u.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     ua = usub.add_parser("add", parents=[common], help="add a user and print a new API token")
     ua.add_argument("name")
-    ua.add_argument("--role", required=True, choices=ROLES)
-    ua.add_argument("--scope", choices=("regional", "department"),
+    ua.add_argument("--role", required=True, choices=words(Role))
+    ua.add_argument("--scope", choices=words(Coordinator),
                     help="for a coordinator: whose agreements they give (rules 11, 12)")
     ut = usub.add_parser("token", parents=[common], help="print a new API token for an existing user")
     ut.add_argument("name")
@@ -61,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args) -> ControllerSettings:
+    """The settings file (--config or the default) with --db and --listen applied over it."""
     settings = load_settings(args.config)
     updates = {}
     if getattr(args, "db", None):
@@ -89,7 +94,8 @@ def _mkdir(db) -> None:
         Path(db.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-async def _user_add(settings: ControllerSettings, name: str, role: str, scope: str | None, new: bool) -> str:
+async def _user_add(settings: ControllerSettings, name: str, role: str | None, scope: str | None,
+                    new: bool) -> str:
     from controller.store import users
     from controller.store.db import Database, utcnow
     from controller.store.migrate import migrate
@@ -100,6 +106,8 @@ async def _user_add(settings: ControllerSettings, name: str, role: str, scope: s
         now = utcnow()
         async with db.transaction() as conn:
             if new:
+                if role is None:
+                    raise UsageError("user add: give --role")
                 user = await users.create_user(conn, name, role, now, scope)
             else:
                 user = await users.get_user(conn, name)
@@ -137,16 +145,16 @@ async def _user_passwd(settings: ControllerSettings, name: str, password: str) -
         await db.close()
 
 
-def read_sites(path: Path):
+def read_sites(path: Path) -> SitesFile:
+    """The sites file, validated (a ConfigError names the file and the key)."""
     from controller.models import SitesFile
     return configfile.validate(SitesFile, configfile.read_yaml(path), path)
 
 
-async def _sites_import(settings: ControllerSettings, path: Path) -> dict:
+async def _sites_import(settings: ControllerSettings, path: Path, sites: SitesFile) -> dict:
     from controller.store import registry, users
     from controller.store.db import Database, utcnow
     from controller.store.migrate import migrate
-    sites = read_sites(path)
     db = Database(settings.db)
     _mkdir(db)
     try:
@@ -161,6 +169,7 @@ async def _sites_import(settings: ControllerSettings, path: Path) -> dict:
 
 
 def serve(settings: ControllerSettings, log_level: str) -> int:
+    """Run the controller until SIGINT/SIGTERM (systemd READY=1 once it listens)."""
     from aiohttp import web
 
     from controller.app import create_app
@@ -201,6 +210,7 @@ def tls_context(settings: ControllerSettings):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """vks-controller's entry point: the exit status (0 ok, 1 runtime failure, 2 usage or configuration)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -238,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             path = args.file or settings.sites_file
             if path is None:
                 raise UsageError("sites import: give FILE (or set sites_file in the settings)")
-            counts = asyncio.run(_sites_import(settings, path))
+            sites = read_sites(path)        # read before the event loop starts
+            counts = asyncio.run(_sites_import(settings, path, sites))
             print(" ".join(f"{k}={v}" for k, v in counts.items()))
             return 0
     except (configfile.ConfigError, DatabaseUrlError, UsageError) as exc:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.backoff import backoff_s
 from controller.store import jobs as jobs_repo
 from controller.store.db import Database
 from controller.store.schema import jobs
@@ -43,6 +43,10 @@ from controller.store.schema import jobs
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
+
+# A failed job's retry delay (contract.backoff): 2 s, 4 s, 8 s ... up to an hour, jittered in its
+# upper half.
+RETRY_INITIAL_S, RETRY_MAX_S, RETRY_SPREAD = 2.0, 3600.0, (0.5, 1.0)
 
 
 class LeaseLost(Exception):
@@ -166,7 +170,7 @@ class Scheduler:
                     async with ctx.complete(failed=True, error=error):
                         pass
                 else:
-                    delay = min(3600.0, 2.0 ** min(job["attempts"], 12)) * random.uniform(0.5, 1.0)
+                    delay = backoff_s(job["attempts"], RETRY_INITIAL_S, RETRY_MAX_S, spread=RETRY_SPREAD)
                     async with ctx.complete(retry_at=ctx.now + dt.timedelta(seconds=delay), error=error):
                         pass
             except LeaseLost as lost:

@@ -86,12 +86,16 @@ async def test_a_failing_handler_is_retried_with_backoff_then_marked_failed(db, 
     now = fake_clock()
     async with db.transaction() as conn:
         await jobs.enqueue(conn, "boom", "b", now, now)
+    due = []
     for _ in range(5):
         await s.run_until_idle()
+        async with db.read() as conn:
+            (j,) = await jobs.list_jobs(conn)
+        due.append((j["due_at"] - fake_clock()).total_seconds())
         fake_clock.advance(hours=2)
-    async with db.read() as conn:
-        (j,) = await jobs.list_jobs(conn)
     assert len(calls) == 3 and j["state"] == "failed" and "broken" in j["last_error"]
+    # the retry delays: 2 s then 4 s after the first and second failure, jittered in their upper half
+    assert 1.0 <= due[0] <= 2.0 and 2.0 <= due[1] <= 4.0
 
 
 async def test_effects_roll_back_when_the_lease_was_lost(db, fake_clock):
