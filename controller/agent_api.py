@@ -18,43 +18,41 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable
 
 from aiohttp import web
 
 from contract import wire
 from controller.hub import Hub
+from controller.keys import HUB_KEY
 from controller.store import agents as store
 from controller.store.db import Database
 from controller.store.migrate import migrate
 
-HUB_KEY = web.AppKey("vks_agent_hub", Hub)
+__all__ = ["HUB_KEY", "add_terminal_parser", "agent_ws", "run_terminal_command", "setup_agent_api"]
 
 
 async def agent_ws(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/agent/ws: the hub takes the connection (503 while it is not running)."""
     hub = request.app.get(HUB_KEY)
     if hub is None:
         return web.json_response({"error": "unavailable", "message": "agent hub is not running"}, status=503)
     return await hub.handle(request)
 
 
-def setup_agent_api(app: web.Application, make_hub: Callable[[web.Application], Hub]) -> None:
-    """Add the route, and a cleanup_ctx that makes the hub once the app's database and results
-    are up (append this after the context that opens them), starts it, and closes it."""
+def setup_agent_api(app: web.Application, hub: Hub) -> None:
+    """Serve `hub` in `app`: the route, a cleanup_ctx that starts and closes it (append this after
+    the context that opens the database), and the closing of its sockets at shutdown."""
+    app[HUB_KEY] = hub
 
     async def hub_ctx(app: web.Application):
-        hub = make_hub(app)
         await hub.start()
-        app[HUB_KEY] = hub
         try:
             yield
         finally:
             await hub.close()
 
     async def on_shutdown(app: web.Application) -> None:
-        hub = app.get(HUB_KEY)
-        if hub is not None:
-            await hub.close_connections()
+        await hub.close_connections()
 
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(on_shutdown)

@@ -1,6 +1,6 @@
 """The seam between the controller's core (scheduler, checks) and the agents.
 
-The agent-facing side (controller/hub.py) implements `AgentGateway`; the app
+The agent-facing side (controller.hub) implements `AgentGateway` and `Messenger`; the app
 holds the one in use under `app[GATEWAY_KEY]` (controller.app). Results come
 back by the hub calling `await results.on_session_result(session_id, report)`
 or `await results.on_session_failed(session_id, error)` on the
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from contract import wire
+
 
 class AgentUnavailable(Exception):
     """The terminal is not connected (to any controller)."""
@@ -17,6 +19,8 @@ class AgentUnavailable(Exception):
 
 @runtime_checkable
 class AgentGateway(Protocol):
+    """What commands sessions between two terminals (controller.hub.Hub, or OfflineGateway)."""
+
     async def start_session(self, *, session_id: str, caller: str, callee: str, kind: str,
                             profile: str, duration_s: float) -> None:
         """Command `caller` to run a session of `kind` ("test" | "preconnect" |
@@ -31,11 +35,23 @@ class AgentGateway(Protocol):
         ...
 
 
+class Messenger(Protocol):
+    """What sends a message to a terminal wherever it is connected (controller.hub.Hub)."""
+
+    async def deliver(self, terminal_id: str, msg: wire.Command) -> None:
+        """Send `msg` to the terminal. Raises AgentUnavailable."""
+        ...
+
+
 @runtime_checkable
 class SessionResults(Protocol):
-    async def on_session_result(self, session_id: str, report: dict[str, Any]) -> None: ...
+    """What the hub hands a session's outcome to (controller.checks.CheckService)."""
 
-    async def on_session_failed(self, session_id: str, error: str) -> None: ...
+    async def on_session_result(self, session_id: str, report: Any) -> None:
+        """The caller's final session report."""
+
+    async def on_session_failed(self, session_id: str, error: str) -> None:
+        """The session failed (an agent lost, refused, or restarted)."""
 
 
 class OfflineGateway:

@@ -7,7 +7,11 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from controller.checks import CheckService
 from controller.gateway import AgentGateway
+from controller.hub import Hub
+from controller.live.service import LiveService
+from controller.scheduler import Scheduler
 from controller.settings import ControllerSettings
 from controller.store.db import Database
 
@@ -18,8 +22,12 @@ CLOCK_KEY = web.AppKey("clock", Callable[[], dt.datetime])
 # default OfflineGateway by setting this key before the app starts.
 GATEWAY_KEY = web.AppKey("gateway", AgentGateway)
 # The object the hub reports session results to (controller.checks.CheckService).
-RESULTS_KEY = web.AppKey("results", object)
-SCHEDULER_KEY = web.AppKey("scheduler", object)
+RESULTS_KEY = web.AppKey("results", CheckService)
+SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 METRICS_KEY = web.AppKey("metrics", CollectorRegistry)
+# The agent hub (controller.hub), when this app serves agents.
+HUB_KEY = web.AppKey("vks_agent_hub", Hub)
+# Live monitoring during hearings (controller.live, rule 22).
+LIVE_KEY = web.AppKey("vks_live", LiveService)
 # The authenticated user of a request (a dict: id, name, role, scope).
 USER_KEY = web.RequestKey("vks_user", dict)

@@ -22,10 +22,11 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import text
 
+from controller.background import scheduler
 from controller.gateway import AgentUnavailable
 from controller.store import agents as store
 from controller.store.db import Database
@@ -38,6 +39,8 @@ Deliver = Callable[[dict], Awaitable[None]]
 
 
 class Relay(Protocol):
+    """Messages for terminals held by another controller."""
+
     async def start(self, deliver: Deliver) -> None: ...
     async def send(self, target: str, terminal_id: str, payload: dict) -> None: ...
     async def close(self) -> None: ...
@@ -64,14 +67,16 @@ def _asyncpg_dsn(url: str) -> str:
 
 
 class PgRelay:
+    """Relay through PostgreSQL: a row in relay_messages and a NOTIFY to the holder."""
+
     def __init__(self, db: Database, instance_id: str, *, sweep_s: float = 5.0, max_age_s: float = 600.0):
         self.db = db
         self.instance_id = instance_id
         self.sweep_s = sweep_s
         self.max_age_s = max_age_s
         self._deliver: Deliver | None = None
-        self._conn = None
-        self._task: asyncio.Task | None = None
+        self._conn: Any = None           # asyncpg's connection (LISTEN)
+        self._jobs = scheduler("relay")
         self._wake = asyncio.Event()
         self._closing = False
         self.delivered = 0
@@ -79,7 +84,7 @@ class PgRelay:
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         await self._listen()
-        self._task = asyncio.create_task(self._loop(), name="relay-sweep")
+        await self._jobs.spawn(self._loop(), name="relay-sweep")
 
     async def _listen(self) -> None:
         import asyncpg
@@ -120,6 +125,8 @@ class PgRelay:
                 await asyncio.sleep(1.0)
 
     async def _take_all(self) -> None:
+        if self._deliver is None:
+            return
         while True:
             async with self.db.transaction() as conn:
                 rows = await store.take_relay(conn, self.instance_id, limit=100)
@@ -140,11 +147,7 @@ class PgRelay:
 
     async def close(self) -> None:
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await self._jobs.close()
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()
@@ -152,4 +155,5 @@ class PgRelay:
 
 
 def make_relay(db: Database, instance_id: str) -> Relay:
+    """The relay the database allows: PgRelay on PostgreSQL, NoRelay on SQLite."""
     return PgRelay(db, instance_id) if db.is_postgres else NoRelay()

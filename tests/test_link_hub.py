@@ -18,7 +18,7 @@ from agent.settings import AgentSettings
 from contract import wire
 from controller.agent_api import HUB_KEY, setup_agent_api
 from controller.gateway import AgentGateway, AgentUnavailable
-from controller.hub import Hub
+from controller.hub import Hub, HubOptions
 from controller.store import agents as store
 from controller.store.db import Database
 from controller.store.migrate import migrate
@@ -40,7 +40,7 @@ class Results:
         self.changed = asyncio.Event()
 
     async def on_session_result(self, session_id, report):
-        self.results.setdefault(session_id, []).append(report)
+        self.results.setdefault(session_id, []).append(report.dump())
         self.changed.set()
 
     async def on_session_failed(self, session_id, error):
@@ -74,9 +74,9 @@ class Controller:
         await migrate(self.db)
         self.app = web.Application()
         from controller.relay import make_relay
-        setup_agent_api(self.app, lambda app: Hub(self.db, instance_id=self.instance_id, results=self.results,
-                                                  relay=make_relay(self.db, self.instance_id),
-                                                  **self.hub_options))
+        setup_agent_api(self.app, Hub(self.db, instance_id=self.instance_id, results=self.results,
+                                      relay=make_relay(self.db, self.instance_id),
+                                      options=HubOptions(**self.hub_options)))
         self.runner = web.AppRunner(self.app)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
@@ -365,7 +365,7 @@ async def test_session_commands_and_signals_between_two_agents(controller, agent
 
 async def test_caller_failure_is_reported_once(controller, agents):
     caller = await agents(controller, "court-1")
-    callee = await agents(controller, "sizo-1")
+    await agents(controller, "sizo-1")
     await eventually(lambda: controller.hub.online() == {"court-1", "sizo-1"})
     await controller.hub.start_session(session_id="s2", caller="court-1", callee="sizo-1", kind="preconnect",
                                        profile=None, duration_s=5)

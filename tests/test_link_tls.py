@@ -51,7 +51,7 @@ class TlsController(Controller):
         self.db = Database(self.db_url)
         await migrate(self.db)
         self.app = web.Application()
-        setup_agent_api(self.app, lambda app: Hub(self.db, instance_id=self.instance_id, results=self.results))
+        setup_agent_api(self.app, Hub(self.db, instance_id=self.instance_id, results=self.results))
         self.runner = web.AppRunner(self.app)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=self.ctx).start()

@@ -23,8 +23,8 @@ from agent.daemon import Daemon
 from agent.settings import AgentSettings
 from contract import configfile, wire
 from controller.app import create_app
-from controller.keys import DB_KEY, GATEWAY_KEY
-from controller.live import LIVE_KEY, backoff_s
+from controller.keys import DB_KEY, GATEWAY_KEY, LIVE_KEY
+from controller.live.machine import backoff_s
 from controller.models import SitesFile
 from controller.settings import ControllerSettings, LiveSettings
 from controller.store import agents as agent_store
@@ -68,7 +68,8 @@ class Rig:
         sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
         async with self.app[DB_KEY].transaction() as conn:
             await registry.import_sites(conn, sites.model_dump()["institutions"], now)
-            self.token = await users.issue_token(conn, (await users.create_user(conn, "sec", "secretary", now))["id"], now)
+            sec = await users.create_user(conn, "sec", "secretary", now)
+            self.token = await users.issue_token(conn, sec["id"], now)
             self.viewer = await users.issue_token(conn, (await users.create_user(conn, "v", "viewer", now))["id"], now)
             self.agent_tokens = {t: (await agent_store.issue_token(conn, t))[1] for t in (COURT, SIZO)}
 

@@ -13,7 +13,11 @@ from typing import Any
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.store.schema import live_breaks, live_intervals, live_state
+from contract.vocab import LiveState
+from controller.store.schema import hearings, live_breaks, live_intervals, live_state
+
+# The states of a flow that is over (the others go on).
+FINISHED = (LiveState.STOPPED, LiveState.ENDED)
 
 
 def _d(row) -> dict[str, Any]:
@@ -28,6 +32,7 @@ def _insert(conn: AsyncConnection, table: Table):
 # --- state --------------------------------------------------------------------------------------
 
 async def get_state(conn: AsyncConnection, hearing_id: int, *, for_update: bool = False) -> dict | None:
+    """The hearing's state row, or None (`for_update`: locked)."""
     q = select(live_state).where(live_state.c.hearing_id == hearing_id)
     if for_update:
         q = q.with_for_update()
@@ -36,16 +41,18 @@ async def get_state(conn: AsyncConnection, hearing_id: int, *, for_update: bool 
 
 
 async def insert_state(conn: AsyncConnection, values: dict) -> None:
+    """Insert the hearing's state row."""
     await conn.execute(insert(live_state).values(**values))
 
 
 async def update_state(conn: AsyncConnection, hearing_id: int, **values) -> None:
+    """Update columns of the hearing's state row."""
     await conn.execute(update(live_state).where(live_state.c.hearing_id == hearing_id).values(**values))
 
 
 async def active_states(conn: AsyncConnection) -> list[dict]:
     """Flows not finished (monitoring, reconnecting, ready to resume)."""
-    q = select(live_state).where(live_state.c.state.notin_(("stopped", "ended"))).order_by(live_state.c.hearing_id)
+    q = select(live_state).where(live_state.c.state.notin_(FINISHED)).order_by(live_state.c.hearing_id)
     return [_d(r) for r in await conn.execute(q)]
 
 
@@ -57,23 +64,42 @@ async def verdicts(conn: AsyncConnection, hearing_ids: list[int]) -> dict[int, s
     return {h: v for h, v in await conn.execute(q) if v and v != "unknown"}
 
 
+async def hearing_heads(conn: AsyncConnection, hearing_ids: list[int]) -> dict[int, dict]:
+    """{hearing_id: {"id", "status", "end_utc"}} of the hearings that exist, in one query."""
+    if not hearing_ids:
+        return {}
+    q = select(hearings.c.id, hearings.c.status, hearings.c.end_utc).where(hearings.c.id.in_(hearing_ids))
+    return {r.id: _d(r) for r in await conn.execute(q)}
+
+
 # --- breaks -------------------------------------------------------------------------------------
 
 async def insert_break(conn: AsyncConnection, values: dict) -> int:
+    """Insert a break; returns its id."""
     return (await conn.execute(insert(live_breaks).values(attempts=0, **values)
                                .returning(live_breaks.c.id))).scalar_one()
 
 
 async def update_break(conn: AsyncConnection, break_id: int, **values) -> None:
+    """Update columns of a break."""
     await conn.execute(update(live_breaks).where(live_breaks.c.id == break_id).values(**values))
 
 
 async def get_break(conn: AsyncConnection, break_id: int) -> dict | None:
+    """A break row, or None."""
     row = (await conn.execute(select(live_breaks).where(live_breaks.c.id == break_id))).first()
     return _d(row) if row else None
 
 
+async def breaks_by_id(conn: AsyncConnection, break_ids: list[int]) -> dict[int, dict]:
+    """{break_id: row} of the given breaks, in one query."""
+    if not break_ids:
+        return {}
+    return {r.id: _d(r) for r in await conn.execute(select(live_breaks).where(live_breaks.c.id.in_(break_ids)))}
+
+
 async def breaks_for(conn: AsyncConnection, hearing_id: int) -> list[dict]:
+    """The hearing's breaks, oldest first."""
     q = select(live_breaks).where(live_breaks.c.hearing_id == hearing_id).order_by(live_breaks.c.id)
     return [_d(r) for r in await conn.execute(q)]
 
@@ -89,10 +115,12 @@ async def insert_intervals(conn: AsyncConnection, rows: list[dict]) -> None:
 
 
 async def recent_intervals(conn: AsyncConnection, hearing_id: int, since: dt.datetime) -> list[dict]:
+    """The hearing's intervals stored since `since`, oldest first."""
     q = (select(live_intervals).where(live_intervals.c.hearing_id == hearing_id, live_intervals.c.at >= since)
          .order_by(live_intervals.c.at, live_intervals.c.id))
     return [_d(r) for r in await conn.execute(q)]
 
 
 async def prune_intervals(conn: AsyncConnection, before: dt.datetime) -> None:
+    """Delete intervals stored before `before`."""
     await conn.execute(delete(live_intervals).where(live_intervals.c.at < before))

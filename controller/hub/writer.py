@@ -1,0 +1,126 @@
+"""The hub's report writer: reports are stored by one task in batches (INSERT ... ON CONFLICT DO
+NOTHING on (terminal_id, report_id)) on a connection of its own, and the `ack` of each is sent
+only after its batch committed, so a duplicate is stored once and acked again. Then the batch is
+handed on: to the metrics, to live monitoring, and a session's final report to the hub's
+processor. While the database is away the batch is kept and retried (contract.backoff, no
+jitter: one writer); the agents keep their outboxes meanwhile.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from contract import backoff, wire
+from contract.vocab import ReportKind
+from controller.hub.base import SLOW_S, AgentConn, HubMetrics, HubOptions, HubStats, LiveListener
+from controller.store import agents as store
+from controller.store.db import Database
+
+log = logging.getLogger("controller.hub")
+
+# Retry delays while the database refuses a batch: 0.2 s doubling up to 10 s.
+RETRY_INITIAL_S = 0.2
+RETRY_MAX_S = 10.0
+
+
+class ReportWriter:
+    """Queue of received reports -> stored batches -> acks and hand-offs."""
+
+    def __init__(self, db: Database, options: HubOptions, stats: HubStats, *,
+                 session_report: Callable[[str, str], None], live: LiveListener | None = None,
+                 metrics: HubMetrics | None = None):
+        self.db = db
+        self.options = options
+        self.stats = stats
+        self.session_report = session_report       # (terminal_id, report_id) of a final report
+        self.live = live
+        self.metrics = metrics
+        self.queue: asyncio.Queue[tuple[AgentConn, wire.Report]] = asyncio.Queue()
+        self._conn: Any = None
+
+    def put(self, c: AgentConn, m: wire.Report) -> None:
+        """A report to store and ack."""
+        self.queue.put_nowait((c, m))
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until what was received is stored and acked."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.queue.join(), timeout)
+
+    async def run(self) -> None:
+        """Store reports in batches; ack each only after its batch committed."""
+        self._conn = None
+        try:
+            await self._loop()
+        finally:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._conn.close())
+                self._conn = None
+
+    async def _batch(self) -> list[tuple[AgentConn, wire.Report]]:
+        batch = [await self.queue.get()]
+        if self.options.batch_wait_s > 0 and self.queue.empty():
+            # Gather a few milliseconds' worth: one transaction for many reports costs far
+            # less than one each (thousands of agents each sending one a second).
+            await asyncio.sleep(self.options.batch_wait_s)
+        while len(batch) < self.options.batch_max:
+            try:
+                batch.append(self.queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return batch
+
+    async def _store(self, rows: list[store.NewReport]) -> Any:
+        retry = backoff.Backoff(RETRY_INITIAL_S, RETRY_MAX_S, spread=backoff.NO_JITTER)
+        while True:
+            try:
+                # The writer keeps its own connection: reports never queue behind the
+                # pool (agent handshakes, API requests) - one round of BEGIN/INSERT/COMMIT.
+                t0 = time.monotonic()
+                if self._conn is None:
+                    self._conn = await self.db.engine.connect()
+                async with self._conn.begin():
+                    inserted = await store.store_reports(self._conn, rows)
+                took = time.monotonic() - t0
+                if took > SLOW_S:
+                    log.warning("storing %d reports took %.2f s", len(rows), took)
+                return inserted
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Database away: keep the batch, no acks; the agents keep their outboxes.
+                self.stats.store_errors_total += 1
+                delay = retry.next()
+                log.error("storing %d reports failed (%s); retrying in %.1f s", len(rows), exc, delay)
+                if self._conn is not None:
+                    with contextlib.suppress(Exception):
+                        await self._conn.close()
+                    self._conn = None
+                await asyncio.sleep(delay)
+
+    async def _loop(self) -> None:
+        while True:
+            batch = await self._batch()
+            rows = [store.NewReport(c.terminal_id, m.report_id, m.kind, m.session_id, m.body.dump(), m.created_at)
+                    for c, m in batch]
+            inserted = await self._store(rows)
+            self.stats.reports_stored_total += len(rows)
+            self.stats.report_batches_total += 1
+            reports = [(c.terminal_id, m) for c, m in batch]
+            if self.metrics is not None:
+                self.metrics.reports_stored(reports, len(rows) - inserted if isinstance(inserted, int) else None)
+            for c, m in batch:
+                await c.send(wire.encode_ack(m.report_id))
+                if m.kind == ReportKind.SESSION and m.session_id:
+                    self.session_report(c.terminal_id, m.report_id)
+                self.queue.task_done()
+            if self.live is not None:
+                try:
+                    self.live.on_reports(reports)
+                except Exception:
+                    log.exception("live monitoring could not take %d reports", len(batch))

@@ -1,0 +1,419 @@
+"""Live monitoring's I/O (rule 22): the loop that steps every flow, the database writes, the
+monitoring sessions and the commands to the agents. What to do is `controller.live.machine`'s;
+this module does it.
+
+- The loop wakes every `tick_s` or when the intake has news (`LiveIntake.kick`), takes the hook
+  failures and ended sessions the hub handed over, steps each flow and carries out its effects in
+  order (each `Commit` is one transaction: break, events and state row together, so any reader of
+  the database sees a transition whole), then writes the interval rows and the flows whose stats
+  changed.
+- Every `reconcile_s` it looks at the database: hearings to start monitoring (in progress, or with
+  a passed pre-connect check), flows to end (hearing held, cancelled, postponed or deleted, past
+  its planned end, or an institution suspended - rule 24). A constant number of queries per pass,
+  however many hearings.
+- State per hearing is kept in `live_state` / `live_breaks` / `live_intervals` and reloaded at
+  start, so a restarted controller carries on (the agents keep their monitoring session and resend
+  what they measured meanwhile).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import and_, exists, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contract import quality, wire
+from contract.vocab import HearingStatus, LiveState
+from controller import rules
+from controller.background import scheduler
+from controller.detector import Detector
+from controller.gateway import AgentGateway, AgentUnavailable, Messenger
+from controller.live.intake import LiveIntake, body_field
+from controller.live.machine import (
+    ACTIVE,
+    BANNER,
+    Again,
+    Commit,
+    Count,
+    Effect,
+    Escalate,
+    Event,
+    Flow,
+    LockHearing,
+    MarkEnded,
+    OpenBreak,
+    Save,
+    StartSession,
+    StopSession,
+    Tell,
+    UpdateBreak,
+    Write,
+    to_dt,
+    to_ts,
+)
+from controller.settings import LiveSettings
+from controller.store import events as events_repo
+from controller.store import hearings as hearings_repo
+from controller.store import live as store
+from controller.store import suspensions as susp_repo
+from controller.store.db import Database
+from controller.store.schema import checks, hearings
+
+log = logging.getLogger(__name__)
+
+
+class VerdictRefresher(Protocol):
+    """What recomputes a hearing's stored verdict (controller.checks.CheckService)."""
+
+    async def refresh_verdict(self, conn: AsyncConnection, hearing_id: int, now: dt.datetime) -> Any:
+        """Recompute and store the hearing's verdict inside the caller's transaction."""
+
+
+class LiveCounters(Protocol):
+    """The metrics live monitoring counts (controller.metrics.LiveMetrics)."""
+
+    def count_break(self, reason: str) -> None:
+        """One more break, by cause."""
+
+    def count_resume(self) -> None:
+        """One more resumption."""
+
+
+# Open (or find) a hearing's escalation: (hearing_id, cause, detail) -> its id.
+Escalator = Callable[..., Awaitable[Any]]
+
+
+class LiveService:
+    """Runs the flows of `intake` against the database, the gateway and the agents."""
+
+    def __init__(self, db: Database, settings: LiveSettings, intake: LiveIntake, *,
+                 gateway: AgentGateway, messenger: Messenger | None = None,
+                 results: VerdictRefresher | None = None, escalate: Escalator | None = None,
+                 metrics: LiveCounters | None = None, thresholds_file: Path | None = None):
+        self.db = db
+        self.s = settings
+        self.intake = intake
+        self.machine = intake.machine
+        self.gateway = gateway
+        self.messenger = messenger
+        self.results = results
+        self.escalate = escalate
+        self.metrics = metrics
+        self.thresholds_file = thresholds_file
+        self.flows = intake.flows
+        self.lock = asyncio.Lock()        # one transition of a flow at a time (loop and API)
+        self._jobs = scheduler("live", close_timeout=5.0)
+
+    def now(self) -> float:
+        """The controller's clock in epoch seconds."""
+        return self.intake.now()
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the thresholds, reload the flows that were going on, start the loop."""
+        path, profile = self.thresholds_file, self.s.thresholds_profile
+        self.intake.use(await asyncio.to_thread(
+            lambda: quality.select(quality.load_thresholds(path), profile, path)))
+        now = self.now()
+        async with self.db.read() as conn:
+            rows = await store.active_states(conn)
+            heads = await store.hearing_heads(conn, [r["hearing_id"] for r in rows])
+            open_breaks = await store.breaks_by_id(conn, [r["break_id"] for r in rows if r["break_id"]])
+        for r in rows:
+            f = Flow(r["hearing_id"], LiveState(r["state"]), to_ts(r["since"]) or now, r["caller"], r["callee"],
+                     Detector.restore(self.machine.params, r["detector"]), session_id=r["session_id"],
+                     break_id=r["break_id"], attempt=r["attempt"], next_at=to_ts(r["next_at"]),
+                     verdict=r["verdict"], stats=dict(r["stats"] or {}), started_at=to_ts(r["started_at"]) or now,
+                     end_at=self.machine.end_at(heads[r["hearing_id"]]["end_utc"].timestamp()))
+            b = open_breaks.get(f.break_id) if f.break_id is not None else None
+            if b is not None:
+                f.break_started, f.break_cause = to_ts(b["started_at"]), b["cause"]
+                f.ready_at, f.escalated = to_ts(b["ready_at"]), b["escalated_at"] is not None
+            self.machine.carry_on(f, now)
+            self.intake.add(f)
+        if rows:
+            log.info("live: carrying on with %d hearing(s) after a restart", len(rows))
+        await self._jobs.spawn(self._loop(), name="live")
+
+    async def close(self) -> None:
+        """Stop the loop (cancelled and awaited) and write what the intake still holds."""
+        await self._jobs.close()
+        with contextlib.suppress(Exception):
+            await self._flush()
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        next_reconcile = 0.0
+        kick = self.intake.kick
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(kick.wait(), self.s.tick_s)
+            kick.clear()
+            try:
+                async with self.lock:
+                    now = self.now()
+                    if now >= next_reconcile:
+                        next_reconcile = now + self.s.reconcile_s
+                        await self.reconcile(now)
+                    await self._take_hook_reports(now)
+                    ended, self.intake.ended = self.intake.ended, []
+                    for f in list(self.flows.values()):
+                        if f.session_id in ended:
+                            self.machine.session_lost(f, now)
+                        await self._run(f, self.machine.step(f, now))
+                    await self._flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("live: step failed")
+                await asyncio.sleep(1.0)
+
+    async def _flush(self) -> None:
+        rows, self.intake.rows = self.intake.rows, []
+        dirty = [f for f in self.flows.values() if f.dirty]
+        if not rows and not dirty:
+            return
+        try:
+            async with self.db.transaction() as conn:
+                await store.insert_intervals(conn, rows)
+                for f in dirty:
+                    f.dirty = False
+                    await store.update_state(conn, f.hearing_id, stats=f.stats, detector=f.detector.snapshot(),
+                                             verdict=f.verdict, updated_at=to_dt(self.now()))
+        except Exception:
+            self.intake.rows = rows + self.intake.rows
+            raise
+
+    # ---- carrying out the machine's effects ----------------------------------------------------------
+    async def _run(self, f: Flow, effects: Sequence[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, StartSession):
+                await self._start_session(f, e)
+            elif isinstance(e, StopSession):
+                await self._stop_session(e.session_id)
+            elif isinstance(e, Commit):
+                async with self.db.transaction() as conn:
+                    for w in e.writes:
+                        await self._write(conn, f, w, e.at)
+            elif isinstance(e, Tell):
+                await self._tell(f, e)
+            elif isinstance(e, Escalate):
+                await self._escalate(f, e)
+            elif isinstance(e, Count):
+                self._count(e)
+            elif isinstance(e, Again):
+                await self._run(f, self.machine.step(f, self.now()))
+
+    async def _write(self, conn: AsyncConnection, f: Flow, w: Write, at: float) -> None:
+        if isinstance(w, LockHearing):
+            await hearings_repo.get_hearing(conn, f.hearing_id, for_update=True)
+        elif isinstance(w, OpenBreak):
+            f.break_id = await store.insert_break(conn, {"hearing_id": f.hearing_id, "cause": w.cause,
+                                                         "evidence": w.evidence, "started_at": to_dt(at)})
+            await events_repo.append(conn, f.hearing_id, "break", to_dt(at),
+                                     {"break_id": f.break_id, "cause": w.cause, **w.evidence})
+            log.warning("live: hearing %s: break (%s: %s by the %s)", f.hearing_id, w.cause,
+                        w.evidence.get("kind"), w.evidence.get("role"))
+        elif isinstance(w, UpdateBreak):
+            if w.break_id is not None:
+                await store.update_break(conn, w.break_id, **w.values)
+        elif isinstance(w, Event):
+            await events_repo.append(conn, f.hearing_id, w.kind, to_dt(at), w.detail)
+        elif isinstance(w, Save):
+            await self._save(conn, f, at, refresh=w.refresh)
+        elif isinstance(w, MarkEnded):
+            await store.update_state(conn, f.hearing_id, ended_at=to_dt(at))
+
+    async def _save(self, conn: AsyncConnection, f: Flow, now: float, refresh: bool = False) -> None:
+        f.dirty = False
+        await store.update_state(conn, f.hearing_id, state=f.state, since=to_dt(f.since), verdict=f.verdict,
+                                 session_id=f.session_id, session_started_at=to_dt(now) if f.session_id else None,
+                                 break_id=f.break_id, attempt=f.attempt, next_at=to_dt(f.next_at),
+                                 detector=f.detector.snapshot(), stats=f.stats, updated_at=to_dt(now))
+        if refresh and self.results is not None:
+            # In a savepoint: on PostgreSQL a failed statement aborts the whole transaction, and
+            # the verdict is not worth losing the transition for.
+            try:
+                async with conn.begin_nested():
+                    await self.results.refresh_verdict(conn, f.hearing_id, to_dt(now))
+            except Exception:
+                log.exception("live: hearing %s: verdict not refreshed", f.hearing_id)
+
+    async def _start_session(self, f: Flow, e: StartSession) -> None:
+        self.intake.sessions[e.session_id] = f.hearing_id
+        try:
+            await self.gateway.start_session(session_id=e.session_id, caller=f.caller, callee=f.callee,
+                                             kind="monitor", profile=self.s.profile, duration_s=e.duration_s)
+        except Exception as exc:
+            log.warning("live: hearing %s: monitoring session not started: %s", f.hearing_id, exc)
+            self.machine.not_started(f, e.at)
+
+    async def _stop_session(self, session_id: str) -> None:
+        self.intake.sessions.pop(session_id, None)
+        try:
+            await self.gateway.stop_session(session_id)
+        except Exception as exc:
+            log.warning("live: stop_session %s: %s", session_id, exc)
+
+    async def _tell(self, f: Flow, e: Tell) -> None:
+        if self.messenger is None:
+            return
+        banner = e.name == "break"
+        msg = wire.Command(command=wire.LiveEvent(name=e.name, hearing_id=f.hearing_id,
+                                                  message_kk=BANNER["kk"] if banner else None,
+                                                  message_ru=BANNER["ru"] if banner else None, **e.fields))
+        for t in (f.caller, f.callee):
+            try:
+                await self.messenger.deliver(t, msg)
+            except AgentUnavailable as exc:
+                log.info("live: %s not told of %s: %s", t, e.name, exc)
+            except Exception as exc:
+                log.warning("live: telling %s of %s failed: %s", t, e.name, exc)
+
+    async def _escalate(self, f: Flow, e: Escalate) -> None:
+        if self.escalate is None:
+            log.error("live: hearing %s: reconnect failed and no escalation is wired in", f.hearing_id)
+            return
+        try:
+            await self.escalate(hearing_id=f.hearing_id, cause="reconnect_failed", detail=e.detail)
+        except Exception:
+            log.exception("live: hearing %s: escalation failed", f.hearing_id)
+
+    def _count(self, e: Count) -> None:
+        if self.metrics is None:
+            return
+        with contextlib.suppress(Exception):
+            if e.what == "break":
+                self.metrics.count_break(e.cause or "")
+            else:
+                self.metrics.count_resume()
+
+    # ---- starting and ending ---------------------------------------------------------------------
+    async def begin(self, hearing_id: int, trigger: str, now: float | None = None) -> Flow | None:
+        """Start monitoring a hearing (idempotent). None when it has no remote participant."""
+        now = self.now() if now is None else now
+        if hearing_id in self.flows:
+            return self.flows[hearing_id]
+        async with self.db.transaction() as conn:
+            h = await hearings_repo.get_hearing(conn, hearing_id, for_update=True)
+            parts = (await hearings_repo.participants_of(conn, [hearing_id]))[hearing_id]
+            remote = [p["terminal_id"] for p in parts if p["terminal_id"] != h["court_terminal_id"]]
+            if not remote:
+                return None
+            old = await store.get_state(conn, hearing_id, for_update=True)
+            if old is not None and old["state"] in ACTIVE:
+                return None     # another controller drives it
+            f = self.machine.begin(hearing_id, h["court_terminal_id"], remote[0], h["end_utc"].timestamp(), now,
+                                   old["stats"] if old else None)
+            values = dict(state=f.state, verdict=f.verdict, since=to_dt(now), caller=f.caller, callee=f.callee,
+                          attempt=0, stats=f.stats, started_at=to_dt(now), updated_at=to_dt(now), ended_at=None,
+                          break_id=None, session_id=None, next_at=None)
+            if old is None:
+                await store.insert_state(conn, {"hearing_id": hearing_id, **values})
+            else:
+                await store.update_state(conn, hearing_id, **values)
+        start, *rest = self.machine.started(f, now, trigger)
+        await self._run(f, [start])
+        self.intake.add(f)
+        await self._run(f, rest)
+        log.info("live: hearing %s monitored (%s): %s <-> %s", hearing_id, trigger, f.caller, f.callee)
+        return f
+
+    async def resume(self, hearing_id: int, who: str) -> dict:
+        """The secretary confirms the resumption (only when ready to resume); raises
+        controller.live.machine.NotReady otherwise."""
+        async with self.lock:
+            f = self.flows.get(hearing_id)
+            effects, out = self.machine.resume(f, hearing_id, self.now(), who)
+            assert f is not None
+            await self._run(f, effects)
+            return out
+
+    async def stop(self, hearing_id: int, reason: str, *, state: LiveState = LiveState.ENDED,
+                   now: float | None = None, detail: dict | None = None) -> None:
+        """Stop monitoring (hearing over, suspension); an open break is closed with `reason`."""
+        f = self.flows.pop(hearing_id, None)
+        if f is None:
+            return
+        now = self.now() if now is None else now
+        await self._run(f, self.machine.stop(f, reason, now, state=state, detail=detail))
+        log.info("live: hearing %s no longer monitored (%s)", hearing_id, reason)
+
+    # ---- the database view: hearings to start, end, suspend ------------------------------------
+    async def reconcile(self, now: float) -> None:
+        """Start monitoring the hearings due, stop the flows whose hearing is over or suspended."""
+        at = to_dt(now)
+        assert at is not None
+        stop: list[tuple[int, str, LiveState, dict]] = []
+        start: list[int] = []
+        async with self.db.read() as conn:
+            susps = await susp_repo.not_ended(conn, at)
+            monitored = list(self.flows)
+            candidates = [h for h in await self._candidates(conn, at) if h not in self.flows]
+            found = await store.hearing_heads(conn, monitored)
+            sites = {} if not susps else {
+                hid: hearings_repo.suspendable(parts)
+                for hid, parts in (await hearings_repo.participants_of(conn, monitored + candidates)).items()}
+        for hid in monitored:
+            f = self.flows[hid]
+            h = found.get(hid)
+            if h is None:
+                stop.append((hid, "hearing_deleted", LiveState.ENDED, {}))
+                continue
+            f.end_at = self.machine.end_at(h["end_utc"].timestamp())
+            blocking = rules.blocking_suspensions(susps, sites[hid], at) if susps else []
+            ending = self.machine.ending(f, h["status"], [s.id for s in blocking], now)
+            if ending is not None:
+                stop.append((hid, ending.reason, ending.state, ending.detail))
+        for hid in candidates:
+            if susps and rules.blocking_suspensions(susps, sites[hid], at):
+                continue
+            start.append(hid)
+        for hid, reason, state, detail in stop:
+            await self.stop(hid, reason, state=state, now=now, detail=detail)
+        for hid in start:
+            try:
+                await self.begin(hid, "preconnect_passed", now)
+            except Exception:
+                log.exception("live: cannot start monitoring hearing %s", hid)
+
+    async def _candidates(self, conn: AsyncConnection, at: dt.datetime) -> list[int]:
+        """Hearings to monitor: active, not past their end (+ margin), in progress or (when
+        configured) with a passed pre-connect check, and not monitored or stopped by a
+        suspension since lifted."""
+        if not self.s.enabled:
+            return []
+        lv = store.live_state.c
+        h = hearings.c
+        margin = dt.timedelta(seconds=self.s.end_margin_s)
+        cond = h.status == HearingStatus.IN_PROGRESS
+        if self.s.start_after_preconnect:
+            passed = exists().where(checks.c.hearing_id == h.id, checks.c.kind == "preconnect",
+                                    checks.c.status == "passed")
+            cond = cond | and_(h.status == HearingStatus.SCHEDULED, passed)
+        not_monitored = ~exists().where(lv.hearing_id == h.id, lv.state != LiveState.STOPPED)
+        q = select(h.id).where(cond, h.end_utc > at - margin, not_monitored).order_by(h.id).limit(200)
+        return [r for (r,) in await conn.execute(q)]
+
+    async def _take_hook_reports(self, now: float) -> None:
+        reports, self.intake.hook_reports = self.intake.hook_reports, []
+        failed = [(t, r) for t, r in reports
+                  if not body_field(r, "ok") and isinstance(body_field(r, "hearing_id"), int)]
+        if not failed:
+            return
+        async with self.db.transaction() as conn:
+            found = await store.hearing_heads(conn, [body_field(r, "hearing_id") for _, r in failed])
+            for terminal_id, r in failed:
+                hid = body_field(r, "hearing_id")
+                if hid not in found:
+                    continue
+                await events_repo.append(conn, hid, "hook_failed", to_dt(now), {
+                    "terminal_id": terminal_id, "event": body_field(r, "event"), "kind": body_field(r, "kind"),
+                    "error": body_field(r, "error")})
+
