@@ -25,6 +25,7 @@ from contract.wire import (
     parse_agent_message,
     parse_controller_message,
 )
+from tests import strategies as valid
 
 AGENT_SAMPLES = [
     Hello(terminal_id="court-1", agent_version="0.1.0", capabilities=["session", "monitor"]),
@@ -180,3 +181,22 @@ def test_fuzz_message_shaped_objects(obj):
 @given(_mutations())
 def test_fuzz_garbled_real_messages(data):
     _only_wire_errors(data)
+
+
+# ---- valid input (tests/strategies.py): what the contract allows always parses, as it was sent ----
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(valid.reports(), valid.signals, valid.heartbeats))
+def test_valid_messages_round_trip_as_sent(msg):
+    text = wire.encode(msg)
+    assert parse_agent_message(text) == msg
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid.report_bodies())
+def test_report_bodies_keep_every_key_and_value(kind_body):
+    kind, body = kind_body
+    sent = json.dumps({"type": "report", "id": "m", "report_id": "r", "kind": kind, "body": body})
+    m = parse_agent_message(sent)
+    assert m.body.dump() == body
+    assert json.loads(wire.encode(m))["body"] == body
