@@ -8,34 +8,28 @@ evidence, in Kazakh and Russian, for three signatures, attached to the hearing.
   test session and the pre-connect check (loss, jitter, RTT, MOS, verdict and
   reasons per terminal pair) and the breaks of the live monitoring (rule 22).
   The content is stored with the act, so its documents are reproducible.
-- `render_html(act, lang)` (Jinja2, autoescape on) and `render_pdf(act, lang)`
-  (reportlab) give the printable act; `lang` ("kk" or "ru") says which of the
-  two languages comes first - both are always there.
+- `render_html(view, lang)` and `render_pdf(view, lang)` (controller.act_render)
+  give the printable act in both languages, `lang` first.
 - `ActService`: `draft` (the secretary asks), `draft_auto` (the escalation
   reached step 2 near the start, or a technician marked "cannot fix"), `sign`
   (head of the court office, secretary, technical specialist; once the three
   have signed the act is final: sealed by `final_sha256` over content and
   signatures, with the sha256 of each final document, and never changed again).
-
-PDF library: reportlab - well kept, pure Python with a small C accelerator, no
-browser or system libraries needed, embeds TrueType fonts; with the DejaVu
-fonts (Debian fonts-dejavu-core) it renders Cyrillic and the Kazakh letters
-ә ғ қ ң ө ұ ү һ і. Its `invariant` mode makes the same act give the same bytes.
+  The final documents are rendered with no database transaction open.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import hashlib
-import io
 import json
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
-from xml.sax.saxutils import escape as xml_escape
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from controller.act_render import LANGS, render_html, render_pdf
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
 from controller.store import acts as repo
 from controller.store import checks as checks_repo
@@ -44,70 +38,16 @@ from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
 from controller.store import live as live_repo
 from controller.store import users as users_repo
+from controller.store.db import Database
 from controller.store.hearings import iso
 
 SCHEMA = "vks.act/1"
-LANGS = ("kk", "ru")
 SIGNER_ROLES = repo.SIGNER_ROLES
 TRIGGERS = ("not_fixed", "cannot_fix", "requested")
 # Which user roles may record which signature: the secretary records the head
 # of the office's and their own; the technical specialist their own; admin any.
 MAY_SIGN = {"head_of_office": {"secretary", "admin"}, "secretary": {"secretary", "admin"},
             "technician": {"technician", "admin"}}
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/local/share/fonts/dejavu"))
-
-T: dict[str, dict[str, str]] = {
-    "kk": {
-        "title": "Бейнеконференцбайланыс құралдарын қолданудың техникалық мүмкіндігінің болмағаны туралы АКТ",
-        "draft": "ЖОБА", "final": "Түпкілікті", "court": "Сот", "room": "Сот отырысының залы",
-        "case": "Іс нөмірі", "start": "Сот отырысының күні мен уақыты", "participants": "ВКС арқылы қатысушы",
-        "drafted": "Акт жасалған уақыты", "reason": "Себебі", "timeline": "Оқиғалар хронологиясы",
-        "evidence": "Өлшенген көрсеткіштер", "escalations": "Хабарламалар (16, 17-тармақтар)",
-        "breaks": "Техникалық үзілістер (22-тармақ)", "signatures": "Қолдар", "note": "Ескертпе",
-        "when": "Уақыты", "event": "Оқиға", "check": "Тексеру", "pair": "Терминалдар", "loss": "Жоғалту",
-        "jitter": "Джиттер", "rtt": "RTT", "mos": "MOS", "verdict": "Қорытынды", "reasons": "Себептер",
-        "none": "жоқ", "signature": "қолы", "date": "күні", "signed": "қол қойды",
-        "sha": "Мазмұнның SHA-256 хэші", "status": "Мәртебесі", "cause": "Себеп", "opened": "Ашылды",
-        "step2": "2-саты", "acked": "Қабылдады", "cannot_fix": "Жою мүмкін емес", "resolved": "Жойылды",
-        "out": "шығыс", "in": "кіріс", "duration": "Ұзақтығы", "outcome": "Нәтижесі",
-        "statement": "Осы акт Бейнеконференцбайланыс құралдарын техникалық қолдану қағидаларының 18-тармағына "
-                     "сәйкес жасалды: техникалық ақауларды жою мүмкін болмады, сот отырысын "
-                     "бейнеконференцбайланыс арқылы уақытында өткізу мүмкін емес.",
-        "check_test": "Тестілеу сеансы (13-т.)", "check_preconnect": "Алдын ала қосылу (15-т.)",
-        "head_of_office": "Кеңсе меңгерушісі", "secretary": "Сот отырысының хатшысы",
-        "technician": "Техникалық маман",
-        "trigger_not_fixed": "Ақаулар белгіленген уақыт ішінде жойылмады; сот отырысының басталуы кешіктірілді.",
-        "trigger_cannot_fix": "Техникалық маман ақауларды жою мүмкін емес екенін хабарлады.",
-        "trigger_requested": "Акт сот отырысы хатшысының талабы бойынша жасалды.",
-        "good": "жақсы", "degraded": "нашарлаған", "unusable": "жарамсыз",
-    },
-    "ru": {
-        "title": "АКТ об отсутствии технической возможности использования средств видеоконференцсвязи",
-        "draft": "ПРОЕКТ", "final": "Окончательный", "court": "Суд", "room": "Зал судебного заседания",
-        "case": "Номер дела", "start": "Дата и время судебного заседания", "participants": "Участник по ВКС",
-        "drafted": "Акт составлен", "reason": "Причина", "timeline": "Хронология событий",
-        "evidence": "Измеренные показатели", "escalations": "Оповещения (пп. 16, 17)",
-        "breaks": "Технические перерывы (п. 22)", "signatures": "Подписи", "note": "Примечание",
-        "when": "Время", "event": "Событие", "check": "Проверка", "pair": "Терминалы", "loss": "Потери",
-        "jitter": "Джиттер", "rtt": "RTT", "mos": "MOS", "verdict": "Заключение", "reasons": "Причины",
-        "none": "нет", "signature": "подпись", "date": "дата", "signed": "подписал(а)",
-        "sha": "Хэш содержимого SHA-256", "status": "Статус", "cause": "Причина", "opened": "Открыто",
-        "step2": "Шаг 2", "acked": "Принял(а)", "cannot_fix": "Устранить невозможно", "resolved": "Устранено",
-        "out": "исх.", "in": "вх.", "duration": "Длительность", "outcome": "Итог",
-        "statement": "Настоящий акт составлен в соответствии с пунктом 18 Правил технического использования "
-                     "средств видеоконференцсвязи: технические неисправности устранить не удалось, провести "
-                     "судебное заседание посредством видеоконференцсвязи в назначенное время невозможно.",
-        "check_test": "Тестовый сеанс (п. 13)", "check_preconnect": "Предварительное подключение (п. 15)",
-        "head_of_office": "Заведующий канцелярией", "secretary": "Секретарь судебного заседания",
-        "technician": "Технический специалист",
-        "trigger_not_fixed": "Неисправности не устранены в установленное время; начало судебного заседания "
-                             "задерживается.",
-        "trigger_cannot_fix": "Технический специалист сообщил, что устранить неисправности невозможно.",
-        "trigger_requested": "Акт составлен по требованию секретаря судебного заседания.",
-        "good": "хорошее", "degraded": "ухудшенное", "unusable": "непригодное",
-    },
-}
 
 EVENT_TEXT: dict[str, tuple[str, str]] = {
     "hearing_scheduled": ("Сот отырысы тағайындалды", "Заседание назначено"),
@@ -164,10 +104,12 @@ DETAIL_KEYS = ("kind", "callee", "verdict", "reasons", "mos", "status", "error",
 
 
 def canonical(data: Any) -> bytes:
+    """The canonical JSON bytes of `data` (sorted keys, no spaces, UTF-8): what the sha256 seals."""
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def sha256(data: Any) -> str:
+    """The sha256 (hex) of the canonical JSON of `data`."""
     return hashlib.sha256(canonical(data)).hexdigest()
 
 
@@ -206,6 +148,10 @@ def _summary(detail: dict, tz: str) -> str:
     return "; ".join(parts)[:400]
 
 
+def _percent(ratio: float | None) -> float | None:
+    return None if ratio is None else ratio * 100
+
+
 def check_evidence(c: dict, tz: str) -> dict[str, Any]:
     """One test / pre-connect check's measured figures (from the agents' report)."""
     r = c.get("result") or {}
@@ -215,8 +161,8 @@ def check_evidence(c: dict, tz: str) -> dict[str, Any]:
         "kind": c["kind"], "caller": c["caller"], "callee": c["callee"], "status": c["status"],
         "verdict": c["verdict"], "attempts": c["attempts"], "finished_local": _local(c["finished_at"], tz),
         "connected": r.get("connected") if r else None, "error": c.get("error") or r.get("error"),
-        "loss_out": _num(out.get("loss_ratio") * 100 if out.get("loss_ratio") is not None else None, "{:.2f} %"),
-        "loss_in": _num(inn.get("loss_ratio") * 100 if inn.get("loss_ratio") is not None else None, "{:.2f} %"),
+        "loss_out": _num(_percent(out.get("loss_ratio")), "{:.2f} %"),
+        "loss_in": _num(_percent(inn.get("loss_ratio")), "{:.2f} %"),
         "jitter_out": _num(out.get("jitter_ms"), "{:.1f} ms"), "jitter_in": _num(inn.get("jitter_ms"), "{:.1f} ms"),
         "rtt_mean": _num(rtt.get("mean"), "{:.0f} ms"), "rtt_p95": _num(rtt.get("p95"), "{:.0f} ms"),
         "mos": _num(r.get("mos"), "{:.2f}"), "reasons": [str(x) for x in (r.get("reasons") or [])],
@@ -270,6 +216,7 @@ async def _breaks(conn: AsyncConnection, hearing_id: int, tz: str) -> list[dict]
 
 async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str, now: dt.datetime,
                         note: str | None = None) -> dict[str, Any]:
+    """The act's content (schema vks.act/1) as data, from the hearing's record as it stands `now`."""
     views = await hearings_repo.views(conn, [hearing_id], now)
     if not views:
         raise NotFound(f"no hearing {hearing_id}")
@@ -283,7 +230,8 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
     checks = [check_evidence(c, tz) for c in await checks_repo.checks_for(conn, [hearing_id])
               if c["status"] in ("passed", "failed") or c["result"] is not None or c["error"]]
     escs = await esc_repo.list_escalations(conn, hearing_id=hearing_id)
-    escalations = [{"id": e["id"], "cause": e["cause"], "cause_text": list(CAUSE_TEXT.get(e["cause"], (e["cause"],) * 2)),
+    escalations = [{"id": e["id"], "cause": e["cause"],
+                    "cause_text": list(CAUSE_TEXT.get(e["cause"], (e["cause"],) * 2)),
                     "state": e["state"], "step": e["step"], "opened_local": _local(e["opened_at"], tz),
                     "step2_local": _local(e["step2_at"], tz), "acked_by": e["acked_by"],
                     "acked_local": _local(e["acked_at"], tz), "cannot_fix_by": e["cannot_fix_by"],
@@ -310,6 +258,7 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
 
 
 def act_view(act: dict, sigs: list[dict]) -> dict[str, Any]:
+    """The act as the API shows it and the documents render it: the stored act with its signatures."""
     tz = act["content"]["hearing"]["timezone"]
     return {
         "hearing_id": act["hearing_id"], "status": act["status"], "trigger": act["trigger"],
@@ -323,155 +272,11 @@ def act_view(act: dict, sigs: list[dict]) -> dict[str, Any]:
     }
 
 
-# --- rendering (pure, blocking: call from a thread) -----------------------------------------------
-
-def _order(lang: str) -> list[str]:
-    if lang not in LANGS:
-        raise Invalid("lang: expected kk or ru", field="lang")
-    return [lang] + [x for x in LANGS if x != lang]
-
-
-def _jinja():
-    import jinja2
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                              autoescape=jinja2.select_autoescape(["html"], default=True),
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
-def render_html(view: dict, lang: str) -> str:
-    order = _order(lang)
-    tpl = _jinja().get_template("act.html")
-    return tpl.render(act=view, c=view["content"], langs=order, T=T, idx={"kk": 0, "ru": 1},
-                      sha=view["final_sha256"] or view["content_sha256"])
-
-
-def _fonts() -> tuple[str, str]:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
-    if "DejaVuSans" in pdfmetrics.getRegisteredFontNames():
-        return "DejaVuSans", "DejaVuSans-Bold"
-    for d in FONT_DIRS:
-        regular, bold = d / "DejaVuSans.ttf", d / "DejaVuSans-Bold.ttf"
-        if regular.exists() and bold.exists():
-            pdfmetrics.registerFont(TTFont("DejaVuSans", str(regular)))
-            pdfmetrics.registerFont(TTFont("DejaVuSans-Bold", str(bold)))
-            return "DejaVuSans", "DejaVuSans-Bold"
-    raise RuntimeError("the DejaVu fonts are missing (Debian package fonts-dejavu-core): "
-                       f"looked in {', '.join(str(d) for d in FONT_DIRS)}")
-
-
-def render_pdf(view: dict, lang: str) -> bytes:
-    """The act as PDF (A4), both languages, `lang` first; the same act gives the same bytes."""
-    from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import ParagraphStyle
-    from reportlab.lib.units import mm
-    from reportlab.platypus import PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-
-    regular, bold = _fonts()
-    order = _order(lang)
-    c = view["content"]
-    h = c["hearing"]
-    sha = view["final_sha256"] or view["content_sha256"]
-    st = {
-        "title": ParagraphStyle("title", fontName=bold, fontSize=12.5, leading=16, alignment=1, spaceAfter=6),
-        "h": ParagraphStyle("h", fontName=bold, fontSize=10.5, leading=14, spaceBefore=8, spaceAfter=3),
-        "p": ParagraphStyle("p", fontName=regular, fontSize=9.5, leading=12.5),
-        "cell": ParagraphStyle("cell", fontName=regular, fontSize=7.5, leading=9),
-        "small": ParagraphStyle("small", fontName=regular, fontSize=7, leading=9, textColor=colors.grey),
-        "mark": ParagraphStyle("mark", fontName=bold, fontSize=10, leading=13, alignment=2,
-                               textColor=colors.red if view["status"] == "draft" else colors.black),
-    }
-
-    def P(text: Any, style: str = "p") -> Paragraph:
-        return Paragraph(xml_escape("" if text is None else str(text)).replace("\n", "<br/>"), st[style])
-
-    def table(rows: list[list[Any]], widths: list[float]) -> Table:
-        t = Table([[P(x, "cell") for x in r] for r in rows], colWidths=[w * mm for w in widths], repeatRows=1)
-        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
-                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
-                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-        return t
-
-    story: list[Any] = []
-    for n, lg in enumerate(order):
-        t, i = T[lg], LANGS.index(lg)
-        if n:
-            story.append(PageBreak())
-        story.append(P(t["draft"] if view["status"] == "draft" else t["final"], "mark"))
-        story.append(P(t["title"], "title"))
-        for label, value in ((t["court"], h["court"]), (t["room"], h["room"]), (t["case"], h["case_number"]),
-                             (t["start"], f"{h['date_local']} {h['time_local']} ({h['timezone']}, UTC{h['utc_offset']})"),
-                             (t["participants"], ", ".join(f"{p['institution']} ({p['terminal_id']})"
-                                                           for p in h["participants"])),
-                             (t["drafted"], c["drafted_local"])):
-            story.append(Paragraph(f"<font name='{bold}'>{xml_escape(label)}:</font> {xml_escape(str(value))}",
-                                   st["p"]))
-        story.append(P(t["reason"], "h"))
-        story.append(P(t[f"trigger_{c['trigger']}"]))
-        story.append(Spacer(1, 2 * mm))
-        story.append(P(t["statement"]))
-        if c.get("note"):
-            story.append(P(f"{t['note']}: {c['note']}"))
-        story.append(P(t["evidence"], "h"))
-        if c["checks"]:
-            rows = [[t["check"], t["pair"], t["loss"], t["jitter"], t["rtt"], t["mos"], t["verdict"], t["reasons"]]]
-            for ch in c["checks"]:
-                rows.append([f"{t['check_' + ch['kind']]}\n{ch['finished_local'] or ''}",
-                             f"{ch['caller']} → {ch['callee']}",
-                             f"{t['out']} {ch['loss_out'] or '—'}\n{t['in']} {ch['loss_in'] or '—'}",
-                             f"{t['out']} {ch['jitter_out'] or '—'}\n{t['in']} {ch['jitter_in'] or '—'}",
-                             f"{ch['rtt_mean'] or '—'} (p95 {ch['rtt_p95'] or '—'})", ch["mos"] or "—",
-                             f"{t.get(ch['verdict'] or '', ch['verdict'] or '—')} ({ch['status']})",
-                             "; ".join(ch["reasons"] + ([ch["error"]] if ch["error"] else [])) or "—"])
-            story.append(table(rows, [26, 28, 23, 23, 20, 10, 22, 28]))
-        else:
-            story.append(P(t["none"]))
-        if c["breaks"]:
-            story.append(P(t["breaks"], "h"))
-            rows = [[t["when"], t["cause"], t["duration"], t["outcome"], t["evidence"]]]
-            for b in c["breaks"]:
-                rows.append([f"{b['started_local']} – {b['ended_local'] or ''}", b["cause"],
-                             "—" if b["duration_s"] is None else f"{b['duration_s']:.0f} s", b["outcome"] or "—",
-                             b["figures"] or "—"])
-            story.append(table(rows, [40, 22, 18, 22, 78]))
-        if c["escalations"]:
-            story.append(P(t["escalations"], "h"))
-            rows = [[t["cause"], t["opened"], t["step2"], t["acked"], t["cannot_fix"], t["resolved"]]]
-            for e in c["escalations"]:
-                rows.append([e["cause_text"][i], e["opened_local"], e["step2_local"] or "—",
-                             f"{e['acked_by'] or '—'} {e['acked_local'] or ''}",
-                             f"{e['cannot_fix_by'] or '—'} {e['cannot_fix_local'] or ''}",
-                             f"{e['resolved_by'] or '—'} {e['resolved_local'] or ''}"])
-            story.append(table(rows, [30, 28, 28, 32, 32, 30]))
-        story.append(P(t["timeline"], "h"))
-        rows = [[t["when"], t["event"], ""]]
-        for ev in c["timeline"]:
-            rows.append([ev["at_local"], ev["text"][i], ev["detail"]])
-        story.append(table(rows, [30, 55, 95]))
-        story.append(P(t["signatures"], "h"))
-        signed = {s["role"]: s for s in view["signatures"]}
-        rows = [["", t["signed"], t["signature"], t["date"]]]
-        for role in SIGNER_ROLES:
-            s = signed.get(role)
-            rows.append([t[role], s["name"] if s else "", "", s["signed_local"] if s else ""])
-        sig = table(rows, [50, 55, 40, 35])
-        sig.setStyle(TableStyle([("TOPPADDING", (0, 1), (-1, -1), 9), ("BOTTOMPADDING", (0, 1), (-1, -1), 9)]))
-        story.append(sig)
-        story.append(Spacer(1, 4 * mm))
-        story.append(P(f"{t['sha']}: {sha}", "small"))
-
-    buf = io.BytesIO()
-    doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm,
-                            bottomMargin=15 * mm, invariant=1, title=T[order[0]]["title"],
-                            author="vks-controller", subject=f"{h['case_number']}", creator="vks-controller")
-    doc.build(story)
-    return buf.getvalue()
-
-
 # --- the service ---------------------------------------------------------------------------------
 
 class ActService:
+    """Drafts, signs and finalises the acts (the API and the escalation call it)."""
+
     async def _store_draft(self, conn: AsyncConnection, hearing_id: int, *, trigger: str, by: str,
                            now: dt.datetime, note: str | None) -> dict:
         content = await build_content(conn, hearing_id, trigger=trigger, now=now, note=note)
@@ -486,7 +291,7 @@ class ActService:
                                   updated_at=now)
         await events_repo.append(conn, hearing_id, "act_drafted", now, {
             "by": by, "trigger": trigger, "content_sha256": digest, "redrafted": act is not None})
-        return await repo.get_for_hearing(conn, hearing_id)
+        return await _stored(conn, hearing_id)
 
     async def draft(self, conn: AsyncConnection, hearing_id: int, user: dict, note: str | None,
                     now: dt.datetime) -> dict:
@@ -522,15 +327,49 @@ class ActService:
             raise NotFound(f"hearing {hearing_id} has no act of technical impossibility", code="no_act")
         return act_view(act, await repo.signatures(conn, act["id"]))
 
-    async def sign(self, conn: AsyncConnection, hearing_id: int, role: str, name: str, user: dict,
+    async def sign(self, db: Database, hearing_id: int, role: str, name: str, user: dict,
                    now: dt.datetime) -> dict:
+        """Record a signature. The one that completes the three makes the act final: its documents are
+        rendered with no transaction open (reportlab takes a while; a transaction would hold the SQLite
+        write lock, or a PostgreSQL connection and its row locks, for all of it), then the signature and
+        the seal are stored together in one short transaction that first checks the act is as it was read."""
         if role not in SIGNER_ROLES:
             raise Invalid(f"role: expected one of {', '.join(SIGNER_ROLES)}", field="role")
         if user["role"] not in MAY_SIGN[role]:
             raise Forbidden(f"the {role} signature is recorded by a {' or an '.join(sorted(MAY_SIGN[role]))}, "
                             f"not by a {user['role']}")
-        await hearings_repo.get_hearing(conn, hearing_id, for_update=True)
-        act = await repo.get_for_hearing(conn, hearing_id, for_update=True)
+        new = {"role": role, "name": name, "recorded_by": user["name"], "signed_at": now}
+        for _ in range(SIGN_ATTEMPTS):
+            async with db.read() as conn:
+                seen = await self._signable(conn, hearing_id, role)
+            final = None
+            if _completes(seen[1], role):
+                final = await asyncio.to_thread(seal, seen[0], [*seen[1], new], now)
+            async with db.transaction() as conn:
+                await hearings_repo.get_hearing(conn, hearing_id, for_update=True)
+                act, sigs = await self._signable(conn, hearing_id, role, for_update=True)
+                if _completes(sigs, role) and (final is None or _changed(seen, (act, sigs))):
+                    continue            # signed or redrafted meanwhile: read and render again
+                await repo.add_signature(conn, act["id"], role, name, user["name"], now)
+                await events_repo.append(conn, hearing_id, "act_signed", now, {"role": role, "name": name,
+                                                                              "recorded_by": user["name"]})
+                await users_repo.record(conn, user["name"], "act.sign", f"hearing:{hearing_id}", now,
+                                        {"role": role, "name": name})
+                if final is not None:
+                    await repo.update_act(conn, act["id"], status="final", final_sha256=final.sha256,
+                                          finalized_at=now, documents=final.documents, updated_at=now)
+                    await events_repo.append(conn, hearing_id, "act_final", now, {
+                        "final_sha256": final.sha256, "documents": final.documents})
+                return act_view(await _stored(conn, hearing_id), await repo.signatures(conn, act["id"]))
+        raise Conflict(f"the act of hearing {hearing_id} kept changing while it was being signed; try again",
+                       code="act_changed")
+
+    async def _signable(self, conn: AsyncConnection, hearing_id: int, role: str, *,
+                        for_update: bool = False) -> tuple[dict, list[dict]]:
+        """The act of the hearing and its signatures, when `role` may still sign it (else 404 / 409)."""
+        if not for_update:
+            await hearings_repo.get_hearing(conn, hearing_id)
+        act = await repo.get_for_hearing(conn, hearing_id, for_update=for_update)
         if act is None:
             raise NotFound(f"hearing {hearing_id} has no act of technical impossibility", code="no_act")
         if act["status"] == "final":
@@ -538,32 +377,46 @@ class ActService:
         sigs = await repo.signatures(conn, act["id"])
         if any(s["role"] == role for s in sigs):
             raise Conflict(f"the {role} has signed already", code="signed")
-        await repo.add_signature(conn, act["id"], role, name, user["name"], now)
-        sigs = await repo.signatures(conn, act["id"])
-        await events_repo.append(conn, hearing_id, "act_signed", now, {"role": role, "name": name,
-                                                                      "recorded_by": user["name"]})
-        await users_repo.record(conn, user["name"], "act.sign", f"hearing:{hearing_id}", now,
-                                {"role": role, "name": name})
-        if {s["role"] for s in sigs} >= set(SIGNER_ROLES):
-            await self._finalize(conn, act, sigs, now)
-        act = await repo.get_for_hearing(conn, hearing_id)
-        return act_view(act, sigs)
+        return act, sigs
 
-    async def _finalize(self, conn: AsyncConnection, act: dict, sigs: list[dict], now: dt.datetime) -> None:
-        sealed = {"content_sha256": act["content_sha256"],
-                  "signatures": [{"role": s["role"], "name": s["name"], "signed_at": iso(s["signed_at"])}
-                                 for s in sigs]}
-        final_sha = sha256(sealed)
-        view = act_view({**act, "status": "final", "final_sha256": final_sha, "finalized_at": now}, sigs)
 
-        def documents() -> dict:
-            out = {}
-            for lg in LANGS:
-                out[lg] = {"html_sha256": hashlib.sha256(render_html(view, lg).encode("utf-8")).hexdigest(),
-                           "pdf_sha256": hashlib.sha256(render_pdf(view, lg)).hexdigest()}
-            return out
-        docs = await asyncio.to_thread(documents)
-        await repo.update_act(conn, act["id"], status="final", final_sha256=final_sha, finalized_at=now,
-                              documents=docs, updated_at=now)
-        await events_repo.append(conn, act["hearing_id"], "act_final", now, {
-            "final_sha256": final_sha, "documents": docs})
+SIGN_ATTEMPTS = 3
+
+
+async def _stored(conn: AsyncConnection, hearing_id: int) -> dict:
+    act = await repo.get_for_hearing(conn, hearing_id)
+    if act is None:
+        raise NotFound(f"hearing {hearing_id} has no act of technical impossibility", code="no_act")
+    return act
+
+
+@dataclass(frozen=True)
+class Final:
+    """The seal of a final act: `final_sha256` and the sha256 of each of its documents."""
+    sha256: str
+    documents: dict[str, dict[str, str]]
+
+
+def seal(act: dict, sigs: list[dict], now: dt.datetime) -> Final:
+    """Seal the act with these (all three) signatures and render its final documents (blocking: call
+    from a thread, with no transaction open)."""
+    sealed = {"content_sha256": act["content_sha256"],
+              "signatures": [{"role": s["role"], "name": s["name"], "signed_at": iso(s["signed_at"])}
+                             for s in sigs]}
+    final_sha = sha256(sealed)
+    view = act_view({**act, "status": "final", "final_sha256": final_sha, "finalized_at": now,
+                     "updated_at": now}, sigs)
+    docs = {lg: {"html_sha256": hashlib.sha256(render_html(view, lg).encode("utf-8")).hexdigest(),
+                 "pdf_sha256": hashlib.sha256(render_pdf(view, lg)).hexdigest()} for lg in LANGS}
+    return Final(final_sha, docs)
+
+
+def _completes(sigs: list[dict], role: str) -> bool:
+    return {s["role"] for s in sigs} | {role} >= set(SIGNER_ROLES)
+
+
+def _changed(before: tuple[dict, list[dict]], after: tuple[dict, list[dict]]) -> bool:
+    """Whether the act (its content, its signatures) differs from what was read."""
+    def key(act: dict, sigs: list[dict]) -> tuple:
+        return (act["id"], act["status"], act["content_sha256"], act["updated_at"], [s["id"] for s in sigs])
+    return key(*before) != key(*after)

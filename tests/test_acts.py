@@ -4,17 +4,22 @@ Kazakh and Russian (either first), three signatures by the right people, and
 final means immutable and reproducible."""
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as dt
 import hashlib
 import io
 import shutil
+import sqlite3
 import subprocess
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from pypdf import PdfReader
+from sqlalchemy.engine import make_url
 
 from controller import acts
-from controller.escalation_api import ActOut
+from controller.api.escalations import ActOut
 from tests.controller_kit import Controller, report
 
 H = dt.timedelta(hours=1)
@@ -167,7 +172,8 @@ async def test_redraft_while_unsigned_refreshes_the_evidence(db_url, fake_clock)
 
 def test_render_is_pure_and_reproducible():
     content = {
-        "schema": "vks.act/1", "trigger": "cannot_fix", "note": KAZAKH + " " + KAZAKH.upper(), "drafted_utc": "2026-12-01T05:00:00Z",
+        "schema": "vks.act/1", "trigger": "cannot_fix", "note": KAZAKH + " " + KAZAKH.upper(),
+        "drafted_utc": "2026-12-01T05:00:00Z",
         "drafted_local": "01.12.2026 10:00:00",
         "hearing": {"id": 1, "case_number": "2-1/2026", "court": "Сот", "court_id": "c", "room": "Зал 1",
                     "timezone": "Asia/Almaty", "start_utc": "2026-12-01T05:30:00Z", "date_local": "01.12.2026",
@@ -228,3 +234,73 @@ async def test_act_carries_the_break_and_its_live_figures(db_url, fake_clock):
                                   headers={"Authorization": f"Bearer {c.tokens['viewer']}"})
         text = pdf_text(await resp.read()).replace("\n", " ")
         assert "Технические перерывы" in text and "25.0 %" in text and "Техникалық үзілістер" in text
+
+
+def _counting(opener, depth: contextvars.ContextVar[int]):
+    """`db.transaction` / `db.read` that count, in the calling task's context, the transactions it holds open
+    (asyncio.to_thread carries that context into the renderer's thread)."""
+    @asynccontextmanager
+    async def wrapped(*a, **kw):
+        token = depth.set(depth.get() + 1)
+        try:
+            async with opener(*a, **kw) as conn:
+                yield conn
+        finally:
+            depth.reset(token)
+    return wrapped
+
+
+def _sqlite_write_lock_free(db_url: str) -> bool | None:
+    """On SQLite: can another connection take the write lock right now (no waiting)? None elsewhere."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite":
+        return None
+    conn = sqlite3.connect(url.database, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+async def test_final_act_renders_with_no_transaction_open(db_url, fake_clock, monkeypatch):
+    """The last signature makes the act final: its PDFs render (reportlab, slow) with no transaction of the
+    signing request open - nobody else's write waits for the render -, and the signature and the seal are
+    stored only if the act did not change meanwhile: a rival signature stored during the render wins, the
+    slower one is refused (409), and the final act's documents are those of its actual signatures."""
+    depth: contextvars.ContextVar[int] = contextvars.ContextVar("open_transactions", default=0)
+    async with Controller(db_url, fake_clock, live={"enabled": False}) as c:
+        hid = await hearing_with_failed_test(c)
+        await c.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary", json={}, expect=201)
+        sig = f"/api/v1/hearings/{hid}/act/signatures"
+        for role in ("head_of_office", "secretary"):
+            await c.call("POST", sig, role="secretary", json={"role": role, "name": f"{role} name"}, expect=201)
+        for name in ("transaction", "read"):
+            monkeypatch.setattr(c.db, name, _counting(getattr(c.db, name), depth))
+        loop, render, seen, rival = asyncio.get_running_loop(), acts.render_pdf, [], []
+
+        def spy(view, lang):
+            seen.append((view["signatures"][-1]["name"], lang, depth.get(), _sqlite_write_lock_free(db_url)))
+            if len(seen) == 1:     # the first render: another technician signs meanwhile, and finishes first
+                rival.append(asyncio.run_coroutine_threadsafe(c.call(
+                    "POST", sig, role="admin", json={"role": "technician", "name": "Rival"}), loop).result(60))
+            return render(view, lang)
+
+        monkeypatch.setattr(acts, "render_pdf", spy)
+        status, err = await c.call("POST", sig, role="technician", json={"role": "technician", "name": "Slow"})
+        assert (status, err["error"]) == (409, "act_final")
+        status, final = rival[0]
+        assert status == 201 and final["status"] == "final"
+        lock_free = None if c.db.is_postgres else True
+        assert seen == [("Slow", "kk", 0, lock_free), ("Rival", "kk", 0, lock_free), ("Rival", "ru", 0, lock_free),
+                        ("Slow", "ru", 0, lock_free)]
+        assert [(s["role"], s["name"]) for s in final["signatures"]][-1] == ("technician", "Rival")
+        monkeypatch.undo()
+        resp = await c.client.get(f"{sig.rsplit('/', 1)[0]}.pdf?lang=ru",
+                                  headers={"Authorization": f"Bearer {c.tokens['viewer']}"})
+        assert hashlib.sha256(await resp.read()).hexdigest() == final["documents"]["ru"]["pdf_sha256"]
+        events = [e["kind"] for e in await c.events(hid)]
+        assert events.count("act_signed") == 3 and events.count("act_final") == 1
