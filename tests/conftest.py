@@ -1,19 +1,41 @@
 """Shared fixtures. Add yours below; keep each one general.
 
-- `pg_cluster` (session): a throw-away PostgreSQL server (tests/pg.py); tests
-  using it are skipped when PostgreSQL is not installed.
+The harness (tests/harness.py: ports, waits, controller and agent processes) and the impaired
+link (tests/netlab/fixtures.py: `lab`, `make_lab`) are plugins loaded here, so a test module
+names their fixtures as arguments and imports nothing for them.
+
+- `pg_cluster` (session): a throw-away PostgreSQL server (tests/pg.py); tests using it are
+  skipped when PostgreSQL is not installed - and fail under CI (`CI=true`).
 - `db_url`: a fresh empty database, once on SQLite and once on PostgreSQL
   (parametrized: ids `sqlite` and `postgres`).
 - `fake_clock`: a FakeClock (call it for "now"; `advance(...)`, `set(...)`).
+
+Hypothesis runs with the profile `ci` under CI (derandomized: the same examples on every run,
+no example database, no deadline on a busy machine) and `dev` elsewhere (random, with the local
+example database that replays a failure); HYPOTHESIS_PROFILE=ci|dev chooses one explicitly.
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.pg import PgCluster, PgUnavailable
+
+# Plugins, not imports: imported here first, pytest could not rewrite their asserts.
+pytest_plugins = ["tests.harness", "tests.netlab.fixtures"]
+
+settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.harness import in_ci
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if in_ci() else "dev"))
 
 
 class FakeClock:
@@ -39,7 +61,8 @@ def pg_cluster():
     try:
         cluster = PgCluster().start()
     except PgUnavailable as exc:
-        pytest.skip(f"PostgreSQL not available: {exc}")
+        from tests.harness import require_or_skip
+        require_or_skip(f"PostgreSQL not available: {exc}")
     try:
         yield cluster
     finally:

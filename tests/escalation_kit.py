@@ -6,15 +6,10 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 
 from aiohttp import web
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.procs import free_port
 
 
 class WebhookServer:

@@ -14,11 +14,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.procs import free_port
 
 SUPERUSER = "vks"
 
@@ -35,18 +36,12 @@ def _bindir() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PgCluster:
     def __init__(self) -> None:
         self.bindir = _bindir()
         self.tmp = Path(tempfile.mkdtemp(prefix="vks-pg-"))
         self.datadir = self.tmp / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.run_as: str | None = None
         if os.geteuid() == 0:
             for name in ("postgres", "nobody"):

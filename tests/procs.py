@@ -1,13 +1,17 @@
-"""Real processes for tests: free ports, `vks-agent` subprocesses, waiting for them."""
+"""Real processes for tests and benchmarks: free ports, `vks-agent` subprocesses, waiting for them
+(`wait_for` in plain code, `eventually` on an event loop). The pytest side - fixtures that start a
+controller and agents - is tests/harness.py."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +20,7 @@ PYTHON = sys.executable
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now (the kernel's pick)."""
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -45,17 +50,35 @@ def agent_argv(*args: str) -> list[str]:
     return [PYTHON, "-m", "agent.cli", *args]
 
 
-def wait_http(url: str, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for(predicate, timeout: float, step: float = 0.2, what: str = "condition"):
+    """Poll `predicate()` until it returns something true; return it (AssertionError after `timeout` s)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(step)
+
+
+def wait_http(url: str, timeout: float = 15.0, proc: subprocess.Popen | None = None,
+              ssl_ctx: ssl.SSLContext | None = None, any_status: bool = False) -> None:
+    """Until `url` answers 200 (or any HTTP status with `any_status`); RuntimeError if `proc` exits first."""
+    def answers() -> bool:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
+        try:
+            with urllib.request.urlopen(url, timeout=1, context=ssl_ctx):
+                return True
+        except urllib.error.HTTPError:
+            return any_status                # e.g. a controller's 503 while its database is away
+        except OSError:
+            return False
+    try:
+        wait_for(answers, timeout, step=0.1, what=f"{url} answering")
+    except AssertionError as exc:
+        raise TimeoutError(str(exc)) from None
 
 
 def write_config(tmp_path: Path, text: str, name: str = "agent.yaml") -> Path:
@@ -86,9 +109,13 @@ def responder(config: Path, host: str = "127.0.0.1", port: int | None = None):
         yield url
     finally:
         stop(proc)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
+    """SIGTERM, then SIGKILL after `timeout` s; the exit code."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -96,6 +123,7 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    return proc.returncode
 
 
 async def eventually(predicate, timeout: float = 10.0, step: float = 0.02):

@@ -1,129 +1,18 @@
-"""Helpers for the issue-7 suites (tests/test_fuzz_*, test_security_*, test_faults_*): a real
-`vks-controller serve` process with its own config file, the CLI, plain HTTP, and a throw-away
-certificate authority made with `cryptography`."""
+"""Helpers for the issue-7 suites (tests/test_fuzz_*, test_security_*, test_faults_*): a throw-away
+certificate authority made with `cryptography`. The real `vks-controller serve` process, the CLI
+and plain HTTP are the harness's (tests/harness.py), named here too for those suites."""
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import json
 import os
-import signal
 import ssl
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from tests.procs import free_port
+from tests.harness import SITES, ControllerProc, cli, http
+from tests.procs import REPO
 
-REPO = Path(__file__).resolve().parent.parent
-SITES = REPO / "configs" / "sites.yaml"
-
-
-def cli(*args: str, env: dict, stdin: str | None = None) -> str:
-    """Run `vks-controller ARGS`; its stdout (it must succeed)."""
-    out = subprocess.run([sys.executable, "-m", "controller.cli", *args], env=env, cwd=REPO, input=stdin,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, (args, out.stdout, out.stderr)
-    return out.stdout.strip()
-
-
-class ControllerProc:
-    """`vks-controller serve` with a config file written from `config` (YAML as JSON); the log
-    (stdout and stderr) goes to `log`. `url` is http(s)://127.0.0.1:PORT."""
-
-    def __init__(self, tmp: Path, db_url: str | None = None, *, config: dict | None = None,
-                 port: int | None = None, name: str = "controller"):
-        self.tmp = tmp
-        self.port = port or free_port()
-        self.db_url = db_url or f"sqlite:///{tmp / (name + '.sqlite')}"
-        self.config_path = tmp / f"{name}.yaml"
-        cfg = {"listen": f"127.0.0.1:{self.port}", "db": self.db_url, "sites_file": None, **(config or {})}
-        self.config_path.write_text(json.dumps(cfg), encoding="utf-8")   # JSON is YAML
-        self.env = dict(os.environ, PYTHONPATH=str(REPO), VKS_CONTROLLER_CONFIG=str(self.config_path))
-        self.log = tmp / f"{name}.log"
-        self.tls = "tls" in cfg and cfg["tls"]
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
-
-    def cli(self, *args: str, stdin: str | None = None) -> str:
-        return cli(*args, env=self.env, stdin=stdin)
-
-    def prepare(self, admin: str = "root") -> str:
-        """Migrate, import the sample sites, add an admin; the admin's token."""
-        self.cli("migrate")
-        self.cli("sites", "import", str(SITES))
-        return self.cli("user", "add", admin, "--role", "admin")
-
-    def start(self, wait: bool = True, ssl_ctx: ssl.SSLContext | None = None) -> ControllerProc:
-        self._logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "serve", "--log-level", "DEBUG"],
-                                     env=self.env, cwd=REPO, stdout=self._logf, stderr=subprocess.STDOUT)
-        if wait:
-            self.wait_ready(ssl_ctx=ssl_ctx)
-        return self
-
-    def wait_ready(self, timeout: float = 30.0, ssl_ctx: ssl.SSLContext | None = None) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"controller exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1, context=ssl_ctx):
-                    return
-            except urllib.error.HTTPError:
-                return                       # it answers (503 while the database is away)
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError(f"controller did not answer within {timeout} s:\n{self.log.read_text()}")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)
-        self._logf.close()
-
-    def stop(self) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self._logf.close()
-        return self.proc.returncode if self.proc else None
-
-    def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def http(method: str, url: str, token: str | None = None, body=None, *, raw: bytes | None = None,
-         ssl_ctx: ssl.SSLContext | None = None, headers: dict | None = None, timeout: float = 30):
-    """(status, parsed JSON or text)."""
-    h = dict(headers or {})
-    data = raw
-    if body is not None:
-        data = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    if token:
-        h["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=data, method=method, headers=h)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout, context=ssl_ctx) as resp:
-            status, text = resp.status, resp.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        status, text = exc.code, exc.read().decode("utf-8", "replace")
-    try:
-        return status, json.loads(text) if text else None
-    except ValueError:
-        return status, text
+__all__ = ["REPO", "SITES", "ControllerProc", "cli", "client_ctx", "http", "make_ca"]
 
 
 # ---- a throw-away CA ------------------------------------------------------------------------

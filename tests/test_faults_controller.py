@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from tests.reliability_kit import ControllerProc, http
+from tests.harness import ControllerProc, http
+from tests.procs import wait_for
 from tests.test_link_dbdown import RestartablePg
-from tests.test_link_e2e import wait_for
 
 
 @pytest.fixture
@@ -87,15 +87,12 @@ def test_database_outage_the_controller_lives_through_and_catches_up(pg, tmp_pat
     assert "Traceback" not in c.log_text() or "internal error" not in c.log_text()
 
 
-def test_controller_sigkilled_twice_during_a_hearing_day_loses_and_doubles_nothing(db_url, tmp_path):
+def test_controller_sigkilled_twice_during_a_hearing_day_loses_and_doubles_nothing(db_url, tmp_path, agent_proc):
     """Three hearings starting in 21-27 minutes: each has its test request and its pre-connect
     check (rule 15 window open) due at once - six sessions between two real agents. The
     controller is SIGKILLed as soon as the first result is stored and again right after its
     restart. In the end every check has exactly one result, every hearing exactly one request
     event and one pre-connect event, and no result was recorded twice."""
-    from tests.test_link_e2e import stop
-    from tests.test_security_tls import start_agent
-
     c = ControllerProc(tmp_path, db_url, config={
         "scheduler": {"poll_s": 0.2, "retry_s": 1, "lease_s": 2, "result_grace_s": 5},
         "checks": {"test_profile": "monitor", "test_duration_s": 2,
@@ -104,7 +101,7 @@ def test_controller_sigkilled_twice_during_a_hearing_day_loses_and_doubles_nothi
     admin = c.prepare()
     tokens = {t: c.cli("terminal", "token", t) for t in ("court-almaty-1", "sizo-almaty-1")}
     c.start()
-    agents = [start_agent(tmp_path, t, f"ws://127.0.0.1:{c.port}", tok, None) for t, tok in tokens.items()]
+    agents = [agent_proc(t, c.ws_url, tok) for t, tok in tokens.items()]
     try:
         def online():
             _, terms = http("GET", c.url + "/api/v1/terminals", admin)
@@ -154,6 +151,6 @@ def test_controller_sigkilled_twice_during_a_hearing_day_loses_and_doubles_nothi
             assert per_check and all(n == 1 for n in per_check.values()), events
         assert all(x["result"]["connected"] for x in checks()), [x["result"].get("error") for x in checks()]
     finally:
-        codes = [stop(p) for p, _, _ in agents]
+        codes = [a.stop() for a in agents]
         c.stop()
     assert codes == [0, 0]

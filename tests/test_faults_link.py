@@ -5,7 +5,7 @@ late is counted as reordered, not lost - and the session completes."""
 from __future__ import annotations
 
 from tests.linktest import Scenario, run_session
-from tests.netlab.fixtures import make_lab, netlab_mark  # noqa: F401 (fixture)
+from tests.netlab.fixtures import netlab_mark
 from tests.test_session_netlab import check_against_truth
 
 pytestmark = netlab_mark

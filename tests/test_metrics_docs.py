@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -21,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contract import wire
 from tests import procs
-from tests.test_link_e2e import http, run_cli, stop, wait_for
+from tests.harness import TERMINALS, System, http
+from tests.procs import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "metrics.md"
@@ -132,59 +131,16 @@ def test_responder_exposes_documented_metrics_and_counts_the_sessions_it_answers
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     """`vks-controller serve` (SQLite) and two `vks-agent run` terminals with their metrics ports."""
-    tmp = tmp_path_factory.mktemp("system")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    db = f"sqlite:///{tmp}/controller.sqlite"
-    port = procs.free_port()
-    base = f"http://127.0.0.1:{port}"
-    cfg = tmp / "controller.yaml"
-    cfg.write_text("sites_file: null\nscheduler: {poll_s: 0.2}\n"
-                   "checks: {test_profile: monitor, test_duration_s: 3}\n")
-    env["VKS_CONTROLLER_CONFIG"] = str(cfg)
-    run_cli("migrate", "--db", db, env=env)
-    run_cli("sites", "import", str(REPO / "configs" / "sites.yaml"), "--db", db, env=env)
-    secretary = run_cli("user", "add", "sec-1", "--role", "secretary", "--db", db, env=env)
-    running: list[subprocess.Popen] = []
-    logs = []
-    agents = {}
+    ports = {t: procs.free_port() for t in TERMINALS}
+    s = System(tmp_path_factory.mktemp("system"),
+               config={"scheduler": {"poll_s": 0.2}, "checks": {"test_profile": "monitor", "test_duration_s": 3}},
+               agent_config=lambda t: {"metrics": {"listen": f"127.0.0.1:{ports[t]}"}, "health": {"interval_s": 2}})
     try:
-        log = open(tmp / "controller.log", "wb")
-        logs.append(log)
-        running.append(subprocess.Popen([sys.executable, "-m", "controller.cli", "serve", "--listen",
-                                         f"127.0.0.1:{port}", "--db", db], env=env, cwd=REPO,
-                                        stdout=log, stderr=subprocess.STDOUT))
-        for terminal in ("court-almaty-1", "sizo-almaty-1"):
-            token = run_cli("terminal", "token", terminal, "--db", db, env=env)
-            (tmp / f"{terminal}.token").write_text(token + "\n")
-            mport = procs.free_port()
-            agents[terminal] = f"http://127.0.0.1:{mport}/metrics"
-            (tmp / f"{terminal}.yaml").write_text(
-                f"terminal_id: {terminal}\n"
-                f"session: {{host_addresses: [127.0.0.1]}}\n"
-                f"controller:\n  url: ws://127.0.0.1:{port}\n"
-                f"  token_file: {tmp / f'{terminal}.token'}\n"
-                f"  outbox_path: {tmp / f'{terminal}.outbox'}\n  heartbeat_s: 1\n"
-                f"metrics: {{listen: '127.0.0.1:{mport}'}}\n"
-                f"health: {{interval_s: 2}}\n")
-            log = open(tmp / f"{terminal}.log", "wb")
-            logs.append(log)
-            running.append(subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config",
-                                             str(tmp / f"{terminal}.yaml")], env=env, cwd=REPO,
-                                            stdout=log, stderr=subprocess.STDOUT))
-
-        def both_online():
-            try:
-                status, terms = http("GET", f"{base}/api/v1/terminals", secretary)
-            except OSError:
-                return False
-            online = {t["id"] for t in terms.get("items", []) if t.get("online")} if status == 200 else set()
-            return {"court-almaty-1", "sizo-almaty-1"} <= online
-        wait_for(both_online, 60, what="both agents online")
-        yield {"base": base, "agents": agents, "secretary": secretary, "db": db, "env": env}
+        s.start()
+        yield {"base": s.controller.url, "secretary": s.secretary, "controller": s.controller,
+               "agents": {t: f"http://127.0.0.1:{port}/metrics" for t, port in ports.items()}}
     finally:
-        codes = [stop(p) for p in reversed(running)]
-        for f in logs:
-            f.close()
+        codes = s.stop()
     assert codes == [0] * len(codes)
 
 
@@ -256,8 +212,7 @@ def test_a_test_session_shows_on_both_agents_and_on_the_controller(system):
 async def test_interval_reports_give_the_pairs_live_quality_on_the_controller(system):
     """A terminal streaming interval reports (here a scripted agent over the real WebSocket)
     shows its pair's loss, jitter, RTT, MOS and verdict per direction; the final report ends it."""
-    token = await asyncio.to_thread(run_cli, "terminal", "token", "sizo-almaty-2", "--db", system["db"],
-                                    env=system["env"])
+    token = await asyncio.to_thread(system["controller"].cli, "terminal", "token", "sizo-almaty-2")
     url = system["base"].replace("http", "ws") + wire.WS_PATH
     metrics_url = system["base"] + "/metrics"
     async with aiohttp.ClientSession() as http_session:

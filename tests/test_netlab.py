@@ -20,7 +20,7 @@ import pytest
 
 from tests.netlab import ControlError, Impairment, ImpairmentError, Lab, LabError, control
 from tests.netlab.agents import path as agent_path
-from tests.netlab.fixtures import lab, make_lab, requires_netlab  # noqa: F401 (fixtures)
+from tests.netlab.fixtures import requires_netlab
 from tests.netlab.impair import DELIVER, DROP_BLACKOUT, DROP_LOSS, DROP_QUEUE, LinkDirection
 from tests.netlab.packet import KIND_DTLS, KIND_RTCP, KIND_RTP, KIND_STUN, KIND_UDP, classify_udp_payload, parse
 from tests.netlab.streams import find_ssrc, ping, udp_stream

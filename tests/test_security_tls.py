@@ -12,6 +12,8 @@ Certificates come from a throw-away CA made in the test (tests/reliability_kit.m
 from __future__ import annotations
 
 import datetime as dt
+import http.client
+import json
 import os
 import ssl
 import subprocess
@@ -22,30 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability_kit import REPO, ControllerProc, client_ctx, http, make_ca
-from tests.test_link_e2e import stop, wait_for
+from tests.harness import AgentProc
+from tests.procs import REPO, agent_argv, env_with, free_port, stop, wait_for, wait_http, write_config
+from tests.reliability_kit import ControllerProc, client_ctx, http, make_ca
 
 TERMINALS = ("court-almaty-1", "sizo-almaty-1")
 PASSWORD = "correct horse battery staple 7"
-
-
-def start_agent(tmp: Path, terminal: str, url: str, token: str, ca: Path | None) -> tuple[subprocess.Popen, Path, Path]:
-    home = tmp / terminal
-    home.mkdir()
-    (home / "token").write_text(token + "\n")
-    ca_line = f"  ca_file: {ca}\n" if ca else ""
-    (tmp / f"{terminal}.yaml").write_text(
-        f"terminal_id: {terminal}\n"
-        f"session: {{host_addresses: [127.0.0.1]}}\n"
-        f"controller:\n  url: {url}\n{ca_line}"
-        f"  token_file: {home / 'token'}\n"
-        f"  outbox_path: {home / 'outbox.sqlite'}\n  heartbeat_s: 1\n")
-    log = tmp / f"{terminal}.log"
-    env = dict(os.environ, PYTHONPATH=str(REPO), HOME=str(home), TMPDIR=str(home))
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "-v", "run", "--config",
-                             str(tmp / f"{terminal}.yaml")], env=env, cwd=home,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-    return proc, log, home
 
 
 @pytest.fixture
@@ -53,7 +37,7 @@ def pki(tmp_path):
     return make_ca(tmp_path, "good"), make_ca(tmp_path, "rogue")
 
 
-def test_hearing_flow_over_tls_with_no_secret_logged_and_no_media_written(tmp_path, pki):
+def test_hearing_flow_over_tls_with_no_secret_logged_and_no_media_written(tmp_path, pki, agent_proc):
     good, _ = pki
     c = ControllerProc(tmp_path, config={"tls": {"cert_file": str(good["cert"]), "key_file": str(good["key"])},
                                          "scheduler": {"poll_s": 0.2},
@@ -64,11 +48,11 @@ def test_hearing_flow_over_tls_with_no_secret_logged_and_no_media_written(tmp_pa
     terminal_tokens = {t: c.cli("terminal", "token", t) for t in TERMINALS}
     ctx = client_ctx(good["ca"])
     c.start(ssl_ctx=ctx)
-    agents = []
+    agents: list[AgentProc] = []
     try:
         assert c.url.startswith("https://")
         # Plain HTTP on the TLS port gets no answer; HTTPS with the right CA does.
-        with pytest.raises(Exception):
+        with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):
             urllib.request.urlopen(f"http://127.0.0.1:{c.port}/healthz", timeout=5)
         with pytest.raises(urllib.error.URLError):     # not trusted without the CA
             urllib.request.urlopen(c.url + "/healthz", timeout=5, context=ssl.create_default_context())
@@ -77,7 +61,7 @@ def test_hearing_flow_over_tls_with_no_secret_logged_and_no_media_written(tmp_pa
                           ssl_ctx=ctx, headers={"X-Requested-With": "vks-web"})
         assert status == 200, me
         for t in TERMINALS:
-            agents.append(start_agent(tmp_path, t, f"wss://127.0.0.1:{c.port}", terminal_tokens[t], good["ca"]))
+            agents.append(agent_proc(t, c.ws_url, terminal_tokens[t], ca=good["ca"]))
 
         def both_online():
             status, terms = http("GET", c.url + "/api/v1/terminals", secretary, ssl_ctx=ctx)
@@ -98,12 +82,12 @@ def test_hearing_flow_over_tls_with_no_secret_logged_and_no_media_written(tmp_pa
         got = wait_for(finished, 90, step=0.5, what="test result on the hearing")
         assert got["test_request"]["result"]["connected"] is True, got["test_request"]["result"].get("error")
     finally:
-        codes = [stop(p) for p, _, _ in agents]
+        codes = [a.stop() for a in agents]
         c.stop()
     assert codes == [0] * len(codes)
 
     # Secrets never logged: tokens (people's and terminals'), the password.
-    logs = {"controller": c.log_text(), **{t: log.read_text(errors="replace") for (_, log, _), t in zip(agents, TERMINALS)}}
+    logs = {"controller": c.log_text(), **{a.terminal: a.log_text() for a in agents}}
     secrets = {"admin token": admin, "secretary token": secretary, "password": PASSWORD,
                **{f"{t} token": tok for t, tok in terminal_tokens.items()}}
     for name, text in logs.items():
@@ -113,14 +97,14 @@ def test_hearing_flow_over_tls_with_no_secret_logged_and_no_media_written(tmp_pa
 
     # No media recorded: each agent's home (its working and temporary directory) holds only
     # its token and its outbox (SQLite, with its WAL files), all small.
-    for _, _, home in agents:
+    for home in (a.home for a in agents):
         files = {p.relative_to(home).as_posix(): p.stat().st_size for p in home.rglob("*") if p.is_file()}
         extra = {f for f in files if f != "token" and not f.startswith("outbox.sqlite")}
         assert not extra, f"the agent wrote {extra}"
         assert sum(files.values()) < 2 * 1024 * 1024, files
 
 
-def test_agent_refuses_a_controller_whose_certificate_does_not_verify(tmp_path, pki):
+def test_agent_refuses_a_controller_whose_certificate_does_not_verify(tmp_path, pki, agent_proc):
     """The controller presents a certificate from another CA: the agent (trusting only the
     good CA) aborts the handshake - no token is sent, the terminal never comes online."""
     good, rogue = pki
@@ -129,20 +113,20 @@ def test_agent_refuses_a_controller_whose_certificate_does_not_verify(tmp_path, 
     token = c.cli("terminal", "token", "court-almaty-1")
     c.start(ssl_ctx=client_ctx(rogue["ca"]))
     try:
-        proc, log, _ = start_agent(tmp_path, "court-almaty-1", f"wss://127.0.0.1:{c.port}", token, good["ca"])
+        agent = agent_proc("court-almaty-1", c.ws_url, token, ca=good["ca"])
         try:
-            wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in log.read_text(errors="replace")
-                     or "certificate verify failed" in log.read_text(errors="replace"), 30,
+            wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in agent.log_text()
+                     or "certificate verify failed" in agent.log_text(), 30,
                      what="the agent's log names the failed verification")
             status, terms = http("GET", c.url + "/api/v1/terminals", admin, ssl_ctx=client_ctx(rogue["ca"]))
             assert not [t for t in terms["items"] if t.get("online")]
-            assert proc.poll() is None, "the agent keeps running (and retrying)"
+            assert agent.proc.poll() is None, "the agent keeps running (and retrying)"
         finally:
-            stop(proc)
+            agent.stop()
     finally:
         c.stop()
     assert "court-almaty-1 connected" not in c.log_text()
-    assert token not in log.read_text(errors="replace")
+    assert token not in agent.log_text()
 
 
 def test_tls_settings_are_checked_at_start(tmp_path, pki):
@@ -166,24 +150,18 @@ def test_direct_test_session_over_https_to_a_tls_responder(tmp_path, pki):
     """The responder (direct tests between two terminals, no controller) can serve HTTPS:
     `vks-agent responder --tls-cert --tls-key`, `vks-agent test --peer https://... --ca-file`.
     A responder whose certificate the caller's CA did not sign is refused before any offer."""
-    import json
-
-    from tests.procs import agent_argv, env_with, free_port, write_config
     good, rogue = pki
     config = write_config(tmp_path, "session:\n  host_addresses: ['127.0.0.1']\n")
     port = free_port()
-    proc = subprocess.Popen(agent_argv("responder", "--listen", f"127.0.0.1:{port}", "--tls-cert", str(good["cert"]),
-                                       "--tls-key", str(good["key"])),
-                            env=env_with(config), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(tmp_path / "responder.log", "wb") as log:
+        proc = subprocess.Popen(agent_argv("responder", "--listen", f"127.0.0.1:{port}",
+                                           "--tls-cert", str(good["cert"]), "--tls-key", str(good["key"])),
+                                env=env_with(config), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = __import__("time").monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=1, context=client_ctx(good["ca"]))
-                break
-            except OSError:
-                assert proc.poll() is None and __import__("time").monotonic() < deadline, proc.stderr.read()
-                __import__("time").sleep(0.2)
+        try:
+            wait_http(f"https://127.0.0.1:{port}/healthz", 20, proc=proc, ssl_ctx=client_ctx(good["ca"]))
+        except (RuntimeError, TimeoutError) as exc:
+            raise AssertionError((tmp_path / "responder.log").read_text(errors="replace")) from exc
 
         def test(ca: Path) -> subprocess.CompletedProcess:
             return subprocess.run(agent_argv("test", "--peer", f"https://127.0.0.1:{port}", "--duration", "2",
@@ -197,5 +175,4 @@ def test_direct_test_session_over_https_to_a_tls_responder(tmp_path, pki):
         assert bad.returncode == 4 and report["connected"] is False
         assert "certificate" in report["error"].lower(), report["error"]
     finally:
-        from tests.procs import stop as stop_proc
-        stop_proc(proc)
+        stop(proc)

@@ -8,7 +8,7 @@ exact: sequence gaps), jitter within max(2 ms, 20 %), RTT within max(5 ms, 10 %)
 import pytest
 
 from tests.linktest import LOSS_TOLERANCE, SCENARIOS, compare, jitter_tolerance_ms, rtt_tolerance_ms, run_session
-from tests.netlab.fixtures import make_lab, netlab_mark  # noqa: F401 (fixture)
+from tests.netlab.fixtures import netlab_mark
 
 pytestmark = netlab_mark
 

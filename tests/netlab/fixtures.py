@@ -1,9 +1,11 @@
-"""pytest helpers for tests that need the impaired link.
+"""pytest helpers for tests that need the impaired link; a plugin (tests/conftest.py loads it), so
+the fixtures `lab` and `make_lab` need no import.
 
-    from tests.netlab.fixtures import lab, make_lab, netlab_mark, requires_netlab  # noqa: F401
+    from tests.netlab.fixtures import netlab_mark, requires_netlab
 
     pytestmark = netlab_mark          # netns marker + skip with a clear reason (whole module)
     @requires_netlab                  # ... or per test / class
+                                      # (under CI a missing lab is a failure, not a skip)
 
     def test_x(lab): ...              # a clean Lab, closed after the test
     def test_y(make_lab):
@@ -17,16 +19,18 @@ import functools
 
 import pytest
 
+from tests.harness import needs_system, require_or_skip
+
 from .lab import Lab, unavailable_reason
 
 
 @functools.lru_cache(maxsize=1)
 def skip_reason() -> str | None:
+    """Why the lab cannot run here (None when it can), found once per process."""
     return unavailable_reason()
 
 
-netlab_mark = [pytest.mark.netns,
-               pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))]
+netlab_mark = [pytest.mark.netns, needs_system(skip_reason())]
 
 
 @pytest.fixture
@@ -35,9 +39,7 @@ def make_lab():
     labs: list[Lab] = []
 
     def factory(*args, **kw) -> Lab:
-        reason = skip_reason()
-        if reason:
-            pytest.skip(reason)
+        require_or_skip(skip_reason())
         lab = Lab(*args, **kw)
         labs.append(lab)
         lab.start()
