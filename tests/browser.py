@@ -13,7 +13,7 @@ is never run): the system chromium is launched by path.
         await shot(page, "hearings-ru")      # tests/artifacts/web/hearings-ru.png
 
 `requires_browser` skips a test, with the reason, where chromium or
-Playwright is missing. `page.errors` collects uncaught exceptions, console
+Playwright is missing (under CI it fails instead: tests/harness.py). `page.errors` collects uncaught exceptions, console
 errors and 5xx responses: a test asserts it stays empty.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
+from tests.harness import needs_system
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts" / "web"
@@ -46,7 +46,7 @@ def unavailable() -> str | None:
     return None
 
 
-requires_browser = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
+requires_browser = needs_system(unavailable())
 
 
 @contextlib.asynccontextmanager

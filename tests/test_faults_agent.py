@@ -21,6 +21,7 @@ import pytest
 from agent.health import HealthChecker
 from agent.metrics import AgentMetrics
 from agent.outbox import OutboxStorageError
+from tests.harness import require_or_skip
 from tests.test_link_hub import Agent, Controller, agent_settings, eventually
 from tests.test_outbox import _fill
 
@@ -28,12 +29,12 @@ from tests.test_outbox import _fill
 @pytest.fixture
 def small_disk(tmp_path):
     if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("needs root to mount a small tmpfs")
+        require_or_skip("needs root to mount a small tmpfs")
     mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
+        require_or_skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
     try:
         yield mnt
     finally:

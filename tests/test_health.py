@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import socket
 
@@ -61,13 +62,28 @@ async def test_check_health_reads_this_machine(settings):
     assert h["agent"]["rss_bytes"] > 10 * 1024 ** 2
 
 
-async def test_missing_camera_or_microphone_is_a_warning_not_a_crash(settings):
+@pytest.mark.parametrize("camera", [True, False], ids=["camera", "no-camera"])
+@pytest.mark.parametrize("microphone", [True, False], ids=["microphone", "no-microphone"])
+async def test_missing_camera_or_microphone_is_a_warning_not_a_crash(settings, tmp_path, monkeypatch, camera,
+                                                                     microphone):
+    """The devices the check looks for live in a directory the test controls, so both branches
+    run here whatever this machine has."""
+    dev, asound = tmp_path / "dev", tmp_path / "asound"
+    (dev / "snd").mkdir(parents=True)
+    asound.mkdir()
+    if camera:
+        (dev / "video0").touch()
+    if microphone:
+        (dev / "snd" / "pcmC0D0c").touch()
+    monkeypatch.setattr(health, "read_camera", functools.partial(health.read_camera, str(dev / "video*")))
+    monkeypatch.setattr(health, "read_microphone",
+                        functools.partial(health.read_microphone, str(asound), str(dev / "snd")))
     h = await health.check_health(settings)
-    if not h["camera"]["present"]:
-        assert "camera: no video device (/dev/video*)" in h["problems"]
-        assert h["status"] in ("warn", "fail")
-    if not h["microphone"]["present"]:
-        assert "microphone: no ALSA capture device" in h["problems"]
+    assert h["camera"]["present"] is camera
+    assert h["microphone"]["present"] is microphone
+    assert ("camera: no video device (/dev/video*)" in h["problems"]) is not camera
+    assert ("microphone: no ALSA capture device" in h["problems"]) is not microphone
+    if not (camera and microphone):
         assert h["status"] in ("warn", "fail")
 
 

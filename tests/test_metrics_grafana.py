@@ -9,9 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
+from tests.harness import needs_system
 from tests.test_metrics_docs import documented
 from tests.test_prometheus_config import referenced_metrics
 
@@ -72,8 +72,8 @@ def test_it_shows_a_hearing_day_at_a_glance():
         assert re.search(rf"\b{metric}\b", exprs), f"the dashboard does not show {metric}"
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None,
-                    reason="promtool not installed (Debian package `prometheus`; scripts/system-packages.sh)")
+@needs_system(None if shutil.which("promtool") else
+              "promtool not installed (Debian package `prometheus`; scripts/system-packages.sh)")
 def test_every_query_is_valid_promql(tmp_path):
     rules = {"groups": [{"name": "dashboard", "rules": [
         {"record": f"dashboard:query_{i}", "expr": expr.replace("$terminal", ".*")}

@@ -9,15 +9,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
+from tests.harness import needs_system
 from tests.test_metrics_docs import documented
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "prometheus"
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (Debian package `prometheus`; scripts/system-packages.sh)")
+needs_promtool = needs_system(
+    None if PROMTOOL else "promtool not installed (Debian package `prometheus`; scripts/system-packages.sh)")
 METRIC = re.compile(r"\b(vks_[a-z0-9_]+)\b")
 SERIES_SUFFIXES = ("_bucket", "_count", "_sum")
 
