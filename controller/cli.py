@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     si.add_argument("file", type=Path, nargs="?", help="default: sites_file from the settings")
     from controller.agent_api import add_terminal_parser
     add_terminal_parser(sub, parents=[common])
-    from controller.escalation_api import add_contact_parser
+    from controller.contacts import add_contact_parser
     add_contact_parser(sub, parents=[common])
     return p
 
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             from controller.agent_api import run_terminal_command
             return run_terminal_command(settings.db, args)
         if args.command == "contact":
-            from controller.escalation_api import run_contact_command
+            from controller.contacts import run_contact_command
             return run_contact_command(settings, args)
         if args.command == "sites":
             path = args.file or settings.sites_file

@@ -1,11 +1,13 @@
 """Hearing operations: schedule, change, cancel, agree (rules 10-13, 15), and
 suspensions (rule 24). Each function runs inside the caller's transaction and
-writes the audit trail and the hearing's events there, so that a request is
-all written or nothing is.
+writes the hearing's events there; the audit row is the route's (declared in
+controller.api, written in the same transaction), so that a request is all
+written or nothing is.
 """
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,7 +21,6 @@ from controller.store import hearings as hearings_repo
 from controller.store import jobs as jobs_repo
 from controller.store import registry
 from controller.store import suspensions as susp_repo
-from controller.store import users as users_repo
 
 iso = hearings_repo.iso
 
@@ -101,15 +102,14 @@ async def schedule(conn: AsyncConnection, checks: CheckService, data: HearingIn,
         "agreement_coordinator": coordinator})
     await checks.create_checks(conn, hearing, [p["terminal_id"] for p in parts], now)
     await checks.refresh_verdict(conn, hid, now)
-    await users_repo.record(conn, who, "hearing.create", f"hearing:{hid}", now,
-                            {"case_number": data.case_number, "start_utc": iso(start)})
     return hid
 
 
 async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: HearingPatch, who: str,
-                 now: dt.datetime) -> list[str]:
+                 now: dt.datetime, *, noted: Callable[[dict], object] | None = None) -> list[str]:
     """Apply a PATCH; returns the session ids to stop once committed (checks of
-    removed participants, or of a hearing now held)."""
+    removed participants, or of a hearing now held). When the hearing changed,
+    `noted` is called with what changed (the audit row's detail)."""
     h = await hearings_repo.get_hearing(conn, hid, for_update=True)
     if h["status"] == "cancelled":
         raise Conflict(f"hearing {hid} is cancelled")
@@ -147,7 +147,7 @@ async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: H
     if court_terminal != h["court_terminal_id"]:
         update["court_terminal_id"] = court_terminal
     if not update and new_parts is None:
-        return
+        return []
     update["updated_at"] = now
     await hearings_repo.update_hearing(conn, hid, **update)
     shown = {k: (iso(v) if isinstance(v, dt.datetime) else v) for k, v in update.items()
@@ -173,7 +173,8 @@ async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: H
         await checks.replan(conn, await hearings_repo.get_hearing(conn, hid), now)
     else:
         await checks.refresh_verdict(conn, hid, now)
-    await users_repo.record(conn, who, "hearing.update", f"hearing:{hid}", now, shown)
+    if noted is not None:
+        noted(shown)
     return stop
 
 
@@ -185,7 +186,6 @@ async def cancel(conn: AsyncConnection, checks: CheckService, hid: int, who: str
     await hearings_repo.update_hearing(conn, hid, status="cancelled", updated_at=now)
     await events_repo.append(conn, hid, "hearing_cancelled", now, {"by": who})
     await checks.refresh_verdict(conn, hid, now)
-    await users_repo.record(conn, who, "hearing.cancel", f"hearing:{hid}", now, {})
     return stop
 
 
@@ -203,7 +203,6 @@ async def agree(conn: AsyncConnection, hid: int, user: dict, note: str | None, n
                                        agreement_at=now, updated_at=now)
     await events_repo.append(conn, hid, "agreement_given", now, {"by": user["name"], "coordinator": need,
                                                                   "note": note})
-    await users_repo.record(conn, user["name"], "hearing.agree", f"hearing:{hid}", now, {"note": note})
 
 
 # --- suspensions ----------------------------------------------------------------------------
@@ -238,9 +237,6 @@ async def suspend(conn: AsyncConnection, checks: CheckService, data: SuspensionI
     if data.until_utc is not None:
         await jobs_repo.enqueue(conn, "suspension.end", f"suspension:{s['id']}:end", data.until_utc, now,
                                 {"suspension_id": s["id"]})
-    await users_repo.record(conn, who, "suspension.create", f"suspension:{s['id']}", now, {
-        "institution_id": data.institution_id, "region": data.region, "reason": data.reason,
-        "from_utc": iso(start), "until_utc": iso(data.until_utc), "affected_hearings": affected})
     return s, affected, stop
 
 
@@ -254,5 +250,4 @@ async def lift(conn: AsyncConnection, checks: CheckService, sid: int, who: str, 
     affected = await hearings_repo.hearings_affected(conn, institution_id=s["institution_id"], region=s["region"],
                                                      after=now)
     await checks.unblock_hearings(conn, affected, now, s)
-    await users_repo.record(conn, who, "suspension.lift", f"suspension:{sid}", now, {"affected_hearings": affected})
     return affected

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from controller import auth
-from controller.adhoc import AdhocTestOut
+from controller.api.tests import AdhocTestOut
 from controller.models import CheckStatus, HearingStatus, Role, SuspensionReason, Verdict
 from controller.store import agents as agents_repo
 from controller.store import users as users_repo
@@ -167,8 +167,8 @@ def test_catalogs_have_the_same_keys_and_cover_the_page_and_the_api_values():
         used |= set(re.findall(r"""\bt\(\s*["'](\w+\.[\w.]+)["']""", js.read_text("utf-8")))
     used |= set(re.findall(r'data-i18n="([\w.]+)"', (WEB / "static" / "index.html").read_text("utf-8")))
     assert used - set(cats["en"]) == set()
-    values = {"status": (*HearingStatus.__args__, *CheckStatus.__args__), "verdict": Verdict.__args__,
-              "reason": SuspensionReason.__args__, "role": Role.__args__}
+    values = {"status": (*HearingStatus, *CheckStatus), "verdict": tuple(Verdict),
+              "reason": tuple(SuspensionReason), "role": tuple(Role)}
     for prefix, names in values.items():
         assert {f"{prefix}.{n}" for n in names} <= set(cats["en"]), prefix
 
@@ -235,8 +235,8 @@ def test_the_real_serve_process_serves_the_page_and_a_password_set_by_the_cli(tm
     import sys
     import urllib.request
 
-    from tests.test_link_e2e import run_cli, stop, wait_for
-    from tests.test_link_hub import free_port
+    from tests.harness import cli as run_cli
+    from tests.procs import free_port, stop, wait_for
     repo = WEB.parent.parent
     env = dict(os.environ, PYTHONPATH=str(repo), VKS_CONTROLLER_CONFIG=str(tmp_path / "none.yaml"))
     (tmp_path / "none.yaml").write_text("sites_file: null\n")

@@ -236,9 +236,8 @@ ROUTES = [
 
 
 def routes() -> list[Route]:
-    """The API routes of the page and of the on-demand tests (for api.setup_routes)."""
-    from controller import adhoc
-    return ROUTES + adhoc.ROUTES
+    """The API routes of the page (for api.setup_routes; the on-demand tests' are controller.api.tests)."""
+    return ROUTES
 
 
 def setup(app: web.Application) -> None:

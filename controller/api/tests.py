@@ -22,7 +22,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from controller import auth, rules
-from controller.api import API, Route, body, now, ok, who
+from controller.api.audit import Audit, audit, transaction
+from controller.api.requests import API, body, now, ok, who
+from controller.api.routing import Route
 from controller.errors import Conflict, Invalid, NotFound
 from controller.gateway import AgentUnavailable
 from controller.keys import DB_KEY, GATEWAY_KEY, RESULTS_KEY, SETTINGS_KEY
@@ -30,16 +32,18 @@ from controller.models import SLUG, In, SessionVerdict
 from controller.store import agents as agents_repo
 from controller.store import registry
 from controller.store import suspensions as susp_repo
-from controller.store import users as users_repo
 from controller.store.hearings import iso
-from controller.store.schema import audit
+from controller.store.schema import audit as audit_rows
 
 ACTION = "test.run"
+TARGET = "test:{id}"             # the audit row of a request: who asked, when, for which pair
 PREFIX = "adhoc-"
 TestStatus = Literal["running", "done", "failed", "stopped"]
 
 
 class AdhocTestIn(In):
+    """A test session to run now between two terminals."""
+
     caller: str = Field(pattern=SLUG, description="the terminal that calls (e.g. the courtroom)")
     callee: str = Field(pattern=SLUG, description="the terminal that answers")
     profile: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$",
@@ -48,6 +52,8 @@ class AdhocTestIn(In):
 
 
 class AdhocTestOut(BaseModel):
+    """A test run on demand: its request, status and, when done, the caller's report."""
+
     id: str
     caller: str
     callee: str
@@ -65,6 +71,7 @@ class AdhocTestOut(BaseModel):
 
 
 def judged(app: web.Application, report: dict) -> tuple[str | None, list[str], float | None]:
+    """(verdict, reasons, MOS) of a report by the app's quality model (the report's own if that fails)."""
     try:
         verdict, reasons, mos = app[RESULTS_KEY].judge(report)
     except Exception:
@@ -97,6 +104,7 @@ async def _blocked_by_suspension(conn, terminals: list[dict], at: dt.datetime) -
 
 
 async def start_test(request: web.Request) -> web.Response:
+    """POST /tests: command the session through the gateway; the audit row is the request's record."""
     data = await body(request, AdhocTestIn)
     app = request.app
     checks = app[SETTINGS_KEY].checks
@@ -123,18 +131,19 @@ async def start_test(request: web.Request) -> web.Response:
                                              profile=profile, duration_s=duration)
     except AgentUnavailable as exc:
         raise Conflict(str(exc), code="unavailable") from None
-    async with app[DB_KEY].transaction() as conn:
-        await users_repo.record(conn, who(request), ACTION, f"test:{sid}", t, detail)
+    async with transaction(request):
+        audit(request).note(detail, id=sid)        # the request's record: the audit row itself
     return ok(AdhocTestOut(id=sid, requested_by=who(request), requested_at=iso(t), status="running",
-                      **detail).model_dump(), 202)
+                           **detail).model_dump(mode="json"), 202)
 
 
 async def get_test(request: web.Request) -> web.Response:
+    """GET /tests/{id}: the request, its status and the caller's report when there is one."""
     sid = request.match_info["id"]
     app = request.app
     async with app[DB_KEY].read() as conn:
-        row = (await conn.execute(select(audit).where(audit.c.action == ACTION,
-                                                      audit.c.target == f"test:{sid}"))).first()
+        row = (await conn.execute(select(audit_rows).where(audit_rows.c.action == ACTION,
+                                                           audit_rows.c.target == TARGET.format(id=sid)))).first()
         if row is None:
             raise NotFound(f"no test {sid!r}")
         req = dict(row._mapping)
@@ -151,18 +160,20 @@ async def get_test(request: web.Request) -> web.Response:
             caller_report = b.get("report") if isinstance(b.get("report"), dict) else b
             finished_at = finished_at or r["received_at"]
     status, error = status_of(req, session, caller_report, now(request), app[SETTINGS_KEY].scheduler.result_grace_s)
-    out = AdhocTestOut(id=sid, requested_by=req["who"], requested_at=iso(req["at"]), status=status, error=error,
-                  finished_at=iso(finished_at) if finished_at and status != "running" else None, **d)
+    result: dict[str, Any] = {}
     if caller_report is not None:
-        out.verdict, out.reasons, out.mos = judged(app, caller_report)
-        out.report = caller_report
-    return ok(out.model_dump())
+        verdict, reasons, mos = judged(app, caller_report)
+        result = {"verdict": verdict, "reasons": reasons, "mos": mos, "report": caller_report}
+    out = AdhocTestOut(id=sid, requested_by=req["who"], requested_at=iso(req["at"]), status=status, error=error,
+                       finished_at=iso(finished_at) if finished_at and status != "running" else None, **d, **result)
+    return ok(out.model_dump(mode="json"))
 
 
-ROUTES = [
+ROUTES: list[Route] = [
     Route("POST", f"{API}/tests", start_test, auth.TESTS_RUN,
           "Run a test session between two terminals now (202; poll GET /tests/{id})", body=AdhocTestIn,
           response=AdhocTestOut, status=202,
+          audit=Audit(ACTION, TARGET),
           extra_responses={409: "a terminal is not connected, or VKS is suspended there (rule 24)"}),
     Route("GET", f"{API}/tests/{{id}}", get_test, auth.READ, "A test run on demand: status and report",
           response=AdhocTestOut),

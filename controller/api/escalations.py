@@ -1,6 +1,5 @@
-"""REST routes of escalation (rules 16, 17), contacts and the act of technical
-impossibility (rule 18). `ROUTES` joins the API's route table (and so the
-OpenAPI document) through `api.setup_routes(app, extra=...)`.
+"""REST resources of escalation (rules 16, 17), contacts and the act of technical impossibility
+(rule 18).
 
 | route                                          | who                 |
 |------------------------------------------------|---------------------|
@@ -9,10 +8,12 @@ OpenAPI document) through `api.setup_routes(app, extra=...)`.
 | POST /api/v1/escalations/{id}/ack              | technician, admin   |
 | POST /api/v1/escalations/{id}/cannot-fix       | technician, admin   |
 | POST /api/v1/escalations/{id}/resolve          | technician, admin   |
-| GET/POST /api/v1/institutions/{id}/contacts, DELETE /api/v1/contacts/{id} | admin (registry) |
+| GET  /api/v1/institutions/{id}/contacts        | any reader          |
+| POST /api/v1/institutions/{id}/contacts        | admin (registry)    |
+| DELETE /api/v1/contacts/{id}                   | admin (registry)    |
 | POST /api/v1/hearings/{id}/act                 | secretary, admin    |
 | GET  /api/v1/hearings/{id}/act[.html|.pdf]     | any reader          |
-| POST /api/v1/hearings/{id}/act/signatures      | secretary (head of office, secretary), technician (technician), admin |
+| POST /api/v1/hearings/{id}/act/signatures      | secretary: head of office, secretary; technician: technician; admin |
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from controller import acts as acts_mod
 from controller import auth
-from controller.api import API, Query, Route, body, now, ok, path_int, q_choice, q_int
+from controller.api.audit import Audit, audit, transaction
+from controller.api.requests import API, body, now, ok, path_int, q_choice, q_int
+from controller.api.routing import Query, Route, items
 from controller.errors import Invalid, NotFound
 from controller.escalation import ACTS_KEY, ESCALATIONS_KEY
 from controller.keys import DB_KEY, SCHEDULER_KEY, USER_KEY
@@ -37,10 +40,14 @@ from controller.store.hearings import iso
 # --- models ----------------------------------------------------------------------------------------
 
 class NoteIn(In):
+    """A technician's optional note on an escalation action."""
+
     note: str | None = Field(None, max_length=2000)
 
 
 class ActionOut(BaseModel):
+    """One action on an escalation: who, in which role, when."""
+
     action: Literal["opened", "step2", "ack", "cannot_fix", "resolved"]
     by: str
     role: str | None
@@ -49,6 +56,8 @@ class ActionOut(BaseModel):
 
 
 class NotificationOut(BaseModel):
+    """One notification of an escalation and its delivery."""
+
     id: int
     step: int
     channel: Literal["webhook", "email"]
@@ -61,6 +70,8 @@ class NotificationOut(BaseModel):
 
 
 class EscalationHearing(BaseModel):
+    """The hearing an escalation is about, in brief."""
+
     id: int
     case_number: str
     court_name: str
@@ -71,6 +82,8 @@ class EscalationHearing(BaseModel):
 
 
 class EscalationOut(BaseModel):
+    """An escalation (rules 16, 17): its state, step, actions and notifications."""
+
     id: int
     hearing_id: int
     cause: Literal["test_failed", "preconnect_failed", "reconnect_failed", "agent_offline", "manual"]
@@ -94,6 +107,8 @@ class EscalationOut(BaseModel):
 
 
 class ContactIn(In):
+    """A contact to add: told at step 1 (technician) or step 2 (organiser)."""
+
     kind: Literal["technician", "organiser"] = Field(
         description="technician: told at step 1 (rule 16); organiser: at step 2 (rule 17)")
     name: str = Field(min_length=1, max_length=200)
@@ -109,6 +124,8 @@ class ContactIn(In):
 
 
 class ContactOut(BaseModel):
+    """A contact of an institution."""
+
     id: int
     institution_id: str
     kind: Literal["technician", "organiser"]
@@ -120,15 +137,21 @@ class ContactOut(BaseModel):
 
 
 class ActDraftIn(In):
+    """The secretary's request to draft the act."""
+
     note: str | None = Field(None, max_length=4000, description="the secretary's words, printed in the act")
 
 
 class SignatureIn(In):
+    """A signature to record on the act."""
+
     role: Literal["head_of_office", "secretary", "technician"]
     name: str = Field(min_length=1, max_length=200, description="the signer's name as printed")
 
 
 class SignatureOut(BaseModel):
+    """A signature recorded on the act."""
+
     role: Literal["head_of_office", "secretary", "technician"]
     name: str
     recorded_by: str
@@ -137,6 +160,8 @@ class SignatureOut(BaseModel):
 
 
 class ActOut(BaseModel):
+    """The act of technical impossibility (rule 18): status, signatures and content."""
+
     hearing_id: int
     status: Literal["draft", "final"] = Field(description="final once all three have signed; then immutable")
     trigger: Literal["not_fixed", "cannot_fix", "requested"]
@@ -154,7 +179,8 @@ class ActOut(BaseModel):
 
 # --- escalations -------------------------------------------------------------------------------
 
-async def list_escalations(request):
+async def list_escalations(request: web.Request) -> web.Response:
+    """GET /escalations[?state=open|all&hearing_id=&limit=], newest first."""
     state = q_choice(request, "state", ("open", "all")) or "open"
     hid = request.query.get("hearing_id")
     hearing_id = q_int(request, "hearing_id", 0, 1, 2**31) if hid else None
@@ -162,48 +188,67 @@ async def list_escalations(request):
     async with request.app[DB_KEY].read() as conn:
         rows = await esc_repo.list_escalations(conn, open_only=state == "open", hearing_id=hearing_id,
                                                limit=q_int(request, "limit", 500, 1, 5000))
-        items = await svc.views(conn, rows, now(request))
-    return ok({"items": items})
+        out = await svc.views(conn, rows, now(request))
+    return ok({"items": out})
 
 
-async def get_escalation(request):
+async def get_escalation(request: web.Request) -> web.Response:
+    """GET /escalations/{id}."""
     async with request.app[DB_KEY].read() as conn:
         return ok(await request.app[ESCALATIONS_KEY].view(conn, path_int(request, "id"), now(request)))
 
 
-def _action(name: str):
-    async def handler(request):
-        data = await body(request, NoteIn)
-        eid = path_int(request, "id")
-        t = now(request)
-        svc = request.app[ESCALATIONS_KEY]
-        async with request.app[DB_KEY].transaction() as conn:
-            await getattr(svc, name)(conn, eid, request[USER_KEY], data.note, t)
-            view = await svc.view(conn, eid, t)
-        request.app[SCHEDULER_KEY].wake()      # notifications of step 2 go out now
-        return ok(view)
-    handler.__name__ = f"escalation_{name}"
-    return handler
+async def _act_on(request: web.Request, action: str) -> web.Response:
+    data = await body(request, NoteIn)
+    eid = path_int(request, "id")
+    t = now(request)
+    svc = request.app[ESCALATIONS_KEY]
+    async with transaction(request) as conn:
+        acted = await getattr(svc, action)(conn, eid, request[USER_KEY], data.note, t)
+        if acted is False:
+            audit(request).skip()          # acknowledged by this person already
+        else:
+            audit(request).note({"note": data.note})
+        out = await svc.view(conn, eid, t)
+    request.app[SCHEDULER_KEY].wake()      # notifications of step 2 go out now
+    return ok(out)
+
+
+async def escalation_ack(request: web.Request) -> web.Response:
+    """POST /escalations/{id}/ack."""
+    return await _act_on(request, "ack")
+
+
+async def escalation_cannot_fix(request: web.Request) -> web.Response:
+    """POST /escalations/{id}/cannot-fix: step 2 now (rule 17), the act drafted (rule 18)."""
+    return await _act_on(request, "cannot_fix")
+
+
+async def escalation_resolve(request: web.Request) -> web.Response:
+    """POST /escalations/{id}/resolve."""
+    return await _act_on(request, "resolve")
 
 
 # --- contacts ----------------------------------------------------------------------------------
 
-def _contact(c: dict) -> dict:
+def contact_out(c: dict) -> dict:
+    """A contact as the API shows it."""
     return {**c, "created_at": iso(c["created_at"])}
 
 
-async def list_contacts(request):
+async def list_contacts(request: web.Request) -> web.Response:
+    """GET /institutions/{id}/contacts."""
     iid = request.match_info["id"]
     async with request.app[DB_KEY].read() as conn:
         await registry.get_institution(conn, iid)
-        return ok({"items": [_contact(c) for c in await esc_repo.list_contacts(conn, [iid])]})
+        return ok({"items": [contact_out(c) for c in await esc_repo.list_contacts(conn, [iid])]})
 
 
-async def add_contact(request):
+async def add_contact(request: web.Request) -> web.Response:
+    """POST /institutions/{id}/contacts."""
     data = await body(request, ContactIn)
     iid = request.match_info["id"]
-    t = now(request)
-    async with request.app[DB_KEY].transaction() as conn:
+    async with transaction(request) as conn:
         await registry.get_institution(conn, iid)
         user_id = None
         if data.user:
@@ -213,93 +258,99 @@ async def add_contact(request):
                 raise Invalid(f"no user {data.user!r}", field="user") from None
         c = await esc_repo.add_contact(conn, {"institution_id": iid, "kind": data.kind, "name": data.name,
                                               "email": data.email, "webhook_url": data.webhook_url,
-                                              "user_id": user_id}, t)
-        await users_repo.record(conn, request[USER_KEY]["name"], "contact.create", f"institution:{iid}", t,
-                                {"contact_id": c["id"], "kind": data.kind, "name": data.name})
-    return ok(_contact(c), 201)
+                                              "user_id": user_id}, now(request))
+        audit(request).note({"contact_id": c["id"], "kind": data.kind, "name": data.name})
+    return ok(contact_out(c), 201)
 
 
-async def delete_contact(request):
+async def delete_contact(request: web.Request) -> web.Response:
+    """DELETE /contacts/{id} (the audit target is the contact's institution)."""
     cid = path_int(request, "id")
-    t = now(request)
-    async with request.app[DB_KEY].transaction() as conn:
+    async with transaction(request) as conn:
         c = await esc_repo.get_contact(conn, cid)
         await esc_repo.delete_contact(conn, cid)
-        await users_repo.record(conn, request[USER_KEY]["name"], "contact.delete",
-                                f"institution:{c['institution_id']}", t, {"contact_id": cid})
+        audit(request).note({"contact_id": cid}, institution_id=c["institution_id"])
     return web.Response(status=204)
 
 
 # --- the act -----------------------------------------------------------------------------------
 
-async def draft_act(request):
+async def draft_act(request: web.Request) -> web.Response:
+    """POST /hearings/{id}/act: draft (or redraft while unsigned)."""
     data = await body(request, ActDraftIn)
     hid = path_int(request, "id")
-    t = now(request)
-    async with request.app[DB_KEY].transaction() as conn:
-        view = await request.app[ACTS_KEY].draft(conn, hid, request[USER_KEY], data.note, t)
-    return ok(view, 201)
+    async with transaction(request) as conn:
+        out = await request.app[ACTS_KEY].draft(conn, hid, request[USER_KEY], data.note, now(request))
+    return ok(out, 201)
 
 
-async def get_act(request):
+async def get_act(request: web.Request) -> web.Response:
+    """GET /hearings/{id}/act."""
     async with request.app[DB_KEY].read() as conn:
         return ok(await request.app[ACTS_KEY].get(conn, path_int(request, "id")))
 
 
-def _lang(request) -> str:
+def _lang(request: web.Request) -> str:
     return q_choice(request, "lang", acts_mod.LANGS) or "kk"
 
 
-async def act_html(request):
+async def act_html(request: web.Request) -> web.Response:
+    """GET /hearings/{id}/act.html: printable, both languages."""
     lang = _lang(request)
     async with request.app[DB_KEY].read() as conn:
-        view = await request.app[ACTS_KEY].get(conn, path_int(request, "id"))
-    html = await asyncio.to_thread(acts_mod.render_html, view, lang)
+        act = await request.app[ACTS_KEY].get(conn, path_int(request, "id"))
+    html = await asyncio.to_thread(acts_mod.render_html, act, lang)
     return web.Response(text=html, content_type="text/html", charset="utf-8")
 
 
-async def act_pdf(request):
+async def act_pdf(request: web.Request) -> web.Response:
+    """GET /hearings/{id}/act.pdf: both languages."""
     lang = _lang(request)
     hid = path_int(request, "id")
     async with request.app[DB_KEY].read() as conn:
-        view = await request.app[ACTS_KEY].get(conn, hid)
-    pdf = await asyncio.to_thread(acts_mod.render_pdf, view, lang)
+        act = await request.app[ACTS_KEY].get(conn, hid)
+    pdf = await asyncio.to_thread(acts_mod.render_pdf, act, lang)
     return web.Response(body=pdf, content_type="application/pdf", headers={
         "Content-Disposition": f'inline; filename="act-hearing-{hid}-{lang}.pdf"'})
 
 
-async def sign_act(request):
+async def sign_act(request: web.Request) -> web.Response:
+    """POST /hearings/{id}/act/signatures (the service keeps its own transactions: a final act's
+    documents render with none open; it writes the act.sign audit row with the signature)."""
     data = await body(request, SignatureIn)
     hid = path_int(request, "id")
-    t = now(request)
-    async with request.app[DB_KEY].transaction() as conn:
-        view = await request.app[ACTS_KEY].sign(conn, hid, data.role, data.name, request[USER_KEY], t)
-    return ok(view, 201)
+    out = await request.app[ACTS_KEY].sign(request.app[DB_KEY], hid, data.role, data.name, request[USER_KEY],
+                                           now(request))
+    return ok(out, 201)
 
 
 LANG_Q = Query("lang", {"type": "string", "enum": list(acts_mod.LANGS)}, "which language comes first (both are in)")
+ESCALATION = "escalation:{id}"
 
 ROUTES: list[Route] = [
     Route("GET", f"{API}/escalations", list_escalations, auth.READ,
           "Escalations (rules 16, 17), newest first: unresolved (state=open, default) or all",
-          response=("items", EscalationOut),
+          response=items(EscalationOut),
           query=[Query("state", {"type": "string", "enum": ["open", "all"]}),
                  Query("hearing_id", {"type": "integer"}), Query("limit", {"type": "integer"})]),
     Route("GET", f"{API}/escalations/{{id}}", get_escalation, auth.READ, "An escalation", response=EscalationOut),
-    Route("POST", f"{API}/escalations/{{id}}/ack", _action("ack"), auth.TESTS_RUN,
+    Route("POST", f"{API}/escalations/{{id}}/ack", escalation_ack, auth.TESTS_RUN,
           "A technician acknowledges the escalation", body=NoteIn, response=EscalationOut,
-          extra_responses={409: "already resolved"}),
-    Route("POST", f"{API}/escalations/{{id}}/cannot-fix", _action("cannot_fix"), auth.TESTS_RUN,
+          extra_responses={409: "already resolved"}, audit=Audit("escalation.ack", ESCALATION)),
+    Route("POST", f"{API}/escalations/{{id}}/cannot-fix", escalation_cannot_fix, auth.TESTS_RUN,
           "The technician cannot remove the fault: step 2 now (rule 17) and the act is drafted (rule 18)",
-          body=NoteIn, response=EscalationOut, extra_responses={409: "resolved, or marked already"}),
-    Route("POST", f"{API}/escalations/{{id}}/resolve", _action("resolve"), auth.TESTS_RUN,
-          "The fault is removed", body=NoteIn, response=EscalationOut, extra_responses={409: "already resolved"}),
+          body=NoteIn, response=EscalationOut, extra_responses={409: "resolved, or marked already"},
+          audit=Audit("escalation.cannot_fix", ESCALATION)),
+    Route("POST", f"{API}/escalations/{{id}}/resolve", escalation_resolve, auth.TESTS_RUN,
+          "The fault is removed", body=NoteIn, response=EscalationOut, extra_responses={409: "already resolved"},
+          audit=Audit("escalation.resolve", ESCALATION)),
     Route("GET", f"{API}/institutions/{{id}}/contacts", list_contacts, auth.READ,
-          "Who is told of an escalation at this institution", response=("items", ContactOut)),
+          "Who is told of an escalation at this institution", response=items(ContactOut)),
     Route("POST", f"{API}/institutions/{{id}}/contacts", add_contact, auth.REGISTRY,
           "Add a technician or organiser contact (e-mail, webhook, user)", body=ContactIn, response=ContactOut,
-          status=201),
-    Route("DELETE", f"{API}/contacts/{{id}}", delete_contact, auth.REGISTRY, "Remove a contact", status=204),
+          status=201, audit=Audit("contact.create", "institution:{id}")),
+    Route("DELETE", f"{API}/contacts/{{id}}", delete_contact, auth.REGISTRY, "Remove a contact", status=204,
+          audit=Audit("contact.delete", "institution:{institution_id}")),
     Route("POST", f"{API}/hearings/{{id}}/act", draft_act, auth.HEARINGS_WRITE,
           "Draft (or redraft while unsigned) the act of technical impossibility (rule 18)", body=ActDraftIn,
           response=ActOut, status=201, extra_responses={409: "the act is signed or final"}),
@@ -314,75 +365,3 @@ ROUTES: list[Route] = [
           "(admin any); the third makes the act final", body=SignatureIn, response=ActOut, status=201,
           extra_responses={409: "signed already, or the act is final"}),
 ]
-
-
-# --- command line: vks-controller contact add|list|remove ------------------------------------------
-
-def add_contact_parser(sub, parents) -> None:
-    c = sub.add_parser("contact", help="who is told of escalations (rules 16, 17)")
-    csub = c.add_subparsers(dest="contact_command", required=True, metavar="ACTION")
-    a = csub.add_parser("add", parents=parents, help="add a technician or organiser contact to an institution")
-    a.add_argument("institution")
-    a.add_argument("--kind", required=True, choices=("technician", "organiser"),
-                   help="technician: told at step 1 (rule 16); organiser: at step 2 (rule 17)")
-    a.add_argument("--name", required=True)
-    a.add_argument("--email")
-    a.add_argument("--webhook", metavar="URL")
-    a.add_argument("--user", help="a user of this controller")
-    ls = csub.add_parser("list", parents=parents, help="list contacts (of one institution)")
-    ls.add_argument("institution", nargs="?")
-    rm = csub.add_parser("remove", parents=parents, help="remove a contact")
-    rm.add_argument("id", type=int)
-
-
-async def _contact_command(settings, args) -> list[str]:
-    from controller.store.db import Database, utcnow
-    from controller.store.migrate import migrate
-    db = Database(settings.db)
-    try:
-        await migrate(db)
-        now = utcnow()
-        async with db.transaction() as conn:
-            if args.contact_command == "add":
-                data = ContactIn.model_validate({"kind": args.kind, "name": args.name, "email": args.email,
-                                                 "webhook_url": args.webhook, "user": args.user})
-                await registry.get_institution(conn, args.institution)
-                user_id = (await users_repo.get_user(conn, data.user))["id"] if data.user else None
-                c = await esc_repo.add_contact(conn, {"institution_id": args.institution, "kind": data.kind,
-                                                      "name": data.name, "email": data.email,
-                                                      "webhook_url": data.webhook_url, "user_id": user_id}, now)
-                await users_repo.record(conn, "cli", "contact.create", f"institution:{args.institution}", now,
-                                        {"contact_id": c["id"], "kind": data.kind, "name": data.name})
-                return [str(c["id"])]
-            if args.contact_command == "remove":
-                c = await esc_repo.get_contact(conn, args.id)
-                await esc_repo.delete_contact(conn, args.id)
-                await users_repo.record(conn, "cli", "contact.delete", f"institution:{c['institution_id']}", now,
-                                        {"contact_id": args.id})
-                return []
-            rows = await esc_repo.list_contacts(conn, [args.institution] if args.institution else None)
-            return [f"{c['id']}\t{c['institution_id']}\t{c['kind']}\t{c['name']}\t{c['email'] or ''}\t"
-                    f"{c['webhook_url'] or ''}" for c in rows]
-    finally:
-        await db.close()
-
-
-def run_contact_command(settings, args) -> int:
-    """Exit 0 and print the new id / the list; 2 with a message on bad input."""
-    import sys
-
-    from pydantic import ValidationError
-
-    from controller.errors import ControllerError
-    try:
-        lines = asyncio.run(_contact_command(settings, args))
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        print(f"vks-controller: contact: {'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}", file=sys.stderr)
-        return 2
-    except ControllerError as exc:
-        print(f"vks-controller: contact: {exc.message}", file=sys.stderr)
-        return 2
-    for line in lines:
-        print(line)
-    return 0

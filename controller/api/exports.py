@@ -1,0 +1,69 @@
+"""The operability export (rule 3): hearings with their verdicts as JSON or CSV. The CSV keeps its
+columns, order and format (CRLF lines, empty cells for none) for the tools that read it."""
+from __future__ import annotations
+
+import csv
+import io
+
+from aiohttp import web
+
+from controller import auth
+from controller.api.requests import API, now, ok, q_choice, q_time
+from controller.api.routing import Query, Route
+from controller.keys import DB_KEY
+from controller.store import hearings as hearings_repo
+from controller.store.hearings import iso
+
+SCHEMA = "vks.hearings-export/1"
+EXPORT_COLUMNS = ["id", "case_number", "court_id", "court_name", "court_level", "room", "start_utc", "start_local",
+                  "duration_min", "status", "verdict", "suspended", "participants", "test_status",
+                  "test_deadline", "test_verdict", "preconnect_status", "preconnect_verdict", "agreement_coordinator",
+                  "agreement_state"]
+
+
+def export_record(h: dict) -> dict:
+    """One hearing's export record from its view (the keys are EXPORT_COLUMNS)."""
+    tr, pc = h["test_request"] or {}, h["preconnect"] or {}
+    return {
+        "id": h["id"], "case_number": h["case_number"], "court_id": h["court"]["id"],
+        "court_name": h["court"]["name"], "court_level": h["court"]["level"], "room": h["room"]["name"],
+        "start_utc": h["start_utc"], "start_local": h["start_local"], "duration_min": h["duration_min"],
+        "status": h["status"], "verdict": h["verdict"], "suspended": h["suspended"],
+        "participants": ";".join(f"{p['institution_id']}/{p['terminal_id']}" for p in h["participants"]),
+        "test_status": tr.get("status"), "test_deadline": tr.get("deadline"), "test_verdict": tr.get("verdict"),
+        "preconnect_status": pc.get("status"), "preconnect_verdict": pc.get("verdict"),
+        "agreement_coordinator": h["agreement"]["coordinator"], "agreement_state": h["agreement"]["state"],
+    }
+
+
+def to_csv(records: list[dict]) -> str:
+    """The export records as CSV text: a header of EXPORT_COLUMNS, CRLF lines, None as an empty cell."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS, lineterminator="\r\n")
+    w.writeheader()
+    for r in records:
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+async def export_hearings(request: web.Request) -> web.Response:
+    """GET /exports/hearings[?format=json|csv&from=&to=&court_id=]."""
+    fmt = q_choice(request, "format", ("json", "csv")) or "json"
+    t = now(request)
+    async with request.app[DB_KEY].read() as conn:
+        ids = await hearings_repo.list_ids(conn, start_from=q_time(request, "from"), start_to=q_time(request, "to"),
+                                           court_id=request.query.get("court_id") or None, limit=100_000)
+        records = [export_record(h) for h in await hearings_repo.views(conn, ids, t)]
+    if fmt == "json":
+        return ok({"schema": SCHEMA, "exported_at": iso(t), "hearings": records})
+    return web.Response(text=to_csv(records), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="hearings.csv"'})
+
+
+ROUTES: list[Route] = [
+    Route("GET", f"{API}/exports/hearings", export_hearings, auth.READ,
+          "Hearings with their operability verdicts (rule 3) as JSON or CSV",
+          query=[Query("format", {"type": "string", "enum": ["json", "csv"]}),
+                 Query("from", {"type": "string", "format": "date-time"}),
+                 Query("to", {"type": "string", "format": "date-time"}), Query("court_id", {"type": "string"})]),
+]

@@ -1,0 +1,73 @@
+"""The service's own resources: health, the OpenAPI document, Prometheus metrics and the
+vocabularies (every word list the web page shows, from contract.vocab)."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, create_model
+from sqlalchemy import text
+
+from contract.vocab import PUBLISHED, words
+from controller import __version__, auth, openapi
+from controller import metrics as core_metrics
+from controller import models as m
+from controller.api.requests import API, ok
+from controller.api.routing import ROUTES_KEY, Route
+from controller.keys import DB_KEY, SCHEDULER_KEY
+
+log = logging.getLogger("controller.api")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Healthy when the database answers and the scheduler loop completes its
+    rounds (or is not running in this process)."""
+    database = "ok"
+    try:
+        async with request.app[DB_KEY].read() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        log.warning("health: database: %s", exc)
+        database = "error"
+    scheduler = request.app[SCHEDULER_KEY].state()
+    healthy = database == "ok" and scheduler != "stalled"
+    return ok({"status": "ok" if healthy else "degraded", "database": database, "scheduler": scheduler,
+               "version": __version__}, 200 if healthy else 503)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """GET /api/v1/openapi.json: the document of every route this app serves."""
+    return ok(openapi.document(request.app[ROUTES_KEY]))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics in the Prometheus text format."""
+    body_, ctype = await core_metrics.render(request.app)
+    return web.Response(body=body_, headers={"Content-Type": ctype})
+
+
+def _vocabularies_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {name: (list[Literal[words(vocab)]], ...)  # type: ignore[valid-type]  # built at run time
+                              for name, vocab in PUBLISHED.items()}
+    return create_model("VocabulariesOut", **fields)
+
+
+VocabulariesOut = _vocabularies_model()
+VOCABULARIES = {name: list(words(vocab)) for name, vocab in PUBLISHED.items()}
+
+
+async def vocabularies(request: web.Request) -> web.Response:
+    """GET /api/v1/vocabularies: {name: [word, ...]} for every published vocabulary, in order."""
+    return ok(VOCABULARIES)
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/healthz", healthz, None, "Liveness and database reachability", response=m.HealthOut,
+          extra_responses={503: "database unreachable"}),
+    Route("GET", "/metrics", metrics, None, "Prometheus metrics", content_type="text/plain"),
+    Route("GET", f"{API}/openapi.json", openapi_json, None, "This document"),
+    Route("GET", f"{API}/vocabularies", vocabularies, auth.READ,
+          "Every word list the API and the page use (directions, verdicts, statuses, reasons, roles), "
+          "each in its order", response=VocabulariesOut),
+]
