@@ -1,3 +1,4 @@
+"""`python -m controller`: the vks-controller command line."""
 import sys
 
 from controller.cli import main

@@ -56,6 +56,7 @@ from contract.vocab import (
     words,
 )
 from controller import notify
+from controller.acts import ActService
 from controller.errors import Conflict, Invalid
 from controller.scheduler import Clock, JobContext, Scheduler
 from controller.settings import ControllerSettings
@@ -78,14 +79,17 @@ INACTIVE = (HearingStatus.HELD, HearingStatus.CANCELLED)
 
 
 def step2_key(eid: int) -> str:
+    """The job key of an escalation's step 2."""
     return f"escalation:{eid}:step2"
 
 
 def act_key(eid: int) -> str:
+    """The job key of an escalation's act check (rule 18)."""
     return f"escalation:{eid}:act"
 
 
 def notify_key(nid: int) -> str:
+    """The job key of a notification's delivery."""
     return f"notify:{nid}"
 
 
@@ -146,6 +150,7 @@ def escalation_view(e: dict, actions: list[dict], notes: list[dict], hearing: di
 
 
 class EscalationService:
+    """Opens escalations, runs their two steps and delivers their notifications (durable jobs)."""
     def __init__(self, db: Database, settings: ControllerSettings, clock: Clock, notifier: notify.Notifier,
                  *, count: Callable[[str, str], None] | None = None, acts: Any = None):
         self.db = db
@@ -406,14 +411,13 @@ class EscalationService:
 
 ESCALATIONS_KEY = web.AppKey("escalations", EscalationService)
 NOTIFIER_KEY = web.AppKey("notifier", notify.Notifier)
-ACTS_KEY = web.AppKey("acts", object)        # controller.acts.ActService
+ACTS_KEY = web.AppKey("acts", ActService)
 
 
 def setup(app: web.Application) -> None:
     """Wire escalation into an app made by create_app (after the check service,
     the scheduler and the metrics): the services under their keys, the jobs,
     the check service's hook, and the notifier's HTTP session in cleanup_ctx."""
-    from controller.acts import ActService
     from controller.keys import CLOCK_KEY, DB_KEY, RESULTS_KEY, SCHEDULER_KEY, SETTINGS_KEY
     from controller.metrics import LIVE_METRICS_KEY
 

@@ -77,6 +77,7 @@ def _utc(v: dt.datetime | None) -> dt.datetime | None:
 # --- registry ---------------------------------------------------------------------------------
 
 class InstitutionIn(In):
+    """A new institution of the registry: a court (with its level), a SIZO or a correctional institution."""
     id: Slug = Field(pattern=SLUG)
     kind: InstitutionKind
     level: CourtLevel | None = None
@@ -96,6 +97,7 @@ class InstitutionIn(In):
 
 
 class InstitutionPatch(In):
+    """A change to an institution: the fields given are set."""
     kind: InstitutionKind | None = None
     level: CourtLevel | None = None
     name: str | None = Field(None, min_length=1, max_length=300)
@@ -107,6 +109,7 @@ class InstitutionPatch(In):
 
 
 class InstitutionOut(BaseModel):
+    """An institution as the API gives it."""
     id: str
     kind: InstitutionKind
     level: CourtLevel | None
@@ -117,21 +120,25 @@ class InstitutionOut(BaseModel):
 
 
 class RoomIn(In):
+    """A new room of an institution."""
     institution_id: Slug
     name: str = Field(min_length=1, max_length=200)
 
 
 class RoomPatch(In):
+    """A room's new name."""
     name: str = Field(min_length=1, max_length=200)
 
 
 class RoomOut(BaseModel):
+    """A room as the API gives it."""
     id: int
     institution_id: str
     name: str
 
 
 class TerminalIn(In):
+    """A new terminal: where it stands (institution, room) and its role."""
     id: Slug = Field(pattern=SLUG)
     institution_id: Slug
     room_id: int | None = None
@@ -140,6 +147,7 @@ class TerminalIn(In):
 
 
 class TerminalPatch(In):
+    """A change to a terminal: the fields given are set."""
     institution_id: Slug | None = None
     room_id: int | None = None
     role: TerminalRole | None = None
@@ -149,6 +157,7 @@ class TerminalPatch(In):
 
 
 class LastCheck(BaseModel):
+    """A terminal's latest finished test or pre-connect check."""
     hearing_id: int
     kind: CheckKind
     status: CheckStatus
@@ -158,6 +167,7 @@ class LastCheck(BaseModel):
 
 
 class TerminalHealth(BaseModel):
+    """A terminal's health from its agent's heartbeats (rule 14)."""
     status: HealthStatus | None = Field(None, description="the agent's last health summary (rule 14)")
     problems: list[str] = Field(default_factory=list)
     checked_at: str | None = None
@@ -166,6 +176,7 @@ class TerminalHealth(BaseModel):
 
 
 class TerminalOut(BaseModel):
+    """A terminal as the API gives it: registry data, presence, last check and health."""
     id: str
     institution_id: str
     room_id: int | None
@@ -179,11 +190,13 @@ class TerminalOut(BaseModel):
 # --- hearings ---------------------------------------------------------------------------------
 
 class ParticipantIn(In):
+    """A remote participant of a hearing: its terminal (and institution)."""
     terminal_id: Slug
     institution_id: Slug | None = Field(None, description="default: the terminal's institution")
 
 
 class HearingIn(In):
+    """A hearing to schedule (rules 10-13): case, room, start, duration and the remote participants."""
     case_number: str = Field(min_length=1, max_length=100)
     room_id: int
     court_terminal_id: Slug | None = Field(None, description="default: the room's terminal")
@@ -196,6 +209,7 @@ class HearingIn(In):
 
 
 class HearingPatch(In):
+    """A change to a hearing: the fields given are set (the checks are planned again)."""
     case_number: str | None = Field(None, min_length=1, max_length=100)
     room_id: int | None = None
     court_terminal_id: Slug | None = None
@@ -213,14 +227,17 @@ class HearingPatch(In):
 
 
 class AgreementIn(In):
+    """A coordinator's agreement to a hearing's date and time (rules 11, 12)."""
     note: str | None = Field(None, max_length=1000)
 
 
 class RunCheckIn(In):
+    """Run a hearing's test or pre-connect check now."""
     kind: CheckKind = CheckKind.TEST
 
 
 class CourtOut(BaseModel):
+    """The court of a hearing."""
     id: str
     name: str
     level: CourtLevel | None
@@ -229,11 +246,13 @@ class CourtOut(BaseModel):
 
 
 class RoomRef(BaseModel):
+    """The room of a hearing."""
     id: int
     name: str
 
 
 class ParticipantOut(BaseModel):
+    """A remote participant of a hearing, with the start in its own time zone."""
     institution_id: str
     institution_name: str
     institution_kind: InstitutionKind
@@ -244,6 +263,7 @@ class ParticipantOut(BaseModel):
 
 
 class AgreementOut(BaseModel):
+    """Whose agreement a hearing needs, and whether it is in."""
     coordinator: Coordinator = Field(description="regional (rule 11) or department (rule 12)")
     state: AgreementState
     by: str | None
@@ -251,6 +271,7 @@ class AgreementOut(BaseModel):
 
 
 class CheckItemOut(BaseModel):
+    """One remote terminal's check of a hearing."""
     id: int
     caller: str
     callee: str
@@ -268,11 +289,13 @@ class CheckItemOut(BaseModel):
 
 
 class Window(BaseModel):
+    """The pre-connect check's window (rule 15)."""
     opens: str
     closes: str
 
 
 class CheckOut(BaseModel):
+    """A hearing's test request (rule 13) or pre-connect check (rule 15), over its participants."""
     created_at: str
     due_from: str
     deadline: str
@@ -286,6 +309,7 @@ class CheckOut(BaseModel):
 
 
 class HearingOut(BaseModel):
+    """A hearing as the API and the exports give it, with its operability verdict (rule 3)."""
     id: int
     case_number: str
     court: CourtOut
@@ -310,6 +334,7 @@ class HearingOut(BaseModel):
 
 
 class EventOut(BaseModel):
+    """An entry of a hearing's event record (rule 21)."""
     id: int
     hearing_id: int
     at: str
@@ -320,6 +345,7 @@ class EventOut(BaseModel):
 # --- suspensions, users ---------------------------------------------------------------------
 
 class SuspensionIn(In):
+    """A suspension of an institution or of an area (rule 24)."""
     institution_id: Slug | None = None
     region: str | None = Field(None, min_length=1, max_length=200)
     reason: SuspensionReason
@@ -337,6 +363,7 @@ class SuspensionIn(In):
 
 
 class SuspensionOut(BaseModel):
+    """A suspension as the API gives it."""
     id: int
     institution_id: str | None
     region: str | None
@@ -352,12 +379,14 @@ class SuspensionOut(BaseModel):
 
 
 class UserIn(In):
+    """A new user: name, role and, for a coordinator, whose agreements they give."""
     name: str = Field(min_length=1, max_length=128, pattern=r"^[\w.@-]+$")
     role: Role
     scope: Coordinator | None = None
 
 
 class UserOut(BaseModel):
+    """A user as the API gives it (the token only when created)."""
     id: int
     name: str
     role: Role
@@ -367,10 +396,12 @@ class UserOut(BaseModel):
 
 
 class RevokedOut(BaseModel):
+    """How many tokens were revoked."""
     revoked: int
 
 
 class AuditOut(BaseModel):
+    """An entry of the audit trail: who did what to which target, when."""
     id: int
     at: str
     who: str
@@ -380,6 +411,7 @@ class AuditOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
+    """An error answer: a stable code, a message for people and the field at fault."""
     error: str = Field(description="stable code: invalid, unauthorized, forbidden, not_found, conflict, "
                                    "too_large, internal")
     message: str
@@ -387,6 +419,7 @@ class ErrorOut(BaseModel):
 
 
 class HealthOut(BaseModel):
+    """The controller's own health: database and scheduler."""
     status: Literal["ok", "degraded"]
     database: Literal["ok", "error"]
     scheduler: Literal["ok", "stalled", "off"]
@@ -394,6 +427,7 @@ class HealthOut(BaseModel):
 
 
 class ImportOut(BaseModel):
+    """What a sites import created and updated."""
     institutions_created: int
     institutions_updated: int
     rooms_created: int
@@ -404,22 +438,26 @@ class ImportOut(BaseModel):
 # --- sites file (configs/sites.yaml) ---------------------------------------------------------
 
 class SiteTerminal(In):
+    """A terminal in the sites file."""
     id: Slug = Field(pattern=SLUG)
     name: str
     role: TerminalRole | None = None
 
 
 class SiteRoom(In):
+    """A room in the sites file, with its terminals."""
     name: str
     terminals: list[SiteTerminal] = Field(default_factory=list)
 
 
 class SiteInstitution(InstitutionIn):
+    """An institution in the sites file, with its rooms and terminals."""
     rooms: list[SiteRoom] = Field(default_factory=list)
     terminals: list[SiteTerminal] = Field(default_factory=list)
 
 
 class SitesFile(In):
+    """The sites file (configs/sites.yaml): the registry to import."""
     institutions: list[SiteInstitution]
 
     @model_validator(mode="after")

@@ -67,6 +67,7 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def level(step: int) -> str:
+    """The metrics' and payloads' name of a step: technicians (1) or organiser (2)."""
     return "technicians" if step == 1 else "organiser"
 
 
@@ -155,9 +156,11 @@ class Notifier:
     def email_enabled(self) -> bool:
         return bool(self.smtp.host)
 
-    async def start(self) -> None:
+    async def start(self) -> aiohttp.ClientSession:
+        """The HTTP client session, opened on first use."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.esc.webhook_timeout_s))
+        return self._session
 
     async def close(self) -> None:
         session, self._session = self._session, None
@@ -165,14 +168,15 @@ class Notifier:
             await session.close()
 
     async def post_webhook(self, url: str, payload: dict[str, Any]) -> None:
-        await self.start()
+        """POST the payload as JSON (signed when a secret is set); DeliveryError unless 2xx."""
+        session = await self.start()
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json; charset=utf-8",
                    "X-VKS-Notification": str(payload["notification_id"])}
         if self.esc.webhook_secret is not None:
             headers["X-VKS-Signature"] = signature(self.esc.webhook_secret.get_secret_value(), body)
         try:
-            async with self._session.post(url, data=body, headers=headers) as resp:
+            async with session.post(url, data=body, headers=headers) as resp:
                 if not 200 <= resp.status < 300:
                     raise DeliveryError(f"webhook {url} answered HTTP {resp.status}")
         except DeliveryError:

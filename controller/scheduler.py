@@ -55,6 +55,7 @@ class LeaseLost(Exception):
 
 @dataclass
 class JobContext:
+    """What a job handler gets: the job, the lease owner, the time, and the fenced completion."""
     db: Database
     job: dict
     owner: str
@@ -103,6 +104,7 @@ PRUNE_KIND = "jobs.prune"
 
 
 class Scheduler:
+    """Runs due jobs under a lease, retries failures with backoff, prunes finished ones."""
     def __init__(self, db: Database, *, owner: str, clock: Clock, handlers: dict[str, Handler],
                  lease_s: float = 60.0, poll_s: float = 1.0, batch: int = 20, max_attempts: int = 20,
                  keep_days: float = 30.0):

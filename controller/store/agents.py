@@ -39,6 +39,7 @@ from controller.store.schema import agent_presence, agent_reports, agent_session
 TOKEN_PREFIX = "vkst_"
 
 def utcnow() -> dt.datetime:
+    """Now, aware UTC."""
     return dt.datetime.now(dt.UTC)
 
 
@@ -47,17 +48,20 @@ def _insert(conn: AsyncConnection, table: Table):
 
 
 def dumps(obj: Any) -> str:
+    """Compact ASCII JSON text (as the report bodies and health are stored)."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 # ---- tokens ----------------------------------------------------------------------------------
 
 def token_hash(token: str) -> str:
+    """The sha256 (hex) a token is stored and looked up as."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
 class TokenInfo:
+    """A terminal token's record (never the token itself)."""
     id: int
     terminal_id: str
     created_at: dt.datetime
@@ -90,7 +94,8 @@ async def valid_token_hashes(conn: AsyncConnection, hashes: Iterable[str], *,
     """Which of these token hashes are still valid (not revoked, not expired)."""
     now = now or utcnow()
     t = terminal_tokens.c
-    hashes, valid = list(hashes), set()
+    hashes = list(hashes)
+    valid: set[str] = set()
     for i in range(0, len(hashes), 500):
         res = await conn.execute(select(t.token_sha256).where(
             t.token_sha256.in_(hashes[i:i + 500]), t.revoked_at.is_(None),
@@ -113,6 +118,7 @@ async def revoke_tokens(conn: AsyncConnection, terminal_id: str, *, token_id: in
 
 
 async def list_tokens(conn: AsyncConnection, terminal_id: str) -> list[TokenInfo]:
+    """A terminal's tokens, oldest first (revoked and expired ones included)."""
     t = terminal_tokens.c
     res = await conn.execute(select(t.id, t.terminal_id, t.created_at, t.expires_at, t.revoked_at)
                              .where(t.terminal_id == terminal_id).order_by(t.id))
@@ -162,6 +168,7 @@ async def refresh_presence(conn: AsyncConnection, controller_id: str, *, lease_u
 
 
 async def release_all(conn: AsyncConnection, controller_id: str) -> None:
+    """This controller holds no terminal any more (at its shutdown)."""
     p = agent_presence.c
     await conn.execute(update(agent_presence).where(p.controller_id == controller_id)
                        .values(controller_id=None, lease_until=None))
@@ -176,6 +183,7 @@ async def holder(conn: AsyncConnection, terminal_id: str, *, now: dt.datetime | 
 
 
 async def online_terminals(conn: AsyncConnection, *, now: dt.datetime | None = None) -> set[str]:
+    """The terminals connected now (a live lease on any controller)."""
     p = agent_presence.c
     res = await conn.execute(select(p.terminal_id).where(p.controller_id.is_not(None),
                                                          p.lease_until > (now or utcnow())))
@@ -204,6 +212,7 @@ async def presence(conn: AsyncConnection, terminal_ids: Iterable[str] | None = N
 
 @dataclass(frozen=True)
 class NewReport:
+    """A report as received from an agent, to store once."""
     terminal_id: str
     report_id: str
     kind: str
@@ -227,6 +236,7 @@ async def store_reports(conn: AsyncConnection, reports: list[NewReport]) -> int 
 
 
 async def get_report(conn: AsyncConnection, terminal_id: str, report_id: str) -> dict | None:
+    """A stored report (its body parsed), or None."""
     r = agent_reports.c
     row = (await conn.execute(select(agent_reports).where(r.terminal_id == terminal_id,
                                                           r.report_id == report_id))).mappings().first()
@@ -238,6 +248,7 @@ async def get_report(conn: AsyncConnection, terminal_id: str, report_id: str) ->
 
 
 async def mark_processed(conn: AsyncConnection, terminal_id: str, report_id: str) -> None:
+    """The controller acted on this report (it is not taken up again after a restart)."""
     r = agent_reports.c
     await conn.execute(update(agent_reports).where(r.terminal_id == terminal_id, r.report_id == report_id)
                        .values(processed_at=utcnow()))
@@ -257,6 +268,7 @@ async def unprocessed_session_reports(conn: AsyncConnection, limit: int = 100) -
 
 
 async def count_reports(conn: AsyncConnection, terminal_id: str | None = None, kind: str | None = None) -> int:
+    """How many reports are stored (of a terminal, of a kind)."""
     r = agent_reports.c
     q = select(func.count()).select_from(agent_reports)
     if terminal_id is not None:
@@ -267,6 +279,7 @@ async def count_reports(conn: AsyncConnection, terminal_id: str | None = None, k
 
 
 async def reports_for_session(conn: AsyncConnection, session_id: str, kind: str | None = None) -> list[dict]:
+    """A session's stored reports (of a kind), in arrival order, bodies parsed."""
     r = agent_reports.c
     q = select(agent_reports).where(r.session_id == session_id)
     if kind:
@@ -283,6 +296,7 @@ async def reports_for_session(conn: AsyncConnection, session_id: str, kind: str 
 
 @dataclass(frozen=True)
 class SessionRow:
+    """A session the controller commanded: who calls whom, why, and where it stands."""
     session_id: str
     caller: str
     callee: str
@@ -300,6 +314,7 @@ class SessionRow:
 
 
 async def save_session(conn: AsyncConnection, s: SessionRow) -> None:
+    """Record a commanded session (once: a second save of the same id is ignored)."""
     stmt = _insert(conn, agent_sessions).values(
         session_id=s.session_id, caller=s.caller, callee=s.callee, kind=s.kind, profile=s.profile,
         duration_s=s.duration_s, state=s.state, created_at=utcnow())
@@ -307,6 +322,7 @@ async def save_session(conn: AsyncConnection, s: SessionRow) -> None:
 
 
 async def get_session(conn: AsyncConnection, session_id: str) -> SessionRow | None:
+    """A commanded session, or None."""
     c = agent_sessions.c
     row = (await conn.execute(select(c.session_id, c.caller, c.callee, c.kind, c.profile, c.duration_s,
                                      c.state).where(c.session_id == session_id))).first()
@@ -333,6 +349,7 @@ async def finish_session(conn: AsyncConnection, session_id: str, state: str, err
 # ---- relay queue (several controllers on one PostgreSQL) -------------------------------------
 
 async def enqueue_relay(conn: AsyncConnection, target: str, terminal_id: str, payload: str) -> int:
+    """Queue a message for the terminal held by another controller `target`; its id."""
     res = await conn.execute(relay_messages.insert().values(
         target=target, terminal_id=terminal_id, payload=payload, created_at=utcnow())
         .returning(relay_messages.c.id))
@@ -356,6 +373,7 @@ async def take_relay(conn: AsyncConnection, target: str, *, message_id: int | No
 
 
 async def purge_relay(conn: AsyncConnection, older_than: dt.datetime) -> int:
+    """Delete relay messages queued before `older_than` (nobody took them); how many."""
     res = await conn.execute(delete(relay_messages).where(relay_messages.c.created_at < older_than))
     return res.rowcount
 

@@ -18,10 +18,12 @@ def _d(row) -> dict[str, Any]:
 
 
 async def insert_check(conn: AsyncConnection, values: dict) -> int:
+    """Insert a check; its id."""
     return (await conn.execute(insert(checks).values(attempts=0, **values).returning(checks.c.id))).scalar_one()
 
 
 async def get_check(conn: AsyncConnection, check_id: int, *, for_update: bool = False) -> dict:
+    """The check row, locked for update when asked (NotFound otherwise)."""
     q = select(checks).where(checks.c.id == check_id)
     if for_update:
         q = q.with_for_update()
@@ -32,6 +34,7 @@ async def get_check(conn: AsyncConnection, check_id: int, *, for_update: bool = 
 
 
 async def check_by_session(conn: AsyncConnection, session_id: str, *, for_update: bool = False) -> dict | None:
+    """The check a session runs (locked for update when asked), or None."""
     q = select(checks).where(checks.c.session_id == session_id)
     if for_update:
         q = q.with_for_update()
@@ -40,6 +43,7 @@ async def check_by_session(conn: AsyncConnection, session_id: str, *, for_update
 
 
 async def checks_for(conn: AsyncConnection, hearing_ids: Iterable[int]) -> list[dict]:
+    """The checks of these hearings, by hearing and id."""
     ids = list(hearing_ids)
     if not ids:
         return []
@@ -48,6 +52,7 @@ async def checks_for(conn: AsyncConnection, hearing_ids: Iterable[int]) -> list[
 
 
 async def update_check(conn: AsyncConnection, check_id: int, **values) -> None:
+    """Set columns of a check."""
     await conn.execute(update(checks).where(checks.c.id == check_id).values(**values))
 
 

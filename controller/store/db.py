@@ -55,6 +55,7 @@ def to_async_url(url: str) -> str:
 
 
 def utcnow() -> dt.datetime:
+    """Now, aware UTC."""
     return dt.datetime.now(dt.UTC)
 
 

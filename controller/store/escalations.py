@@ -32,18 +32,21 @@ def _d(row) -> dict[str, Any]:
 
 
 def open_key(hearing_id: int, cause: str) -> str:
+    """The unique key of a hearing's unresolved escalation for a cause."""
     return f"{hearing_id}:{cause}"
 
 
 # --- contacts ------------------------------------------------------------------------------------
 
 async def add_contact(conn: AsyncConnection, values: dict, now: dt.datetime) -> dict:
+    """Add a contact; the new row."""
     cid = (await conn.execute(insert(contacts).values(**values, created_at=now)
                               .returning(contacts.c.id))).scalar_one()
     return await get_contact(conn, cid)
 
 
 async def get_contact(conn: AsyncConnection, contact_id: int) -> dict:
+    """The contact row (NotFound otherwise)."""
     row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
     if row is None:
         raise NotFound(f"no contact {contact_id}")
@@ -52,6 +55,7 @@ async def get_contact(conn: AsyncConnection, contact_id: int) -> dict:
 
 async def list_contacts(conn: AsyncConnection, institution_ids: Iterable[str] | None = None,
                         kind: str | None = None) -> list[dict]:
+    """Contacts by institution and id (of these institutions, of a kind, when given)."""
     q = select(contacts).order_by(contacts.c.institution_id, contacts.c.id)
     if institution_ids is not None:
         q = q.where(contacts.c.institution_id.in_(list(institution_ids)))
@@ -61,6 +65,7 @@ async def list_contacts(conn: AsyncConnection, institution_ids: Iterable[str] | 
 
 
 async def delete_contact(conn: AsyncConnection, contact_id: int) -> None:
+    """Delete a contact (NotFound when there is none)."""
     await get_contact(conn, contact_id)
     await conn.execute(contacts.delete().where(contacts.c.id == contact_id))
 
@@ -68,6 +73,7 @@ async def delete_contact(conn: AsyncConnection, contact_id: int) -> None:
 # --- escalations ---------------------------------------------------------------------------------
 
 async def find_open(conn: AsyncConnection, hearing_id: int, cause: str, *, for_update: bool = False) -> dict | None:
+    """The hearing's unresolved escalation for `cause` (locked for update when asked), or None."""
     q = select(escalations).where(escalations.c.open_key == open_key(hearing_id, cause))
     if for_update:
         q = q.with_for_update()
@@ -77,12 +83,14 @@ async def find_open(conn: AsyncConnection, hearing_id: int, cause: str, *, for_u
 
 async def insert_escalation(conn: AsyncConnection, *, hearing_id: int, cause: str, detail: dict,
                             now: dt.datetime) -> int:
+    """Open an escalation at step 1; its id (the open key makes a second one fail)."""
     return (await conn.execute(insert(escalations).values(
         hearing_id=hearing_id, cause=cause, detail=detail, state=EscalationState.OPEN, step=1,
         open_key=open_key(hearing_id, cause), opened_at=now, updated_at=now).returning(escalations.c.id))).scalar_one()
 
 
 async def get(conn: AsyncConnection, eid: int, *, for_update: bool = False) -> dict:
+    """The escalation row, locked for update when asked (NotFound otherwise)."""
     q = select(escalations).where(escalations.c.id == eid)
     if for_update:
         q = q.with_for_update()
@@ -93,11 +101,13 @@ async def get(conn: AsyncConnection, eid: int, *, for_update: bool = False) -> d
 
 
 async def update_escalation(conn: AsyncConnection, eid: int, **values) -> None:
+    """Set columns of an escalation."""
     await conn.execute(update(escalations).where(escalations.c.id == eid).values(**values))
 
 
 async def list_escalations(conn: AsyncConnection, *, open_only: bool = False, hearing_id: int | None = None,
                            limit: int = 500) -> list[dict]:
+    """Escalations, newest first (unresolved only, of one hearing, when asked)."""
     q = select(escalations).order_by(escalations.c.id.desc()).limit(limit)
     if open_only:
         q = q.where(escalations.c.state != EscalationState.RESOLVED)
@@ -108,11 +118,13 @@ async def list_escalations(conn: AsyncConnection, *, open_only: bool = False, he
 
 async def add_action(conn: AsyncConnection, eid: int, action: str, by: str, at: dt.datetime,
                      role: str | None = None, note: str | None = None) -> None:
+    """Append an entry to an escalation's history."""
     await conn.execute(insert(escalation_actions).values(escalation_id=eid, action=action, by=by, role=role,
                                                          at=at, note=note))
 
 
 async def actions_for(conn: AsyncConnection, ids: Iterable[int]) -> dict[int, list[dict]]:
+    """{escalation id: its history, oldest first}."""
     ids = list(ids)
     out: dict[int, list[dict]] = {i: [] for i in ids}
     if ids:
@@ -127,12 +139,14 @@ async def actions_for(conn: AsyncConnection, ids: Iterable[int]) -> dict[int, li
 
 async def add_notification(conn: AsyncConnection, *, eid: int, step: int, channel: str, target: str,
                            institution_id: str | None, now: dt.datetime) -> int:
+    """A pending notification of a step to one target; its id."""
     return (await conn.execute(insert(notifications).values(
         escalation_id=eid, step=step, channel=channel, target=target, institution_id=institution_id,
         state=DeliveryState.PENDING, attempts=0, created_at=now).returning(notifications.c.id))).scalar_one()
 
 
 async def get_notification(conn: AsyncConnection, nid: int, *, for_update: bool = False) -> dict | None:
+    """The notification row (locked for update when asked), or None."""
     q = select(notifications).where(notifications.c.id == nid)
     if for_update:
         q = q.with_for_update()
@@ -141,10 +155,12 @@ async def get_notification(conn: AsyncConnection, nid: int, *, for_update: bool 
 
 
 async def update_notification(conn: AsyncConnection, nid: int, **values) -> None:
+    """Set columns of a notification (its delivery state, attempts, error)."""
     await conn.execute(update(notifications).where(notifications.c.id == nid).values(**values))
 
 
 async def notifications_for(conn: AsyncConnection, ids: Iterable[int]) -> dict[int, list[dict]]:
+    """{escalation id: its notifications, oldest first}."""
     ids = list(ids)
     out: dict[int, list[dict]] = {i: [] for i in ids}
     if ids:

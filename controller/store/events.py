@@ -18,12 +18,14 @@ from controller.store.schema import events
 
 async def append(conn: AsyncConnection, hearing_id: int, kind: str, at: dt.datetime,
                  detail: dict[str, Any] | None = None) -> int:
+    """Append an event to the hearing's record; its id."""
     return (await conn.execute(insert(events).values(hearing_id=hearing_id, kind=kind, at=at,
                                                      detail=detail or {}).returning(events.c.id))).scalar_one()
 
 
 async def list_for(conn: AsyncConnection, hearing_id: int, *, after_id: int = 0,
                    limit: int | None = None) -> list[dict]:
+    """The hearing's events after `after_id`, oldest first (at most `limit`)."""
     q = (select(events).where(events.c.hearing_id == hearing_id, events.c.id > after_id)
          .order_by(events.c.id))
     if limit:

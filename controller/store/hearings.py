@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, overload
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, insert, or_, select, update
@@ -27,6 +27,7 @@ def _d(row) -> dict[str, Any]:
 
 
 async def insert_hearing(conn: AsyncConnection, values: dict, participants: list[dict]) -> int:
+    """Insert a hearing and its participants; its id."""
     hid = (await conn.execute(insert(hearings).values(**values).returning(hearings.c.id))).scalar_one()
     if participants:
         await conn.execute(insert(hearing_participants),
@@ -36,6 +37,7 @@ async def insert_hearing(conn: AsyncConnection, values: dict, participants: list
 
 
 async def replace_participants(conn: AsyncConnection, hid: int, participants: list[dict]) -> None:
+    """The hearing's participants become `participants`."""
     await conn.execute(delete(hearing_participants).where(hearing_participants.c.hearing_id == hid))
     await conn.execute(insert(hearing_participants),
                        [{"hearing_id": hid, "institution_id": p["institution_id"],
@@ -43,6 +45,7 @@ async def replace_participants(conn: AsyncConnection, hid: int, participants: li
 
 
 async def get_hearing(conn: AsyncConnection, hid: int, *, for_update: bool = False) -> dict:
+    """The hearing row, locked for update when asked (NotFound otherwise)."""
     q = select(hearings).where(hearings.c.id == hid)
     if for_update:
         q = q.with_for_update()
@@ -53,10 +56,12 @@ async def get_hearing(conn: AsyncConnection, hid: int, *, for_update: bool = Fal
 
 
 async def update_hearing(conn: AsyncConnection, hid: int, **values) -> None:
+    """Set columns of a hearing."""
     await conn.execute(update(hearings).where(hearings.c.id == hid).values(**values))
 
 
 async def participants_of(conn: AsyncConnection, hearing_ids: Iterable[int]) -> dict[int, list[dict]]:
+    """{hearing id: its participants with their institution's name, region, kind and time zone}."""
     ids = list(hearing_ids)
     out: dict[int, list[dict]] = {i: [] for i in ids}
     if not ids:
@@ -102,9 +107,9 @@ async def booking_conflicts(conn: AsyncConnection, *, room_id: int, terminal_ids
         q = (select(hearings.c.id, hearings.c.case_number, hearing_participants.c.terminal_id)
              .join(hearing_participants, hearing_participants.c.hearing_id == hearings.c.id)
              .where(overlap, hearing_participants.c.terminal_id.in_(tids)))
-        for r in await conn.execute(q):
-            found.setdefault(r.id, {"hearing_id": r.id, "case_number": r.case_number,
-                                    "resource": f"terminal {r.terminal_id}"})
+        for p in await conn.execute(q):
+            found.setdefault(p.id, {"hearing_id": p.id, "case_number": p.case_number,
+                                    "resource": f"terminal {p.terminal_id}"})
     return sorted(found.values(), key=lambda c: c["hearing_id"])
 
 
@@ -112,6 +117,7 @@ async def list_ids(conn: AsyncConnection, *, start_from: dt.datetime | None = No
                    start_to: dt.datetime | None = None, status: str | None = None,
                    court_id: str | None = None, institution_id: str | None = None,
                    limit: int = 500, offset: int = 0) -> list[int]:
+    """Hearing ids by start time, filtered by start window, status, court and institution, one page."""
     q = select(hearings.c.id).order_by(hearings.c.start_utc, hearings.c.id)
     if start_from:
         q = q.where(hearings.c.start_utc >= start_from)
@@ -150,12 +156,18 @@ def suspendable(participants: list[dict]) -> dict[str, str]:
 
 
 async def sites_of(conn: AsyncConnection, hid: int) -> dict[str, str]:
+    """{institution_id: region} of the hearing's participants rule 24 can suspend."""
     return suspendable((await participants_of(conn, [hid]))[hid])
 
 
 # --- the view -------------------------------------------------------------------------------
 
+@overload
+def iso(t: dt.datetime) -> str: ...
+@overload
+def iso(t: None) -> None: ...
 def iso(t: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z (None stays None)."""
     return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if t else None
 
 
@@ -202,6 +214,7 @@ def check_view(kind: str, items: list[dict]) -> dict | None:
 
 
 def local(t: dt.datetime, tz: str) -> str:
+    """The time as ISO 8601 in the time zone `tz`."""
     try:
         return t.astimezone(ZoneInfo(tz)).isoformat()
     except Exception:  # an unknown zone in old data: show UTC rather than fail the view

@@ -54,6 +54,7 @@ async def enqueue(conn: AsyncConnection, kind: str, key: str, due_at: dt.datetim
 
 async def claim(conn: AsyncConnection, owner: str, now: dt.datetime, lease: dt.timedelta,
                 limit: int = 20) -> list[dict]:
+    """Take up to `limit` due jobs (and running ones whose lease expired) under this owner's lease."""
     due = or_(and_(jobs.c.state == JobState.PENDING, jobs.c.due_at <= now),
               and_(jobs.c.state == JobState.RUNNING, jobs.c.locked_until < now))
     q = (select(jobs.c.id).where(due).order_by(jobs.c.due_at, jobs.c.id).limit(limit)
@@ -73,6 +74,7 @@ def _mine(job_id: int, owner: str):
 
 
 async def finish(conn: AsyncConnection, job_id: int, owner: str, now: dt.datetime) -> bool:
+    """The job is done (only while it is still ours); whether it was."""
     res = await conn.execute(update(jobs).where(_mine(job_id, owner)).values(
         state=JobState.DONE, finished_at=now, locked_by=None, locked_until=None))
     return res.rowcount == 1
@@ -80,12 +82,14 @@ async def finish(conn: AsyncConnection, job_id: int, owner: str, now: dt.datetim
 
 async def retry_later(conn: AsyncConnection, job_id: int, owner: str, due_at: dt.datetime,
                       error: str | None = None) -> bool:
+    """The job runs again at `due_at` (only while it is still ours); whether it was."""
     res = await conn.execute(update(jobs).where(_mine(job_id, owner)).values(
         state=JobState.PENDING, due_at=due_at, last_error=error, locked_by=None, locked_until=None))
     return res.rowcount == 1
 
 
 async def fail(conn: AsyncConnection, job_id: int, owner: str, now: dt.datetime, error: str) -> bool:
+    """The job failed for good, with the error kept (only while it is still ours); whether it was."""
     res = await conn.execute(update(jobs).where(_mine(job_id, owner)).values(
         state=JobState.FAILED, finished_at=now, last_error=error, locked_by=None, locked_until=None))
     return res.rowcount == 1
@@ -99,6 +103,7 @@ async def release(conn: AsyncConnection, owner: str) -> int:
 
 
 async def cancel(conn: AsyncConnection, keys: Iterable[str], now: dt.datetime) -> int:
+    """Cancel the pending jobs with these keys; how many."""
     keys = list(keys)
     if not keys:
         return 0
@@ -115,11 +120,13 @@ async def prune(conn: AsyncConnection, before: dt.datetime) -> int:
 
 
 async def get(conn: AsyncConnection, key: str) -> dict | None:
+    """The job with this key, or None."""
     row = (await conn.execute(select(jobs).where(jobs.c.key == key))).first()
     return dict(row._mapping) if row else None
 
 
 async def list_jobs(conn: AsyncConnection, *, state: str | None = None, prefix: str | None = None) -> list[dict]:
+    """Jobs by id (in a state, with a key prefix, when given)."""
     q = select(jobs).order_by(jobs.c.id)
     if state:
         q = q.where(jobs.c.state == state)
@@ -129,4 +136,5 @@ async def list_jobs(conn: AsyncConnection, *, state: str | None = None, prefix: 
 
 
 async def next_due(conn: AsyncConnection) -> dt.datetime | None:
+    """When the next pending job is due, or None."""
     return (await conn.execute(select(func.min(jobs.c.due_at)).where(jobs.c.state == JobState.PENDING))).scalar()

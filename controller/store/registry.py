@@ -21,6 +21,7 @@ def _d(row) -> dict[str, Any]:
 # --- institutions ---------------------------------------------------------------------------
 
 async def get_institution(conn: AsyncConnection, inst_id: str) -> dict:
+    """The institution row (NotFound otherwise)."""
     row = (await conn.execute(select(institutions).where(institutions.c.id == inst_id))).first()
     if row is None:
         raise NotFound(f"no institution {inst_id!r}")
@@ -29,6 +30,7 @@ async def get_institution(conn: AsyncConnection, inst_id: str) -> dict:
 
 async def list_institutions(conn: AsyncConnection, *, kind: str | None = None,
                             region: str | None = None) -> list[dict]:
+    """Institutions by id, of a kind and/or in a region when given."""
     q = select(institutions).order_by(institutions.c.id)
     if kind:
         q = q.where(institutions.c.kind == kind)
@@ -38,6 +40,7 @@ async def list_institutions(conn: AsyncConnection, *, kind: str | None = None,
 
 
 async def create_institution(conn: AsyncConnection, values: dict, now: dt.datetime) -> dict:
+    """Add an institution (Conflict when the id exists); the new row."""
     exists = (await conn.execute(select(institutions.c.id).where(institutions.c.id == values["id"]))).first()
     if exists:
         raise Conflict(f"institution {values['id']!r} exists", field="id")
@@ -46,6 +49,7 @@ async def create_institution(conn: AsyncConnection, values: dict, now: dt.dateti
 
 
 async def update_institution(conn: AsyncConnection, inst_id: str, values: dict) -> dict:
+    """Change an institution (a court keeps a level, others none); the row after."""
     current = await get_institution(conn, inst_id)
     kind = values.get("kind", current["kind"])
     level = values.get("level", current["level"])
@@ -58,6 +62,7 @@ async def update_institution(conn: AsyncConnection, inst_id: str, values: dict) 
 
 
 async def delete_institution(conn: AsyncConnection, inst_id: str) -> None:
+    """Delete an institution; Conflict while rooms, terminals or hearings refer to it."""
     await get_institution(conn, inst_id)
     try:
         async with conn.begin_nested():
@@ -69,6 +74,7 @@ async def delete_institution(conn: AsyncConnection, inst_id: str) -> None:
 # --- rooms ----------------------------------------------------------------------------------
 
 async def get_room(conn: AsyncConnection, room_id: int) -> dict:
+    """The room row (NotFound otherwise)."""
     row = (await conn.execute(select(rooms).where(rooms.c.id == room_id))).first()
     if row is None:
         raise NotFound(f"no room {room_id}")
@@ -76,6 +82,7 @@ async def get_room(conn: AsyncConnection, room_id: int) -> dict:
 
 
 async def list_rooms(conn: AsyncConnection, *, institution_id: str | None = None) -> list[dict]:
+    """Rooms by institution and id (of one institution when given)."""
     q = select(rooms).order_by(rooms.c.institution_id, rooms.c.id)
     if institution_id:
         q = q.where(rooms.c.institution_id == institution_id)
@@ -83,6 +90,7 @@ async def list_rooms(conn: AsyncConnection, *, institution_id: str | None = None
 
 
 async def create_room(conn: AsyncConnection, institution_id: str, name: str) -> dict:
+    """Add a room to an institution (Conflict on a name it already has); the new row."""
     await get_institution(conn, institution_id)
     dup = (await conn.execute(select(rooms.c.id).where(rooms.c.institution_id == institution_id,
                                                        rooms.c.name == name))).first()
@@ -94,6 +102,7 @@ async def create_room(conn: AsyncConnection, institution_id: str, name: str) -> 
 
 
 async def update_room(conn: AsyncConnection, room_id: int, name: str) -> dict:
+    """Rename a room (Conflict on a name its institution already has); the row after."""
     room = await get_room(conn, room_id)
     dup = (await conn.execute(select(rooms.c.id).where(rooms.c.institution_id == room["institution_id"],
                                                        rooms.c.name == name, rooms.c.id != room_id))).first()
@@ -104,6 +113,7 @@ async def update_room(conn: AsyncConnection, room_id: int, name: str) -> dict:
 
 
 async def delete_room(conn: AsyncConnection, room_id: int) -> None:
+    """Delete a room; Conflict while hearings refer to it."""
     await get_room(conn, room_id)
     try:
         async with conn.begin_nested():
@@ -123,11 +133,13 @@ async def get_terminal(conn: AsyncConnection, terminal_id: str) -> dict:
 
 
 async def find_terminal(conn: AsyncConnection, terminal_id: str) -> dict | None:
+    """The terminal row, or None."""
     row = (await conn.execute(select(terminals).where(terminals.c.id == terminal_id))).first()
     return _d(row) if row else None
 
 
 async def terminals_by_ids(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, dict]:
+    """{id: terminal row} of those of `ids` that exist."""
     ids = list(ids)
     if not ids:
         return {}
@@ -136,6 +148,7 @@ async def terminals_by_ids(conn: AsyncConnection, ids: Iterable[str]) -> dict[st
 
 async def list_terminals(conn: AsyncConnection, *, institution_id: str | None = None,
                          room_id: int | None = None) -> list[dict]:
+    """Terminals by id (of an institution and/or a room when given)."""
     q = select(terminals).order_by(terminals.c.id)
     if institution_id:
         q = q.where(terminals.c.institution_id == institution_id)
@@ -155,6 +168,7 @@ async def _check_terminal_refs(conn: AsyncConnection, institution_id: str, room_
 
 
 async def create_terminal(conn: AsyncConnection, values: dict) -> dict:
+    """Add a terminal (Conflict when the id exists, Invalid for a room elsewhere); the new row."""
     if await find_terminal(conn, values["id"]):
         raise Conflict(f"terminal {values['id']!r} exists", field="id")
     await _check_terminal_refs(conn, values["institution_id"], values.get("room_id"))
@@ -163,6 +177,7 @@ async def create_terminal(conn: AsyncConnection, values: dict) -> dict:
 
 
 async def update_terminal(conn: AsyncConnection, terminal_id: str, values: dict) -> dict:
+    """Change a terminal (its room must be in its institution); the row after."""
     current = await get_terminal(conn, terminal_id)
     merged = {**current, **values}
     await _check_terminal_refs(conn, merged["institution_id"], merged.get("room_id"))
@@ -172,6 +187,7 @@ async def update_terminal(conn: AsyncConnection, terminal_id: str, values: dict)
 
 
 async def delete_terminal(conn: AsyncConnection, terminal_id: str) -> None:
+    """Delete a terminal; Conflict while hearings use it."""
     await get_terminal(conn, terminal_id)
     try:
         async with conn.begin_nested():
@@ -181,6 +197,7 @@ async def delete_terminal(conn: AsyncConnection, terminal_id: str) -> None:
 
 
 async def terminal_in_use(conn: AsyncConnection, terminal_id: str) -> bool:
+    """Whether any hearing uses the terminal (as its courtroom terminal or a participant)."""
     n = (await conn.execute(select(func.count()).select_from(hearing_participants)
                             .where(hearing_participants.c.terminal_id == terminal_id))).scalar_one()
     m = (await conn.execute(select(func.count()).select_from(hearings)

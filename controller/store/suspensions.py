@@ -17,16 +17,19 @@ def _d(row) -> dict[str, Any]:
 
 
 def to_rule(row: dict) -> rules.Suspension:
+    """The rules' view of a suspension row."""
     return rules.Suspension(id=row["id"], institution_id=row["institution_id"], region=row["region"],
                             from_utc=row["from_utc"], until_utc=row["until_utc"], lifted_at=row["lifted_at"])
 
 
 async def create(conn: AsyncConnection, values: dict) -> dict:
+    """Insert a suspension; the new row."""
     sid = (await conn.execute(insert(suspensions).values(**values).returning(suspensions.c.id))).scalar_one()
     return await get(conn, sid)
 
 
 async def get(conn: AsyncConnection, sid: int, *, for_update: bool = False) -> dict:
+    """The suspension row, locked for update when asked (NotFound otherwise)."""
     q = select(suspensions).where(suspensions.c.id == sid)
     if for_update:
         q = q.with_for_update()
@@ -42,6 +45,7 @@ def _not_ended(at: dt.datetime):
 
 
 async def list_all(conn: AsyncConnection, *, active_at: dt.datetime | None = None) -> list[dict]:
+    """Suspensions by id (only those in force at `active_at` when given)."""
     q = select(suspensions).order_by(suspensions.c.id)
     if active_at is not None:
         q = q.where(suspensions.c.from_utc <= active_at, _not_ended(active_at))
@@ -54,4 +58,5 @@ async def not_ended(conn: AsyncConnection, at: dt.datetime) -> list[rules.Suspen
 
 
 async def lift(conn: AsyncConnection, sid: int, at: dt.datetime, by: str) -> None:
+    """Lift a suspension at `at`, by `by`."""
     await conn.execute(update(suspensions).where(suspensions.c.id == sid).values(lifted_at=at, lifted_by=by))

@@ -34,11 +34,13 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
 
 
 def token_hash(token: str) -> str:
+    """The sha256 (hex) a token is stored and looked up as."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 async def create_user(conn: AsyncConnection, name: str, role: str, now: dt.datetime,
                       scope: str | None = None) -> dict:
+    """Add a user (Conflict when the name exists); the new user."""
     if (await conn.execute(select(users.c.id).where(users.c.name == name))).first():
         raise Conflict(f"user {name!r} exists", field="name")
     uid = (await conn.execute(insert(users).values(name=name, role=role, scope=scope, created_at=now)
@@ -47,6 +49,7 @@ async def create_user(conn: AsyncConnection, name: str, role: str, now: dt.datet
 
 
 async def get_user(conn: AsyncConnection, name: str) -> dict:
+    """The user named `name` (NotFound otherwise)."""
     row = (await conn.execute(select(users).where(users.c.name == name))).first()
     if row is None:
         raise NotFound(f"no user {name!r}")
@@ -54,10 +57,12 @@ async def get_user(conn: AsyncConnection, name: str) -> dict:
 
 
 async def list_users(conn: AsyncConnection) -> list[dict]:
+    """Every user, oldest first."""
     return [dict(r._mapping) for r in await conn.execute(select(users).order_by(users.c.id))]
 
 
 async def issue_token(conn: AsyncConnection, user_id: int, now: dt.datetime) -> str:
+    """A new API token for the user (only its hash is stored; shown once)."""
     token = secrets.token_urlsafe(32)
     await conn.execute(insert(api_tokens).values(user_id=user_id, token_sha256=token_hash(token), created_at=now))
     return token
@@ -92,6 +97,7 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password: str, stored: str) -> bool:
+    """Whether `password` matches a stored scrypt hash (constant-time; call it from a thread)."""
     try:
         scheme, n, r, p, salt, want = stored.split("$")
         if scheme != "scrypt":
@@ -135,6 +141,7 @@ async def check_password(conn: AsyncConnection, name: str, password: str) -> dic
 
 async def issue_session(conn: AsyncConnection, user_id: int, now: dt.datetime,
                         ttl: dt.timedelta = SESSION_TTL) -> str:
+    """Open a web session for the user; its token (the cookie's value)."""
     token = SESSION_PREFIX + secrets.token_urlsafe(32)
     await conn.execute(insert(web_sessions).values(user_id=user_id, token_sha256=token_hash(token), created_at=now,
                                                    expires_at=now + ttl))
@@ -174,6 +181,7 @@ async def record(conn: AsyncConnection, who: str, action: str, target: str, at: 
 
 
 async def list_audit(conn: AsyncConnection, *, limit: int = 200, target: str | None = None) -> list[dict]:
+    """The audit trail, newest first (of one target when given)."""
     q = select(audit).order_by(audit.c.id.desc()).limit(limit)
     if target:
         q = q.where(audit.c.target == target)
