@@ -9,9 +9,9 @@ the caller decides the transaction - one per API request or job step):
   `db.to_async_url(url)`, `db.DatabaseUrlError`, `db.utcnow()`.
 - `migrate.migrate(db)`: alembic upgrade to head (revision 0001 is here; later
   revisions chain on it, e.g. 0002 for the agent-side tables with
-  `down_revision = "0001"`). Tables of other modules may be declared on
-  `schema.metadata` so that `schema.metadata` stays the whole schema.
-- `schema`: the tables and the enumerations (CHECK constraints).
+  `down_revision = "0001"`).
+- `schema`: every table, read in one place; its CHECK constraints take their
+  words from `contract.vocab` (a test compares it with the migrated database).
 - `registry`: institutions, rooms, terminals - `get_terminal(conn, id)`,
   `find_terminal`, `list_terminals(conn, ...)`, `terminals_by_ids`, `import_sites(conn, data, now)`, CRUD.
 - `hearings`: hearings and participants (`replace_participants`), the
@@ -28,6 +28,9 @@ the caller decides the transaction - one per API request or job step):
   `retry_later`, `fail`, `cancel`, `release`, `prune`.
 - `agents` (the agent side, migration 0002): terminal tokens, presence,
   reports, sessions, relay queue.
+- `live` (migration 0003): the live flow's state, breaks and intervals (rule 22).
+- `escalations`, `acts` (migration 0004): escalations, contacts and
+  notifications (rules 16, 17); acts of technical impossibility (rule 18).
 
 Locking (PostgreSQL): writers lock rows in one order - hearing, then check,
 then job rows - so that concurrent requests, job handlers and result
