@@ -11,9 +11,10 @@ here, each part with what it needs:
 - without agents (`agents=False`, or a `gateway` given by a test) the gateway is that one, or
   OfflineGateway.
 
-`cleanup_ctx`, in order: migrate the database (when `migrate_on_start`), load the quality model
-(missing or invalid: a ConfigError naming the file, and the controller does not start), run the
-job scheduler; start the hub; start live monitoring. At shutdown the reverse: live monitoring,
+`cleanup_ctx`, in order: load the quality model first (missing or invalid: a ConfigError naming
+the file, and the controller does not start), then the metrics' probe and the notifier, migrate
+the database (when `migrate_on_start`) and run the job scheduler; start the hub; start live
+monitoring. At shutdown the reverse: live monitoring,
 the hub (its sockets are closed first, at on_shutdown), the scheduler (cancelled and awaited), the
 database.
 """
@@ -63,11 +64,13 @@ __all__ = ["create_app", "load_judge", "CLOCK_KEY", "DB_KEY", "GATEWAY_KEY", "HU
 
 
 def load_judge(settings: ControllerSettings) -> Judge:
-    """The shared quality model with the settings' thresholds file (default: the packaged one).
-    A missing or invalid file is a configfile.ConfigError naming it - never a fallback to the
-    agents' own verdicts."""
+    """The shared quality model with the settings' thresholds file (default: the packaged one),
+    with the profiles the checks and live monitoring use. A missing or invalid file is a
+    configfile.ConfigError naming it - never a fallback to the agents' own verdicts."""
     path = settings.thresholds_file or quality.DEFAULT_PATH
-    quality.select(quality.load_thresholds(path), None, path)     # the default profile is there
+    profiles = quality.load_thresholds(path)
+    for name in (None, settings.live.thresholds_profile):
+        quality.select(profiles, name, path)
     return quality_judge(path)
 
 
@@ -105,20 +108,29 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
 
     api.setup_routes(app, extra=[*web_ui.routes(), *live_api.ROUTES])
     web_ui.setup(app)
-    app.cleanup_ctx.append(_lifecycle(run_scheduler, judge is None))
+    # First: a controller without its quality model does not start (before anything else does).
+    app.cleanup_ctx.insert(0, _quality_model(judge is None))
+    app.cleanup_ctx.append(_lifecycle(run_scheduler))
     if hub is not None:
         agent_api.setup_agent_api(app, hub)
     app.cleanup_ctx.append(_live)  # rule 22: monitoring during hearings (after the hub)
     return app
 
 
-def _lifecycle(run_scheduler: bool, load_model: bool):
+def _quality_model(use: bool):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        judge = await asyncio.to_thread(load_judge, app[SETTINGS_KEY])
+        if use:
+            app[RESULTS_KEY].judge = judge
+        yield
+    return ctx
+
+
+def _lifecycle(run_scheduler: bool):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings, db = app[SETTINGS_KEY], app[DB_KEY]
         jobs = background("app")
         try:
-            if load_model:
-                app[RESULTS_KEY].judge = await asyncio.to_thread(load_judge, settings)
             if settings.migrate_on_start:
                 rev = await migrate(db)
                 log.info("database at revision %s", rev)
