@@ -25,15 +25,17 @@ import os
 import shlex
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, get_args
 
 import aiohttp
 
 from agent.settings import HookSettings
+from contract import wire
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("break", "reconnect", "resume")
+# The events the controller announces (wire `live_event` names).
+EVENTS: tuple[str, ...] = get_args(wire.LiveEventName)
 
 # What the room is told, in Kazakh and Russian.
 MESSAGES: dict[str, tuple[str, str]] = {

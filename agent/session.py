@@ -236,7 +236,7 @@ class PeerSession:
         def on_probe(message: bytes) -> None:
             if not isinstance(message, bytes) or len(message) != _PROBE.size:
                 return
-            if self.role == "callee":
+            if self.role == SessionRole.CALLEE:
                 if channel.readyState == "open" and _sctp_can_send_now(self.pc):
                     channel.send(message)
             else:
@@ -256,10 +256,10 @@ class PeerSession:
             return
         if kind == "interval":
             self.peer_intervals.append(message)
-        elif kind == "finish" and self.role == "callee":
+        elif kind == "finish" and self.role == SessionRole.CALLEE:
             self.peer_sent = _parse_sent(message.get("sent"))
             self._finish_asked.set()
-        elif kind == "final" and self.role == "caller":
+        elif kind == "final" and self.role == SessionRole.CALLER:
             self.peer_sent = _parse_sent(message.get("sent"))
             self.peer_final = message.get("received")
             self._final_received.set()
