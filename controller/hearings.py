@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.vocab import AgreementState, CheckStatus, HearingStatus, HearingVerdict, InstitutionKind, Role
 from controller import rules
 from controller.checks import CheckService
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
@@ -40,7 +41,7 @@ async def _court_terminal(conn: AsyncConnection, room: dict, given: str | None) 
 
 
 async def _participants(conn: AsyncConnection, given, court_id: str, court_terminal: str) -> list[dict]:
-    out = []
+    out: list[dict] = []
     for i, p in enumerate(given):
         t = await registry.find_terminal(conn, p.terminal_id)
         if t is None:
@@ -49,7 +50,8 @@ async def _participants(conn: AsyncConnection, given, court_id: str, court_termi
             raise Invalid(f"terminal {p.terminal_id!r} belongs to {t['institution_id']!r}",
                           field=f"participants.{i}.institution_id")
         if t["id"] == court_terminal:
-            raise Invalid("a participant cannot be the courtroom terminal itself", field=f"participants.{i}.terminal_id")
+            raise Invalid("a participant cannot be the courtroom terminal itself",
+                          field=f"participants.{i}.terminal_id")
         if t["id"] in {o["terminal_id"] for o in out}:
             raise Invalid(f"terminal {t['id']!r} is listed twice", field=f"participants.{i}.terminal_id")
         out.append({"institution_id": t["institution_id"], "terminal_id": t["id"]})
@@ -62,7 +64,7 @@ async def _room(conn: AsyncConnection, room_id: int) -> tuple[dict, dict]:
     except NotFound:
         raise Invalid(f"no room {room_id}", field="room_id") from None
     court = await registry.get_institution(conn, room["institution_id"])
-    if court["kind"] != "court":
+    if court["kind"] != InstitutionKind.COURT:
         raise Invalid(f"room {room_id} is not in a court", field="room_id")
     return room, court
 
@@ -80,6 +82,8 @@ async def _no_double_booking(conn: AsyncConnection, room_id: int, terminal_ids: 
 
 async def schedule(conn: AsyncConnection, checks: CheckService, data: HearingIn, who: str,
                    now: dt.datetime) -> int:
+    """Schedule a hearing (rules 10-13, 15): no double booking, the coordinator it needs, its checks
+    requested at once; its id."""
     room, court = await _room(conn, data.room_id)
     court_terminal = await _court_terminal(conn, room, data.court_terminal_id)
     parts = await _participants(conn, data.participants, court["id"], court_terminal)
@@ -92,8 +96,9 @@ async def schedule(conn: AsyncConnection, checks: CheckService, data: HearingIn,
     hid = await hearings_repo.insert_hearing(conn, {
         "case_number": data.case_number, "court_id": court["id"], "room_id": room["id"],
         "court_terminal_id": court_terminal, "start_utc": start, "end_utc": end,
-        "duration_min": data.duration_min, "initiative": data.initiative, "status": "scheduled",
-        "verdict": "unknown", "agreement_coordinator": coordinator, "agreement_state": "pending",
+        "duration_min": data.duration_min, "initiative": data.initiative, "status": HearingStatus.SCHEDULED,
+        "verdict": HearingVerdict.UNKNOWN, "agreement_coordinator": coordinator,
+        "agreement_state": AgreementState.PENDING,
         "created_at": now, "updated_at": now, "created_by": who}, parts)
     hearing = await hearings_repo.get_hearing(conn, hid)
     await events_repo.append(conn, hid, "hearing_scheduled", now, {
@@ -111,7 +116,7 @@ async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: H
     removed participants, or of a hearing now held). When the hearing changed,
     `noted` is called with what changed (the audit row's detail)."""
     h = await hearings_repo.get_hearing(conn, hid, for_update=True)
-    if h["status"] == "cancelled":
+    if h["status"] == HearingStatus.CANCELLED:
         raise Conflict(f"hearing {hid} is cancelled")
     values = patch.model_dump(exclude_unset=True)
     if not values:
@@ -164,9 +169,9 @@ async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: H
             await checks.create_checks(conn, await hearings_repo.get_hearing(conn, hid), added, now)
     if "court_terminal_id" in update:
         for c in await checks_repo.checks_for(conn, [hid]):
-            if c["status"] not in rules.FINISHED and c["status"] != "running":
+            if c["status"] not in rules.FINISHED and c["status"] != CheckStatus.RUNNING:
                 await checks_repo.update_check(conn, c["id"], caller=court_terminal)
-    if update.get("status") == "held":
+    if update.get("status") == HearingStatus.HELD:
         stop += await checks.cancel_checks(conn, hid, now)     # nothing left to check for a hearing held
         await checks.refresh_verdict(conn, hid, now)
     elif "start_utc" in update:
@@ -179,11 +184,12 @@ async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: H
 
 
 async def cancel(conn: AsyncConnection, checks: CheckService, hid: int, who: str, now: dt.datetime) -> list[str]:
+    """Cancel a hearing (once) and its checks; the session ids to stop once committed."""
     h = await hearings_repo.get_hearing(conn, hid, for_update=True)
-    if h["status"] == "cancelled":
+    if h["status"] == HearingStatus.CANCELLED:
         return []
     stop = await checks.cancel_checks(conn, hid, now)
-    await hearings_repo.update_hearing(conn, hid, status="cancelled", updated_at=now)
+    await hearings_repo.update_hearing(conn, hid, status=HearingStatus.CANCELLED, updated_at=now)
     await events_repo.append(conn, hid, "hearing_cancelled", now, {"by": who})
     await checks.refresh_verdict(conn, hid, now)
     return stop
@@ -192,14 +198,14 @@ async def cancel(conn: AsyncConnection, checks: CheckService, hid: int, who: str
 async def agree(conn: AsyncConnection, hid: int, user: dict, note: str | None, now: dt.datetime) -> None:
     """Rules 11, 12: the coordinator of the right kind agrees the date and time."""
     h = await hearings_repo.get_hearing(conn, hid, for_update=True)
-    if h["status"] == "cancelled":
+    if h["status"] == HearingStatus.CANCELLED:
         raise Conflict(f"hearing {hid} is cancelled")
     need = h["agreement_coordinator"]
-    if user["role"] == "coordinator" and user.get("scope") and user["scope"] != need:
+    if user["role"] == Role.COORDINATOR and user.get("scope") and user["scope"] != need:
         raise Forbidden(f"this hearing needs the {need} coordinator's agreement (you are {user['scope']})")
-    if h["agreement_state"] == "given":
+    if h["agreement_state"] == AgreementState.GIVEN:
         raise Conflict(f"agreement for hearing {hid} was given by {h['agreement_by']}")
-    await hearings_repo.update_hearing(conn, hid, agreement_state="given", agreement_by=user["name"],
+    await hearings_repo.update_hearing(conn, hid, agreement_state=AgreementState.GIVEN, agreement_by=user["name"],
                                        agreement_at=now, updated_at=now)
     await events_repo.append(conn, hid, "agreement_given", now, {"by": user["name"], "coordinator": need,
                                                                   "note": note})
@@ -209,16 +215,19 @@ async def agree(conn: AsyncConnection, hid: int, user: dict, note: str | None, n
 
 async def suspend(conn: AsyncConnection, checks: CheckService, data: SuspensionIn, who: str,
                   now: dt.datetime) -> tuple[dict, list[int], list[str]]:
+    """Rule 24: suspend an institution or an area (now or from a time, until a time or lifted); the
+    suspension, the hearings it affects and the session ids to stop once committed."""
     if data.institution_id is not None:
         try:
             inst = await registry.get_institution(conn, data.institution_id)
         except NotFound:
             raise Invalid(f"no institution {data.institution_id!r}", field="institution_id") from None
-        if inst["kind"] == "court":
+        if inst["kind"] == InstitutionKind.COURT:
             raise Invalid("rule 24 suspends SIZO and institutions, or a whole area; not a court",
                           field="institution_id")
     else:
-        if not [i for i in await registry.list_institutions(conn, region=data.region) if i["kind"] != "court"]:
+        in_area = await registry.list_institutions(conn, region=data.region)
+        if not [i for i in in_area if i["kind"] != InstitutionKind.COURT]:
             raise Invalid(f"no SIZO or institution in region {data.region!r}", field="region")
     start = data.from_utc or now
     if data.until_utc is not None and data.until_utc <= start:
@@ -241,6 +250,7 @@ async def suspend(conn: AsyncConnection, checks: CheckService, data: SuspensionI
 
 
 async def lift(conn: AsyncConnection, checks: CheckService, sid: int, who: str, now: dt.datetime) -> list[int]:
+    """Lift a suspension (once): its pending start and end jobs cancelled; the hearings unblocked."""
     s = await susp_repo.get(conn, sid, for_update=True)
     if s["lifted_at"] is not None:
         raise Conflict(f"suspension {sid} was lifted at {iso(s['lifted_at'])}")
