@@ -12,8 +12,8 @@ import random
 import pytest
 
 from contract.backoff import backoff_s
-from controller.escalation import RETRY_SPREAD, recipients
 from controller.api.escalations import EscalationOut
+from controller.escalation import RETRY_SPREAD, recipients
 from controller.store import jobs as jobs_repo
 from tests.controller_kit import Controller, report
 from tests.escalation_kit import SmtpServer, WebhookServer
