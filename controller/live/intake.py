@@ -10,28 +10,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from contract import quality
-from contract.vocab import ReportKind, SessionRole
+from contract import quality, wire
+from contract.reports import HealthBody, HookOutcome, IntervalBody
+from contract.vocab import SessionRole
 from controller.detector import classify
 from controller.live.machine import Flow, Machine, to_dt
 
 log = logging.getLogger(__name__)
-
-
-def body_field(obj: Any, key: str) -> Any:
-    """A key of a report body or payload, typed (contract.reports) or a plain mapping."""
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return getattr(obj, key, None)
-
-
-def _plain(obj: Any) -> Any:
-    """A payload as the JSON object stored (a typed payload dumped, a mapping as it is)."""
-    dump = getattr(obj, "dump", None)
-    return dump() if callable(dump) else obj
 
 
 class LiveIntake:
@@ -44,7 +32,7 @@ class LiveIntake:
         self.flows: dict[int, Flow] = {}
         self.sessions: dict[str, int] = {}          # monitoring session -> hearing
         self.rows: list[dict[str, Any]] = []        # live_intervals rows not yet written
-        self.hook_reports: list[tuple[str, Any]] = []
+        self.hook_reports: list[tuple[str, HookOutcome]] = []
         self.ended: list[str] = []
         self.kick = asyncio.Event()
 
@@ -63,16 +51,16 @@ class LiveIntake:
             self.sessions[f.session_id] = f.hearing_id
 
     # ---- from the hub ------------------------------------------------------------------------
-    def on_reports(self, items: list[tuple[str, Any]]) -> None:
+    def on_reports(self, items: list[tuple[str, wire.Report]]) -> None:
         """Reports of a committed batch [(terminal_id, wire.Report)]: intervals of the monitoring
         sessions feed the detector; hook outcomes reach the record."""
         kick = False
         for terminal_id, m in items:
             try:
-                if m.kind == ReportKind.INTERVAL and m.session_id in self.sessions:
+                if isinstance(m.body, IntervalBody) and m.session_id in self.sessions:
                     kick |= self._interval(terminal_id, m.session_id, m.body)
-                elif m.kind == ReportKind.HEALTH and body_field(m.body, "hook") is not None:
-                    self.hook_reports.append((terminal_id, body_field(m.body, "hook")))
+                elif isinstance(m.body, HealthBody) and m.body.hook is not None:
+                    self.hook_reports.append((terminal_id, m.body.hook))
                     kick = True
             except Exception:        # a malformed body must not stop the batch
                 log.exception("live: interval from %s not taken", terminal_id)
@@ -85,24 +73,20 @@ class LiveIntake:
             self.ended.append(session_id)
             self.kick.set()
 
-    def _interval(self, terminal_id: str, session_id: str, body: Any) -> bool:
+    def _interval(self, terminal_id: str, session_id: str, body: IntervalBody) -> bool:
         f = self.flows.get(self.sessions[session_id])
-        iv = body_field(body, "interval")
-        role = body_field(body, "role")
-        if f is None or iv is None or isinstance(iv, (str, bytes)) or not self.machine.accepts(
-                f, session_id, terminal_id, role):
+        iv = body.interval
+        if f is None or iv is None or body.role is None or not self.machine.accepts(
+                f, session_id, terminal_id, body.role):
             return False
-        t_raw = body_field(iv, "t")
-        t = int(t_raw) if isinstance(t_raw, (int, float)) and not isinstance(t_raw, bool) else -1
+        t = int(iv.t) if iv.t is not None else -1
         if t < 0 or self.thresholds is None:
             return False
         second = classify(iv, self.thresholds)
         now = self.now()
-        self.machine.observe(f, SessionRole(role), t, second, now)
-        rtt = body_field(iv, "rtt_ms")
+        self.machine.observe(f, SessionRole(body.role), t, second, now)
         self.rows.append({"hearing_id": f.hearing_id, "session_id": session_id, "terminal_id": terminal_id,
-                          "t": t, "at": to_dt(now), "inbound": _plain(body_field(iv, "inbound")),
-                          "outbound": _plain(body_field(iv, "outbound")),
-                          "rtt_ms": rtt if isinstance(rtt, (int, float)) else None,
+                          "t": t, "at": to_dt(now), "inbound": iv.inbound.dump() if iv.inbound else None,
+                          "outbound": iv.outbound.dump() if iv.outbound else None, "rtt_ms": iv.rtt_ms,
                           "stalled": second.stalled, "verdict": second.verdict})
         return True

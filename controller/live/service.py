@@ -34,7 +34,7 @@ from controller import rules
 from controller.background import scheduler
 from controller.detector import Detector
 from controller.gateway import AgentGateway, AgentUnavailable, Messenger
-from controller.live.intake import LiveIntake, body_field
+from controller.live.intake import LiveIntake
 from controller.live.machine import (
     ACTIVE,
     BANNER,
@@ -403,17 +403,13 @@ class LiveService:
 
     async def _take_hook_reports(self, now: float) -> None:
         reports, self.intake.hook_reports = self.intake.hook_reports, []
-        failed = [(t, r) for t, r in reports
-                  if not body_field(r, "ok") and isinstance(body_field(r, "hearing_id"), int)]
+        failed = [(t, r) for t, r in reports if not r.ok and r.hearing_id is not None]
         if not failed:
             return
         async with self.db.transaction() as conn:
-            found = await store.hearing_heads(conn, [body_field(r, "hearing_id") for _, r in failed])
+            found = await store.hearing_heads(conn, [r.hearing_id for _, r in failed if r.hearing_id is not None])
             for terminal_id, r in failed:
-                hid = body_field(r, "hearing_id")
-                if hid not in found:
+                if r.hearing_id not in found:
                     continue
-                await events_repo.append(conn, hid, "hook_failed", to_dt(now), {
-                    "terminal_id": terminal_id, "event": body_field(r, "event"), "kind": body_field(r, "kind"),
-                    "error": body_field(r, "error")})
-
+                await events_repo.append(conn, r.hearing_id, "hook_failed", to_dt(now), {
+                    "terminal_id": terminal_id, "event": r.event, "kind": r.kind, "error": r.error})
