@@ -124,19 +124,22 @@ def main() -> int:
                 misses += (not ok_loss) + (not ok_jit)
                 a_loss = "" if r.aiortc_lost is None else str(r.aiortc_lost)
                 print(f"   {r.direction + ' ' + r.kind:16} {r.truth_lost:>5} {fmt(r.truth_loss_ratio, pct=True):>5} "
-                      f"{r.measured_lost:>5}{'' if ok_loss else '!':1}   {a_loss:>7} | {fmt(r.truth_jitter_ms, ' ms'):>12} "
+                      f"{r.measured_lost:>5}{'' if ok_loss else '!':1}   {a_loss:>7} | "
+                      f"{fmt(r.truth_jitter_ms, ' ms'):>12} "
                       f"{fmt(r.measured_jitter_ms, ' ms'):>9}{'' if ok_jit else '!'} "
                       f"{fmt(r.measured_jitter_mean_ms, ''):>8} {fmt(r.aiortc_jitter_ms, ''):>8}")
             ok_rtt = abs(rtt["measured_mean_ms"] - rtt["truth_added_ms"]) <= rtt_tolerance_ms(rtt["truth_added_ms"])
             misses += not ok_rtt
             print(f"   RTT: truth (router delay both ways) {fmt(rtt['truth_added_ms'], ' ms')}, measured mean "
-                  f"{fmt(rtt['measured_mean_ms'], ' ms')}{'' if ok_rtt else '!'} p95 {fmt(rtt['measured_p95_ms'], ' ms')}, "
+                  f"{fmt(rtt['measured_mean_ms'], ' ms')}{'' if ok_rtt else '!'} "
+                  f"p95 {fmt(rtt['measured_p95_ms'], ' ms')}, "
                   f"aiortc RTCP {fmt(rtt['aiortc_rtcp_ms'], ' ms')}")
             for direction, f in ip.items():
                 if "error" in f:
                     print(f"   iperf3 {direction}: {f['error']}")
                     continue
-                print(f"   iperf3 {direction:8} loss {fmt(f['loss_ratio'], pct=True)} (truth {fmt(f['truth_loss_ratio'], pct=True)})"
+                print(f"   iperf3 {direction:8} loss {fmt(f['loss_ratio'], pct=True)} "
+                      f"(truth {fmt(f['truth_loss_ratio'], pct=True)})"
                       f"  jitter {fmt(f['jitter_ms'], ' ms')} (truth {fmt(f['truth_jitter_ms'], ' ms')})")
     print(f"\n{misses} figure(s) outside the targets (marked !)")
     return 0 if misses == 0 else 1

@@ -70,7 +70,8 @@ def main() -> int:
         cfg_a = write_agent_config(Path(tmp), "a", lab.addr("a"))
         cfg_b = write_agent_config(Path(tmp), "b", lab.addr("b"))
         url = f"http://{lab.addr('b')}:{PORT}"
-        resp = lab.popen("b", agent_argv("responder", "--listen", f"{lab.addr('b')}:{PORT}"), env=env_with(cfg_b), cwd=REPO)
+        resp = lab.popen("b", agent_argv("responder", "--listen", f"{lab.addr('b')}:{PORT}"),
+                         env=env_with(cfg_b), cwd=REPO)
         lab.run("a", [PYTHON, "-c", f"from tests.procs import wait_http; wait_http({url + '/healthz'!r})"],
                 env=env_with(), cwd=REPO, timeout=30, check=True)
         r_sampler = Sampler(resp.pid)
@@ -109,7 +110,8 @@ def main() -> int:
     print(f"responder during session: CPU {100 * max(r[2] for r in rows):.1f} % of one core, "
           f"RSS {max(r[3] for r in rows) / 2**20:.0f} MB")
     print(f"responder idle before:    CPU {100 * (idle_r[0] or 0):.1f} %, RSS {(idle_r[1] or 0) / 2**20:.0f} MB")
-    print(f"responder idle after:     CPU {100 * (idle_after[0] or 0):.1f} %, RSS {(idle_after[1] or 0) / 2**20:.0f} MB")
+    print(f"responder idle after:     CPU {100 * (idle_after[0] or 0):.1f} %, "
+          f"RSS {(idle_after[1] or 0) / 2**20:.0f} MB")
     return 0
 
 

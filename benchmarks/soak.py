@@ -248,7 +248,7 @@ async def sim_agents(url: str, creds: dict[str, str], idle: set[str], seconds: f
             await ws.send_str(wire.encode(wire.Hello(terminal_id=tid, agent_version="soak")))
             stats["connected"] += 1
 
-            async def send_report(kind: str, body: dict, session_id: str | None = None):
+            async def send_report(kind: str, body: dict, session_id: str | None = None, ws=ws):
                 nonlocal seq
                 seq += 1
                 rid = f"{tid}-{seq}"
@@ -368,7 +368,8 @@ async def day(args, tmp: Path, db_url: str) -> int:
           f"of a hearing scheduled less than 24 h ahead is late by rule 13 and flagged even when it then passes)")
     print(f"  sessions reported      {stats['sessions']}")
     print(f"  reports/s held         {held:.0f}")
-    print(f"  ack latency ms         p50 {pct(lat, 50):.1f}  p99 {pct(lat, 99):.1f}  max {max(lat, default=float('nan')):.1f}")
+    print(f"  ack latency ms         p50 {pct(lat, 50):.1f}  p99 {pct(lat, 99):.1f}  "
+          f"max {max(lat, default=float('nan')):.1f}")
     print(f"  reports sent / acked / stored   {stats['sent']} / {stats['acked']} / {rows} ({rows - distinct} doubled)")
     print(f"  controller peak RSS    {rss:.0f} MB")
     return 0 if rows == distinct and stats["acked"] <= rows else 1

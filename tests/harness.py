@@ -58,8 +58,7 @@ def require_or_skip(reason: str | None) -> None:
     if reason is None:
         return
     if in_ci():
-        pytest.fail(f"{reason} - under CI a missing system part is a failure, not a skip "
-                    f"(bash scripts/system-packages.sh installs it)", pytrace=False)
+        pytest.fail(f"{reason} - under CI a missing system part is a failure, not a skip", pytrace=False)
     pytest.skip(reason)
 
 

@@ -6,6 +6,7 @@ root, /dev/net/tun and iproute2 and is marked ``netns`` (skipped with the reason
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,7 +95,7 @@ def test_fifo_keeps_order_and_reorder_lets_packets_overtake():
         link = LinkDirection("a>b", random.Random(3))
         link.set_config(Impairment(delay_ms=20, jitter_ms=10, reorder=reorder))
         deps = [link.decide(i * 0.002, 0)[1] for i in range(2000)]
-        in_order = all(x <= y for x, y in zip(deps, deps[1:]))
+        in_order = all(x <= y for x, y in itertools.pairwise(deps))
         assert in_order is (not reorder)
         assert min(d - i * 0.002 for i, d in enumerate(deps)) >= 0.0
 
@@ -133,9 +135,9 @@ def test_truth_jitter_is_rfc3550_over_added_delay_and_counts_seq_wrap():
         verdict = DROP_LOSS if i == 2 else DELIVER
         handles.append((rec.ingress(parse(ipv4_udp(rtp(seq))), 60, 0, verdict), verdict))
     j = 0.0
-    for k, (h, verdict) in enumerate(x for x in handles if x[1] == DELIVER):
+    for k, (h, _) in enumerate(x for x in handles if x[1] == DELIVER):
         rec.delivery(h, 1.0, 1.0 + transits[k] / 1000, 1.0 + transits[k] / 1000)
-    for a, b in zip(transits, transits[1:]):
+    for a, b in itertools.pairwise(transits):
         j += (abs(b - a) - j) / 16
     s = rec.to_dict()["flows"][0]["ssrcs"][0]
     assert s["jitter_ms"] == pytest.approx(j, abs=1e-3)
@@ -367,10 +369,10 @@ def test_stale_namespaces_of_dead_runs_are_swept():
 
 @requires_netlab
 def test_router_exits_when_its_parent_dies():
-    code = ("import sys,time; sys.path.insert(0, %r)\n"
+    code = (f"import sys,time; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
             "from tests.netlab import Lab\n"
             "lab = Lab(); lab.start(); print(lab._router.pid, lab.ns_a, lab.ns_b, flush=True)\n"
-            "time.sleep(600)\n") % (str(__import__("pathlib").Path(__file__).resolve().parents[1]),)
+            "time.sleep(600)\n")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         router_pid, ns_a, ns_b = parent.stdout.readline().split()

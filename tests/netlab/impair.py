@@ -87,7 +87,7 @@ class Impairment:
             if len(self.ge) != 4:
                 raise ImpairmentError("ge: expected (p_gb, p_bg, loss_bad, loss_good)")
             names = ("ge.p_gb", "ge.p_bg", "ge.loss_bad", "ge.loss_good")
-            self.ge = tuple(num(n, v, 0.0, 1.0) for n, v in zip(names, self.ge))  # type: ignore[assignment]
+            self.ge = tuple(num(n, v, 0.0, 1.0) for n, v in zip(names, self.ge, strict=True))  # type: ignore[assignment]
         self.reorder = bool(self.reorder)
         self.queue_limit = int(num("queue_limit", self.queue_limit, 1, MAX_QUEUE))
         self.rate_kbps = num("rate_kbps", self.rate_kbps, 0.0, 100e6)
