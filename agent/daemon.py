@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiojobs
+from pydantic import ValidationError
 
 from agent import jobs
 from agent import metrics as agent_metrics
@@ -37,6 +38,7 @@ from agent.monitor import Monitor
 from agent.outbox import Outbox, OutboxStorageError
 from agent.settings import AgentSettings
 from contract import wire
+from contract.reports import BODIES
 
 if TYPE_CHECKING:
     from agent.session import PeerSession
@@ -154,7 +156,14 @@ class Daemon:
     # ---- reports ----
 
     def queue_report(self, kind: ReportKind, report_id: str, body: dict[str, Any], session_id: str | None) -> None:
-        """Hand a report to the writer, which puts it in the outbox (the link sends it from there)."""
+        """Hand a report to the writer, which puts it in the outbox (the link sends it from there).
+        The body is read into its typed model first (contract.reports): what the contract refuses
+        never reaches the outbox."""
+        try:
+            body = BODIES[ReportKind(kind)].model_validate(body).dump()
+        except ValidationError as exc:
+            log.error("report %s not queued: its body is not what the contract allows: %s", report_id, exc)
+            return
         self._reports.put_nowait((report_id, kind, body, session_id, time.time()))
 
     async def _report_writer(self) -> None:

@@ -67,36 +67,43 @@ def quality_judge(thresholds_path=None, profile: str | None = None) -> Judge:
 
 
 def run_key(check_id: int) -> str:
+    """The scheduler key of a check's run job."""
     return f"check:{check_id}:run"
 
 
 def deadline_key(check_id: int) -> str:
+    """The scheduler key of a check's deadline job."""
     return f"check:{check_id}:deadline"
 
 
 def timeout_key(check_id: int, session_id: str) -> str:
+    """The scheduler key of the job that fails a session that never reported."""
     return f"check:{check_id}:timeout:{session_id}"
 
 
-async def lock_check(conn: AsyncConnection, *, check_id: int | None = None,
-                     session_id: str | None = None) -> tuple[dict | None, dict | None]:
+async def lock_check(conn: AsyncConnection, check_id: int) -> tuple[dict, dict]:
     """(hearing, check) with their rows locked in the one order every writer
     uses - hearing, then check, then job rows - so that concurrent writers on
-    PostgreSQL never deadlock. (None, None) for an unknown session."""
-    if session_id is not None:
-        c = await checks_repo.check_by_session(conn, session_id)
-        if c is None:
-            return None, None
-        check_id = c["id"]
+    PostgreSQL never deadlock."""
     c = await checks_repo.get_check(conn, check_id)
     h = await hearings_repo.get_hearing(conn, c["hearing_id"], for_update=True)
-    c = await checks_repo.get_check(conn, check_id, for_update=True)
-    if session_id is not None and c["session_id"] != session_id:
+    return h, await checks_repo.get_check(conn, check_id, for_update=True)
+
+
+async def lock_session_check(conn: AsyncConnection, session_id: str) -> tuple[dict | None, dict | None]:
+    """`lock_check` for the check a session runs: (None, None) for an unknown
+    session, (hearing, None) when the check moved on to another session."""
+    c = await checks_repo.check_by_session(conn, session_id)
+    if c is None:
+        return None, None
+    h, c = await lock_check(conn, c["id"])
+    if c["session_id"] != session_id:
         return h, None          # superseded between the two reads
     return h, c
 
 
 class CheckService:
+    """Plans, runs and records the checks of rules 13 and 15 (see the module's table)."""
     def __init__(self, db: Database, settings: ControllerSettings, clock: Clock,
                  gateway_ref: Callable[[], AgentGateway], judge: Judge = report_verdict,
                  wake: Callable[[], None] = lambda: None):
@@ -149,8 +156,9 @@ class CheckService:
                                         {"check_id": cid}, reschedule=True)
             await events_repo.append(conn, hearing["id"],
                                      "test_request_created" if kind == "test" else "preconnect_scheduled", now,
-                                     {"deadline": hearings_repo.iso(p.deadline), "due_from": hearings_repo.iso(p.due_from),
-                                      "late": p.late, "terminals": callees})
+                                     {"deadline": hearings_repo.iso(p.deadline),
+                                      "due_from": hearings_repo.iso(p.due_from), "late": p.late,
+                                      "terminals": callees})
         await self._block_if_suspended(conn, hearing["id"], now)
 
     async def replan(self, conn: AsyncConnection, hearing: dict, now: dt.datetime) -> None:
@@ -284,7 +292,7 @@ class CheckService:
         cid = ctx.payload["check_id"]
         cs = self.settings.checks
         async with ctx.transaction() as conn:
-            h, c = await lock_check(conn, check_id=cid)
+            h, c = await lock_check(conn, cid)
             if c["status"] in rules.FINISHED or h["status"] not in hearings_repo.ACTIVE_STATUSES:
                 skip = True
             elif c["status"] == "blocked" or await self._blocking(conn, h["id"], now):
@@ -329,7 +337,7 @@ class CheckService:
     async def _attempt_failed(self, conn: AsyncConnection, cid: int, session_id: str, now: dt.datetime,
                               error: str, *, give_up: bool, reschedule: bool, count_attempt: bool = True,
                               quiet: bool = False, unreachable: bool = False) -> None:
-        _, c = await lock_check(conn, check_id=cid)
+        _, c = await lock_check(conn, cid)
         if c["session_id"] != session_id or c["status"] != "running":
             return   # stale: a newer attempt or a result already decided the check
         await jobs_repo.cancel(conn, [timeout_key(cid, session_id)], now)
@@ -358,7 +366,7 @@ class CheckService:
     async def job_deadline(self, ctx: JobContext) -> None:
         now = ctx.now
         async with ctx.complete() as conn:
-            _, c = await lock_check(conn, check_id=ctx.payload["check_id"])
+            _, c = await lock_check(conn, ctx.payload["check_id"])
             if c["status"] in rules.FINISHED or c["overdue_at"] is not None:
                 return
             if not rules.is_overdue(c["status"], c["deadline"], now):
@@ -374,7 +382,7 @@ class CheckService:
         now = ctx.now
         cid, sid = ctx.payload["check_id"], ctx.payload["session_id"]
         async with ctx.complete() as conn:
-            h, c = await lock_check(conn, check_id=cid)
+            h, c = await lock_check(conn, cid)
             give_up = c["attempts"] >= self.settings.scheduler.max_attempts or now >= h["start_utc"]
             await self._attempt_failed(conn, cid, sid, now, "no result from the agents in time",
                                        give_up=give_up, reschedule=True)
@@ -411,7 +419,7 @@ class CheckService:
         verdict, reasons, mos = self.judge(report)   # pure and quick: no thread needed
         now = self.clock()
         async with self.db.transaction() as conn:
-            _, c = await lock_check(conn, session_id=session_id)
+            _, c = await lock_session_check(conn, session_id)
             if c is None:
                 log.warning("result for unknown or superseded session %s ignored", session_id)
                 return
@@ -442,8 +450,8 @@ class CheckService:
         while there is time and attempts are left, else the check failed."""
         now = self.clock()
         async with self.db.transaction() as conn:
-            h, c = await lock_check(conn, session_id=session_id)
-            if c is None:
+            h, c = await lock_session_check(conn, session_id)
+            if h is None or c is None:
                 log.warning("failure of unknown or superseded session %s ignored: %s", session_id, error)
                 return
             give_up = c["attempts"] >= self.settings.scheduler.max_attempts or now >= h["start_utc"]

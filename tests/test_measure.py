@@ -138,3 +138,43 @@ def test_packets_that_reached_the_socket_but_were_never_decrypted_are_not_lost()
     m.finalize(sender_first_seq=500, sender_last_seq=599, end=T0 + 3,
                arrived=lambda seq: seq in reached_socket)
     assert (m.lost, m.early, m.expected) == (1, 3, 100)
+
+
+def _sides():
+    """Both sides' receive figures as agent/report.py writes them: audio and video, a blackout,
+    losses, reordering, a freeze."""
+    audio, video = StreamMeter("audio", 1, 48000, T0), StreamMeter("video", 2, 90000, T0)
+    feed(audio, [p for i, p in enumerate(stream(500)) if i not in (7, 8, 300)])
+    feed(video, [p for p in stream(1000, rate=100.0) if not (T0 + 3.0 <= p[2] < T0 + 4.5)])
+    for i in range(100):
+        video.add_frame(T0 + i * 0.1 if i < 40 or i > 50 else T0 + 4.0)
+    return {1: audio, 2: video}
+
+
+def test_the_agents_report_is_the_contracts_and_round_trips_as_json():
+    """What the agent builds (vks.test-report/1, the callee's side, the live second) reads into the
+    typed models of contract.reports and dumps to the same JSON object, key for key."""
+    import json
+
+    from agent.report import build_report
+    from contract.reports import ReceiveSide, SessionReport, SideSecond
+    meters = _sides()
+    side = receive_side(meters, until=T0 + 10.0)
+    report = build_report(started_at="2026-01-01T00:00:00Z", duration_s=10.0, connected=True, connect_ms=120.0,
+                          error=None, rtts=[(i / 2, 0.04 + i / 1000) for i in range(20)], inbound=side,
+                          outbound=receive_side(meters, until=T0 + 10.0), profile="hearing",
+                          thresholds_path=None, thresholds_profile="hearing",
+                          extra={"aiortc_stats": {"inbound": [], "remote_inbound": []}, "rtx_received": 3,
+                                 "sent": {"packets": 1500}})
+    text = json.dumps(report)
+    assert json.dumps(SessionReport.model_validate(report).dump()) == text        # same keys, order, values
+    assert json.loads(json.dumps(SessionReport.model_validate_json(text).dump())) == report
+    assert report["verdict"] == "unusable" and report["reasons"]                  # the blackout is judged
+    assert ReceiveSide.model_validate(side).dump() == side
+    live = side_interval(meters, 3)
+    assert SideSecond.model_validate(live).dump() == live
+    failed = build_report(started_at="2026-01-01T00:00:00Z", duration_s=0.0, connected=False, connect_ms=None,
+                          error="no answer", rtts=[], inbound=None, outbound=None, profile="hearing",
+                          thresholds_path=None, thresholds_profile="hearing")
+    assert SessionReport.model_validate(failed).dump() == failed
+    assert failed["verdict"] == "unusable" and failed["reasons"] == ["not connected: no answer"]

@@ -89,6 +89,15 @@ def test_hello_carries_the_protocol_version():
     ('{"type": "report", "report_id": "r", "kind": "weekly", "body": {}}', "invalid", "kind"),
     ('{"type": "report", "report_id": "r", "kind": "health", "body": {}, "admin": true}', "invalid",
      "admin: Extra inputs"),
+    ('{"type": "report", "report_id": "r", "kind": "interval", "body": {"interval": {"inbound": {"packets": "3"}}}}',
+     "invalid", "body.interval.inbound.packets: Input should be a valid integer"),
+    ('{"type": "report", "report_id": "r", "kind": "session", "body": {"role": "caller", "report": '
+     '{"outbound": {"loss_ratio": 1.5}}}}', "invalid", "body.report.outbound.loss_ratio"),
+    ('{"type": "report", "report_id": "r", "kind": "session", "body": {"role": "caller", "report": '
+     '{"verdict": "fine"}}}', "invalid", "body.report.verdict"),
+    ('{"type": "report", "report_id": "r", "kind": "health", "body": {"hook": {"ok": "yes"}}}', "invalid",
+     "body.hook.ok"),
+    ('{"type": "heartbeat", "health": {"status": "splendid"}}', "invalid", "health.status"),
     ('{"type": "heartbeat", "health": {"x": NaN}}', "bad_json", "NaN"),
     ('{"type": "heartbeat", "health": {"x": 1e999}}', "bad_json", "out of range"),
     ('{"type": "welcome"}', "unknown_type", "from agent"),
