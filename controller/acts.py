@@ -23,6 +23,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,7 +38,6 @@ from controller.store import escalations as esc_repo
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
 from controller.store import live as live_repo
-from controller.store import users as users_repo
 from controller.store.db import Database
 from controller.store.hearings import iso
 
@@ -306,8 +306,6 @@ class ActService:
                 raise Conflict("the draft has signatures; it cannot be redrafted", code="act_signed")
         trigger = act["trigger"] if act is not None and act["trigger"] != "requested" else "requested"
         act = await self._store_draft(conn, hearing_id, trigger=trigger, by=user["name"], now=now, note=note)
-        await users_repo.record(conn, user["name"], "act.draft", f"hearing:{hearing_id}", now,
-                                {"content_sha256": act["content_sha256"]})
         return act_view(act, [])
 
     async def draft_auto(self, conn: AsyncConnection, hearing_id: int, *, trigger: str, now: dt.datetime) -> bool:
@@ -328,11 +326,12 @@ class ActService:
         return act_view(act, await repo.signatures(conn, act["id"]))
 
     async def sign(self, db: Database, hearing_id: int, role: str, name: str, user: dict,
-                   now: dt.datetime) -> dict:
+                   now: dt.datetime, *, recorded: Callable[[AsyncConnection], Awaitable[None]] | None = None) -> dict:
         """Record a signature. The one that completes the three makes the act final: its documents are
         rendered with no transaction open (reportlab takes a while; a transaction would hold the SQLite
         write lock, or a PostgreSQL connection and its row locks, for all of it), then the signature and
-        the seal are stored together in one short transaction that first checks the act is as it was read."""
+        the seal are stored together in one short transaction that first checks the act is as it was read.
+        `recorded(conn)` is awaited in that transaction (the API's declared audit row)."""
         if role not in SIGNER_ROLES:
             raise Invalid(f"role: expected one of {', '.join(SIGNER_ROLES)}", field="role")
         if user["role"] not in MAY_SIGN[role]:
@@ -353,8 +352,8 @@ class ActService:
                 await repo.add_signature(conn, act["id"], role, name, user["name"], now)
                 await events_repo.append(conn, hearing_id, "act_signed", now, {"role": role, "name": name,
                                                                               "recorded_by": user["name"]})
-                await users_repo.record(conn, user["name"], "act.sign", f"hearing:{hearing_id}", now,
-                                        {"role": role, "name": name})
+                if recorded is not None:
+                    await recorded(conn)        # the route's audit row, in this transaction
                 if final is not None:
                     await repo.update_act(conn, act["id"], status="final", final_sha256=final.sha256,
                                           finalized_at=now, documents=final.documents, updated_at=now)

@@ -33,6 +33,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 
 
 def allowed(role: str, permission: str) -> bool:
+    """Whether `role` has `permission`."""
     return permission in ROLE_PERMISSIONS.get(role, frozenset())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from contract.vocab import ContactKind, words
 from controller.api.escalations import ContactIn
 from controller.store import escalations as esc_repo
 from controller.store import registry
@@ -16,7 +17,7 @@ def add_contact_parser(sub, parents) -> None:
     csub = c.add_subparsers(dest="contact_command", required=True, metavar="ACTION")
     a = csub.add_parser("add", parents=parents, help="add a technician or organiser contact to an institution")
     a.add_argument("institution")
-    a.add_argument("--kind", required=True, choices=("technician", "organiser"),
+    a.add_argument("--kind", required=True, choices=words(ContactKind),
                    help="technician: told at step 1 (rule 16); organiser: at step 2 (rule 17)")
     a.add_argument("--name", required=True)
     a.add_argument("--email")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 class ControllerError(Exception):
+    """An error the API answers with its status and a stable code (500 internal unless a subclass says)."""
+
     status = 500
     code = "internal"
 
@@ -30,14 +32,20 @@ class Invalid(ControllerError):
 
 
 class Unauthorized(ControllerError):
+    """No token, or one that is unknown, expired or revoked."""
+
     status, code = 401, "unauthorized"
 
 
 class Forbidden(ControllerError):
+    """The user's role (or scope) may not do this."""
+
     status, code = 403, "forbidden"
 
 
 class NotFound(ControllerError):
+    """No such thing (or out of the user's scope)."""
+
     status, code = 404, "not_found"
 
 

@@ -17,7 +17,7 @@ from controller.store.db import Database
 
 SETTINGS_KEY = web.AppKey("settings", ControllerSettings)
 DB_KEY = web.AppKey("db", Database)
-CLOCK_KEY = web.AppKey("clock", Callable[[], dt.datetime])
+CLOCK_KEY: web.AppKey[Callable[[], dt.datetime]] = web.AppKey("clock")
 # The agent gateway in use (controller.gateway.AgentGateway); the hub replaces the
 # default OfflineGateway by setting this key before the app starts.
 GATEWAY_KEY = web.AppKey("gateway", AgentGateway)

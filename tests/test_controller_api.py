@@ -485,3 +485,21 @@ async def test_concurrent_bookings_of_one_room_give_one_hearing_and_409s(ctl):
     assert statuses == [201] + [409] * 7, [b for _, b in results]
     _, listed = await ctl.call("GET", "/api/v1/hearings", expect=200)
     assert len(listed["items"]) == 1
+
+
+async def test_vocabularies_are_served_from_the_contract(ctl):
+    """The web page reads every word list from GET /api/v1/vocabularies: any signed-in user, each list in
+    the contract's order, and listed in the API document like every route."""
+    from contract.vocab import PUBLISHED, HearingStatus, SuspensionReason
+
+    await ctl.call("GET", "/api/v1/vocabularies", role=None, expect=401)
+    _, vocab = await ctl.call("GET", "/api/v1/vocabularies", role="viewer", expect=200)
+    assert vocab == {name: [w.value for w in words] for name, words in PUBLISHED.items()}
+    assert vocab["hearing_statuses"] == ["scheduled", "in_progress", "held", "postponed", "cancelled"]
+    assert vocab["suspension_reasons"] == [r.value for r in SuspensionReason]
+    _, doc = await ctl.call("GET", "/api/v1/openapi.json", role=None, expect=200)
+    op = doc["paths"]["/api/v1/vocabularies"]["get"]
+    assert op["x-permission"] == "read"
+    # the word lists that filter the API are the contract's: an unknown status is refused by name
+    _, err = await ctl.call("GET", "/api/v1/hearings?status=adjourned", expect=400)
+    assert err["field"] == "status" and ", ".join(HearingStatus) in err["message"]

@@ -23,9 +23,20 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
 
+from contract.vocab import (
+    ActStatus,
+    ContactKind,
+    DeliveryState,
+    EscalationAction,
+    EscalationCause,
+    EscalationState,
+    NotificationChannel,
+    SignerRole,
+)
 from controller import acts as acts_mod
 from controller import auth
 from controller.api.audit import Audit, audit, transaction
+from controller.api.hearings import HEARING
 from controller.api.requests import API, body, now, ok, path_int, q_choice, q_int
 from controller.api.routing import Query, Route, items
 from controller.errors import Invalid, NotFound
@@ -48,7 +59,7 @@ class NoteIn(In):
 class ActionOut(BaseModel):
     """One action on an escalation: who, in which role, when."""
 
-    action: Literal["opened", "step2", "ack", "cannot_fix", "resolved"]
+    action: EscalationAction
     by: str
     role: str | None
     at: str
@@ -60,10 +71,10 @@ class NotificationOut(BaseModel):
 
     id: int
     step: int
-    channel: Literal["webhook", "email"]
+    channel: NotificationChannel
     target: str
     institution_id: str | None
-    state: Literal["pending", "sent", "failed"]
+    state: DeliveryState
     attempts: int
     last_error: str | None
     sent_at: str | None
@@ -86,9 +97,9 @@ class EscalationOut(BaseModel):
 
     id: int
     hearing_id: int
-    cause: Literal["test_failed", "preconnect_failed", "reconnect_failed", "agent_offline", "manual"]
+    cause: EscalationCause
     detail: dict[str, Any]
-    state: Literal["open", "acknowledged", "cannot_fix", "resolved"]
+    state: EscalationState
     step: int = Field(description="1: the technicians of both sides told (rule 16); 2: the organisers (rule 17)")
     level: Literal["technicians", "organiser"]
     opened_at: str
@@ -109,7 +120,7 @@ class EscalationOut(BaseModel):
 class ContactIn(In):
     """A contact to add: told at step 1 (technician) or step 2 (organiser)."""
 
-    kind: Literal["technician", "organiser"] = Field(
+    kind: ContactKind = Field(
         description="technician: told at step 1 (rule 16); organiser: at step 2 (rule 17)")
     name: str = Field(min_length=1, max_length=200)
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
@@ -128,7 +139,7 @@ class ContactOut(BaseModel):
 
     id: int
     institution_id: str
-    kind: Literal["technician", "organiser"]
+    kind: ContactKind
     name: str
     email: str | None
     webhook_url: str | None
@@ -145,14 +156,14 @@ class ActDraftIn(In):
 class SignatureIn(In):
     """A signature to record on the act."""
 
-    role: Literal["head_of_office", "secretary", "technician"]
+    role: SignerRole
     name: str = Field(min_length=1, max_length=200, description="the signer's name as printed")
 
 
 class SignatureOut(BaseModel):
     """A signature recorded on the act."""
 
-    role: Literal["head_of_office", "secretary", "technician"]
+    role: SignerRole
     name: str
     recorded_by: str
     signed_at: str
@@ -163,7 +174,7 @@ class ActOut(BaseModel):
     """The act of technical impossibility (rule 18): status, signatures and content."""
 
     hearing_id: int
-    status: Literal["draft", "final"] = Field(description="final once all three have signed; then immutable")
+    status: ActStatus = Field(description="final once all three have signed; then immutable")
     trigger: Literal["not_fixed", "cannot_fix", "requested"]
     content_sha256: str
     final_sha256: str | None = Field(description="seals content and signatures once final")
@@ -281,6 +292,7 @@ async def draft_act(request: web.Request) -> web.Response:
     hid = path_int(request, "id")
     async with transaction(request) as conn:
         out = await request.app[ACTS_KEY].draft(conn, hid, request[USER_KEY], data.note, now(request))
+        audit(request).note({"content_sha256": out["content_sha256"]})
     return ok(out, 201)
 
 
@@ -315,12 +327,14 @@ async def act_pdf(request: web.Request) -> web.Response:
 
 
 async def sign_act(request: web.Request) -> web.Response:
-    """POST /hearings/{id}/act/signatures (the service keeps its own transactions: a final act's
-    documents render with none open; it writes the act.sign audit row with the signature)."""
+    """POST /hearings/{id}/act/signatures. The service keeps its own transactions (a final act's
+    documents render with none open) and writes the audit row in the one that stores the signature."""
     data = await body(request, SignatureIn)
     hid = path_int(request, "id")
+    entry = audit(request)
+    entry.note({"role": data.role, "name": data.name})
     out = await request.app[ACTS_KEY].sign(request.app[DB_KEY], hid, data.role, data.name, request[USER_KEY],
-                                           now(request))
+                                           now(request), recorded=entry.write)
     return ok(out, 201)
 
 
@@ -353,7 +367,8 @@ ROUTES: list[Route] = [
           audit=Audit("contact.delete", "institution:{institution_id}")),
     Route("POST", f"{API}/hearings/{{id}}/act", draft_act, auth.HEARINGS_WRITE,
           "Draft (or redraft while unsigned) the act of technical impossibility (rule 18)", body=ActDraftIn,
-          response=ActOut, status=201, extra_responses={409: "the act is signed or final"}),
+          response=ActOut, status=201, extra_responses={409: "the act is signed or final"},
+          audit=Audit("act.draft", HEARING)),
     Route("GET", f"{API}/hearings/{{id}}/act", get_act, auth.READ, "The act: status, signatures, content",
           response=ActOut),
     Route("GET", f"{API}/hearings/{{id}}/act.html", act_html, auth.READ,
@@ -363,5 +378,5 @@ ROUTES: list[Route] = [
     Route("POST", f"{API}/hearings/{{id}}/act/signatures", sign_act, auth.READ,
           "Record a signature: head_of_office and secretary by a secretary, technician by a technician "
           "(admin any); the third makes the act final", body=SignatureIn, response=ActOut, status=201,
-          extra_responses={409: "signed already, or the act is final"}),
+          extra_responses={409: "signed already, or the act is final"}, audit=Audit("act.sign", HEARING)),
 ]

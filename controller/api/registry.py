@@ -122,7 +122,8 @@ def _online(request: web.Request) -> set[str]:
 def _health_out(p: dict | None) -> dict | None:
     if p is None:
         return None
-    h = p.get("health") if isinstance(p.get("health"), dict) else {}
+    raw = p.get("health")
+    h: dict = raw if isinstance(raw, dict) else {}
     status = h.get("status") if h.get("status") in words(HealthStatus) else None
     problems = [str(x) for x in h.get("problems", []) if isinstance(x, str)] \
         if isinstance(h.get("problems"), list) else []

@@ -62,7 +62,7 @@ def items(model: type[BaseModel]) -> tuple[str, type[BaseModel]]:
 
 
 # Every API route of this app, for the OpenAPI document.
-ROUTES_KEY = web.AppKey("api_routes", list[Route])
+ROUTES_KEY: web.AppKey[list[Route]] = web.AppKey("api_routes")
 
 
 @web.middleware

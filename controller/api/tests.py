@@ -21,6 +21,8 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from contract.reports import SessionReport
+from contract.vocab import Verdict, words
 from controller import auth, rules
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, who
@@ -73,9 +75,10 @@ class AdhocTestOut(BaseModel):
 def judged(app: web.Application, report: dict) -> tuple[str | None, list[str], float | None]:
     """(verdict, reasons, MOS) of a report by the app's quality model (the report's own if that fails)."""
     try:
-        verdict, reasons, mos = app[RESULTS_KEY].judge(report)
+        verdict, reasons, mos = app[RESULTS_KEY].judge(SessionReport.model_validate(report))
     except Exception:
-        return report.get("verdict"), list(report.get("reasons") or []), report.get("mos")
+        own = report.get("verdict")
+        return (own if own in words(Verdict) else None), list(report.get("reasons") or []), report.get("mos")
     return verdict, list(reasons or []), mos
 
 
@@ -85,7 +88,7 @@ def status_of(request_row: dict, session: dict | None, caller_report: dict | Non
     if caller_report is not None:
         return "done", caller_report.get("error")
     state = session["state"] if session is not None else None
-    if state == "failed":
+    if session is not None and state == "failed":
         return "failed", session["error"] or "the session failed"
     if state == "stopped":
         return "stopped", "stopped by the controller"
@@ -133,8 +136,8 @@ async def start_test(request: web.Request) -> web.Response:
         raise Conflict(str(exc), code="unavailable") from None
     async with transaction(request):
         audit(request).note(detail, id=sid)        # the request's record: the audit row itself
-    return ok(AdhocTestOut(id=sid, requested_by=who(request), requested_at=iso(t), status="running",
-                           **detail).model_dump(mode="json"), 202)
+    return ok(AdhocTestOut.model_validate({"id": sid, "requested_by": who(request), "requested_at": iso(t),
+                                           "status": "running", **detail}).model_dump(mode="json"), 202)
 
 
 async def get_test(request: web.Request) -> web.Response:
@@ -164,8 +167,9 @@ async def get_test(request: web.Request) -> web.Response:
     if caller_report is not None:
         verdict, reasons, mos = judged(app, caller_report)
         result = {"verdict": verdict, "reasons": reasons, "mos": mos, "report": caller_report}
-    out = AdhocTestOut(id=sid, requested_by=req["who"], requested_at=iso(req["at"]), status=status, error=error,
-                       finished_at=iso(finished_at) if finished_at and status != "running" else None, **d, **result)
+    out = AdhocTestOut.model_validate({
+        "id": sid, "requested_by": req["who"], "requested_at": iso(req["at"]), "status": status, "error": error,
+        "finished_at": iso(finished_at) if finished_at and status != "running" else None, **d, **result})
     return ok(out.model_dump(mode="json"))
 
 
