@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 view = hearings.view
-_view = hearings.view           # the name controller.live used
 
 ROUTES: list[Route] = [*system.ROUTES, *registry.ROUTES, *hearings.ROUTES, *exports.ROUTES, *suspensions.ROUTES,
                        *users.ROUTES, *escalations.ROUTES, *tests.ROUTES]
