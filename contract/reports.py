@@ -6,8 +6,9 @@ agent validates what it builds before it goes to its outbox; the controller read
 back through the same models), so readers take typed figures and never re-check shapes.
 
 The report is a published contract (issue 3): every key keeps its name and its JSON value. A model
-dumps exactly the keys it was given (`dump()`, or any `model_dump`: keys never given are left out,
-a key given as null stays null), so a report read and dumped again is the same JSON object.
+dumps exactly the keys it was given (`dump()`: keys never given are left out, a key given as null
+stays null), so a report read and dumped again is the same JSON object. The
+wire's `encode` dumps a message's payload that way too.
 
 Unknown keys: the wire's messages refuse them (a new message field is a new protocol version), but
 the payloads KEEP them - a newer agent adds a figure to its report, an older controller stores and
@@ -25,12 +26,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     Strict,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
-    model_serializer,
 )
 
 from contract.vocab import Direction, HealthStatus, ReportKind, SessionKind, SessionRole, Verdict
@@ -54,16 +53,9 @@ class Payload(BaseModel):
     """A payload an agent sends: typed keys, unknown keys kept, dumped exactly as given."""
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True, serialize_by_alias=True)
 
-    @model_serializer(mode="wrap")
-    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data = handler(self)
-        fields = type(self).model_fields
-        given = {(fields[name].alias or name) if name in fields else name for name in self.model_fields_set}
-        return {k: v for k, v in data.items() if k in given}
-
     def dump(self) -> dict[str, Any]:
-        """The JSON object, exactly the keys given."""
-        return self.model_dump(mode="json")
+        """The JSON object, exactly the keys given (a key never given stays out, at every level)."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class Summary(Payload):

@@ -48,6 +48,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
+    field_serializer,
     field_validator,
 )
 
@@ -122,6 +123,10 @@ class Heartbeat(_Msg):
     # Optional: when given it must be the connection's own terminal.
     terminal_id: TerminalId | None = None
 
+    @field_serializer("health")
+    def _health_as_sent(self, health: Health) -> dict[str, Any]:
+        return health.dump()
+
 
 class Report(_Msg):
     """agent -> controller: a report to store; `body` is the payload model of its `kind`."""
@@ -133,6 +138,10 @@ class Report(_Msg):
     body: ReportBody
     created_at: float | None = None          # agent's clock, epoch seconds
     terminal_id: TerminalId | None = None
+
+    @field_serializer("body")
+    def _body_as_sent(self, body: ReportBody) -> dict[str, Any]:
+        return body.dump()
 
     @field_validator("body", mode="wrap")
     @classmethod
