@@ -3,6 +3,7 @@
 The impaired-link accuracy tests are in test_session_netlab.py; these prove the
 contract (CLI, JSON keys, exit codes, errors) on a clean link.
 """
+import asyncio
 import json
 import socket
 import subprocess
@@ -148,22 +149,29 @@ async def test_responder_rejects_bad_offers_and_keeps_serving(tmp_path):
                 assert resp.status == 200 and (await resp.json())["sessions"] == 0
 
         # The responder still serves a real session after all that; a second one at the same time gets 503.
-        proc = subprocess.Popen(agent_argv("test", "--peer", url, "--duration", "4", "--json"),
+        # The first session is long (20 s) so that it certainly still holds the only slot while the second
+        # caller's CLI starts (seconds on a busy machine); an offer posted directly gets 503 at once.
+        proc = subprocess.Popen(agent_argv("test", "--peer", url, "--duration", "20", "--json"),
                                 env=env_with(config), cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
             async with aiohttp.ClientSession() as http:
-                for _ in range(100):
+                for _ in range(300):
                     async with http.get(url + "/healthz") as resp:
                         if (await resp.json())["sessions"] == 1:
                             break
-                    time.sleep(0.1)
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("the first session never started")
+                async with http.post(url + "/offer", json={"type": "offer", "sdp": "v=0"}) as resp:
+                    assert (resp.status, (await resp.json())["error"]) == (503, "busy")
                 r2 = run_test(config, "--peer", url, "--duration", "2", "--json")
-            out, err = proc.communicate(timeout=60)
+            out, err = proc.communicate(timeout=90)
         finally:
             proc.kill() if proc.poll() is None else None
-        assert proc.returncode == 0, err
-        assert json.loads(out)["connected"] is True
+        first = json.loads(out)
+        # Served and judged (good, or degraded when this 2-core machine is busy): not refused, not failed.
+        assert proc.returncode in (0, 1) and first["connected"] is True, (err, first.get("reasons"))
         assert r2.returncode == 4 and "HTTP 503" in json.loads(r2.stdout)["error"]
 
 
