@@ -163,7 +163,7 @@ def test_catalogs_have_the_same_keys_and_cover_the_page_and_the_api_values():
             assert text.strip(), (lang, key)
             assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", cats["en"][key])), (lang, key)
     used = set()
-    for js in (WEB / "static").glob("*.js"):
+    for js in (WEB / "static").rglob("*.js"):           # the views too (static/views/)
         used |= set(re.findall(r"""\bt\(\s*["'](\w+\.[\w.]+)["']""", js.read_text("utf-8")))
     used |= set(re.findall(r'data-i18n="([\w.]+)"', (WEB / "static" / "index.html").read_text("utf-8")))
     assert used - set(cats["en"]) == set()

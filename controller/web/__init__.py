@@ -21,19 +21,21 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
 
 from controller import auth
-from controller.api import API, Route, body, now, ok
+from controller.api import API, Audit, Route, audit, body, ok, transaction
 from controller.errors import ControllerError, Invalid, Unauthorized
-from controller.keys import DB_KEY, USER_KEY
+from controller.keys import USER_KEY
 from controller.models import In, Role
 from controller.store import users as users_repo
 
-HERE = Path(__file__).resolve().parent
+# The page's files travel with the package (package data), found through importlib.resources.
+HERE = Path(str(resources.files(__package__)))
 STATIC = HERE / "static"
 I18N = HERE / "i18n"
 LANGS = ("kk", "ru", "en")
@@ -48,6 +50,7 @@ SECURITY_HEADERS = {
 
 
 class TooManyAttempts(ControllerError):
+    """Too many failed logins from this address or for this user name (429)."""
     status, code = 429, "too_many_attempts"
 
 
@@ -95,6 +98,7 @@ LIMITER_KEY = web.AppKey("login_limiter", LoginLimiter)
 
 
 class LoginIn(In):
+    """A login: user name and password, or an API token."""
     username: str | None = Field(None, min_length=1, max_length=128)
     password: str | None = Field(None, min_length=1, max_length=1024)
     token: str | None = Field(None, min_length=1, max_length=256, description="an API token instead")
@@ -107,6 +111,7 @@ class LoginIn(In):
 
 
 class MeOut(BaseModel):
+    """The signed-in user as the page sees them."""
     name: str
     role: Role
     scope: str | None
@@ -115,6 +120,7 @@ class MeOut(BaseModel):
 
 
 def me_out(user: dict, via: str) -> dict:
+    """The user, their role's permissions and how they signed in, as MeOut."""
     perms = sorted(auth.ROLE_PERMISSIONS.get(user["role"], ()))
     return MeOut(name=user["name"], role=user["role"], scope=user.get("scope"), permissions=perms,
                  via=via).model_dump()
@@ -130,6 +136,7 @@ def _set_cookie(request: web.Request, resp: web.StreamResponse, token: str, max_
 
 
 async def login(request: web.Request) -> web.Response:
+    """POST /api/v1/login: sign in and set the session cookie."""
     # Only JSON: an HTML form of another site cannot send it (no login CSRF).
     if request.content_type != "application/json":
         raise Invalid("send the body as application/json", field="body")
@@ -140,22 +147,22 @@ async def login(request: web.Request) -> web.Response:
     if wait > 0:
         raise TooManyAttempts(f"too many failed logins; try again in {int(wait) + 1} s",
                               detail={"retry_after_s": int(wait) + 1})
-    t = now(request)
-    async with request.app[DB_KEY].transaction() as conn:
+    async with transaction(request) as conn:          # the route's audit row (user.login) is written in it
+        token: str | None = data.token
+        max_age: int | None = None
+        user: dict | None = None
         if data.token is not None:
             user = await users_repo.user_for_token(conn, data.token)
-            token, max_age = data.token, None
-        else:
+        elif data.username is not None and data.password is not None:     # LoginIn asks for both
             user = await users_repo.check_password(conn, data.username, data.password)
-            token, max_age = None, int(users_repo.SESSION_TTL.total_seconds())
+            max_age = int(users_repo.SESSION_TTL.total_seconds())
             if user is not None:
-                token = await users_repo.issue_session(conn, user["id"], t)
-        if user is None:
+                token = await users_repo.issue_session(conn, user["id"], audit(request).at)
+        if user is None or token is None:
             limiter.failed(*keys)
             raise Unauthorized("wrong user name or password" if data.token is None else "unknown or revoked token")
-        await users_repo.record(conn, user["name"], "user.login", f"user:{user['name']}", t,
-                                {"method": "token" if data.token is not None else "password",
-                                 "address": _client(request)})
+        audit(request).note({"method": "token" if data.token is not None else "password",
+                             "address": _client(request)}, who=user["name"], name=user["name"])
     for k in keys[1:]:
         limiter.succeeded(k)
     resp = ok(me_out(user, "cookie"))
@@ -164,34 +171,35 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    """POST /api/v1/logout: end the page's session and clear its cookie."""
     token = request.cookies.get(auth.SESSION_COOKIE)
+    audit(request).skip()                   # no session: nothing to end, no row
     if token:
-        async with request.app[DB_KEY].transaction() as conn:
-            user = await users_repo.end_session(conn, token, now(request))
+        async with transaction(request) as conn:
+            user = await users_repo.end_session(conn, token, audit(request).at)
             if user is not None:
-                await users_repo.record(conn, user["name"], "user.logout", f"user:{user['name']}", now(request), {})
+                audit(request).note(who=user["name"], name=user["name"])
     resp = web.Response(status=204)
     resp.del_cookie(auth.SESSION_COOKIE, path="/")
     return resp
 
 
 async def me(request: web.Request) -> web.Response:
+    """GET /api/v1/me: the signed-in user."""
     via = "bearer" if auth.bearer(request.headers.get("Authorization")) else "cookie"
     return ok(me_out(request[USER_KEY], via))
 
 
 class PasswordIn(In):
+    """A new password for the web page."""
     password: str = Field(min_length=users_repo.MIN_PASSWORD, max_length=1024)
 
 
 async def set_password(request: web.Request) -> web.Response:
     """An administrator sets a user's password (their open web sessions end)."""
     data = await body(request, PasswordIn)
-    name = request.match_info["name"]
-    t = now(request)
-    async with request.app[DB_KEY].transaction() as conn:
-        await users_repo.set_password(conn, name, data.password, t)
-        await users_repo.record(conn, request[USER_KEY]["name"], "user.password", f"user:{name}", t, {})
+    async with transaction(request) as conn:          # the route's audit row (user.password) is written in it
+        await users_repo.set_password(conn, request.match_info["name"], data.password, audit(request).at)
     return web.Response(status=204)
 
 
@@ -203,10 +211,12 @@ def _page_file(path: Path, content_type: str | None = None) -> web.FileResponse:
 
 
 async def index(request: web.Request) -> web.StreamResponse:
+    """GET /: the page."""
     return _page_file(STATIC / "index.html", "text/html")
 
 
 async def catalog(request: web.Request) -> web.StreamResponse:
+    """GET /i18n/{lang}.json: the page's strings in one language."""
     lang = request.match_info["lang"]
     if lang not in LANGS:
         raise web.HTTPNotFound()
@@ -215,6 +225,7 @@ async def catalog(request: web.Request) -> web.StreamResponse:
 
 @web.middleware
 async def static_headers(request: web.Request, handler) -> web.StreamResponse:
+    """The page's files are revalidated on every load and never sniffed."""
     resp = await handler(request)
     if request.path.startswith("/static/"):
         resp.headers.setdefault("Cache-Control", "no-cache")
@@ -227,11 +238,13 @@ ROUTES = [
           "Sign in with user name and password (or an API token): sets an HttpOnly, SameSite=Strict session "
           "cookie; 429 after repeated failures", body=LoginIn, response=MeOut,
           extra_responses={400: "invalid input", 401: "wrong credentials", 413: "body too large",
-                           429: "too many failed logins"}),
-    Route("POST", f"{API}/logout", logout, None, "End the page's session and clear its cookie", status=204),
+                           429: "too many failed logins"}, audit=Audit("user.login", "user:{name}")),
+    Route("POST", f"{API}/logout", logout, None, "End the page's session and clear its cookie", status=204,
+          audit=Audit("user.logout", "user:{name}")),
     Route("GET", f"{API}/me", me, auth.READ, "The signed-in user, role and permissions", response=MeOut),
     Route("PUT", f"{API}/users/{{name}}/password", set_password, auth.USERS,
-          "Set a user's password for the web page (scrypt; their web sessions end)", body=PasswordIn, status=204),
+          "Set a user's password for the web page (scrypt; their web sessions end)", body=PasswordIn, status=204,
+          audit=Audit("user.password", "user:{name}")),
 ]
 
 

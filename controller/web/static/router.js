@@ -1,0 +1,39 @@
+// The views by the address's fragment: #hearings (default), #hearing/ID, #terminals, #live,
+// #escalations, #test, #suspensions. app.js registers the views; a view is
+// `async (root, arg) => ...` drawing into #view.
+
+import { ApiError } from "./api.js";
+import { t } from "./i18n.js";
+import { clearViewTimers, session, state } from "./state.js";
+import { $, errText, h } from "./ui.js";
+
+const views = {};
+
+export function register(table) { Object.assign(views, table); }
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, "") || "hearings";
+  const [view, arg] = raw.split("/");
+  return { view, arg };
+}
+
+export async function route() {
+  if (!state.me) return;
+  clearViewTimers();
+  const { view, arg } = parseHash();
+  state.view = view;
+  state.arg = arg;
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.dataset.view === (view === "hearing" ? "hearings" : view)) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  const fn = views[view] || views.hearings;
+  const root = $("#view");
+  root.replaceChildren(h("p", { class: "muted" }, t("common.loading")));
+  try {
+    await fn(root, arg);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) { session.expired(); return; }
+    root.replaceChildren(h("p", { class: "error", role: "alert" }, errText(e)));
+  }
+}

@@ -1,0 +1,61 @@
+// The act of technical impossibility of a hearing (rule 18): draft it, print it in Kazakh or
+// Russian (HTML, PDF), and record its three signatures (the signer roles from the vocabularies).
+
+import { ApiError, get, post } from "../api.js";
+import { t, fmtTime } from "../i18n.js";
+import { A, state, words } from "../state.js";
+import { act, badge, field, h, put } from "../ui.js";
+
+function signatureList(actDoc, tz) {
+  const byRole = new Map((actDoc.signatures || []).map((x) => [x.role, x]));
+  return h("ul", { class: "signatures" }, words("signer_roles").map((role) => {
+    const sig = byRole.get(role);
+    return h("li", { class: sig ? "signed" : "unsigned", dataset: { role } }, `${t(`act.signer.${role}`)}: `,
+      sig ? t("act.signed", { name: sig.name, time: fmtTime(sig.signed_at, tz) }) : t("act.unsigned"));
+  }));
+}
+
+function signForm(box, x, actDoc) {
+  const missing = actDoc.missing_signatures || words("signer_roles").filter((r) => !(actDoc.signatures || []).some((s) => s.role === r));
+  if (!missing.length || !state.caps.can("POST", `${A}/hearings/{id}/act/signatures`)) return null;
+  const role = h("select", { id: "sign-role", name: "role" }, missing.map((r) => h("option", { value: r }, t(`act.signer.${r}`))));
+  const name = h("input", { id: "sign-name", name: "name", required: true, maxlength: "200", autocomplete: "name" });
+  return h("form", { class: "card form-grid", id: "sign-form", onsubmit: async (ev) => {
+    ev.preventDefault();
+    const r = await act(() => post(`${A}/hearings/${x.id}/act/signatures`, { role: role.value, name: name.value.trim() }));
+    if (r !== undefined) await actSection(box, x);
+  } },
+  h("h4", { class: "full" }, t("act.sign")),
+  field("sign-role", t("act.signer"), role), field("sign-name", t("act.signer_name"), name),
+  h("div", { class: "field" }, h("button", { type: "submit" }, t("act.sign_submit"))));
+}
+
+export async function actSection(box, x) {
+  const path = `${A}/hearings/{id}/act`;
+  if (!state.caps.exists("GET", path)) return;
+  const heading = h("h3", {}, t("act.title"));
+  let actDoc = null;
+  try {
+    actDoc = await get(`${A}/hearings/${x.id}/act`);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 404)) throw e;
+  }
+  if (!actDoc) {
+    put(box, heading, h("p", { class: "muted" }, t("act.none")),
+      state.caps.can("POST", path)
+        ? h("button", { type: "button", id: "act-draft", onclick: () => act(() => post(`${A}/hearings/${x.id}/act`, {})).then(() => actSection(box, x)) }, t("act.draft"))
+        : null);
+    return;
+  }
+  const base = `${A}/hearings/${x.id}/act`;
+  const tz = x.court.timezone;
+  put(box, heading,
+    h("p", {}, badge("act", actDoc.status, t(`act.status.${actDoc.status}`)), " ",
+      h("span", { class: "small" }, t("act.drawn", { name: actDoc.created_by, time: fmtTime(actDoc.created_at, tz) }))),
+    h("ul", { class: "links" },
+      h("li", {}, h("a", { href: `${base}.html?lang=kk`, target: "_blank", rel: "noopener" }, t("act.print_kk"))),
+      h("li", {}, h("a", { href: `${base}.html?lang=ru`, target: "_blank", rel: "noopener" }, t("act.print_ru"))),
+      h("li", {}, h("a", { href: `${base}.pdf?lang=kk` }, t("act.pdf_kk"))),
+      h("li", {}, h("a", { href: `${base}.pdf?lang=ru` }, t("act.pdf_ru")))),
+    h("h4", {}, t("act.signatures")), signatureList(actDoc, tz), signForm(box, x, actDoc));
+}
