@@ -3,8 +3,8 @@ contact add|list|remove (who is told of escalations).
 
 Exit status: 0 ok; 1 a runtime failure (e.g. the database cannot be reached);
 2 a usage or configuration error, with a message naming what is wrong.
-Defaults come from configs/controller.yaml (or --config / $VKS_CONTROLLER_CONFIG);
---listen and --db override them.
+Settings come from --config, else $VKS_CONTROLLER_CONFIG, else the built-in defaults
+(configs/controller.yaml is the example to copy); --listen and --db override them.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     """The command line: serve, migrate, user, sites, terminal, contact."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="settings file (default: configs/controller.yaml)")
+    common.add_argument("--config", metavar="PATH", help="settings file (default: $VKS_CONTROLLER_CONFIG, else none)")
     common.add_argument("--db", metavar="URL", help="sqlite:///path or postgresql://user@host/db")
     p = argparse.ArgumentParser(prog="vks-controller",
                                 description="VKS controller: registry, hearings and the clock of the rules")

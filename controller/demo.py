@@ -6,6 +6,10 @@ test session (rule 13) runs at once, its pre-connect check (rule 15) a minute la
 and the page whose address is printed shows it all happen. Ctrl-C stops everything.
 
     .venv/bin/python -m controller.demo [--port 8080] [--minutes-ahead 31] [--dir var/demo]
+
+Runs from an installed package as from the checkout: the sample registry travels as package
+data (controller/sample_sites.yaml; configs/sites.yaml links to it), the working directory
+defaults to var/demo under the current directory.
 """
 from __future__ import annotations
 
@@ -21,21 +25,27 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from importlib import resources
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+# Where the `controller` package is imported from (the checkout, or site-packages): the agents and
+# the controller started below import the same copy.
+IMPORT_ROOT = Path(__file__).resolve().parent.parent
+SITES = Path(str(resources.files("controller") / "sample_sites.yaml"))
 PY = sys.executable
 COURT, SIZO = "court-almaty-1", "sizo-almaty-1"
 
 
 def run(argv: list[str], **kw) -> str:
-    r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, **kw)
+    """Run a command to its end; its output, or exit the demo with its error."""
+    r = subprocess.run(argv, capture_output=True, text=True, **kw)
     if r.returncode != 0:
         sys.exit(f"demo: {' '.join(argv[2:5])} failed: {r.stderr.strip() or r.stdout.strip()}")
     return r.stdout.strip()
 
 
 def api(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
+    """One call of the controller's API as the demo's administrator."""
     req = urllib.request.Request(base + path, method=method,
                                  data=None if body is None else json.dumps(body).encode(),
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
@@ -47,6 +57,7 @@ def api(base: str, token: str, method: str, path: str, body: dict | None = None)
 
 
 def wait_up(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
+    """Wait until `url` answers (exit the demo if the process ends or time runs out)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -60,6 +71,7 @@ def wait_up(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
 
 
 def agent_config(directory: Path, terminal: str, role: str, port: int, token: str, metrics_port: int) -> Path:
+    """Write the settings of one demo agent (loopback only); their path."""
     path = directory / f"agent-{terminal}.yaml"
     path.write_text(
         f"terminal_id: {terminal}\n"
@@ -74,10 +86,11 @@ def agent_config(directory: Path, terminal: str, role: str, port: int, token: st
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the demo until Ctrl-C (or --for-seconds, --until-checked)."""
     ap = argparse.ArgumentParser(prog="python -m controller.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--minutes-ahead", type=float, default=31.0)
-    ap.add_argument("--dir", type=Path, default=REPO / "var" / "demo")
+    ap.add_argument("--dir", type=Path, default=Path("var") / "demo")
     ap.add_argument("--for-seconds", type=float, default=None, help="stop by itself after this long")
     ap.add_argument("--until-checked", action="store_true",
                     help="stop once the test session and the pre-connect check have results")
@@ -89,27 +102,27 @@ def main(argv: list[str] | None = None) -> int:
             probe.bind(("127.0.0.1", args.port))
         except OSError:
             sys.exit(f"demo: port {args.port} is in use; choose another with --port")
-    work: Path = args.dir
+    work: Path = args.dir.resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     db = f"sqlite:///{work / 'controller.sqlite'}"
     ctl = [PY, "-m", "controller.cli"]
     run(ctl + ["migrate", "--db", db])
-    run(ctl + ["sites", "import", str(REPO / "configs" / "sites.yaml"), "--db", db])
+    run(ctl + ["sites", "import", str(SITES), "--db", db])
     admin = run(ctl + ["user", "add", "demo-admin", "--role", "admin", "--db", db]).splitlines()[-1]
     tokens = {t: run(ctl + ["terminal", "token", t, "--db", db]).splitlines()[-1] for t in (COURT, SIZO)}
 
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=str(IMPORT_ROOT))
     log = open(work / "demo.log", "w")
     procs = [subprocess.Popen(ctl + ["serve", "--listen", f"127.0.0.1:{args.port}", "--db", db],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)]
+                              env=env, stdout=log, stderr=subprocess.STDOUT)]
     base = f"http://127.0.0.1:{args.port}"
     try:
         wait_up(base + "/healthz", procs[0])
         for n, (terminal, role) in enumerate(((COURT, "courtroom"), (SIZO, "institution"))):
             cfg = agent_config(work, terminal, role, args.port, tokens[terminal], 9101 + n)
             procs.append(subprocess.Popen([PY, "-m", "agent.cli", "--config", str(cfg), "run"],
-                                          cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+                                          env=env, stdout=log, stderr=subprocess.STDOUT))
 
         # The hearing is scheduled once both terminals are connected, so its test runs at once.
         deadline = time.monotonic() + 60

@@ -1,8 +1,11 @@
-"""The controller's settings (configs/controller.yaml), validated.
+"""The controller's settings (a YAML file such as configs/controller.yaml), validated.
 
 Loaded with the shared loader (contract.configfile): errors name the file and the
 key; `VKS_CONTROLLER__<KEY>=value` environment variables override the file.
-Every key has a default, so `vks-controller migrate --db URL` needs no file.
+Every key has its default here, in the models, so `vks-controller migrate --db URL`
+needs no file and an installed controller reads nothing from a source checkout:
+the file is `--config`, else `$VKS_CONTROLLER_CONFIG`, else none.
+`configs/controller.yaml` is the example an operator copies (every key, commented).
 """
 from __future__ import annotations
 
@@ -14,38 +17,38 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from contract import configfile
 
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_PATH_ENV = "VKS_CONTROLLER_CONFIG"
-DEFAULT_PATH = REPO_CONFIGS / "controller.yaml"
 
 
 class Strict(BaseModel):
+    """A settings section: an unknown key is an error (a typo is not silently ignored)."""
     model_config = ConfigDict(extra="forbid")
 
 
 class SchedulerSettings(Strict):
+    """The job scheduler: how often it looks, how long a claim lasts, how often a job is retried."""
     # How often the loop looks for due jobs (seconds).
-    poll_s: float = Field(1.0, gt=0, le=60)
+    poll_s: float = Field(default=1.0, gt=0, le=60)
     # A claimed job is the claimer's for this long; after that another
     # controller (or this one after a restart) takes it over.
-    lease_s: float = Field(60.0, ge=1, le=3600)
+    lease_s: float = Field(default=60.0, ge=1, le=3600)
     # Jobs claimed per round.
-    batch: int = Field(20, ge=1, le=1000)
+    batch: int = Field(default=20, ge=1, le=1000)
     # A session that was started but reported nothing after its duration plus
     # this grace is treated as failed (and retried while before the deadline).
-    result_grace_s: float = Field(120.0, ge=1)
+    result_grace_s: float = Field(default=120.0, ge=1)
     # While the agent is not connected, retry starting a check this often.
-    retry_s: float = Field(30.0, ge=1)
+    retry_s: float = Field(default=30.0, ge=1)
     # A job that raised this many times is marked failed.
-    max_attempts: int = Field(20, ge=1)
+    max_attempts: int = Field(default=20, ge=1)
 
 
 class CheckSettings(Strict):
     """What the test session and the pre-connect check send (agent profiles)."""
     test_profile: str = "hearing"
-    test_duration_s: float = Field(30.0, gt=0, le=600)
+    test_duration_s: float = Field(default=30.0, gt=0, le=600)
     preconnect_profile: str = "hearing"
-    preconnect_duration_s: float = Field(15.0, gt=0, le=600)
+    preconnect_duration_s: float = Field(default=15.0, gt=0, le=600)
 
 
 class LiveSettings(Strict):
@@ -59,39 +62,39 @@ class LiveSettings(Strict):
     start_after_preconnect: bool = True
     # Detector: a break when `stall_s` consecutive seconds had no packets, or `unusable_n` of the
     # last `window_s` seconds were unusable, or no interval arrived for `silent_s`.
-    stall_s: int = Field(2, ge=1, le=60)
-    window_s: int = Field(6, ge=1, le=120)
-    unusable_n: int = Field(4, ge=1, le=120)
-    silent_s: float = Field(3.0, gt=0, le=120)
+    stall_s: int = Field(default=2, ge=1, le=60)
+    window_s: int = Field(default=6, ge=1, le=120)
+    unusable_n: int = Field(default=4, ge=1, le=120)
+    silent_s: float = Field(default=3.0, gt=0, le=120)
     # ... or this many seconds in a row without usable video (seconds unusable only for their
     # frame rate or freeze, while packets flow, count here and not in the window above). Long:
     # aiortc's receiver recovers from a packet lost for good only when its jitter buffer
     # overflows (~5 s at the monitor's rate) and a key frame follows; two such cycles in a row
     # happen under 0.5 % loss (benchmarks/breaks.py). A terminal's own video recovers sooner.
-    freeze_break_s: int = Field(30, ge=1, le=600)
+    freeze_break_s: int = Field(default=30, ge=1, le=600)
     # Ready to resume after this many consecutive usable (good or degraded) seconds.
-    resume_good_s: int = Field(8, ge=1, le=600)
+    resume_good_s: int = Field(default=8, ge=1, le=600)
     # A new monitoring session must report its first second within this long (it connects).
-    start_grace_s: float = Field(8.0, gt=0, le=120)
+    start_grace_s: float = Field(default=8.0, gt=0, le=120)
     # A reconnect attempt that has reported nothing within this long is abandoned.
-    attempt_grace_s: float = Field(4.0, gt=0, le=120)
+    attempt_grace_s: float = Field(default=4.0, gt=0, le=120)
     # Backoff between reconnect attempts: initial * 2^(n-1), at most max, +- jitter (a ratio).
     # An attempt costs two signalling messages and a few STUN packets; a small cap keeps the
     # time from a restored link to a connected session short (ICE checks of an attempt are sent
     # at 0, 0.5, 1.5, 3.5 s: the cap bounds the gap after the last one).
-    backoff_initial_s: float = Field(0.5, ge=0, le=60)
-    backoff_max_s: float = Field(1.5, ge=0, le=600)
-    backoff_jitter: float = Field(0.2, ge=0, le=1)
+    backoff_initial_s: float = Field(default=0.5, ge=0, le=60)
+    backoff_max_s: float = Field(default=1.5, ge=0, le=600)
+    backoff_jitter: float = Field(default=0.2, ge=0, le=1)
     # Not ready to resume this long after the break: escalate (rules 16, 17); attempts go on.
-    reconnect_timeout_s: float = Field(120.0, gt=0)
+    reconnect_timeout_s: float = Field(default=120.0, gt=0)
     # Monitoring goes on this long after the planned end unless the secretary ends the hearing.
-    end_margin_s: float = Field(900.0, ge=0)
+    end_margin_s: float = Field(default=900.0, ge=0)
     # A monitoring session is replaced (new session id) this long before its planned end.
-    renew_before_s: float = Field(30.0, ge=1)
+    renew_before_s: float = Field(default=30.0, ge=1)
     # The flow's loop period, and how often it looks at the database for hearings to start,
     # ended ones and suspensions (rule 24).
-    tick_s: float = Field(0.25, gt=0, le=5)
-    reconcile_s: float = Field(2.0, gt=0, le=60)
+    tick_s: float = Field(default=0.25, gt=0, le=5)
+    reconcile_s: float = Field(default=2.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _window(self):
@@ -104,21 +107,21 @@ class EscalationSettings(Strict):
     """Rules 16, 17: who is told when a check fails, and when step 2 follows."""
     # Not resolved this long after opening: notify the court / institution
     # organising the VKS (rule 17, step 2).
-    step2_after_s: float = Field(900.0, ge=1)
+    step2_after_s: float = Field(default=900.0, ge=1)
     # At step 2, draft the act of technical impossibility (rule 18) when the
     # hearing starts within this many seconds (or has started).
-    act_lead_s: float = Field(1800.0, ge=0)
+    act_lead_s: float = Field(default=1800.0, ge=0)
     # Extra webhook URLs told at every step (e.g. a duty chat bridge), besides
     # the institutions' contacts.
     webhooks: list[str] = Field(default_factory=list)
     # A notification that could not be delivered is retried with exponential
     # backoff (with jitter) from retry_initial_s up to retry_max_s between tries,
     # at most max_attempts times (the escalation stays visible on the web page).
-    retry_initial_s: float = Field(5.0, gt=0)
-    retry_max_s: float = Field(600.0, gt=0)
-    max_attempts: int = Field(30, ge=1)
+    retry_initial_s: float = Field(default=5.0, gt=0)
+    retry_max_s: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=30, ge=1)
     # One webhook POST may take this long.
-    webhook_timeout_s: float = Field(10.0, gt=0, le=120)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # When set, each webhook carries X-VKS-Signature: sha256=<HMAC-SHA256 of the body
     # with this key>, so a receiver can check it came from this controller. Never logged.
     webhook_secret: SecretStr | None = None
@@ -129,13 +132,13 @@ class EscalationSettings(Strict):
 class SmtpSettings(Strict):
     """E-mail for escalations; off while `host` is unset."""
     host: str | None = None
-    port: int = Field(587, ge=1, le=65535)
+    port: int = Field(default=587, ge=1, le=65535)
     # "starttls" (upgrade a plain connection), "tls" (implicit TLS) or "none" (loopback relays).
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     password: SecretStr | None = None       # never logged
     from_addr: str = "vks-controller@localhost"
-    timeout_s: float = Field(30.0, gt=0, le=300)
+    timeout_s: float = Field(default=30.0, gt=0, le=300)
 
 
 class TlsSettings(Strict):
@@ -160,15 +163,16 @@ class TlsSettings(Strict):
 
 
 class ControllerSettings(Strict):
+    """Every setting of the controller, each with its default."""
     listen: str = "127.0.0.1:8080"
     tls: TlsSettings = Field(default_factory=TlsSettings)
     # A connection that has not sent a complete request this long after opening (or after its
     # last response) is closed: slow clients (slowloris) cannot hold sockets for ever.
-    idle_timeout_s: float = Field(75.0, gt=0, le=3600)
+    idle_timeout_s: float = Field(default=75.0, gt=0, le=3600)
     # sqlite:///path (embedded default) or postgresql://user:pass@host:port/db
     db: str = "sqlite:///var/vks-controller.sqlite"
     # Largest request body the API reads (bytes); larger gets 413.
-    max_body_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
     # Run pending migrations when `serve` starts.
     migrate_on_start: bool = True
     # A name for this controller in job leases (default: host name and pid).
@@ -179,6 +183,10 @@ class ControllerSettings(Strict):
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     sites_file: Path | None = None
+    # The quality model's threshold profiles the controller judges every report and live second
+    # by (default: the packaged contract/thresholds.yaml). Missing or invalid: the controller
+    # does not start.
+    thresholds_file: Path | None = None
 
     @field_validator("listen")
     @classmethod
@@ -206,14 +214,12 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def default_path() -> Path | None:
+    """The settings file named by $VKS_CONTROLLER_CONFIG, or None (the models' defaults)."""
     env = os.environ.get(DEFAULT_PATH_ENV)
-    if env:
-        return Path(env)
-    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
+    return Path(env) if env else None
 
 
 def load_settings(path: str | os.PathLike | None = None) -> ControllerSettings:
-    """Load the controller's settings: `path`, else $VKS_CONTROLLER_CONFIG,
-    else configs/controller.yaml of the checkout when present, else defaults."""
+    """Load the controller's settings: `path`, else $VKS_CONTROLLER_CONFIG, else the defaults."""
     path = path or default_path()
     return configfile.load(ControllerSettings, path, section="controller")

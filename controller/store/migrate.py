@@ -6,6 +6,7 @@ controllers safe (one migrates, the others wait and find nothing to do).
 """
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -16,18 +17,25 @@ from sqlalchemy import text
 
 from controller.store.db import Database
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# env.py, script.py.mako and versions/ travel with the package (package data); alembic needs no
+# alembic.ini: the script location is set here.
+MIGRATIONS_DIR = Path(str(resources.files("controller.store") / "migrations"))
 _ADVISORY_LOCK_KEY = 0x564B53  # "VKS"
 
 
 def alembic_config() -> Config:
+    """Alembic's configuration: the packaged migrations, no alembic.ini."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """The newest revision the packaged migrations know."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
 
 
 async def migrate(db: Database, revision: str = "head") -> str | None:
@@ -46,5 +54,6 @@ async def migrate(db: Database, revision: str = "head") -> str | None:
 
 
 async def current_revision(db: Database) -> str | None:
+    """The revision the database is at (None: not migrated yet)."""
     async with db.read() as conn:
         return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
