@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from contract.reports import Health
 from contract.vocab import HealthStatus, InstitutionKind, TerminalRole, words
 from controller import auth
 from controller import models as m
@@ -122,14 +124,12 @@ def _online(request: web.Request) -> set[str]:
 def _health_out(p: dict | None) -> dict | None:
     if p is None:
         return None
-    raw = p.get("health")
-    h: dict = raw if isinstance(raw, dict) else {}
-    status = h.get("status") if h.get("status") in words(HealthStatus) else None
-    problems = [str(x) for x in h.get("problems", []) if isinstance(x, str)] \
-        if isinstance(h.get("problems"), list) else []
-    return {"status": status, "problems": problems,
-            "checked_at": h.get("checked_at") if isinstance(h.get("checked_at"), str) else None,
-            "last_seen": iso(p.get("last_seen")), "agent_version": p.get("agent_version")}
+    try:
+        h = Health.model_validate(p.get("health"))     # as stored from the heartbeat: the contract's model
+    except ValidationError:
+        h = Health()
+    return {"status": h.status if h.status in words(HealthStatus) else None, "problems": list(h.problems),
+            "checked_at": h.checked_at, "last_seen": iso(p.get("last_seen")), "agent_version": p.get("agent_version")}
 
 
 def _terminal_out(r: dict, online: set[str], last: dict[str, dict], presence: dict[str, dict] | None = None) -> dict:
