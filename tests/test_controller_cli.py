@@ -160,8 +160,9 @@ def test_sigkill_and_restart_lose_nothing_and_double_nothing(tmp_path, db_url):
             time.sleep(0.3)
         assert serve.kill() == -signal.SIGKILL                       # again, while retries are running
         serve.start()
-        # No agent: every test request is still owed and flagged overdue. A check killed between "running" and its outcome stays running until its job's lease (2 s)
-        # runs out and the retry decides it again: wait for that, however slow the machine.
+        # No agent: every test request is still owed and flagged overdue. A check killed between
+        # "running" and its outcome stays running until its job's lease (2 s) runs out and the
+        # retry decides it again: wait for that, however slow the machine.
         def all_overdue_again() -> bool:
             return all(api(port, token, "GET", f"/api/v1/hearings/{hid}")[1]["test_request"]["status"] == "overdue"
                        for hid in ids)
