@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
 from contract import backoff
-from contract.vocab import BreakCause, HearingStatus, HearingVerdict, LiveState, SessionRole
+from contract.vocab import BreakCause, HearingStatus, HearingVerdict, LiveState, SessionRole, Verdict
 from controller.detector import ROLES, Detector, DetectorParams, Lost, Second
 from controller.settings import LiveSettings
 
@@ -74,7 +74,7 @@ def final_verdict(stats: dict, breaks_open: bool) -> str:
     """The hearing's live verdict once monitoring ended (rule 3)."""
     if breaks_open or stats.get("unresumed", 0):
         return HearingVerdict.UNUSABLE
-    seconds = sum(stats.get(k, 0) for k in ("good", "degraded", "unusable"))
+    seconds = sum(stats.get(k, 0) for k in Verdict)
     if stats.get("breaks", 0) or (seconds and stats.get("degraded", 0) + stats.get("unusable", 0) > 0.2 * seconds):
         return HearingVerdict.DEGRADED
     return HearingVerdict.GOOD if seconds else HearingVerdict.UNKNOWN

@@ -29,7 +29,7 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import quality, wire
-from contract.vocab import HearingStatus, LiveState
+from contract.vocab import CheckKind, CheckStatus, EscalationCause, HearingStatus, LiveState, SessionKind
 from controller import rules
 from controller.background import scheduler
 from controller.detector import Detector
@@ -249,7 +249,7 @@ class LiveService:
         self.intake.sessions[e.session_id] = f.hearing_id
         try:
             await self.gateway.start_session(session_id=e.session_id, caller=f.caller, callee=f.callee,
-                                             kind="monitor", profile=self.s.profile, duration_s=e.duration_s)
+                                             kind=SessionKind.MONITOR, profile=self.s.profile, duration_s=e.duration_s)
         except Exception as exc:
             log.warning("live: hearing %s: monitoring session not started: %s", f.hearing_id, exc)
             self.machine.not_started(f, e.at)
@@ -281,7 +281,7 @@ class LiveService:
             log.error("live: hearing %s: reconnect failed and no escalation is wired in", f.hearing_id)
             return
         try:
-            await self.escalate(hearing_id=f.hearing_id, cause="reconnect_failed", detail=e.detail)
+            await self.escalate(hearing_id=f.hearing_id, cause=EscalationCause.RECONNECT_FAILED, detail=e.detail)
         except Exception:
             log.exception("live: hearing %s: escalation failed", f.hearing_id)
 
@@ -394,8 +394,8 @@ class LiveService:
         margin = dt.timedelta(seconds=self.s.end_margin_s)
         cond = h.status == HearingStatus.IN_PROGRESS
         if self.s.start_after_preconnect:
-            passed = exists().where(checks.c.hearing_id == h.id, checks.c.kind == "preconnect",
-                                    checks.c.status == "passed")
+            passed = exists().where(checks.c.hearing_id == h.id, checks.c.kind == CheckKind.PRECONNECT,
+                                    checks.c.status == CheckStatus.PASSED)
             cond = cond | and_(h.status == HearingStatus.SCHEDULED, passed)
         not_monitored = ~exists().where(lv.hearing_id == h.id, lv.state != LiveState.STOPPED)
         q = select(h.id).where(cond, h.end_utc > at - margin, not_monitored).order_by(h.id).limit(200)

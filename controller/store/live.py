@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contract.vocab import LiveState
+from contract.vocab import HearingVerdict, LiveState
 from controller.store.schema import hearings, live_breaks, live_intervals, live_state
 
 # The states of a flow that is over (the others go on).
@@ -61,7 +61,7 @@ async def verdicts(conn: AsyncConnection, hearing_ids: list[int]) -> dict[int, s
     if not hearing_ids:
         return {}
     q = select(live_state.c.hearing_id, live_state.c.verdict).where(live_state.c.hearing_id.in_(hearing_ids))
-    return {h: v for h, v in await conn.execute(q) if v and v != "unknown"}
+    return {h: v for h, v in await conn.execute(q) if v and v != HearingVerdict.UNKNOWN}
 
 
 async def hearing_heads(conn: AsyncConnection, hearing_ids: list[int]) -> dict[int, dict]:
