@@ -13,7 +13,8 @@ def test_demo_runs_the_test_session_and_the_preconnect_check(tmp_path):
                VKS_CONTROLLER__CHECKS__TEST_DURATION_S="4",
                VKS_CONTROLLER__CHECKS__PRECONNECT_DURATION_S="4")
     r = subprocess.run([sys.executable, "-m", "controller.demo", "--port", str(free_port()),
-                        "--dir", str(tmp_path / "demo"), "--minutes-ahead", "30.25", "--for-seconds", "90", "--until-checked"],
+                        "--dir", str(tmp_path / "demo"), "--minutes-ahead", "30.25", "--for-seconds", "90",
+                        "--until-checked"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=150)
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"web page:\s+http://127\.0\.0\.1:\d+/", r.stdout)

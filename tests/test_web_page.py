@@ -56,7 +56,8 @@ async def seeded(ctl: Controller) -> dict[str, dict]:
     await ctl.scheduler.run_until_idle()
     _, hs["ahead"] = await ctl.schedule(start=real_now + 50 * H, case="2-104/2026", participants=("sizo-almaty-1",),
                                         room=("almaty-city-court", "Зал апелляционной коллегии 3"))
-    _, hs["cassation"] = await ctl.schedule(start=real_now + 75 * H, case="3-105/2026", participants=("inst-karaganda-1",),
+    _, hs["cassation"] = await ctl.schedule(start=real_now + 75 * H, case="3-105/2026",
+                                            participants=("inst-karaganda-1",),
                                             room=("supreme-court", "Зал кассационной коллегии 1"))
     await ctl.call("POST", f"/api/v1/hearings/{hs['good']['id']}/agreement", expect=200, json={})
     async with ctl.db.transaction() as conn:
@@ -107,7 +108,8 @@ async def test_hearings_with_deadlines_and_verdicts_in_three_languages(ctl):
             assert "Asia/Almaty" in almaty
             assert (start + 5 * H).strftime("%H:%M") in almaty
             assert "Asia/Qyzylorda" in await row(page, "2-103/2026").locator("td").first.inner_text()
-            deadline = dt.datetime.fromisoformat(ctl.hearings["ahead"]["test_request"]["deadline"].replace("Z", "+00:00"))
+            deadline = dt.datetime.fromisoformat(
+                ctl.hearings["ahead"]["test_request"]["deadline"].replace("Z", "+00:00"))
             assert (deadline + 5 * H).strftime("%H:%M") in await row(page, "2-104/2026").inner_text()
             await shot(page, f"hearings-{lang}")
 
@@ -232,7 +234,8 @@ async def test_terminals_with_health_and_last_check(ctl):
         court = page.locator("table.terminals tbody tr", has_text="court-almaty-1")
         await court.wait_for()
         text = await court.inner_text()
-        assert "online" in text and "warning" in text and "clock offset 0.8 s" in text and "test session: passed" in text
+        assert "online" in text and "warning" in text and "clock offset 0.8 s" in text
+        assert "test session: passed" in text
         assert "no data" in await page.locator("table.terminals tbody tr", has_text="sizo-kyzylorda-1").inner_text()
         await shot(page, "terminals-en")
         assert page.errors == []
@@ -414,7 +417,8 @@ async def test_live_chart_break_banner_and_confirm_resume(live_controller):
             await card.wait_for()
             await until(lambda lv: lv["state"] == "monitoring" and len(lv["intervals"]) >= 5, 40, "monitoring")
             await page.wait_for_function(
-                "() => [...document.querySelectorAll('section.live canvas')].some(c => c.getAttribute('aria-label').includes('Latest'))")
+                "() => [...document.querySelectorAll('section.live canvas')]"
+                ".some(c => c.getAttribute('aria-label').includes('Latest'))")
             await page.wait_for_timeout(2500)            # a few more seconds drawn
             assert "monitoring" in await card.locator(".live-state").inner_text()
             await shot(page, "live-en")
