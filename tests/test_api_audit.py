@@ -136,3 +136,12 @@ async def test_hearings_verdict_filter_applies_before_the_page(ctl):
     assert [h["id"] for h in page["items"]] == [ids[1]]
     _, page = await ctl.call("GET", "/api/v1/hearings?verdict=good", expect=200)
     assert [h["id"] for h in page["items"]] == ids[2:]
+    # the verdict filtered on is the one shown: a suspension that begins later already shows as
+    # "suspended" on the hearings it will cover (before any stored verdict is refreshed)
+    await ctl.call("POST", "/api/v1/suspensions", role="coordinator", json={
+        "institution_id": "sizo-almaty-70-1", "reason": "escape", "from_utc": (ctl.clock() + H).isoformat()},
+        expect=201)
+    _, page = await ctl.call("GET", "/api/v1/hearings?verdict=suspended&limit=1", expect=200)
+    assert [h["id"] for h in page["items"]] == [ids[0]] and page["items"][0]["verdict"] == "suspended"
+    _, page = await ctl.call("GET", "/api/v1/hearings?verdict=suspended&offset=1", expect=200)
+    assert [h["id"] for h in page["items"]] == [ids[1]]

@@ -348,8 +348,14 @@ async def test_exports_json_and_csv_carry_the_verdict(ctl):
     resp = await ctl.client.get("/api/v1/exports/hearings?format=csv",
                                 headers={"Authorization": f"Bearer {ctl.tokens['viewer']}"})
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(await resp.text())))
+    text = await resp.text()
+    assert text.splitlines()[0] == (
+        "id,case_number,court_id,court_name,court_level,room,start_utc,start_local,duration_min,status,verdict,"
+        "suspended,participants,test_status,test_deadline,test_verdict,preconnect_status,preconnect_verdict,"
+        "agreement_coordinator,agreement_state") and text.endswith("\r\n")
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["verdict"] == "good" and rows[0]["court_name"].startswith("Медеуский")
+    assert rows[0]["preconnect_verdict"] == "" and rows[0]["suspended"] == "False"
     await ctl.call("GET", "/api/v1/exports/hearings?format=xml", role="viewer", expect=400)
 
 
