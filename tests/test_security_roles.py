@@ -92,7 +92,8 @@ async def test_terminal_tokens_do_not_open_the_peoples_api_and_no_token_is_401(c
     for method, path, perm in await operations(ctl):
         if perm is None:
             continue
-        status, body = await ctl.call(method, concrete(path), token=terminal_token, json={} if method != "GET" else None)
+        status, body = await ctl.call(method, concrete(path), token=terminal_token,
+                                      json={} if method != "GET" else None)
         assert status == 401 and body["error"] == "unauthorized", (method, path, status)
         status, body = await ctl.call(method, concrete(path), role=None, json={} if method != "GET" else None)
         assert status == 401, (method, path, status)

@@ -120,7 +120,8 @@ async def test_an_administrator_sets_a_password_and_the_old_sessions_end(ctl):
     resp, _ = await login(ctl, username="viewer-1", password=PASSWORD)
     old = cookie_of(resp)
     new = "a brand new passphrase"
-    assert (await ctl.call("PUT", "/api/v1/users/viewer-1/password", role="secretary", json={"password": new}))[0] == 403
+    status, _ = await ctl.call("PUT", "/api/v1/users/viewer-1/password", role="secretary", json={"password": new})
+    assert status == 403
     status, body = await ctl.call("PUT", "/api/v1/users/viewer-1/password", json={"password": "short"})
     assert status == 400 and body["field"] == "password"
     assert (await ctl.call("PUT", "/api/v1/users/nobody/password", json={"password": new}))[0] == 404
@@ -189,8 +190,10 @@ async def test_run_a_test_now_through_the_gateway_and_read_its_report(ctl, fake_
     rep = report("degraded", loss=0.03)
     async with ctl.db.transaction() as conn:
         await agents_repo.store_reports(conn, [
-            agents_repo.NewReport("sizo-almaty-1", "r-callee", "session", sid, {"role": "callee", "report": report("good")}, None),
-            agents_repo.NewReport("court-almaty-1", "r-caller", "session", sid, {"role": "caller", "report": rep}, None)])
+            agents_repo.NewReport("sizo-almaty-1", "r-callee", "session", sid,
+                                  {"role": "callee", "report": report("good")}, None),
+            agents_repo.NewReport("court-almaty-1", "r-caller", "session", sid,
+                                  {"role": "caller", "report": rep}, None)])
     _, got = await ctl.call("GET", f"/api/v1/tests/{sid}", role="viewer", expect=200)
     AdhocTestOut.model_validate(got)
     assert got["status"] == "done" and got["verdict"] == "degraded" and got["report"]["outbound"]["loss_ratio"] == 0.03
@@ -259,7 +262,8 @@ def test_the_real_serve_process_serves_the_page_and_a_password_set_by_the_cli(tm
         assert "/static/app.js" in wait_for(page, 30, what="the page")
         with urllib.request.urlopen(base + "/static/app.js", timeout=5) as r:
             assert "Capabilities" in r.read().decode()
-        req = urllib.request.Request(base + "/api/v1/login", method="POST", headers={"Content-Type": "application/json"},
+        req = urllib.request.Request(base + "/api/v1/login", method="POST",
+                                     headers={"Content-Type": "application/json"},
                                      data=json.dumps({"username": "ops", "password": PASSWORD}).encode())
         with urllib.request.urlopen(req, timeout=10) as r:
             assert json.loads(r.read())["role"] == "coordinator"
