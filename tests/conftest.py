@@ -28,9 +28,10 @@ from tests.pg import PgCluster, PgUnavailable
 # Plugins, not imports: imported here first, pytest could not rewrite their asserts.
 pytest_plugins = ["tests.harness", "tests.netlab.fixtures"]
 
-settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("dev", deadline=None)
+# Both from Hypothesis' own defaults (not from whatever profile it loaded itself on seeing $CI).
+settings.register_profile("ci", settings.get_profile("default"), derandomize=True, deadline=None, database=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", settings.get_profile("default"), derandomize=False, deadline=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -66,7 +66,7 @@ def fuzz(c: ControllerProc, token: str, examples: int) -> None:
         op = result.ok()
 
         @given(case=op.as_strategy())
-        @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=examples, deadline=None, database=None,
                   phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
         def run(case):
             if case.path_parameters and case.path_parameters.get("name") == ADMIN:

@@ -179,7 +179,7 @@ async def stored(bg: Background, terminal_id: str) -> list[str]:
 
 
 @given(hello=st.booleans() | st.just(True), frames=st.lists(frame, min_size=0, max_size=8))
-@settings(max_examples=300, deadline=None, database=None, derandomize=True,
+@settings(max_examples=300, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 def test_random_frames_leave_the_hub_consistent_and_serving(bg, hello, frames):

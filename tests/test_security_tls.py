@@ -12,7 +12,6 @@ Certificates come from a throw-away CA made in the test (tests/reliability_kit.m
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import json
 import os
 import ssl
@@ -20,6 +19,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from http.client import HTTPException
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,7 @@ def test_hearing_flow_over_tls_with_no_secret_logged_and_no_media_written(tmp_pa
     try:
         assert c.url.startswith("https://")
         # Plain HTTP on the TLS port gets no answer; HTTPS with the right CA does.
-        with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):
+        with pytest.raises((urllib.error.URLError, HTTPException, ConnectionError)):
             urllib.request.urlopen(f"http://127.0.0.1:{c.port}/healthz", timeout=5)
         with pytest.raises(urllib.error.URLError):     # not trusted without the CA
             urllib.request.urlopen(c.url + "/healthz", timeout=5, context=ssl.create_default_context())
