@@ -106,3 +106,15 @@ async def test_a_reconcile_pass_costs_the_same_for_one_hearing_as_for_twenty(db_
     one = await statements_of_a_reconcile(db_url, fake_clock, 1)
     twenty = await statements_of_a_reconcile(other, fake_clock, 20)
     assert one <= 6 and twenty == one
+
+
+async def test_starting_and_ending_a_hearing_are_audited_as_its_update(db_url, fake_clock):
+    async with Controller(db_url, fake_clock) as ctl:
+        (hid,) = await monitored(ctl, 1)
+        await ctl.call("POST", f"/api/v1/hearings/{hid}/end", role="secretary", expect=200)
+        await ctl.call("POST", f"/api/v1/hearings/{hid}/end", role="secretary", expect=409)
+        _, audit = await ctl.call("GET", "/api/v1/audit?limit=100", expect=200)
+        rows = [(a["who"], a["action"], a["target"], a["detail"]) for a in reversed(audit["items"])
+                if a["action"] == "hearing.update"]
+        assert rows == [("secretary-1", "hearing.update", f"hearing:{hid}", {"status": "in_progress"}),
+                        ("secretary-1", "hearing.update", f"hearing:{hid}", {"status": "held"})]
