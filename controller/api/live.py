@@ -119,8 +119,8 @@ async def _set_status(request: web.Request, status: HearingStatus, event: str) -
             (HearingStatus.IN_PROGRESS, HearingStatus.SCHEDULED)
         if h["status"] not in allowed:
             raise Conflict(f"hearing {hid} is {h['status']}: it cannot be {'started' if starting else 'ended'}")
-        stop = await ops.change(conn, request.app[RESULTS_KEY], hid, m.HearingPatch.model_validate({"status": status.value}), who(request), t,
-                                noted=entry.note)
+        patch = m.HearingPatch.model_validate({"status": status.value})
+        stop = await ops.change(conn, request.app[RESULTS_KEY], hid, patch, who(request), t, noted=entry.note)
         await events_repo.append(conn, hid, event, t, {"by": who(request)})
     await request.app[RESULTS_KEY].stop_sessions(stop or [])
     async with svc.lock:
