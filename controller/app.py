@@ -34,7 +34,7 @@ from controller import agent_api, api, escalation, metrics
 from controller import web as web_ui
 from controller.api import live as live_api
 from controller.background import scheduler as background
-from controller.checks import CheckService, Judge, quality_judge, report_verdict
+from controller.checks import CheckService, Judge, quality_judge
 from controller.gateway import AgentGateway, OfflineGateway
 from controller.hub import Hub
 from controller.keys import (
@@ -89,12 +89,12 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     jobs = Scheduler(db, owner=settings.owner_id(), clock=clock, handlers={},
                      lease_s=settings.scheduler.lease_s, poll_s=settings.scheduler.poll_s,
                      batch=settings.scheduler.batch, max_attempts=settings.scheduler.max_attempts)
-    checks = CheckService(db, settings, clock, lambda: app[GATEWAY_KEY], judge or report_verdict)
-    checks.register(jobs)
-    app[RESULTS_KEY] = checks
     app[SCHEDULER_KEY] = jobs
     metrics.setup(app)
-    escalation.setup(app)          # rules 16-18: escalation, notifications, acts
+    escalations = escalation.setup(app)          # rules 16-18: escalation, notifications, acts
+    checks = CheckService(db, settings, clock, lambda: app[GATEWAY_KEY], judge, escalations=escalations)
+    checks.register(jobs)
+    app[RESULTS_KEY] = checks
 
     intake = LiveIntake(Machine(settings.live), clock)
     hub = None
@@ -121,7 +121,7 @@ def _quality_model(use: bool):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         judge = await asyncio.to_thread(load_judge, app[SETTINGS_KEY])
         if use:
-            app[RESULTS_KEY].judge = judge
+            app[RESULTS_KEY].use_judge(judge)
         yield
     return ctx
 

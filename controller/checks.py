@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contract.reports import SessionReport
 from contract.vocab import Verdict
 from controller import rules
+from controller.escalation import EscalationService
 from controller.gateway import AgentGateway, AgentUnavailable
 from controller.scheduler import Clock, JobContext, Scheduler
 from controller.settings import ControllerSettings
@@ -46,12 +47,6 @@ log = logging.getLogger(__name__)
 Judge = Callable[[SessionReport], tuple[Verdict, list[str], float | None]]
 # The escalation cause of a failed check of each kind (rules 16, 17).
 ESCALATION_CAUSE = {"test": "test_failed", "preconnect": "preconnect_failed"}
-
-
-def report_verdict(report: SessionReport) -> tuple[Verdict, list[str], float | None]:
-    """Fallback judge: the report's own verdict (vks.test-report/1); none, or not connected: unusable."""
-    verdict = report.verdict if report.verdict is not None and report.connected is not False else Verdict.UNUSABLE
-    return verdict, list(report.reasons), None if report.mos is None else float(report.mos)
 
 
 def quality_judge(thresholds_path=None, profile: str | None = None) -> Judge:
@@ -105,16 +100,28 @@ async def lock_session_check(conn: AsyncConnection, session_id: str) -> tuple[di
 class CheckService:
     """Plans, runs and records the checks of rules 13 and 15 (see the module's table)."""
     def __init__(self, db: Database, settings: ControllerSettings, clock: Clock,
-                 gateway_ref: Callable[[], AgentGateway], judge: Judge = report_verdict,
-                 wake: Callable[[], None] = lambda: None):
+                 gateway_ref: Callable[[], AgentGateway], judge: Judge | None = None, *,
+                 escalations: EscalationService | None = None, wake: Callable[[], None] = lambda: None):
         self.db = db
         self.settings = settings
         self.clock = clock
-        self._gateway_ref = gateway_ref   # read at call time: the hub may replace the gateway
-        self.judge = judge
+        self._gateway_ref = gateway_ref   # read at call time: the hub is built after this service
+        # The quality model: given, or loaded by the app before it serves (`use_judge`). Until then
+        # no result can be judged - never by the agent's own verdict.
+        self._judge = judge
         self.wake = wake
-        # Rules 16, 17: controller.escalation.EscalationService, set by escalation.setup(app).
-        self.escalations = None
+        self.escalations = escalations    # rules 16, 17; None: failed checks escalate nothing
+
+    def use_judge(self, judge: Judge) -> None:
+        """Judge results with `judge` (the quality model, once the app has loaded it)."""
+        self._judge = judge
+
+    @property
+    def judge(self) -> Judge:
+        """The quality model every result is judged by."""
+        if self._judge is None:
+            raise RuntimeError("the quality model is not loaded: no result can be judged")
+        return self._judge
 
     @property
     def gateway(self) -> AgentGateway:

@@ -414,11 +414,11 @@ NOTIFIER_KEY = web.AppKey("notifier", notify.Notifier)
 ACTS_KEY = web.AppKey("acts", ActService)
 
 
-def setup(app: web.Application) -> None:
-    """Wire escalation into an app made by create_app (after the check service,
-    the scheduler and the metrics): the services under their keys, the jobs,
-    the check service's hook, and the notifier's HTTP session in cleanup_ctx."""
-    from controller.keys import CLOCK_KEY, DB_KEY, RESULTS_KEY, SCHEDULER_KEY, SETTINGS_KEY
+def setup(app: web.Application) -> EscalationService:
+    """Wire escalation into an app made by create_app (after the scheduler and the metrics, before
+    the check service, which is handed the returned service): the services under their keys, the
+    jobs, and the notifier's HTTP session in cleanup_ctx."""
+    from controller.keys import CLOCK_KEY, DB_KEY, SCHEDULER_KEY, SETTINGS_KEY
     from controller.metrics import LIVE_METRICS_KEY
 
     notifier = app[NOTIFIER_KEY] = notify.Notifier(app[SETTINGS_KEY])
@@ -428,7 +428,6 @@ def setup(app: web.Application) -> None:
                             count=live.count_escalation if live is not None else None)
     svc.register(app[SCHEDULER_KEY])
     app[ESCALATIONS_KEY] = svc
-    app[RESULTS_KEY].escalations = svc
 
     async def notifier_ctx(_app: web.Application):
         await notifier.start()
@@ -437,6 +436,7 @@ def setup(app: web.Application) -> None:
         finally:
             await notifier.close()
     app.cleanup_ctx.append(notifier_ctx)
+    return svc
 
 
 async def open(app: web.Application, *, hearing_id: int, cause: str, detail: dict) -> int:  # noqa: A001

@@ -11,8 +11,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from contract import configfile
+from contract.reports import SessionReport
+from contract.vocab import Verdict
 from controller.app import create_app
-from controller.checks import report_verdict
 from controller.gateway import AgentUnavailable
 from controller.keys import DB_KEY, RESULTS_KEY, SCHEDULER_KEY
 from controller.models import SitesFile
@@ -22,6 +23,13 @@ from controller.store import registry, users
 REPO = Path(__file__).resolve().parent.parent
 SITES = REPO / "configs" / "sites.yaml"
 ROLES = ("admin", "coordinator", "secretary", "technician", "viewer")
+
+
+def report_verdict(report: SessionReport) -> tuple[Verdict, list[str], float | None]:
+    """A test judge: the sample report's own verdict (none, or not connected: unusable), so a test
+    states the verdict it needs. The controller itself always judges with the quality model."""
+    verdict = report.verdict if report.verdict is not None and report.connected is not False else Verdict.UNUSABLE
+    return verdict, list(report.reasons), None if report.mos is None else float(report.mos)
 
 
 class RecordingGateway:

@@ -18,7 +18,6 @@ import pytest
 
 from contract import configfile
 from controller.app import create_app
-from controller.checks import report_verdict
 from controller.keys import DB_KEY, GATEWAY_KEY
 from controller.models import SitesFile
 from controller.settings import ControllerSettings
@@ -27,7 +26,7 @@ from controller.store import registry
 from controller.store import users as users_repo
 from tests.browser import PASSWORD, browser, new_page, open_page, requires_browser, set_lang, shot, sign_in
 from tests.conftest import FakeClock
-from tests.controller_kit import REPO, SITES, Controller, report
+from tests.controller_kit import REPO, SITES, Controller, report, report_verdict
 from tests.test_link_hub import free_port
 
 pytestmark = [requires_browser, pytest.mark.timeout(120)]
