@@ -38,7 +38,7 @@ from agent.monitor import Monitor
 from agent.outbox import Outbox, OutboxStorageError
 from agent.settings import AgentSettings
 from contract import wire
-from contract.reports import BODIES
+from contract.reports import BODIES, IntervalBody, ReceiveSide, ReportBody, SessionBody, SessionReport
 
 if TYPE_CHECKING:
     from agent.session import PeerSession
@@ -155,16 +155,26 @@ class Daemon:
 
     # ---- reports ----
 
-    def queue_report(self, kind: ReportKind, report_id: str, body: dict[str, Any], session_id: str | None) -> None:
+    def queue_report(self, kind: ReportKind, report_id: str, body: dict[str, Any],
+                     session_id: str | None) -> ReportBody | None:
         """Hand a report to the writer, which puts it in the outbox (the link sends it from there).
         The body is read into its typed model first (contract.reports): what the contract refuses
-        never reaches the outbox."""
+        never reaches the outbox. Returns the typed body (the metrics read it), None if refused."""
         try:
-            body = BODIES[ReportKind(kind)].model_validate(body).dump()
+            typed = BODIES[ReportKind(kind)].model_validate(body)
         except ValidationError as exc:
             log.error("report %s not queued: its body is not what the contract allows: %s", report_id, exc)
-            return
-        self._reports.put_nowait((report_id, kind, body, session_id, time.time()))
+            return None
+        self._reports.put_nowait((report_id, kind, typed.dump(), session_id, time.time()))
+        return typed
+
+    def _queue_final(self, session_id: str, role: SessionRole, peer: str, kind: SessionKind,
+                     report: dict[str, Any]) -> SessionReport | ReceiveSide | None:
+        """Queue a side's final report; its typed report (None if the contract refused it)."""
+        body = self.queue_report(ReportKind.SESSION, f"{session_id}:{role}:final",
+                                 {"role": role, "peer": peer, "session_kind": kind, "report": report},
+                                 session_id)
+        return body.report if isinstance(body, SessionBody) else None
 
     async def _report_writer(self) -> None:
         # systemd's watchdog hears from this loop each time it comes round (idle or not); a
@@ -189,14 +199,14 @@ class Daemon:
     def _interval_cb(self, session_id: str, role: SessionRole, peer: str, kind: str,
                      observer: agent_metrics.SessionObserver | None = None) -> Callable[[dict], None]:
         def on_interval(interval: dict) -> None:
-            if observer is not None:
-                observer.interval(interval)
             key = (session_id, role)
             n = self._interval_seq.get(key, 0) + 1
             self._interval_seq[key] = n
-            self.queue_report(ReportKind.INTERVAL, f"{session_id}:{role}:i{n}",
-                              {"role": role, "peer": peer, "session_kind": kind, "interval": interval},
-                              session_id)
+            body = self.queue_report(ReportKind.INTERVAL, f"{session_id}:{role}:i{n}",
+                                     {"role": role, "peer": peer, "session_kind": kind, "interval": interval},
+                                     session_id)
+            if observer is not None and isinstance(body, IntervalBody) and body.interval is not None:
+                observer.interval(body.interval)
         return on_interval
 
     # ---- link handler ----
@@ -295,10 +305,8 @@ class Daemon:
             return
         finally:
             self._interval_seq.pop((sid, SessionRole.CALLER), None)
-        obs.end("finished" if report.get("connected") else "not_connected", report)
-        self.queue_report(ReportKind.SESSION, f"{sid}:caller:final",
-                          {"role": SessionRole.CALLER, "peer": cmd.peer, "session_kind": cmd.kind,
-                           "report": report}, sid)
+        final = self._queue_final(sid, SessionRole.CALLER, cmd.peer, cmd.kind, report)
+        obs.end("finished" if report.get("connected") else "not_connected", final)
         await link.session_state(sid, "finished", report.get("error"))
 
     def _cancel_reason(self) -> str:
@@ -356,10 +364,8 @@ class Daemon:
             return
         finally:
             self._commands.pop(sid, None)
-        obs.end("not_connected" if summary.get("error") else "finished", summary)
-        self.queue_report(ReportKind.SESSION, f"{sid}:callee:final",
-                          {"role": SessionRole.CALLEE, "peer": msg.from_, "session_kind": kind,
-                           "report": summary}, sid)
+        final = self._queue_final(sid, SessionRole.CALLEE, msg.from_, kind, summary)
+        obs.end("not_connected" if summary.get("error") else "finished", final)
         await link.session_state(sid, "finished")
 
 

@@ -97,12 +97,12 @@ def read_token(settings: AgentSettings) -> str:
     raise LinkRefused("no token: set controller.token or controller.token_file")
 
 
-HealthFn = Callable[[], Awaitable[dict[str, Any]]]
+HealthFn = Callable[[], Awaitable[dict[str, Any] | Health]]
 
 
-def _health_payload(result: dict[str, Any]) -> Health:
-    """The heartbeat's typed health; a result the contract refuses goes as "unknown", saying why
-    (the heartbeat itself must still go)."""
+def health_payload(result: dict[str, Any] | Health) -> Health:
+    """The heartbeat's typed health (a Health as it is); a result the contract refuses goes as
+    "unknown", saying why (the heartbeat itself must still go)."""
     try:
         return Health.model_validate(result)
     except ValueError as exc:
@@ -349,7 +349,7 @@ class Link:
             with contextlib.suppress(Exception):
                 sessions = list(self.handler.running_sessions())[:64]
             try:
-                await self.send(wire.Heartbeat(health=_health_payload(health), sessions=sessions))
+                await self.send(wire.Heartbeat(health=health_payload(health), sessions=sessions))
             except (LinkDown, ValueError, TypeError) as exc:   # health not JSON-able
                 log.debug("heartbeat not sent: %s", exc)
             await asyncio.sleep(self._heartbeat_s)

@@ -7,9 +7,13 @@ agent/responder.py's (the responder's app).
 
 - `metrics.session(kind, role, peer)` -> `SessionObserver`: `interval(iv)` with each per-second
   interval (`on_interval`), `end(outcome, report)` with the final report (caller: the
-  `vks.test-report/1` dict; callee: its receive-side summary). Gauges show the last second of a
+  `vks.test-report/1` `SessionReport`; callee: its `ReceiveSide`). Gauges show the last second of a
   running session (NaN once it ended); counters add each second once.
-- `metrics.observe_health(result)` with each `vks.health/1` result.
+- `metrics.observe_health(health)` with each `vks.health/1` result.
+
+Everything it is fed is a typed model of contract.reports, validated once where it was made (the
+daemon's reports, the monitor's health check, the responder's receive side): it reads attributes
+and checks no shapes.
 - `metrics.bind_outbox(outbox)`, `metrics.bind_link(link)`: read at scrape time.
 - `await metrics.load_thresholds()` reads the quality model in a thread (the live MOS and
   verdict of each second need it); `render()` -> (body, content type).
@@ -22,12 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import platform
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,7 +47,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from contract import quality
-from contract.reports import Interval
+from contract.reports import Health, Interval, ReceiveSide, SessionReport
 from contract.vocab import Direction, HealthStatus, ReportKind, SessionKind, SessionRole, Verdict, words
 
 if TYPE_CHECKING:
@@ -63,12 +66,6 @@ HEALTH_STATUSES = (*words(HealthStatus), UNKNOWN_HEALTH)
 REPORT_KINDS = words(ReportKind)
 CONNECT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 15.0)
 NAN = float("nan")
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return None if math.isnan(v) else float(v)
 
 
 def _version() -> str:
@@ -231,9 +228,8 @@ class AgentMetrics:
         name = self._profile_thresholds.get(profile or "", None) or self._profile_thresholds.get("", "hearing")
         return self._thresholds.get(name)
 
-    def session(self, kind: str, role: str, peer: str, profile: str | None = None) -> SessionObserver:
+    def session(self, kind: SessionKind, role: SessionRole, peer: str, profile: str | None = None) -> SessionObserver:
         """Count a session that starts; its figures go to the returned observer."""
-        kind = kind if kind in KINDS else SessionKind.TEST
         self.started.labels(kind=kind, role=role).inc()
         self.active.labels(role=role).inc()
         if peer not in self._peers:
@@ -242,26 +238,23 @@ class AgentMetrics:
 
     # ---- health ----
 
-    def observe_health(self, result: Mapping[str, Any]) -> None:
-        """Set the health gauges from one `vks.health/1` result."""
-        status = result.get("status")
-        status = status if status in HEALTH_STATUSES else UNKNOWN_HEALTH
+    def observe_health(self, health: Health) -> None:
+        """Set the health gauges from one `vks.health/1` result (no status: "unknown")."""
+        status = health.status or UNKNOWN_HEALTH
         for s in HEALTH_STATUSES:
             self.health_status.labels(status=s).set(1 if s == status else 0)
-        cpu = _num((result.get("cpu") or {}).get("percent"))
+        cpu = health.cpu.percent if health.cpu is not None else None
         self.cpu.set(NAN if cpu is None else cpu / 100.0)
-        mem = _num((result.get("memory") or {}).get("used_ratio"))
+        mem = health.memory.used_ratio if health.memory is not None else None
         self.memory.set(NAN if mem is None else mem)
-        for d in result.get("disk") or []:
-            ratio = _num(d.get("used_ratio"))
-            if d.get("mount") and ratio is not None:
-                self.disk.labels(mount=str(d["mount"])).set(ratio)
-        problems = result.get("problems")
-        self.problems.set(len(problems) if isinstance(problems, list) else NAN)
-        for gauge, key in ((self.camera, "camera"), (self.microphone, "microphone")):
-            present = (result.get(key) or {}).get("present")
-            gauge.set(NAN if present is None else float(bool(present)))
-        offset = _num((result.get("clock") or {}).get("offset_s"))
+        for disk in health.disk:
+            if disk.mount and disk.used_ratio is not None:
+                self.disk.labels(mount=disk.mount).set(disk.used_ratio)
+        self.problems.set(len(health.problems))
+        for gauge, device in ((self.camera, health.camera), (self.microphone, health.microphone)):
+            present = device.present if device is not None else None
+            gauge.set(NAN if present is None else float(present))
+        offset = health.clock.offset_s if health.clock is not None else None
         self.clock_offset.set(NAN if offset is None else offset)
         self.health_checks.inc()
         self.health_time.set(time.time())
@@ -291,71 +284,65 @@ class AgentMetrics:
 class SessionObserver:
     """Feeds one session's figures into the metrics; `end()` once (later calls are ignored)."""
 
-    def __init__(self, metrics: AgentMetrics, kind: str, role: str, peer: str,
+    def __init__(self, metrics: AgentMetrics, kind: SessionKind, role: SessionRole, peer: str,
                  thresholds: quality.Thresholds | None):
         self.m = metrics
         self.kind, self.role, self.peer = kind, role, peer
         self.thresholds = thresholds
-        self._counted: set[tuple[str, float]] = set()
+        self._counted: set[tuple[Direction, float]] = set()
         self._judged: set[float] = set()
         self._ended = False
 
-    def interval(self, iv: Mapping[str, Any], *, live: bool = True) -> None:
-        """One per-second interval {t, rtt_ms, inbound, outbound} (a direction may be None)."""
+    def interval(self, iv: Interval, *, live: bool = True) -> None:
+        """One per-second interval: the round trip and each direction (a direction may be None)."""
         try:
             self._interval(iv, live)
-        except Exception:      # a malformed interval must not break the session
+        except Exception:      # metrics must not break a session
             log.exception("metrics: interval not observed")
 
-    def _interval(self, iv: Mapping[str, Any], live: bool) -> None:
+    def _interval(self, iv: Interval, live: bool) -> None:
         m, peer = self.m, self.peer
-        t = _num(iv.get("t"))
-        rtt = _num(iv.get("rtt_ms"))
-        if live and "rtt_ms" in iv:
-            m.rtt.labels(peer=peer).set(NAN if rtt is None else rtt / 1000.0)
-        for d in DIRECTIONS:
-            side = iv.get(d)
-            if not isinstance(side, Mapping):
+        if live:
+            m.rtt.labels(peer=peer).set(NAN if iv.rtt_ms is None else iv.rtt_ms / 1000.0)
+        for d in Direction:
+            side = iv.side(d)
+            if side is None:
                 continue
-            second = _num(side.get("t"))
-            second = t if second is None else second
+            second = iv.t if side.t is None else side.t
             if second is not None and (d, second) not in self._counted:
                 self._counted.add((d, second))
-                m.packets.labels(peer=peer, direction=d).inc(max(0, _num(side.get("packets")) or 0))
-                m.lost.labels(peer=peer, direction=d).inc(max(0, _num(side.get("lost")) or 0))
-                m.bytes.labels(peer=peer, direction=d).inc(max(0.0, (_num(side.get("bitrate_kbps")) or 0) * 125))
-                if side.get("stalled"):
+                m.packets.labels(peer=peer, direction=d).inc(side.packets or 0)
+                m.lost.labels(peer=peer, direction=d).inc(side.lost or 0)
+                m.bytes.labels(peer=peer, direction=d).inc((side.bitrate_kbps or 0) * 125)
+                if side.stalled:
                     m.stalls.labels(peer=peer, direction=d).inc()
             if live:
-                loss, jit = _num(side.get("loss_ratio")), _num(side.get("jitter_ms"))
-                if side.get("stalled"):
-                    loss = 1.0
+                loss = 1.0 if side.stalled else side.loss_ratio
                 m.loss.labels(peer=peer, direction=d).set(NAN if loss is None else loss)
-                m.jitter.labels(peer=peer, direction=d).set(NAN if jit is None else jit / 1000.0)
-                m.mos.labels(peer=peer, direction=d).set(self._mos(rtt, jit, loss))
-        if self.thresholds is not None and t is not None and t not in self._judged:
-            self._judged.add(t)
-            typed = iv if isinstance(iv, Interval) else Interval.model_validate(iv)
-            verdict = quality.judge_interval(typed, self.thresholds).verdict
+                m.jitter.labels(peer=peer, direction=d).set(NAN if side.jitter_ms is None else side.jitter_ms / 1000.0)
+                m.mos.labels(peer=peer, direction=d).set(self._mos(iv.rtt_ms, side.jitter_ms, loss))
+        if self.thresholds is not None and iv.t is not None and iv.t not in self._judged:
+            self._judged.add(iv.t)
+            verdict = quality.judge_interval(iv, self.thresholds).verdict
             m.seconds.labels(peer=peer, verdict=verdict).inc()
 
     def _mos(self, rtt_ms: float | None, jitter_ms: float | None, loss: float | None) -> float:
         if self.thresholds is None or loss is None:
             return NAN
-        fig = quality.Figures(rtt_ms=rtt_ms, jitter_ms=jitter_ms, loss_ratio=min(max(loss, 0.0), 1.0))
+        fig = quality.Figures(rtt_ms=rtt_ms, jitter_ms=jitter_ms, loss_ratio=loss)
         value = quality.judge(fig, self.thresholds).mos
         return NAN if value is None else value
 
-    def end(self, outcome: str, report: Mapping[str, Any] | None = None) -> None:
+    def end(self, outcome: str, report: SessionReport | ReceiveSide | None = None) -> None:
         """The session ended with `outcome` (and its final report); later calls are ignored."""
         if self._ended:
             return
         self._ended = True
         m = self.m
         try:
-            if isinstance(report, Mapping):
+            if report is not None:
                 self._final(report)
-        except Exception:
+        except Exception:      # metrics must not break a session
             log.exception("metrics: final report not observed")
         outcome = outcome if outcome in OUTCOMES else "failed"
         m.ended.labels(kind=self.kind, role=self.role, outcome=outcome).inc()
@@ -365,28 +352,25 @@ class SessionObserver:
             for g in (m.loss, m.jitter, m.mos):
                 g.labels(peer=self.peer, direction=d).set(NAN)
 
-    def _final(self, report: Mapping[str, Any]) -> None:
+    def _final(self, report: SessionReport | ReceiveSide) -> None:
         m = self.m
-        if report.get("schema") == "vks.test-report/1":
+        if isinstance(report, SessionReport):
             # The caller's report: both directions, per-second intervals, verdict.
-            for iv in report.get("intervals") or []:
+            for iv in report.intervals:
                 self._interval(iv, live=False)
-            if report.get("connected"):
-                verdict = report.get("verdict")
-                if verdict in VERDICTS:
-                    m.verdicts.labels(kind=self.kind, verdict=verdict).inc()
-                connect_ms = _num(report.get("connect_ms"))
-                if connect_ms is not None:
-                    m.connect.labels(kind=self.kind).observe(connect_ms / 1000.0)
-        elif isinstance(report.get("intervals"), list):
-            # A callee's receive side: what it received, per second, up to the caller's finish
-            # (the last, partial second and the silence after the caller stopped are no link
-            # figures).
-            intervals = [iv for iv in report["intervals"] if isinstance(iv, Mapping)][:-1]
-            while intervals and intervals[-1].get("stalled"):
-                intervals.pop()
-            for iv in intervals:
-                self._interval({"t": iv.get("t"), "inbound": iv}, live=False)
+            if report.connected:
+                if report.verdict is not None:
+                    m.verdicts.labels(kind=self.kind, verdict=report.verdict).inc()
+                if report.connect_ms is not None:
+                    m.connect.labels(kind=self.kind).observe(report.connect_ms / 1000.0)
+            return
+        # A callee's receive side: what it received, per second, up to the caller's finish (the
+        # last, partial second and the silence after the caller stopped are no link figures).
+        seconds = report.intervals[:-1]
+        while seconds and seconds[-1].stalled:
+            seconds.pop()
+        for side in seconds:
+            self._interval(Interval(t=side.t, inbound=side), live=False)
 
 
 class _BoundCollector(Collector):

@@ -17,15 +17,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
 from agent import jobs
 from agent.health import HealthChecker
+from agent.link import health_payload
 from agent.metrics import AgentMetrics
 from agent.settings import AgentSettings
 from contract import sdnotify
+from contract.reports import Health
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Monitor:
         self._health_hb = self.watchdog.heartbeat("health", settings.health.interval_s + HEALTH_GRACE_S)
         self._main_hb = self.watchdog.heartbeat("main", MAIN_SILENCE_S)
         self._checker: HealthChecker | None = None
-        self._last_health: dict[str, Any] | None = None
+        self._last_health: Health | None = None
         self._last_health_at = 0.0
         self._health_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
@@ -83,15 +84,15 @@ class Monitor:
         self._stopped = False
         self.address: tuple[str, int] | None = None
 
-    async def health(self) -> dict[str, Any]:
-        """The latest health result, checked again when older than `health.interval_s`
-        (the link's heartbeat calls this)."""
+    async def health(self) -> Health:
+        """The latest health result, checked again when older than `health.interval_s` and read
+        into its typed model once (the link's heartbeat and the metrics take it as it is)."""
         async with self._health_lock:
             age = time.monotonic() - self._last_health_at
             if self._last_health is None or age >= self.settings.health.interval_s:
                 if self._checker is None:
                     self._checker = HealthChecker(self.settings)
-                result = await self._checker.check_or_unknown()
+                result = health_payload(await self._checker.check_or_unknown())
                 self._last_health, self._last_health_at = result, time.monotonic()
                 self.metrics.observe_health(result)
                 self._health_hb.beat()

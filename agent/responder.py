@@ -21,6 +21,7 @@ from agent.metrics import AgentMetrics, SessionObserver
 from agent.monitor import METRICS_KEY, handle_metrics
 from agent.session import PeerSession, SignalingError, answer_offer
 from agent.settings import AgentSettings
+from contract.reports import ReceiveSide
 from contract.vocab import SessionKind, SessionRole
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,16 @@ async def _serve(session: PeerSession, obs: SessionObserver | None) -> None:
         return
     log.info("session ended: received %s packets, lost %s", side.get("packets"), side.get("lost"))
     if obs is not None:
-        obs.end("not_connected" if side.get("error") else "finished", side)
+        obs.end("not_connected" if side.get("error") else "finished", _typed_side(side))
+
+
+def _typed_side(side: dict) -> ReceiveSide | None:
+    """The receive side read into its typed model for the metrics (None: the contract refuses it)."""
+    try:
+        return ReceiveSide.model_validate(side)
+    except ValueError as exc:
+        log.error("receive side not counted: not what the contract allows: %s", exc)
+        return None
 
 
 async def handle_health(request: web.Request) -> web.Response:

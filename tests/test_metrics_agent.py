@@ -1,6 +1,7 @@
 """agent/metrics.py fed the way the daemon feeds it: the session engine's per-second intervals
 (live, and again inside the final report), the callee's receive side, health results, and a real
-outbox. Each test has its own AgentMetrics and so its own registry."""
+outbox. Each test has its own AgentMetrics and so its own registry. The metrics take the typed
+models of contract.reports, read where the daemon, the monitor and the responder make them."""
 from __future__ import annotations
 
 import math
@@ -9,9 +10,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import metrics as am
+from agent.link import health_payload
 from agent.monitor import parse_listen
 from agent.outbox import Outbox
 from agent.settings import AgentSettings
+from contract.reports import Interval, ReceiveSide, SessionReport
 
 
 def sample(m: am.AgentMetrics, name: str, **labels: str) -> float | None:
@@ -27,9 +30,9 @@ def side(packets: int, lost: int, jitter_ms: float, t: float = 0.0, stalled: boo
             "jitter_ms": jitter_ms, "bitrate_kbps": packets * 8.0, "fps": 15, "stalled": stalled}
 
 
-def interval(t: float, rtt_ms: float | None = 40.0, inbound=None, outbound=None) -> dict:
-    return {"t": t, "rtt_ms": rtt_ms, "inbound": inbound or side(100, 0, 2.0, t),
-            "outbound": outbound or side(100, 0, 3.0, t)}
+def interval(t: float, rtt_ms: float | None = 40.0, inbound=None, outbound=None) -> Interval:
+    return Interval.model_validate({"t": t, "rtt_ms": rtt_ms, "inbound": inbound or side(100, 0, 2.0, t),
+                                    "outbound": outbound or side(100, 0, 3.0, t)})
 
 
 def fresh() -> am.AgentMetrics:
@@ -89,8 +92,8 @@ def test_the_final_report_adds_verdict_connect_time_and_missing_seconds_then_cle
     m = fresh()
     obs = m.session("test", "caller", "sizo-1")
     obs.interval(interval(0))
-    report = {"schema": "vks.test-report/1", "connected": True, "connect_ms": 180.0, "verdict": "degraded",
-              "intervals": [interval(0), interval(1), interval(2)]}
+    report = SessionReport.model_validate({"schema": "vks.test-report/1", "connected": True, "connect_ms": 180.0,
+                                           "verdict": "degraded", "intervals": [interval(0), interval(1), interval(2)]})
     obs.end("finished", report)
     obs.end("finished", report)                       # idempotent
     assert sample(m, "vks_agent_link_packets_received_total", peer="sizo-1", direction="inbound") == 300
@@ -106,8 +109,9 @@ def test_the_final_report_adds_verdict_connect_time_and_missing_seconds_then_cle
 def test_a_session_that_did_not_connect_has_no_verdict():
     m = fresh()
     obs = m.session("preconnect", "caller", "sizo-1")
-    obs.end("not_connected", {"schema": "vks.test-report/1", "connected": False, "connect_ms": None,
-                              "verdict": "unusable", "intervals": []})
+    obs.end("not_connected", SessionReport.model_validate({"schema": "vks.test-report/1", "connected": False,
+                                                           "connect_ms": None, "verdict": "unusable",
+                                                           "intervals": []}))
     assert sample(m, "vks_agent_sessions_ended_total", kind="preconnect", role="caller", outcome="not_connected") == 1
     assert sample(m, "vks_agent_session_verdicts_total", kind="preconnect", verdict="unusable") == 0
 
@@ -115,10 +119,10 @@ def test_a_session_that_did_not_connect_has_no_verdict():
 def test_the_callee_counts_its_receive_side_up_to_the_callers_finish():
     m = fresh()
     obs = m.session("test", "callee", "court-1")
-    received = {"packets": 310, "lost": 3, "intervals": [
+    received = ReceiveSide.model_validate({"packets": 310, "lost": 3, "intervals": [
         side(100, 1, 2.0, 0), side(100, 1, 2.0, 1), side(100, 1, 2.0, 2),
         {"t": 3.0, "packets": 0, "lost": 0, "stalled": True},      # after the caller stopped sending
-        side(10, 0, 2.0, 4)]}                                       # the partial last second
+        side(10, 0, 2.0, 4)]})                                      # the partial last second
     obs.end("finished", received)
     assert sample(m, "vks_agent_link_packets_received_total", peer="court-1", direction="inbound") == 300
     assert sample(m, "vks_agent_link_stalled_seconds_total", peer="court-1", direction="inbound") == 0
@@ -127,10 +131,10 @@ def test_the_callee_counts_its_receive_side_up_to_the_callers_finish():
 
 def test_health_results():
     m = fresh()
-    m.observe_health({"status": "warn", "problems": ["camera missing"], "cpu": {"percent": 37.5},
-                      "memory": {"used_ratio": 0.61}, "disk": [{"mount": "/", "used_ratio": 0.42}],
-                      "camera": {"present": False}, "microphone": {"present": True},
-                      "clock": {"offset_s": -0.003}})
+    m.observe_health(health_payload({"status": "warn", "problems": ["camera missing"], "cpu": {"percent": 37.5},
+                                     "memory": {"used_ratio": 0.61}, "disk": [{"mount": "/", "used_ratio": 0.42}],
+                                     "camera": {"present": False}, "microphone": {"present": True},
+                                     "clock": {"offset_s": -0.003}}))
     assert [sample(m, "vks_agent_health_status", status=s) for s in am.HEALTH_STATUSES] == [0, 1, 0, 0]
     assert sample(m, "vks_agent_health_cpu_ratio") == 0.375
     assert sample(m, "vks_agent_health_memory_used_ratio") == 0.61
@@ -140,8 +144,10 @@ def test_health_results():
     assert sample(m, "vks_agent_health_microphone_present") == 1
     assert sample(m, "vks_agent_health_clock_offset_seconds") == -0.003
     assert sample(m, "vks_agent_health_checks_total") == 1
-    m.observe_health({"status": "something odd"})
+    m.observe_health(health_payload({"status": "something odd"}))     # refused by the contract
     assert sample(m, "vks_agent_health_status", status="unknown") == 1
+    assert sample(m, "vks_agent_health_status", status="warn") == 0
+    assert math.isnan(sample(m, "vks_agent_health_cpu_ratio"))
 
 
 async def test_the_outbox_is_read_when_scraped(tmp_path):
