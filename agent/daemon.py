@@ -10,7 +10,7 @@ figure in the durable outbox (agent.outbox) before it is sent:
   body {"role", "peer", "session_kind", "report"}; for the caller `report` is the
   vks.test-report/1 dict (both directions); for the callee its own receive-side summary.
 
-Every task it starts is tracked (agent.jobs): the link and the report writer, each session, each
+Every task it starts is tracked (contract.jobs): the link and the report writer, each session, each
 hook. SIGTERM (or SIGINT): stop taking commands, let running sessions finish for up to
 `stop_timeout_s` (default 10 s), cancel the rest (telling the controller, best effort), store what
 is queued, close, exit 0. `close()` does the same and is idempotent.
@@ -30,14 +30,13 @@ from typing import TYPE_CHECKING, Any
 import aiojobs
 from pydantic import ValidationError
 
-from agent import jobs
 from agent import metrics as agent_metrics
 from agent.hooks import Hooks
 from agent.link import Link, LinkError, LinkRefused
 from agent.monitor import Monitor
 from agent.outbox import Outbox, OutboxStorageError
 from agent.settings import AgentSettings
-from contract import wire
+from contract import jobs, wire
 from contract.reports import BODIES, IntervalBody, ReceiveSide, ReportBody, SessionBody, SessionReport
 
 if TYPE_CHECKING:

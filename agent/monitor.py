@@ -20,12 +20,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from agent import jobs
 from agent.health import HealthChecker
 from agent.link import health_payload
 from agent.metrics import AgentMetrics
 from agent.settings import AgentSettings
-from contract import sdnotify
+from contract import jobs, sdnotify
 from contract.reports import Health
 
 log = logging.getLogger(__name__)

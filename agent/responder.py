@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 import aiojobs
 from aiohttp import web
 
-from agent import jobs
 from agent.metrics import AgentMetrics, SessionObserver
 from agent.monitor import METRICS_KEY, handle_metrics
 from agent.session import PeerSession, SignalingError, answer_offer
 from agent.settings import AgentSettings
+from contract import jobs
 from contract.reports import ReceiveSide
 from contract.vocab import SessionKind, SessionRole
 

@@ -14,7 +14,7 @@ Signalling is the caller's `signal(offer) -> answer` function: an HTTP POST to a
 (agent/responder.py) or a relay through the controller (agent/daemon.py).
 
 Every task of a session (frame consumers, ticker, prober, the callee's finish) is a job of the
-session's own scheduler (agent.jobs): `close()` cancels and awaits them all. The report is
+session's own scheduler (contract.jobs): `close()` cancels and awaits them all. The report is
 built in a worker thread (it reads the quality model's file).
 """
 from __future__ import annotations
@@ -37,12 +37,13 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 
-from agent import jobs, rtp_tap
+from agent import rtp_tap
 from agent.ice import chosen_host_addresses, rtc_configuration
 from agent.measure import StreamMeter
 from agent.media import PatternTrack, ToneTrack
 from agent.report import build_report, receive_side, side_interval
 from agent.settings import AgentSettings, VideoProfile
+from contract import jobs
 from contract.vocab import SessionRole
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -30,11 +29,13 @@ from pathlib import Path
 from aiohttp import web
 
 from contract import quality
-from controller import agent_api, api, escalation, metrics
+from contract.jobs import scheduler as background
+from controller import agent_api, api, metrics, notify
 from controller import web as web_ui
+from controller.acts import ActService
 from controller.api import live as live_api
-from controller.background import scheduler as background
 from controller.checks import CheckService, Judge, quality_judge
+from controller.escalation import ACTS_KEY, ESCALATIONS_KEY, NOTIFIER_KEY, EscalationService
 from controller.gateway import AgentGateway, OfflineGateway
 from controller.hub import Hub
 from controller.keys import (
@@ -91,7 +92,12 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
                      batch=settings.scheduler.batch, max_attempts=settings.scheduler.max_attempts)
     app[SCHEDULER_KEY] = jobs
     metrics.setup(app)
-    escalations = escalation.setup(app)          # rules 16-18: escalation, notifications, acts
+    # Rules 16-18: escalation, its notifications and the act (drafted at step 2).
+    notifier = app[NOTIFIER_KEY] = notify.Notifier(settings)
+    acts = app[ACTS_KEY] = ActService()
+    escalations = app[ESCALATIONS_KEY] = EscalationService(
+        db, settings, clock, notifier, acts=acts, count=app[metrics.LIVE_METRICS_KEY].count_escalation)
+    escalations.register(jobs)
     checks = CheckService(db, settings, clock, lambda: app[GATEWAY_KEY], judge, escalations=escalations)
     checks.register(jobs)
     app[RESULTS_KEY] = checks
@@ -103,7 +109,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
                   metrics=app[metrics.HUB_OBSERVER_KEY])
     app[GATEWAY_KEY] = gateway or hub or OfflineGateway()
     app[LIVE_KEY] = LiveService(db, settings.live, intake, gateway=app[GATEWAY_KEY], messenger=hub,
-                                results=checks, escalate=functools.partial(escalation.open, app),
+                                results=checks, escalate=escalations.open,
                                 metrics=app[metrics.LIVE_METRICS_KEY], thresholds_file=settings.thresholds_file)
 
     api.setup_routes(app, extra=[*web_ui.routes(), *live_api.ROUTES])
@@ -111,6 +117,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     # First: a controller without its quality model does not start (before anything else does).
     app.cleanup_ctx.insert(0, _quality_model(judge is None))
     app.cleanup_ctx.append(_lifecycle(run_scheduler))
+    app.cleanup_ctx.append(_notifier)
     if hub is not None:
         agent_api.setup_agent_api(app, hub)
     app.cleanup_ctx.append(_live)  # rule 22: monitoring during hearings (after the hub)
@@ -141,6 +148,15 @@ def _lifecycle(run_scheduler: bool):
             await jobs.close()
             await db.close()
     return ctx
+
+
+async def _notifier(app: web.Application) -> AsyncIterator[None]:
+    notifier = app[NOTIFIER_KEY]
+    await notifier.start()
+    try:
+        yield
+    finally:
+        await notifier.close()
 
 
 async def _live(app: web.Application) -> AsyncIterator[None]:

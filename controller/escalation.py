@@ -178,6 +178,15 @@ class EscalationService:
 
     # --- opening and the two steps ---------------------------------------------------------------
 
+    async def open(self, *, hearing_id: int, cause: str, detail: dict) -> int:
+        """Open (or find) the escalation of `hearing_id` for `cause` in its own transaction and start
+        step 1. Returns its id. Call it outside any open transaction of yours (on SQLite there is one
+        writer at a time); inside one, use `open_in(conn, ...)`."""
+        async with self.db.transaction() as conn:
+            eid, _ = await self.open_in(conn, hearing_id=hearing_id, cause=cause, detail=detail, now=self.clock())
+        self.wake()
+        return eid
+
     async def open_in(self, conn: AsyncConnection, *, hearing_id: int, cause: str, detail: dict | None,
                       now: dt.datetime, by: str = "system") -> tuple[int, bool]:
         """Open an escalation for `hearing_id` and `cause` inside the caller's
@@ -412,42 +421,3 @@ class EscalationService:
 ESCALATIONS_KEY = web.AppKey("escalations", EscalationService)
 NOTIFIER_KEY = web.AppKey("notifier", notify.Notifier)
 ACTS_KEY = web.AppKey("acts", ActService)
-
-
-def setup(app: web.Application) -> EscalationService:
-    """Wire escalation into an app made by create_app (after the scheduler and the metrics, before
-    the check service, which is handed the returned service): the services under their keys, the
-    jobs, and the notifier's HTTP session in cleanup_ctx."""
-    from controller.keys import CLOCK_KEY, DB_KEY, SCHEDULER_KEY, SETTINGS_KEY
-    from controller.metrics import LIVE_METRICS_KEY
-
-    notifier = app[NOTIFIER_KEY] = notify.Notifier(app[SETTINGS_KEY])
-    live = app.get(LIVE_METRICS_KEY)
-    acts = app[ACTS_KEY] = ActService()
-    svc = EscalationService(app[DB_KEY], app[SETTINGS_KEY], app[CLOCK_KEY], notifier, acts=acts,
-                            count=live.count_escalation if live is not None else None)
-    svc.register(app[SCHEDULER_KEY])
-    app[ESCALATIONS_KEY] = svc
-
-    async def notifier_ctx(_app: web.Application):
-        await notifier.start()
-        try:
-            yield
-        finally:
-            await notifier.close()
-    app.cleanup_ctx.append(notifier_ctx)
-    return svc
-
-
-async def open(app: web.Application, *, hearing_id: int, cause: str, detail: dict) -> int:  # noqa: A001
-    """Open (or find) the escalation of `hearing_id` for `cause` in its own
-    transaction and start step 1. Returns its id. Call it outside any open
-    transaction of yours (on SQLite there is one writer at a time); inside one,
-    use `app[ESCALATIONS_KEY].open_in(conn, ...)`."""
-    from controller.keys import CLOCK_KEY, DB_KEY
-    svc = app[ESCALATIONS_KEY]
-    now = app[CLOCK_KEY]()
-    async with app[DB_KEY].transaction() as conn:
-        eid, _ = await svc.open_in(conn, hearing_id=hearing_id, cause=cause, detail=detail, now=now)
-    svc.wake()
-    return eid

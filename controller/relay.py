@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import text
 
-from controller.background import scheduler
+from contract.jobs import scheduler
 from controller.gateway import AgentUnavailable
 from controller.store import agents as store
 from controller.store.db import Database

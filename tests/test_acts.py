@@ -220,7 +220,7 @@ async def test_act_carries_the_break_and_its_live_figures(db_url, fake_clock):
                 "evidence": {"kind": "quality", "role": "callee", "unusable": 6, "window_s": 10,
                              "reasons": ["loss", "jitter"], "seconds": ["unusable"] * 6}})
         c.clock.advance(minutes=3)
-        eid = await escalation.open(c.app, hearing_id=hid, cause="reconnect_failed",
+        eid = await c.app[escalation.ESCALATIONS_KEY].open(hearing_id=hid, cause="reconnect_failed",
                                     detail={"break_id": bid, "attempts": 6})
         await c.call("POST", f"/api/v1/escalations/{eid}/cannot-fix", role="technician", json={}, expect=200)
         _, act = await c.call("GET", f"/api/v1/hearings/{hid}/act", expect=200)

@@ -313,14 +313,14 @@ async def test_open_entry_point_is_idempotent_and_checks_the_cause(db_url, fake_
     async with Controller(db_url, fake_clock, **settings(None)) as c:
         _, h = await c.schedule(start=c.clock() + 48 * H)
         detail = {"break_id": 1, "attempts": 5}
-        a = await escalation.open(c.app, hearing_id=h["id"], cause="reconnect_failed", detail=detail)
-        b = await escalation.open(c.app, hearing_id=h["id"], cause="reconnect_failed", detail=detail)
-        other = await escalation.open(c.app, hearing_id=h["id"], cause="agent_offline", detail={})
+        a = await c.app[escalation.ESCALATIONS_KEY].open(hearing_id=h["id"], cause="reconnect_failed", detail=detail)
+        b = await c.app[escalation.ESCALATIONS_KEY].open(hearing_id=h["id"], cause="reconnect_failed", detail=detail)
+        other = await c.app[escalation.ESCALATIONS_KEY].open(hearing_id=h["id"], cause="agent_offline", detail={})
         assert a == b != other
         with pytest.raises(Invalid):
-            await escalation.open(c.app, hearing_id=h["id"], cause="weather", detail={})
+            await c.app[escalation.ESCALATIONS_KEY].open(hearing_id=h["id"], cause="weather", detail={})
         with pytest.raises(NotFound):
-            await escalation.open(c.app, hearing_id=9999, cause="reconnect_failed", detail={})
+            await c.app[escalation.ESCALATIONS_KEY].open(hearing_id=9999, cause="reconnect_failed", detail={})
         assert sorted(e["cause"] for e in await escalations(c)) == ["agent_offline", "reconnect_failed"]
 
 

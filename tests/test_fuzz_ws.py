@@ -157,7 +157,7 @@ async def exchange(bg: Background, hello: bool, frames: list[tuple[str, object]]
             try:
                 raw = await asyncio.wait_for(ws.receive(), 10)
             except TimeoutError:
-                raise AssertionError("the hub neither answered the probe nor closed the connection")
+                raise AssertionError("the hub neither answered the probe nor closed the connection") from None
             if raw.type != aiohttp.WSMsgType.TEXT:
                 break                                   # closed by the hub
             m = wire.parse_controller_message(raw.data)   # whatever the hub sends parses

@@ -11,9 +11,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from contract import wire
+from contract.jobs import scheduler
 from contract.reports import SessionBody
 from contract.vocab import ReportKind, SessionRole
-from controller.background import scheduler
 from controller.gateway import AgentUnavailable, SessionResults
 from controller.hub.base import (
     CLOSE_GOING_AWAY,

@@ -29,9 +29,9 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import quality, wire
+from contract.jobs import scheduler
 from contract.vocab import CheckKind, CheckStatus, EscalationCause, HearingStatus, LiveState, SessionKind
 from controller import rules
-from controller.background import scheduler
 from controller.detector import Detector
 from controller.gateway import AgentGateway, AgentUnavailable, Messenger
 from controller.live.intake import LiveIntake

@@ -1,5 +1,7 @@
-"""Tracked background work: every task the agent starts belongs to a scheduler that awaits or
-cancels it on close (aiojobs), never a bare `create_task` that nobody awaits.
+"""Tracked background work of both programs: every task the agent or the controller starts (the
+agent's sessions, hooks and loops; the hub's, the relay's, live monitoring's and the app's loops)
+belongs to a scheduler that awaits or cancels it on close (aiojobs), never a bare `create_task`
+that nobody awaits.
 
 - `scheduler(owner)`: an `aiojobs.Scheduler` without a concurrency limit whose failed jobs are
   logged under the owner's name (a job nobody waits for must not fail in silence);
