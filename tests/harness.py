@@ -140,7 +140,6 @@ class ControllerProc:
         self.tls = "tls" in cfg and cfg["tls"]
         self.ssl_ctx: ssl.SSLContext | None = None
         self.proc: subprocess.Popen | None = None
-        self._logf = None
 
     @property
     def url(self) -> str:
@@ -161,9 +160,10 @@ class ControllerProc:
 
     def start(self, wait: bool = True, ssl_ctx: ssl.SSLContext | None = None) -> ControllerProc:
         self.ssl_ctx = ssl_ctx or self.ssl_ctx
-        self._logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "serve", "--log-level", self.log_level],
-                                     env=self.env, cwd=REPO, stdout=self._logf, stderr=subprocess.STDOUT)
+        with open(self.log, "ab") as log:            # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "controller.cli", "serve", "--log-level", self.log_level],
+                env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         if wait:
             self.wait_ready(ssl_ctx=self.ssl_ctx)
         return self
@@ -181,20 +181,13 @@ class ControllerProc:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
-        self._close_log()
         return self.proc.returncode if self.proc else None
 
     def stop(self) -> int | None:
         """SIGTERM (SIGKILL after 30 s); the exit code. Safe to call again."""
         if self.proc:
             stop(self.proc)
-        self._close_log()
         return self.proc.returncode if self.proc else None
-
-    def _close_log(self) -> None:
-        if self._logf is not None:
-            self._logf.close()
-            self._logf = None
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -240,22 +233,18 @@ class AgentProc:
         self.log = tmp / f"{terminal}.log"
         self.env = dict(os.environ, PYTHONPATH=str(REPO), HOME=str(self.home), TMPDIR=str(self.home))
         self.proc: subprocess.Popen | None = None
-        self._logf = None
 
     def start(self) -> AgentProc:
-        self._logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "-v", "run", "--config",
-                                      str(self.config_path)], env=self.env, cwd=self.home,
-                                     stdout=self._logf, stderr=subprocess.STDOUT)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "-v", "run", "--config",
+                                          str(self.config_path)], env=self.env, cwd=self.home,
+                                         stdout=log, stderr=subprocess.STDOUT)
         return self
 
     def stop(self) -> int | None:
         """SIGTERM (SIGKILL after 30 s); the exit code. Safe to call again."""
         if self.proc:
             stop(self.proc)
-        if self._logf is not None:
-            self._logf.close()
-            self._logf = None
         return self.proc.returncode if self.proc else None
 
     def log_text(self) -> str:

@@ -109,13 +109,11 @@ def responder(config: Path, host: str = "127.0.0.1", port: int | None = None):
         yield url
     finally:
         stop(proc)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
-    """SIGTERM, then SIGKILL after `timeout` s; the exit code."""
+    """SIGTERM, then SIGKILL after `timeout` s; the exit code. Its pipes are closed (read what you
+    need from them before)."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -123,6 +121,9 @@ def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
     return proc.returncode
 
 

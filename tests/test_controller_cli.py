@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from tests.procs import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -29,22 +30,17 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
                           env=ENV, cwd=REPO, timeout=timeout)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Serve:
     def __init__(self, config: Path, port: int, log: Path):
         self.config, self.port, self.log = config, port, log
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Serve:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller", "serve", "--config", str(self.config),
-             "--listen", f"127.0.0.1:{self.port}", "--log-level", "WARNING"],
-            stdout=self.log.open("a"), stderr=subprocess.STDOUT, env=ENV, cwd=REPO)
+        with self.log.open("a") as log:          # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "controller", "serve", "--config", str(self.config),
+                 "--listen", f"127.0.0.1:{self.port}", "--log-level", "WARNING"],
+                stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=REPO)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()

@@ -92,7 +92,10 @@ def test_datagrams_reach_a_path_or_abstract_socket(abstract, tmp_path):
 
 def test_a_vanished_socket_is_not_an_error(tmp_path):
     n = sdnotify.Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
-    assert n.ready() is False          # logged once, never raised
+    try:
+        assert n.ready() is False          # logged once, never raised
+    finally:
+        n.close()
 
 
 def test_watchdog_period_follows_systemd_environment():
@@ -105,9 +108,9 @@ def test_watchdog_period_follows_systemd_environment():
 def test_watchdog_pings_only_while_every_loop_makes_progress():
     systemd = FakeSystemd()
     now = [100.0]
+    notifier = sdnotify.Notifier.from_env({"NOTIFY_SOCKET": systemd.env})
     try:
-        wd = sdnotify.Watchdog(sdnotify.Notifier.from_env({"NOTIFY_SOCKET": systemd.env}), 10.0,
-                               clock=lambda: now[0])
+        wd = sdnotify.Watchdog(notifier, 10.0, clock=lambda: now[0])
         fast = wd.heartbeat("reports", 5.0)
         slow = wd.heartbeat("health", 60.0)
         assert wd.check_and_ping()
@@ -124,13 +127,15 @@ def test_watchdog_pings_only_while_every_loop_makes_progress():
         assert wd.check_and_ping()
         assert systemd.drain(0.3) == [{"WATCHDOG": "1"}, {"WATCHDOG": "1"}]
     finally:
+        notifier.close()
         systemd.close()
 
 
 async def test_watchdog_loop_stops_pinging_when_a_loop_stops_beating():
     systemd = FakeSystemd()
+    notifier = sdnotify.Notifier.from_env({"NOTIFY_SOCKET": systemd.env})
     try:
-        wd = sdnotify.Watchdog(sdnotify.Notifier.from_env({"NOTIFY_SOCKET": systemd.env}), 0.2)
+        wd = sdnotify.Watchdog(notifier, 0.2)
         hb = wd.heartbeat("main", 0.5)
         beating = True
 
@@ -155,6 +160,7 @@ async def test_watchdog_loop_stops_pinging_when_a_loop_stops_beating():
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
+        notifier.close()
         systemd.close()
 
 
