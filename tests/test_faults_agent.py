@@ -22,7 +22,8 @@ from agent.health import HealthChecker
 from agent.metrics import AgentMetrics
 from agent.outbox import OutboxStorageError
 from tests.harness import require_or_skip
-from tests.test_link_hub import Agent, Controller, agent_settings, eventually
+from tests.procs import eventually
+from tests.test_link_hub import Agent, Controller, agent_settings
 from tests.test_outbox import _fill
 
 

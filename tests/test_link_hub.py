@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -22,13 +21,7 @@ from controller.hub import Hub, HubOptions
 from controller.store import agents as store
 from controller.store.db import Database
 from controller.store.migrate import migrate
-from tests.procs import eventually  # noqa: F401 (re-exported to the other link tests)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.procs import eventually, free_port
 
 
 class Results:
