@@ -12,7 +12,6 @@ import json
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from controller.settings import ControllerSettings
 from controller.store import agents as agent_store
 from controller.store import registry, users
 from tests.netlab.lab import Lab
-from tests.procs import REPO, free_port
+from tests.procs import REPO, eventually, free_port
 
 SITES = REPO / "configs" / "sites.yaml"
 COURT, SIZO = "court-almaty-1", "sizo-almaty-1"
@@ -145,16 +144,10 @@ class LiveLab:
         return (await self.api("GET", f"/api/v1/hearings/{self.hid}/events"))[1]["items"]
 
     async def until(self, pred, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while True:
-            v = pred()
-            if asyncio.iscoroutine(v):
-                v = await v
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {timeout} s\n{self.logs_tail()}")
-            await asyncio.sleep(0.1)
+        try:
+            return await eventually(pred, timeout, 0.1, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs_tail()}") from None
 
     async def until_live(self, pred, timeout: float, what: str) -> dict:
         async def check():

@@ -127,7 +127,7 @@ def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
     return proc.returncode
 
 
-async def eventually(predicate, timeout: float = 10.0, step: float = 0.02):
+async def eventually(predicate, timeout: float = 10.0, step: float = 0.02, what: str = "condition"):
     """Wait until `predicate()` (sync or async) returns something true; return it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -138,5 +138,5 @@ async def eventually(predicate, timeout: float = 10.0, step: float = 0.02):
         if value:
             return value
         if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"{what} not met within {timeout} s")
         await asyncio.sleep(step)

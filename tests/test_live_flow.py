@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from pathlib import Path
 
 import aiohttp
@@ -30,7 +29,7 @@ from controller.settings import ControllerSettings, LiveSettings
 from controller.store import agents as agent_store
 from controller.store import registry, users
 from tests.live_kit import COURT, SITES, SIZO
-from tests.procs import free_port
+from tests.procs import eventually, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -96,13 +95,7 @@ class Rig:
                 return r.status, await r.json()
 
     async def until(self, pred, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while True:
-            v = await pred()
-            if v:
-                return v
-            assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-            await asyncio.sleep(0.1)
+        return await eventually(pred, timeout, 0.1, what)
 
     async def live(self, hid: int) -> dict:
         return (await self.api("GET", f"/api/v1/hearings/{hid}/live"))[1]
