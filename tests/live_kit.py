@@ -95,9 +95,9 @@ class LiveLab:
                                "outbox_path": str(self.workdir / f"{terminal}.outbox"), "heartbeat_s": 0.5},
                 "session": {"host_addresses": [self.lab.addr(side)]},
                 "hooks": {"on_break": hook, "on_reconnect": hook, "on_resume": hook, "timeout_s": 5}}))
-            log = (self.workdir / f"{terminal}.log").open("ab")
-            self.procs.append(self.lab.popen(side, [sys.executable, "-m", "agent.cli", "-v", "run", "--config",
-                                                    str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
+            with (self.workdir / f"{terminal}.log").open("ab") as log:     # the child keeps its own copy
+                self.procs.append(self.lab.popen(side, [sys.executable, "-m", "agent.cli", "-v", "run", "--config",
+                                                        str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
         self.http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"})
         await self.until(lambda: {COURT, SIZO} <= self.app[GATEWAY_KEY].online(), 30, "agents online")
         status, rooms = await self.api("GET", "/api/v1/rooms?institution_id=almaty-medeu-district")
