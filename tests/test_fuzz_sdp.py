@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from contract import wire
-from tests.test_link_daemon import controller, start_daemon  # noqa: F401 (fixture)
-from tests.test_link_hub import eventually
+from tests.procs import eventually
+from tests.test_link_daemon import start_daemon
+from tests.test_link_hub import Controller
 
 BAD_OFFERS = ["", "v=0", "garbage\r\n" * 50, "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n",
               "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=fingerprint:sha-256 ZZ\r\n",
@@ -18,7 +20,15 @@ BAD_OFFERS = ["", "v=0", "garbage\r\n" * 50, "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns
               "v=0\r\nm=video 9 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n" * 30]
 
 
-async def test_garbage_offers_are_refused_and_the_callee_daemon_carries_on(controller, tmp_path):  # noqa: F811
+@pytest.fixture
+async def hub(tmp_path):
+    c = await Controller(f"sqlite:///{tmp_path}/controller.sqlite").start()
+    yield c
+    await c.stop()
+
+
+async def test_garbage_offers_are_refused_and_the_callee_daemon_carries_on(hub, tmp_path):
+    controller = hub
     callee, callee_task = await start_daemon(controller, tmp_path, "sizo-1")
     caller, caller_task = None, None
     try:
