@@ -19,6 +19,7 @@ errors and 5xx responses: a test asserts it stays empty.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -39,9 +40,7 @@ def unavailable() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if not Path(CHROMIUM).exists():
         return f"no chromium at {CHROMIUM} (install it: bash scripts/system-packages.sh)"
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         return "Playwright for Python is not installed (pip install playwright; never `playwright install`)"
     return None
 
