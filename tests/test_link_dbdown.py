@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from contract import wire
+from tests.harness import require_or_skip
 from tests.pg import PgCluster, PgUnavailable
 from tests.test_link_hub import Agent, Controller, agent_settings, count, eventually
 
@@ -23,7 +24,7 @@ class RestartablePg:
         try:
             self.cluster = PgCluster().start()
         except PgUnavailable as exc:
-            pytest.skip(f"PostgreSQL not available: {exc}")
+            require_or_skip(f"PostgreSQL not available: {exc}")
         self._opts = (f"-c listen_addresses=127.0.0.1 -c port={self.cluster.port} "
                       f"-c unix_socket_directories={self.cluster.tmp} -c fsync=off")
 

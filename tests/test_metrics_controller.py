@@ -16,6 +16,7 @@ from controller import metrics
 from controller.app import create_app
 from controller.settings import ControllerSettings
 from tests import procs
+from tests.harness import require_or_skip
 from tests.pg import PgCluster, PgUnavailable
 
 
@@ -92,7 +93,7 @@ async def test_metrics_keep_answering_when_the_database_goes_away():
     try:
         cluster = PgCluster().start()
     except PgUnavailable as exc:
-        pytest.skip(f"PostgreSQL not available: {exc}")
+        require_or_skip(f"PostgreSQL not available: {exc}")
     try:
         url = cluster.create_database("metrics_db_down")
         app = create_app(settings(url), agents=False, run_scheduler=False)
