@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from agent.outbox import Outbox, OutboxStorageError
+from tests.harness import require_or_skip
 
 
 async def ids(box: Outbox) -> list[str]:
@@ -105,12 +106,12 @@ def _can_mount_tmpfs() -> bool:
 def small_disk(tmp_path):
     """A real 1 MiB filesystem (tmpfs) that can be filled up."""
     if not _can_mount_tmpfs():
-        pytest.skip("needs root to mount a small tmpfs")
+        require_or_skip("needs root to mount a small tmpfs")
     mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
+        require_or_skip(f"cannot mount tmpfs: {r.stderr.decode().strip()}")
     try:
         yield mnt
     finally:
