@@ -9,7 +9,6 @@ import contextvars
 import datetime as dt
 import hashlib
 import io
-import shutil
 import sqlite3
 import subprocess
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from sqlalchemy.engine import make_url
 from controller import acts
 from controller.api.escalations import ActOut
 from tests.controller_kit import Controller, report
+from tests.harness import have
 
 H = dt.timedelta(hours=1)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -90,10 +90,10 @@ async def test_act_drafted_rendered_signed_and_final(db_url, fake_clock):
         assert text.index("туралы АКТ") < text.index("об отсутствии")
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / "act-kk.pdf").write_bytes(pdf)
-        if shutil.which("pdftoppm"):
+        if have("pdftoppm"):
             subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile",
                             str(ARTIFACTS / "act-kk.pdf"), str(ARTIFACTS / "act-kk-page1")], check=True)
-        if shutil.which("pdftotext"):
+        if have("pdftotext"):
             out = subprocess.run(["pdftotext", "-layout", str(ARTIFACTS / "act-kk.pdf"), "-"], capture_output=True,
                                  text=True, check=True).stdout
             assert "Бейнеконференцбайланыс" in out and "видеоконференцсвязи" in out
