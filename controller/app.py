@@ -11,8 +11,9 @@ here, each part with what it needs:
 - without agents (`agents=False`, or a `gateway` given by a test) the gateway is that one, or
   OfflineGateway.
 
-`cleanup_ctx`, in order: load the quality model first (missing or invalid: a ConfigError naming
-the file, and the controller does not start), then the metrics' probe and the notifier, migrate
+`cleanup_ctx`, in order: load the quality model first - the thresholds file read once, its default
+profile judging the checks and its live profile live monitoring (missing or invalid: a ConfigError
+naming the file, and the controller does not start), then the metrics' probe and the notifier, migrate
 the database (when `migrate_on_start`) and run the job scheduler; start the hub; start live
 monitoring. At shutdown the reverse: live monitoring,
 the hub (its sockets are closed first, at on_shutdown), the scheduler (cancelled and awaited), the
@@ -60,19 +61,17 @@ from controller.store.migrate import migrate
 log = logging.getLogger(__name__)
 
 # The keys are re-exported here: `from controller.app import create_app, GATEWAY_KEY, RESULTS_KEY`.
-__all__ = ["create_app", "load_judge", "CLOCK_KEY", "DB_KEY", "GATEWAY_KEY", "HUB_KEY", "LIVE_KEY", "METRICS_KEY",
-           "RESULTS_KEY", "SCHEDULER_KEY", "SETTINGS_KEY"]
+__all__ = ["create_app", "load_quality_model", "CLOCK_KEY", "DB_KEY", "GATEWAY_KEY", "HUB_KEY", "LIVE_KEY",
+           "METRICS_KEY", "RESULTS_KEY", "SCHEDULER_KEY", "SETTINGS_KEY"]
 
 
-def load_judge(settings: ControllerSettings) -> Judge:
-    """The shared quality model with the settings' thresholds file (default: the packaged one),
-    with the profiles the checks and live monitoring use. A missing or invalid file is a
+def load_quality_model(settings: ControllerSettings) -> tuple[quality.Thresholds, quality.Thresholds]:
+    """The settings' thresholds file (default: the packaged one), read once: (the profile the checks
+    judge by, the live monitoring profile). A missing or invalid file, or a profile it lacks, is a
     configfile.ConfigError naming it - never a fallback to the agents' own verdicts."""
     path = settings.thresholds_file or quality.DEFAULT_PATH
     profiles = quality.load_thresholds(path)
-    for name in (None, settings.live.thresholds_profile):
-        quality.select(profiles, name, path)
-    return quality_judge(path)
+    return quality.select(profiles, None, path), quality.select(profiles, settings.live.thresholds_profile, path)
 
 
 def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime] = utcnow,
@@ -110,7 +109,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     app[GATEWAY_KEY] = gateway or hub or OfflineGateway()
     app[LIVE_KEY] = LiveService(db, settings.live, intake, gateway=app[GATEWAY_KEY], messenger=hub,
                                 results=checks, escalate=escalations.open,
-                                metrics=app[metrics.LIVE_METRICS_KEY], thresholds_file=settings.thresholds_file)
+                                metrics=app[metrics.LIVE_METRICS_KEY])
 
     api.setup_routes(app, extra=[*web_ui.routes(), *live_api.ROUTES])
     web_ui.setup(app)
@@ -125,10 +124,13 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
 
 
 def _quality_model(use: bool):
+    """Read the quality model once, in a thread: the checks judge by its default profile (unless a
+    test gave its own judge), live monitoring by its own profile."""
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        judge = await asyncio.to_thread(load_judge, app[SETTINGS_KEY])
+        checks_th, live_th = await asyncio.to_thread(load_quality_model, app[SETTINGS_KEY])
         if use:
-            app[RESULTS_KEY].use_judge(judge)
+            app[RESULTS_KEY].use_judge(quality_judge(checks_th))
+        app[LIVE_KEY].intake.use(live_th)
         yield
     return ctx
 

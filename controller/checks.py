@@ -28,10 +28,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract import quality
 from contract.reports import SessionReport
-from contract.vocab import Verdict
+from contract.vocab import CheckKind, Verdict
 from controller import rules
-from controller.escalation import EscalationService
+from controller.escalation import CHECK_CAUSE, EscalationService
 from controller.gateway import AgentGateway, AgentUnavailable
 from controller.scheduler import Clock, JobContext, Scheduler
 from controller.settings import ControllerSettings
@@ -45,20 +46,23 @@ from controller.store.db import Database
 log = logging.getLogger(__name__)
 
 Judge = Callable[[SessionReport], tuple[Verdict, list[str], float | None]]
-# The escalation cause of a failed check of each kind (rules 16, 17).
-ESCALATION_CAUSE = {"test": "test_failed", "preconnect": "preconnect_failed"}
 
 
-def quality_judge(thresholds_path=None, profile: str | None = None) -> Judge:
-    """The shared quality model (contract.quality): the controller judges every
-    report itself with the configured thresholds, not trusting the agent's verdict."""
-    from contract import quality
-    th = quality.select(quality.load_thresholds(thresholds_path), profile)
-
+def quality_judge(th: quality.Thresholds) -> Judge:
+    """The shared quality model (contract.quality) with the thresholds the app loaded: the
+    controller judges every report itself, not trusting the agent's verdict."""
     def judge(report: SessionReport) -> tuple[Verdict, list[str], float | None]:
         j = quality.judge_report(report, th)
         return j.verdict, list(j.reasons), j.mos
     return judge
+
+
+def connected_of(report: SessionReport) -> bool:
+    """Whether the session connected: a report without the key did (older agents leave it out);
+    a report that says null or false did not."""
+    if "connected" not in report.model_fields_set:
+        return True
+    return bool(report.connected)
 
 
 def run_key(check_id: int) -> str:
@@ -277,7 +281,7 @@ class CheckService:
         """A failed check (or a terminal out of reach for it) tells the
         technicians of both sides at once, in this same transaction."""
         if self.escalations is not None:
-            await self.escalations.open_in(conn, hearing_id=c["hearing_id"], cause=ESCALATION_CAUSE[c["kind"]],
+            await self.escalations.open_in(conn, hearing_id=c["hearing_id"], cause=CHECK_CAUSE[CheckKind(c["kind"])],
                                            detail={"check_id": c["id"], "kind": c["kind"], "caller": c["caller"],
                                                    "callee": c["callee"], **detail}, now=now)
 
@@ -289,7 +293,7 @@ class CheckService:
         others = [x for x in await checks_repo.checks_for(conn, [c["hearing_id"]])
                   if x["kind"] == c["kind"] and x["id"] != c["id"] and x["status"] == "failed"]
         if not others:
-            await self.escalations.auto_resolve(conn, c["hearing_id"], ESCALATION_CAUSE[c["kind"]], now,
+            await self.escalations.auto_resolve(conn, c["hearing_id"], CHECK_CAUSE[CheckKind(c["kind"])], now,
                                                 f"{c['kind']} check {c['id']} passed")
 
     # --- jobs ----------------------------------------------------------------------------
@@ -422,7 +426,7 @@ class CheckService:
         report for an unknown or superseded session is ignored (logged). A report
         given as its JSON is read through the model first."""
         report = SessionReport.model_validate(report)
-        connected = report.connected is not False
+        connected = connected_of(report)
         verdict, reasons, mos = self.judge(report)   # pure and quick: no thread needed
         now = self.clock()
         async with self.db.transaction() as conn:

@@ -25,13 +25,15 @@ State machine of one escalation (state, step):
   act of technical impossibility is drafted (controller.acts).
 - Every change is in the hearing's event record (escalation_opened,
   escalation_step2, escalation_acknowledged, escalation_cannot_fix,
-  escalation_resolved, escalation_notification_failed) and, when a person made
-  it, in the audit trail - in the same transaction.
+  escalation_resolved, escalation_notification_failed), in the transaction of
+  the change. When a person made it, the route that took the request writes its
+  audit row (declared beside the route, controller.api.audit) in that same
+  transaction; this service writes none.
 
-Entry points: `await open(app, hearing_id=..., cause=..., detail=...)` (its own
-transaction), or `EscalationService.open_in(conn, ...)` inside the caller's
-transaction (the check service uses this, so a failed check and its escalation
-are written together).
+Entry points: `await EscalationService.open(hearing_id=..., cause=...,
+detail=...)` (its own transaction; live monitoring uses it), or
+`EscalationService.open_in(conn, ...)` inside the caller's transaction (the check
+service uses this, so a failed check and its escalation are written together).
 """
 from __future__ import annotations
 
@@ -73,6 +75,7 @@ CAUSES = words(EscalationCause)
 NOTIFY_KIND = "escalation.notify"
 STEP2_KIND = "escalation.step2"
 ACT_KIND = "escalation.act"
+# The escalation cause of a failed check of each kind (rules 16, 17).
 CHECK_CAUSE = {CheckKind.TEST: EscalationCause.TEST_FAILED,
                CheckKind.PRECONNECT: EscalationCause.PRECONNECT_FAILED}
 INACTIVE = (HearingStatus.HELD, HearingStatus.CANCELLED)

@@ -134,6 +134,22 @@ async def test_session_failure_is_retried_then_result(ctl):
     assert (await ctl.hearing(h["id"]))["test_request"]["status"] == "passed"
 
 
+@pytest.mark.parametrize("connected, status", [(None, "failed"), ("absent", "passed"), (True, "passed")],
+                         ids=["null", "absent", "true"])
+async def test_connected_null_fails_the_check_and_an_absent_key_does_not(ctl, connected, status):
+    """A report that says `"connected": null` did not connect: its check fails whatever verdict it
+    carries. A report without the key (an older agent's) connected."""
+    _, h = await ctl.schedule(start=ctl.clock() + 48 * H)
+    await ctl.scheduler.run_until_idle()
+    sent = report("good")
+    if connected == "absent":
+        del sent["connected"]
+    else:
+        sent["connected"] = connected
+    await ctl.checks.on_session_result(ctl.gw.started[0]["session_id"], sent)
+    assert (await ctl.hearing(h["id"]))["test_request"]["status"] == status
+
+
 async def test_session_that_never_reports_times_out_and_is_retried(ctl):
     _, h = await ctl.schedule(start=ctl.clock() + 48 * H)
     await ctl.scheduler.run_until_idle()

@@ -41,7 +41,7 @@ class LiveIntake:
         return self.clock().timestamp()
 
     def use(self, thresholds: quality.Thresholds) -> None:
-        """The thresholds each second is judged by (loaded when the service starts)."""
+        """The thresholds each second is judged by (the app's quality model, read once at start)."""
         self.thresholds = thresholds
 
     def add(self, f: Flow) -> None:

@@ -22,13 +22,12 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contract import quality, wire
+from contract import wire
 from contract.jobs import scheduler
 from contract.vocab import CheckKind, CheckStatus, EscalationCause, HearingStatus, LiveState, SessionKind
 from controller import rules
@@ -95,7 +94,7 @@ class LiveService:
     def __init__(self, db: Database, settings: LiveSettings, intake: LiveIntake, *,
                  gateway: AgentGateway, messenger: Messenger | None = None,
                  results: VerdictRefresher | None = None, escalate: Escalator | None = None,
-                 metrics: LiveCounters | None = None, thresholds_file: Path | None = None):
+                 metrics: LiveCounters | None = None):
         self.db = db
         self.s = settings
         self.intake = intake
@@ -105,7 +104,6 @@ class LiveService:
         self.results = results
         self.escalate = escalate
         self.metrics = metrics
-        self.thresholds_file = thresholds_file
         self.flows = intake.flows
         self.lock = asyncio.Lock()        # one transition of a flow at a time (loop and API)
         self._jobs = scheduler("live", close_timeout=5.0)
@@ -116,10 +114,11 @@ class LiveService:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the thresholds, reload the flows that were going on, start the loop."""
-        path, profile = self.thresholds_file, self.s.thresholds_profile
-        self.intake.use(await asyncio.to_thread(
-            lambda: quality.select(quality.load_thresholds(path), profile, path)))
+        """Reload the flows that were going on and start the loop. The intake's thresholds are the
+        app's quality model (`LiveIntake.use`, given before this starts)."""
+        if self.intake.thresholds is None:
+            raise RuntimeError("cannot start live monitoring: no thresholds to judge a second by "
+                               "(the quality model is not loaded)")
         now = self.now()
         async with self.db.read() as conn:
             rows = await store.active_states(conn)

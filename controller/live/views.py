@@ -68,8 +68,8 @@ def merge_intervals(rows: list[dict], caller: str | None) -> list[dict]:
         if outbound is None and other is not None:
             outbound = other["inbound"]
         verdict = r["verdict"]
-        if other is not None and rules.worst([verdict, other["verdict"]]):
-            verdict = rules.worst([verdict, other["verdict"]])
+        if other is not None:
+            verdict = rules.worst([verdict, other["verdict"]]) or verdict
         out.append({"t": r["t"], "at": iso(r["at"]), "session_id": r["session_id"], "inbound": r["inbound"],
                     "outbound": outbound, "rtt_ms": r["rtt_ms"], "stalled": r["stalled"], "verdict": verdict})
     return out
