@@ -9,6 +9,8 @@ figure in the durable outbox (agent.outbox) before it is sent:
 - the final report: kind "session", report_id "<session>:<role>:final",
   body {"role", "peer", "session_kind", "report"}; for the caller `report` is the
   vks.test-report/1 dict (both directions); for the callee its own receive-side summary.
+  A final report the contract refuses is not queued: the session is reported failed at once
+  ("report refused by the contract: ..."), so the controller does not wait for it.
 
 Every task it starts is tracked (contract.jobs): the link and the report writer, each session, each
 hook. SIGTERM (or SIGINT): stop taking commands, let running sessions finish for up to
@@ -37,7 +39,7 @@ from agent.monitor import Monitor
 from agent.outbox import Outbox, OutboxStorageError
 from agent.settings import AgentSettings
 from contract import jobs, wire
-from contract.reports import BODIES, IntervalBody, ReceiveSide, ReportBody, SessionBody, SessionReport
+from contract.reports import BODIES, IntervalBody, ReportBody, SessionBody
 
 if TYPE_CHECKING:
     from agent.session import PeerSession
@@ -52,6 +54,18 @@ CANCEL_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
 
 QueuedReport = tuple[str, ReportKind, dict[str, Any], "str | None", float]
+
+
+class ReportRefused(ValueError):
+    """A report whose body the contract (contract.reports) refuses: it is not queued."""
+
+    def __init__(self, report_id: str, exc: ValidationError):
+        self.report_id = report_id
+        # What is wrong, in one line: where and why, for each error.
+        self.errors = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                                for e in exc.errors(include_url=False))
+        super().__init__(f"report {report_id} not queued: its body is not what the contract allows: "
+                         f"{self.errors}")
 
 
 class Daemon:
@@ -160,20 +174,38 @@ class Daemon:
         The body is read into its typed model first (contract.reports): what the contract refuses
         never reaches the outbox. Returns the typed body (the metrics read it), None if refused."""
         try:
+            return self._queue_typed(kind, report_id, body, session_id)
+        except ReportRefused as exc:
+            log.error("%s", exc)
+            return None
+
+    def _queue_typed(self, kind: ReportKind, report_id: str, body: dict[str, Any],
+                     session_id: str | None) -> ReportBody:
+        """`queue_report`, raising ReportRefused when the contract refuses the body."""
+        try:
             typed = BODIES[ReportKind(kind)].model_validate(body)
         except ValidationError as exc:
-            log.error("report %s not queued: its body is not what the contract allows: %s", report_id, exc)
-            return None
+            raise ReportRefused(report_id, exc) from None
         self._reports.put_nowait((report_id, kind, typed.dump(), session_id, time.time()))
         return typed
 
-    def _queue_final(self, session_id: str, role: SessionRole, peer: str, kind: SessionKind,
-                     report: dict[str, Any]) -> SessionReport | ReceiveSide | None:
-        """Queue a side's final report; its typed report (None if the contract refused it)."""
-        body = self.queue_report(ReportKind.SESSION, f"{session_id}:{role}:final",
-                                 {"role": role, "peer": peer, "session_kind": kind, "report": report},
-                                 session_id)
-        return body.report if isinstance(body, SessionBody) else None
+    async def _finish(self, link: Link, session_id: str, role: SessionRole, peer: str, kind: SessionKind,
+                      report: dict[str, Any], obs: agent_metrics.SessionObserver, outcome: str,
+                      error: str | None = None) -> None:
+        """Queue a side's final report and tell the controller the session finished. A report the
+        contract refuses is not queued: the session failed, and the controller hears why at once
+        (it would otherwise wait for a result that never comes)."""
+        try:
+            body = self._queue_typed(ReportKind.SESSION, f"{session_id}:{role}:final",
+                                     {"role": role, "peer": peer, "session_kind": kind, "report": report},
+                                     session_id)
+        except ReportRefused as exc:
+            log.error("session %s: %s", session_id, exc)
+            obs.end("failed")
+            await link.session_state(session_id, "failed", f"report refused by the contract: {exc.errors}")
+            return
+        obs.end(outcome, body.report if isinstance(body, SessionBody) else None)
+        await link.session_state(session_id, "finished", error)
 
     async def _report_writer(self) -> None:
         # systemd's watchdog hears from this loop each time it comes round (idle or not); a
@@ -304,9 +336,8 @@ class Daemon:
             return
         finally:
             self._interval_seq.pop((sid, SessionRole.CALLER), None)
-        final = self._queue_final(sid, SessionRole.CALLER, cmd.peer, cmd.kind, report)
-        obs.end("finished" if report.get("connected") else "not_connected", final)
-        await link.session_state(sid, "finished", report.get("error"))
+        await self._finish(link, sid, SessionRole.CALLER, cmd.peer, cmd.kind, report, obs,
+                           "finished" if report.get("connected") else "not_connected", report.get("error"))
 
     def _cancel_reason(self) -> str:
         return "stopped" if self._accepting else "agent shutting down"
@@ -363,9 +394,8 @@ class Daemon:
             return
         finally:
             self._commands.pop(sid, None)
-        final = self._queue_final(sid, SessionRole.CALLEE, msg.from_, kind, summary)
-        obs.end("not_connected" if summary.get("error") else "finished", final)
-        await link.session_state(sid, "finished")
+        await self._finish(link, sid, SessionRole.CALLEE, msg.from_, kind, summary, obs,
+                           "not_connected" if summary.get("error") else "finished")
 
 
 # ---- command line ----

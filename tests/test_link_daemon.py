@@ -4,6 +4,7 @@ through the durable outbox: intervals while it runs, the final report once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,11 +34,22 @@ async def start_daemon(controller, tmp_path, terminal_id):
     return d, asyncio.create_task(d.run())
 
 
-async def test_two_daemons_run_a_commanded_session_and_report_through_the_outbox(controller, tmp_path):
+@contextlib.asynccontextmanager
+async def two_daemons(controller, tmp_path):
+    """Daemons for court-1 and sizo-1, both online; stopped on leaving (each exits 0)."""
     caller, caller_task = await start_daemon(controller, tmp_path, "court-1")
     callee, callee_task = await start_daemon(controller, tmp_path, "sizo-1")
     try:
         await eventually(lambda: controller.hub.online() == {"court-1", "sizo-1"}, timeout=15)
+        yield caller, callee
+    finally:
+        caller.request_stop()
+        callee.request_stop()
+        assert await asyncio.wait_for(asyncio.gather(caller_task, callee_task), 30) == [0, 0]
+
+
+async def test_two_daemons_run_a_commanded_session_and_report_through_the_outbox(controller, tmp_path):
+    async with two_daemons(controller, tmp_path) as (caller, callee):
         await controller.hub.start_session(session_id="s-real", caller="court-1", callee="sizo-1",
                                            kind="test", profile="monitor", duration_s=3)
         await eventually(lambda: "s-real" in controller.results.results, timeout=60, step=0.1)
@@ -57,28 +69,37 @@ async def test_two_daemons_run_a_commanded_session_and_report_through_the_outbox
         # Everything acked: both outboxes empty.
         await eventually(lambda: len(caller.outbox) == 0 and len(callee.outbox) == 0, timeout=10)
         assert controller.results.results["s-real"] == [report]
-    finally:
-        caller.request_stop()
-        callee.request_stop()
-        assert await asyncio.wait_for(caller_task, 30) == 0
-        assert await asyncio.wait_for(callee_task, 30) == 0
 
 
 async def test_stop_session_cancels_it_and_the_controller_hears_so(controller, tmp_path):
-    caller, caller_task = await start_daemon(controller, tmp_path, "court-1")
-    callee, callee_task = await start_daemon(controller, tmp_path, "sizo-1")
-    try:
-        await eventually(lambda: controller.hub.online() == {"court-1", "sizo-1"}, timeout=15)
+    async with two_daemons(controller, tmp_path) as (caller, _):
         await controller.hub.start_session(session_id="s-stop", caller="court-1", callee="sizo-1",
                                            kind="monitor", profile="monitor", duration_s=600)
         await eventually(lambda: "s-stop" in caller.running_sessions(), timeout=10)
         await controller.hub.stop_session("s-stop")
         await eventually(lambda: not caller.running_sessions(), timeout=15)
         assert "s-stop" not in controller.results.results     # no final report for a stopped session
-    finally:
-        caller.request_stop()
-        callee.request_stop()
-        await asyncio.wait_for(asyncio.gather(caller_task, callee_task), 30)
+
+
+async def test_a_final_report_the_contract_refuses_fails_the_session_at_once(controller, tmp_path, monkeypatch):
+    """A caller's final report that the contract refuses never reaches the outbox, and the
+    controller hears at once that the session failed and why - not, after its grace, that no
+    result came."""
+    from agent import session as engine
+
+    async def refused_report(settings, *, signal, duration_s, profile, on_interval):
+        return {"schema": "vks.test-report/1", "connected": True, "duration_s": "thirty"}
+    monkeypatch.setattr(engine, "run_caller", refused_report)
+    async with two_daemons(controller, tmp_path) as (caller, _):
+        await controller.hub.start_session(session_id="s-refused", caller="court-1", callee="sizo-1",
+                                           kind="test", profile="monitor", duration_s=3)
+        await eventually(lambda: "s-refused" in controller.results.failed, timeout=15, step=0.1)
+        [error] = controller.results.failed["s-refused"]
+        assert error.startswith("report refused by the contract: ") and "duration_s" in error, error
+        assert "s-refused" not in controller.results.results
+        assert len(caller.outbox) == 0
+        async with controller.db.read() as conn:
+            assert await store.reports_for_session(conn, "s-refused", "session") == []
 
 
 def test_vks_agent_run_exits_0_on_sigterm(tmp_path):
