@@ -8,7 +8,9 @@ import datetime as dt
 
 import pytest
 
+from controller.api.audit import AuditEntry
 from controller.store import users as users_repo
+from tests.conftest import FakeClock
 from tests.controller_kit import Controller, report
 
 H = dt.timedelta(hours=1)
@@ -114,6 +116,50 @@ async def test_a_change_and_its_audit_row_commit_together_or_not_at_all(ctl, mon
     _, listed = await ctl.call("GET", "/api/v1/hearings", expect=200)
     assert listed["items"] == []
     assert await trail(ctl) == before
+
+
+async def test_a_route_that_forgets_its_audit_row_changes_nothing(ctl, monkeypatch):
+    """A declared row not written by the time the request's transaction ends fails that transaction:
+    the change rolls back before the 500, so a client that retries does not make it twice."""
+    before = await trail(ctl)
+
+    async def forgotten(self, conn):        # a handler bug: the row is neither written nor skipped
+        return None
+    monkeypatch.setattr(AuditEntry, "write", forgotten)
+    status, body = await ctl.call("POST", "/api/v1/rooms", json={"institution_id": "almaty-city-court",
+                                                                 "name": "Зал 78"})
+    assert (status, body["error"]) == (500, "internal")
+    monkeypatch.undo()
+    _, rooms = await ctl.call("GET", "/api/v1/rooms?institution_id=almaty-city-court", expect=200)
+    assert "Зал 78" not in {r["name"] for r in rooms["items"]}
+    assert await trail(ctl) == before
+
+
+class TickingClock(FakeClock):
+    """A clock that moves a second at every reading: times read at different moments differ."""
+
+    def __call__(self) -> dt.datetime:
+        return self.advance(seconds=1)
+
+
+async def test_an_audit_row_carries_the_time_of_its_change_not_of_the_request(db_url):
+    """The row's time is the one its change was made with (read once the body is in, which may take a
+    while), not the time the request arrived: with a clock that moves at every reading they differ."""
+    clock = TickingClock()
+    async with Controller(db_url, clock) as ctl:
+        _, h = await ctl.schedule(start=clock() + 48 * H)
+        _, test = await ctl.call("POST", "/api/v1/tests", role="technician", expect=202,
+                                 json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "duration_s": 5})
+        _, susp = await ctl.call("POST", "/api/v1/suspensions", role="coordinator",
+                                 json={"institution_id": "sizo-almaty-70-1", "reason": "riot"}, expect=201)
+        _, audit = await ctl.call("GET", "/api/v1/audit", expect=200)
+        at = {a["action"]: dt.datetime.fromisoformat(a["at"]) for a in audit["items"]}
+        scheduled = next(e for e in await ctl.events(h["id"]) if e["kind"] == "hearing_scheduled")
+        assert at["hearing.create"] == dt.datetime.fromisoformat(scheduled["at"])
+        assert at["suspension.create"] == dt.datetime.fromisoformat(susp["from_utc"])
+        assert at["test.run"] == dt.datetime.fromisoformat(test["requested_at"])
+        _, got = await ctl.call("GET", f"/api/v1/tests/{test['id']}", expect=200)
+        assert got["requested_at"] == test["requested_at"]
 
 
 async def test_hearings_verdict_filter_applies_before_the_page(ctl):

@@ -214,7 +214,7 @@ async def _act_on(request: web.Request, action: str) -> web.Response:
     eid = path_int(request, "id")
     t = now(request)
     svc = request.app[ESCALATIONS_KEY]
-    async with transaction(request) as conn:
+    async with transaction(request, t) as conn:
         acted = await getattr(svc, action)(conn, eid, request[USER_KEY], data.note, t)
         if acted is False:
             audit(request).skip()          # acknowledged by this person already
@@ -259,7 +259,8 @@ async def add_contact(request: web.Request) -> web.Response:
     """POST /institutions/{id}/contacts."""
     data = await body(request, ContactIn)
     iid = request.match_info["id"]
-    async with transaction(request) as conn:
+    t = now(request)
+    async with transaction(request, t) as conn:
         await registry.get_institution(conn, iid)
         user_id = None
         if data.user:
@@ -269,7 +270,7 @@ async def add_contact(request: web.Request) -> web.Response:
                 raise Invalid(f"no user {data.user!r}", field="user") from None
         c = await esc_repo.add_contact(conn, {"institution_id": iid, "kind": data.kind, "name": data.name,
                                               "email": data.email, "webhook_url": data.webhook_url,
-                                              "user_id": user_id}, now(request))
+                                              "user_id": user_id}, t)
         audit(request).note({"contact_id": c["id"], "kind": data.kind, "name": data.name})
     return ok(contact_out(c), 201)
 
@@ -290,8 +291,9 @@ async def draft_act(request: web.Request) -> web.Response:
     """POST /hearings/{id}/act: draft (or redraft while unsigned)."""
     data = await body(request, ActDraftIn)
     hid = path_int(request, "id")
-    async with transaction(request) as conn:
-        out = await request.app[ACTS_KEY].draft(conn, hid, request[USER_KEY], data.note, now(request))
+    t = now(request)
+    async with transaction(request, t) as conn:
+        out = await request.app[ACTS_KEY].draft(conn, hid, request[USER_KEY], data.note, t)
         audit(request).note({"content_sha256": out["content_sha256"]})
     return ok(out, 201)
 
@@ -333,8 +335,9 @@ async def sign_act(request: web.Request) -> web.Response:
     hid = path_int(request, "id")
     entry = audit(request)
     entry.note({"role": data.role, "name": data.name})
+    entry.at = t = now(request)
     out = await request.app[ACTS_KEY].sign(request.app[DB_KEY], hid, data.role, data.name, request[USER_KEY],
-                                           now(request), recorded=entry.write)
+                                           t, recorded=entry.write)
     return ok(out, 201)
 
 

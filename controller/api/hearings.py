@@ -78,7 +78,7 @@ async def create_hearing(request: web.Request) -> web.Response:
     """POST /hearings: schedule (the test request and the pre-connect check come with it)."""
     data = await body(request, m.HearingIn)
     t = now(request)
-    async with transaction(request) as conn:
+    async with transaction(request, t) as conn:
         hid = await ops.schedule(conn, request.app[RESULTS_KEY], data, who(request), t)
         audit(request).note({"case_number": data.case_number, "start_utc": iso(data.start_utc)}, id=hid)
         out = await view(conn, hid, t)
@@ -99,10 +99,10 @@ async def patch_hearing(request: web.Request) -> web.Response:
     t = now(request)
     entry = audit(request)
     entry.skip()                        # unless the hearing changes (ops.change notes what did)
-    async with transaction(request) as conn:
+    async with transaction(request, t) as conn:
         stop = await ops.change(conn, request.app[RESULTS_KEY], hid, data, who(request), t, noted=entry.note)
         out = await view(conn, hid, t)
-    await request.app[RESULTS_KEY].stop_sessions(stop or [])
+    await request.app[RESULTS_KEY].stop_sessions(stop)
     request.app[SCHEDULER_KEY].wake()
     return ok(out)
 
@@ -111,7 +111,7 @@ async def delete_hearing(request: web.Request) -> web.Response:
     """DELETE /hearings/{id}: cancel (kept with its record); a cancelled hearing stays as it is."""
     hid = path_int(request, "id")
     t = now(request)
-    async with transaction(request) as conn:
+    async with transaction(request, t) as conn:
         h = await hearings_repo.get_hearing(conn, hid, for_update=True)
         if h["status"] == HearingStatus.CANCELLED:
             audit(request).skip()
@@ -147,7 +147,7 @@ async def give_agreement(request: web.Request) -> web.Response:
     data = await body(request, m.AgreementIn)
     hid = path_int(request, "id")
     t = now(request)
-    async with transaction(request) as conn:
+    async with transaction(request, t) as conn:
         await ops.agree(conn, hid, request[USER_KEY], data.note, t)
         audit(request).note({"note": data.note})
         out = await view(conn, hid, t)
@@ -159,7 +159,7 @@ async def run_check(request: web.Request) -> web.Response:
     data = await body(request, m.RunCheckIn)
     hid = path_int(request, "id")
     t = now(request)
-    async with transaction(request) as conn:
+    async with transaction(request, t) as conn:
         h = await hearings_repo.get_hearing(conn, hid, for_update=True)
         if h["status"] not in ACTIVE_HEARING_STATUSES:
             raise Conflict(f"hearing {hid} is {h['status']}")

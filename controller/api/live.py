@@ -112,7 +112,7 @@ async def _set_status(request: web.Request, status: HearingStatus, event: str) -
     t = now(request)
     entry = audit(request)
     entry.skip()                        # unless the hearing changes (ops.change notes what did)
-    async with transaction(request) as conn:
+    async with transaction(request, t) as conn:
         h = await hearings_repo.get_hearing(conn, hid, for_update=True)
         starting = status == HearingStatus.IN_PROGRESS
         allowed = (HearingStatus.SCHEDULED, HearingStatus.POSTPONED) if starting else \
@@ -122,7 +122,7 @@ async def _set_status(request: web.Request, status: HearingStatus, event: str) -
         patch = m.HearingPatch.model_validate({"status": status.value})
         stop = await ops.change(conn, request.app[RESULTS_KEY], hid, patch, who(request), t, noted=entry.note)
         await events_repo.append(conn, hid, event, t, {"by": who(request)})
-    await request.app[RESULTS_KEY].stop_sessions(stop or [])
+    await request.app[RESULTS_KEY].stop_sessions(stop)
     async with svc.lock:
         if status == HearingStatus.IN_PROGRESS:
             if svc.s.enabled:

@@ -37,8 +37,9 @@ async def list_institutions(request: web.Request) -> web.Response:
 async def create_institution(request: web.Request) -> web.Response:
     """POST /institutions."""
     data = await body(request, m.InstitutionIn)
-    async with transaction(request) as conn:
-        created = await registry.create_institution(conn, data.model_dump(), now(request))
+    t = now(request)
+    async with transaction(request, t) as conn:
+        created = await registry.create_institution(conn, data.model_dump(), t)
         audit(request).note(data.model_dump(), id=data.id)
     return ok(row(created), 201)
 

@@ -40,7 +40,7 @@ async def create_suspension(request: web.Request) -> web.Response:
     data = await body(request, m.SuspensionIn)
     t = now(request)
     checks = request.app[RESULTS_KEY]
-    async with transaction(request) as conn:
+    async with transaction(request, t) as conn:
         s, affected, stop = await ops.suspend(conn, checks, data, who(request), t)
         audit(request).note({
             "institution_id": data.institution_id, "region": data.region, "reason": data.reason,
@@ -61,7 +61,7 @@ async def delete_suspension(request: web.Request) -> web.Response:
     """DELETE /suspensions/{id}: lift it."""
     sid = path_int(request, "id")
     t = now(request)
-    async with transaction(request) as conn:
+    async with transaction(request, t) as conn:
         affected = await ops.lift(conn, request.app[RESULTS_KEY], sid, who(request), t)
         audit(request).note({"affected_hearings": affected})
         s = await susp_repo.get(conn, sid)

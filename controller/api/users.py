@@ -22,7 +22,7 @@ async def create_user(request: web.Request) -> web.Response:
     """POST /users: the response shows the new token once."""
     data = await body(request, m.UserIn)
     t = now(request)
-    async with transaction(request) as conn:
+    async with transaction(request, t) as conn:
         u = await users_repo.create_user(conn, data.name, data.role, t, data.scope)
         token = await users_repo.issue_token(conn, u["id"], t)
         audit(request).note({"role": data.role, "scope": data.scope}, name=data.name)
@@ -31,9 +31,10 @@ async def create_user(request: web.Request) -> web.Response:
 
 async def revoke_user_tokens(request: web.Request) -> web.Response:
     """DELETE /users/{name}/tokens."""
-    async with transaction(request) as conn:
+    t = now(request)
+    async with transaction(request, t) as conn:
         u = await users_repo.get_user(conn, request.match_info["name"])
-        n = await users_repo.revoke_tokens(conn, u["id"], now(request))
+        n = await users_repo.revoke_tokens(conn, u["id"], t)
         audit(request).note({"revoked": n})
     return ok({"revoked": n})
 
