@@ -138,8 +138,9 @@ async def _user_passwd(settings: ControllerSettings, name: str, password: str) -
     try:
         await migrate(db)
         now = utcnow()
+        hashed = await users.password_hash(password)
         async with db.transaction() as conn:
-            await users.set_password(conn, name, password, now)
+            await users.set_password(conn, name, hashed, now)
             await users.record(conn, "cli", "user.password", f"user:{name}", now, {})
     finally:
         await db.close()

@@ -4,7 +4,9 @@ HTTP API; a recording agent gateway standing in for the hub (the agent side is
 tested on its own in test_link_hub.py); sample vks.test-report/1 reports."""
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,20 @@ def report_verdict(report: SessionReport) -> tuple[Verdict, list[str], float | N
     states the verdict it needs. The controller itself always judges with the quality model."""
     verdict = report.verdict if report.verdict is not None and report.connected is not False else Verdict.UNUSABLE
     return verdict, list(report.reasons), None if report.mos is None else float(report.mos)
+
+
+def counting(opener, depth: contextvars.ContextVar[int]):
+    """`db.transaction` / `db.read` that count, in the calling task's context, the transactions it holds open
+    (asyncio.to_thread carries that context into a worker thread: a render, a password hash)."""
+    @asynccontextmanager
+    async def wrapped(*a, **kw):
+        token = depth.set(depth.get() + 1)
+        try:
+            async with opener(*a, **kw) as conn:
+                yield conn
+        finally:
+            depth.reset(token)
+    return wrapped
 
 
 class RecordingGateway:

@@ -11,7 +11,6 @@ import hashlib
 import io
 import sqlite3
 import subprocess
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from pypdf import PdfReader
@@ -19,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from controller import acts
 from controller.api.escalations import ActOut
-from tests.controller_kit import Controller, report
+from tests.controller_kit import Controller, counting, report
 from tests.harness import have
 
 H = dt.timedelta(hours=1)
@@ -236,20 +235,6 @@ async def test_act_carries_the_break_and_its_live_figures(db_url, fake_clock):
         assert "Технические перерывы" in text and "25.0 %" in text and "Техникалық үзілістер" in text
 
 
-def _counting(opener, depth: contextvars.ContextVar[int]):
-    """`db.transaction` / `db.read` that count, in the calling task's context, the transactions it holds open
-    (asyncio.to_thread carries that context into the renderer's thread)."""
-    @asynccontextmanager
-    async def wrapped(*a, **kw):
-        token = depth.set(depth.get() + 1)
-        try:
-            async with opener(*a, **kw) as conn:
-                yield conn
-        finally:
-            depth.reset(token)
-    return wrapped
-
-
 def _sqlite_write_lock_free(db_url: str) -> bool | None:
     """On SQLite: can another connection take the write lock right now (no waiting)? None elsewhere."""
     url = make_url(db_url)
@@ -279,7 +264,7 @@ async def test_final_act_renders_with_no_transaction_open(db_url, fake_clock, mo
         for role in ("head_of_office", "secretary"):
             await c.call("POST", sig, role="secretary", json={"role": role, "name": f"{role} name"}, expect=201)
         for name in ("transaction", "read"):
-            monkeypatch.setattr(c.db, name, _counting(getattr(c.db, name), depth))
+            monkeypatch.setattr(c.db, name, counting(getattr(c.db, name), depth))
         loop, render, seen, rival = asyncio.get_running_loop(), acts.render_pdf, [], []
 
         def spy(view, lang):

@@ -3,6 +3,7 @@ cookie, its limits (rate, CSRF, expiry, logout), the page and its catalogs, and 
 now" (POST/GET /api/v1/tests) through the app's gateway, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import json
 import re
@@ -16,7 +17,7 @@ from controller.models import CheckStatus, HearingStatus, Role, SuspensionReason
 from controller.store import agents as agents_repo
 from controller.store import users as users_repo
 from controller.web import LIMITER_KEY, MeOut
-from tests.controller_kit import Controller, report
+from tests.controller_kit import Controller, counting, report
 
 WEB = Path(__file__).resolve().parent.parent / "controller" / "web"
 PASSWORD = "correct horse battery"
@@ -25,9 +26,10 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 async def ctl(db_url, fake_clock):
     async with Controller(db_url, fake_clock) as c:
+        hashed = await users_repo.password_hash(PASSWORD)
         async with c.db.transaction() as conn:
             for role in ("secretary", "admin", "viewer"):
-                await users_repo.set_password(conn, f"{role}-1", PASSWORD, fake_clock())
+                await users_repo.set_password(conn, f"{role}-1", hashed, fake_clock())
         yield c
 
 
@@ -132,14 +134,44 @@ async def test_an_administrator_sets_a_password_and_the_old_sessions_end(ctl):
 
 
 async def test_passwords_are_scrypt_hashed_and_checked(ctl, fake_clock):
+    with pytest.raises(Exception, match="at least"):
+        await users_repo.password_hash("short")
     async with ctl.db.transaction() as conn:
-        with pytest.raises(Exception, match="at least"):
-            await users_repo.set_password(conn, "admin-1", "short", fake_clock())
+        with pytest.raises(ValueError, match="hash"):       # never the password itself
+            await users_repo.set_password(conn, "admin-1", PASSWORD, fake_clock())
         row = (await conn.execute(users_repo.user_passwords.select())).first()
         assert row.scrypt.startswith("scrypt$16384$8$1$") and PASSWORD not in row.scrypt
-        assert await users_repo.check_password(conn, "admin-1", PASSWORD) is not None
-        assert await users_repo.check_password(conn, "admin-1", PASSWORD + "x") is None
-        assert await users_repo.check_password(conn, "ghost", PASSWORD) is None
+    assert await users_repo.check_password(ctl.db, "admin-1", PASSWORD) is not None
+    assert await users_repo.check_password(ctl.db, "admin-1", PASSWORD + "x") is None
+    assert await users_repo.check_password(ctl.db, "ghost", PASSWORD) is None
+
+
+async def test_passwords_are_hashed_and_checked_with_no_transaction_open(ctl, monkeypatch):
+    """scrypt takes tens of ms: signing in and setting a password hash and compare with no transaction of
+    the request open (nobody else's write waits for it); the write transaction only stores the session
+    or the new hash with the audit row."""
+    depth: contextvars.ContextVar[int] = contextvars.ContextVar("open_transactions", default=0)
+    for name in ("transaction", "read"):
+        monkeypatch.setattr(ctl.db, name, counting(getattr(ctl.db, name), depth))
+    seen = []
+
+    def spying(name):
+        real = getattr(users_repo, name)
+
+        def spy(*args):
+            seen.append((name, depth.get()))
+            return real(*args)
+        return spy
+    for name in ("hash_password", "verify_password"):
+        monkeypatch.setattr(users_repo, name, spying(name))
+    assert (await login(ctl, username="viewer-1", password=PASSWORD))[0].status == 200
+    new = "a brand new passphrase"
+    await ctl.call("PUT", "/api/v1/users/viewer-1/password", json={"password": new}, expect=204)
+    assert (await login(ctl, username="viewer-1", password=PASSWORD))[0].status == 401
+    assert (await login(ctl, username="viewer-1", password=new))[0].status == 200
+    assert seen == [("verify_password", 0), ("hash_password", 0), ("verify_password", 0), ("verify_password", 0)]
+    _, audit = await ctl.call("GET", "/api/v1/audit?target=user:viewer-1", expect=200)
+    assert [a["action"] for a in audit["items"]] == ["user.login", "user.password", "user.login"]
 
 
 async def test_the_page_its_files_and_the_api_document(ctl):
@@ -205,6 +237,25 @@ async def test_run_a_test_now_through_the_gateway_and_read_its_report(ctl, fake_
     _, got = await ctl.call("GET", f"/api/v1/tests/{other['id']}", expect=200)
     assert got["status"] == "failed" and "no report" in got["error"]
     assert (await ctl.call("GET", "/api/v1/tests/adhoc-unknown"))[0] == 404
+
+
+async def test_a_report_the_quality_model_cannot_judge_has_no_verdict_not_the_agents(db_url, fake_clock):
+    """The verdict is the quality model's, never the agent's own (issue 10): a report it cannot judge
+    shows no verdict and why, and the agent's words stay in the report only."""
+    def broken(_report):
+        raise RuntimeError("the quality model is unavailable")
+    async with Controller(db_url, fake_clock, judge=broken) as ctl:
+        _, body = await ctl.call("POST", "/api/v1/tests", role="technician", expect=202,
+                                 json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "duration_s": 5})
+        sid = body["id"]
+        async with ctl.db.transaction() as conn:
+            await agents_repo.store_reports(conn, [agents_repo.NewReport(
+                "court-almaty-1", "r-caller", "session", sid, {"role": "caller", "report": report("good")}, None)])
+        _, got = await ctl.call("GET", f"/api/v1/tests/{sid}", role="viewer", expect=200)
+    AdhocTestOut.model_validate(got)
+    assert got["status"] == "done" and got["report"]["verdict"] == "good"
+    assert (got["verdict"], got["reasons"], got["mos"]) == (None, ["not judged: the quality model is unavailable"],
+                                                            None)
 
 
 async def test_run_a_test_now_refusals(ctl):

@@ -59,9 +59,10 @@ async def seeded(ctl: Controller) -> dict[str, dict]:
                                             participants=("inst-karaganda-1",),
                                             room=("supreme-court", "Зал кассационной коллегии 1"))
     await ctl.call("POST", f"/api/v1/hearings/{hs['good']['id']}/agreement", expect=200, json={})
+    hashed = await users_repo.password_hash(PASSWORD)
     async with ctl.db.transaction() as conn:
         for role in ("admin", "coordinator", "secretary", "technician", "viewer"):
-            await users_repo.set_password(conn, f"{role}-1", PASSWORD, ctl.clock())
+            await users_repo.set_password(conn, f"{role}-1", hashed, ctl.clock())
     return hs
 
 
@@ -269,11 +270,12 @@ async def live_controller(tmp_path):
     sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
     now = dt.datetime.now(dt.UTC)
     tokens = {}
+    hashed = await users_repo.password_hash(PASSWORD)
     async with db.transaction() as conn:
         await registry.import_sites(conn, sites.model_dump()["institutions"], now)
         for name, role in (("tech-1", "technician"), ("sec-1", "secretary")):
             await users_repo.create_user(conn, name, role, now)
-            await users_repo.set_password(conn, name, PASSWORD, now)
+            await users_repo.set_password(conn, name, hashed, now)
         for t in ("court-almaty-1", "sizo-almaty-1"):
             tokens[t] = (await agents_repo.issue_token(conn, t))[1]
     procs, logs = [], []

@@ -14,6 +14,7 @@ The report is judged with the app's quality model (`app[RESULTS_KEY].judge`).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from typing import Any, Literal
 
@@ -22,7 +23,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from contract.reports import SessionReport
-from contract.vocab import Verdict, words
 from controller import auth, rules
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, who
@@ -40,6 +40,7 @@ from controller.store.schema import audit as audit_rows
 ACTION = "test.run"
 TARGET = "test:{id}"             # the audit row of a request: who asked, when, for which pair
 PREFIX = "adhoc-"
+log = logging.getLogger("controller.api")
 TestStatus = Literal["running", "done", "failed", "stopped"]
 
 
@@ -73,12 +74,14 @@ class AdhocTestOut(BaseModel):
 
 
 def judged(app: web.Application, report: dict) -> tuple[str | None, list[str], float | None]:
-    """(verdict, reasons, MOS) of a report by the app's quality model (the report's own if that fails)."""
+    """(verdict, reasons, MOS) of a report by the app's quality model; when the model cannot judge it,
+    no verdict and the reason why - never the agent's own verdict (issue 10)."""
     try:
         verdict, reasons, mos = app[RESULTS_KEY].judge(SessionReport.model_validate(report))
-    except Exception:
-        own = report.get("verdict")
-        return (own if own in words(Verdict) else None), list(report.get("reasons") or []), report.get("mos")
+    except Exception as exc:
+        why = (str(exc).splitlines() or [type(exc).__name__])[0]
+        log.warning("a test report could not be judged: %s", exc)
+        return None, [f"not judged: {why}"], None
     return verdict, list(reasons or []), mos
 
 
@@ -134,7 +137,7 @@ async def start_test(request: web.Request) -> web.Response:
                                              profile=profile, duration_s=duration)
     except AgentUnavailable as exc:
         raise Conflict(str(exc), code="unavailable") from None
-    async with transaction(request):
+    async with transaction(request, t):
         audit(request).note(detail, id=sid)        # the request's record: the audit row itself
     return ok(AdhocTestOut.model_validate({"id": sid, "requested_by": who(request), "requested_at": iso(t),
                                            "status": "running", **detail}).model_dump(mode="json"), 202)

@@ -24,6 +24,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.errors import Conflict, Invalid, NotFound
+from controller.store.db import Database
 from controller.store.schema import api_tokens, audit, user_passwords, users, web_sessions
 
 SESSION_TTL = dt.timedelta(hours=12)
@@ -114,12 +115,19 @@ def verify_password(password: str, stored: str) -> bool:
 _DUMMY = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(bytes(16))}${_b64(bytes(32))}"
 
 
-async def set_password(conn: AsyncConnection, name: str, password: str, now: dt.datetime) -> dict:
-    """Set (or replace) a user's password; their open web sessions end."""
+async def password_hash(password: str) -> str:
+    """The stored form of a new password (Invalid when too short), hashed in a thread: call it before
+    opening the transaction that stores it (`set_password`), so no write waits for scrypt."""
     if len(password) < MIN_PASSWORD:
         raise Invalid(f"password: at least {MIN_PASSWORD} characters", field="password")
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def set_password(conn: AsyncConnection, name: str, hashed: str, now: dt.datetime) -> dict:
+    """Set (or replace) a user's password by its `password_hash`; their open web sessions end."""
+    if not hashed.startswith("scrypt$") or hashed.count("$") != 5:
+        raise ValueError("set_password takes the password's hash (password_hash), not the password")
     u = await get_user(conn, name)
-    hashed = await asyncio.to_thread(hash_password, password)
     await conn.execute(delete(user_passwords).where(user_passwords.c.user_id == u["id"]))
     await conn.execute(insert(user_passwords).values(user_id=u["id"], scrypt=hashed, updated_at=now))
     await conn.execute(update(web_sessions).where(web_sessions.c.user_id == u["id"], web_sessions.c.ended_at.is_(None))
@@ -127,11 +135,13 @@ async def set_password(conn: AsyncConnection, name: str, password: str, now: dt.
     return u
 
 
-async def check_password(conn: AsyncConnection, name: str, password: str) -> dict | None:
-    """The user when `password` is theirs, else None (same cost either way)."""
-    row = (await conn.execute(select(users, user_passwords.c.scrypt)
-                              .join(user_passwords, user_passwords.c.user_id == users.c.id)
-                              .where(users.c.name == name))).first()
+async def check_password(db: Database, name: str, password: str) -> dict | None:
+    """The user when `password` is theirs, else None (same cost either way). The stored hash is read on
+    a read connection of its own and compared with none open (scrypt takes tens of ms)."""
+    async with db.read() as conn:
+        row = (await conn.execute(select(users, user_passwords.c.scrypt)
+                                  .join(user_passwords, user_passwords.c.user_id == users.c.id)
+                                  .where(users.c.name == name))).first()
     stored = row._mapping["scrypt"] if row is not None else _DUMMY
     good = await asyncio.to_thread(verify_password, password, stored)
     if row is None or not good:

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, model_validator
 from controller import auth
 from controller.api import API, Audit, Route, audit, body, ok, transaction
 from controller.errors import ControllerError, Invalid, Unauthorized
-from controller.keys import USER_KEY
+from controller.keys import DB_KEY, USER_KEY
 from controller.models import In, Role
 from controller.store import users as users_repo
 
@@ -147,20 +147,23 @@ async def login(request: web.Request) -> web.Response:
     if wait > 0:
         raise TooManyAttempts(f"too many failed logins; try again in {int(wait) + 1} s",
                               detail={"retry_after_s": int(wait) + 1})
-    async with transaction(request) as conn:          # the route's audit row (user.login) is written in it
-        token: str | None = data.token
-        max_age: int | None = None
-        user: dict | None = None
-        if data.token is not None:
+    # Checked with no write transaction open (scrypt takes tens of ms); the transaction only opens
+    # the session and writes the route's audit row (user.login).
+    token: str | None = data.token
+    max_age: int | None = None
+    user: dict | None = None
+    if data.token is not None:
+        async with request.app[DB_KEY].read() as conn:
             user = await users_repo.user_for_token(conn, data.token)
-        elif data.username is not None and data.password is not None:     # LoginIn asks for both
-            user = await users_repo.check_password(conn, data.username, data.password)
-            max_age = int(users_repo.SESSION_TTL.total_seconds())
-            if user is not None:
-                token = await users_repo.issue_session(conn, user["id"], audit(request).at)
-        if user is None or token is None:
-            limiter.failed(*keys)
-            raise Unauthorized("wrong user name or password" if data.token is None else "unknown or revoked token")
+    elif data.username is not None and data.password is not None:     # LoginIn asks for both
+        user = await users_repo.check_password(request.app[DB_KEY], data.username, data.password)
+        max_age = int(users_repo.SESSION_TTL.total_seconds())
+    if user is None:
+        limiter.failed(*keys)
+        raise Unauthorized("wrong user name or password" if data.token is None else "unknown or revoked token")
+    async with transaction(request) as conn:
+        if token is None:
+            token = await users_repo.issue_session(conn, user["id"], audit(request).at)
         audit(request).note({"method": "token" if data.token is not None else "password",
                              "address": _client(request)}, who=user["name"], name=user["name"])
     for k in keys[1:]:
@@ -198,8 +201,9 @@ class PasswordIn(In):
 async def set_password(request: web.Request) -> web.Response:
     """An administrator sets a user's password (their open web sessions end)."""
     data = await body(request, PasswordIn)
+    hashed = await users_repo.password_hash(data.password)     # before the transaction: nobody waits for it
     async with transaction(request) as conn:          # the route's audit row (user.password) is written in it
-        await users_repo.set_password(conn, request.match_info["name"], data.password, audit(request).at)
+        await users_repo.set_password(conn, request.match_info["name"], hashed, audit(request).at)
     return web.Response(status=204)
 
 
