@@ -65,13 +65,16 @@ __all__ = ["create_app", "load_quality_model", "CLOCK_KEY", "DB_KEY", "GATEWAY_K
            "METRICS_KEY", "RESULTS_KEY", "SCHEDULER_KEY", "SETTINGS_KEY"]
 
 
-def load_quality_model(settings: ControllerSettings) -> tuple[quality.Thresholds, quality.Thresholds]:
-    """The settings' thresholds file (default: the packaged one), read once: (the profile the checks
-    judge by, the live monitoring profile). A missing or invalid file, or a profile it lacks, is a
-    configfile.ConfigError naming it - never a fallback to the agents' own verdicts."""
+def load_quality_model(settings: ControllerSettings) -> tuple[dict[str, quality.Thresholds], quality.Thresholds,
+                                                                quality.Thresholds]:
+    """The settings' thresholds file (default: the packaged one), read once: (every profile, for the
+    metrics' live MOS; the profile the checks judge by; the live monitoring profile). A missing or
+    invalid file, or a profile it lacks, is a configfile.ConfigError naming it - never a fallback to
+    the agents' own verdicts."""
     path = settings.thresholds_file or quality.DEFAULT_PATH
     profiles = quality.load_thresholds(path)
-    return quality.select(profiles, None, path), quality.select(profiles, settings.live.thresholds_profile, path)
+    return (profiles, quality.select(profiles, None, path),
+            quality.select(profiles, settings.live.thresholds_profile, path))
 
 
 def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime] = utcnow,
@@ -125,9 +128,10 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
 
 def _quality_model(use: bool):
     """Read the quality model once, in a thread: the checks judge by its default profile (unless a
-    test gave its own judge), live monitoring by its own profile."""
+    test gave its own judge), live monitoring by its own profile, the metrics by the same file."""
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        checks_th, live_th = await asyncio.to_thread(load_quality_model, app[SETTINGS_KEY])
+        profiles, checks_th, live_th = await asyncio.to_thread(load_quality_model, app[SETTINGS_KEY])
+        app[metrics.THRESHOLDS_KEY] = profiles
         if use:
             app[RESULTS_KEY].use_judge(quality_judge(checks_th))
         app[LIVE_KEY].intake.use(live_th)

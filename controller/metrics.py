@@ -42,7 +42,7 @@ from prometheus_client.registry import Collector
 from pydantic import ValidationError
 from sqlalchemy import func, select, text
 
-from contract import sdnotify
+from contract import quality, sdnotify
 from contract.reports import Health, Interval, IntervalBody, SessionBody
 from contract.vocab import (
     ACTIVE_HEARING_STATUSES,
@@ -321,21 +321,15 @@ class _HubCollector(Collector):
     def __init__(self, app: web.Application, observer: HubObserver):
         self.app = app
         self.observer = observer
-        self._thresholds: dict | None = None
 
     def describe(self):
         return []
 
     def _judge_with(self, session_kind: SessionKind):
-        if self._thresholds is None:
-            try:
-                from contract import quality
-                self._thresholds = quality.load_thresholds(None)
-            except Exception as exc:
-                log.warning("metrics: thresholds not loaded (%s): no live MOS or verdicts", exc)
-                self._thresholds = {}
+        # The quality model the app loaded at start (the configured file, read once); none yet: no MOS.
+        profiles = self.app.get(THRESHOLDS_KEY) or {}
         name = "monitor" if session_kind == SessionKind.MONITOR else "hearing"
-        return self._thresholds.get(name) or next(iter(self._thresholds.values()), None)
+        return profiles.get(name) or next(iter(profiles.values()), None)
 
     def collect(self):
         hub = _hub(self.app)
@@ -406,6 +400,8 @@ CORE_METRICS_KEY = web.AppKey("core_metrics", CoreMetrics)
 LIVE_METRICS_KEY = web.AppKey("live_metrics", LiveMetrics)
 HUB_OBSERVER_KEY = web.AppKey("hub_observer", HubObserver)
 WATCHDOG_KEY = web.AppKey("watchdog", sdnotify.Watchdog)
+# The quality model's profiles, loaded once by the app at start (controller.app.load_quality_model).
+THRESHOLDS_KEY: web.AppKey[dict[str, quality.Thresholds]] = web.AppKey("thresholds")
 
 
 def _route_of(request: web.Request) -> str:
