@@ -230,7 +230,8 @@ suspensions = Table(
 )
 
 
-# --- users, tokens, audit (0001); passwords and web sessions (0005) ---------------------------
+# --- users, tokens, audit (0001); passwords and web sessions (0005); disabling, token expiry
+# and the shared sign-in counters (0006) ---------------------------------------------------------
 
 users = Table(
     "users", metadata,
@@ -240,6 +241,8 @@ users = Table(
     # For coordinators: which agreements they give ("regional" or "department"); NULL = any.
     Column("scope", String(16), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # Set when the user is removed: no token, session or password works; the name stays (audit).
+    Column("disabled_at", UTCDateTime, nullable=True),
     CheckConstraint(_in("role", Role), name="role"),
 )
 
@@ -250,6 +253,8 @@ api_tokens = Table(
     Column("token_sha256", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),        # NULL: does not expire
+    Column("last_used_at", UTCDateTime, nullable=True),      # to the minute
 )
 
 audit = Table(
@@ -279,7 +284,19 @@ web_sessions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime, nullable=True),
+    # The API token a token sign-in was made with (its revocation ends the session); NULL: password.
+    Column("api_token_id", Integer, nullable=True),
     Index("ix_web_sessions_user_id", "user_id"),
+)
+
+
+# Sign-in attempts per key ("ip:ADDRESS", "user:NAME") in the current window, shared by every
+# controller on the database: incremented before a password is checked (controller.web.signin).
+login_counters = Table(
+    "login_counters", metadata,
+    Column("key", String(200), primary_key=True),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("count", Integer, nullable=False),
 )
 
 
