@@ -7,10 +7,11 @@ validate real responses against the response models.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import unicodedata
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contract import vocab
 from contract.vocab import (
@@ -38,6 +39,19 @@ Verdict = HearingVerdict
 SessionVerdict = vocab.Verdict
 # The statuses a PATCH may set (a hearing is cancelled by DELETE).
 PatchStatus = Literal["scheduled", "in_progress", "held", "postponed"]
+
+
+def _one_line(v: str) -> str:
+    """Refuse text with a control character (CR, LF, tab, NUL...) or a Unicode line or paragraph
+    separator: names and case numbers reach e-mail headers and lines (issue 11)."""
+    for c in v:
+        if unicodedata.category(c) in ("Cc", "Zl", "Zp"):
+            raise ValueError(f"must be one line of text, without control characters (found U+{ord(c):04X})")
+    return v
+
+
+# Text that may reach an e-mail's header or a line of its body (controller.notify): one line.
+OneLine = Annotated[str, AfterValidator(_one_line)]
 
 
 class In(BaseModel):
@@ -81,8 +95,8 @@ class InstitutionIn(In):
     id: Slug = Field(pattern=SLUG)
     kind: InstitutionKind
     level: CourtLevel | None = None
-    name: str = Field(min_length=1, max_length=300)
-    region: str = Field(min_length=1, max_length=200)
+    name: OneLine = Field(min_length=1, max_length=300)
+    region: OneLine = Field(min_length=1, max_length=200)
     timezone: str = "Asia/Almaty"
 
     _tz = field_validator("timezone")(lambda cls, v: _tz(v))
@@ -100,8 +114,8 @@ class InstitutionPatch(In):
     """A change to an institution: the fields given are set."""
     kind: InstitutionKind | None = None
     level: CourtLevel | None = None
-    name: str | None = Field(None, min_length=1, max_length=300)
-    region: str | None = Field(None, min_length=1, max_length=200)
+    name: OneLine | None = Field(None, min_length=1, max_length=300)
+    region: OneLine | None = Field(None, min_length=1, max_length=200)
     timezone: str | None = None
 
     _tz = field_validator("timezone")(lambda cls, v: _tz(v))
@@ -122,12 +136,12 @@ class InstitutionOut(BaseModel):
 class RoomIn(In):
     """A new room of an institution."""
     institution_id: Slug
-    name: str = Field(min_length=1, max_length=200)
+    name: OneLine = Field(min_length=1, max_length=200)
 
 
 class RoomPatch(In):
     """A room's new name."""
-    name: str = Field(min_length=1, max_length=200)
+    name: OneLine = Field(min_length=1, max_length=200)
 
 
 class RoomOut(BaseModel):
@@ -143,7 +157,7 @@ class TerminalIn(In):
     institution_id: Slug
     room_id: int | None = None
     role: TerminalRole | None = None     # default: courtroom at a court, institution elsewhere
-    name: str = Field(min_length=1, max_length=200)
+    name: OneLine = Field(min_length=1, max_length=200)
 
 
 class TerminalPatch(In):
@@ -151,7 +165,7 @@ class TerminalPatch(In):
     institution_id: Slug | None = None
     room_id: int | None = None
     role: TerminalRole | None = None
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: OneLine | None = Field(None, min_length=1, max_length=200)
 
     _nn = _not_null("institution_id", "role", "name")
 
@@ -197,7 +211,7 @@ class ParticipantIn(In):
 
 class HearingIn(In):
     """A hearing to schedule (rules 10-13): case, room, start, duration and the remote participants."""
-    case_number: str = Field(min_length=1, max_length=100)
+    case_number: OneLine = Field(min_length=1, max_length=100)
     room_id: int
     court_terminal_id: Slug | None = Field(None, description="default: the room's terminal")
     start_utc: dt.datetime = Field(description="start with a time zone; stored in UTC")
@@ -210,7 +224,7 @@ class HearingIn(In):
 
 class HearingPatch(In):
     """A change to a hearing: the fields given are set (the checks are planned again)."""
-    case_number: str | None = Field(None, min_length=1, max_length=100)
+    case_number: OneLine | None = Field(None, min_length=1, max_length=100)
     room_id: int | None = None
     court_terminal_id: Slug | None = None
     start_utc: dt.datetime | None = None
@@ -347,7 +361,7 @@ class EventOut(BaseModel):
 class SuspensionIn(In):
     """A suspension of an institution or of an area (rule 24)."""
     institution_id: Slug | None = None
-    region: str | None = Field(None, min_length=1, max_length=200)
+    region: OneLine | None = Field(None, min_length=1, max_length=200)
     reason: SuspensionReason
     note: str | None = Field(None, max_length=2000)
     from_utc: dt.datetime | None = Field(None, description="default: now")
@@ -440,13 +454,13 @@ class ImportOut(BaseModel):
 class SiteTerminal(In):
     """A terminal in the sites file."""
     id: Slug = Field(pattern=SLUG)
-    name: str
+    name: OneLine
     role: TerminalRole | None = None
 
 
 class SiteRoom(In):
     """A room in the sites file, with its terminals."""
-    name: str
+    name: OneLine
     terminals: list[SiteTerminal] = Field(default_factory=list)
 
 

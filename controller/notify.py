@@ -14,6 +14,10 @@ receiver can drop a repeat.
 Authenticity: with `escalation.webhook_secret` set, each webhook carries
 `X-VKS-Signature: sha256=<HMAC-SHA256 of the body>`.
 
+Headers: the API refuses multi-line names and case numbers (controller.models.OneLine); whatever
+text reaches a header here anyway (older rows, the sites file) goes through `header_text`, so no
+value can end a header and start another.
+
 Secrets: the SMTP password and the webhook secret are `SecretStr`s, never
 logged or put in an error message.
 """
@@ -24,6 +28,8 @@ import hashlib
 import hmac
 import json
 import logging
+import re
+import unicodedata
 from email.message import EmailMessage
 from typing import Any
 
@@ -59,6 +65,13 @@ STEP2_REASON_TEXT = {
 class DeliveryError(Exception):
     """The notification did not get through (endpoint down, refused, timed out);
     it may be retried later."""
+
+
+def header_text(text: str) -> str:
+    """Text made safe for one e-mail header: each control character or line/paragraph separator
+    (CR, LF, tab, NUL, U+2028...) becomes a space, runs of spaces one space."""
+    flat = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+    return re.sub(r" {2,}", " ", flat).strip()
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -116,7 +129,7 @@ def email_text(payload: dict[str, Any]) -> tuple[str, str]:
     h = payload["hearing"]
     step_kk, step_ru = STEP_TEXT[payload["step"]]
     start = _local_text(h["start_local"])
-    subject = f"[ВКС] {step_ru}: {h['case_number']}, {h['court']['name']}, {start}"
+    subject = header_text(f"[ВКС] {step_ru}: {h['case_number']}, {h['court']['name']}, {start}")
     parts = ", ".join(f"{p['institution_name']} ({p['terminal_id']})" for p in h["participants"])
     reason = STEP2_REASON_TEXT.get(payload.get("step2_reason") or "")
     lines = []
@@ -191,8 +204,8 @@ class Notifier:
 
         msg = EmailMessage()
         msg["From"] = self.smtp.from_addr
-        msg["To"] = to
-        msg["Subject"] = subject
+        msg["To"] = header_text(to)
+        msg["Subject"] = header_text(subject)
         domain = self.smtp.from_addr.rpartition("@")[2] or "localhost"
         msg["Message-ID"] = f"<vks-notification-{notification_id}@{domain}>"
         msg["X-VKS-Notification"] = str(notification_id)

@@ -42,7 +42,7 @@ from controller.api.routing import Query, Route, items
 from controller.errors import Invalid, NotFound
 from controller.escalation import ACTS_KEY, ESCALATIONS_KEY
 from controller.keys import DB_KEY, SCHEDULER_KEY, USER_KEY
-from controller.models import In
+from controller.models import In, OneLine
 from controller.store import escalations as esc_repo
 from controller.store import registry
 from controller.store import users as users_repo
@@ -123,7 +123,7 @@ class ContactIn(In):
     kind: ContactKind = Field(
         description="technician: told at step 1 (rule 16); organiser: at step 2 (rule 17)")
     name: str = Field(min_length=1, max_length=200)
-    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: OneLine | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     webhook_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
     user: str | None = Field(None, description="a user of this controller (e.g. the technician's account)")
 

@@ -1,9 +1,14 @@
 """The operability export (rule 3): hearings with their verdicts as JSON or CSV. The CSV keeps its
-columns, order and format (CRLF lines, empty cells for none) for the tools that read it."""
+columns, order and format (CRLF lines, empty cells for none) for the tools that read it. Every CSV the
+controller writes goes through `csv_text` (this export and a hearing's event record): a text cell a
+spreadsheet would run as a formula (OWASP's CSV injection: a leading = + - @, tab or CR) gets a
+leading single quote."""
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
+from typing import Any
 
 from aiohttp import web
 
@@ -36,14 +41,31 @@ def export_record(h: dict) -> dict:
     }
 
 
+# The first characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """One CSV cell: None as empty, text a spreadsheet would run as a formula behind a single quote."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
+def csv_text(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
+    """CSV text with CRLF lines: the header, then each row's cells through csv_cell."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(header)
+    w.writerows([csv_cell(v) for v in r] for r in rows)
+    return buf.getvalue()
+
+
 def to_csv(records: list[dict]) -> str:
     """The export records as CSV text: a header of EXPORT_COLUMNS, CRLF lines, None as an empty cell."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS, lineterminator="\r\n")
-    w.writeheader()
-    for r in records:
-        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
-    return buf.getvalue()
+    return csv_text(EXPORT_COLUMNS, ([r.get(k) for k in EXPORT_COLUMNS] for r in records))
 
 
 async def export_hearings(request: web.Request) -> web.Response:

@@ -3,9 +3,7 @@ record (JSON or CSV), the coordinator's agreement and a check run on demand. The
 themselves are controller.hearings; these handlers parse, authorise and answer."""
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,6 +13,7 @@ from controller import auth
 from controller import hearings as ops
 from controller import models as m
 from controller.api.audit import Audit, audit, transaction
+from controller.api.exports import csv_text
 from controller.api.requests import API, body, dumps, now, ok, path_int, q_choice, q_int, q_time, row, who
 from controller.api.routing import Query, Route, items
 from controller.errors import Conflict, NotFound
@@ -133,12 +132,9 @@ async def hearing_events(request: web.Request) -> web.Response:
         rows = await events_repo.list_for(conn, hid, after_id=q_int(request, "after_id", 0, 0, 2**62))
     if fmt == "json":
         return ok({"items": [row(r) for r in rows]})
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(EVENT_COLUMNS)
-    for r in rows:
-        w.writerow([r["id"], r["hearing_id"], iso(r["at"]), r["kind"], dumps(r["detail"])])
-    return web.Response(text=buf.getvalue(), content_type="text/csv", charset="utf-8",
+    text = csv_text(EVENT_COLUMNS, ([r["id"], r["hearing_id"], iso(r["at"]), r["kind"], dumps(r["detail"])]
+                                    for r in rows))
+    return web.Response(text=text, content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": f'attachment; filename="hearing-{hid}-events.csv"'})
 
 

@@ -1,0 +1,74 @@
+"""Issue 11, item 7 (leaks closed): CSV cells that a spreadsheet would run are neutralised, text that
+would break an e-mail header is refused, act.html carries a CSP, database passwords stay out of
+messages, secrets come through systemd credentials, /metrics can be closed or moved."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+
+import pytest
+
+from tests.controller_kit import Controller
+
+H = dt.timedelta(hours=1)
+FORMULA = '=HYPERLINK("http://x","y")'
+
+
+@pytest.fixture
+async def ctl(tmp_path, fake_clock):
+    async with Controller(f"sqlite:///{tmp_path / 'controller.sqlite'}", fake_clock) as c:
+        yield c
+
+
+async def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(ctl):
+    _, h = await ctl.schedule(start=ctl.clock() + 48 * H, case=FORMULA)
+    _, text = await ctl.call("GET", "/api/v1/exports/hearings?format=csv", role="viewer", expect=200)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows[0]["case_number"] == "'" + FORMULA
+    assert rows[0]["id"] == str(h["id"]) and rows[0]["room"] == "Зал 1"      # other cells as they were
+    _, j = await ctl.call("GET", "/api/v1/exports/hearings?format=json", role="viewer", expect=200)
+    assert j["hearings"][0]["case_number"] == FORMULA                       # JSON carries the data as it is
+    _, text = await ctl.call("GET", f"/api/v1/hearings/{h['id']}/events?format=csv", role="viewer", expect=200)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows[0]["kind"] == "hearing_scheduled"
+    for r in rows:
+        assert all(not cell or cell[0] not in "=+-@\t\r" for cell in r.values()), r
+
+
+def test_csv_cell_prefixes_exactly_the_owasp_leading_characters():
+    from controller.api.exports import csv_cell
+    for lead in "=+-@\t\r":
+        assert csv_cell(lead + "1") == "'" + lead + "1"
+    assert [csv_cell(v) for v in ("2-1/2026", "", None, 5, -3, "a=b")] == ["2-1/2026", "", "", 5, -3, "a=b"]
+
+
+@pytest.mark.parametrize("text", ["1-1\r\nBcc: x@y", "1-1\nBcc: x@y", "1-1\rX", "1-1\x00", "1-1\u2028x"])
+async def test_header_breaking_text_is_refused_naming_the_field(ctl, text):
+    room = await ctl.room_id("almaty-medeu-district")
+    body = {"case_number": text, "room_id": room, "start_utc": (ctl.clock() + 48 * H).isoformat(),
+            "participants": [{"terminal_id": "sizo-almaty-1"}]}
+    _, err = await ctl.call("POST", "/api/v1/hearings", role="secretary", json=body, expect=400)
+    assert (err["error"], err["field"]) == ("invalid", "case_number")
+    _, h = await ctl.schedule(start=ctl.clock() + 48 * H)
+    _, err = await ctl.call("PATCH", f"/api/v1/hearings/{h['id']}", role="secretary",
+                            json={"case_number": text}, expect=400)
+    assert err["field"] == "case_number"
+    _, err = await ctl.call("PATCH", "/api/v1/institutions/sizo-almaty-70-1", json={"name": text}, expect=400)
+    assert err["field"] == "name"
+    assert (await ctl.hearing(h["id"]))["case_number"] == "2-1234/2026"
+
+
+def test_notify_never_builds_a_header_from_multi_line_text():
+    from email.message import EmailMessage
+
+    from controller.notify import email_text, header_text
+    payload = {"step": 1, "cause_text": {"kk": "k", "ru": "r"}, "escalation_id": 1, "notification_id": 2,
+               "hearing": {"case_number": "1-1\r\nBcc: x@y", "court": {"id": "c", "name": "Суд\nX-Evil: 1"},
+                           "room": "Зал", "start_local": "2026-12-01T11:00:00+05:00", "participants": []}}
+    subject, _ = email_text(payload)
+    assert not any(c in subject for c in "\r\n") and "Bcc: x@y" in subject
+    assert header_text("a\r\n\tb\x00c\u2028d") == "a b c d"
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    assert "\nBcc:" not in msg.as_string() and "\nX-Evil:" not in msg.as_string()
