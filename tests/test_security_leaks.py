@@ -72,3 +72,18 @@ def test_notify_never_builds_a_header_from_multi_line_text():
     msg = EmailMessage()
     msg["Subject"] = subject
     assert "\nBcc:" not in msg.as_string() and "\nX-Evil:" not in msg.as_string()
+
+
+async def test_act_html_carries_a_csp_that_runs_nothing(ctl):
+    from tests.test_acts import hearing_with_failed_test
+    hid = await hearing_with_failed_test(ctl)
+    await ctl.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary",
+                   json={"note": "<script>alert(1)</script>"}, expect=201)
+    resp = await ctl.client.get(f"/api/v1/hearings/{hid}/act.html?lang=ru",
+                                headers={"Authorization": f"Bearer {ctl.tokens['viewer']}"})
+    assert resp.status == 200
+    csp = {d.split()[0]: d.split()[1:] for d in resp.headers["Content-Security-Policy"].split("; ")}
+    assert csp["default-src"] == ["'none'"] and csp["style-src"] == ["'unsafe-inline'"]
+    assert "script-src" not in csp and csp["frame-ancestors"] == ["'none'"]
+    html = await resp.text()
+    assert "<style>" in html and "<script" not in html       # the template needs its inline style, no more
