@@ -6,10 +6,18 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.controller_kit import Controller
+from tests.procs import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "s3cr3t-Pa55"
 
 H = dt.timedelta(hours=1)
 FORMULA = '=HYPERLINK("http://x","y")'
@@ -87,3 +95,23 @@ async def test_act_html_carries_a_csp_that_runs_nothing(ctl):
     assert "script-src" not in csp and csp["frame-ancestors"] == ["'none'"]
     html = await resp.text()
     assert "<style>" in html and "<script" not in html       # the template needs its inline style, no more
+
+
+@pytest.mark.parametrize("args, env", [
+    (["migrate", "--db", "postgresql://vks:{s}@127.0.0.1:{p}/vks"], {}),
+    (["serve", "--db", "postgresql://vks:{s}@127.0.0.1:{p}/vks", "--listen", "127.0.0.1:{l}"], {}),
+    (["migrate", "--db", "mysql://vks:{s}@127.0.0.1:{p}/vks"], {}),
+    (["migrate", "--db", "postgresql+psycopg2://vks:{s}@127.0.0.1:{p}/vks"], {}),
+    (["migrate"], {"VKS_CONTROLLER__DB": "postgresql://vks:{s}@127.0.0.1:{p}/"}),
+    (["serve", "--listen", "127.0.0.1:{l}"], {"VKS_CONTROLLER__DB": "postgresql://vks:{s}@127.0.0.1:{p}/vks"}),
+], ids=["migrate", "serve", "scheme", "driver", "env-no-db", "serve-env"])
+def test_a_database_password_appears_in_no_message_or_log(args, env):
+    closed, listen = free_port(), free_port()
+    fill = {"s": SECRET, "p": closed, "l": listen}
+    environ = {**os.environ, "PYTHONPATH": str(REPO), **{k: v.format(**fill) for k, v in env.items()}}
+    environ.pop("VKS_CONTROLLER_CONFIG", None)
+    r = subprocess.run([sys.executable, "-m", "controller", *[a.format(**fill) for a in args]],
+                       capture_output=True, text=True, env=environ, cwd=REPO, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode in (1, 2), out
+    assert out.strip() and SECRET not in out, out

@@ -5,12 +5,14 @@
 - SQLite: WAL, foreign keys on, a busy timeout; write transactions start with
   `BEGIN IMMEDIATE` so that there is one writer at a time and no lock upgrade
   can deadlock; reads use a deferred `BEGIN` (WAL readers do not block).
+- A URL in a message or a log line is `safe_url(url)`: its password masked.
 - PostgreSQL: READ COMMITTED; the code takes row locks where it must
   (`SELECT ... FOR UPDATE`, and `SKIP LOCKED` for job claims).
 """
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +28,18 @@ class DatabaseUrlError(ValueError):
     """The --db URL is not one this controller understands."""
 
 
+# user:password@ in a URL SQLAlchemy cannot parse (the masking must not depend on the parse).
+_USERINFO = re.compile(r"(^|://|\s)([^/@:\s]*):[^/@\s]*@")
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may appear in a message or a log line: any password replaced by ***."""
+    try:
+        return make_url(url.strip()).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return _USERINFO.sub(r"\1\2:***@", url)
+
+
 def to_async_url(url: str) -> str:
     """Map the user-facing URL forms to the async drivers."""
     raw = url.strip()
@@ -35,23 +49,23 @@ def to_async_url(url: str) -> str:
         parsed = make_url(raw)
     except ArgumentError:
         raise DatabaseUrlError(
-            f"not a database URL: {url!r} (expected sqlite:///path or postgresql://user@host/db)") from None
+            f"not a database URL: {safe_url(url)!r} (expected sqlite:///path or postgresql://user@host/db)") from None
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "sqlite":
         if driver not in ("", "aiosqlite"):
-            raise DatabaseUrlError(f"unsupported SQLite driver {driver!r} in {url!r}")
+            raise DatabaseUrlError(f"unsupported SQLite driver {driver!r} in {safe_url(url)!r}")
         if not parsed.database or parsed.database == ":memory:":
             raise DatabaseUrlError(
-                f"SQLite needs a file path: {url!r} (e.g. sqlite:///var/vks-controller.sqlite)")
+                f"SQLite needs a file path: {safe_url(url)!r} (e.g. sqlite:///var/vks-controller.sqlite)")
         return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
     if backend == "postgresql":
         if driver not in ("", "asyncpg"):
-            raise DatabaseUrlError(f"unsupported PostgreSQL driver {driver!r} in {url!r}")
+            raise DatabaseUrlError(f"unsupported PostgreSQL driver {driver!r} in {safe_url(url)!r}")
         if not parsed.database:
-            raise DatabaseUrlError(f"PostgreSQL URL names no database: {url!r}")
+            raise DatabaseUrlError(f"PostgreSQL URL names no database: {safe_url(url)!r}")
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     raise DatabaseUrlError(
-        f"unsupported database {backend!r} in {url!r} (expected sqlite:///path or postgresql://...)")
+        f"unsupported database {backend!r} in {safe_url(url)!r} (expected sqlite:///path or postgresql://...)")
 
 
 def utcnow() -> dt.datetime:
