@@ -38,7 +38,7 @@ from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 
 from agent import rtp_tap
-from agent.ice import chosen_host_addresses, rtc_configuration
+from agent.ice import chosen_host_addresses, offers_loopback, remote_candidates, rtc_configuration
 from agent.measure import StreamMeter
 from agent.media import PatternTrack, ToneTrack
 from agent.report import build_report, receive_side, side_interval
@@ -149,17 +149,26 @@ class PeerSession:
 
     async def accept_answer(self, answer: dict) -> None:
         """The caller takes the callee's answer."""
-        await self.pc.setRemoteDescription(_description(answer, "answer"))
+        await self.pc.setRemoteDescription(self._remote(answer, "answer"))
         await self._after_negotiation()
 
     async def answer_offer(self, offer: dict) -> dict:
         """The callee's answer to the caller's offer."""
-        await self.pc.setRemoteDescription(_description(offer, "offer"))
+        await self.pc.setRemoteDescription(self._remote(offer, "offer"))
         self._add_media()
         with chosen_host_addresses(self.settings.session.host_addresses):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self._after_negotiation()
         return {"type": "answer", "sdp": self.pc.localDescription.sdp}
+
+    def _remote(self, message: dict, expected: str) -> RTCSessionDescription:
+        """The far side's description with only the candidates this side may contact (agent/ice.py)."""
+        description = _description(message, expected)
+        allowed = remote_candidates(description.sdp, allow_loopback=offers_loopback(self.settings.session))
+        if allowed.dropped:
+            log.warning("%s: %d of the %s's candidates not contacted (%d addresses kept)",
+                        self.role, allowed.dropped, expected, allowed.kept)
+        return RTCSessionDescription(sdp=allowed.sdp, type=expected)
 
     async def _after_negotiation(self) -> None:
         self._codecs = _codecs_of(self.pc.remoteDescription.sdp)
