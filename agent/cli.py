@@ -1,11 +1,13 @@
 """`vks-agent`: the technician's command line and the terminal's service.
 
-    vks-agent responder --listen HOST:PORT        answer direct test sessions
-    vks-agent test --peer URL --duration S [--profile NAME] [--json]
+    vks-agent responder --listen HOST:PORT --token-file F    answer direct test sessions
+    vks-agent test --peer URL --token-file F --duration S [--profile NAME] [--json]
     vks-agent run [--config FILE]                 the terminal's service (controller link)
 
-Exit status of `test`: 0 good, 1 degraded, 3 unusable, 4 could not connect,
-2 usage or configuration error.
+Exit status of `test`: 0 good, 1 degraded, 3 unusable, 4 could not connect (also: the
+peer refused the token), 2 usage or configuration error. The responder takes offers with its
+token only (`--token-file` or `responder.token_file`); with neither it exits 2, unless
+`--open` (a lab) is given.
 """
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ from aiohttp import web
 from agent.daemon import add_run_parser
 from agent.report import render_text
 from agent.session import SignalingError, run_caller
-from agent.settings import AgentSettings, load_settings
+from agent.settings import AgentSettings, load_settings, read_token_file
 from contract.configfile import ConfigError
 
+log = logging.getLogger("agent.responder")
 EXIT_GOOD, EXIT_DEGRADED, EXIT_USAGE, EXIT_UNUSABLE, EXIT_NO_CONNECT = 0, 1, 2, 3, 4
 VERDICT_EXIT = {"good": EXIT_GOOD, "degraded": EXIT_DEGRADED, "unusable": EXIT_UNUSABLE}
 
@@ -50,24 +53,31 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def http_signal(peer: str, profile: str | None, timeout: float,
-                ssl_ctx: ssl.SSLContext | None = None) -> Callable[[dict], Awaitable[dict]]:
-    """Signalling by HTTP(S): POST the offer to the peer's responder, get the answer. For an
-    https:// peer the certificate is verified (against `ssl_ctx`, else the system's CAs)."""
+def http_signal(peer: str, profile: str | None, timeout: float, ssl_ctx: ssl.SSLContext | None = None,
+                token: str | None = None) -> Callable[[dict], Awaitable[dict]]:
+    """Signalling by HTTP(S): POST the offer to the peer's responder with its bearer `token`, get
+    the answer. For an https:// peer the certificate is verified (against `ssl_ctx`, else the
+    system's CAs)."""
     url = peer.rstrip("/") + "/offer"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def signal_offer(offer: dict) -> dict:
         body = dict(offer, profile=profile) if profile else offer
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
-                async with http.post(url, json=body, ssl=ssl_ctx if ssl_ctx is not None else True) as resp:
+                async with http.post(url, json=body, headers=headers,
+                                     ssl=ssl_ctx if ssl_ctx is not None else True) as resp:
                     try:
                         data = await resp.json(content_type=None)
                     except ValueError:
                         raise SignalingError(f"the peer at {peer} answered HTTP {resp.status} "
                                              f"without JSON") from None
+                    message = data.get("message") if isinstance(data, dict) else None
+                    if resp.status == 401:
+                        given = "the one given" if token else "none was given (--token-file)"
+                        raise SignalingError(f"the peer at {peer} refused the token ({given}): "
+                                             f"HTTP 401 {message or ''}".strip())
                     if resp.status != 200:
-                        message = data.get("message") if isinstance(data, dict) else None
                         raise SignalingError(f"the peer at {peer} refused the offer: "
                                              f"HTTP {resp.status} {message or ''}".strip())
                     return data
@@ -103,8 +113,9 @@ async def _run_test(settings: AgentSettings, args: argparse.Namespace) -> dict:
     ssl_ctx = None
     if getattr(args, "ca_file", None):
         ssl_ctx = await asyncio.to_thread(ssl.create_default_context, cafile=args.ca_file)
+    token = await asyncio.to_thread(read_token_file, args.token_file, "--token-file") if args.token_file else None
     return await run_caller(settings, signal=http_signal(args.peer, args.profile,
-                                                         settings.session.connect_timeout_s, ssl_ctx),
+                                                         settings.session.connect_timeout_s, ssl_ctx, token),
                             duration_s=args.duration, profile=args.profile, on_interval=on_interval)
 
 
@@ -127,6 +138,13 @@ def cmd_responder(settings: AgentSettings, args: argparse.Namespace) -> int:
     from agent.metrics import for_settings
     from agent.responder import create_app
     host, port = args.listen
+    token_file, key = (args.token_file, "--token-file") if args.token_file else \
+        (settings.responder.token_file, "responder.token_file")
+    if token_file is None and not args.open:
+        print("vks-agent: the responder needs a token: --token-file F or responder.token_file in the "
+              "config (the file's first line; callers give it with `vks-agent test --token-file`), "
+              "or --open for a lab where anyone may start sessions", file=sys.stderr)
+        return EXIT_USAGE
     ssl_ctx = None
     if args.tls_cert or args.tls_key:        # optional TLS for the offer/answer exchange (issue 7)
         if not (args.tls_cert and args.tls_key):
@@ -140,8 +158,13 @@ def cmd_responder(settings: AgentSettings, args: argparse.Namespace) -> int:
             return EXIT_USAGE
 
     async def serve() -> None:
+        token = None
+        if token_file is not None:
+            token = await asyncio.to_thread(read_token_file, token_file, key)
+        else:
+            log.warning("responder started --open: anyone who reaches it can start sessions")
         # GET /metrics on the same port; the answered sessions are counted (agent/metrics.py).
-        app = create_app(settings, metrics=for_settings(settings, health=False))
+        app = create_app(settings, token=token, metrics=for_settings(settings, health=False))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
@@ -175,12 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--profile", help="media profile from the settings (default: hearing)")
     test.add_argument("--json", action="store_true", help="print exactly one JSON report on stdout")
     test.add_argument("--ca-file", help="for an https:// peer: trust this CA (PEM) instead of the system's")
+    test.add_argument("--token-file", help="the peer responder's token (the file's first line)")
     test.set_defaults(func=cmd_test)
 
     responder = sub.add_parser("responder", help="answer test sessions from peers")
     responder.add_argument("--listen", type=host_port, default=("0.0.0.0", 8443), help="HOST:PORT")
     responder.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
     responder.add_argument("--tls-key", help="... and this private key (PEM)")
+    responder.add_argument("--token-file", help="offers must carry this token (the file's first line); "
+                                                "default: responder.token_file")
+    responder.add_argument("--open", action="store_true",
+                           help="with no token configured: take offers from anyone (a lab only)")
     responder.set_defaults(func=cmd_responder)
 
     add_run_parser(sub)

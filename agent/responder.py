@@ -3,15 +3,23 @@
 An aiohttp endpoint that takes an offer and answers it, so that a technician can
 test a link against a terminal without the controller. Every bad request gets a
 JSON error and the responder keeps serving:
+- 429 for the offer over `responder.offers_per_minute` from one source address (counted
+  first, before anything else is looked at);
+- 401 for an offer without `Authorization: Bearer <token>` or with another token (unless the
+  responder was started `--open`, for a lab); nothing is read or started;
 - 400 for a body that is not JSON, not an offer, oversized, or SDP aiortc rejects;
 - 503 when it already serves `session.max_sessions` sessions.
+Of an answered offer's candidates, only those agent/ice.py allows are ever contacted.
 """
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable
 
 import aiojobs
 from aiohttp import web
@@ -29,8 +37,49 @@ log = logging.getLogger(__name__)
 SETTINGS_KEY = web.AppKey("settings", AgentSettings)
 # The sessions being served: one job each, cancelled and awaited when the app shuts down.
 SESSIONS_KEY = web.AppKey("sessions", aiojobs.Scheduler)
+# The bearer token offers must carry (None: an open responder, for a lab).
+TOKEN_KEY = web.AppKey("token", bytes)
 # The peer label of the sessions the responder answers (their caller is not known by id).
 RESPONDER_PEER = "direct"
+
+
+class OfferLimiter:
+    """Offers per source address in a sliding minute, in bounded memory: a source's attempts are
+    at most the limit, sources silent for a minute are pruned, and beyond `max_sources` the least
+    recently seen are forgotten."""
+    WINDOW_S = 60.0
+
+    def __init__(self, per_minute: int, max_sources: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.max_sources = max_sources
+        self._clock = clock
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()   # least recently seen first
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def allow(self, source: str) -> bool:
+        """Count an offer from `source`; False when it already made `per_minute` in the last minute."""
+        now = self._clock()
+        while self._seen:                       # prune sources silent for a minute, least recent first
+            oldest = next(iter(self._seen.values()))
+            if oldest and now - oldest[-1] < self.WINDOW_S:
+                break
+            self._seen.popitem(last=False)
+        if source not in self._seen and len(self._seen) >= self.max_sources:
+            self._seen.popitem(last=False)      # full of recent sources: forget the least recent
+        times = self._seen.setdefault(source, deque(maxlen=self.per_minute))
+        self._seen.move_to_end(source)
+        while times and now - times[0] >= self.WINDOW_S:
+            times.popleft()
+        if len(times) >= self.per_minute:
+            return False
+        times.append(now)
+        return True
+
+
+LIMITER_KEY = web.AppKey("limiter", OfferLimiter)
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -42,6 +91,13 @@ async def handle_offer(request: web.Request) -> web.Response:
     """POST /offer: answer a caller's offer and serve the session in the background."""
     settings = request.app[SETTINGS_KEY]
     sessions = request.app[SESSIONS_KEY]
+    if not request.app[LIMITER_KEY].allow(request.remote or "unknown"):
+        return error(429, "rate_limited", f"more than {settings.responder.offers_per_minute} offers "
+                                          f"a minute from {request.remote}; try again later")
+    token = request.app.get(TOKEN_KEY)
+    if token is not None and not _bearer_matches(request, token):
+        return error(401, "unauthorized", "this responder takes offers with its token only "
+                                          "(Authorization: Bearer <token>; vks-agent test --token-file)")
     limit = settings.session.max_offer_bytes
     if request.content_length is not None and request.content_length > limit:
         return error(400, "offer_too_large", f"the offer is {request.content_length} bytes; the limit is {limit}")
@@ -72,6 +128,12 @@ async def handle_offer(request: web.Request) -> web.Response:
     obs = metrics.session(SessionKind.TEST, SessionRole.CALLEE, RESPONDER_PEER) if metrics else None
     await sessions.spawn(_serve(session, obs), name="responder-session")
     return web.json_response(answer)
+
+
+def _bearer_matches(request: web.Request, token: bytes) -> bool:
+    """Does the request carry `Authorization: Bearer <token>`? Compared in constant time."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
 
 
 async def _serve(session: PeerSession, obs: SessionObserver | None) -> None:
@@ -112,10 +174,15 @@ async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[SESSIONS_KEY].close()
 
 
-def create_app(settings: AgentSettings, *, metrics: AgentMetrics | None = None) -> web.Application:
-    """The responder's app; with `metrics`, also GET /metrics and every answered session counted."""
+def create_app(settings: AgentSettings, *, token: str | None,
+               metrics: AgentMetrics | None = None) -> web.Application:
+    """The responder's app: offers must carry `token` (None: open, for a lab); with `metrics`,
+    also GET /metrics and every answered session counted."""
     app = web.Application(client_max_size=settings.session.max_offer_bytes + 1)
     app[SETTINGS_KEY] = settings
+    app[LIMITER_KEY] = OfferLimiter(settings.responder.offers_per_minute)
+    if token is not None:
+        app[TOKEN_KEY] = token.encode()
     app.cleanup_ctx.append(_sessions_ctx)
     app.router.add_post("/offer", handle_offer)
     app.router.add_get("/healthz", handle_health)

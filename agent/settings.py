@@ -86,6 +86,14 @@ class ControllerLink(Strict):
     ca_file: Path | None = None
 
 
+class ResponderSettings(Strict):
+    """`vks-agent responder`: who may offer, and how often."""
+    # The bearer token an offer must carry: this file's first line, trimmed (--token-file overrides).
+    token_file: Path | None = None
+    # Offers taken from one source address per minute; more get 429 (counted before any work).
+    offers_per_minute: int = Field(default=30, ge=1, le=6000)
+
+
 class MetricsSettings(Strict):
     """The daemon's /metrics endpoint ('' or off: none)."""
     listen: str = "127.0.0.1:9101"
@@ -142,6 +150,7 @@ class AgentSettings(Strict):
     role: TerminalRole = TerminalRole.COURTROOM
     session: SessionSettings = Field(default_factory=SessionSettings)
     controller: ControllerLink = Field(default_factory=ControllerLink)
+    responder: ResponderSettings = Field(default_factory=ResponderSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     hooks: HookSettings = Field(default_factory=HookSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
@@ -155,6 +164,20 @@ class AgentSettings(Strict):
             known = ", ".join(sorted(self.session.profiles))
             raise configfile.ConfigError(None, "session.profiles",
                                          f"no profile named {name!r} (known: {known})") from None
+
+
+def read_token_file(path: Path, key: str) -> str:
+    """The bearer token in `path`: its first line, trimmed (blocking: call it in a worker thread);
+    a ConfigError naming `key` for a file that cannot be read or is empty."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise configfile.ConfigError(path, None, f"{key}: cannot read the token: {reason}") from None
+    if not token:
+        raise configfile.ConfigError(path, None, f"{key}: the file is empty (the token is its first line)")
+    return token
 
 
 def load_settings(path: str | os.PathLike | None = None) -> AgentSettings:

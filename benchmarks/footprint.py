@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.linktest import PORT, write_agent_config  # noqa: E402
 from tests.netlab.lab import Lab, unavailable_reason  # noqa: E402
-from tests.procs import PYTHON, REPO, agent_argv, env_with  # noqa: E402
+from tests.procs import PYTHON, REPO, agent_argv, env_with, token_file  # noqa: E402
 
 
 class Sampler(threading.Thread):
@@ -70,7 +70,8 @@ def main() -> int:
         cfg_a = write_agent_config(Path(tmp), "a", lab.addr("a"))
         cfg_b = write_agent_config(Path(tmp), "b", lab.addr("b"))
         url = f"http://{lab.addr('b')}:{PORT}"
-        resp = lab.popen("b", agent_argv("responder", "--listen", f"{lab.addr('b')}:{PORT}"),
+        token = str(token_file(Path(tmp)))
+        resp = lab.popen("b", agent_argv("responder", "--listen", f"{lab.addr('b')}:{PORT}", "--token-file", token),
                          env=env_with(cfg_b), cwd=REPO)
         lab.run("a", [PYTHON, "-c", f"from tests.procs import wait_http; wait_http({url + '/healthz'!r})"],
                 env=env_with(), cwd=REPO, timeout=30, check=True)
@@ -79,7 +80,8 @@ def main() -> int:
         time.sleep(3)
         idle_r = r_sampler.window(time.monotonic() - 2.6, time.monotonic())
         for n in range(args.runs):
-            argv = agent_argv("test", "--peer", url, "--duration", f"{args.duration:g}", "--json")
+            argv = agent_argv("test", "--peer", url, "--duration", f"{args.duration:g}", "--json",
+                              "--token-file", token)
             if args.profile:
                 argv += ["--profile", args.profile]
             proc = lab.popen("a", argv, env=env_with(cfg_a), cwd=REPO, stdout=__import__("subprocess").PIPE, text=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.netlab.lab import Lab
-from tests.procs import PYTHON, REPO, agent_argv, env_with
+from tests.procs import PYTHON, REPO, agent_argv, env_with, token_file
 
 PORT = 8443
 # The caller is in namespace A: what it sends (outbound) crosses a>b.
@@ -54,7 +54,8 @@ def run_session(lab: Lab, scenario: Scenario, workdir: Path) -> tuple[dict, dict
     cfg_b = write_agent_config(workdir, "b", lab.addr("b"))
     url = f"http://{lab.addr('b')}:{PORT}"
     lab.clear()
-    resp = lab.popen("b", agent_argv("responder", "--listen", f"{lab.addr('b')}:{PORT}"),
+    token = str(token_file(workdir))
+    resp = lab.popen("b", agent_argv("responder", "--listen", f"{lab.addr('b')}:{PORT}", "--token-file", token),
                      env=env_with(cfg_b), cwd=REPO)
     try:
         # Health is checked from inside A, across the (still clean) link.
@@ -64,7 +65,8 @@ def run_session(lab: Lab, scenario: Scenario, workdir: Path) -> tuple[dict, dict
             for direction, params in _per_direction(scenario.impair).items():
                 lab.impair(direction, **params)
         lab.truth_reset()
-        argv = agent_argv("test", "--peer", url, "--duration", f"{scenario.duration_s:g}", "--json")
+        argv = agent_argv("test", "--peer", url, "--duration", f"{scenario.duration_s:g}", "--json",
+                          "--token-file", token)
         if scenario.profile:
             argv += ["--profile", scenario.profile]
         timer = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import ssl
 import subprocess
@@ -96,11 +97,22 @@ def env_with(config: Path | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
+def token_file(directory: Path) -> Path:
+    """A responder's token for a test: `directory`/responder.token, a random token made once
+    (the responder takes it with --token-file, `vks-agent test` gives it with --token-file)."""
+    path = directory / "responder.token"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
+    return path
+
+
 @contextlib.contextmanager
 def responder(config: Path, host: str = "127.0.0.1", port: int | None = None):
-    """A real `vks-agent responder` process; yields its base URL."""
+    """A real `vks-agent responder` process taking offers with `token_file(config.parent)`;
+    yields its base URL."""
     port = port or free_port(host)
-    proc = subprocess.Popen(agent_argv("responder", "--listen", f"{host}:{port}"),
+    argv = agent_argv("responder", "--listen", f"{host}:{port}", "--token-file", str(token_file(config.parent)))
+    proc = subprocess.Popen(argv,
                             env=env_with(config), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

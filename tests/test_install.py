@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import REPO, free_port, stop, wait_http
+from tests.procs import REPO, free_port, stop, token_file, wait_http
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -142,14 +142,17 @@ def test_a_judged_test_session_from_an_empty_directory(installed, tmp_path):
     venv, env, cwd = installed
     agent = str(venv / "bin" / "vks-agent")
     config = tmp_path / "agent.yaml"
-    config.write_text("session:\n  host_addresses: ['127.0.0.1']\n", encoding="utf-8")
+    token = token_file(tmp_path)          # the responder's from its config, the caller's on its command line
+    config.write_text(f"session:\n  host_addresses: ['127.0.0.1']\nresponder:\n  token_file: {token}\n",
+                      encoding="utf-8")
     port = free_port()
     responder = subprocess.Popen([agent, "--config", str(config), "responder", "--listen", f"127.0.0.1:{port}"],
                                  cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30, proc=responder)
         r = subprocess.run([agent, "--config", str(config), "test", "--peer", f"http://127.0.0.1:{port}",
-                            "--duration", "3", "--json"], cwd=cwd, env=env, capture_output=True, text=True,
+                            "--duration", "3", "--json", "--token-file", str(token)], cwd=cwd, env=env,
+                           capture_output=True, text=True,
                            timeout=60)
     finally:
         stop(responder)

@@ -109,7 +109,8 @@ def test_responder_exposes_documented_metrics_and_counts_the_sessions_it_answers
         before = scrape(url + "/metrics")
         assert_matches_doc(before, "responder")
         assert value(before, "vks_agent_sessions_active", role="callee") == 0
-        out = subprocess.run(procs.agent_argv("test", "--peer", url, "--duration", "3", "--json"),
+        out = subprocess.run(procs.agent_argv("test", "--peer", url, "--duration", "3", "--json",
+                                              "--token-file", str(procs.token_file(tmp_path))),
                              env=procs.env_with(config), cwd=procs.REPO, capture_output=True, text=True,
                              timeout=90)
         assert out.returncode in (0, 1), out.stderr

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import AgentProc
-from tests.procs import REPO, agent_argv, env_with, free_port, stop, wait_for, wait_http, write_config
+from tests.procs import REPO, agent_argv, env_with, free_port, stop, token_file, wait_for, wait_http, write_config
 from tests.reliability_kit import ControllerProc, client_ctx, http, make_ca
 
 TERMINALS = ("court-almaty-1", "sizo-almaty-1")
@@ -155,7 +155,8 @@ def test_direct_test_session_over_https_to_a_tls_responder(tmp_path, pki):
     port = free_port()
     with open(tmp_path / "responder.log", "wb") as log:
         proc = subprocess.Popen(agent_argv("responder", "--listen", f"127.0.0.1:{port}",
-                                           "--tls-cert", str(good["cert"]), "--tls-key", str(good["key"])),
+                                           "--tls-cert", str(good["cert"]), "--tls-key", str(good["key"]),
+                                           "--token-file", str(token_file(tmp_path))),
                                 env=env_with(config), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
         try:
@@ -165,7 +166,8 @@ def test_direct_test_session_over_https_to_a_tls_responder(tmp_path, pki):
 
         def test(ca: Path) -> subprocess.CompletedProcess:
             return subprocess.run(agent_argv("test", "--peer", f"https://127.0.0.1:{port}", "--duration", "2",
-                                             "--profile", "monitor", "--json", "--ca-file", str(ca)),
+                                             "--profile", "monitor", "--json", "--ca-file", str(ca),
+                                             "--token-file", str(token_file(tmp_path))),
                                   env=env_with(config), cwd=REPO, capture_output=True, text=True, timeout=120)
         ok = test(good["ca"])
         report = json.loads(ok.stdout)

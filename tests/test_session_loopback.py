@@ -13,7 +13,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.procs import REPO, agent_argv, env_with, free_port, responder, write_config
+from tests.procs import REPO, agent_argv, env_with, free_port, responder, token_file, write_config
 
 LOOPBACK = "session:\n  host_addresses: ['127.0.0.1']\n"
 TOP_KEYS = {"schema", "started_at", "duration_s", "connected", "connect_ms", "error", "rtt_ms",
@@ -27,8 +27,9 @@ def config(tmp_path):
 
 
 def run_test(config, *args, timeout=90):
-    return subprocess.run(agent_argv("test", *args), env=env_with(config), cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    """`vks-agent test ARGS` with the token of the responder started with `config` (procs.responder)."""
+    return subprocess.run(agent_argv("test", *args, "--token-file", str(token_file(config.parent))),
+                          env=env_with(config), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def test_json_report_between_two_processes(config):
@@ -138,8 +139,9 @@ def test_usage_errors_are_exit_2(config):
 
 async def test_responder_rejects_bad_offers_and_keeps_serving(tmp_path):
     config = write_config(tmp_path, LOOPBACK + "  max_sessions: 1\n  max_offer_bytes: 4096\n")
+    bearer = {"Authorization": "Bearer " + token_file(tmp_path).read_text().strip()}
     with responder(config) as url:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=bearer) as http:
             async def post(data=None, json_body=None):
                 async with http.post(url + "/offer", data=data, json=json_body) as resp:
                     return resp.status, await resp.json()
@@ -160,11 +162,12 @@ async def test_responder_rejects_bad_offers_and_keeps_serving(tmp_path):
         # The responder still serves a real session after all that; a second one at the same time gets 503.
         # The first session is long (20 s) so that it certainly still holds the only slot while the second
         # caller's CLI starts (seconds on a busy machine); an offer posted directly gets 503 at once.
-        proc = subprocess.Popen(agent_argv("test", "--peer", url, "--duration", "20", "--json"),
+        proc = subprocess.Popen(agent_argv("test", "--peer", url, "--duration", "20", "--json",
+                                           "--token-file", str(token_file(tmp_path))),
                                 env=env_with(config), cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
-            async with aiohttp.ClientSession() as http:
+            async with aiohttp.ClientSession(headers=bearer) as http:
                 for _ in range(300):
                     async with http.get(url + "/healthz") as resp:
                         if (await resp.json())["sessions"] == 1:
