@@ -1,4 +1,4 @@
-"""vks-controller: serve, migrate, user add|token|passwd, sites import, terminal token,
+"""vks-controller: serve, migrate, user add|token|tokens|revoke|remove|passwd, sites import, terminal token,
 contact add|list|remove (who is told of escalations).
 
 Exit status: 0 ok; 1 a runtime failure (e.g. the database cannot be reached);
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import sys
 from pathlib import Path
@@ -49,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="for a coordinator: whose agreements they give (rules 11, 12)")
     ut = usub.add_parser("token", parents=[common], help="print a new API token for an existing user")
     ut.add_argument("name")
+    ut.add_argument("--expires-days", type=_positive_days, metavar="N", help="the token expires after N days")
+    uts = usub.add_parser("tokens", parents=[common],
+                          help="list a user's API tokens: id, created, expires, last used (never the token)")
+    uts.add_argument("name")
+    ur = usub.add_parser("revoke", parents=[common], help="revoke one of a user's API tokens")
+    ur.add_argument("name")
+    ur.add_argument("--token-id", type=int, required=True, metavar="ID", help="from `user tokens NAME`")
+    urm = usub.add_parser("remove", parents=[common],
+                          help="disable a user at once: every token and web session ends, the password no "
+                               "longer signs in; the name stays in the audit trail")
+    urm.add_argument("name")
     up = usub.add_parser("passwd", parents=[common],
                          help="set a user's password for the web page (asked twice; their web sessions end)")
     up.add_argument("name")
@@ -62,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     from controller.contacts import add_contact_parser
     add_contact_parser(sub, parents=[common])
     return p
+
+
+def _positive_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if not 0 < days <= 3650:
+        raise argparse.ArgumentTypeError("--expires-days: more than 0, at most 3650")
+    return days
 
 
 def settings_from(args) -> ControllerSettings:
@@ -95,7 +117,7 @@ def _mkdir(db) -> None:
 
 
 async def _user_add(settings: ControllerSettings, name: str, role: str | None, scope: str | None,
-                    new: bool) -> str:
+                    new: bool, expires_days: float | None = None) -> str:
     from controller.store import users
     from controller.store.db import Database, utcnow
     from controller.store.migrate import migrate
@@ -110,10 +132,12 @@ async def _user_add(settings: ControllerSettings, name: str, role: str | None, s
                     raise UsageError("user add: give --role")
                 user = await users.create_user(conn, name, role, now, scope)
             else:
-                user = await users.get_user(conn, name)
-            token = await users.issue_token(conn, user["id"], now)
+                user = await users.get_user(conn, name, active=True)
+            expires = now + dt.timedelta(days=expires_days) if expires_days else None
+            token = await users.issue_token(conn, user["id"], now, expires)
             await users.record(conn, "cli", "user.create" if new else "user.token", f"user:{name}", now,
-                               {"role": user["role"], "scope": user.get("scope")})
+                               {"role": user["role"], "scope": user.get("scope"),
+                                **({"expires_at": expires.isoformat()} if expires else {})})
         return token
     finally:
         await db.close()
@@ -138,12 +162,47 @@ async def _user_passwd(settings: ControllerSettings, name: str, password: str) -
     try:
         await migrate(db)
         now = utcnow()
-        hashed = await users.password_hash(password)
+        hashed = await users.password_hash(password, settings.auth.scrypt_n)
         async with db.transaction() as conn:
             await users.set_password(conn, name, hashed, now)
             await users.record(conn, "cli", "user.password", f"user:{name}", now, {})
     finally:
         await db.close()
+
+
+async def _user_manage(settings: ControllerSettings, args) -> str:
+    """`user tokens|revoke|remove NAME`: what to print."""
+    from controller.store import users
+    from controller.store.db import Database, utcnow
+    from controller.store.migrate import migrate
+    db = Database(settings.db)
+    _mkdir(db)
+    try:
+        await migrate(db)
+        now = utcnow()
+        async with db.transaction() as conn:
+            user = await users.get_user(conn, args.name)
+            if args.user_command == "tokens":
+                return "\n".join(_token_line(t) for t in await users.list_tokens(conn, user["id"]))
+            if args.user_command == "revoke":
+                live = await users.revoke_token(conn, user["id"], args.token_id, now)
+                await users.record(conn, "cli", "user.revoke_token", f"user:{args.name}", now,
+                                   {"token_id": args.token_id, "revoked": int(live)})
+                return f"token {args.token_id} of {args.name} revoked" + ("" if live else " (already)")
+            _, changed = await users.disable_user(conn, args.name, now)
+            if changed:
+                await users.record(conn, "cli", "user.remove", f"user:{args.name}", now, {})
+            return f"user {args.name} removed" + ("" if changed else " (already)")
+    finally:
+        await db.close()
+
+
+def _token_line(t: dict) -> str:
+    def when(v) -> str:
+        return v.isoformat(timespec="seconds") if v is not None else "-"
+    state = f" revoked={when(t['revoked_at'])}" if t["revoked_at"] is not None else ""
+    return (f"id={t['id']} created={when(t['created_at'])} expires={when(t['expires_at'])} "
+            f"last_used={when(t['last_used_at'])}{state}")
 
 
 def read_sites(path: Path) -> SitesFile:
@@ -230,11 +289,21 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(exc.message) from None
             print(f"password set for {args.name}")
             return 0
+        if args.command == "user" and args.user_command in ("tokens", "revoke", "remove"):
+            from controller.errors import ControllerError
+            try:
+                out = asyncio.run(_user_manage(settings, args))
+            except ControllerError as exc:
+                raise UsageError(exc.message) from None
+            if out:
+                print(out)
+            return 0
         if args.command == "user":
             from controller.errors import ControllerError
             try:
                 token = asyncio.run(_user_add(settings, args.name, getattr(args, "role", None),
-                                              getattr(args, "scope", None), args.user_command == "add"))
+                                              getattr(args, "scope", None), args.user_command == "add",
+                                              getattr(args, "expires_days", None)))
             except ControllerError as exc:
                 raise UsageError(exc.message) from None
             print(token)

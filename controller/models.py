@@ -406,6 +406,7 @@ class UserOut(BaseModel):
     role: Role
     scope: Coordinator | None
     created_at: str
+    disabled_at: str | None = Field(None, description="set when the user was removed (DELETE /users/{name})")
     token: str | None = Field(None, description="shown once, when created")
 
 

@@ -13,9 +13,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 
 from contract import configfile
+from controller import credentials
+from controller.auth import AuthSettings
 
 DEFAULT_PATH_ENV = "VKS_CONTROLLER_CONFIG"
 
@@ -125,6 +127,9 @@ class EscalationSettings(Strict):
     # When set, each webhook carries X-VKS-Signature: sha256=<HMAC-SHA256 of the body
     # with this key>, so a receiver can check it came from this controller. Never logged.
     webhook_secret: SecretStr | None = None
+    # ... or the file holding it (first line; a relative name inside $CREDENTIALS_DIRECTORY when
+    # systemd gives credentials; the credential `webhook_secret` is used when neither is set).
+    webhook_secret_file: Path | None = None
     # The web page's address, for links in the messages (optional).
     page_url: str | None = None
 
@@ -137,6 +142,8 @@ class SmtpSettings(Strict):
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     password: SecretStr | None = None       # never logged
+    # ... or the file holding it (as escalation.webhook_secret_file; credential `smtp_password`).
+    password_file: Path | None = None
     from_addr: str = "vks-controller@localhost"
     timeout_s: float = Field(default=30.0, gt=0, le=300)
 
@@ -162,15 +169,40 @@ class TlsSettings(Strict):
         return self.cert_file is not None
 
 
+class MetricsSettings(Strict):
+    """Who may read /metrics: open on the main address by default; a bearer token and/or an address
+    of its own (then the main address does not serve it)."""
+    # The file whose first line (trimmed) is the token a scrape must send as `Authorization: Bearer`;
+    # read once at start. A relative name is inside $CREDENTIALS_DIRECTORY when systemd gives
+    # credentials (the credential `metrics_token` is used when this is unset).
+    token_file: Path | None = None
+    # HOST:PORT of a listener that serves /metrics only (e.g. 127.0.0.1:9464 for a local Prometheus).
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_listen(v)
+        return v
+
+
 class ControllerSettings(Strict):
     """Every setting of the controller, each with its default."""
     listen: str = "127.0.0.1:8080"
     tls: TlsSettings = Field(default_factory=TlsSettings)
+    # Sign-in: the password hash's cost and the limits on guessing (controller.auth.AuthSettings).
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    # Reverse proxies (addresses or CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed.
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
     # A connection that has not sent a complete request this long after opening (or after its
     # last response) is closed: slow clients (slowloris) cannot hold sockets for ever.
     idle_timeout_s: float = Field(default=75.0, gt=0, le=3600)
     # sqlite:///path (embedded default) or postgresql://user:pass@host:port/db
     db: str = "sqlite:///var/vks-controller.sqlite"
+    # ... or the file holding the URL (first line), so its password stays out of the settings file:
+    # a relative name inside $CREDENTIALS_DIRECTORY under systemd (credential `db` when unset).
+    db_file: Path | None = None
     # Largest request body the API reads (bytes); larger gets 413.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=64 * 1024 * 1024)
     # Run pending migrations when `serve` starts.
@@ -187,6 +219,12 @@ class ControllerSettings(Strict):
     # by (default: the packaged contract/thresholds.yaml). Missing or invalid: the controller
     # does not start.
     thresholds_file: Path | None = None
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data):
+        return credentials.apply(data)
 
     @field_validator("listen")
     @classmethod

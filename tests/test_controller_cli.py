@@ -184,3 +184,47 @@ def test_environment_overrides_the_settings_file(tmp_path):
                        env={**ENV, "VKS_CONTROLLER__DB": f"sqlite:///{target}"}, timeout=60)
     assert r.returncode == 0, r.stderr
     assert target.exists()
+
+
+# --- people come and go (issue 11) ----------------------------------------------------------
+
+def test_user_tokens_expire_are_listed_revoked_one_by_one_and_remove_disables_the_user(tmp_path):
+    """`user token --expires-days`, `user tokens` (never the token), `user revoke --token-id`, `user remove`,
+    against a running `serve`: a revoked token and every token of a removed user get 401 at once."""
+    db = f"sqlite:///{tmp_path}/c.sqlite"
+    config = tmp_path / "controller.yaml"
+    config.write_text(f"db: {db!r}\nauth:\n  scrypt_n: 16384\n")
+    first = run("user", "add", "dana", "--role", "viewer", "--config", str(config)).stdout.strip()
+    r = run("user", "token", "dana", "--expires-days", "7", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    second = r.stdout.strip()
+    assert len(second) >= 40 and second != first
+    assert run("user", "token", "dana", "--expires-days", "0", "--config", str(config)).returncode == 2
+    r = run("user", "tokens", "dana", "--config", str(config))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("id=1 ") and "expires=- " in lines[0]
+    assert "last_used=-" in lines[0] and "expires=-" not in lines[1] and lines[1].startswith("id=2 ")
+    assert first not in r.stdout and second not in r.stdout
+    port = free_port()
+    srv = Serve(config, port, tmp_path / "serve.log").start()
+    try:
+        assert api(port, first, "GET", "/api/v1/me")[0] == 200
+        assert api(port, second, "GET", "/api/v1/me")[0] == 200
+        r = run("user", "tokens", "dana", "--config", str(config))
+        assert "last_used=-" not in r.stdout            # both were used
+        r = run("user", "revoke", "dana", "--token-id", "1", "--config", str(config))
+        assert r.returncode == 0 and "revoked" in r.stdout, r.stderr
+        assert api(port, first, "GET", "/api/v1/me")[0] == 401
+        assert api(port, second, "GET", "/api/v1/me")[0] == 200
+        assert run("user", "revoke", "dana", "--token-id", "99", "--config", str(config)).returncode == 2
+        r = run("user", "remove", "dana", "--config", str(config))
+        assert r.returncode == 0 and "removed" in r.stdout, r.stderr
+        assert api(port, second, "GET", "/api/v1/me")[0] == 401
+        assert run("user", "token", "dana", "--config", str(config)).returncode == 2     # disabled
+        assert run("user", "add", "dana", "--role", "viewer", "--config", str(config)).returncode == 2
+        assert run("user", "remove", "ghost", "--config", str(config)).returncode == 2
+    finally:
+        srv.stop()
+    r = run("user", "tokens", "dana", "--config", str(config))
+    assert r.stdout.count("revoked=") == 2

@@ -126,9 +126,13 @@ async def _authenticate(request: web.Request, route: Route) -> None:
     if token is None:
         raise Unauthorized("send Authorization: Bearer <token>")
     async with request.app[DB_KEY].read() as conn:
-        user = await users_repo.user_for_token(conn, token, now(request))
-    if user is None:
+        found = await users_repo.authenticate(conn, token, now(request))
+    if found is None:
         raise Unauthorized("unknown or revoked token")
+    user, stale = found
+    if stale:                   # an API token's last use, to the minute (users.LAST_USED_STEP)
+        async with request.app[DB_KEY].transaction() as conn:
+            await users_repo.touch_token(conn, token, now(request))
     if route.permission is not None and not auth.allowed(user["role"], route.permission):
         raise Forbidden(f"role {user['role']!r} may not {route.permission}")
     request[USER_KEY] = user

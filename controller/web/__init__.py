@@ -7,20 +7,20 @@
     GET  /api/v1/me            the signed-in user, role and permissions (the page shows only what they allow)
     PUT  /api/v1/users/{name}/password   an administrator sets a password (or: vks-controller user passwd NAME)
 
-The session cookie (`auth.SESSION_COOKIE`) is HttpOnly and SameSite=Strict; the
-API's auth middleware accepts it in place of a Bearer token, and for requests
-that change something it also wants the `X-Requested-With: vks-web` header
-(which another site's page cannot send). Password login issues a session
-token that expires (`users.SESSION_TTL`); a token login keeps the token the
-user already holds in the cookie. Failed logins are limited per address and
-per user name (`LoginLimiter`, 429 with Retry-After). Bearer tokens keep
-working for scripts. No CDN, no build step: plain HTML, JS modules and CSS.
+The session cookie (`auth.SESSION_COOKIE`) is HttpOnly and SameSite=Strict, and Secure whenever
+the page is served over TLS (directly or behind a trusted proxy); the API's auth middleware
+accepts it in place of a Bearer token, and for requests that change something it also wants the
+`X-Requested-With: vks-web` header (which another site's page cannot send). Every sign-in -
+password or API token - opens a page session that expires (`users.SESSION_TTL`, a token's
+session with its token at the latest): the API token itself never goes into the cookie, and
+logout ends the session. Attempts are counted before anything is checked (controller.web.signin:
+per address 429, a name under attack slowed, not locked); every failure is logged and audited
+(`login.failed`). Bearer tokens keep working for scripts. No CDN, no build step: plain HTML, JS
+modules and CSS.
 """
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Callable
+import logging
 from importlib import resources
 from pathlib import Path
 
@@ -29,10 +29,13 @@ from pydantic import BaseModel, Field, model_validator
 
 from controller import auth
 from controller.api import API, Audit, Route, audit, body, ok, transaction
-from controller.errors import ControllerError, Invalid, Unauthorized
-from controller.keys import DB_KEY, USER_KEY
+from controller.errors import Invalid, Unauthorized
+from controller.keys import DB_KEY, SETTINGS_KEY, USER_KEY
 from controller.models import In, Role
 from controller.store import users as users_repo
+from controller.web.signin import GUARD_KEY, SignInGuard, TooManyAttempts
+
+__all__ = ["LIMITER_KEY", "LoginIn", "MeOut", "SignInGuard", "TooManyAttempts", "routes", "setup"]
 
 # The page's files travel with the package (package data), found through importlib.resources.
 HERE = Path(str(resources.files(__package__)))
@@ -49,52 +52,9 @@ SECURITY_HEADERS = {
 }
 
 
-class TooManyAttempts(ControllerError):
-    """Too many failed logins from this address or for this user name (429)."""
-    status, code = 429, "too_many_attempts"
-
-
-class LoginLimiter:
-    """At most `limit` failed logins per key (an address, a user name) within
-    `window_s`; pure, with an injectable monotonic clock."""
-
-    def __init__(self, limit: int = 5, window_s: float = 300.0, clock: Callable[[], float] = time.monotonic):
-        self.limit, self.window_s, self.clock = limit, window_s, clock
-        self._fails: dict[str, deque[float]] = {}
-
-    def _recent(self, key: str) -> deque[float]:
-        q = self._fails.get(key)
-        if q is None:
-            return deque()
-        cutoff = self.clock() - self.window_s
-        while q and q[0] <= cutoff:
-            q.popleft()
-        if not q:
-            self._fails.pop(key, None)
-        return q
-
-    def retry_after(self, *keys: str) -> float:
-        """Seconds until another attempt is allowed for all `keys` (0: now)."""
-        wait = 0.0
-        for k in keys:
-            q = self._recent(k)
-            if len(q) >= self.limit:
-                wait = max(wait, q[0] + self.window_s - self.clock())
-        return wait
-
-    def failed(self, *keys: str) -> None:
-        t = self.clock()
-        for k in keys:
-            self._recent(k)
-            self._fails.setdefault(k, deque()).append(t)
-        if len(self._fails) > 100_000:          # bounded memory under a spray of names
-            self._fails.clear()
-
-    def succeeded(self, key: str) -> None:
-        self._fails.pop(key, None)
-
-
-LIMITER_KEY = web.AppKey("login_limiter", LoginLimiter)
+# The sign-in guard (kept under its old name for the tests that reach it).
+LIMITER_KEY = GUARD_KEY
+log = logging.getLogger(__name__)
 
 
 class LoginIn(In):
@@ -126,50 +86,63 @@ def me_out(user: dict, via: str) -> dict:
                  via=via).model_dump()
 
 
-def _client(request: web.Request) -> str:
-    return request.remote or "unknown"
-
-
-def _set_cookie(request: web.Request, resp: web.StreamResponse, token: str, max_age: int | None) -> None:
+def _set_cookie(request: web.Request, resp: web.StreamResponse, token: str, max_age: int) -> None:
     resp.set_cookie(auth.SESSION_COOKIE, token, httponly=True, samesite="Strict", path="/",
-                    secure=request.secure, max_age=max_age)
+                    secure=request.app[GUARD_KEY].secure(request), max_age=max_age)
+
+
+async def _failed(request: web.Request, data: LoginIn, address: str, reason: str, delay_s: float) -> None:
+    """Log and audit a failed sign-in (the name and address, never the password or token)."""
+    name = data.username if data.token is None else None
+    log.warning("sign-in failed: %s from %s (%s)", f"user {name!r}" if name else "an API token", address, reason)
+    entry = audit(request)
+    entry.action = "login.failed"
+    async with transaction(request):
+        entry.note({"method": "password" if name else "token", "address": address, "reason": reason,
+                    "delay_s": delay_s}, who="anonymous", name=name if name else "-")
 
 
 async def login(request: web.Request) -> web.Response:
-    """POST /api/v1/login: sign in and set the session cookie."""
+    """POST /api/v1/login: sign in and open a page session (its token in the cookie)."""
     # Only JSON: an HTML form of another site cannot send it (no login CSRF).
     if request.content_type != "application/json":
         raise Invalid("send the body as application/json", field="body")
     data = await body(request, LoginIn)
-    limiter = request.app[LIMITER_KEY]
-    keys = [f"ip:{_client(request)}"] + ([f"user:{data.username.lower()}"] if data.username else [])
-    wait = limiter.retry_after(*keys)
-    if wait > 0:
-        raise TooManyAttempts(f"too many failed logins; try again in {int(wait) + 1} s",
-                              detail={"retry_after_s": int(wait) + 1})
-    # Checked with no write transaction open (scrypt takes tens of ms); the transaction only opens
-    # the session and writes the route's audit row (user.login).
-    token: str | None = data.token
-    max_age: int | None = None
+    guard = request.app[GUARD_KEY]
+    address = guard.client(request)
+    try:
+        attempt = await guard.count(request, address, data.username if data.token is None else None)
+    except TooManyAttempts:
+        log.info("sign-in refused: too many attempts from %s", address)
+        raise
+    # Checked with no transaction open (scrypt takes a good part of a second), a few at once; the
+    # transaction only opens the session and writes the route's audit row (user.login).
     user: dict | None = None
+    api_token: dict | None = None
     if data.token is not None:
         async with request.app[DB_KEY].read() as conn:
-            user = await users_repo.user_for_token(conn, data.token)
+            found = await users_repo.token_user(conn, data.token, audit(request).at)
+        if found is not None:
+            user, api_token = found
     elif data.username is not None and data.password is not None:     # LoginIn asks for both
-        user = await users_repo.check_password(request.app[DB_KEY], data.username, data.password)
-        max_age = int(users_repo.SESSION_TTL.total_seconds())
+        if attempt.delay_s > 0:
+            log.warning("sign-in for %r slowed by %.3g s (%d failures)", data.username, attempt.delay_s,
+                        attempt.name_failures)
+            await guard.sleep(attempt.delay_s)
+        async with guard.checks:
+            user = await users_repo.check_password(request.app[DB_KEY], data.username, data.password,
+                                                   request.app[SETTINGS_KEY].auth.scrypt_n)
     if user is None:
-        limiter.failed(*keys)
+        await _failed(request, data, address, "wrong password or unknown user" if data.token is None
+                      else "unknown, revoked or expired token", attempt.delay_s)
         raise Unauthorized("wrong user name or password" if data.token is None else "unknown or revoked token")
+    await guard.succeeded(request, attempt)
     async with transaction(request) as conn:
-        if token is None:
-            token = await users_repo.issue_session(conn, user["id"], audit(request).at)
-        audit(request).note({"method": "token" if data.token is not None else "password",
-                             "address": _client(request)}, who=user["name"], name=user["name"])
-    for k in keys[1:]:
-        limiter.succeeded(k)
+        token = await users_repo.issue_session(conn, user["id"], audit(request).at, api_token=api_token)
+        audit(request).note({"method": "token" if data.token is not None else "password", "address": address,
+                             "delay_s": attempt.delay_s}, who=user["name"], name=user["name"])
     resp = ok(me_out(user, "cookie"))
-    _set_cookie(request, resp, token, max_age)
+    _set_cookie(request, resp, token, int(users_repo.SESSION_TTL.total_seconds()))
     return resp
 
 
@@ -201,7 +174,7 @@ class PasswordIn(In):
 async def set_password(request: web.Request) -> web.Response:
     """An administrator sets a user's password (their open web sessions end)."""
     data = await body(request, PasswordIn)
-    hashed = await users_repo.password_hash(data.password)     # before the transaction: nobody waits for it
+    hashed = await users_repo.password_hash(data.password, request.app[SETTINGS_KEY].auth.scrypt_n)  # no tx open
     async with transaction(request) as conn:          # the route's audit row (user.password) is written in it
         await users_repo.set_password(conn, request.match_info["name"], hashed, audit(request).at)
     return web.Response(status=204)
@@ -239,10 +212,11 @@ async def static_headers(request: web.Request, handler) -> web.StreamResponse:
 
 ROUTES = [
     Route("POST", f"{API}/login", login, None,
-          "Sign in with user name and password (or an API token): sets an HttpOnly, SameSite=Strict session "
-          "cookie; 429 after repeated failures", body=LoginIn, response=MeOut,
+          "Sign in with user name and password (or an API token): opens a page session in an HttpOnly, "
+          "SameSite=Strict cookie (Secure over TLS); 429 after too many attempts from one address; every "
+          "failure is audited as login.failed", body=LoginIn, response=MeOut,
           extra_responses={400: "invalid input", 401: "wrong credentials", 413: "body too large",
-                           429: "too many failed logins"}, audit=Audit("user.login", "user:{name}")),
+                           429: "too many sign-in attempts"}, audit=Audit("user.login", "user:{name}")),
     Route("POST", f"{API}/logout", logout, None, "End the page's session and clear its cookie", status=204,
           audit=Audit("user.logout", "user:{name}")),
     Route("GET", f"{API}/me", me, auth.READ, "The signed-in user, role and permissions", response=MeOut),
@@ -259,7 +233,8 @@ def routes() -> list[Route]:
 
 def setup(app: web.Application) -> None:
     """The page and its files (not part of the API document)."""
-    app[LIMITER_KEY] = LoginLimiter()
+    settings = app[SETTINGS_KEY]
+    app[GUARD_KEY] = SignInGuard(settings.auth, list(settings.trusted_proxies))
     app.router.add_get("/", index)
     app.router.add_get("/i18n/{lang}.json", catalog)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
