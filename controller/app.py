@@ -31,7 +31,7 @@ from aiohttp import web
 
 from contract import quality
 from contract.jobs import scheduler as background
-from controller import agent_api, api, metrics, notify
+from controller import agent_api, api, metrics, metrics_site, notify
 from controller import web as web_ui
 from controller.acts import ActService
 from controller.api import live as live_api
@@ -123,6 +123,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     if hub is not None:
         agent_api.setup_agent_api(app, hub)
     app.cleanup_ctx.append(_live)  # rule 22: monitoring during hearings (after the hub)
+    app.cleanup_ctx.append(metrics_site.ctx)  # the /metrics token and metrics.listen's own site
     return app
 
 

@@ -115,3 +115,94 @@ def test_a_database_password_appears_in_no_message_or_log(args, env):
     out = r.stdout + r.stderr
     assert r.returncode in (1, 2), out
     assert out.strip() and SECRET not in out, out
+
+
+# --- /metrics: a bearer token, an address of its own --------------------------------------------
+
+async def test_metrics_open_by_default_and_behind_a_token_when_configured(tmp_path, fake_clock):
+    async with Controller(f"sqlite:///{tmp_path / 'a.sqlite'}", fake_clock) as c:
+        assert (await c.client.get("/metrics")).status == 200
+    (tmp_path / "token").write_text("  tok-123  \nignored second line\n")
+    async with Controller(f"sqlite:///{tmp_path / 'b.sqlite'}", fake_clock,
+                          metrics={"token_file": str(tmp_path / "token")}) as c:
+        resp = await c.client.get("/metrics")
+        assert resp.status == 401 and resp.headers["WWW-Authenticate"] == "Bearer"
+        assert (await resp.json())["error"] == "unauthorized"
+        assert (await c.client.get("/metrics", headers={"Authorization": "Bearer tok-12"})).status == 401
+        assert (await c.client.get("/metrics", headers={"Authorization": f"Bearer {c.tokens['admin']}"})).status \
+            == 401
+        resp = await c.client.get("/metrics", headers={"Authorization": "Bearer tok-123"})
+        assert resp.status == 200 and "vks_hearings" in await resp.text()
+
+
+async def test_metrics_listen_serves_metrics_there_and_not_on_the_main_address(tmp_path, fake_clock):
+    import aiohttp
+    port = free_port()
+    (tmp_path / "token").write_text("tok-9\n")
+    async with Controller(f"sqlite:///{tmp_path / 'a.sqlite'}", fake_clock,
+                          metrics={"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "token")}) as c:
+        assert (await c.client.get("/metrics")).status == 404
+        assert (await c.client.get("/healthz")).status == 200
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+                assert r.status == 401
+            async with s.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer tok-9"}) as r:
+                assert r.status == 200 and "vks_hearings" in await r.text()
+            async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 404                  # that address serves /metrics only
+    with pytest.raises(OSError):                        # stopped with the app
+        socket_connect(port)
+
+
+def socket_connect(port: int) -> None:
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def test_a_missing_metrics_token_file_stops_the_start(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "controller", "serve", "--db", f"sqlite:///{tmp_path / 'c.sqlite'}",
+                        "--listen", f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120,
+                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO),
+                                      "VKS_CONTROLLER__METRICS__TOKEN_FILE": str(tmp_path / "nope")})
+    assert r.returncode == 2 and "metrics.token_file" in r.stderr, r.stderr
+
+
+# --- secrets through files and systemd credentials ----------------------------------------------
+
+def test_secrets_come_from_systemd_credentials_or_named_files(tmp_path, monkeypatch):
+    from contract.configfile import ConfigError
+    from controller.settings import load_settings
+    monkeypatch.delenv("VKS_CONTROLLER_CONFIG", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    plain = load_settings(None)                          # no credentials: the defaults, as before
+    assert plain.db == "sqlite:///var/vks-controller.sqlite" and plain.smtp.password is None
+    assert plain.metrics.token_file is None and plain.metrics.listen is None
+
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "db").write_text(f"postgresql://vks:{SECRET}@db.example/vks\n")
+    (creds / "smtp_password").write_text("smtp-pw\n")
+    (creds / "webhook_secret").write_text("hook-key\n")
+    (creds / "metrics_token").write_text("m-tok\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    s = load_settings(None)
+    assert s.db.endswith(f":{SECRET}@db.example/vks") and s.smtp.password.get_secret_value() == "smtp-pw"
+    assert s.escalation.webhook_secret.get_secret_value() == "hook-key"
+    assert s.metrics.token_file == creds / "metrics_token"
+    assert SECRET not in repr(s.smtp) and "smtp-pw" not in str(s.model_dump())
+
+    (creds / "other-db").write_text("sqlite:///tmp/x.sqlite\n")
+    cfg = tmp_path / "controller.yaml"
+    cfg.write_text("db_file: other-db\nsmtp:\n  password_file: " + str(creds / "smtp_password") + "\n")
+    s = load_settings(cfg)                               # a relative *_file is a credential's name
+    assert s.db == "sqlite:///tmp/x.sqlite" and s.db_file is None
+    cfg.write_text("db: sqlite:///tmp/y.sqlite\n")       # a key given: the credential does not replace it
+    assert load_settings(cfg).db == "sqlite:///tmp/y.sqlite"
+    cfg.write_text("db: sqlite:///tmp/y.sqlite\ndb_file: other-db\n")
+    with pytest.raises(ConfigError, match="not both"):
+        load_settings(cfg)
+    cfg.write_text("escalation:\n  webhook_secret_file: missing\n")
+    with pytest.raises(ConfigError, match="webhook_secret_file") as err:
+        load_settings(cfg)
+    assert "hook-key" not in str(err.value)

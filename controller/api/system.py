@@ -10,8 +10,7 @@ from pydantic import BaseModel, create_model
 from sqlalchemy import text
 
 from contract.vocab import PUBLISHED, words
-from controller import __version__, auth, openapi
-from controller import metrics as core_metrics
+from controller import __version__, auth, metrics_site, openapi
 from controller import models as m
 from controller.api.requests import API, ok
 from controller.api.routing import ROUTES_KEY, Route
@@ -43,9 +42,9 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """GET /metrics in the Prometheus text format."""
-    body_, ctype = await core_metrics.render(request.app)
-    return web.Response(body=body_, headers={"Content-Type": ctype})
+    """GET /metrics in the Prometheus text format (with the bearer token of metrics.token_file when set;
+    404 when metrics.listen serves it elsewhere: controller.metrics_site)."""
+    return await metrics_site.serve_main(request)
 
 
 def _vocabularies_model() -> type[BaseModel]:
