@@ -206,3 +206,14 @@ def test_secrets_come_from_systemd_credentials_or_named_files(tmp_path, monkeypa
     with pytest.raises(ConfigError, match="webhook_secret_file") as err:
         load_settings(cfg)
     assert "hook-key" not in str(err.value)
+
+
+def test_the_unit_hands_secrets_over_as_credentials_and_hides_the_config_directory():
+    from controller.credentials import CREDENTIAL_NAMES
+    unit = (REPO / "systemd" / "vks-controller.service").read_text()
+    lines = [ln.strip() for ln in unit.splitlines()]
+    mode = next(ln.split("=", 1)[1] for ln in lines if ln.startswith("ConfigurationDirectoryMode="))
+    assert int(mode, 8) & 0o004 == 0, mode                   # others cannot list /etc/vks
+    examples = {ln.lstrip("#").split("=", 1)[1].split(":", 1)[0] for ln in lines
+                if ln.lstrip("#").startswith("LoadCredential=")}
+    assert examples == set(CREDENTIAL_NAMES)
