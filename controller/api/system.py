@@ -66,7 +66,9 @@ async def vocabularies(request: web.Request) -> web.Response:
 ROUTES: list[Route] = [
     Route("GET", "/healthz", healthz, None, "Liveness and database reachability", response=m.HealthOut,
           extra_responses={503: "database unreachable"}),
-    Route("GET", "/metrics", metrics, None, "Prometheus metrics", content_type="text/plain"),
+    Route("GET", "/metrics", metrics, None, "Prometheus metrics", content_type="text/plain",
+          extra_responses={401: "metrics.token_file is set and the bearer token is missing or wrong",
+                           404: "metrics.listen serves /metrics on another address"}),
     Route("GET", f"{API}/openapi.json", openapi_json, None, "This document"),
     Route("GET", f"{API}/vocabularies", vocabularies, auth.READ,
           "Every word list the API and the page use (directions, verdicts, statuses, reasons, roles), "
