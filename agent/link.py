@@ -29,7 +29,7 @@ import aiohttp
 from agent.health import HealthChecker
 from agent.outbox import Outbox, OutboxError
 from agent.settings import AgentSettings
-from contract import wire
+from contract import configfile, wire
 from contract.backoff import Backoff
 from contract.reports import BODIES, Health
 from contract.vocab import ReportKind
@@ -87,13 +87,9 @@ def read_token(settings: AgentSettings) -> str:
         return c.token.strip()
     if c.token_file:
         try:
-            with open(c.token_file, encoding="utf-8") as f:
-                token = f.readline().strip()
-        except OSError as exc:
-            raise LinkRefused(f"cannot read controller.token_file {c.token_file}: {exc.strerror}") from None
-        if token:
-            return token
-        raise LinkRefused(f"controller.token_file {c.token_file} is empty")
+            return configfile.read_secret(c.token_file, "controller.token_file")
+        except configfile.ConfigError as exc:
+            raise LinkRefused(str(exc)) from None
     raise LinkRefused("no token: set controller.token or controller.token_file")
 
 

@@ -169,15 +169,7 @@ class AgentSettings(Strict):
 def read_token_file(path: Path, key: str) -> str:
     """The bearer token in `path`: its first line, trimmed (blocking: call it in a worker thread);
     a ConfigError naming `key` for a file that cannot be read or is empty."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            token = f.readline().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise configfile.ConfigError(path, None, f"{key}: cannot read the token: {reason}") from None
-    if not token:
-        raise configfile.ConfigError(path, None, f"{key}: the file is empty (the token is its first line)")
-    return token
+    return configfile.read_secret(path, key)
 
 
 def load_settings(path: str | os.PathLike | None = None) -> AgentSettings:

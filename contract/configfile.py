@@ -57,6 +57,23 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def read_secret(path: str | os.PathLike, key: str) -> str:
+    """A token or password kept in a file: its first line, trimmed (blocking: call it in a worker
+    thread while a loop runs). A ConfigError naming the file and `key` - never the content - when
+    the file cannot be read or is empty. The agent's and the controller's token files and the
+    controller's systemd credentials are all read here."""
+    p = Path(path)
+    try:
+        with p.open(encoding="utf-8") as f:
+            value = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ConfigError(p, key, f"cannot read the secret: {reason}") from None
+    if not value:
+        raise ConfigError(p, key, "the file is empty (the secret is its first line)")
+    return value
+
+
 def env_overrides(environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX) -> dict[str, Any]:
     """`VKS_A__B=1` -> {"a": {"b": 1}}."""
     environ = os.environ if environ is None else environ

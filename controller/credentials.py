@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from contract import configfile
+
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
 
 # (section or "" for the top level, the secret's key, its *_file key, the credential's conventional name)
@@ -43,15 +45,11 @@ def resolve(name: str | os.PathLike) -> Path:
 
 def read_secret(path: Path, key: str) -> str:
     """The first line of the file, trimmed; a ValueError naming the key and the file (never the content)
-    when it cannot be read or is empty."""
+    when it cannot be read or is empty (the settings' validation reports it under the key)."""
     try:
-        with path.open(encoding="utf-8") as f:
-            value = f.readline().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{key}: cannot read {str(path)!r}: {type(exc).__name__}") from None
-    if not value:
-        raise ValueError(f"{key}: {str(path)!r} is empty")
-    return value
+        return configfile.read_secret(path, key)
+    except configfile.ConfigError as exc:
+        raise ValueError(f"{key}: {str(path)!r}: {exc.problem}") from None
 
 
 def _section(data: dict[str, Any], name: str) -> dict[str, Any] | None:
