@@ -72,8 +72,8 @@ def test_the_recorder_tells_the_loop_from_a_thread():
 async def test_the_token_file_is_read_off_the_event_loop(tmp_path, monkeypatch):
     token_file = tmp_path / "token"
     token_file.write_text("secret-token\n", encoding="utf-8")
-    opened = Recorder(open)
-    monkeypatch.setattr(agent_link, "open", opened, raising=False)   # read_token's open()
+    opened = Recorder(configfile.read_secret)
+    monkeypatch.setattr(configfile, "read_secret", opened)          # what read_token reads the file with
     settings = AgentSettings.model_validate({
         "terminal_id": "court-1",
         "controller": {"url": "ws://127.0.0.1:1", "token_file": str(token_file),

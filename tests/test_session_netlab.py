@@ -15,7 +15,9 @@ pytestmark = netlab_mark
 BY_NAME = {s.name: s for s in SCENARIOS}
 
 
-def check_against_truth(report, truth):
+def check_against_truth(report, truth, *, rtt_slack_ms: float = 0.0):
+    """Every direction's loss and jitter, and the RTT, against the router's truth; `rtt_slack_ms`
+    widens the RTT target for a scenario outside the benchmark's set (see its caller)."""
     rows, rtt = compare(report, truth)
     assert len(rows) == 4, rows                     # audio + video, each way
     for row in rows:
@@ -25,7 +27,8 @@ def check_against_truth(report, truth):
         assert abs(row.measured_lost - row.truth_lost) <= max(2, 0.005 * row.truth_sent), (what, row)
         assert abs(row.measured_jitter_ms - row.truth_jitter_ms) <= jitter_tolerance_ms(row.truth_jitter_ms), \
             (what, row)
-    assert abs(rtt["measured_mean_ms"] - rtt["truth_added_ms"]) <= rtt_tolerance_ms(rtt["truth_added_ms"]), rtt
+    assert abs(rtt["measured_mean_ms"] - rtt["truth_added_ms"]) <= \
+        rtt_tolerance_ms(rtt["truth_added_ms"]) + rtt_slack_ms, rtt
     return rows, rtt
 
 
