@@ -125,6 +125,7 @@ class Role(StrEnum):
     """A user's role: what they may do (scope says where)."""
     ADMIN = "admin"
     COORDINATOR = "coordinator"
+    HEAD_OF_OFFICE = "head_of_office"   # the head of the court office: a secretary's rights, signs acts (rule 18)
     SECRETARY = "secretary"
     TECHNICIAN = "technician"
     VIEWER = "viewer"

@@ -5,6 +5,7 @@
 | viewer      | read                                                         |
 | technician  | read, run tests                                              |
 | secretary   | read, schedule / change / cancel hearings                    |
+| head_of_office | as a secretary; signs acts as the head of the court office (rule 18) |
 | coordinator | read, give agreement (rules 11, 12), suspend / lift (rule 24)|
 | admin       | everything, including the registry, users and the audit trail|
 """
@@ -29,6 +30,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({READ}),
     "technician": frozenset({READ, TESTS_RUN}),
     "secretary": frozenset({READ, HEARINGS_WRITE}),
+    "head_of_office": frozenset({READ, HEARINGS_WRITE}),
     "coordinator": frozenset({READ, AGREEMENTS, SUSPENSIONS}),
     "admin": frozenset({READ, TESTS_RUN, HEARINGS_WRITE, AGREEMENTS, SUSPENSIONS, REGISTRY, USERS, AUDIT}),
 }

@@ -239,11 +239,28 @@ users = Table(
     Column("name", String(128), nullable=False, unique=True),
     Column("role", String(16), nullable=False),
     # For coordinators: which agreements they give ("regional" or "department"); NULL = any.
+    # Where a user acts is another thing: user_institutions and user_regions (none: national).
     Column("scope", String(16), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     # Set when the user is removed: no token, session or password works; the name stays (audit).
     Column("disabled_at", UTCDateTime, nullable=True),
     CheckConstraint(_in("role", Role), name="role"),
+)
+
+# A user's scope (0007): the institutions and regions their post covers. A user with neither row is
+# national. An institution cannot be removed while a user is scoped to it (RESTRICT): removing the
+# last one would silently make that user national.
+user_institutions = Table(
+    "user_institutions", metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("institution_id", String(64), ForeignKey("institutions.id", ondelete="RESTRICT"), primary_key=True),
+    Index("ix_user_institutions_institution_id", "institution_id"),
+)
+
+user_regions = Table(
+    "user_regions", metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("region", Text, primary_key=True),
 )
 
 api_tokens = Table(
@@ -558,8 +575,12 @@ act_signatures = Table(
     Column("act_id", Integer, ForeignKey("acts.id", ondelete="CASCADE"), nullable=False),
     Column("role", String(16), nullable=False),
     Column("name", Text, nullable=False),
-    Column("recorded_by", Text, nullable=False),
+    Column("recorded_by", Text, nullable=False),            # who entered it
     Column("signed_at", UTCDateTime, nullable=False),
+    # The signer's account (0007); NULL for a signer with no account, entered by `recorded_by`.
+    Column("user_name", Text, nullable=True),
     CheckConstraint(_in("role", SignerRole), name="role"),
     UniqueConstraint("act_id", "role", name="uq_act_signatures_act_role"),
+    # One account gives at most one of an act's signatures (NULLs are distinct).
+    UniqueConstraint("act_id", "user_name", name="uq_act_signatures_act_user"),
 )
