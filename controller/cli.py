@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("name")
     ua.add_argument("--role", required=True, choices=words(Role))
     ua.add_argument("--scope", choices=words(Coordinator),
-                    help="for a coordinator: whose agreements they give (rules 11, 12)")
+                    help="for a coordinator: whose agreements they give (rules 11, 12); regional needs --region")
+    ua.add_argument("--institution", action="append", default=[], metavar="ID", dest="institutions",
+                    help="an institution the user's post covers (repeatable)")
+    ua.add_argument("--region", action="append", default=[], metavar="NAME", dest="regions",
+                    help="a region the user's post covers (repeatable); with neither option: national")
     ut = usub.add_parser("token", parents=[common], help="print a new API token for an existing user")
     ut.add_argument("name")
     ut.add_argument("--expires-days", type=_positive_days, metavar="N", help="the token expires after N days")
@@ -117,7 +121,9 @@ def _mkdir(db) -> None:
 
 
 async def _user_add(settings: ControllerSettings, name: str, role: str | None, scope: str | None,
-                    new: bool, expires_days: float | None = None) -> str:
+                    new: bool, expires_days: float | None = None, institutions: list[str] | None = None,
+                    regions: list[str] | None = None) -> str:
+    from controller import access
     from controller.store import users
     from controller.store.db import Database, utcnow
     from controller.store.migrate import migrate
@@ -130,13 +136,17 @@ async def _user_add(settings: ControllerSettings, name: str, role: str | None, s
             if new:
                 if role is None:
                     raise UsageError("user add: give --role")
+                access.check_combination(role, scope, institutions or [], regions or [])
                 user = await users.create_user(conn, name, role, now, scope)
+                await access.set_scope(conn, user["id"], institutions or [], regions or [])
             else:
                 user = await users.get_user(conn, name, active=True)
             expires = now + dt.timedelta(days=expires_days) if expires_days else None
             token = await users.issue_token(conn, user["id"], now, expires)
             await users.record(conn, "cli", "user.create" if new else "user.token", f"user:{name}", now,
                                {"role": user["role"], "scope": user.get("scope"),
+                                **({"institutions": sorted(set(institutions or [])),
+                                    "regions": sorted(set(regions or []))} if new else {}),
                                 **({"expires_at": expires.isoformat()} if expires else {})})
         return token
     finally:
@@ -303,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 token = asyncio.run(_user_add(settings, args.name, getattr(args, "role", None),
                                               getattr(args, "scope", None), args.user_command == "add",
-                                              getattr(args, "expires_days", None)))
+                                              getattr(args, "expires_days", None),
+                                              getattr(args, "institutions", None), getattr(args, "regions", None)))
             except ControllerError as exc:
                 raise UsageError(exc.message) from None
             print(token)

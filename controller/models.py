@@ -392,11 +392,28 @@ class SuspensionOut(BaseModel):
     affected_hearings: list[int] | None = None
 
 
+InstitutionRef = Annotated[str, Field(min_length=1, max_length=64)]
+RegionName = Annotated[OneLine, Field(min_length=1, max_length=200)]
+
+
 class UserIn(In):
-    """A new user: name, role and, for a coordinator, whose agreements they give."""
+    """A new user: name, role, for a coordinator whose agreements they give (`scope`), and where
+    their post covers: `institutions` and/or `regions` (neither: national; an admin is national)."""
     name: str = Field(min_length=1, max_length=128, pattern=r"^[\w.@-]+$")
     role: Role
     scope: Coordinator | None = None
+    institutions: list[InstitutionRef] = Field(default_factory=list, max_length=1000)
+    regions: list[RegionName] = Field(default_factory=list, max_length=100)
+
+
+class UserPatch(In):
+    """A change of a user: role, coordinator level, institutions, regions (a field left out stays;
+    both lists empty: national). It takes effect at the user's next request."""
+    role: Role | None = None
+    scope: Coordinator | None = None
+    institutions: list[InstitutionRef] | None = Field(None, max_length=1000)
+    regions: list[RegionName] | None = Field(None, max_length=100)
+    _nn = _not_null("role", "institutions", "regions")
 
 
 class UserOut(BaseModel):
@@ -405,6 +422,8 @@ class UserOut(BaseModel):
     name: str
     role: Role
     scope: Coordinator | None
+    institutions: list[str] = Field(default_factory=list, description="institutions the post covers")
+    regions: list[str] = Field(default_factory=list, description="regions the post covers (neither: national)")
     created_at: str
     disabled_at: str | None = Field(None, description="set when the user was removed (DELETE /users/{name})")
     token: str | None = Field(None, description="shown once, when created")

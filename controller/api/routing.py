@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from controller import auth
+from controller import access, auth
 from controller.api.audit import Audit, begin
 from controller.api.requests import error_response, now
 from controller.errors import ControllerError, Forbidden, Invalid, Unauthorized
@@ -127,9 +127,11 @@ async def _authenticate(request: web.Request, route: Route) -> None:
         raise Unauthorized("send Authorization: Bearer <token>")
     async with request.app[DB_KEY].read() as conn:
         found = await users_repo.authenticate(conn, token, now(request))
-    if found is None:
-        raise Unauthorized("unknown or revoked token")
-    user, stale = found
+        if found is None:
+            raise Unauthorized("unknown or revoked token")
+        user, stale = found
+        # Where the user acts, resolved against the registry as it is now (controller.access).
+        request[access.SCOPE_KEY] = await access.load(conn, user["id"])
     if stale:                   # an API token's last use, to the minute (users.LAST_USED_STEP)
         async with request.app[DB_KEY].transaction() as conn:
             await users_repo.touch_token(conn, token, now(request))

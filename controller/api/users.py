@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
-from controller import auth
+from controller import access, auth
 from controller import models as m
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, path_int, q_int, row
@@ -27,21 +27,54 @@ class TokenOut(BaseModel):
     revoked_at: str | None
 
 
+async def _with_scope(conn, found: list[dict]) -> list[dict]:
+    scopes = await access.given(conn, [u["id"] for u in found])
+    return [{**row(u), "institutions": scopes[u["id"]][0], "regions": scopes[u["id"]][1]} for u in found]
+
+
 async def list_users(request: web.Request) -> web.Response:
-    """GET /users."""
+    """GET /users: every user with role, level and scope."""
     async with request.app[DB_KEY].read() as conn:
-        return ok({"items": [row(u) for u in await users_repo.list_users(conn)]})
+        return ok({"items": await _with_scope(conn, await users_repo.list_users(conn))})
 
 
 async def create_user(request: web.Request) -> web.Response:
     """POST /users: the response shows the new token once."""
     data = await body(request, m.UserIn)
+    access.check_combination(data.role, data.scope, data.institutions, data.regions)
     t = now(request)
     async with transaction(request, t) as conn:
         u = await users_repo.create_user(conn, data.name, data.role, t, data.scope)
+        await access.set_scope(conn, u["id"], data.institutions, data.regions)
         token = await users_repo.issue_token(conn, u["id"], t)
-        audit(request).note({"role": data.role, "scope": data.scope}, name=data.name)
-    return ok({**row(u), "token": token}, 201)
+        audit(request).note({"role": data.role, "scope": data.scope, "institutions": sorted(set(data.institutions)),
+                             "regions": sorted(set(data.regions))}, name=data.name)
+        out = (await _with_scope(conn, [u]))[0]
+    return ok({**out, "token": token}, 201)
+
+
+async def patch_user(request: web.Request) -> web.Response:
+    """PATCH /users/{name}: change role, coordinator level, institutions or regions; effective at the
+    user's next request (the scope is read with every request)."""
+    data = await body(request, m.UserPatch)
+    t = now(request)
+    async with transaction(request, t) as conn:
+        u = await users_repo.get_user(conn, request.match_info["name"], active=True)
+        before = (await _with_scope(conn, [u]))[0]
+        role = data.role if data.role is not None else u["role"]
+        level = data.scope if "scope" in data.model_fields_set else u["scope"]
+        inst = data.institutions if data.institutions is not None else before["institutions"]
+        regs = data.regions if data.regions is not None else before["regions"]
+        access.check_combination(role, level, inst, regs)
+        u = await users_repo.update_user(conn, u["id"], role=role, scope=level)
+        await access.set_scope(conn, u["id"], inst, regs)
+        after = (await _with_scope(conn, [u]))[0]
+        changed = {k: after[k] for k in ("role", "scope", "institutions", "regions") if after[k] != before[k]}
+        if changed:
+            audit(request).note(changed)
+        else:
+            audit(request).skip()
+    return ok(after)
 
 
 async def remove_user(request: web.Request) -> web.Response:
@@ -51,7 +84,8 @@ async def remove_user(request: web.Request) -> web.Response:
         u, changed = await users_repo.disable_user(conn, request.match_info["name"], t)
         if not changed:
             audit(request).skip()
-    return ok(row(u))
+        out = (await _with_scope(conn, [u]))[0]
+    return ok(out)
 
 
 async def revoke_user_tokens(request: web.Request) -> web.Response:
@@ -94,6 +128,10 @@ ROUTES: list[Route] = [
     Route("GET", f"{API}/users", list_users, auth.USERS, "List users", response=items(m.UserOut)),
     Route("POST", f"{API}/users", create_user, auth.USERS, "Add a user; the response shows the token once",
           body=m.UserIn, response=m.UserOut, status=201, audit=Audit("user.create", "user:{name}")),
+    Route("PATCH", f"{API}/users/{{name}}", patch_user, auth.USERS,
+          "Change a user's role, coordinator level (scope), institutions or regions (both empty: national)",
+          body=m.UserPatch, response=m.UserOut, extra_responses={409: "the user is disabled"},
+          audit=Audit("user.change", "user:{name}")),
     Route("DELETE", f"{API}/users/{{name}}", remove_user, auth.USERS,
           "Remove (disable) a user at once: every token and page session ends, password sign-in is refused; "
           "the name stays in the audit trail", response=m.UserOut, audit=Audit("user.remove", "user:{name}")),

@@ -60,6 +60,12 @@ async def create_user(conn: AsyncConnection, name: str, role: str, now: dt.datet
     return {"id": uid, "name": name, "role": role, "scope": scope, "created_at": now}
 
 
+async def update_user(conn: AsyncConnection, user_id: int, **values: Any) -> dict:
+    """Set columns of a user (role, scope); the user as it is now."""
+    await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+    return dict((await conn.execute(select(users).where(users.c.id == user_id))).one()._mapping)
+
+
 async def get_user(conn: AsyncConnection, name: str, *, active: bool = False) -> dict:
     """The user named `name` (NotFound otherwise; with `active`, Conflict when disabled)."""
     row = (await conn.execute(select(users).where(users.c.name == name))).first()

@@ -27,7 +27,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel, Field, model_validator
 
-from controller import auth
+from controller import access, auth
 from controller.api import API, Audit, Route, audit, body, ok, transaction
 from controller.errors import Invalid, Unauthorized
 from controller.keys import DB_KEY, SETTINGS_KEY, USER_KEY
@@ -75,15 +75,19 @@ class MeOut(BaseModel):
     name: str
     role: Role
     scope: str | None
+    institutions: list[str] = Field(description="institutions the post covers")
+    regions: list[str] = Field(description="regions the post covers (neither: national)")
+    national: bool
     permissions: list[str]
     via: str = Field(description="how this request was authenticated: bearer or cookie")
 
 
-def me_out(user: dict, via: str) -> dict:
-    """The user, their role's permissions and how they signed in, as MeOut."""
+def me_out(user: dict, scope: access.Scope, via: str) -> dict:
+    """The user, their scope, their role's permissions and how they signed in, as MeOut."""
     perms = sorted(auth.ROLE_PERMISSIONS.get(user["role"], ()))
-    return MeOut(name=user["name"], role=user["role"], scope=user.get("scope"), permissions=perms,
-                 via=via).model_dump()
+    return MeOut(name=user["name"], role=user["role"], scope=user.get("scope"),
+                 institutions=sorted(scope.institutions), regions=sorted(scope.regions), national=scope.national,
+                 permissions=perms, via=via).model_dump()
 
 
 def _set_cookie(request: web.Request, resp: web.StreamResponse, token: str, max_age: int) -> None:
@@ -141,7 +145,8 @@ async def login(request: web.Request) -> web.Response:
         token = await users_repo.issue_session(conn, user["id"], audit(request).at, api_token=api_token)
         audit(request).note({"method": "token" if data.token is not None else "password", "address": address,
                              "delay_s": attempt.delay_s}, who=user["name"], name=user["name"])
-    resp = ok(me_out(user, "cookie"))
+        scope = await access.load(conn, user["id"])
+    resp = ok(me_out(user, scope, "cookie"))
     _set_cookie(request, resp, token, int(users_repo.SESSION_TTL.total_seconds()))
     return resp
 
@@ -163,7 +168,7 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     """GET /api/v1/me: the signed-in user."""
     via = "bearer" if auth.bearer(request.headers.get("Authorization")) else "cookie"
-    return ok(me_out(request[USER_KEY], via))
+    return ok(me_out(request[USER_KEY], access.of(request), via))
 
 
 class PasswordIn(In):
