@@ -25,7 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import Coordinator, Role
 from controller.errors import Invalid, NotFound
-from controller.store.schema import hearing_participants, hearings, institutions, user_institutions, user_regions
+from controller.store.schema import (
+    escalations,
+    hearing_participants,
+    hearings,
+    institutions,
+    suspensions,
+    user_institutions,
+    user_regions,
+)
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,44 @@ async def require_hearing(conn: AsyncConnection, scope: Scope, hearing_id: int) 
     """NotFound - the same answer as for a hearing that does not exist - unless it is in scope."""
     if not scope.national and not await hearing_in_scope(conn, scope, hearing_id):
         raise NotFound(f"no hearing {hearing_id}")
+
+
+# What the `{id}` of a route's path names, for `Route.scoped`: the route answers 404 unless it is
+# in the user's scope, checked before the handler runs (controller.api.routing).
+HEARING, ESCALATION, SUSPENSION, INSTITUTION = "hearing", "escalation", "suspension", "institution"
+KINDS = (HEARING, ESCALATION, SUSPENSION, INSTITUTION)
+
+
+async def require(conn: AsyncConnection, scope: Scope, kind: str, ident: str) -> None:
+    """NotFound - as for what does not exist - unless the `kind` named `ident` is in scope."""
+    if scope.national:
+        return
+    if kind == INSTITUTION:
+        require_institution(scope, ident, f"institution {ident!r}")
+        return
+    try:
+        num = int(ident)
+    except ValueError:
+        raise NotFound(f"no {kind} {ident!r}") from None
+    if kind == HEARING:
+        await require_hearing(conn, scope, num)
+    elif kind == ESCALATION:
+        hid = (await conn.execute(select(escalations.c.hearing_id).where(escalations.c.id == num))).scalar()
+        if hid is None or not await hearing_in_scope(conn, scope, hid):
+            raise NotFound(f"no escalation {num}")
+    elif kind == SUSPENSION:
+        row = (await conn.execute(select(suspensions.c.institution_id, suspensions.c.region)
+                                  .where(suspensions.c.id == num))).first()
+        if row is None or not suspension_visible(scope, row.institution_id, row.region):
+            raise NotFound(f"no suspension {num}")
+    else:
+        raise ValueError(f"unknown scoped kind {kind!r}")
+
+
+def suspension_visible(scope: Scope, institution_id: str | None, region: str | None) -> bool:
+    """Whether a suspension (rule 24) concerns the user: of an institution in scope, or of a region
+    with one."""
+    return scope.covers(institution_id) if institution_id is not None else scope.sees_region(region)
 
 
 def require_institution(scope: Scope, institution_id: str | None, what: str) -> None:

@@ -9,7 +9,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import ACTIVE_HEARING_STATUSES, HearingStatus, HearingVerdict
-from controller import auth
+from controller import access, auth
 from controller import hearings as ops
 from controller import models as m
 from controller.api.audit import Audit, audit, transaction
@@ -182,22 +182,24 @@ ROUTES: list[Route] = [
           "Schedule a hearing: creates the test request (rule 13) and the pre-connect check (rule 15)",
           body=m.HearingIn, response=m.HearingOut, status=201, extra_responses={409: "room or terminal booked"},
           audit=Audit("hearing.create", HEARING)),
-    Route("GET", f"{API}/hearings/{{id}}", get_hearing, auth.READ, "A hearing", response=m.HearingOut),
+    Route("GET", f"{API}/hearings/{{id}}", get_hearing, auth.READ, "A hearing", response=m.HearingOut,
+          scoped=access.HEARING),
     Route("PATCH", f"{API}/hearings/{{id}}", patch_hearing, auth.HEARINGS_WRITE,
           "Change a hearing (a new start re-plans its checks)", body=m.HearingPatch, response=m.HearingOut,
           extra_responses={409: "room or terminal booked, or the hearing is cancelled"},
-          audit=Audit("hearing.update", HEARING)),
+          audit=Audit("hearing.update", HEARING), scoped=access.HEARING),
     Route("DELETE", f"{API}/hearings/{{id}}", delete_hearing, auth.HEARINGS_WRITE,
           "Cancel a hearing (kept, with its record)", response=m.HearingOut,
-          audit=Audit("hearing.cancel", HEARING)),
+          audit=Audit("hearing.cancel", HEARING), scoped=access.HEARING),
     Route("GET", f"{API}/hearings/{{id}}/events", hearing_events, auth.READ,
           "The hearing's event record (rule 21), oldest first; format=csv for the hearing record",
           response=items(m.EventOut),
-          query=[Query("after_id", {"type": "integer"}), Query("format", {"type": "string", "enum": ["json", "csv"]})]),
+          query=[Query("after_id", {"type": "integer"}), Query("format", {"type": "string", "enum": ["json", "csv"]})],
+          scoped=access.HEARING),
     Route("POST", f"{API}/hearings/{{id}}/agreement", give_agreement, auth.AGREEMENTS,
           "The coordinator agrees the date and time (rules 11, 12)", body=m.AgreementIn, response=m.HearingOut,
-          audit=Audit("hearing.agree", HEARING)),
+          audit=Audit("hearing.agree", HEARING), scoped=access.HEARING),
     Route("POST", f"{API}/hearings/{{id}}/checks", run_check, auth.TESTS_RUN,
           "Run the hearing's test session (or pre-connect check) now", body=m.RunCheckIn,
-          response=m.HearingOut, status=202, audit=Audit("check.run", HEARING)),
+          response=m.HearingOut, status=202, audit=Audit("check.run", HEARING), scoped=access.HEARING),
 ]

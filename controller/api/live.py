@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from contract.vocab import BreakCause, HearingStatus, LiveState
-from controller import auth
+from controller import access, auth
 from controller import hearings as ops
 from controller import models as m
 from controller.api.audit import Audit, audit, transaction
@@ -146,18 +146,19 @@ async def post_end(request: web.Request) -> web.Response:
 ROUTES: list[Route] = [
     Route("GET", f"{API}/hearings/{{id}}/live", get_live, auth.READ,
           "Live monitoring of a hearing (rule 22): state, verdict, the open break, the last 120 s",
-          response=LiveOut),
+          response=LiveOut, scoped=access.HEARING),
     Route("GET", f"{API}/hearings/{{id}}/breaks", get_breaks, auth.READ,
-          "The hearing's breaks for technical reasons, oldest first", response=items(LiveBreakOut)),
+          "The hearing's breaks for technical reasons, oldest first", response=items(LiveBreakOut),
+          scoped=access.HEARING),
     Route("POST", f"{API}/hearings/{{id}}/resume", post_resume, auth.HEARINGS_WRITE,
           "The secretary confirms the resumption after a break (only when ready to resume)",
-          response=ResumeOut, extra_responses={409: "not ready to resume"}),
+          response=ResumeOut, extra_responses={409: "not ready to resume"}, scoped=access.HEARING),
     Route("POST", f"{API}/hearings/{{id}}/start", post_start, auth.HEARINGS_WRITE,
           "The hearing starts (status in_progress, event hearing_started, monitoring begins)",
           response=m.HearingOut, extra_responses={409: "the hearing is not scheduled"},
-          audit=Audit("hearing.update", HEARING)),
+          audit=Audit("hearing.update", HEARING), scoped=access.HEARING),
     Route("POST", f"{API}/hearings/{{id}}/end", post_end, auth.HEARINGS_WRITE,
           "The hearing ends (status held, event hearing_ended, monitoring stops)",
           response=m.HearingOut, extra_responses={409: "the hearing is not in progress"},
-          audit=Audit("hearing.update", HEARING)),
+          audit=Audit("hearing.update", HEARING), scoped=access.HEARING),
 ]

@@ -54,6 +54,15 @@ class Route:
     content_type: str = "application/json"
     extra_responses: dict[int, str] = field(default_factory=dict)
     audit: Audit | None = None
+    # What the path's {id} names (controller.access.KINDS): the route answers 404 unless it is in the
+    # user's scope, checked before the handler runs. None: the handler filters (lists, creations) or
+    # the route reaches nothing scoped (the registry, a national admin's routes).
+    scoped: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.scoped is not None and (self.scoped not in access.KINDS or "{id}" not in self.path):
+            raise ValueError(f"{self.method} {self.path}: scoped={self.scoped!r} needs one of {access.KINDS} "
+                             "and an {id} in the path")
 
 
 def items(model: type[BaseModel]) -> tuple[str, type[BaseModel]]:
@@ -138,6 +147,9 @@ async def _authenticate(request: web.Request, route: Route) -> None:
     if route.permission is not None and not auth.allowed(user["role"], route.permission):
         raise Forbidden(f"role {user['role']!r} may not {route.permission}")
     request[USER_KEY] = user
+    if route.scoped is not None and not request[access.SCOPE_KEY].national:
+        async with request.app[DB_KEY].read() as conn:
+            await access.require(conn, request[access.SCOPE_KEY], route.scoped, request.match_info["id"])
 
 
 def auth_middleware(routes_by_resource: dict[tuple[str, str], Route]) -> Callable:

@@ -6,7 +6,7 @@ import datetime as dt
 
 from aiohttp import web
 
-from controller import auth
+from controller import access, auth
 from controller import hearings as ops
 from controller import models as m
 from controller.api.audit import Audit, audit, transaction
@@ -75,7 +75,9 @@ ROUTES: list[Route] = [
     Route("POST", f"{API}/suspensions", create_suspension, auth.SUSPENSIONS,
           "Suspend VKS at an institution or a whole area (rule 24)", body=m.SuspensionIn,
           response=m.SuspensionOut, status=201, audit=Audit("suspension.create", "suspension:{id}")),
-    Route("GET", f"{API}/suspensions/{{id}}", get_suspension, auth.READ, "A suspension", response=m.SuspensionOut),
+    Route("GET", f"{API}/suspensions/{{id}}", get_suspension, auth.READ, "A suspension", response=m.SuspensionOut,
+          scoped=access.SUSPENSION),
     Route("DELETE", f"{API}/suspensions/{{id}}", delete_suspension, auth.SUSPENSIONS,
-          "Lift a suspension", response=m.SuspensionOut, audit=Audit("suspension.lift", "suspension:{id}")),
+          "Lift a suspension", response=m.SuspensionOut, audit=Audit("suspension.lift", "suspension:{id}"),
+          scoped=access.SUSPENSION),
 ]
