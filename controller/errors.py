@@ -2,6 +2,8 @@
 `{"error": code, "message": ..., "field": ...}` with the status it carries."""
 from __future__ import annotations
 
+import math
+
 
 class ControllerError(Exception):
     """An error the API answers with its status and a stable code (500 internal unless a subclass says)."""
@@ -25,6 +27,14 @@ class ControllerError(Exception):
         out.update(self.detail)
         return out
 
+    def headers(self) -> dict[str, str] | None:
+        """The HTTP headers the answer carries: Retry-After (whole seconds, at least 1) when the body
+        says when to try again (`retry_after_s`)."""
+        wait = self.detail.get("retry_after_s")
+        if isinstance(wait, int | float) and not isinstance(wait, bool):
+            return {"Retry-After": str(max(1, math.ceil(wait)))}
+        return None
+
 
 class Invalid(ControllerError):
     """Bad input; `field` names it (dotted path)."""
@@ -35,6 +45,10 @@ class Unauthorized(ControllerError):
     """No token, or one that is unknown, expired or revoked."""
 
     status, code = 401, "unauthorized"
+
+    def headers(self) -> dict[str, str] | None:
+        """The challenge every 401 carries (RFC 6750)."""
+        return {"WWW-Authenticate": 'Bearer realm="vks"'}
 
 
 class Forbidden(ControllerError):

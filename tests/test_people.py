@@ -162,6 +162,9 @@ async def test_forty_concurrent_guesses_from_one_address_check_at_most_the_limit
     assert statuses == [401] * limit + [429] * (40 - limit)
     assert checks.total == limit
     assert all(b["retry_after_s"] > 0 for r, b in results if r.status == 429)
+    # The header says the same in whole seconds, for clients that read headers, not bodies.
+    assert all(int(r.headers["Retry-After"]) >= b["retry_after_s"] for r, b in results if r.status == 429)
+    assert all("WWW-Authenticate" in r.headers for r, _ in results if r.status == 401)
     failed = [a for a in await audit_of(ctl, "admin-1") if a["action"] == "login.failed"]
     assert len(failed) == limit and all(a["detail"]["address"] == "203.0.113.7" for a in failed)
     logged = [r.getMessage() for r in caplog.records if "sign-in failed" in r.getMessage()]

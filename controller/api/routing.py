@@ -83,8 +83,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise Invalid("NUL characters are not allowed in the path or query", field="path")
         return await handler(request)
     except ControllerError as exc:
-        headers = {"WWW-Authenticate": 'Bearer realm="vks"'} if exc.status == 401 else None
-        return error_response(exc.status, exc.body(), headers)
+        return error_response(exc.status, exc.body(), exc.headers())
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, {"error": "too_large", "message": f"the body is too large ({exc.text})"})
     except web.HTTPException as exc:
