@@ -42,7 +42,7 @@ T: dict[str, dict[str, str]] = {
                      "бейнеконференцбайланыс арқылы уақытында өткізу мүмкін емес.",
         "check_test": "Тестілеу сеансы (13-т.)", "check_preconnect": "Алдын ала қосылу (15-т.)",
         "head_of_office": "Кеңсе меңгерушісі", "secretary": "Сот отырысының хатшысы",
-        "technician": "Техникалық маман",
+        "technician": "Техникалық маман", "entered_by": "есептік жазбасы жоқ, енгізген",
         "trigger_not_fixed": "Ақаулар белгіленген уақыт ішінде жойылмады; сот отырысының басталуы кешіктірілді.",
         "trigger_cannot_fix": "Техникалық маман ақауларды жою мүмкін емес екенін хабарлады.",
         "trigger_requested": "Акт сот отырысы хатшысының талабы бойынша жасалды.",
@@ -66,7 +66,7 @@ T: dict[str, dict[str, str]] = {
                      "судебное заседание посредством видеоконференцсвязи в назначенное время невозможно.",
         "check_test": "Тестовый сеанс (п. 13)", "check_preconnect": "Предварительное подключение (п. 15)",
         "head_of_office": "Заведующий канцелярией", "secretary": "Секретарь судебного заседания",
-        "technician": "Технический специалист",
+        "technician": "Технический специалист", "entered_by": "без учётной записи, внесено пользователем",
         "trigger_not_fixed": "Неисправности не устранены в установленное время; начало судебного заседания "
                              "задерживается.",
         "trigger_cannot_fix": "Технический специалист сообщил, что устранить неисправности невозможно.",
@@ -80,6 +80,13 @@ def _order(lang: str) -> list[str]:
     if lang not in LANGS:
         raise Invalid("lang: expected kk or ru", field="lang")
     return [lang] + [x for x in LANGS if x != lang]
+
+
+def _signed_as(sig: dict | None, t: dict[str, str]) -> str:
+    """The signer's name; for one with no account, also who entered it."""
+    if sig is None:
+        return ""
+    return f"{sig['name']}\n({t['entered_by']} {sig['entered_by']})" if sig.get("entered_by") else sig["name"]
 
 
 def _jinja():
@@ -207,7 +214,7 @@ def render_pdf(view: dict, lang: str) -> bytes:
         rows = [["", t["signed"], t["signature"], t["date"]]]
         for role in SIGNER_ROLES:
             s = signed.get(role)
-            rows.append([t[role], s["name"] if s else "", "", s["signed_local"] if s else ""])
+            rows.append([t[role], _signed_as(s, t), "", s["signed_local"] if s else ""])
         sig = table(rows, [50, 55, 40, 35])
         sig.setStyle(TableStyle([("TOPPADDING", (0, 1), (-1, -1), 9), ("BOTTOMPADDING", (0, 1), (-1, -1), 9)]))
         story.append(sig)

@@ -15,6 +15,11 @@ evidence, in Kazakh and Russian, for three signatures, attached to the hearing.
   (head of the court office, secretary, technical specialist; once the three
   have signed the act is final: sealed by `final_sha256` over content and
   signatures, with the sha256 of each final document, and never changed again).
+- `signer(user, ...)`: who gives a signature. The signed-in user signs in the role
+  their account holds, under their own name; a signer with no account is entered
+  by a user who may change hearings, under a free-text name that is no account's,
+  and the act records who entered it. No account gives two of an act's signatures,
+  no name appears on it twice.
   The final documents are rendered with no database transaction open.
 """
 from __future__ import annotations
@@ -30,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from controller import auth
 from controller.act_render import LANGS, render_html, render_pdf
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
 from controller.store import acts as repo
@@ -44,10 +50,6 @@ from controller.store.hearings import iso
 SCHEMA = "vks.act/1"
 SIGNER_ROLES = repo.SIGNER_ROLES
 TRIGGERS = ("not_fixed", "cannot_fix", "requested")
-# Which user roles may record which signature: the secretary records the head
-# of the office's and their own; the technical specialist their own; admin any.
-MAY_SIGN = {"head_of_office": {"secretary", "admin"}, "secretary": {"secretary", "admin"},
-            "technician": {"technician", "admin"}}
 
 EVENT_TEXT: dict[str, tuple[str, str]] = {
     "hearing_scheduled": ("Сот отырысы тағайындалды", "Заседание назначено"),
@@ -260,16 +262,76 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
 def act_view(act: dict, sigs: list[dict]) -> dict[str, Any]:
     """The act as the API shows it and the documents render it: the stored act with its signatures."""
     tz = act["content"]["hearing"]["timezone"]
+    legacy = act["final_sha256"] is not None and act["final_sha256"] == sha256(_sealed(act, sigs, legacy=True))
     return {
         "hearing_id": act["hearing_id"], "status": act["status"], "trigger": act["trigger"],
         "content_sha256": act["content_sha256"], "final_sha256": act["final_sha256"],
         "documents": act["documents"], "created_at": iso(act["created_at"]), "created_by": act["created_by"],
         "updated_at": iso(act["updated_at"]), "finalized_at": iso(act["finalized_at"]),
-        "signatures": [{"role": s["role"], "name": s["name"], "recorded_by": s["recorded_by"],
+        "signatures": [{"role": s["role"], "name": s["name"], "user_name": s.get("user_name"),
+                        "recorded_by": s["recorded_by"], "entered_by": _entered_by(s, legacy),
                         "signed_at": iso(s["signed_at"]), "signed_local": _local(s["signed_at"], tz)} for s in sigs],
         "missing_signatures": [r for r in SIGNER_ROLES if r not in {s["role"] for s in sigs}],
         "content": act["content"],
     }
+
+
+def _entered_by(sig: dict, legacy: bool) -> str | None:
+    """Who entered a signature given with no account, as the documents print it. An act sealed before
+    signatures knew their accounts (migration 0007) prints none: its documents keep their bytes."""
+    return None if legacy or sig.get("user_name") else sig["recorded_by"]
+
+
+# --- who signs -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Signer:
+    """Who gives a signature: in `role`, under `name` as printed; `user_name` is the signing account
+    (None: a signer with no account, entered by `recorded_by`)."""
+    role: str
+    name: str
+    user_name: str | None
+    recorded_by: str
+
+    def row(self) -> dict[str, Any]:
+        """The signature's columns but its time."""
+        return {"role": self.role, "name": self.name, "user_name": self.user_name, "recorded_by": self.recorded_by}
+
+
+# Who may enter a signer with no account: whoever may change hearings (secretary, head_of_office, admin).
+ENTERS_NO_ACCOUNT = auth.HEARINGS_WRITE
+
+
+def signer(user: dict, *, role: str | None, name: str | None, no_account: bool) -> Signer:
+    """The signer `user` records (403 / 400 when they may not). Without `no_account` the user signs
+    themselves: in their account's role (a signer role; `role`, if given, must be it), under their
+    account's name. With it, they enter someone with no account under `name`, in `role`."""
+    if no_account:
+        if not auth.allowed(user["role"], ENTERS_NO_ACCOUNT):
+            who = " or ".join(r for r, p in auth.ROLE_PERMISSIONS.items() if ENTERS_NO_ACCOUNT in p)
+            raise Forbidden(f"a signer with no account is entered by a {who}, not by {_a(user['role'])}")
+        if role is None:
+            raise Invalid("role: which of the signatures the signer with no account gives", field="role")
+        if role not in SIGNER_ROLES:
+            raise Invalid(f"role: expected one of {', '.join(SIGNER_ROLES)}", field="role")
+        if not (name or "").strip():
+            raise Invalid("name: the name of the signer with no account, as printed", field="name")
+        return Signer(role, " ".join((name or "").split()), None, user["name"])
+    if user["role"] not in SIGNER_ROLES:
+        raise Forbidden(f"the act is signed by the {', the '.join(SIGNER_ROLES)} (rule 18), each from their own "
+                        f"account; {_a(user['role'])} account gives none of the signatures (a signer with no "
+                        "account is entered with no_account: true, role and name)")
+    if role is not None and role != user["role"]:
+        raise Forbidden(f"{_a(user['role'])} account signs as {user['role']}, not as {role}: the {role} signs from "
+                        f"their own account (or, having none, is entered with no_account: true)")
+    if name is not None:
+        raise Invalid("name: an account signs under its own name; a name is given only with no_account: true",
+                      field="name")
+    return Signer(user["role"], user["name"], user["name"], user["name"])
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 # --- the service ---------------------------------------------------------------------------------
@@ -325,33 +387,29 @@ class ActService:
             raise NotFound(f"hearing {hearing_id} has no act of technical impossibility", code="no_act")
         return act_view(act, await repo.signatures(conn, act["id"]))
 
-    async def sign(self, db: Database, hearing_id: int, role: str, name: str, user: dict,
-                   now: dt.datetime, *, recorded: Callable[[AsyncConnection], Awaitable[None]] | None = None) -> dict:
-        """Record a signature. The one that completes the three makes the act final: its documents are
-        rendered with no transaction open (reportlab takes a while; a transaction would hold the SQLite
-        write lock, or a PostgreSQL connection and its row locks, for all of it), then the signature and
-        the seal are stored together in one short transaction that first checks the act is as it was read.
-        `recorded(conn)` is awaited in that transaction (the API's declared audit row)."""
-        if role not in SIGNER_ROLES:
-            raise Invalid(f"role: expected one of {', '.join(SIGNER_ROLES)}", field="role")
-        if user["role"] not in MAY_SIGN[role]:
-            raise Forbidden(f"the {role} signature is recorded by a {' or an '.join(sorted(MAY_SIGN[role]))}, "
-                            f"not by a {user['role']}")
-        new = {"role": role, "name": name, "recorded_by": user["name"], "signed_at": now}
+    async def sign(self, db: Database, hearing_id: int, who: Signer, now: dt.datetime, *,
+                   recorded: Callable[[AsyncConnection], Awaitable[None]] | None = None) -> dict:
+        """Record the signature `who` gives (see `signer`). The one that completes the three makes the act
+        final: its documents are rendered with no transaction open (reportlab takes a while; a transaction
+        would hold the SQLite write lock, or a PostgreSQL connection and its row locks, for all of it), then
+        the signature and the seal are stored together in one short transaction that first checks the act
+        is as it was read. `recorded(conn)` is awaited in that transaction (the API's declared audit row)."""
+        role = who.role
+        new = {**who.row(), "signed_at": now}
         for _ in range(SIGN_ATTEMPTS):
             async with db.read() as conn:
-                seen = await self._signable(conn, hearing_id, role)
+                seen = await self._signable(conn, hearing_id, who)
             final = None
             if _completes(seen[1], role):
                 final = await asyncio.to_thread(seal, seen[0], [*seen[1], new], now)
             async with db.transaction() as conn:
                 await hearings_repo.get_hearing(conn, hearing_id, for_update=True)
-                act, sigs = await self._signable(conn, hearing_id, role, for_update=True)
+                act, sigs = await self._signable(conn, hearing_id, who, for_update=True)
                 if _completes(sigs, role) and (final is None or _changed(seen, (act, sigs))):
                     continue            # signed or redrafted meanwhile: read and render again
-                await repo.add_signature(conn, act["id"], role, name, user["name"], now)
-                await events_repo.append(conn, hearing_id, "act_signed", now, {"role": role, "name": name,
-                                                                              "recorded_by": user["name"]})
+                await repo.add_signature(conn, act["id"], **who.row(), at=now)
+                await events_repo.append(conn, hearing_id, "act_signed", now, {
+                    **who.row(), "no_account": who.user_name is None})
                 if recorded is not None:
                     await recorded(conn)        # the route's audit row, in this transaction
                 if final is not None:
@@ -363,9 +421,9 @@ class ActService:
         raise Conflict(f"the act of hearing {hearing_id} kept changing while it was being signed; try again",
                        code="act_changed")
 
-    async def _signable(self, conn: AsyncConnection, hearing_id: int, role: str, *,
+    async def _signable(self, conn: AsyncConnection, hearing_id: int, who: Signer, *,
                         for_update: bool = False) -> tuple[dict, list[dict]]:
-        """The act of the hearing and its signatures, when `role` may still sign it (else 404 / 409)."""
+        """The act of the hearing and its signatures, when `who` may still sign it (else 404 / 409)."""
         if not for_update:
             await hearings_repo.get_hearing(conn, hearing_id)
         act = await repo.get_for_hearing(conn, hearing_id, for_update=for_update)
@@ -374,8 +432,21 @@ class ActService:
         if act["status"] == "final":
             raise Conflict(f"the act of hearing {hearing_id} is final", code="act_final")
         sigs = await repo.signatures(conn, act["id"])
-        if any(s["role"] == role for s in sigs):
-            raise Conflict(f"the {role} has signed already", code="signed")
+        if any(s["role"] == who.role for s in sigs):
+            raise Conflict(f"the {who.role} has signed already", code="signed")
+        mine = next((s for s in sigs if who.user_name is not None and s["user_name"] == who.user_name), None)
+        if mine is not None:
+            raise Conflict(f"{who.user_name} has given the {mine['role']} signature of this act; one account gives "
+                           "at most one of the three", code="signed_by_account")
+        if who.user_name is None:
+            account = await repo.account_named(conn, who.name)
+            if account is not None:
+                raise Conflict(f"{who.name} is the name of the account {account}: that person signs from their "
+                               "account, nobody enters the signature for them", code="signer_has_account",
+                               field="name")
+        if any(s["name"].casefold() == who.name.casefold() for s in sigs):
+            raise Conflict(f"{who.name} has signed this act already; one person gives one of the three signatures",
+                           code="name_signed", field="name")
         return act, sigs
 
 
@@ -399,15 +470,20 @@ class Final:
 def seal(act: dict, sigs: list[dict], now: dt.datetime) -> Final:
     """Seal the act with these (all three) signatures and render its final documents (blocking: call
     from a thread, with no transaction open)."""
-    sealed = {"content_sha256": act["content_sha256"],
-              "signatures": [{"role": s["role"], "name": s["name"], "signed_at": iso(s["signed_at"])}
-                             for s in sigs]}
-    final_sha = sha256(sealed)
+    final_sha = sha256(_sealed(act, sigs))
     view = act_view({**act, "status": "final", "final_sha256": final_sha, "finalized_at": now,
                      "updated_at": now}, sigs)
     docs = {lg: {"html_sha256": hashlib.sha256(render_html(view, lg).encode("utf-8")).hexdigest(),
                  "pdf_sha256": hashlib.sha256(render_pdf(view, lg)).hexdigest()} for lg in LANGS}
     return Final(final_sha, docs)
+
+
+def _sealed(act: dict, sigs: list[dict], *, legacy: bool = False) -> dict[str, Any]:
+    """What `final_sha256` seals: the content and the signatures, each with its account and who entered
+    it (`legacy`: as acts were sealed before migration 0007, without them)."""
+    keys = ("role", "name") if legacy else ("role", "name", "user_name", "recorded_by")
+    return {"content_sha256": act["content_sha256"],
+            "signatures": [{**{k: s.get(k) for k in keys}, "signed_at": iso(s["signed_at"])} for s in sigs]}
 
 
 def _completes(sigs: list[dict], role: str) -> bool:

@@ -1,7 +1,8 @@
 """The act of technical impossibility (rule 18) through the API, on SQLite and
 PostgreSQL: drafted with the measured evidence, printable HTML and PDF in
-Kazakh and Russian (either first), three signatures by the right people, and
-final means immutable and reproducible."""
+Kazakh and Russian (either first), three signatures by the right people - each
+from their own account in its role, or entered for someone with no account with
+who entered it -, and final means immutable and reproducible."""
 from __future__ import annotations
 
 import asyncio
@@ -18,6 +19,8 @@ from sqlalchemy.engine import make_url
 
 from controller import acts
 from controller.api.escalations import ActOut
+from controller.store import users
+from controller.store.schema import users as users_table
 from tests.controller_kit import Controller, counting, report
 from tests.harness import have
 
@@ -34,6 +37,13 @@ async def hearing_with_failed_test(c: Controller) -> int:
     c.clock.advance(minutes=1)
     await c.checks.on_session_result(c.gw.started[-1]["session_id"], report("unusable", loss=0.12))
     return h["id"]
+
+
+async def add_user(c: Controller, name: str, role: str) -> str:
+    """A user beyond the kit's five (e.g. a head_of_office); their API token."""
+    async with c.db.transaction() as conn:
+        u = await users.create_user(conn, name, role, c.clock())
+        return await users.issue_token(conn, u["id"], c.clock())
 
 
 def pdf_text(pdf: bytes) -> str:
@@ -97,37 +107,40 @@ async def test_act_drafted_rendered_signed_and_final(db_url, fake_clock):
                                  text=True, check=True).stdout
             assert "Бейнеконференцбайланыс" in out and "видеоконференцсвязи" in out
 
-        # signatures: who may record which
+        # signatures: each from the signer's own account, in its role; someone with no account entered
         sig = f"/api/v1/hearings/{hid}/act/signatures"
-        status, err = await c.call("POST", sig, role="technician", json={"role": "head_of_office", "name": "X"})
+        head = await add_user(c, "head-1", "head_of_office")
+        status, err = await c.call("POST", sig, role="secretary", json={"role": "head_of_office", "name": "X"})
         assert status == 403 and err["error"] == "forbidden"
-        await c.call("POST", sig, role="viewer", json={"role": "technician", "name": "X"}, expect=403)
-        await c.call("POST", sig, role="coordinator", json={"role": "secretary", "name": "X"}, expect=403)
-        await c.call("POST", sig, role="secretary", json={"role": "technician", "name": "X"}, expect=403)
-        status, err = await c.call("POST", sig, role="secretary", json={"role": "judge", "name": "X"})
+        await c.call("POST", sig, role="viewer", json={}, expect=403)
+        await c.call("POST", sig, role="coordinator", json={"role": "secretary"}, expect=403)
+        await c.call("POST", sig, role="technician", json={"role": "technician", "name": "X", "no_account": True},
+                     expect=403)
+        status, err = await c.call("POST", sig, role="secretary", json={"role": "judge"})
         assert status == 400 and err["field"] == "role"
         c.clock.advance(minutes=1)
-        _, act = await c.call("POST", sig, role="secretary",
-                              json={"role": "head_of_office", "name": "Әбілқасымова Ғ. Ұ."}, expect=201)
-        await c.call("POST", sig, role="secretary", json={"role": "head_of_office", "name": "Y"}, expect=409)
+        _, act = await c.call("POST", sig, token=head, json={"role": "head_of_office"}, expect=201)
+        await c.call("POST", sig, role="secretary", json={"role": "head_of_office", "name": "Y", "no_account": True},
+                     expect=409)
         # a signed draft is not redrafted
         status, err = await c.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary", json={})
         assert status == 409 and err["error"] == "act_signed"
-        _, act = await c.call("POST", sig, role="secretary", json={"role": "secretary", "name": "Иванова А. А."},
-                              expect=201)
+        _, act = await c.call("POST", sig, role="secretary", json={}, expect=201)
         assert act["status"] == "draft" and act["missing_signatures"] == ["technician"]
-        _, act = await c.call("POST", sig, role="technician", json={"role": "technician", "name": "Нұрланов Б."},
-                              expect=201)
+        _, act = await c.call("POST", sig, role="secretary",
+                              json={"role": "technician", "name": "Нұрланов Б.", "no_account": True}, expect=201)
         ActOut.model_validate(act)
         assert act["status"] == "final" and act["finalized_at"] and act["missing_signatures"] == []
-        assert [(s["role"], s["name"], s["recorded_by"]) for s in act["signatures"]] == [
-            ("head_of_office", "Әбілқасымова Ғ. Ұ.", "secretary-1"), ("secretary", "Иванова А. А.", "secretary-1"),
-            ("technician", "Нұрланов Б.", "technician-1")]
+        assert [(s["role"], s["name"], s["user_name"], s["recorded_by"]) for s in act["signatures"]] == [
+            ("head_of_office", "head-1", "head-1", "head-1"),
+            ("secretary", "secretary-1", "secretary-1", "secretary-1"),
+            ("technician", "Нұрланов Б.", None, "secretary-1")]
         assert act["final_sha256"] and act["final_sha256"] != act["content_sha256"]
 
         # final: immutable (409 on any change), its documents reproducible
         for role, path, body in (("secretary", f"/api/v1/hearings/{hid}/act", {}),
-                                 ("admin", sig, {"role": "technician", "name": "Z"})):
+                                 ("admin", sig, {"role": "technician", "name": "Z", "no_account": True}),
+                                 ("technician", sig, {})):
             status, err = await c.call("POST", path, role=role, json=body)
             assert status == 409 and err["error"] == "act_final"
         # a new fault does not touch a final act
@@ -146,13 +159,21 @@ async def test_act_drafted_rendered_signed_and_final(db_url, fake_clock):
             assert hashlib.sha256(pdf).hexdigest() == act["documents"][lang]["pdf_sha256"]
             _, html = await c.call("GET", f"/api/v1/hearings/{hid}/act.html?lang={lang}")
             assert hashlib.sha256(html.encode()).hexdigest() == act["documents"][lang]["html_sha256"]
-            assert "Әбілқасымова Ғ. Ұ." in html and act["final_sha256"] in html
-        assert "Нұрланов Б." in pdf_text(pdf)
+            assert "head-1" in html and act["final_sha256"] in html
+            assert "Нұрланов Б.<br><small>(есептік жазбасы жоқ, енгізген secretary-1)" in html
+            assert "(без учётной записи, внесено пользователем secretary-1)" in html
+        text = " ".join(pdf_text(pdf).split())
+        assert "Нұрланов Б. (есептік жазбасы жоқ, енгізген secretary-1)" in text
+        assert "(без учётной записи, внесено пользователем secretary-1)" in text
         events = [e["kind"] for e in await c.events(hid)]
         assert events.count("act_signed") == 3 and events.count("act_final") == 1
         _, audit = await c.call("GET", f"/api/v1/audit?target=hearing:{hid}", expect=200)
         assert sorted(a["action"] for a in audit["items"] if a["action"].startswith("act.")) == \
             ["act.draft", "act.sign", "act.sign", "act.sign"]
+        assert [(a["who"], a["detail"]) for a in reversed(audit["items"]) if a["action"] == "act.sign"] == [
+            ("head-1", {"role": "head_of_office", "name": "head-1", "no_account": False}),
+            ("secretary-1", {"role": "secretary", "name": "secretary-1", "no_account": False}),
+            ("secretary-1", {"role": "technician", "name": "Нұрланов Б.", "no_account": True})]
 
 
 async def test_redraft_while_unsigned_refreshes_the_evidence(db_url, fake_clock):
@@ -169,8 +190,8 @@ async def test_redraft_while_unsigned_refreshes_the_evidence(db_url, fake_clock)
         assert second["created_by"] == "secretary-1"
 
 
-def test_render_is_pure_and_reproducible():
-    content = {
+def sample_content() -> dict:
+    return {
         "schema": "vks.act/1", "trigger": "cannot_fix", "note": KAZAKH + " " + KAZAKH.upper(),
         "drafted_utc": "2026-12-01T05:00:00Z",
         "drafted_local": "01.12.2026 10:00:00",
@@ -182,6 +203,10 @@ def test_render_is_pure_and_reproducible():
             {"cause": "stall", "started_local": "01.12.2026 10:31:00", "ended_local": None, "duration_s": 42.0,
              "attempts": 3, "outcome": "escalated", "figures": "loss: 1.0"}],
     }
+
+
+def test_render_is_pure_and_reproducible():
+    content = sample_content()
     view = {"status": "draft", "content": content, "content_sha256": acts.sha256(content), "final_sha256": None,
             "signatures": []}
     a, b = acts.render_pdf(view, "ru"), acts.render_pdf(view, "ru")
@@ -261,8 +286,9 @@ async def test_final_act_renders_with_no_transaction_open(db_url, fake_clock, mo
         hid = await hearing_with_failed_test(c)
         await c.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary", json={}, expect=201)
         sig = f"/api/v1/hearings/{hid}/act/signatures"
-        for role in ("head_of_office", "secretary"):
-            await c.call("POST", sig, role="secretary", json={"role": role, "name": f"{role} name"}, expect=201)
+        await c.call("POST", sig, role="secretary", json={"role": "head_of_office", "name": "Head", "no_account": True},
+                     expect=201)
+        await c.call("POST", sig, role="secretary", json={}, expect=201)
         for name in ("transaction", "read"):
             monkeypatch.setattr(c.db, name, counting(getattr(c.db, name), depth))
         loop, render, seen, rival = asyncio.get_running_loop(), acts.render_pdf, [], []
@@ -271,17 +297,19 @@ async def test_final_act_renders_with_no_transaction_open(db_url, fake_clock, mo
             seen.append((view["signatures"][-1]["name"], lang, depth.get(), _sqlite_write_lock_free(db_url)))
             if len(seen) == 1:     # the first render: another technician signs meanwhile, and finishes first
                 rival.append(asyncio.run_coroutine_threadsafe(c.call(
-                    "POST", sig, role="admin", json={"role": "technician", "name": "Rival"}), loop).result(60))
+                    "POST", sig, role="admin", json={"role": "technician", "name": "Rival", "no_account": True}),
+                    loop).result(60))
             return render(view, lang)
 
         monkeypatch.setattr(acts, "render_pdf", spy)
-        status, err = await c.call("POST", sig, role="technician", json={"role": "technician", "name": "Slow"})
+        status, err = await c.call("POST", sig, role="technician", json={})
         assert (status, err["error"]) == (409, "act_final")
         status, final = rival[0]
         assert status == 201 and final["status"] == "final"
         lock_free = None if c.db.is_postgres else True
-        assert seen == [("Slow", "kk", 0, lock_free), ("Rival", "kk", 0, lock_free), ("Rival", "ru", 0, lock_free),
-                        ("Slow", "ru", 0, lock_free)]
+        slow = "technician-1"
+        assert seen == [(slow, "kk", 0, lock_free), ("Rival", "kk", 0, lock_free), ("Rival", "ru", 0, lock_free),
+                        (slow, "ru", 0, lock_free)]
         assert [(s["role"], s["name"]) for s in final["signatures"]][-1] == ("technician", "Rival")
         monkeypatch.undo()
         resp = await c.client.get(f"{sig.rsplit('/', 1)[0]}.pdf?lang=ru",
@@ -289,3 +317,92 @@ async def test_final_act_renders_with_no_transaction_open(db_url, fake_clock, mo
         assert hashlib.sha256(await resp.read()).hexdigest() == final["documents"]["ru"]["pdf_sha256"]
         events = [e["kind"] for e in await c.events(hid)]
         assert events.count("act_signed") == 3 and events.count("act_final") == 1
+
+
+async def test_signatures_come_from_the_signers_accounts(db_url, fake_clock):
+    """Issue 11: a secretary signed an act as "head of office" under a made-up name. Each signer now
+    signs from their own account, in its role; someone with no account is entered by a user who may
+    change hearings, under a name that is no account's, and the act records who entered it; one
+    account gives at most one of the three signatures, one name appears once."""
+    async with Controller(db_url, fake_clock) as c:
+        hid = await hearing_with_failed_test(c)
+        await c.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary", json={}, expect=201)
+        sig = f"/api/v1/hearings/{hid}/act/signatures"
+        head = await add_user(c, "Head-1", "head_of_office")
+        # the finding: a secretary signing as head of office, as themselves or under a made-up name
+        for body in ({"role": "head_of_office"}, {"role": "head_of_office", "name": "Made Up"}):
+            status, err = await c.call("POST", sig, role="secretary", json=body)
+            assert (status, err["error"]) == (403, "forbidden"), err
+            assert "a secretary account signs as secretary, not as head_of_office" in err["message"]
+        # an account whose role is none of the three signs nothing
+        for role in ("admin", "coordinator", "viewer"):
+            status, err = await c.call("POST", sig, role=role, json={})
+            assert status == 403 and f" {role} account gives none of the signatures" in err["message"], err
+        # a name comes only with a signer with no account
+        status, err = await c.call("POST", sig, role="secretary", json={"name": "Иванова А. А."})
+        assert (status, err["field"]) == (400, "name")
+
+        # the head of the court office signs from their account
+        _, act = await c.call("POST", sig, token=head, json={}, expect=201)
+        assert [(s["role"], s["name"], s["user_name"], s["recorded_by"], s["entered_by"])
+                for s in act["signatures"]] == [("head_of_office", "Head-1", "Head-1", "Head-1", None)]
+
+        # a signer with no account: entered by who may change hearings, under no account's name
+        no_account = {"role": "technician", "no_account": True}
+        await c.call("POST", sig, role="technician", json={**no_account, "name": "Нұрланов Б."}, expect=403)
+        for name in ("technician-1", " TECHNICIAN-1 ", "head-1"):
+            status, err = await c.call("POST", sig, role="admin", json={**no_account, "name": name})
+            assert (status, err["error"], err["field"]) == (409, "signer_has_account", "name"), (name, err)
+        status, err = await c.call("POST", sig, role="admin", json=no_account)
+        assert (status, err["field"]) == (400, "name")
+        status, err = await c.call("POST", sig, role="admin", json={"name": "X", "no_account": True})
+        assert (status, err["field"]) == (400, "role")
+        _, act = await c.call("POST", sig, role="admin", json={**no_account, "name": " Нұрланов \r\n Б. "},
+                              expect=201)
+        assert [(s["role"], s["name"], s["user_name"], s["recorded_by"], s["entered_by"])
+                for s in act["signatures"]][-1] == ("technician", "Нұрланов Б.", None, "admin-1", "admin-1")
+        # one name appears once on the act
+        status, err = await c.call("POST", sig, role="secretary",
+                                   json={"role": "secretary", "name": "нұрланов б.", "no_account": True})
+        assert (status, err["error"]) == (409, "name_signed")
+
+        # one account gives at most one signature: the head of office, now a secretary, signs again
+        async with c.db.transaction() as conn:
+            await conn.execute(users_table.update().where(users_table.c.name == "Head-1").values(role="secretary"))
+        status, err = await c.call("POST", sig, token=head, json={})
+        assert (status, err["error"]) == (409, "signed_by_account") and "head_of_office signature" in err["message"]
+
+        _, act = await c.call("POST", sig, role="secretary", json={"role": "secretary"}, expect=201)
+        assert act["status"] == "final"
+        _, again = await c.call("GET", f"/api/v1/hearings/{hid}/act", role="viewer", expect=200)
+        assert again["signatures"] == act["signatures"]
+        ActOut.model_validate(again)
+        _, html = await c.call("GET", f"/api/v1/hearings/{hid}/act.html?lang=ru")
+        assert hashlib.sha256(html.encode()).hexdigest() == act["documents"]["ru"]["html_sha256"]
+        assert "Нұрланов Б.<br><small>(без учётной записи, внесено пользователем admin-1)</small>" in html
+        assert "Head-1</td>" in html and "secretary-1</td>" in html
+        signed = [e["detail"] for e in await c.events(hid) if e["kind"] == "act_signed"]
+        assert [(d["role"], d["user_name"], d["recorded_by"], d["no_account"]) for d in signed] == [
+            ("head_of_office", "Head-1", "Head-1", False), ("technician", None, "admin-1", True),
+            ("secretary", "secretary-1", "secretary-1", False)]
+
+
+def test_an_act_sealed_before_accounts_signed_renders_as_it_was_sealed():
+    """Acts made final before signatures knew their accounts (migration 0007 leaves their user_name
+    NULL) print no "entered by": their documents keep the bytes they were sealed with."""
+    content = sample_content()
+    at = dt.datetime(2026, 12, 1, 6, tzinfo=dt.UTC)
+    sigs = [{"role": r, "name": f"{r} name", "user_name": None, "recorded_by": "secretary-1", "signed_at": at}
+            for r in acts.SIGNER_ROLES]
+    act = {"hearing_id": 1, "status": "final", "trigger": "cannot_fix", "content": content,
+           "content_sha256": acts.sha256(content), "documents": None, "created_at": at, "created_by": "system",
+           "updated_at": at, "finalized_at": at}
+    legacy = {"content_sha256": act["content_sha256"],
+              "signatures": [{"role": s["role"], "name": s["name"], "signed_at": "2026-12-01T06:00:00Z"}
+                             for s in sigs]}
+    old = acts.act_view({**act, "final_sha256": acts.sha256(legacy)}, sigs)
+    assert [s["entered_by"] for s in old["signatures"]] == [None, None, None]
+    assert "secretary-1" not in acts.render_html(old, "kk")
+    new = acts.act_view({**act, "final_sha256": acts.seal(act, sigs, at).sha256}, sigs)
+    assert [s["entered_by"] for s in new["signatures"]] == ["secretary-1"] * 3
+    assert "енгізген secretary-1" in acts.render_html(new, "kk")

@@ -360,12 +360,30 @@ async def test_escalation_acknowledged_and_the_act_drawn_up_and_signed(ctl):
         await sec.goto(ctl.base + f"#hearing/{hid}")
         await sec.click("#act-draft")
         await sec.wait_for_selector("a:has-text('Печать (казахский, HTML)')")
-        await sec.select_option("#sign-role", "secretary")
-        await sec.fill("#sign-name", "А. Секретарёва")
+        # The secretary signs from their account, in its role, and enters a head of office with none.
+        assert await sec.inner_text("#sign-self") == "Подписать как secretary-1 (секретарь судебного заседания)"
+        await sec.click("#sign-self")
+        await sec.wait_for_selector("ul.signatures li.signed[data-role=secretary]:has-text('secretary-1')")
+        assert await sec.locator("#sign-self").count() == 0
+        assert await sec.locator("#sign-role option").all_inner_texts() == [
+            "руководитель канцелярии суда", "технический специалист"]
+        await sec.select_option("#sign-role", "head_of_office")
+        await sec.fill("#sign-name", "А. Заведующая")
         await sec.click("#sign-form button[type=submit]")
-        await sec.wait_for_selector("ul.signatures li.signed:has-text('А. Секретарёва')")
-        assert await sec.locator("ul.signatures li.unsigned").count() == 2
+        head = sec.locator("ul.signatures li.signed[data-role=head_of_office]")
+        await head.wait_for()
+        assert "А. Заведующая" in await head.inner_text() and "внесено: secretary-1" in await head.inner_text()
+        assert await sec.locator("ul.signatures li.unsigned").count() == 1
         await shot(sec, "act-ru")
+        # The technician has no form for others, only their own signature: the third makes the act final.
+        await tech.goto(ctl.base + f"#hearing/{hid}")
+        await tech.wait_for_selector("#sign-self")
+        assert await tech.locator("#sign-form").count() == 0
+        assert await tech.inner_text("#sign-self") == "Sign as technician-1 (technical specialist)"
+        await tech.click("#sign-self")
+        await tech.wait_for_selector("ul.signatures li.signed[data-role=technician]:has-text('technician-1')")
+        assert await tech.locator("ul.signatures li.unsigned").count() == 0
+        assert await tech.locator("#sign-self").count() == 0
         # The print links work with the page's session cookie.
         for lang in ("kk", "ru"):
             resp = await sec.request.get(ctl.base + f"api/v1/hearings/{hid}/act.html?lang={lang}")

@@ -13,7 +13,7 @@
 | DELETE /api/v1/contacts/{id}                   | admin (registry)    |
 | POST /api/v1/hearings/{id}/act                 | secretary, admin    |
 | GET  /api/v1/hearings/{id}/act[.html|.pdf]     | any reader          |
-| POST /api/v1/hearings/{id}/act/signatures      | secretary: head of office, secretary; technician: technician; admin |
+| POST /api/v1/hearings/{id}/act/signatures      | the signer in their role; no account: hearings.write |
 """
 from __future__ import annotations
 
@@ -154,18 +154,32 @@ class ActDraftIn(In):
 
 
 class SignatureIn(In):
-    """A signature to record on the act."""
+    """A signature on the act (rule 18: the head of the court office, the secretary, the technician).
 
-    role: SignerRole
-    name: str = Field(min_length=1, max_length=200, description="the signer's name as printed")
+    `{}`: the signed-in user signs, in the role their account holds (head_of_office, secretary or
+    technician; `role`, if given, must be it) and under their account's name. `{"no_account": true,
+    "role": R, "name": "..."}`: a user who may change hearings (secretary, head_of_office, admin) enters
+    the signature of someone with no account; the act records who entered it, and a name that is an
+    account's is refused (409 signer_has_account: that person signs themselves). One account gives at
+    most one of an act's signatures, one name appears on it once (409)."""
+
+    role: SignerRole | None = Field(None, description="the signature given: the account's own role when "
+                                                      "signing oneself; required with no_account")
+    name: str | None = Field(None, min_length=1, max_length=200,
+                             description="only with no_account: the signer's name as printed")
+    no_account: bool = Field(False, description="true: the signer has no account; the caller enters their "
+                                                "role and name")
 
 
 class SignatureOut(BaseModel):
     """A signature recorded on the act."""
 
     role: SignerRole
-    name: str
-    recorded_by: str
+    name: str = Field(description="the signer's name as printed")
+    user_name: str | None = Field(description="the account that signed; null: a signer with no account")
+    recorded_by: str = Field(description="the account that recorded it (for a signer with no account: "
+                                         "who entered it)")
+    entered_by: str | None = Field(description="who entered a signature with no account, as the act prints it")
     signed_at: str
     signed_local: str | None
 
@@ -343,11 +357,11 @@ async def sign_act(request: web.Request) -> web.Response:
     documents render with none open) and writes the audit row in the one that stores the signature."""
     data = await body(request, SignatureIn)
     hid = path_int(request, "id")
+    who = acts_mod.signer(request[USER_KEY], role=data.role, name=data.name, no_account=data.no_account)
     entry = audit(request)
-    entry.note({"role": data.role, "name": data.name})
+    entry.note({"role": who.role, "name": who.name, "no_account": who.user_name is None})
     entry.at = t = now(request)
-    out = await request.app[ACTS_KEY].sign(request.app[DB_KEY], hid, data.role, data.name, request[USER_KEY],
-                                           t, recorded=entry.write)
+    out = await request.app[ACTS_KEY].sign(request.app[DB_KEY], hid, who, t, recorded=entry.write)
     return ok(out, 201)
 
 
@@ -389,7 +403,11 @@ ROUTES: list[Route] = [
     Route("GET", f"{API}/hearings/{{id}}/act.pdf", act_pdf, auth.READ,
           "The act as PDF in Kazakh and Russian", query=[LANG_Q], content_type="application/pdf"),
     Route("POST", f"{API}/hearings/{{id}}/act/signatures", sign_act, auth.READ,
-          "Record a signature: head_of_office and secretary by a secretary, technician by a technician "
-          "(admin any); the third makes the act final", body=SignatureIn, response=ActOut, status=201,
-          extra_responses={409: "signed already, or the act is final"}, audit=Audit("act.sign", HEARING)),
+          "Sign the act as oneself, in the role of one's account (head_of_office, secretary, technician), or "
+          "enter a signer with no account (secretary, head_of_office, admin); the third makes the act final",
+          body=SignatureIn, response=ActOut, status=201,
+          extra_responses={403: "the account's role gives no signature, or not this one",
+                           409: "the role, the account or the name has signed already; the name is an "
+                                "account's; or the act is final"},
+          audit=Audit("act.sign", HEARING)),
 ]

@@ -1,11 +1,15 @@
 """Acts of technical impossibility (rule 18), one per hearing, and their
-signatures (tables `acts`, `act_signatures` of the schema module; migration 0004).
+signatures (tables `acts`, `act_signatures` of the schema module; migrations 0004, 0007).
 
 An act stores its content as data (`content`, the snapshot the HTML and PDF
 are rendered from, reproducibly) with the sha256 of its canonical JSON. Once
 the three signatures are in, `status` is "final", `final_sha256` seals the
 content together with the signatures, and nothing about the act changes again
 (the code refuses; the API answers 409).
+
+A signature is given by the signed-in account in its role (`user_name`: the account, at most one
+signature of an act per account), or entered for a signer with no account (`user_name` NULL;
+`recorded_by` says who entered it).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import ActStatus, SignerRole, words
-from controller.store.schema import act_signatures, acts
+from controller.store.schema import act_signatures, acts, users
 
 ACT_STATUSES = words(ActStatus)
 SIGNER_ROLES = words(SignerRole)
@@ -51,8 +55,17 @@ async def signatures(conn: AsyncConnection, act_id: int) -> list[dict]:
     return [_d(r) for r in await conn.execute(q)]
 
 
-async def add_signature(conn: AsyncConnection, act_id: int, role: str, name: str, recorded_by: str,
-                        at: dt.datetime) -> None:
-    """Record one signature (one per role: the unique constraint refuses a second)."""
-    await conn.execute(insert(act_signatures).values(act_id=act_id, role=role, name=name, recorded_by=recorded_by,
-                                                     signed_at=at))
+async def add_signature(conn: AsyncConnection, act_id: int, *, role: str, name: str, user_name: str | None,
+                        recorded_by: str, at: dt.datetime) -> None:
+    """Record one signature (one per role, one per account: the unique constraints refuse a second)."""
+    await conn.execute(insert(act_signatures).values(act_id=act_id, role=role, name=name, user_name=user_name,
+                                                     recorded_by=recorded_by, signed_at=at))
+
+
+async def account_named(conn: AsyncConnection, name: str) -> str | None:
+    """The active account whose name is `name` (ignoring case and surrounding spaces), else None:
+    such a person signs from their account, nobody enters their name for them. Compared in Python
+    because SQLite's lower() folds ASCII only."""
+    want = name.strip().casefold()
+    rows = await conn.execute(select(users.c.name).where(users.c.disabled_at.is_(None)))
+    return next((n for (n,) in rows if n.casefold() == want), None)

@@ -1,5 +1,7 @@
 // The act of technical impossibility of a hearing (rule 18): draft it, print it in Kazakh or
 // Russian (HTML, PDF), and record its three signatures (the signer roles from the vocabularies).
+// A signer signs from their own account, in its role ("Sign as ..."); whoever may change hearings
+// can also enter a signer who has no account, and the act says who entered it.
 
 import { ApiError, get, post } from "../api.js";
 import { t, fmtTime } from "../i18n.js";
@@ -11,23 +13,42 @@ function signatureList(actDoc, tz) {
   return h("ul", { class: "signatures" }, words("signer_roles").map((role) => {
     const sig = byRole.get(role);
     return h("li", { class: sig ? "signed" : "unsigned", dataset: { role } }, `${t(`act.signer.${role}`)}: `,
-      sig ? t("act.signed", { name: sig.name, time: fmtTime(sig.signed_at, tz) }) : t("act.unsigned"));
+      sig ? t("act.signed", { name: sig.name, time: fmtTime(sig.signed_at, tz) }) : t("act.unsigned"),
+      sig && !sig.user_name ? h("span", { class: "small" }, " ", t("act.entered_by", { name: sig.recorded_by })) : null);
   }));
 }
 
-function signForm(box, x, actDoc) {
-  const missing = actDoc.missing_signatures || words("signer_roles").filter((r) => !(actDoc.signatures || []).some((s) => s.role === r));
-  if (!missing.length || !state.caps.can("POST", `${A}/hearings/{id}/act/signatures`)) return null;
+// The signed-in user signs themselves: only in their account's role, once per act.
+function signSelf(box, x, actDoc, missing) {
+  const me = state.me;
+  const mine = (actDoc.signatures || []).some((s) => s.user_name === me.name);
+  if (mine || !missing.includes(me.role)) return null;
+  return h("p", {}, h("button", { type: "button", id: "sign-self", onclick: async () => {
+    const r = await act(() => post(`${A}/hearings/${x.id}/act/signatures`, {}));
+    if (r !== undefined) await actSection(box, x);
+  } }, t("act.sign_self", { name: me.name, role: t(`act.signer.${me.role}`) })));
+}
+
+// A signer with no account, entered by a user who may change hearings (recorded with who entered it).
+function signNoAccount(box, x, missing) {
+  if (!state.caps.permissions.has("hearings.write")) return null;
   const role = h("select", { id: "sign-role", name: "role" }, missing.map((r) => h("option", { value: r }, t(`act.signer.${r}`))));
-  const name = h("input", { id: "sign-name", name: "name", required: true, maxlength: "200", autocomplete: "name" });
+  const name = h("input", { id: "sign-name", name: "name", required: true, maxlength: "200", autocomplete: "off" });
   return h("form", { class: "card form-grid", id: "sign-form", onsubmit: async (ev) => {
     ev.preventDefault();
-    const r = await act(() => post(`${A}/hearings/${x.id}/act/signatures`, { role: role.value, name: name.value.trim() }));
+    const body = { role: role.value, name: name.value.trim(), no_account: true };
+    const r = await act(() => post(`${A}/hearings/${x.id}/act/signatures`, body));
     if (r !== undefined) await actSection(box, x);
   } },
-  h("h4", { class: "full" }, t("act.sign")),
+  h("h4", { class: "full" }, t("act.sign")), h("p", { class: "full small muted" }, t("act.no_account_hint")),
   field("sign-role", t("act.signer"), role), field("sign-name", t("act.signer_name"), name),
   h("div", { class: "field" }, h("button", { type: "submit" }, t("act.sign_submit"))));
+}
+
+function signing(box, x, actDoc) {
+  const missing = actDoc.missing_signatures || words("signer_roles").filter((r) => !(actDoc.signatures || []).some((s) => s.role === r));
+  if (!missing.length || !state.caps.can("POST", `${A}/hearings/{id}/act/signatures`)) return null;
+  return [signSelf(box, x, actDoc, missing), signNoAccount(box, x, missing)];
 }
 
 export async function actSection(box, x) {
@@ -57,5 +78,5 @@ export async function actSection(box, x) {
       h("li", {}, h("a", { href: `${base}.html?lang=ru`, target: "_blank", rel: "noopener" }, t("act.print_ru"))),
       h("li", {}, h("a", { href: `${base}.pdf?lang=kk` }, t("act.pdf_kk"))),
       h("li", {}, h("a", { href: `${base}.pdf?lang=ru` }, t("act.pdf_ru")))),
-    h("h4", {}, t("act.signatures")), signatureList(actDoc, tz), signForm(box, x, actDoc));
+    h("h4", {}, t("act.signatures")), signatureList(actDoc, tz), signing(box, x, actDoc));
 }
