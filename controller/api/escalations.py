@@ -33,8 +33,8 @@ from contract.vocab import (
     NotificationChannel,
     SignerRole,
 )
+from controller import access, auth
 from controller import acts as acts_mod
-from controller import auth
 from controller.api.audit import Audit, audit, transaction
 from controller.api.hearings import HEARING
 from controller.api.requests import API, body, now, ok, path_int, q_choice, q_int
@@ -205,13 +205,16 @@ class ActOut(BaseModel):
 # --- escalations -------------------------------------------------------------------------------
 
 async def list_escalations(request: web.Request) -> web.Response:
-    """GET /escalations[?state=open|all&hearing_id=&limit=], newest first."""
+    """GET /escalations[?state=open|all&hearing_id=&limit=], newest first: those of hearings in the
+    user's scope (controller.access)."""
     state = q_choice(request, "state", ("open", "all")) or "open"
     hid = request.query.get("hearing_id")
     hearing_id = q_int(request, "hearing_id", 0, 1, 2**31) if hid else None
     svc = request.app[ESCALATIONS_KEY]
+    scope = access.of(request)
     async with request.app[DB_KEY].read() as conn:
         rows = await esc_repo.list_escalations(conn, open_only=state == "open", hearing_id=hearing_id,
+                                               hearings_where=None if scope.national else scope.hearing_clause(),
                                                limit=q_int(request, "limit", 500, 1, 5000))
         out = await svc.views(conn, rows, now(request))
     return ok({"items": out})
@@ -374,19 +377,22 @@ ROUTES: list[Route] = [
           response=items(EscalationOut),
           query=[Query("state", {"type": "string", "enum": ["open", "all"]}),
                  Query("hearing_id", {"type": "integer"}), Query("limit", {"type": "integer"})]),
-    Route("GET", f"{API}/escalations/{{id}}", get_escalation, auth.READ, "An escalation", response=EscalationOut),
+    Route("GET", f"{API}/escalations/{{id}}", get_escalation, auth.READ, "An escalation", response=EscalationOut,
+          scoped=access.ESCALATION),
     Route("POST", f"{API}/escalations/{{id}}/ack", escalation_ack, auth.TESTS_RUN,
           "A technician acknowledges the escalation", body=NoteIn, response=EscalationOut,
-          extra_responses={409: "already resolved"}, audit=Audit("escalation.ack", ESCALATION)),
+          extra_responses={409: "already resolved"}, audit=Audit("escalation.ack", ESCALATION),
+          scoped=access.ESCALATION),
     Route("POST", f"{API}/escalations/{{id}}/cannot-fix", escalation_cannot_fix, auth.TESTS_RUN,
           "The technician cannot remove the fault: step 2 now (rule 17) and the act is drafted (rule 18)",
           body=NoteIn, response=EscalationOut, extra_responses={409: "resolved, or marked already"},
-          audit=Audit("escalation.cannot_fix", ESCALATION)),
+          audit=Audit("escalation.cannot_fix", ESCALATION), scoped=access.ESCALATION),
     Route("POST", f"{API}/escalations/{{id}}/resolve", escalation_resolve, auth.TESTS_RUN,
           "The fault is removed", body=NoteIn, response=EscalationOut, extra_responses={409: "already resolved"},
-          audit=Audit("escalation.resolve", ESCALATION)),
+          audit=Audit("escalation.resolve", ESCALATION), scoped=access.ESCALATION),
     Route("GET", f"{API}/institutions/{{id}}/contacts", list_contacts, auth.READ,
-          "Who is told of an escalation at this institution", response=items(ContactOut)),
+          "Who is told of an escalation at this institution", response=items(ContactOut),
+          scoped=access.INSTITUTION),
     Route("POST", f"{API}/institutions/{{id}}/contacts", add_contact, auth.REGISTRY,
           "Add a technician or organiser contact (e-mail, webhook, user)", body=ContactIn, response=ContactOut,
           status=201, audit=Audit("contact.create", "institution:{id}")),
@@ -395,13 +401,15 @@ ROUTES: list[Route] = [
     Route("POST", f"{API}/hearings/{{id}}/act", draft_act, auth.HEARINGS_WRITE,
           "Draft (or redraft while unsigned) the act of technical impossibility (rule 18)", body=ActDraftIn,
           response=ActOut, status=201, extra_responses={409: "the act is signed or final"},
-          audit=Audit("act.draft", HEARING)),
+          audit=Audit("act.draft", HEARING), scoped=access.HEARING),
     Route("GET", f"{API}/hearings/{{id}}/act", get_act, auth.READ, "The act: status, signatures, content",
-          response=ActOut),
+          response=ActOut, scoped=access.HEARING),
     Route("GET", f"{API}/hearings/{{id}}/act.html", act_html, auth.READ,
-          "The act, printable HTML in Kazakh and Russian", query=[LANG_Q], content_type="text/html"),
+          "The act, printable HTML in Kazakh and Russian", query=[LANG_Q], content_type="text/html",
+          scoped=access.HEARING),
     Route("GET", f"{API}/hearings/{{id}}/act.pdf", act_pdf, auth.READ,
-          "The act as PDF in Kazakh and Russian", query=[LANG_Q], content_type="application/pdf"),
+          "The act as PDF in Kazakh and Russian", query=[LANG_Q], content_type="application/pdf",
+          scoped=access.HEARING),
     Route("POST", f"{API}/hearings/{{id}}/act/signatures", sign_act, auth.READ,
           "Sign the act as oneself, in the role of one's account (head_of_office, secretary, technician), or "
           "enter a signer with no account (secretary, head_of_office, admin); the third makes the act final",
@@ -409,5 +417,5 @@ ROUTES: list[Route] = [
           extra_responses={403: "the account's role gives no signature, or not this one",
                            409: "the role, the account or the name has signed already; the name is an "
                                 "account's; or the act is final"},
-          audit=Audit("act.sign", HEARING)),
+          audit=Audit("act.sign", HEARING), scoped=access.HEARING),
 ]

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controller import auth
+from controller import access, auth
 from controller.api.requests import API, now, ok, q_choice, q_time
 from controller.api.routing import Query, Route
 from controller.keys import DB_KEY
@@ -69,12 +69,14 @@ def to_csv(records: list[dict]) -> str:
 
 
 async def export_hearings(request: web.Request) -> web.Response:
-    """GET /exports/hearings[?format=json|csv&from=&to=&court_id=]."""
+    """GET /exports/hearings[?format=json|csv&from=&to=&court_id=]: the hearings in the user's scope."""
     fmt = q_choice(request, "format", ("json", "csv")) or "json"
     t = now(request)
+    scope = access.of(request)
     async with request.app[DB_KEY].read() as conn:
         ids = await hearings_repo.list_ids(conn, start_from=q_time(request, "from"), start_to=q_time(request, "to"),
-                                           court_id=request.query.get("court_id") or None, limit=100_000)
+                                           court_id=request.query.get("court_id") or None, limit=100_000,
+                                           where=None if scope.national else scope.hearing_clause())
         records = [export_record(h) for h in await hearings_repo.views(conn, ids, t)]
     if fmt == "json":
         return ok({"schema": SCHEMA, "exported_at": iso(t), "hearings": records})

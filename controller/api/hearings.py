@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from aiohttp import web
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import ACTIVE_HEARING_STATUSES, HearingStatus, HearingVerdict
@@ -16,10 +17,11 @@ from controller.api.audit import Audit, audit, transaction
 from controller.api.exports import csv_text
 from controller.api.requests import API, body, dumps, now, ok, path_int, q_choice, q_int, q_time, row, who
 from controller.api.routing import Query, Route, items
-from controller.errors import Conflict, NotFound
+from controller.errors import Conflict, Forbidden, NotFound
 from controller.keys import DB_KEY, RESULTS_KEY, SCHEDULER_KEY, USER_KEY
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
+from controller.store import registry
 from controller.store.hearings import iso
 
 # How many hearings a verdict-filtered page looks at per round (the verdict is computed per view).
@@ -59,8 +61,15 @@ async def page(conn: AsyncConnection, t: dt.datetime, *, verdict: str | None, li
     return out
 
 
+def in_scope(request: web.Request) -> ColumnElement[bool] | None:
+    """SQL on `hearings`: those in the user's scope (None: a national user's, every hearing). Lists
+    and exports filter with it in the query, so a page is cut among what the user may see."""
+    scope = access.of(request)
+    return None if scope.national else scope.hearing_clause()
+
+
 async def list_hearings(request: web.Request) -> web.Response:
-    """GET /hearings with filters and a page."""
+    """GET /hearings with filters and a page: the hearings in the user's scope only."""
     t = now(request)
     status = q_choice(request, "status", HearingStatus)
     verdict = q_choice(request, "verdict", HearingVerdict)
@@ -69,18 +78,55 @@ async def list_hearings(request: web.Request) -> web.Response:
                            offset=q_int(request, "offset", 0, 0, 10**9),
                            start_from=q_time(request, "from"), start_to=q_time(request, "to"), status=status,
                            court_id=request.query.get("court_id") or None,
-                           institution_id=request.query.get("institution_id") or None)
+                           institution_id=request.query.get("institution_id") or None, where=in_scope(request))
     return ok({"items": found})
 
 
+async def room_in_scope(conn: AsyncConnection, scope: access.Scope, room_id: int) -> None:
+    """Forbidden unless the room's court is in the user's scope: a hearing is scheduled in, or moved
+    to, a court the user acts for. (The registry is public, so the answer names the room; a room
+    that does not exist is left to controller.hearings to refuse, 400.)"""
+    if scope.national:
+        return
+    try:
+        room = await registry.get_room(conn, room_id)
+    except NotFound:
+        return
+    if not scope.covers(room["institution_id"]):
+        raise Forbidden(f"room {room_id} is at {room['institution_id']!r}, outside your scope: a hearing is "
+                        "scheduled in a room of a court in your scope", field="room_id")
+
+
+async def booked_as_seen(request: web.Request, exc: Conflict) -> Conflict:
+    """A double booking (409 booked) as the user may read it: a clashing hearing out of their scope
+    is "another hearing", its id and case number left out (existence is not revealed)."""
+    scope = access.of(request)
+    clashes = exc.detail.get("conflicts")
+    if exc.code != "booked" or scope.national or not clashes:
+        return exc
+    async with request.app[DB_KEY].read() as conn:
+        seen = [c for c in clashes if await access.hearing_in_scope(conn, scope, c["hearing_id"])]
+    shown = [c if c in seen else {"hearing_id": None, "case_number": None, "resource": c["resource"]}
+             for c in clashes]
+    c = shown[0]
+    by = f"hearing {c['hearing_id']} ({c['case_number']})" if c["hearing_id"] is not None else "another hearing"
+    return Conflict(f"{c['resource']} is booked by {by} at an overlapping time", code="booked",
+                    detail={"conflicts": shown})
+
+
 async def create_hearing(request: web.Request) -> web.Response:
-    """POST /hearings: schedule (the test request and the pre-connect check come with it)."""
+    """POST /hearings: schedule (the test request and the pre-connect check come with it) in a room
+    of a court in the user's scope; the participants may be any terminals."""
     data = await body(request, m.HearingIn)
     t = now(request)
-    async with transaction(request, t) as conn:
-        hid = await ops.schedule(conn, request.app[RESULTS_KEY], data, who(request), t)
-        audit(request).note({"case_number": data.case_number, "start_utc": iso(data.start_utc)}, id=hid)
-        out = await view(conn, hid, t)
+    try:
+        async with transaction(request, t) as conn:
+            await room_in_scope(conn, access.of(request), data.room_id)
+            hid = await ops.schedule(conn, request.app[RESULTS_KEY], data, who(request), t)
+            audit(request).note({"case_number": data.case_number, "start_utc": iso(data.start_utc)}, id=hid)
+            out = await view(conn, hid, t)
+    except Conflict as exc:
+        raise await booked_as_seen(request, exc) from None
     request.app[SCHEDULER_KEY].wake()
     return ok(out, 201)
 
@@ -92,15 +138,21 @@ async def get_hearing(request: web.Request) -> web.Response:
 
 
 async def patch_hearing(request: web.Request) -> web.Response:
-    """PATCH /hearings/{id}: audited only when something changed."""
+    """PATCH /hearings/{id}: audited only when something changed. A move to another room needs that
+    room's court in the user's scope."""
     data = await body(request, m.HearingPatch)
     hid = path_int(request, "id")
     t = now(request)
     entry = audit(request)
     entry.skip()                        # unless the hearing changes (ops.change notes what did)
-    async with transaction(request, t) as conn:
-        stop = await ops.change(conn, request.app[RESULTS_KEY], hid, data, who(request), t, noted=entry.note)
-        out = await view(conn, hid, t)
+    try:
+        async with transaction(request, t) as conn:
+            if data.room_id is not None and data.room_id != (await hearings_repo.get_hearing(conn, hid))["room_id"]:
+                await room_in_scope(conn, access.of(request), data.room_id)
+            stop = await ops.change(conn, request.app[RESULTS_KEY], hid, data, who(request), t, noted=entry.note)
+            out = await view(conn, hid, t)
+    except Conflict as exc:
+        raise await booked_as_seen(request, exc) from None
     await request.app[RESULTS_KEY].stop_sessions(stop)
     request.app[SCHEDULER_KEY].wake()
     return ok(out)

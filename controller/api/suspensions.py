@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller import access, auth
 from controller import hearings as ops
@@ -12,7 +13,9 @@ from controller import models as m
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, path_int, q_choice, row, who
 from controller.api.routing import Query, Route, items
+from controller.errors import Forbidden, NotFound
 from controller.keys import DB_KEY, RESULTS_KEY, SCHEDULER_KEY
+from controller.store import registry
 from controller.store import suspensions as susp_repo
 from controller.store.hearings import iso
 
@@ -27,12 +30,33 @@ def suspension_out(s: dict, t: dt.datetime, affected: list[int] | None = None) -
 
 
 async def list_suspensions(request: web.Request) -> web.Response:
-    """GET /suspensions[?active=true|false]."""
+    """GET /suspensions[?active=true|false]: those that concern the user (controller.access)."""
     t = now(request)
     active = q_choice(request, "active", ("true", "false"))
+    scope = access.of(request)
     async with request.app[DB_KEY].read() as conn:
         rows = await susp_repo.list_all(conn, active_at=t if active == "true" else None)
-    return ok({"items": [suspension_out(s, t) for s in rows]})
+    return ok({"items": [suspension_out(s, t) for s in rows
+                         if access.suspension_visible(scope, s["institution_id"], s["region"])]})
+
+
+async def may_suspend(conn: AsyncConnection, scope: access.Scope, institution_id: str | None,
+                      region: str | None) -> None:
+    """Forbidden unless the user acts there: an institution in their scope, or a whole region they
+    were given (not one where they merely hold an institution). An institution that does not exist
+    is left to controller.hearings.suspend to refuse (400)."""
+    if scope.national:
+        return
+    if institution_id is not None:
+        try:
+            await registry.get_institution(conn, institution_id)
+        except NotFound:
+            return
+        if not scope.covers(institution_id):
+            raise Forbidden(f"institution {institution_id!r} is outside your scope", field="institution_id")
+    elif not scope.holds_region(region):
+        raise Forbidden(f"region {region!r} as a whole is outside your scope: only a user given that region "
+                        "suspends or lifts VKS there", field="region")
 
 
 async def create_suspension(request: web.Request) -> web.Response:
@@ -41,6 +65,7 @@ async def create_suspension(request: web.Request) -> web.Response:
     t = now(request)
     checks = request.app[RESULTS_KEY]
     async with transaction(request, t) as conn:
+        await may_suspend(conn, access.of(request), data.institution_id, data.region)
         s, affected, stop = await ops.suspend(conn, checks, data, who(request), t)
         audit(request).note({
             "institution_id": data.institution_id, "region": data.region, "reason": data.reason,
@@ -58,10 +83,12 @@ async def get_suspension(request: web.Request) -> web.Response:
 
 
 async def delete_suspension(request: web.Request) -> web.Response:
-    """DELETE /suspensions/{id}: lift it."""
+    """DELETE /suspensions/{id}: lift it (one of a whole region: a user given that region)."""
     sid = path_int(request, "id")
     t = now(request)
     async with transaction(request, t) as conn:
+        found = await susp_repo.get(conn, sid)
+        await may_suspend(conn, access.of(request), found["institution_id"], found["region"])
         affected = await ops.lift(conn, request.app[RESULTS_KEY], sid, who(request), t)
         audit(request).note({"affected_hearings": affected})
         s = await susp_repo.get(conn, sid)

@@ -10,6 +10,10 @@ result can be read from any controller sharing the database. The session is
 commanded through the app's gateway (`app[GATEWAY_KEY].start_session`), like
 the scheduled checks; rule 24 applies: no session where VKS is suspended.
 The report is judged with the app's quality model (`app[RESULTS_KEY].judge`).
+
+A scoped user (controller.access) runs and reads the tests where the caller or the callee is at an
+institution in their scope. No one, national users included, tests a terminal that is in a live
+hearing now (409): the test would take the terminal's camera and link from the hearing.
 """
 from __future__ import annotations
 
@@ -20,14 +24,16 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.reports import SessionReport
-from controller import auth, rules
+from contract.vocab import ACTIVE_HEARING_STATUSES, HearingStatus
+from controller import access, auth, rules
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, who
 from controller.api.routing import Route
-from controller.errors import Conflict, Invalid, NotFound
+from controller.errors import Conflict, Forbidden, Invalid, NotFound
 from controller.gateway import AgentUnavailable
 from controller.keys import DB_KEY, GATEWAY_KEY, RESULTS_KEY, SETTINGS_KEY
 from controller.models import SLUG, In, SessionVerdict
@@ -35,7 +41,9 @@ from controller.store import agents as agents_repo
 from controller.store import registry
 from controller.store import suspensions as susp_repo
 from controller.store.hearings import iso
+from controller.store.live import FINISHED as LIVE_FINISHED
 from controller.store.schema import audit as audit_rows
+from controller.store.schema import hearing_participants, hearings, live_state
 
 ACTION = "test.run"
 TARGET = "test:{id}"             # the audit row of a request: who asked, when, for which pair
@@ -101,12 +109,45 @@ def status_of(request_row: dict, session: dict | None, caller_report: dict | Non
     return "running", None
 
 
-async def _blocked_by_suspension(conn, terminals: list[dict], at: dt.datetime) -> list[int]:
+async def _blocked_by_suspension(conn, terminals: list[dict], at: dt.datetime) -> list[rules.Suspension]:
     sites = {}
     for t in terminals:
         inst = await registry.get_institution(conn, t["institution_id"])
         sites[inst["id"]] = inst["region"]
-    return [s.id for s in rules.blocking_suspensions(await susp_repo.not_ended(conn, at), sites, at)]
+    return rules.blocking_suspensions(await susp_repo.not_ended(conn, at), sites, at)
+
+
+async def live_hearings_of(conn: AsyncConnection, terminal_ids: list[str], at: dt.datetime) -> dict[str, int]:
+    """{terminal id: the live hearing it takes part in now} for those of `terminal_ids` in one: the
+    courtroom terminal or a participant of a hearing in progress (not past its end), or of one whose
+    live monitoring (rule 22, `live_state`) goes on - as controller.live knows it."""
+    h = hearings.c
+    monitored = select(live_state.c.hearing_id).where(live_state.c.state.notin_(LIVE_FINISHED))
+    live = or_(h.id.in_(monitored), (h.status == HearingStatus.IN_PROGRESS) & (h.end_utc > at))
+    live = live & h.status.in_(ACTIVE_HEARING_STATUSES)
+    out: dict[str, int] = {}
+    q = (select(h.court_terminal_id, h.id).where(live, h.court_terminal_id.in_(terminal_ids))
+         .union_all(select(hearing_participants.c.terminal_id, h.id)
+                    .join(hearing_participants, hearing_participants.c.hearing_id == h.id)
+                    .where(live, hearing_participants.c.terminal_id.in_(terminal_ids))))
+    for terminal_id, hid in sorted(await conn.execute(q)):
+        out.setdefault(terminal_id, hid)
+    return out
+
+
+async def _not_in_live_hearing(conn: AsyncConnection, scope: access.Scope, terminals: list[dict],
+                               at: dt.datetime) -> None:
+    """Conflict when a terminal is in a live hearing now, naming the hearing when the user may see it."""
+    busy = await live_hearings_of(conn, [t["id"] for t in terminals], at)
+    for t in terminals:
+        hid = busy.get(t["id"])
+        if hid is None:
+            continue
+        if await access.hearing_in_scope(conn, scope, hid):
+            raise Conflict(f"terminal {t['id']!r} is in hearing {hid}, live now: test it after the hearing",
+                           detail={"hearing_id": hid, "terminal_id": t["id"]})
+        raise Conflict(f"terminal {t['id']!r} is in a hearing live now: test it after the hearing",
+                       detail={"terminal_id": t["id"]})
 
 
 async def start_test(request: web.Request) -> web.Response:
@@ -119,6 +160,7 @@ async def start_test(request: web.Request) -> web.Response:
     profile = data.profile or checks.test_profile
     duration = float(data.duration_s or checks.test_duration_s)
     t = now(request)
+    scope = access.of(request)
     async with app[DB_KEY].read() as conn:
         terminals = []
         for name in ("caller", "callee"):
@@ -126,10 +168,17 @@ async def start_test(request: web.Request) -> web.Response:
                 terminals.append(await registry.get_terminal(conn, getattr(data, name)))
             except NotFound as exc:
                 raise Invalid(f"{name}: {exc.message}", field=name) from None
+        # The registry is public: a terminal out of scope is named, the request refused (not hidden).
+        if not scope.covers_any(x["institution_id"] for x in terminals):
+            raise Forbidden(f"terminals {data.caller!r} and {data.callee!r} are both outside your scope: "
+                            "the caller or the callee must be at an institution in your scope", field="caller")
+        await _not_in_live_hearing(conn, scope, terminals, t)
         blocking = await _blocked_by_suspension(conn, terminals, t)
     if blocking:
-        raise Conflict(f"VKS is suspended there (rule 24): suspension {', '.join(map(str, blocking))}",
-                       code="suspended")
+        # Named only when it concerns the user (a suspension out of scope is not revealed).
+        shown = [str(s.id) for s in blocking if access.suspension_visible(scope, s.institution_id, s.region)]
+        which = f": suspension {', '.join(shown)}" if shown else ""
+        raise Conflict(f"VKS is suspended there (rule 24){which}", code="suspended")
     sid = PREFIX + secrets.token_hex(8)
     detail = {"caller": data.caller, "callee": data.callee, "profile": profile, "duration_s": duration}
     try:
@@ -143,6 +192,16 @@ async def start_test(request: web.Request) -> web.Response:
                                            "status": "running", **detail}).model_dump(mode="json"), 202)
 
 
+async def _require_test(conn: AsyncConnection, scope: access.Scope, sid: str, detail: dict) -> None:
+    """NotFound - as for a test that does not exist - unless the caller or the callee is in scope
+    (a terminal removed since is in no one's scope but a national user's)."""
+    if scope.national:
+        return
+    found = [await registry.find_terminal(conn, detail.get(k) or "") for k in ("caller", "callee")]
+    if not scope.covers_any(x["institution_id"] for x in found if x is not None):
+        raise NotFound(f"no test {sid!r}")
+
+
 async def get_test(request: web.Request) -> web.Response:
     """GET /tests/{id}: the request, its status and the caller's report when there is one."""
     sid = request.match_info["id"]
@@ -153,6 +212,7 @@ async def get_test(request: web.Request) -> web.Response:
         if row is None:
             raise NotFound(f"no test {sid!r}")
         req = dict(row._mapping)
+        await _require_test(conn, access.of(request), sid, req["detail"])
         srow = (await conn.execute(select(agents_repo.agent_sessions)
                                    .where(agents_repo.agent_sessions.c.session_id == sid))).first()
         session = dict(srow._mapping) if srow is not None else None
@@ -181,7 +241,9 @@ ROUTES: list[Route] = [
           "Run a test session between two terminals now (202; poll GET /tests/{id})", body=AdhocTestIn,
           response=AdhocTestOut, status=202,
           audit=Audit(ACTION, TARGET),
-          extra_responses={409: "a terminal is not connected, or VKS is suspended there (rule 24)"}),
+          extra_responses={403: "neither terminal is in the user's scope",
+                           409: "a terminal is not connected, is in a live hearing now, or VKS is suspended "
+                                "there (rule 24)"}),
     Route("GET", f"{API}/tests/{{id}}", get_test, auth.READ, "A test run on demand: status and report",
           response=AdhocTestOut),
 ]

@@ -19,12 +19,12 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import DeliveryState, EscalationState
 from controller.errors import NotFound
-from controller.store.schema import contacts, escalation_actions, escalations, notifications
+from controller.store.schema import contacts, escalation_actions, escalations, hearings, notifications
 
 
 def _d(row) -> dict[str, Any]:
@@ -106,9 +106,12 @@ async def update_escalation(conn: AsyncConnection, eid: int, **values) -> None:
 
 
 async def list_escalations(conn: AsyncConnection, *, open_only: bool = False, hearing_id: int | None = None,
-                           limit: int = 500) -> list[dict]:
-    """Escalations, newest first (unresolved only, of one hearing, when asked)."""
+                           hearings_where: ColumnElement[bool] | None = None, limit: int = 500) -> list[dict]:
+    """Escalations, newest first (unresolved only, of one hearing, when asked; of the hearings
+    `hearings_where` - SQL on `hearings`, e.g. a user's scope - lets through, before the limit)."""
     q = select(escalations).order_by(escalations.c.id.desc()).limit(limit)
+    if hearings_where is not None:
+        q = q.where(escalations.c.hearing_id.in_(select(hearings.c.id).where(hearings_where)))
     if open_only:
         q = q.where(escalations.c.state != EscalationState.RESOLVED)
     if hearing_id is not None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any, overload
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import ACTIVE_HEARING_STATUSES, CheckKind, CheckStatus, InstitutionKind
@@ -116,9 +116,13 @@ async def booking_conflicts(conn: AsyncConnection, *, room_id: int, terminal_ids
 async def list_ids(conn: AsyncConnection, *, start_from: dt.datetime | None = None,
                    start_to: dt.datetime | None = None, status: str | None = None,
                    court_id: str | None = None, institution_id: str | None = None,
-                   limit: int = 500, offset: int = 0) -> list[int]:
-    """Hearing ids by start time, filtered by start window, status, court and institution, one page."""
+                   where: ColumnElement[bool] | None = None, limit: int = 500, offset: int = 0) -> list[int]:
+    """Hearing ids by start time, filtered by start window, status, court and institution, one page.
+    `where` (SQL on `hearings`, e.g. a user's scope: controller.access.Scope.hearing_clause) is applied
+    before the page is cut, so a page holds `limit` of the hearings it lets through."""
     q = select(hearings.c.id).order_by(hearings.c.start_utc, hearings.c.id)
+    if where is not None:
+        q = q.where(where)
     if start_from:
         q = q.where(hearings.c.start_utc >= start_from)
     if start_to:
