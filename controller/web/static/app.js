@@ -8,7 +8,7 @@
 import { ApiError, Capabilities, get, post } from "./api.js";
 import { t, initialLang, setLang } from "./i18n.js";
 import { register, route } from "./router.js";
-import { A, clearViewTimers, loadHearings, loadRegistry, loadVocabularies, session, state } from "./state.js";
+import { A, clearViewTimers, instName, loadHearings, loadRegistry, loadVocabularies, session, state } from "./state.js";
 import { $, errText, toast } from "./ui.js";
 import { startBanners, stopBanners, updateBanners } from "./views/banners.js";
 import { viewEscalations } from "./views/escalations.js";
@@ -44,6 +44,7 @@ function showLogin(message = "") {
   $("#view").replaceChildren();
   $("#banners").replaceChildren();
   $("#whoami").hidden = true;
+  $("#scope").hidden = true;
   $("#logout").hidden = true;
   $("#login-error").textContent = message;
   $("#login-user").focus();
@@ -81,6 +82,15 @@ function applyCaps() {
   }
   if (!state.caps.can("POST", `${A}/tests`)) $('#nav [data-view="test"]').parentElement.hidden = true;
   $("#whoami").textContent = t("whoami", { name: state.me.name, role: t(`role.${state.me.role}`) });
+  showScope();
+}
+
+// Where the user acts (GET /api/v1/me): national, or the institutions (by name once the registry is
+// loaded) and regions given - what every list of the page is limited to.
+function showScope() {
+  const me = state.me;
+  const what = [...me.institutions.map(instName), ...me.regions.map((region) => t("scope.region", { region }))];
+  $("#scope").textContent = me.national ? t("scope.national") : t("scope.some", { what: what.join("; ") });
 }
 
 async function start() {
@@ -95,9 +105,10 @@ async function start() {
   $("#login").hidden = true;
   $("#nav").hidden = false;
   $("#whoami").hidden = false;
+  $("#scope").hidden = false;
   $("#logout").hidden = false;
   applyCaps();
-  await loadRegistry().catch((e) => toast(errText(e), true));
+  await loadRegistry().then(showScope).catch((e) => toast(errText(e), true));
   await loadHearings().catch((e) => toast(errText(e), true));
   startBanners();
   await route();

@@ -44,6 +44,15 @@ export async function loadHearings() {
   return state.hearings;
 }
 
+// Is the institution in the signed-in user's scope (GET /api/v1/me: national, or the institutions
+// and regions given)? The API already leaves out what is not; the page only says why a cell is empty.
+export function inScope(institutionId) {
+  const me = state.me;
+  if (!me || me.national) return true;
+  const region = state.institutions.get(institutionId)?.region;
+  return me.institutions.includes(institutionId) || (region != null && me.regions.includes(region));
+}
+
 export function instName(id) { return state.institutions.get(id)?.name || id; }
 export function instTz(id) { return state.institutions.get(id)?.timezone || "UTC"; }
 export function termName(id) { return state.terminals.find((x) => x.id === id)?.name || id; }

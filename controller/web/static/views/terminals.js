@@ -1,9 +1,26 @@
 // #terminals: every terminal with its institution, role, link to the controller, health
-// (rule 14) and last check.
+// (rule 14) and last check - the last two only for the terminals in the user's scope (the API
+// gives null for the others: the page says so rather than "unknown").
 
 import { t, fmtTime } from "../i18n.js";
-import { instName, instTz, loadRegistry, state } from "../state.js";
+import { inScope, instName, instTz, loadRegistry, state } from "../state.js";
 import { badge, h, keepFresh, table, verdictBadge } from "../ui.js";
+
+function healthCells(x, tz) {
+  if (!inScope(x.institution_id)) {
+    const outside = () => h("td", { class: "muted" }, t("terminals.outside_scope"));
+    return [outside(), outside()];
+  }
+  const hs = x.health?.status || "unknown";
+  const last = x.last_check;
+  return [
+    h("td", {}, badge("health", hs, t(`health.${hs}`)),
+      x.health?.problems?.length ? h("ul", { class: "small problems" }, x.health.problems.map((p) => h("li", {}, p))) : null),
+    h("td", {}, last ? [h("a", { href: `#hearing/${last.hearing_id}` },
+      t("terminals.last", { kind: t(`kind.${last.kind}`), status: t(`status.${last.status}`), time: fmtTime(last.finished_at, tz) })),
+    " ", last.verdict ? verdictBadge(last.verdict) : null] : t("common.dash")),
+  ];
+}
 
 export async function viewTerminals(root) {
   const box = h("div");
@@ -13,19 +30,13 @@ export async function viewTerminals(root) {
     const heads = ["terminal", "institution", "role", "online", "health", "last"].map((k) => t(`terminals.col.${k}`));
     return table(t("terminals.title"), heads, state.terminals.map((x) => {
       const tz = instTz(x.institution_id);
-      const hs = x.health?.status || "unknown";
-      const last = x.last_check;
       return h("tr", { dataset: { terminal: x.id } },
         h("th", { scope: "row" }, x.name, h("br"), h("code", { class: "small" }, x.id)),
         h("td", {}, instName(x.institution_id)),
         h("td", {}, t(`terminals.role.${x.role}`)),
         h("td", {}, badge("online", x.online ? "yes" : "no", x.online ? t("terminals.online") : t("terminals.offline")),
           x.health?.last_seen ? h("div", { class: "small" }, t("terminals.last_seen", { time: fmtTime(x.health.last_seen, tz) })) : null),
-        h("td", {}, badge("health", hs, t(`health.${hs}`)),
-          x.health?.problems?.length ? h("ul", { class: "small problems" }, x.health.problems.map((p) => h("li", {}, p))) : null),
-        h("td", {}, last ? [h("a", { href: `#hearing/${last.hearing_id}` },
-          t("terminals.last", { kind: t(`kind.${last.kind}`), status: t(`status.${last.status}`), time: fmtTime(last.finished_at, tz) })),
-        " ", last.verdict ? verdictBadge(last.verdict) : null] : t("common.dash")));
+        ...healthCells(x, tz));
     }), "terminals");
   });
 }
