@@ -163,7 +163,9 @@ async def outbox_soak(args, tmp: Path, db_url: str) -> int:
         tick += 1
         for t, box, _, _ in agents:
             kind = "session" if tick % 60 == 0 else "interval"
-            await box.put(f"{t}-{tick}", kind, {"t": tick, "role": "caller"}, session_id=f"{t}-s{tick // 60}")
+            # No session id: the controller takes a report naming a session only for one it
+            # commanded, from its caller or callee (issue 11); none is commanded here.
+            await box.put(f"{t}-{tick}", kind, {"t": tick, "role": "caller"})
             produced += 1
         peak_backlog = max(peak_backlog, sum(len(b) for _, b, _, _ in agents))
         elapsed = time.monotonic() - t0

@@ -279,6 +279,15 @@ class ActStatus(StrEnum):
     FINAL = "final"
 
 
+class AgentDrop(StrEnum):
+    """Why something a terminal sent was not written (issue 11; a label of the controller's metrics)."""
+    UNKNOWN_SESSION = "unknown_session"        # a report naming a session the controller never commanded
+    NOT_IN_SESSION = "not_in_session"          # ... a session of other terminals, or another's place in it
+    REPEATED_RESULT = "repeated_result"        # a second final report of one side of one session
+    NOT_IN_HEARING = "not_in_hearing"          # a hook outcome for a hearing the terminal takes no part in
+    RATE_LIMITED = "rate_limited"              # over the terminal's budget of records (agent_link settings)
+
+
 PUBLISHED.update({
     "court_levels": CourtLevel,
     "initiatives": Initiative,

@@ -34,6 +34,7 @@ from contract.jobs import scheduler as background
 from controller import agent_api, api, metrics, metrics_site, notify
 from controller import web as web_ui
 from controller.acts import ActService
+from controller.agent_writes import Drops, EventBudget
 from controller.api import live as live_api
 from controller.checks import CheckService, Judge, quality_judge
 from controller.escalation import ACTS_KEY, ESCALATIONS_KEY, NOTIFIER_KEY, EscalationService
@@ -104,11 +105,15 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     checks.register(jobs)
     app[RESULTS_KEY] = checks
 
-    intake = LiveIntake(Machine(settings.live), clock)
+    # Issue 11: what a terminal sent and may not write is counted (and logged once a minute);
+    # the records its reports create are within its budget.
+    drops = Drops(app[metrics.LIVE_METRICS_KEY].count_agent_drop)
+    budget = EventBudget(settings.agent_link.events_per_minute, settings.agent_link.events_burst)
+    intake = LiveIntake(Machine(settings.live), clock, budget=budget, drops=drops)
     hub = None
     if agents and gateway is None:
         hub = Hub(db, instance_id=settings.owner_id(), results=checks, live=intake,
-                  metrics=app[metrics.HUB_OBSERVER_KEY])
+                  metrics=app[metrics.HUB_OBSERVER_KEY], drops=drops)
     app[GATEWAY_KEY] = gateway or hub or OfflineGateway()
     app[LIVE_KEY] = LiveService(db, settings.live, intake, gateway=app[GATEWAY_KEY], messenger=hub,
                                 results=checks, escalate=escalations.open,

@@ -46,6 +46,7 @@ from contract import quality, sdnotify
 from contract.reports import Health, Interval, IntervalBody, SessionBody
 from contract.vocab import (
     ACTIVE_HEARING_STATUSES,
+    AgentDrop,
     BreakCause,
     Direction,
     HealthStatus,
@@ -81,6 +82,8 @@ LINK_VERDICTS = words(Verdict)
 BREAK_REASONS = words(BreakCause)
 ESCALATION_LEVELS = ("technicians", "organiser")
 ESCALATION_TRIGGERS = ("test_failed", "preconnect_failed", "reconnect_failed", "not_fixed", "cannot_fix")
+# Issue 11: why something a terminal sent was not written (controller.agent_writes).
+AGENT_DROP_REASONS = words(AgentDrop)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # A pair that sent no interval for this long has no live quality.
 PAIR_STALE_S = 15.0
@@ -227,6 +230,9 @@ class LiveMetrics:
         self.resumes = Counter("vks_resumes_total", "Hearings resumed after a break (rule 22)", registry=r)
         self.escalations = Counter("vks_escalations_total", "Escalations raised (rules 16, 17)",
                                    ["level", "trigger"], registry=r)
+        self.agent_drops = Counter("vks_controller_agent_writes_dropped_total",
+                                   "What terminals sent and may not write (another's session or hearing) or "
+                                   "over their budget of records, by reason; not stored", ["reason"], registry=r)
         for kind in REPORT_KINDS:
             self.reports.labels(kind=kind)
             self.report_delay.labels(kind=kind)
@@ -240,6 +246,8 @@ class LiveMetrics:
         for level in ESCALATION_LEVELS:
             for trigger in ESCALATION_TRIGGERS:
                 self.escalations.labels(level=level, trigger=trigger)
+        for reason in AGENT_DROP_REASONS:
+            self.agent_drops.labels(reason=reason)
         self.db_up.set(1)
         self.db_ok = True
 
@@ -252,6 +260,12 @@ class LiveMetrics:
 
     def count_resume(self) -> None:
         self.resumes.inc()
+
+    def count_agent_drop(self, reason: str) -> None:
+        """Something a terminal sent was not written (issue 11; controller.agent_writes.Drops)."""
+        if reason not in AGENT_DROP_REASONS:
+            raise ValueError(f"agent drop reason {reason!r} is not one of {AGENT_DROP_REASONS}")
+        self.agent_drops.labels(reason=reason).inc()
 
     def count_escalation(self, level: str, trigger: str) -> None:
         if level not in ESCALATION_LEVELS or trigger not in ESCALATION_TRIGGERS:

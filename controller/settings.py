@@ -105,6 +105,20 @@ class LiveSettings(Strict):
         return self
 
 
+class AgentLinkSettings(Strict):
+    """The agents' link (controller.hub; issue 11): what one terminal may make the controller write."""
+    # Records a terminal's reports create in hearings (today: a failed endpoint hook -> a `hook_failed`
+    # event) are limited per terminal: a bucket of `events_burst`, refilled at `events_per_minute`.
+    # Above it they are dropped and counted (vks_controller_agent_writes_dropped_total{reason=
+    # "rate_limited"}); the reports themselves are always stored and acked. Why 60 and 120: the
+    # controller fires a terminal's hooks once per break, reconnect attempt and resumption, and
+    # attempts come at least ~1.2 s apart (live.backoff_max_s 1.5 s - 20 % jitter), so a terminal
+    # whose hook fails every time in a long break reports about 50 a minute - within 60, with a
+    # burst of 120 for two hearings' flows at once. A flooding terminal gets 1 a second at most.
+    events_per_minute: float = Field(default=60.0, gt=0, le=60_000)
+    events_burst: int = Field(default=120, ge=1, le=100_000)
+
+
 class EscalationSettings(Strict):
     """Rules 16, 17: who is told when a check fails, and when step 2 follows."""
     # Not resolved this long after opening: notify the court / institution
@@ -212,6 +226,7 @@ class ControllerSettings(Strict):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     checks: CheckSettings = Field(default_factory=CheckSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    agent_link: AgentLinkSettings = Field(default_factory=AgentLinkSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     sites_file: Path | None = None

@@ -75,7 +75,7 @@ async def test_every_change_writes_one_audit_row_with_the_usual_words(ctl):
         ("admin-1", "terminal.create", "terminal:pv-t1", {"id": "pv-t1", "institution_id": "sizo-pavlodar-1",
                                                           "room_id": None, "role": "institution", "name": "ВКС"}),
         ("admin-1", "terminal.update", "terminal:pv-t1", {"name": "ВКС 2"}),
-        ("admin-1", "terminal.delete", "terminal:pv-t1", {}),
+        ("admin-1", "terminal.delete", "terminal:pv-t1", {"tokens_revoked": 0}),      # issue 11
         ("admin-1", "contact.create", "institution:sizo-pavlodar-1",
          {"contact_id": contact["id"], "kind": "technician", "name": "Асан"}),
         ("admin-1", "contact.delete", "institution:sizo-pavlodar-1", {"contact_id": contact["id"]}),

@@ -113,7 +113,7 @@ async def test_controller_away_for_long_reports_held_then_delivered_once(tmp_pat
         sent = []
         for i in range(600):
             kind = "session" if i % 100 == 99 else "interval"
-            await a.outbox.put(f"r{i}", kind, {"i": i}, session_id=f"s{i // 100}")
+            await a.outbox.put(f"r{i}", kind, {"i": i})       # naming no session: none was commanded
             sent.append(f"r{i}")
             if i % 50 == 0:
                 await asyncio.sleep(0.2)              # time passes; the link keeps retrying

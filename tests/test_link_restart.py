@@ -66,6 +66,15 @@ async def test_reports_produced_while_the_controller_is_down_are_stored_once_aft
     db_url = f"sqlite:///{tmp_path}/controller.sqlite"
     env = controller_env(tmp_path)
     token = await asyncio.to_thread(issue_token, db_url, "court-1", env)
+    # The session the reports belong to, as the controller commanded it (issue 11: a report naming
+    # a session is taken only from that session's caller or callee).
+    db = Database(db_url)
+    try:
+        async with db.transaction() as conn:
+            await store.save_session(conn, store.SessionRow("s-long", "court-1", "sizo-1", "test", None, 3600.0,
+                                                            "started"))
+    finally:
+        await db.close()
     port = free_port()
     ctl = ControllerProcess(db_url, port, env, tmp_path / "controller.log")
     ctl.start()

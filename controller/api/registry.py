@@ -9,13 +9,13 @@ from pydantic import ValidationError
 
 from contract.reports import Health
 from contract.vocab import HealthStatus, InstitutionKind, TerminalRole, words
-from controller import access, auth
+from controller import auth
 from controller import models as m
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, path_int, q_int, row
 from controller.api.routing import Query, Route, items
 from controller.errors import Invalid, NotFound
-from controller.keys import DB_KEY, GATEWAY_KEY
+from controller.keys import DB_KEY, GATEWAY_KEY, HUB_KEY
 from controller.store import agents as agents_repo
 from controller.store import checks as checks_repo
 from controller.store import registry
@@ -143,11 +143,7 @@ def _terminal_out(r: dict, online: set[str], last: dict[str, dict], presence: di
 
 
 async def _terminals_out(request: web.Request, conn, rows: list[dict]) -> list[dict]:
-    """The terminals as the user sees them: the registry and `online` for every one (a secretary
-    books any terminal), the health detail and the last check (which names a hearing) only for those
-    whose institution is in the user's scope - null for the others (controller.access)."""
-    scope = access.of(request)
-    ids = [r["id"] for r in rows if scope.covers(r["institution_id"])]
+    ids = [r["id"] for r in rows]
     last = await checks_repo.last_finished(conn, ids)
     presence = await agents_repo.presence(conn, ids)
     online = _online(request)
@@ -200,9 +196,21 @@ async def patch_terminal(request: web.Request) -> web.Response:
 
 
 async def delete_terminal(request: web.Request) -> web.Response:
-    """DELETE /terminals/{id}."""
+    """DELETE /terminals/{id}: the terminal and, in the same transaction, every token it holds
+    (issue 11: a removed terminal's token connected; a terminal added again with the same id gets
+    new tokens only). Its connection to this controller is closed at once; one held by another
+    controller is closed by that controller's token check (`token_check_s`)."""
+    terminal_id = request.match_info["id"]
     async with transaction(request) as conn:
-        await registry.delete_terminal(conn, request.match_info["id"])
+        await registry.delete_terminal(conn, terminal_id)
+        revoked = await agents_repo.revoke_tokens(conn, terminal_id)
+        audit(request).note({"tokens_revoked": revoked})
+    hub = request.app.get(HUB_KEY)
+    if hub is not None:
+        try:
+            await hub.disconnect(terminal_id, "the terminal was removed from the registry")
+        except Exception:           # the tokens are revoked: the token check closes it anyway
+            log.exception("terminal %s: its connection was not closed at once", terminal_id)
     return web.Response(status=204)
 
 

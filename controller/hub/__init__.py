@@ -11,7 +11,9 @@
   `results.on_session_result(session_id, report)` once (`processed_at`).
 - An agent may only speak for itself: a message naming another terminal, a signal for a session
   it is not part of, or to a terminal that is not its peer, is refused with an `error`
-  ("forbidden") and not acted on.
+  ("forbidden") and not acted on. A report naming a session is stored only from that session's
+  caller or callee, in its own place; another gets "forbidden" and an ack (never stored: the
+  agent lets it go), counted and logged once a minute (controller.agent_writes, issue 11).
 - `Hub` (`core`) implements controller.gateway's `AgentGateway` (`start_session` commands both
   agents, callee first; `stop_session`; `online()`: terminals with a live lease on any controller,
   refreshed every few seconds (`presence`), plus the ones connected here) and `Messenger`

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -13,7 +14,8 @@ from aiohttp import WSMsgType, web
 from contract import wire
 from contract.jobs import scheduler
 from contract.reports import SessionBody
-from contract.vocab import ReportKind, SessionRole
+from contract.vocab import AgentDrop, SessionRole
+from controller.agent_writes import Drops, refusal
 from controller.gateway import AgentUnavailable, SessionResults
 from controller.hub.base import (
     CLOSE_GOING_AWAY,
@@ -35,27 +37,34 @@ from controller.store.db import Database
 
 log = logging.getLogger("controller.hub")
 
+# Sessions named by reports, kept for who calls whom (which never changes): the resent intervals
+# of an ended session cost no query each. Bounded: the oldest are forgotten (and read again).
+KNOWN_SESSIONS_MAX = 10_000
+
 
 class Hub:
     """The agents' hub; implements controller.gateway.AgentGateway and Messenger.
 
     Built with all it tells: `results` (a caller's final session report, or a failed session),
-    `live` (every stored batch of reports, ended sessions) and `metrics`."""
+    `live` (every stored batch of reports, ended sessions), `metrics`, and `drops` (what a
+    terminal sent and may not write, controller.agent_writes)."""
 
     def __init__(self, db: Database, *, instance_id: str, results: SessionResults | None = None,
                  relay: Relay | None = None, live: LiveListener | None = None, metrics: HubMetrics | None = None,
-                 options: HubOptions | None = None):
+                 options: HubOptions | None = None, drops: Drops | None = None):
         self.db = db
         self.instance_id = instance_id
         self.results = results
         self.live = live
         self.metrics = metrics
         self.options = options or HubOptions()
+        self.drops = drops or Drops()
         # PostgreSQL: relay through LISTEN/NOTIFY to the other controllers; SQLite: none.
         self.relay: Relay = relay if relay is not None else make_relay(db, instance_id)
         self.stats = HubStats()
         self._conns: dict[str, AgentConn] = {}
         self._sessions: dict[str, store.SessionRow] = {}
+        self._known: OrderedDict[str, store.SessionRow] = OrderedDict()
         self.presence = Presence(db, instance_id, self.options, self.relay, self._conns)
         self.writer = ReportWriter(db, self.options, self.stats, session_report=self._final_report,
                                    live=live, metrics=metrics)
@@ -278,11 +287,11 @@ class Hub:
                 c.sessions_checked = True
                 await self._work.spawn(self._orphaned_sessions(c), name=f"orphans-{c.terminal_id}")
         elif isinstance(m, wire.Report):
-            if m.session_id is not None and m.kind == ReportKind.SESSION:
-                s = await self._session(m.session_id)
-                if s is not None and s.peer_of(c.terminal_id) is None:
-                    raise wire.WireError("forbidden", f"terminal {c.terminal_id!r} is not part of "
-                                                      f"session {m.session_id!r}", ref=m.id)
+            s = await self._named_session(m.session_id) if m.session_id is not None else None
+            reason = refusal(s, c.terminal_id, m)
+            if reason is not None:
+                await self._refuse_report(c, m, reason)
+                return
             self.writer.put(c, m)
         elif isinstance(m, wire.Signal):
             s = await self._session(m.session_id)
@@ -307,6 +316,18 @@ class Hub:
                 await self._session_failed(m.session_id, m.error or f"caller {m.state}")
         elif isinstance(m, wire.Hello):
             raise wire.WireError("unexpected", "hello was already received", ref=m.id)
+
+    async def _refuse_report(self, c: AgentConn, m: wire.Report, reason: AgentDrop) -> None:
+        """Not written (issue 11): answered `forbidden`, then acked so that the agent lets it go -
+        unacked it would be resent after every reconnect and hold a place in the agent's window
+        for ever. Counted and logged once a minute (Drops), not one warning each; not a bad
+        message either (an honest agent facing a restored database is not cut off in a loop)."""
+        self.stats.rejected_messages_total += 1
+        self.drops.drop(c.terminal_id, reason, f"report {m.report_id!r} naming session {m.session_id!r}")
+        await c.send(wire.Error(code="forbidden", ref=m.id,
+                                message=f"terminal {c.terminal_id!r} may not write report {m.report_id!r} "
+                                        f"for session {m.session_id!r} ({reason}); it was not stored"))
+        await c.send(wire.encode_ack(m.report_id))
 
     async def _orphaned_sessions(self, c: AgentConn) -> None:
         """First heartbeat of a connection: a session this terminal was commanded to call before
@@ -349,19 +370,33 @@ class Hub:
         session_id = row["session_id"]
         body = SessionBody.model_validate(row["body"])      # stored as received: read through the model
         s = await self._session(session_id)
-        is_caller = (s.caller == terminal_id) if s is not None else body.role == SessionRole.CALLER
-        if is_caller and self.results is not None:
+        if s is None:
+            # Stored before issue 11 (then a report naming any session was taken): linked to nothing.
+            self.drops.drop(terminal_id, AgentDrop.UNKNOWN_SESSION, f"stored session report {report_id!r}")
+        elif s.caller == terminal_id and self.results is not None and await self._first_result(s, report_id):
             report = body.caller_report()
             async with self.db.transaction() as conn:
                 first = await store.finish_session(conn, session_id, "finished")
             if first and self.metrics is not None:
-                self.metrics.session_ended(s.kind if s is not None else None, "finished")
+                self.metrics.session_ended(s.kind, "finished")
             self._sessions.pop(session_id, None)
             if self.live is not None:
                 self.live.on_session_ended(session_id, "finished", report.error)
             await self.results.on_session_result(session_id, report)
         async with self.db.transaction() as conn:
             await store.mark_processed(conn, terminal_id, report_id)
+
+    async def _first_result(self, s: store.SessionRow, report_id: str) -> bool:
+        """Whether this is the caller's first final report of the session: an honest agent sends
+        one (a resend has the same id and is stored once); another id is not taken again - each
+        would record a result, or an ignored one, in the hearing's record."""
+        async with self.db.read() as conn:
+            first = await store.first_session_report(conn, s.caller, s.session_id)
+        if first is None or first == report_id:
+            return True
+        self.drops.drop(s.caller, AgentDrop.REPEATED_RESULT,
+                        f"session {s.session_id!r}: report {report_id!r} after {first!r}")
+        return False
 
     async def _session_failed(self, session_id: str, error: str) -> None:
         async with self.db.transaction() as conn:
@@ -392,6 +427,18 @@ class Hub:
         return {"terminal_id": c.terminal_id, "remote": c.remote, "agent_version": c.agent_version,
                 "connected_at": c.connected_at, "last_seen": c.last_seen.isoformat(),
                 "health": c.health, "sessions": c.sessions}
+
+    async def disconnect(self, terminal_id: str, reason: str) -> bool:
+        """Close the terminal's connection here now (its tokens were revoked: it was removed);
+        True when it had one. A connection held by another controller is closed there by its
+        token check within `token_check_s`."""
+        c = self._conns.get(terminal_id)
+        if c is None:
+            return False
+        log.warning("terminal %s: %s: closing its connection", terminal_id, reason)
+        await c.send(wire.Error(code="unauthorized", message=reason, fatal=True))
+        await close_ws(c.ws, CLOSE_POLICY, b"token revoked")
+        return True
 
     # ---- delivery --------------------------------------------------------------------------
 
@@ -433,6 +480,19 @@ class Hub:
                 log.warning("relay: terminal %s is no longer connected here; message dropped", terminal_id)
 
     # ---- sessions (AgentGateway) -----------------------------------------------------------
+
+    async def _named_session(self, session_id: str) -> store.SessionRow | None:
+        """The commanded session a report names, or None (see KNOWN_SESSIONS_MAX)."""
+        s = self._known.get(session_id)
+        if s is not None:
+            self._known.move_to_end(session_id)
+            return s
+        s = await self._session(session_id)
+        if s is not None:
+            self._known[session_id] = s
+            if len(self._known) > KNOWN_SESSIONS_MAX:
+                self._known.popitem(last=False)
+        return s
 
     async def _session(self, session_id: str) -> store.SessionRow | None:
         s = self._sessions.get(session_id)

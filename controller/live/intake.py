@@ -15,7 +15,8 @@ from typing import Any
 
 from contract import quality, wire
 from contract.reports import HealthBody, HookOutcome, IntervalBody
-from contract.vocab import SessionRole
+from contract.vocab import AgentDrop, SessionRole
+from controller.agent_writes import Drops, EventBudget
 from controller.detector import classify
 from controller.live.machine import Flow, Machine, to_dt
 
@@ -23,16 +24,21 @@ log = logging.getLogger(__name__)
 
 
 class LiveIntake:
-    """The flows being monitored, by hearing, and what the hub handed over for them."""
+    """The flows being monitored, by hearing, and what the hub handed over for them. A failed
+    endpoint hook becomes a `hook_failed` event within its terminal's `budget` (issue 11); what is
+    not written is counted by `drops`."""
 
-    def __init__(self, machine: Machine, clock: Callable[[], dt.datetime]):
+    def __init__(self, machine: Machine, clock: Callable[[], dt.datetime], *, budget: EventBudget | None = None,
+                 drops: Drops | None = None):
         self.machine = machine
         self.clock = clock
+        self.budget = budget
+        self.drops = drops or Drops()
         self.thresholds: quality.Thresholds | None = None
         self.flows: dict[int, Flow] = {}
         self.sessions: dict[str, int] = {}          # monitoring session -> hearing
         self.rows: list[dict[str, Any]] = []        # live_intervals rows not yet written
-        self.hook_reports: list[tuple[str, HookOutcome]] = []
+        self.hook_reports: list[tuple[str, HookOutcome]] = []   # failed hooks naming a hearing
         self.ended: list[str] = []
         self.kick = asyncio.Event()
 
@@ -53,15 +59,14 @@ class LiveIntake:
     # ---- from the hub ------------------------------------------------------------------------
     def on_reports(self, items: list[tuple[str, wire.Report]]) -> None:
         """Reports of a committed batch [(terminal_id, wire.Report)]: intervals of the monitoring
-        sessions feed the detector; hook outcomes reach the record."""
+        sessions feed the detector; failed hooks reach the record."""
         kick = False
         for terminal_id, m in items:
             try:
                 if isinstance(m.body, IntervalBody) and m.session_id in self.sessions:
                     kick |= self._interval(terminal_id, m.session_id, m.body)
                 elif isinstance(m.body, HealthBody) and m.body.hook is not None:
-                    self.hook_reports.append((terminal_id, m.body.hook))
-                    kick = True
+                    kick |= self._hook(terminal_id, m.body.hook)
             except Exception:        # a malformed body must not stop the batch
                 log.exception("live: interval from %s not taken", terminal_id)
         if kick:
@@ -72,6 +77,17 @@ class LiveIntake:
         if session_id in self.sessions:
             self.ended.append(session_id)
             self.kick.set()
+
+    def _hook(self, terminal_id: str, hook: HookOutcome) -> bool:
+        """A failed hook naming a hearing waits for the service (which checks the terminal takes part
+        in that hearing), if the terminal's budget allows; a hook that worked records nothing."""
+        if hook.ok or hook.hearing_id is None:
+            return False
+        if self.budget is not None and not self.budget.take(terminal_id):
+            self.drops.drop(terminal_id, AgentDrop.RATE_LIMITED, f"hook_failed event for hearing {hook.hearing_id}")
+            return False
+        self.hook_reports.append((terminal_id, hook))
+        return True
 
     def _interval(self, terminal_id: str, session_id: str, body: IntervalBody) -> bool:
         f = self.flows.get(self.sessions[session_id])

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import wire
 from contract.jobs import scheduler
-from contract.vocab import CheckKind, CheckStatus, EscalationCause, HearingStatus, LiveState, SessionKind
+from contract.vocab import AgentDrop, CheckKind, CheckStatus, EscalationCause, HearingStatus, LiveState, SessionKind
 from controller import rules
 from controller.detector import Detector
 from controller.gateway import AgentGateway, AgentUnavailable, Messenger
@@ -401,14 +401,18 @@ class LiveService:
         return [r for (r,) in await conn.execute(q)]
 
     async def _take_hook_reports(self, now: float) -> None:
-        reports, self.intake.hook_reports = self.intake.hook_reports, []
-        failed = [(t, r) for t, r in reports if not r.ok and r.hearing_id is not None]
+        """The failed hooks the intake took become `hook_failed` events - only in the record of a
+        hearing whose courtroom terminal or participant the reporting terminal is (issue 11)."""
+        failed, self.intake.hook_reports = self.intake.hook_reports, []
         if not failed:
             return
         async with self.db.transaction() as conn:
-            found = await store.hearing_heads(conn, [r.hearing_id for _, r in failed if r.hearing_id is not None])
+            taking_part = await store.hearing_terminals(conn, [r.hearing_id for _, r in failed
+                                                               if r.hearing_id is not None])
             for terminal_id, r in failed:
-                if r.hearing_id not in found:
+                if r.hearing_id is None or terminal_id not in taking_part.get(r.hearing_id, ()):
+                    self.intake.drops.drop(terminal_id, AgentDrop.NOT_IN_HEARING,
+                                           f"hook_failed event for hearing {r.hearing_id}")
                     continue
                 await events_repo.append(conn, r.hearing_id, "hook_failed", to_dt(now), {
                     "terminal_id": terminal_id, "event": r.event, "kind": r.kind, "error": r.error})

@@ -267,6 +267,14 @@ async def unprocessed_session_reports(conn: AsyncConnection, limit: int = 100) -
     return out
 
 
+async def first_session_report(conn: AsyncConnection, terminal_id: str, session_id: str) -> str | None:
+    """The id of the terminal's first stored final (kind session) report of the session, or None."""
+    r = agent_reports.c
+    res = await conn.execute(select(r.report_id).where(r.terminal_id == terminal_id, r.session_id == session_id,
+                                                       r.kind == ReportKind.SESSION).order_by(r.id).limit(1))
+    return res.scalar_one_or_none()
+
+
 async def count_reports(conn: AsyncConnection, terminal_id: str | None = None, kind: str | None = None) -> int:
     """How many reports are stored (of a terminal, of a kind)."""
     r = agent_reports.c

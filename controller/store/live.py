@@ -14,7 +14,7 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import HearingVerdict, LiveState
-from controller.store.schema import hearings, live_breaks, live_intervals, live_state
+from controller.store.schema import hearing_participants, hearings, live_breaks, live_intervals, live_state
 
 # The states of a flow that is over (the others go on).
 FINISHED = (LiveState.STOPPED, LiveState.ENDED)
@@ -70,6 +70,21 @@ async def hearing_heads(conn: AsyncConnection, hearing_ids: list[int]) -> dict[i
         return {}
     q = select(hearings.c.id, hearings.c.status, hearings.c.end_utc).where(hearings.c.id.in_(hearing_ids))
     return {r.id: _d(r) for r in await conn.execute(q)}
+
+
+async def hearing_terminals(conn: AsyncConnection, hearing_ids: list[int]) -> dict[int, set[str]]:
+    """{hearing_id: the terminals taking part - its courtroom terminal and its participants'} of the
+    hearings that exist, in two queries (what a terminal may write into, issue 11)."""
+    if not hearing_ids:
+        return {}
+    h, p = hearings.c, hearing_participants.c
+    out: dict[int, set[str]] = {}
+    for hid, court in await conn.execute(select(h.id, h.court_terminal_id).where(h.id.in_(hearing_ids))):
+        out[hid] = {court} if court else set()
+    q = select(p.hearing_id, p.terminal_id).where(p.hearing_id.in_(list(out)), p.terminal_id.is_not(None))
+    for hid, terminal in await conn.execute(q):
+        out[hid].add(terminal)
+    return out
 
 
 # --- breaks -------------------------------------------------------------------------------------
