@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from contract.reports import Health
 from contract.vocab import HealthStatus, InstitutionKind, TerminalRole, words
-from controller import auth
+from controller import access, auth
 from controller import models as m
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, path_int, q_int, row
@@ -143,7 +143,11 @@ def _terminal_out(r: dict, online: set[str], last: dict[str, dict], presence: di
 
 
 async def _terminals_out(request: web.Request, conn, rows: list[dict]) -> list[dict]:
-    ids = [r["id"] for r in rows]
+    """The terminals as the user sees them: the registry and `online` for every one (a secretary
+    books any terminal), the health detail and the last check (which names a hearing) only for those
+    whose institution is in the user's scope - null for the others (controller.access)."""
+    scope = access.of(request)
+    ids = [r["id"] for r in rows if scope.covers(r["institution_id"])]
     last = await checks_repo.last_finished(conn, ids)
     presence = await agents_repo.presence(conn, ids)
     online = _online(request)
