@@ -24,7 +24,7 @@ from controller.store import registry, users
 
 REPO = Path(__file__).resolve().parent.parent
 SITES = REPO / "configs" / "sites.yaml"
-ROLES = ("admin", "coordinator", "secretary", "technician", "viewer")
+ROLES = ("admin", "coordinator", "head_of_office", "secretary", "technician", "viewer")
 
 
 def report_verdict(report: SessionReport) -> tuple[Verdict, list[str], float | None]:
