@@ -196,7 +196,8 @@ class TerminalOut(BaseModel):
     room_id: int | None
     role: TerminalRole
     name: str
-    online: bool = Field(description="connected now (to this or another controller)")
+    online: bool | None = Field(description="connected now (to this or another controller); null when the "
+                                            "terminal's institution is outside the user's scope")
     last_check: LastCheck | None = Field(None, description="its latest finished test or pre-connect check")
     health: TerminalHealth | None = Field(None, description="from the agent's heartbeats; null if never connected")
 

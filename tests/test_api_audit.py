@@ -90,7 +90,8 @@ async def test_every_change_writes_one_audit_row_with_the_usual_words(ctl):
           "affected_hearings": [hid]}),
         ("coordinator-1", "suspension.lift", f"suspension:{susp['id']}", {"affected_hearings": [hid]}),
         ("secretary-1", "hearing.cancel", t, {}),                           # once: the second cancel writes none
-        ("admin-1", "user.create", "user:aigerim", {"role": "viewer", "scope": None}),
+        ("admin-1", "user.create", "user:aigerim", {"role": "viewer", "scope": None,
+                                                                 "institutions": [], "regions": []}),
         ("admin-1", "user.revoke_tokens", "user:aigerim", {"revoked": 1}),
         ("technician-1", "test.run", f"test:{test['id']}",
          {"caller": "court-almaty-1", "callee": "sizo-almaty-1", "profile": ctl.settings.checks.test_profile,

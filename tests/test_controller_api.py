@@ -321,7 +321,8 @@ async def test_rules11_12_agreement_by_the_right_coordinator(ctl):
     _, h = await ctl.schedule(start=ctl.clock() + 48 * H, room=("supreme-court", "Зал кассационной коллегии 1"),
                               participants=("inst-karaganda-1",))
     assert h["agreement"]["coordinator"] == "department"
-    _, u = await ctl.call("POST", "/api/v1/users", json={"name": "reg", "role": "coordinator", "scope": "regional"},
+    _, u = await ctl.call("POST", "/api/v1/users", json={"name": "reg", "role": "coordinator", "scope": "regional",
+                                                         "regions": ["Astana"]},
                           expect=201)
     await ctl.call("POST", f"/api/v1/hearings/{h['id']}/agreement", token=u["token"], json={}, expect=403)
     await ctl.call("POST", f"/api/v1/hearings/{h['id']}/agreement", role="secretary", json={}, expect=403)

@@ -201,9 +201,10 @@ async def test_terminals_listed_with_health_and_last_check_only_in_scope(world, 
     out = by["court-kyzylorda-1"]
     assert out["health"] is None and out["last_check"] is None
     assert out["name"] and out["institution_id"] == KYZ_COURT and out["role"] == "courtroom"
-    # `online` for every terminal (the test gateway has these two connected).
-    assert by["court-almaty-1"]["online"] is True and by["sizo-almaty-1"]["online"] is True
-    assert by["court-kyzylorda-1"]["online"] is False
+    # Presence is health too: `online` in scope (the test gateway has these two connected), null out.
+    assert by["court-almaty-1"]["online"] is True and national["sizo-almaty-1"]["online"] is True
+    assert by["sizo-almaty-1"]["online"] is None     # the Almaty SIZO is not the Medeu court's
+    assert by["court-kyzylorda-1"]["online"] is None and national["court-kyzylorda-1"]["online"] is False
     _, one = await w.call("sec-medeu", "GET", "/api/v1/terminals/court-kyzylorda-1", expect=200)
     assert one["health"] is None and one["last_check"] is None and one["name"] == out["name"]
     _, one = await w.call("tech-kyz", "GET", "/api/v1/terminals/court-kyzylorda-1", expect=200)

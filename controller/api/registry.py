@@ -133,25 +133,28 @@ def _health_out(p: dict | None) -> dict | None:
             "checked_at": h.checked_at, "last_seen": iso(p.get("last_seen")), "agent_version": p.get("agent_version")}
 
 
-def _terminal_out(r: dict, online: set[str], last: dict[str, dict], presence: dict[str, dict] | None = None) -> dict:
+def _terminal_out(r: dict, online: set[str] | None, last: dict[str, dict],
+                  presence: dict[str, dict] | None = None) -> dict:
+    """One terminal as TerminalOut; `online` None: its presence is not the user's to see."""
     c = last.get(r["id"])
     last_check = None if c is None else {
         "hearing_id": c["hearing_id"], "kind": c["kind"], "status": c["status"], "verdict": c["verdict"],
         "finished_at": iso(c["finished_at"]), "peer": c["peer"]}
-    return {**r, "online": r["id"] in online, "last_check": last_check,
+    return {**r, "online": None if online is None else r["id"] in online, "last_check": last_check,
             "health": _health_out((presence or {}).get(r["id"]))}
 
 
 async def _terminals_out(request: web.Request, conn, rows: list[dict]) -> list[dict]:
-    """The terminals as the user sees them: the registry and `online` for every one (a secretary
-    books any terminal), the health detail and the last check (which names a hearing) only for those
-    whose institution is in the user's scope - null for the others (controller.access)."""
+    """The terminals as the user sees them: the registry for every one (ids, names, kinds: a
+    secretary books any terminal); presence (`online`), the health detail and the last check (which
+    names a hearing) only for those whose institution is in the user's scope - null for the others
+    (controller.access; issue 11 opens the registry, not the health of other courts' terminals)."""
     scope = access.of(request)
     ids = [r["id"] for r in rows if scope.covers(r["institution_id"])]
     last = await checks_repo.last_finished(conn, ids)
     presence = await agents_repo.presence(conn, ids)
     online = _online(request)
-    return [_terminal_out(r, online, last, presence) for r in rows]
+    return [_terminal_out(r, online if scope.covers(r["institution_id"]) else None, last, presence) for r in rows]
 
 
 async def list_terminals(request: web.Request) -> web.Response:

@@ -1,6 +1,6 @@
 // #terminals: every terminal with its institution, role, link to the controller, health
-// (rule 14) and last check - the last two only for the terminals in the user's scope (the API
-// gives null for the others: the page says so rather than "unknown").
+// (rule 14) and last check - the last three only for the terminals in the user's scope (the API
+// gives null for the others: the page says so rather than "unknown" or "offline").
 
 import { t, fmtTime } from "../i18n.js";
 import { inScope, instName, instTz, loadRegistry, state } from "../state.js";
@@ -34,7 +34,8 @@ export async function viewTerminals(root) {
         h("th", { scope: "row" }, x.name, h("br"), h("code", { class: "small" }, x.id)),
         h("td", {}, instName(x.institution_id)),
         h("td", {}, t(`terminals.role.${x.role}`)),
-        h("td", {}, badge("online", x.online ? "yes" : "no", x.online ? t("terminals.online") : t("terminals.offline")),
+        h("td", {}, x.online === null ? h("span", { class: "muted" }, t("terminals.outside_scope"))
+          : badge("online", x.online ? "yes" : "no", x.online ? t("terminals.online") : t("terminals.offline")),
           x.health?.last_seen ? h("div", { class: "small" }, t("terminals.last_seen", { time: fmtTime(x.health.last_seen, tz) })) : null),
         ...healthCells(x, tz));
     }), "terminals");

@@ -12,7 +12,7 @@ function terminalSelect(id, name, preferRole) {
   const sel = h("select", { id, name, required: true });
   const sorted = [...state.terminals].sort((a, b) => (b.online - a.online) || (a.role === preferRole ? -1 : 1));
   for (const x of sorted) {
-    sel.append(h("option", { value: x.id }, `${x.name} — ${instName(x.institution_id)}${x.online ? "" : ` ${t("test.offline_mark")}`}`));
+    sel.append(h("option", { value: x.id }, `${x.name} — ${instName(x.institution_id)}${x.online === false ? ` ${t("test.offline_mark")}` : ""}`));
   }
   return sel;
 }
