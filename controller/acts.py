@@ -18,8 +18,12 @@ evidence, in Kazakh and Russian, for three signatures, attached to the hearing.
 - `signer(user, ...)`: who gives a signature. The signed-in user signs in the role
   their account holds, under their own name; a signer with no account is entered
   by a user who may change hearings, under a free-text name that is no account's,
-  and the act records who entered it. No account gives two of an act's signatures,
-  no name appears on it twice.
+  in a role other than the entering account's own (that role it signs itself), and
+  the act records who entered it. An act holds at most one such signature, so a
+  final act carries at least two signatures given by two distinct accounts, each
+  from its own account (issue 11: one account entering three "people" was one
+  account signing three times). No account gives two of an act's signatures, no
+  name appears on it twice (names compared by `store.acts.fold_name`).
   The final documents are rendered with no database transaction open.
 """
 from __future__ import annotations
@@ -314,6 +318,9 @@ def signer(user: dict, *, role: str | None, name: str | None, no_account: bool) 
             raise Invalid("role: which of the signatures the signer with no account gives", field="role")
         if role not in SIGNER_ROLES:
             raise Invalid(f"role: expected one of {', '.join(SIGNER_ROLES)}", field="role")
+        if role == user["role"]:
+            raise Forbidden(f"{_a(role)} account signs the {role} signature itself, from its own account; it "
+                            f"does not enter someone else's {role} signature", code="own_role", field="role")
         if not (name or "").strip():
             raise Invalid("name: the name of the signer with no account, as printed", field="name")
         return Signer(role, " ".join((name or "").split()), None, user["name"])
@@ -438,19 +445,23 @@ class ActService:
         if mine is not None:
             raise Conflict(f"{who.user_name} has given the {mine['role']} signature of this act; one account gives "
                            "at most one of the three", code="signed_by_account")
+        # one account entering every signer would be one account giving them all
+        if who.user_name is None and any(s["user_name"] is None for s in sigs):
+            raise Conflict(NO_ACCOUNT_ONCE, code="one_no_account")
         if who.user_name is None:
             account = await repo.account_named(conn, who.name)
             if account is not None:
                 raise Conflict(f"{who.name} is the name of the account {account}: that person signs from their "
                                "account, nobody enters the signature for them", code="signer_has_account",
                                field="name")
-        if any(s["name"].casefold() == who.name.casefold() for s in sigs):
+        if any(repo.fold_name(s["name"]) == repo.fold_name(who.name) for s in sigs):
             raise Conflict(f"{who.name} has signed this act already; one person gives one of the three signatures",
                            code="name_signed", field="name")
         return act, sigs
 
 
 SIGN_ATTEMPTS = 3
+NO_ACCOUNT_ONCE = "at most one signer without an account; the others sign from their own accounts"
 
 
 async def _stored(conn: AsyncConnection, hearing_id: int) -> dict:

@@ -1,8 +1,8 @@
 """The act of technical impossibility (rule 18) through the API, on SQLite and
 PostgreSQL: drafted with the measured evidence, printable HTML and PDF in
 Kazakh and Russian (either first), three signatures by the right people - each
-from their own account in its role, or entered for someone with no account with
-who entered it -, and final means immutable and reproducible."""
+from their own account in its role, or (at most one of them) entered for someone
+with no account with who entered it -, and final means immutable and reproducible."""
 from __future__ import annotations
 
 import asyncio
@@ -292,13 +292,13 @@ async def test_final_act_renders_with_no_transaction_open(db_url, fake_clock, mo
         for name in ("transaction", "read"):
             monkeypatch.setattr(c.db, name, counting(getattr(c.db, name), depth))
         loop, render, seen, rival = asyncio.get_running_loop(), acts.render_pdf, [], []
+        other = await add_user(c, "technician-2", "technician")
 
         def spy(view, lang):
             seen.append((view["signatures"][-1]["name"], lang, depth.get(), _sqlite_write_lock_free(db_url)))
             if len(seen) == 1:     # the first render: another technician signs meanwhile, and finishes first
-                rival.append(asyncio.run_coroutine_threadsafe(c.call(
-                    "POST", sig, role="admin", json={"role": "technician", "name": "Rival", "no_account": True}),
-                    loop).result(60))
+                rival.append(asyncio.run_coroutine_threadsafe(c.call("POST", sig, token=other, json={}),
+                                                              loop).result(60))
             return render(view, lang)
 
         monkeypatch.setattr(acts, "render_pdf", spy)
@@ -308,9 +308,9 @@ async def test_final_act_renders_with_no_transaction_open(db_url, fake_clock, mo
         assert status == 201 and final["status"] == "final"
         lock_free = None if c.db.is_postgres else True
         slow = "technician-1"
-        assert seen == [(slow, "kk", 0, lock_free), ("Rival", "kk", 0, lock_free), ("Rival", "ru", 0, lock_free),
-                        (slow, "ru", 0, lock_free)]
-        assert [(s["role"], s["name"]) for s in final["signatures"]][-1] == ("technician", "Rival")
+        assert seen == [(slow, "kk", 0, lock_free), ("technician-2", "kk", 0, lock_free),
+                        ("technician-2", "ru", 0, lock_free), (slow, "ru", 0, lock_free)]
+        assert [(s["role"], s["name"]) for s in final["signatures"]][-1] == ("technician", "technician-2")
         monkeypatch.undo()
         resp = await c.client.get(f"{sig.rsplit('/', 1)[0]}.pdf?lang=ru",
                                   headers={"Authorization": f"Bearer {c.tokens['viewer']}"})
@@ -350,9 +350,14 @@ async def test_signatures_come_from_the_signers_accounts(db_url, fake_clock):
         # a signer with no account: entered by who may change hearings, under no account's name
         no_account = {"role": "technician", "no_account": True}
         await c.call("POST", sig, role="technician", json={**no_account, "name": "Нұрланов Б."}, expect=403)
-        for name in ("technician-1", " TECHNICIAN-1 ", "head-1"):
+        # an account's name, however it is spelt: case, spaces, NFKC (full-width), hyphen-like characters
+        # (U+2010-U+2015, U+2212) and zero-width characters
+        for name in ("technician-1", " TECHNICIAN-1 ", "head-1", "head_of_office\u20111", "ｔｅｃｈｎｉｃｉａｎ-1",
+                     "technician\u22121", "Technician\u2015\u200b1", "head_of_office\u2010\u00ad1"):
             status, err = await c.call("POST", sig, role="admin", json={**no_account, "name": name})
             assert (status, err["error"], err["field"]) == (409, "signer_has_account", "name"), (name, err)
+        status, err = await c.call("POST", sig, role="admin", json={**no_account, "name": "head_of_office\u20111"})
+        assert "account head_of_office-1" in err["message"]
         status, err = await c.call("POST", sig, role="admin", json=no_account)
         assert (status, err["field"]) == (400, "name")
         status, err = await c.call("POST", sig, role="admin", json={"name": "X", "no_account": True})
@@ -361,9 +366,17 @@ async def test_signatures_come_from_the_signers_accounts(db_url, fake_clock):
                               expect=201)
         assert [(s["role"], s["name"], s["user_name"], s["recorded_by"], s["entered_by"])
                 for s in act["signatures"]][-1] == ("technician", "Нұрланов Б.", None, "admin-1", "admin-1")
-        # one name appears once on the act
+        # one signer with no account per act; an account never enters its own role (it signs it itself)
+        status, err = await c.call("POST", sig, role="admin",
+                                   json={"role": "secretary", "name": "Иванова А. А.", "no_account": True})
+        assert (status, err["error"]) == (409, "one_no_account")
+        assert err["message"] == "at most one signer without an account; the others sign from their own accounts"
         status, err = await c.call("POST", sig, role="secretary",
-                                   json={"role": "secretary", "name": "нұрланов б.", "no_account": True})
+                                   json={"role": "secretary", "name": "Иванова А. А.", "no_account": True})
+        assert (status, err["error"], err["field"]) == (403, "own_role", "role"), err
+        # one name appears once on the act: an account made later under that name does not sign it again
+        late = await add_user(c, "НҰРЛАНОВ  Б.", "secretary")
+        status, err = await c.call("POST", sig, token=late, json={})
         assert (status, err["error"]) == (409, "name_signed")
 
         # one account gives at most one signature: the head of office, now a secretary, signs again
@@ -387,6 +400,49 @@ async def test_signatures_come_from_the_signers_accounts(db_url, fake_clock):
             ("secretary", "secretary-1", "secretary-1", False)]
 
 
+async def test_one_account_cannot_make_an_act_final_through_signers_with_no_account(db_url, fake_clock):
+    """The review of issue 11 item 6: one account entered three signers with no account (all 201, act
+    final) - the original finding relabelled "entered by". An act holds at most one signature with no
+    account, never in the entering account's own role, so a final act carries at least two signatures
+    given by two distinct accounts from their own accounts."""
+    async with Controller(db_url, fake_clock) as c:
+        hid = await hearing_with_failed_test(c)
+        await c.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary", json={}, expect=201)
+        sig = f"/api/v1/hearings/{hid}/act/signatures"
+        entered = [{"role": "head_of_office", "name": "А. Заведующая", "no_account": True},
+                   {"role": "technician", "name": "Б. Техник", "no_account": True},
+                   {"role": "secretary", "name": "В. Секретарь", "no_account": True}]
+        status, _ = await c.call("POST", sig, role="secretary", json=entered[0])
+        assert status == 201
+        for role in ("secretary", "head_of_office", "admin"):     # whoever enters it: one is the limit
+            status, err = await c.call("POST", sig, role=role, json=entered[1])
+            assert (status, err["error"]) == (409, "one_no_account"), (role, err)
+            assert err["message"] == "at most one signer without an account; the others sign from their own accounts"
+        status, err = await c.call("POST", sig, role="secretary", json=entered[2])
+        assert (status, err["error"], err["field"]) == (403, "own_role", "role"), err
+        assert "signs the secretary signature itself" in err["message"]
+        _, act = await c.call("GET", f"/api/v1/hearings/{hid}/act", expect=200)
+        assert act["status"] == "draft" and [s["role"] for s in act["signatures"]] == ["head_of_office"]
+
+        # the other two sign from their own accounts: two distinct accounts on the final act
+        await c.call("POST", sig, role="secretary", json={}, expect=201)
+        _, act = await c.call("POST", sig, role="technician", json={}, expect=201)
+        assert act["status"] == "final"
+        assert [(s["role"], s["user_name"], s["entered_by"]) for s in act["signatures"]] == [
+            ("head_of_office", None, "secretary-1"), ("secretary", "secretary-1", None),
+            ("technician", "technician-1", None)]
+
+        # an account never enters its own role, even first on a fresh act: nothing is stored
+        _, h2 = await c.schedule(start=c.clock() + 3 * H, case="1-56/2026")
+        await c.call("POST", f"/api/v1/hearings/{h2['id']}/act", role="secretary", json={}, expect=201)
+        sig2 = f"/api/v1/hearings/{h2['id']}/act/signatures"
+        for role in ("head_of_office", "secretary"):
+            status, err = await c.call("POST", sig2, role=role, json={**entered[0], "role": role})
+            assert (status, err["error"]) == (403, "own_role"), (role, err)
+        _, act = await c.call("GET", f"/api/v1/hearings/{h2['id']}/act", expect=200)
+        assert act["signatures"] == []
+
+
 def test_an_act_sealed_before_accounts_signed_renders_as_it_was_sealed():
     """Acts made final before signatures knew their accounts (migration 0007 leaves their user_name
     NULL) print no "entered by": their documents keep the bytes they were sealed with."""
@@ -403,6 +459,9 @@ def test_an_act_sealed_before_accounts_signed_renders_as_it_was_sealed():
     old = acts.act_view({**act, "final_sha256": acts.sha256(legacy)}, sigs)
     assert [s["entered_by"] for s in old["signatures"]] == [None, None, None]
     assert "secretary-1" not in acts.render_html(old, "kk")
+    # today: at most one signer with no account, the others from their own accounts
+    sigs = [{**sigs[0]}, {**sigs[1], "name": "secretary-1", "user_name": "secretary-1"},
+            {**sigs[2], "name": "technician-1", "user_name": "technician-1", "recorded_by": "technician-1"}]
     new = acts.act_view({**act, "final_sha256": acts.seal(act, sigs, at).sha256}, sigs)
-    assert [s["entered_by"] for s in new["signatures"]] == ["secretary-1"] * 3
+    assert [s["entered_by"] for s in new["signatures"]] == ["secretary-1", None, None]
     assert "енгізген secretary-1" in acts.render_html(new, "kk")

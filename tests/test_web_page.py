@@ -374,6 +374,8 @@ async def test_escalation_acknowledged_and_the_act_drawn_up_and_signed(ctl):
         await head.wait_for()
         assert "А. Заведующая" in await head.inner_text() and "внесено: secretary-1" in await head.inner_text()
         assert await sec.locator("ul.signatures li.unsigned").count() == 1
+        # An act holds one signer with no account: the technician signs from their own account.
+        assert await sec.locator("#sign-form").count() == 0
         await shot(sec, "act-ru")
         # The technician has no form for others, only their own signature: the third makes the act final.
         await tech.goto(ctl.base + f"#hearing/{hid}")

@@ -159,9 +159,10 @@ class SignatureIn(In):
     `{}`: the signed-in user signs, in the role their account holds (head_of_office, secretary or
     technician; `role`, if given, must be it) and under their account's name. `{"no_account": true,
     "role": R, "name": "..."}`: a user who may change hearings (secretary, head_of_office, admin) enters
-    the signature of someone with no account; the act records who entered it, and a name that is an
-    account's is refused (409 signer_has_account: that person signs themselves). One account gives at
-    most one of an act's signatures, one name appears on it once (409)."""
+    the signature of someone with no account, in a role other than their own (403 own_role); the act
+    records who entered it, and a name that is an account's is refused (409 signer_has_account: that
+    person signs themselves). An act holds at most one signature with no account (409 one_no_account).
+    One account gives at most one of an act's signatures, one name appears on it once (409)."""
 
     role: SignerRole | None = Field(None, description="the signature given: the account's own role when "
                                                       "signing oneself; required with no_account")

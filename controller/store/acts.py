@@ -14,6 +14,7 @@ signature of an act per account), or entered for a signer with no account (`user
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -62,10 +63,23 @@ async def add_signature(conn: AsyncConnection, act_id: int, *, role: str, name: 
                                                      recorded_by=recorded_by, signed_at=at))
 
 
+# Hyphen-like characters (U+2010-U+2015 and the minus sign U+2212) read as "-" in a name.
+_HYPHENS = {cp: "-" for cp in (*range(0x2010, 0x2016), 0x2212)}
+
+
+def fold_name(name: str) -> str:
+    """`name` as compared with other names: NFKC-normalised, format characters (zero-width and the like)
+    dropped, hyphen-like characters read as "-", spaces collapsed, case folded - so a name that only
+    looks different (a non-breaking hyphen U+2011, full-width letters) is the same name."""
+    text = unicodedata.normalize("NFKC", name).translate(_HYPHENS)
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return " ".join(text.split()).casefold()
+
+
 async def account_named(conn: AsyncConnection, name: str) -> str | None:
-    """The active account whose name is `name` (ignoring case and surrounding spaces), else None:
-    such a person signs from their account, nobody enters their name for them. Compared in Python
-    because SQLite's lower() folds ASCII only."""
-    want = name.strip().casefold()
+    """The active account whose name is `name` (compared by `fold_name`), else None: such a person
+    signs from their account, nobody enters their name for them. Compared in Python because SQLite's
+    lower() folds ASCII only."""
+    want = fold_name(name)
     rows = await conn.execute(select(users.c.name).where(users.c.disabled_at.is_(None)))
-    return next((n for (n,) in rows if n.casefold() == want), None)
+    return next((n for (n,) in rows if fold_name(n) == want), None)

@@ -29,10 +29,14 @@ function signSelf(box, x, actDoc, missing) {
   } }, t("act.sign_self", { name: me.name, role: t(`act.signer.${me.role}`) })));
 }
 
-// A signer with no account, entered by a user who may change hearings (recorded with who entered it).
-function signNoAccount(box, x, missing) {
+// A signer with no account, entered by a user who may change hearings (recorded with who entered it):
+// at most one per act, never in the user's own role (that one they sign themselves).
+function signNoAccount(box, x, actDoc, missing) {
   if (!state.caps.permissions.has("hearings.write")) return null;
-  const role = h("select", { id: "sign-role", name: "role" }, missing.map((r) => h("option", { value: r }, t(`act.signer.${r}`))));
+  if ((actDoc.signatures || []).some((s) => !s.user_name)) return null;
+  const roles = missing.filter((r) => r !== state.me.role);
+  if (!roles.length) return null;
+  const role = h("select", { id: "sign-role", name: "role" }, roles.map((r) => h("option", { value: r }, t(`act.signer.${r}`))));
   const name = h("input", { id: "sign-name", name: "name", required: true, maxlength: "200", autocomplete: "off" });
   return h("form", { class: "card form-grid", id: "sign-form", onsubmit: async (ev) => {
     ev.preventDefault();
@@ -48,7 +52,7 @@ function signNoAccount(box, x, missing) {
 function signing(box, x, actDoc) {
   const missing = actDoc.missing_signatures || words("signer_roles").filter((r) => !(actDoc.signatures || []).some((s) => s.role === r));
   if (!missing.length || !state.caps.can("POST", `${A}/hearings/{id}/act/signatures`)) return null;
-  return [signSelf(box, x, actDoc, missing), signNoAccount(box, x, missing)];
+  return [signSelf(box, x, actDoc, missing), signNoAccount(box, x, actDoc, missing)];
 }
 
 export async function actSection(box, x) {
