@@ -285,6 +285,7 @@ class AgentDrop(StrEnum):
     NOT_IN_SESSION = "not_in_session"          # ... a session of other terminals, or another's place in it
     REPEATED_RESULT = "repeated_result"        # a second final report of one side of one session
     NOT_IN_HEARING = "not_in_hearing"          # a hook outcome for a hearing the terminal takes no part in
+    HEARING_OVER = "hearing_over"              # ... for one it took part in that ended a while ago (HOOK_GRACE_S)
     RATE_LIMITED = "rate_limited"              # over the terminal's budget of records (agent_link settings)
 
 

@@ -6,11 +6,14 @@ the record of the hearings it takes part in, and only so many records a minute.
   claims). One naming a session the controller never commanded is not taken either: session ids
   are the controller's own random ids, told only to the two terminals, so an honest agent never
   names an unknown one. A report naming no session is the terminal's own (its health, a hook's
-  outcome); where it names a hearing, live monitoring checks that (controller.live.service).
+  outcome); where it names a hearing, live monitoring checks that the terminal takes part in it
+  and that it is not long over (controller.live.service, HOOK_GRACE_S).
 - `EventBudget`: a token bucket per terminal for the records a report creates in a hearing's
   record (a failed endpoint hook -> a `hook_failed` event). The reports themselves are never
   limited: they are the at-least-once path (acked after commit, resent by the agent until then),
-  and dropping one would lose a measurement or a check's result.
+  and dropping one would lose a measurement or a check's result. The budget lives in the
+  controller process's memory: it is per controller process (with several controllers, each
+  grants its own; a restart refills it), which bounds a flood without a shared store.
 - `Drops`: what was not written, counted by reason (`vks_controller_agent_writes_dropped_total`)
   and logged once per terminal and reason a minute, so a misbehaving agent makes no log storm.
 """

@@ -3,7 +3,8 @@ metrics) on a loopback port, terminals speaking over real WebSockets with their 
 
 - a terminal's failed endpoint hook becomes a `hook_failed` event only in the record of a hearing
   whose courtroom terminal or participant it is; for another hearing nothing is written, and the
-  drop is counted (`vks_controller_agent_writes_dropped_total{reason="not_in_hearing"}`);
+  drop is counted (`vks_controller_agent_writes_dropped_total{reason="not_in_hearing"}`); nor in a
+  hearing of its that ended longer than HOOK_GRACE_S ago (`hearing_over`);
 - a report naming a session is taken only from its caller or callee, in its own place, once;
 - the records a terminal's reports create are limited per terminal (`agent_link` settings): the
   excess is dropped and counted, the reports themselves are still stored and acked;
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +28,17 @@ from contract import configfile, wire
 from controller.agent_writes import EventBudget
 from controller.app import create_app
 from controller.keys import DB_KEY, HUB_KEY
+from controller.live.service import HOOK_GRACE_S
 from controller.models import SitesFile
 from controller.settings import ControllerSettings
 from controller.store import agents as agent_store
+from controller.store import hearings as hearings_repo
 from controller.store import registry, users
 from tests.procs import eventually, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
+_SETTLES = itertools.count()
 SITES = Path(__file__).resolve().parent.parent / "configs" / "sites.yaml"
 COURT, SIZO, OTHER = "court-almaty-1", "sizo-almaty-1", "court-kyzylorda-1"
 
@@ -148,6 +153,12 @@ class Terminal:
             if isinstance(m, wire.Ack) and m.report_id == report.report_id:
                 return seen
 
+    async def settled(self) -> None:
+        """Once this returns, every report acked before has been handed to live monitoring (where
+        failed hooks are counted against the budget): the hub's writer acks a batch, hands it
+        over, and only then takes the next - this report, sent after those acks, is in a later one."""
+        await self.report(wire.Report(report_id=f"settle-{id(self)}-{next(_SETTLES)}", kind="health", body={}))
+
     async def hook_failed(self, report_id: str, hearing_id: int) -> None:
         await self.report(wire.Report(report_id=report_id, kind="health", body={"hook": {
             "event": "break", "hearing_id": hearing_id, "configured": True, "kind": "command", "ok": False,
@@ -217,9 +228,33 @@ async def test_the_records_a_terminal_creates_are_rate_limited_and_its_reports_s
         for i in range(5):
             await court.hook_failed(f"hook-{i}", rig.hid)
         assert await rig.stored(COURT) == 5                     # every report stored and acked
-        assert await rig.dropped("rate_limited") == 2           # counted as the hub handed them over
+        await court.settled()                                   # ... and handed to live monitoring
+        assert await rig.dropped("rate_limited") == 2           # counted there, as it took them
         events = await eventually(lambda: _at_least(rig.hook_events(), 3), 15, 0.05, "three hook_failed events")
         assert len(events) == 3
+
+
+async def test_a_hook_failure_reaches_a_hearing_only_until_a_grace_period_after_it_ended(tmp_path):
+    async with Rig(f"sqlite:///{tmp_path}/c.sqlite") as rig, aiohttp.ClientSession() as http:
+        court = await Terminal.connect(rig, http, COURT, await rig.token(COURT))
+        sizo = await Terminal.connect(rig, http, SIZO, await rig.token(SIZO))
+        status, h = await rig.api("PATCH", f"/api/v1/hearings/{rig.hid}", {"status": "held"})
+        assert status == 200 and h["status"] == "held", h
+        # The hook fired as the hearing ended, reported a little later: still its record.
+        await court.hook_failed("hook-at-the-end", rig.hid)
+        await eventually(lambda: _at_least(rig.hook_events(), 1), 15, 0.05, "the late hook_failed event")
+
+        # Ended longer ago than the grace period (its act final by then): a terminal it once had
+        # writes nothing into it any more; the report itself is the terminal's own, stored.
+        long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=HOOK_GRACE_S + 60)
+        async with rig.app[DB_KEY].transaction() as conn:
+            await hearings_repo.update_hearing(conn, rig.hid, updated_at=long_ago)
+        await sizo.hook_failed("hook-long-after", rig.hid)
+        # The drop and the event not written are one step of live monitoring: once counted, decided.
+        await eventually(lambda: _equals(rig.dropped("hearing_over"), 1), 15, 0.05, "the drop counted")
+        assert [e["detail"]["terminal_id"] for e in await rig.hook_events()] == [COURT]
+        assert await rig.stored(SIZO) == 1
+        assert await rig.dropped("not_in_hearing") == 0
 
 
 def test_the_event_budget_refills_at_its_rate_up_to_its_burst():

@@ -66,6 +66,12 @@ from controller.store.schema import checks, hearings
 
 log = logging.getLogger(__name__)
 
+# How long after a hearing ended (held or cancelled) its terminals' failed hooks still reach its
+# record: a hook fired on the break or the end that closed it is reported a little later - after
+# the hook's own run (up to its timeout), the agent's report batching, or a reconnect that
+# resends its outbox. Past that, a terminal cannot write into a hearing's closed record.
+HOOK_GRACE_S = 15 * 60.0
+
 
 class VerdictRefresher(Protocol):
     """What recomputes a hearing's stored verdict (controller.checks.CheckService)."""
@@ -402,17 +408,23 @@ class LiveService:
 
     async def _take_hook_reports(self, now: float) -> None:
         """The failed hooks the intake took become `hook_failed` events - only in the record of a
-        hearing whose courtroom terminal or participant the reporting terminal is (issue 11)."""
+        hearing whose courtroom terminal or participant the reporting terminal is, and only while
+        that hearing is active, monitored or ended less than HOOK_GRACE_S ago (issue 11): a past
+        hearing's record, its act final, is not written into by a terminal it once had."""
         failed, self.intake.hook_reports = self.intake.hook_reports, []
         if not failed:
             return
+        named = [r.hearing_id for _, r in failed if r.hearing_id is not None]
         async with self.db.transaction() as conn:
-            taking_part = await store.hearing_terminals(conn, [r.hearing_id for _, r in failed
-                                                               if r.hearing_id is not None])
+            taking_part = await store.hearing_terminals(conn, named)
+            still_open = await hearings_repo.open_hearings(conn, named, to_dt(now - HOOK_GRACE_S))
             for terminal_id, r in failed:
                 if r.hearing_id is None or terminal_id not in taking_part.get(r.hearing_id, ()):
-                    self.intake.drops.drop(terminal_id, AgentDrop.NOT_IN_HEARING,
-                                           f"hook_failed event for hearing {r.hearing_id}")
+                    reason = AgentDrop.NOT_IN_HEARING
+                elif r.hearing_id not in still_open:
+                    reason = AgentDrop.HEARING_OVER
+                else:
+                    await events_repo.append(conn, r.hearing_id, "hook_failed", to_dt(now), {
+                        "terminal_id": terminal_id, "event": r.event, "kind": r.kind, "error": r.error})
                     continue
-                await events_repo.append(conn, r.hearing_id, "hook_failed", to_dt(now), {
-                    "terminal_id": terminal_id, "event": r.event, "kind": r.kind, "error": r.error})
+                self.intake.drops.drop(terminal_id, reason, f"hook_failed event for hearing {r.hearing_id}")

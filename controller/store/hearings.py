@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any, overload
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import ACTIVE_HEARING_STATUSES, CheckKind, CheckStatus, InstitutionKind
@@ -16,7 +16,7 @@ from controller.errors import NotFound
 from controller.store import checks as checks_repo
 from controller.store import live as live_repo
 from controller.store import suspensions as susp_repo
-from controller.store.schema import hearing_participants, hearings, institutions, rooms, terminals
+from controller.store.schema import hearing_participants, hearings, institutions, live_state, rooms, terminals
 
 # (for callers) the statuses of a hearing that still needs its link: contract.vocab's list.
 ACTIVE_STATUSES = ACTIVE_HEARING_STATUSES
@@ -281,3 +281,16 @@ async def views(conn: AsyncConnection, ids: list[int], now: dt.datetime) -> list
             "created_by": h["created_by"],
         })
     return out
+
+
+async def open_hearings(conn: AsyncConnection, hearing_ids: list[int], ended_after: dt.datetime) -> set[int]:
+    """Those of the hearings whose record still takes what their terminals report (issue 11): still
+    active, under live monitoring, or ended after `ended_after`. A hearing held or cancelled was
+    last changed when it ended (`updated_at`; a later edit of it only moves that on)."""
+    if not hearing_ids:
+        return set()
+    h, lv = hearings.c, live_state.c
+    monitored = exists().where(lv.hearing_id == h.id, lv.state.notin_(live_repo.FINISHED))
+    q = select(h.id).where(h.id.in_(hearing_ids), or_(h.status.in_(ACTIVE_HEARING_STATUSES), monitored,
+                                                      h.updated_at > ended_after))
+    return {hid for (hid,) in await conn.execute(q)}
