@@ -6,7 +6,7 @@ handlers for checks and suspensions:
 
 | job kind          | key                              | does                                          |
 |-------------------|----------------------------------|-----------------------------------------------|
-| check.run         | check:{id}:run                   | start the session (or block / retry)          |
+| check.run         | check:{id}:run                   | start the session (or block / defer / retry)  |
 | check.deadline    | check:{id}:deadline              | flag the check overdue if it has no result    |
 | check.timeout     | check:{id}:timeout:{session_id}  | a started session that never reported failed  |
 | suspension.start  | suspension:{id}:start            | block checks when a future suspension begins  |
@@ -40,6 +40,7 @@ from controller.store import checks as checks_repo
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
 from controller.store import jobs as jobs_repo
+from controller.store import live as live_repo
 from controller.store import suspensions as susp_repo
 from controller.store.db import Database
 
@@ -302,6 +303,7 @@ class CheckService:
         now = ctx.now
         cid = ctx.payload["check_id"]
         cs = self.settings.checks
+        busy: dict[str, int] = {}
         async with ctx.transaction() as conn:
             h, c = await lock_check(conn, cid)
             if c["status"] in rules.FINISHED or h["status"] not in hearings_repo.ACTIVE_STATUSES:
@@ -312,6 +314,9 @@ class CheckService:
                 skip = True
             elif now < c["due_from"]:
                 skip = True   # replanned to later; its job was rescheduled
+            elif busy := await live_repo.live_hearings_of(conn, [x for x in (c["caller"], c["callee"]) if x], now,
+                                                          other_than=h["id"]):
+                skip = True   # deferred below: the session would take a terminal from a live hearing
             else:
                 skip = False
                 session_id = uuid.uuid4().hex
@@ -323,6 +328,9 @@ class CheckService:
                 await jobs_repo.enqueue(conn, "check.timeout", timeout_key(cid, session_id),
                                         now + dt.timedelta(seconds=duration + self.settings.scheduler.result_grace_s),
                                         now, {"check_id": cid, "session_id": session_id})
+        if busy:
+            await self._defer(ctx, cid, busy, now)
+            return
         if skip:
             return   # the scheduler marks the job done
         try:
@@ -344,6 +352,26 @@ class CheckService:
             await events_repo.append(conn, h["id"], "check_started", now, {
                 "check_id": cid, "kind": c["kind"], "caller": c["caller"], "callee": c["callee"],
                 "session_id": session_id, "attempt": attempt, "late": now > c["deadline"]})
+
+    async def _defer(self, ctx: JobContext, cid: int, busy: dict[str, int], now: dt.datetime) -> None:
+        """A terminal of the check is in another hearing live now: no session (it would take the
+        terminal's camera and link from that hearing); the job runs again later and asks again. The
+        check's record says why once, not at every retry, and does not name the other hearing (its
+        readers may not see it); the log does."""
+        retry_at = now + dt.timedelta(seconds=self.settings.scheduler.retry_s)
+        terminal = sorted(busy)[0]
+        error = f"terminal {terminal!r} is in another hearing live now: the check waits until it is over"
+        log.info("check %s deferred to %s: terminal %s is in hearing %s, live now", cid, retry_at.isoformat(),
+                 terminal, busy[terminal])
+        async with ctx.complete(retry_at=retry_at, error=error) as conn:
+            _, c = await lock_check(conn, cid)
+            if c["status"] in rules.FINISHED or c["status"] in ("running", "blocked") or c["error"] == error:
+                return
+            await checks_repo.update_check(conn, cid, error=error)
+            await events_repo.append(conn, c["hearing_id"], "check_retry", now, {
+                "check_id": cid, "kind": c["kind"], "callee": c["callee"], "error": error, "terminal_id": terminal,
+                "reason": "in_live_hearing", "retry_at": hearings_repo.iso(retry_at)})
+            await self.refresh_verdict(conn, c["hearing_id"], now)
 
     async def _attempt_failed(self, conn: AsyncConnection, cid: int, session_id: str, now: dt.datetime,
                               error: str, *, give_up: bool, reschedule: bool, count_attempt: bool = True,

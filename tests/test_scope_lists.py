@@ -303,6 +303,95 @@ async def test_no_one_tests_a_terminal_in_a_live_hearing(world, fake_clock):
     await w.ctl.call("POST", "/api/v1/tests", role="admin", json=pair, expect=202)
 
 
+async def test_a_test_is_stopped_when_its_terminal_went_live_while_it_was_commanded(world, fake_clock):
+    """POST /tests asks before and again after commanding the session: a hearing that went live in
+    between (here: while the gateway starts the session) is seen, the session stopped, 409."""
+    w = world
+    gw = w.ctl.gw
+    start_session = gw.start_session
+
+    async def the_hearing_goes_live_meanwhile(**kw):
+        await start_session(**kw)
+        async with w.ctl.db.transaction() as conn:
+            t = fake_clock()
+            await live_repo.insert_state(conn, {"hearing_id": w.h_almaty, "state": LiveState.MONITORING,
+                                                "verdict": "unknown", "since": t, "stats": {}, "started_at": t,
+                                                "updated_at": t, "attempt": 0})
+
+    gw.start_session = the_hearing_goes_live_meanwhile
+    status, out = await w.ctl.call("POST", "/api/v1/tests", role="technician",
+                                   json={"caller": "court-almaty-2", "callee": "sizo-almaty-1"})
+    assert status == 409 and out["hearing_id"] == w.h_almaty and "sizo-almaty-1" in out["message"], out
+    sid = gw.started[-1]["session_id"]
+    assert gw.stopped == [sid]
+    status, _ = await w.ctl.call("GET", f"/api/v1/tests/{sid}")     # refused: no request on record
+    assert status == 404
+
+
+async def test_a_hearing_check_does_not_take_a_terminal_from_another_live_hearing(world):
+    """POST /hearings/{id}/checks asks what POST /tests asks: the Kyzylorda hearing is in progress on
+    court-kyzylorda-1, so the mixed hearing's check from that courtroom is refused (409), naming the
+    live hearing only to who may see it; the live hearing's own check is its business and runs."""
+    w = world
+    await w.ctl.call("POST", f"/api/v1/hearings/{w.h_kyz}/start", role="secretary", expect=200)
+    before = await w.ctl.events(w.h_mixed)
+    for kw in ({"role": "admin"}, {"role": "technician"}, {"token": w.tokens["tech-kyz"]}):
+        status, out = await w.ctl.call("POST", f"/api/v1/hearings/{w.h_mixed}/checks", json={"kind": "test"}, **kw)
+        assert status == 409 and out["error"] == "conflict", (kw, out)
+        assert out["hearing_id"] == w.h_kyz and f"hearing {w.h_kyz}" in out["message"], out
+        assert "court-kyzylorda-1" in out["message"]
+    # The Almaty technician sees the mixed hearing (its SIZO) but not the Kyzylorda one.
+    status, out = await w.call("tech-almaty", "POST", f"/api/v1/hearings/{w.h_mixed}/checks", json={"kind": "test"})
+    assert status == 409 and out["error"] == "conflict" and "hearing_id" not in out, out
+    assert f"hearing {w.h_kyz}" not in out["message"] and "court-kyzylorda-1" in out["message"]
+    assert await w.ctl.events(w.h_mixed) == before      # refused: nothing requested, nothing recorded
+    # The hearing in progress checks its own terminals.
+    await w.ctl.call("POST", f"/api/v1/hearings/{w.h_kyz}/checks", json={"kind": "test"}, role="technician",
+                     expect=202)
+    await w.ctl.scheduler.run_until_idle()
+    pairs = [(s["caller"], s["callee"]) for s in w.ctl.gw.started]
+    assert ("court-kyzylorda-1", "sizo-kyzylorda-1") in pairs
+    assert ("court-kyzylorda-1", "sizo-almaty-2") not in pairs
+    # Once it is over the mixed hearing's check runs.
+    await w.ctl.call("POST", f"/api/v1/hearings/{w.h_kyz}/end", role="secretary", expect=200)
+    await w.call("tech-almaty", "POST", f"/api/v1/hearings/{w.h_mixed}/checks", json={"kind": "test"}, expect=202)
+
+
+async def test_the_scheduler_defers_a_check_while_a_terminal_is_in_another_live_hearing(world, fake_clock):
+    """The check jobs ask right before the session starts: the mixed hearing's test request waits
+    (its job due again retry_s later, the record saying why once, without naming the other hearing)
+    while the Kyzylorda hearing holds court-kyzylorda-1, and runs once that hearing is over."""
+    w = world
+    pair = ("court-kyzylorda-1", "sizo-almaty-2")
+    await w.ctl.call("POST", f"/api/v1/hearings/{w.h_kyz}/start", role="secretary", expect=200)
+    retry = dt.timedelta(seconds=w.ctl.settings.scheduler.retry_s)
+    for _ in range(2):      # deferred, and deferred again at the retry
+        await w.ctl.scheduler.run_until_idle()
+        assert pair not in [(s["caller"], s["callee"]) for s in w.ctl.gw.started]
+        fake_clock.advance(retry)
+    await w.ctl.scheduler.run_until_idle()
+    assert pair not in [(s["caller"], s["callee"]) for s in w.ctl.gw.started]
+    # The other hearings' checks ran meanwhile, the live one's own included.
+    assert ("court-kyzylorda-1", "sizo-kyzylorda-1") in [(s["caller"], s["callee"]) for s in w.ctl.gw.started]
+    async with w.ctl.db.read() as conn:
+        check = next(c for c in await checks_repo.checks_for(conn, [w.h_mixed]) if c["kind"] == "test")
+    assert check["status"] in ("pending", "overdue") and "live" in check["error"], check
+    retries = [e for e in await w.ctl.events(w.h_mixed) if e["kind"] == "check_retry"]
+    assert len(retries) == 1, retries
+    assert retries[0]["detail"]["reason"] == "in_live_hearing" and retries[0]["detail"]["terminal_id"] == pair[0]
+    assert f"hearing {w.h_kyz}" not in retries[0]["detail"]["error"] and "another hearing" in check["error"]
+    assert not any(e["kind"] == "check_started" for e in await w.ctl.events(w.h_mixed))
+    # The Kyzylorda hearing is over: at its next turn the check starts.
+    await w.ctl.call("POST", f"/api/v1/hearings/{w.h_kyz}/end", role="secretary", expect=200)
+    await w.ctl.scheduler.run_until_idle()
+    assert pair not in [(s["caller"], s["callee"]) for s in w.ctl.gw.started]    # not before its turn
+    fake_clock.advance(retry)
+    await w.ctl.scheduler.run_until_idle()
+    assert [(s["caller"], s["callee"]) for s in w.ctl.gw.started].count(pair) == 1
+    started = [e for e in await w.ctl.events(w.h_mixed) if e["kind"] == "check_started"]
+    assert len(started) == 1 and started[0]["detail"]["check_id"] == check["id"]
+
+
 # --- the page ------------------------------------------------------------------------------------
 
 @requires_browser

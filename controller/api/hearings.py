@@ -17,8 +17,10 @@ from controller.api.audit import Audit, audit, transaction
 from controller.api.exports import csv_text
 from controller.api.requests import API, body, dumps, now, ok, path_int, q_choice, q_int, q_time, row, who
 from controller.api.routing import Query, Route, items
+from controller.api.tests import not_in_live_hearing
 from controller.errors import Conflict, Forbidden, NotFound
 from controller.keys import DB_KEY, RESULTS_KEY, SCHEDULER_KEY, USER_KEY
+from controller.store import checks as checks_repo
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
 from controller.store import registry
@@ -203,7 +205,9 @@ async def give_agreement(request: web.Request) -> web.Response:
 
 
 async def run_check(request: web.Request) -> web.Response:
-    """POST /hearings/{id}/checks: run the test session (or the pre-connect check) now."""
+    """POST /hearings/{id}/checks: run the test session (or the pre-connect check) now. Refused (409)
+    when a terminal of a check it would run is in another hearing live now (its own is its business:
+    the hearing's courtroom and participants are its to check); the scheduler asks again at the start."""
     data = await body(request, m.RunCheckIn)
     hid = path_int(request, "id")
     t = now(request)
@@ -212,6 +216,9 @@ async def run_check(request: web.Request) -> web.Response:
         if h["status"] not in ACTIVE_HEARING_STATUSES:
             raise Conflict(f"hearing {hid} is {h['status']}")
         ids = await request.app[RESULTS_KEY].run_now(conn, hid, data.kind, t)
+        pairs = [(c["caller"], c["callee"]) for c in await checks_repo.checks_for(conn, [hid]) if c["id"] in ids]
+        await not_in_live_hearing(conn, access.of(request), sorted({x for p in pairs for x in p if x}), t,
+                                  other_than=hid, what="check")
         await events_repo.append(conn, hid, "check_requested", t, {"by": who(request), "kind": data.kind,
                                                                    "check_ids": ids})
         audit(request).note({"kind": data.kind})
@@ -253,5 +260,7 @@ ROUTES: list[Route] = [
           audit=Audit("hearing.agree", HEARING), scoped=access.HEARING),
     Route("POST", f"{API}/hearings/{{id}}/checks", run_check, auth.TESTS_RUN,
           "Run the hearing's test session (or pre-connect check) now", body=m.RunCheckIn,
-          response=m.HearingOut, status=202, audit=Audit("check.run", HEARING), scoped=access.HEARING),
+          response=m.HearingOut, status=202, audit=Audit("check.run", HEARING), scoped=access.HEARING,
+          extra_responses={409: "the hearing is not active, or a terminal of the check is in another hearing "
+                                "live now"}),
 ]

@@ -13,7 +13,8 @@ The report is judged with the app's quality model (`app[RESULTS_KEY].judge`).
 
 A scoped user (controller.access) runs and reads the tests where the caller or the callee is at an
 institution in their scope. No one, national users included, tests a terminal that is in a live
-hearing now (409): the test would take the terminal's camera and link from the hearing.
+hearing now (409): the test would take the terminal's camera and link from the hearing. The check is
+a read, so it is asked again once the session is commanded: one that went live meanwhile stops it.
 """
 from __future__ import annotations
 
@@ -24,11 +25,10 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.reports import SessionReport
-from contract.vocab import ACTIVE_HEARING_STATUSES, HearingStatus
 from controller import access, auth, rules
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, who
@@ -38,12 +38,11 @@ from controller.gateway import AgentUnavailable
 from controller.keys import DB_KEY, GATEWAY_KEY, RESULTS_KEY, SETTINGS_KEY
 from controller.models import SLUG, In, SessionVerdict
 from controller.store import agents as agents_repo
+from controller.store import live as live_repo
 from controller.store import registry
 from controller.store import suspensions as susp_repo
 from controller.store.hearings import iso
-from controller.store.live import FINISHED as LIVE_FINISHED
 from controller.store.schema import audit as audit_rows
-from controller.store.schema import hearing_participants, hearings, live_state
 
 ACTION = "test.run"
 TARGET = "test:{id}"             # the audit row of a request: who asked, when, for which pair
@@ -117,37 +116,21 @@ async def _blocked_by_suspension(conn, terminals: list[dict], at: dt.datetime) -
     return rules.blocking_suspensions(await susp_repo.not_ended(conn, at), sites, at)
 
 
-async def live_hearings_of(conn: AsyncConnection, terminal_ids: list[str], at: dt.datetime) -> dict[str, int]:
-    """{terminal id: the live hearing it takes part in now} for those of `terminal_ids` in one: the
-    courtroom terminal or a participant of a hearing in progress (not past its end), or of one whose
-    live monitoring (rule 22, `live_state`) goes on - as controller.live knows it."""
-    h = hearings.c
-    monitored = select(live_state.c.hearing_id).where(live_state.c.state.notin_(LIVE_FINISHED))
-    live = or_(h.id.in_(monitored), (h.status == HearingStatus.IN_PROGRESS) & (h.end_utc > at))
-    live = live & h.status.in_(ACTIVE_HEARING_STATUSES)
-    out: dict[str, int] = {}
-    q = (select(h.court_terminal_id, h.id).where(live, h.court_terminal_id.in_(terminal_ids))
-         .union_all(select(hearing_participants.c.terminal_id, h.id)
-                    .join(hearing_participants, hearing_participants.c.hearing_id == h.id)
-                    .where(live, hearing_participants.c.terminal_id.in_(terminal_ids))))
-    for terminal_id, hid in sorted(await conn.execute(q)):
-        out.setdefault(terminal_id, hid)
-    return out
-
-
-async def _not_in_live_hearing(conn: AsyncConnection, scope: access.Scope, terminals: list[dict],
-                               at: dt.datetime) -> None:
-    """Conflict when a terminal is in a live hearing now, naming the hearing when the user may see it."""
-    busy = await live_hearings_of(conn, [t["id"] for t in terminals], at)
-    for t in terminals:
-        hid = busy.get(t["id"])
+async def not_in_live_hearing(conn: AsyncConnection, scope: access.Scope, terminal_ids: list[str], at: dt.datetime,
+                              *, other_than: int | None = None, what: str = "test") -> None:
+    """Conflict when a terminal is in a live hearing now (other than `other_than`), naming the hearing
+    only when the user may see it: a session would take the terminal's camera and link from it.
+    Shared by POST /tests and POST /hearings/{id}/checks."""
+    busy = await live_repo.live_hearings_of(conn, terminal_ids, at, other_than=other_than)
+    for tid in terminal_ids:
+        hid = busy.get(tid)
         if hid is None:
             continue
         if await access.hearing_in_scope(conn, scope, hid):
-            raise Conflict(f"terminal {t['id']!r} is in hearing {hid}, live now: test it after the hearing",
-                           detail={"hearing_id": hid, "terminal_id": t["id"]})
-        raise Conflict(f"terminal {t['id']!r} is in a hearing live now: test it after the hearing",
-                       detail={"terminal_id": t["id"]})
+            raise Conflict(f"terminal {tid!r} is in hearing {hid}, live now: {what} it after the hearing",
+                           detail={"hearing_id": hid, "terminal_id": tid})
+        raise Conflict(f"terminal {tid!r} is in a hearing live now: {what} it after the hearing",
+                       detail={"terminal_id": tid})
 
 
 async def start_test(request: web.Request) -> web.Response:
@@ -172,7 +155,7 @@ async def start_test(request: web.Request) -> web.Response:
         if not scope.covers_any(x["institution_id"] for x in terminals):
             raise Forbidden(f"terminals {data.caller!r} and {data.callee!r} are both outside your scope: "
                             "the caller or the callee must be at an institution in your scope", field="caller")
-        await _not_in_live_hearing(conn, scope, terminals, t)
+        await not_in_live_hearing(conn, scope, [data.caller, data.callee], t)
         blocking = await _blocked_by_suspension(conn, terminals, t)
     if blocking:
         # Named only when it concerns the user (a suspension out of scope is not revealed).
@@ -186,6 +169,18 @@ async def start_test(request: web.Request) -> web.Response:
                                              profile=profile, duration_s=duration)
     except AgentUnavailable as exc:
         raise Conflict(str(exc), code="unavailable") from None
+    # Asked again once the session is commanded: a hearing that went live since the check above
+    # (a read, not a lock) is seen here, and the session is stopped before it takes the terminal.
+    try:
+        async with app[DB_KEY].read() as conn:
+            await not_in_live_hearing(conn, scope, [data.caller, data.callee], now(request))
+    except Conflict:
+        log.warning("test %s stopped at once: a terminal went live in a hearing meanwhile", sid)
+        try:
+            await app[GATEWAY_KEY].stop_session(sid)
+        except Exception as exc:     # best effort: the session ends by itself anyway
+            log.warning("stop_session %s: %s", sid, exc)
+        raise
     async with transaction(request, t):
         audit(request).note(detail, id=sid)        # the request's record: the audit row itself
     return ok(AdhocTestOut.model_validate({"id": sid, "requested_by": who(request), "requested_at": iso(t),

@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contract.vocab import HearingVerdict, LiveState
+from contract.vocab import ACTIVE_HEARING_STATUSES, HearingStatus, HearingVerdict, LiveState
 from controller.store.schema import hearing_participants, hearings, live_breaks, live_intervals, live_state
 
 # The states of a flow that is over (the others go on).
@@ -84,6 +84,30 @@ async def hearing_terminals(conn: AsyncConnection, hearing_ids: list[int]) -> di
     q = select(p.hearing_id, p.terminal_id).where(p.hearing_id.in_(list(out)), p.terminal_id.is_not(None))
     for hid, terminal in await conn.execute(q):
         out[hid].add(terminal)
+    return out
+
+
+async def live_hearings_of(conn: AsyncConnection, terminal_ids: list[str], at: dt.datetime, *,
+                           other_than: int | None = None) -> dict[str, int]:
+    """{terminal id: the live hearing it takes part in now} for those of `terminal_ids` in one: the
+    courtroom terminal or a participant of a hearing in progress (not past its end), or of one whose
+    live monitoring (rule 22, `live_state`) goes on - as controller.live knows it. `other_than`: a
+    hearing left out (its own checks do not clash with it). The one answer to "may a session take
+    this terminal now?" for tests on demand, a hearing's checks and the scheduler's check jobs."""
+    h = hearings.c
+    monitored = select(live_state.c.hearing_id).where(live_state.c.state.notin_(FINISHED))
+    live = or_(h.id.in_(monitored), (h.status == HearingStatus.IN_PROGRESS) & (h.end_utc > at))
+    live = live & h.status.in_(ACTIVE_HEARING_STATUSES)
+    if other_than is not None:
+        live = live & (h.id != other_than)
+    out: dict[str, int] = {}
+    ids = sorted({t for t in terminal_ids if t})
+    q = (select(h.court_terminal_id, h.id).where(live, h.court_terminal_id.in_(ids))
+         .union_all(select(hearing_participants.c.terminal_id, h.id)
+                    .join(hearing_participants, hearing_participants.c.hearing_id == h.id)
+                    .where(live, hearing_participants.c.terminal_id.in_(ids))))
+    for terminal_id, hid in sorted(await conn.execute(q)):
+        out.setdefault(terminal_id, hid)
     return out
 
 
