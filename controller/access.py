@@ -161,10 +161,31 @@ def check_combination(role: str, coordinator_scope: str | None, institutions: It
     """Invalid unless role, coordinator level and scope go together: an admin is national (a scoped
     admin could make a national one); a coordinator at the regional level is given a region."""
     scoped = bool(list(institutions)) or bool(list(regions))
+    if coordinator_scope is not None and role != Role.COORDINATOR:
+        raise Invalid("scope (regional or department) is a coordinator's level; this user is a " + role,
+                      field="scope")
     if role == Role.ADMIN and scoped:
         raise Invalid("an admin is national: give no institutions or regions", field="institutions")
     if coordinator_scope == Coordinator.REGIONAL and not list(regions):
         raise Invalid("a regional coordinator (scope regional) needs at least one region", field="regions")
+
+
+async def require_regions_held(conn: AsyncConnection) -> None:
+    """Conflict (naming the users) when a region given to an active user no longer holds any
+    institution - after a change of an institution's region, which would otherwise leave that user
+    silently scoped to nothing. (An institution moved INTO a region widens that region's users: that
+    is what a region scope means.)"""
+    from controller.errors import Conflict
+    from controller.store.schema import users
+    q = (select(user_regions.c.region, users.c.name).join(users, users.c.id == user_regions.c.user_id)
+         .where(users.c.disabled_at.is_(None),
+                ~exists().where(institutions.c.region == user_regions.c.region))
+         .order_by(user_regions.c.region, users.c.name))
+    rows = (await conn.execute(q)).all()
+    if rows:
+        held = ", ".join(f"{r.region!r} ({r.name})" for r in rows)
+        raise Conflict(f"no institution would be left in region {held} given to these users: change their "
+                       "regions first (PATCH /api/v1/users/{name})", field="region")
 
 
 async def hearing_in_scope(conn: AsyncConnection, scope: Scope, hearing_id: int) -> bool:

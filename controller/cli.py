@@ -222,6 +222,7 @@ def read_sites(path: Path) -> SitesFile:
 
 
 async def _sites_import(settings: ControllerSettings, path: Path, sites: SitesFile) -> dict:
+    from controller import access
     from controller.store import registry, users
     from controller.store.db import Database, utcnow
     from controller.store.migrate import migrate
@@ -232,6 +233,7 @@ async def _sites_import(settings: ControllerSettings, path: Path, sites: SitesFi
         now = utcnow()
         async with db.transaction() as conn:
             counts = await registry.import_sites(conn, sites.model_dump()["institutions"], now)
+            await access.require_regions_held(conn)     # a region renamed in the file: users' scopes
             await users.record(conn, "cli", "sites.import", f"file:{path}", now, counts)
         return counts
     finally:
@@ -330,7 +332,11 @@ def main(argv: list[str] | None = None) -> int:
             if path is None:
                 raise UsageError("sites import: give FILE (or set sites_file in the settings)")
             sites = read_sites(path)        # read before the event loop starts
-            counts = asyncio.run(_sites_import(settings, path, sites))
+            from controller.errors import ControllerError
+            try:
+                counts = asyncio.run(_sites_import(settings, path, sites))
+            except ControllerError as exc:      # e.g. a region users are scoped to left empty
+                raise UsageError(exc.message) from None
             print(" ".join(f"{k}={v}" for k, v in counts.items()))
             return 0
     except (configfile.ConfigError, DatabaseUrlError, UsageError) as exc:

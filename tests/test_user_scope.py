@@ -75,8 +75,11 @@ async def test_a_change_of_scope_takes_effect_at_the_next_request_and_is_audited
     status, out = await ctl.call("GET", f"/api/v1/hearings/{hid}", token=token)
     missing = await ctl.call("GET", "/api/v1/hearings/999999", token=token)
     assert status == 404 and out == {**missing[1], "message": f"no hearing {hid}"}
-    # Back to national: both lists empty.
-    _, changed = await ctl.call("PATCH", "/api/v1/users/sec-k", expect=200, json={"institutions": []})
+    # Emptying the one list left would make the user national: refused unless both are sent empty.
+    status, out = await ctl.call("PATCH", "/api/v1/users/sec-k", json={"institutions": []})
+    assert status == 400 and out["field"] == "institutions" and "national" in out["message"]
+    assert (await ctl.call("GET", f"/api/v1/hearings/{hid}", token=token))[0] == 404
+    _, changed = await ctl.call("PATCH", "/api/v1/users/sec-k", expect=200, json={"institutions": [], "regions": []})
     assert changed["institutions"] == [] and changed["regions"] == []
     assert (await ctl.call("GET", f"/api/v1/hearings/{hid}", token=token))[0] == 200
     # The role too; an unchanged PATCH writes no row.
@@ -89,7 +92,8 @@ async def test_a_change_of_scope_takes_effect_at_the_next_request_and_is_audited
         rows = await users_repo.list_audit(conn, target="user:sec-k")
     changes = [r["detail"] for r in rows if r["action"] == "user.change"]
     assert {"role": "head_of_office"} in changes
-    assert {"institutions": []} in changes and {"regions": [], "institutions": ["almaty-medeu-district"]} in changes
+    assert {"institutions": [], "regions": []} in changes or {"institutions": []} in changes
+    assert {"regions": [], "institutions": ["almaty-medeu-district"]} in changes
 
 
 async def test_patch_refuses_what_does_not_go_together_and_keeps_the_user_as_they_were(ctl):
@@ -155,3 +159,50 @@ def test_user_add_on_the_command_line_takes_institutions_and_regions(tmp_path):
     assert scope.institutions == {"almaty-medeu-district"} and scope.regions == {"Kyzylorda"}
     assert {"almaty-medeu-district", "kyzylorda-district-2", "sizo-kyzylorda-35-1"} <= scope.covered
     assert "sizo-almaty-70-1" not in scope.covered
+
+
+async def test_the_last_admin_stays_and_a_coordinator_level_goes_with_the_role(ctl):
+    status, out = await ctl.call("PATCH", "/api/v1/users/admin-1", json={"role": "viewer"})
+    assert status == 409 and "last active admin" in out["message"]
+    status, out = await ctl.call("DELETE", "/api/v1/users/admin-1")
+    assert status == 409 and "last active admin" in out["message"]
+    _, admin2 = await ctl.call("POST", "/api/v1/users", expect=201, json={"name": "admin-2", "role": "admin"})
+    await ctl.call("PATCH", "/api/v1/users/admin-1", expect=200, json={"role": "viewer"})
+    ctl.tokens["admin"] = admin2["token"]
+    status, out = await ctl.call("POST", "/api/v1/users", json={"name": "s", "role": "secretary", "scope": "regional"})
+    assert status == 400 and out["field"] == "scope"
+    await ctl.call("POST", "/api/v1/users", expect=201, json={"name": "co", "role": "coordinator",
+                                                              "scope": "regional", "regions": ["Almaty"]})
+    _, out = await ctl.call("PATCH", "/api/v1/users/co", expect=200, json={"role": "secretary"})
+    assert out["role"] == "secretary" and out["scope"] is None and out["regions"] == ["Almaty"]
+
+
+async def test_a_region_left_empty_under_a_users_scope_is_refused(ctl):
+    await ctl.call("POST", "/api/v1/users", expect=201, json={"name": "tech-k", "role": "technician",
+                                                              "regions": ["Kyzylorda"]})
+    moved = {"region": "Kyzylorda oblysy"}
+    await ctl.call("PATCH", "/api/v1/institutions/kyzylorda-district-2", expect=200, json=moved)
+    status, out = await ctl.call("PATCH", "/api/v1/institutions/sizo-kyzylorda-35-1", json=moved)
+    assert status == 409 and "tech-k" in out["message"] and "Kyzylorda" in out["message"], out
+    _, inst = await ctl.call("GET", "/api/v1/institutions/sizo-kyzylorda-35-1", expect=200)
+    assert inst["region"] == "Kyzylorda"                     # nothing changed
+    await ctl.call("PATCH", "/api/v1/users/tech-k", expect=200, json={"regions": ["Kyzylorda oblysy"]})
+    await ctl.call("PATCH", "/api/v1/institutions/sizo-kyzylorda-35-1", expect=200, json=moved)
+
+
+async def test_an_agreement_is_given_only_by_a_coordinator_whose_scope_holds_the_court(ctl, fake_clock):
+    """A coordinator who sees a hearing through its participant (an Almaty SIZO) does not agree the
+    date of a Kyzylorda court's hearing (rules 11, 12: the coordinator of the court's region)."""
+    _, h = await ctl.schedule(start=fake_clock() + dt.timedelta(days=2), room=("kyzylorda-district-2", "Зал 1"),
+                              participants=["sizo-almaty-1"])
+    _, almaty = await ctl.call("POST", "/api/v1/users", expect=201, json={
+        "name": "co-almaty", "role": "coordinator", "regions": ["Almaty"]})
+    _, kyz = await ctl.call("POST", "/api/v1/users", expect=201, json={
+        "name": "co-kyz", "role": "coordinator", "regions": ["Kyzylorda"]})
+    assert (await ctl.call("GET", f"/api/v1/hearings/{h['id']}", token=almaty["token"]))[0] == 200
+    status, out = await ctl.call("POST", f"/api/v1/hearings/{h['id']}/agreement", token=almaty["token"], json={})
+    assert status == 403 and "outside your scope" in out["message"]
+    assert (await ctl.hearing(h["id"]))["agreement"]["state"] != "given"
+    _, agreed = await ctl.call("POST", f"/api/v1/hearings/{h['id']}/agreement", token=kyz["token"], json={},
+                               expect=200)
+    assert agreed["agreement"]["by"] == "co-kyz"

@@ -198,6 +198,12 @@ async def give_agreement(request: web.Request) -> web.Response:
     hid = path_int(request, "id")
     t = now(request)
     async with transaction(request, t) as conn:
+        # The hearing is in scope (Route.scoped); agreeing it is for a coordinator whose scope holds
+        # its court - one who sees it only through a participant institution does not agree its date.
+        court = (await hearings_repo.get_hearing(conn, hid))["court_id"]
+        if not access.of(request).covers(court):
+            raise Forbidden(f"the agreement of hearing {hid} is given where its court {court!r} lies: "
+                            "outside your scope", field="id")
         await ops.agree(conn, hid, request[USER_KEY], data.note, t)
         audit(request).note({"note": data.note})
         out = await view(conn, hid, t)

@@ -56,6 +56,8 @@ async def patch_institution(request: web.Request) -> web.Response:
     values = data.model_dump(exclude_unset=True)
     async with transaction(request) as conn:
         changed = await registry.update_institution(conn, request.match_info["id"], values)
+        if "region" in values:
+            await access.require_regions_held(conn)
         audit(request).note(values)
     return ok(row(changed))
 

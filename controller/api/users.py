@@ -9,11 +9,13 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
+from contract.vocab import Role
 from controller import access, auth
 from controller import models as m
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, path_int, q_int, row
 from controller.api.routing import Query, Route, items
+from controller.errors import Conflict, Invalid
 from controller.keys import DB_KEY
 from controller.store import users as users_repo
 
@@ -30,6 +32,14 @@ class TokenOut(BaseModel):
 async def _with_scope(conn, found: list[dict]) -> list[dict]:
     scopes = await access.given(conn, [u["id"] for u in found])
     return [{**row(u), "institutions": scopes[u["id"]][0], "regions": scopes[u["id"]][1]} for u in found]
+
+
+async def _not_the_last_admin(conn, u: dict) -> None:
+    """Conflict when `u` is the last active admin: without one no one could manage users or the
+    registry from the API (only the command line on the server could)."""
+    admins = [x for x in await users_repo.list_users(conn) if x["role"] == Role.ADMIN and x["disabled_at"] is None]
+    if [x["id"] for x in admins] == [u["id"]]:
+        raise Conflict(f"{u['name']!r} is the last active admin: make another admin first", field="name")
 
 
 async def list_users(request: web.Request) -> web.Response:
@@ -62,10 +72,18 @@ async def patch_user(request: web.Request) -> web.Response:
         u = await users_repo.get_user(conn, request.match_info["name"], active=True)
         before = (await _with_scope(conn, [u]))[0]
         role = data.role if data.role is not None else u["role"]
-        level = data.scope if "scope" in data.model_fields_set else u["scope"]
+        # A coordinator's level goes with the role: leaving the role clears it unless given.
+        level = data.scope if "scope" in data.model_fields_set else (u["scope"] if role == Role.COORDINATOR else None)
         inst = data.institutions if data.institutions is not None else before["institutions"]
         regs = data.regions if data.regions is not None else before["regions"]
         access.check_combination(role, level, inst, regs)
+        if (before["institutions"] or before["regions"]) and not (inst or regs) \
+                and not (data.institutions == [] and data.regions == []):
+            # Emptying the one list left would widen the user to the whole country: say it outright.
+            raise Invalid("this would make the user national: send both institutions and regions as [] to "
+                          "mean it", field="institutions" if data.institutions is not None else "regions")
+        if u["role"] == Role.ADMIN and role != Role.ADMIN:
+            await _not_the_last_admin(conn, u)
         u = await users_repo.update_user(conn, u["id"], role=role, scope=level)
         await access.set_scope(conn, u["id"], inst, regs)
         after = (await _with_scope(conn, [u]))[0]
@@ -81,6 +99,9 @@ async def remove_user(request: web.Request) -> web.Response:
     """DELETE /users/{name}: disable the user at once (a second time changes nothing)."""
     t = now(request)
     async with transaction(request, t) as conn:
+        found = await users_repo.get_user(conn, request.match_info["name"])
+        if found["role"] == Role.ADMIN and found["disabled_at"] is None:
+            await _not_the_last_admin(conn, found)
         u, changed = await users_repo.disable_user(conn, request.match_info["name"], t)
         if not changed:
             audit(request).skip()
