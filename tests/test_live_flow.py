@@ -164,7 +164,10 @@ async def test_monitoring_starts_after_the_preconnect_and_an_agent_away_breaks_e
         await rig.stop_agent(SIZO)
         lv = await rig.until_live(hid, lambda lv: lv["state"] == "reconnecting", 15, "break")
         assert lv["break"]["cause"] == "connection_lost"
-        await rig.until(lambda: _has(rig, hid, "reconnect_timeout"), 20, "reconnect timeout")
+        # The timeout, its escalation and the court's failed hook are written by different steps
+        # (the live machine, the escalation service, the agent's report): wait for all of them.
+        await rig.until(lambda: _has_all(rig, hid, "reconnect_timeout", "escalation_opened", "hook_failed"), 30,
+                        "reconnect timeout, its escalation and the failed hook")
         kinds = await rig.kinds(hid)
         assert kinds.count("reconnect") >= 2 and "reconnect_attempt_failed" in kinds
         assert "escalation_opened" in kinds                     # part 2's escalation, cause reconnect_failed
@@ -183,6 +186,11 @@ async def test_monitoring_starts_after_the_preconnect_and_an_agent_away_breaks_e
         assert status == 200 and out["live"]["state"] == "monitoring"
         h = (await rig.api("GET", f"/api/v1/hearings/{hid}"))[1]
         assert h["verdict"] in ("good", "degraded")
+
+
+async def _has_all(rig: Rig, hid: int, *wanted: str) -> bool:
+    kinds = await rig.kinds(hid)
+    return all(k in kinds for k in wanted)
 
 
 async def _has(rig: Rig, hid: int, kind: str) -> bool:
