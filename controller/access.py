@@ -10,7 +10,8 @@ every signed-in user: a secretary books any SIZO's terminal):
 - a hearing whose court, or any participant terminal's institution, is covered; with it its events,
   live view, breaks, act, checks and escalations;
 - a terminal's health detail and a test when the terminal (the caller or the callee) is covered;
-- a suspension (coordinators) of a covered institution or of a region they hold.
+- a suspension (rule 24) of a covered institution or of a region with one - and one that blocks an
+  active hearing in scope (of its SIZO, say); coordinators create and lift them where they act.
 Anything else is absent from their lists and a 404 when asked for by id: existence is not revealed.
 The role says what a user may do (controller.auth), the scope where.
 """
@@ -23,7 +24,7 @@ from aiohttp import web
 from sqlalchemy import ColumnElement, delete, exists, false, insert, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contract.vocab import Coordinator, Role
+from contract.vocab import ACTIVE_HEARING_STATUSES, Coordinator, InstitutionKind, Role
 from controller.errors import Invalid, NotFound
 from controller.store.schema import (
     escalations,
@@ -226,10 +227,31 @@ async def require(conn: AsyncConnection, scope: Scope, kind: str, ident: str) ->
     elif kind == SUSPENSION:
         row = (await conn.execute(select(suspensions.c.institution_id, suspensions.c.region)
                                   .where(suspensions.c.id == num))).first()
-        if row is None or not suspension_visible(scope, row.institution_id, row.region):
+        seen = await suspension_view(conn, scope)
+        if row is None or not suspension_visible(seen, row.institution_id, row.region):
             raise NotFound(f"no suspension {num}")
     else:
         raise ValueError(f"unknown scoped kind {kind!r}")
+
+
+async def suspension_view(conn: AsyncConnection, scope: Scope) -> Scope:
+    """The scope in which suspensions are seen: the user's, widened by the institutions (and their
+    regions) of the active hearings in scope - a suspension of the SIZO a court's hearing connects to
+    blocks that hearing (its view names it), so the court's people see it too."""
+    if scope.national:
+        return scope
+    active = select(hearings.c.id).where(hearings.c.status.in_(list(ACTIVE_HEARING_STATUSES)),
+                                         scope.hearing_clause())
+    # Rule 24 suspends the participants' institutions, never a court (store.hearings.suspendable).
+    q = (select(institutions.c.id, institutions.c.region).distinct()
+         .join(hearing_participants, hearing_participants.c.institution_id == institutions.c.id)
+         .where(hearing_participants.c.hearing_id.in_(active), institutions.c.kind != InstitutionKind.COURT))
+    rows = (await conn.execute(q)).all()
+    covered = scope.covered or frozenset()
+    if all(r.id in covered for r in rows):
+        return scope
+    return Scope(institutions=scope.institutions, regions=scope.regions, covered=covered | {r.id for r in rows},
+                 covered_regions=scope.covered_regions | {r.region for r in rows})
 
 
 def suspension_visible(scope: Scope, institution_id: str | None, region: str | None) -> bool:

@@ -151,7 +151,14 @@ async def test_suspensions_listed_created_and_lifted_only_where_the_coordinator_
     assert status == 201, s_region
     assert await w.ids("coord-almaty", "/api/v1/suspensions") == {s_sizo["id"], s_region["id"]}
     assert await w.ids("coord-sizo", "/api/v1/suspensions?active=true") == {s_sizo["id"], s_region["id"]}
-    assert await w.ids("sec-kyz", "/api/v1/suspensions") == {s_kyz["id"], s_kyz_region["id"]}
+    # The Kyzylorda court's hearing M-1 connects to the Almaty SIZO: its suspensions block M-1, so the
+    # court's secretary sees them (and by id), though the SIZO is not in her scope.
+    assert await w.ids("sec-kyz", "/api/v1/suspensions") == {s_kyz["id"], s_kyz_region["id"], s_sizo["id"],
+                                                             s_region["id"]}
+    _, mixed = await w.call("sec-kyz", "GET", f"/api/v1/hearings/{w.h_mixed}", expect=200)
+    assert set(mixed["suspension_ids"]) <= await w.ids("sec-kyz", "/api/v1/suspensions")
+    await w.call("sec-kyz", "GET", f"/api/v1/suspensions/{s_sizo['id']}", expect=200)
+    await w.call("sec-medeu", "GET", f"/api/v1/suspensions/{s_kyz['id']}", expect=404)
     assert await w.ids("tech-supreme", "/api/v1/suspensions") == set()
     _, all_ = await w.ctl.call("GET", "/api/v1/suspensions", role="viewer", expect=200)
     assert {s["id"] for s in all_["items"]} == {s_kyz["id"], s_kyz_region["id"], s_karaganda["id"],

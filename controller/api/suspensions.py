@@ -33,11 +33,11 @@ async def list_suspensions(request: web.Request) -> web.Response:
     """GET /suspensions[?active=true|false]: those that concern the user (controller.access)."""
     t = now(request)
     active = q_choice(request, "active", ("true", "false"))
-    scope = access.of(request)
     async with request.app[DB_KEY].read() as conn:
         rows = await susp_repo.list_all(conn, active_at=t if active == "true" else None)
+        seen = await access.suspension_view(conn, access.of(request))
     return ok({"items": [suspension_out(s, t) for s in rows
-                         if access.suspension_visible(scope, s["institution_id"], s["region"])]})
+                         if access.suspension_visible(seen, s["institution_id"], s["region"])]})
 
 
 async def may_suspend(conn: AsyncConnection, scope: access.Scope, institution_id: str | None,
