@@ -13,11 +13,11 @@ here, each part with what it needs:
 
 `cleanup_ctx`, in order: load the quality model first - the thresholds file read once, its default
 profile judging the checks and its live profile live monitoring (missing or invalid: a ConfigError
-naming the file, and the controller does not start), then the metrics' probe and the notifier, migrate
-the database (when `migrate_on_start`) and run the job scheduler; start the hub; start live
-monitoring. At shutdown the reverse: live monitoring,
+naming the file, and the controller does not start), then the database (closed last), the metrics'
+probe and the notifier, migrate the database (when `migrate_on_start`) and run the job scheduler; start
+the hub; start live monitoring. At shutdown the reverse: live monitoring,
 the hub (its sockets are closed first, at on_shutdown), the scheduler (cancelled and awaited), the
-database.
+metrics' probe, the database.
 """
 from __future__ import annotations
 
@@ -123,6 +123,10 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     web_ui.setup(app)
     # First: a controller without its quality model does not start (before anything else does).
     app.cleanup_ctx.insert(0, _quality_model(judge is None))
+    # The engine is disposed only once everything that reads through it has stopped: the metrics'
+    # probe (registered by metrics.setup above) reading after dispose() would open a connection in
+    # a fresh pool nobody closes, left to the garbage collector (Connection.__del__ in a later test).
+    app.cleanup_ctx.insert(1, _database)
     app.cleanup_ctx.append(_lifecycle(run_scheduler))
     app.cleanup_ctx.append(_notifier)
     if hub is not None:
@@ -158,8 +162,13 @@ def _lifecycle(run_scheduler: bool):
             yield
         finally:
             await jobs.close()
-            await db.close()
     return ctx
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    """Close the database last, after every part that uses it (see create_app)."""
+    yield
+    await app[DB_KEY].close()
 
 
 async def _notifier(app: web.Application) -> AsyncIterator[None]:
