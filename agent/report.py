@@ -15,7 +15,7 @@ from typing import Any
 from agent.measure import Interval, StreamMeter, percentile, summarize
 from contract import quality
 from contract.configfile import ConfigError
-from contract.reports import TEST_REPORT_SCHEMA, SessionReport
+from contract.reports import TEST_REPORT_SCHEMA, ReasonItem, SessionReport
 from contract.vocab import Direction, Verdict
 
 SCHEMA = TEST_REPORT_SCHEMA
@@ -183,7 +183,7 @@ def build_report(*, started_at: str, duration_s: float, connected: bool, connect
         "outbound": _direction(outbound),
         "inbound": _direction(inbound),
         "streams": streams,
-        "mos": None, "verdict": Verdict.UNUSABLE, "reasons": [],
+        "mos": None, "verdict": Verdict.UNUSABLE, "reasons": [], "reason_codes": [],
         "intervals": intervals,
     }
     if extra:
@@ -201,7 +201,8 @@ def judged(report: SessionReport, thresholds_path: Path | str | None, profile: s
                           f"no threshold profile named {profile!r} (known: {known})")
     judgement = quality.judge_report(report, thresholds[profile])
     return report.model_copy(update={"mos": None if judgement.mos is None else round(judgement.mos, 2),
-                                     "verdict": judgement.verdict, "reasons": list(judgement.reasons)})
+                                     "verdict": judgement.verdict, "reasons": list(judgement.reasons),
+                                     "reason_codes": [ReasonItem.model_validate(r) for r in judgement.reason_codes]})
 
 
 def render_text(report: Mapping[str, Any]) -> str:

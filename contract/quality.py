@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -52,6 +52,7 @@ from contract.emodel import (
     r_rating,
     r_to_mos,
 )
+from contract.reasons import Reason, ReasonCode, text
 from contract.reports import (
     DirectionFigures,
     Interval,
@@ -191,10 +192,19 @@ class Figures:
 
 @dataclass
 class Judgement:
-    """A verdict with its reasons (worst first, notes last) and the lowest MOS of the directions."""
+    """A verdict with its reasons (worst first, notes last) and the lowest MOS of the directions.
+
+    `reason_codes` are the reasons as codes with parameters (contract.reasons); `reasons` is each
+    of them rendered in English from the same catalog, in the same order."""
     verdict: Verdict
     reasons: list[str] = field(default_factory=list)
     mos: float | None = None
+    reason_codes: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, verdict: Verdict, reasons: list[Reason], mos: float | None = None) -> Judgement:
+        """The judgement with `reasons` given as codes: their English text and their `{code, params}`."""
+        return cls(verdict, [text(r) for r in reasons], mos, [r.to_dict() for r in reasons])
 
     def to_dict(self) -> dict[str, Any]:
         """The judgement as a JSON-able dict."""
@@ -204,58 +214,34 @@ class Judgement:
 @dataclass
 class _Findings:
     """Reasons collected with their level; sorted worst first, notes last."""
-    items: list[tuple[int, str]] = field(default_factory=list)
+    items: list[tuple[int, Reason]] = field(default_factory=list)
     mos: list[float] = field(default_factory=list)
 
-    def add(self, verdict: Verdict, reason: str) -> None:
+    def add(self, verdict: Verdict, reason: Reason) -> None:
         self.items.append((_RANKS.index(verdict), reason))
 
-    def note(self, reason: str) -> None:
+    def note(self, reason: Reason) -> None:
         self.items.append((-1, reason))
 
     def judgement(self) -> Judgement:
         levels = [lvl for lvl, _ in self.items if lvl >= 0]
         verdict = _RANKS[max(levels)] if levels else Verdict.GOOD
         ordered = sorted(self.items, key=lambda item: -item[0])  # stable: check order kept
-        return Judgement(verdict, [r for _, r in ordered],
-                         round(min(self.mos), 2) if self.mos else None)
-
-
-def _pct(ratio: float) -> str:
-    pct = 100 * ratio
-    return f"{pct:.1f}%" if pct >= 0.95 or pct == 0 else f"{pct:.2f}%"
-
-
-def _ms(v: float) -> str:
-    return f"{v:.0f} ms" if v >= 10 else f"{v:.1f} ms"
-
-
-def _num(v: float) -> str:
-    return f"{v:.1f}"
-
-
-def _prefix(label: str | None) -> str:
-    return f"{label} " if label else ""
+        return Judgement.of(verdict, [r for _, r in ordered], round(min(self.mos), 2) if self.mos else None)
 
 
 _LEVELS = (Verdict.UNUSABLE, Verdict.DEGRADED)    # the limits of a profile, strictest first
 
 
-def _check_max(f: _Findings, th: Thresholds, key: str, value: float, what: str,
-               fmt: Callable[[float], str]) -> None:
+def _check(f: _Findings, th: Thresholds, key: str, value: float, code: ReasonCode, label: str | None,
+           **extra: Any) -> None:
+    """A figure beyond the profile's limit `key` (a maximum, or a minimum for `_MINIMA`): the reason
+    `code` with the figure, the limit and the level it breaks."""
     for level in _LEVELS:
         limit = getattr(getattr(th, level), key)
-        if limit is not None and value > limit:
-            f.add(level, f"{what} {fmt(value)} > {fmt(limit)} ({level})")
-            return
-
-
-def _check_min(f: _Findings, th: Thresholds, key: str, value: float, what: str,
-               fmt: Callable[[float], str]) -> None:
-    for level in _LEVELS:
-        limit = getattr(getattr(th, level), key)
-        if limit is not None and value < limit:
-            f.add(level, f"{what} {fmt(value)} < {fmt(limit)} ({level})")
+        if limit is not None and (value < limit if key in _MINIMA else value > limit):
+            f.add(level, Reason(code, {"direction": label, **extra, "value": value, "limit": limit,
+                                       "level": str(level)}))
             return
 
 
@@ -267,31 +253,29 @@ def _judge_delay(f: _Findings, fig: Figures, th: Thresholds, label: str | None) 
     delay, how = fig.delay()
     if delay is None:
         if _has_limit(th, "one_way_delay_ms"):
-            f.note(f"{_prefix(label)}delay unknown (no RTT): not judged")
+            f.note(Reason(ReasonCode.DELAY_UNKNOWN, {"direction": label}))
         return
-    what = f"{_prefix(label)}one-way delay" + (" (RTT/2)" if how == "RTT/2" else "")
-    _check_max(f, th, "one_way_delay_ms", delay, what, _ms)
+    code = ReasonCode.DELAY_RTT_HIGH if how == "RTT/2" else ReasonCode.DELAY_HIGH
+    _check(f, th, "one_way_delay_ms", delay, code, label)
 
 
 def _judge_direction(f: _Findings, fig: Figures, th: Thresholds, label: str | None, *,
                      with_delay: bool = True, mos_fig: Figures | None = None,
-                     freeze_what: str = "longest freeze") -> None:
-    p = _prefix(label)
+                     freeze_what: tuple[ReasonCode, dict[str, Any]] = (ReasonCode.FREEZE_LONG, {})) -> None:
     if with_delay:
         _judge_delay(f, fig, th, label)
     if fig.loss_ratio is not None:
-        _check_max(f, th, "loss_ratio", fig.loss_ratio, f"{p}loss", _pct)
+        _check(f, th, "loss_ratio", fig.loss_ratio, ReasonCode.LOSS_HIGH, label)
     elif _has_limit(th, "loss_ratio"):
-        f.note(f"{p}loss unknown: not judged")
+        f.note(Reason(ReasonCode.LOSS_UNKNOWN, {"direction": label}))
     if fig.jitter_ms is not None:
-        _check_max(f, th, "jitter_ms", fig.jitter_ms, f"{p}jitter", _ms)
+        _check(f, th, "jitter_ms", fig.jitter_ms, ReasonCode.JITTER_HIGH, label)
     elif _has_limit(th, "jitter_ms"):
-        f.note(f"{p}jitter unknown: not judged")
+        f.note(Reason(ReasonCode.JITTER_UNKNOWN, {"direction": label}))
     if fig.frame_rate is not None:
-        _check_min(f, th, "frame_rate_min", fig.frame_rate, f"{p}video frame rate",
-                   lambda v: f"{v:.1f} fps")
+        _check(f, th, "frame_rate_min", fig.frame_rate, ReasonCode.FRAME_RATE_LOW, label)
     if fig.freeze_s is not None:
-        _check_max(f, th, "freeze_s", fig.freeze_s, f"{p}{freeze_what}", lambda v: f"{v:.1f} s")
+        _check(f, th, "freeze_s", fig.freeze_s, freeze_what[0], label, **freeze_what[1])
     # MOS of this direction (speech: the audio stream's figures when given).
     m = mos_fig or fig
     if m.loss_ratio is None:
@@ -300,7 +284,7 @@ def _judge_direction(f: _Findings, fig: Figures, th: Thresholds, label: str | No
     value = mos(delay or 0.0, m.jitter_ms or 0.0, min(max(m.loss_ratio, 0.0), 1.0),
                 max(m.burst_r, 1e-6), th.codec, jitter_buffer_factor=th.jitter_buffer_factor)
     f.mos.append(value)
-    _check_min(f, th, "mos_min", value, f"{p}MOS", lambda v: f"{v:.2f}")
+    _check(f, th, "mos_min", value, ReasonCode.MOS_LOW, label)
 
 
 def judge(figures: Figures, thresholds: Thresholds, *, direction: str | None = None) -> Judgement:
@@ -378,7 +362,7 @@ def _report_jitter(d: DirectionFigures, intervals: list[Interval], direction: Di
 
 
 def _report_freeze(d: DirectionFigures, intervals: list[Interval],
-                   direction: Direction) -> tuple[float | None, str]:
+                   direction: Direction) -> tuple[float | None, tuple[ReasonCode, dict[str, Any]]]:
     """(freeze figure, how to name it): the longest freeze or stall.
 
     `freeze_max_s` is the longest video freeze; stalls are runs of seconds without
@@ -389,24 +373,23 @@ def _report_freeze(d: DirectionFigures, intervals: list[Interval],
     stall = max((x for x in (_scalar(d.longest_stall_s), _longest_stall_s(intervals, direction))
                  if x is not None), default=None)
     longest = figure(d.freeze_max_s, "max_s", "max")
-    what = "longest freeze"
     if longest is None:
         total = figure(d.freeze_s, "total_s", "max_s", "max")
         count = d.freezes
         if total is not None and count is not None and count > 1:
             if stall is None or total > stall:
-                return total, f"video frozen in total ({count:.0f} freezes)"
+                return total, (ReasonCode.FROZEN_TOTAL, {"count": count})
         longest = total
     if stall is not None and (longest is None or stall >= longest):
-        return (stall or None), "longest stall (no packets)"
-    return longest, what
+        return (stall or None), (ReasonCode.STALL_LONG, {})
+    return longest, (ReasonCode.FREEZE_LONG, {})
 
 
 def _judge_shared_delay(f: _Findings, rtt: float | None, th: Thresholds, directions: list[Direction]) -> None:
     """The RTT-derived delay, judged once for the directions that share it."""
     if not directions:
         return
-    label = "both directions" if len(directions) == len(Direction) else directions[0]
+    label = "both" if len(directions) == len(Direction) else directions[0]
     _judge_delay(f, Figures(rtt_ms=rtt, jitter_ms=None, loss_ratio=None), th, label)
 
 
@@ -418,7 +401,8 @@ def judge_report(report: SessionReport, thresholds: Thresholds) -> Judgement:
     A direction that received no packets at all is unusable.
     """
     if not report.connected:
-        return Judgement(Verdict.UNUSABLE, [f"not connected: {report.error or 'unknown error'}"], None)
+        return Judgement.of(Verdict.UNUSABLE, [Reason(ReasonCode.NOT_CONNECTED,
+                                                      {"error": report.error or "unknown error"})])
     f = _Findings()
     rtt = figure(report.rtt_ms, "p95", "mean", "p50", "max")
     rtt_delay_for: list[Direction] = []   # measured directions without their own one-way delay
@@ -426,10 +410,10 @@ def judge_report(report: SessionReport, thresholds: Thresholds) -> Judgement:
         d = report.direction(direction)
         loss_ratio = _loss_ratio(d) if d is not None else None
         if d is None or (d.packets is None and loss_ratio is None):
-            f.add(Verdict.DEGRADED, f"{direction}: no figures (direction not measured)")
+            f.add(Verdict.DEGRADED, Reason(ReasonCode.DIRECTION_UNMEASURED, {"direction": direction}))
             continue
         if d.packets == 0:
-            f.add(Verdict.UNUSABLE, f"{direction}: no packets received")
+            f.add(Verdict.UNUSABLE, Reason(ReasonCode.NO_PACKETS, {"direction": direction}))
             continue
         jitter = _report_jitter(d, report.intervals, direction)
         freeze, freeze_what = _report_freeze(d, report.intervals, direction)
@@ -467,10 +451,10 @@ def judge_interval(interval: Interval, thresholds: Thresholds) -> Judgement:
     for direction in Direction:
         d = interval.side(direction)
         if d is None:
-            f.note(f"{direction}: no figures this second")
+            f.note(Reason(ReasonCode.SECOND_UNMEASURED, {"direction": direction}))
             continue
         if stalled(d):
-            f.add(Verdict.UNUSABLE, f"{direction} stalled: no packets received in this second")
+            f.add(Verdict.UNUSABLE, Reason(ReasonCode.SECOND_STALLED, {"direction": direction}))
             continue
         frame_rate = d.frame_rate if d.frame_rate is not None else d.fps
         if frame_rate is not None and span is not None:

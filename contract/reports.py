@@ -173,6 +173,12 @@ class ReceiveSide(DirectionFigures):
     error: Text | None = None
 
 
+class ReasonItem(Payload):
+    """One reason as a code with its parameters (contract.reasons); `reasons` holds its English text."""
+    code: Text | None = None
+    params: dict[str, Any] = {}
+
+
 class SessionReport(Payload):
     """`vks.test-report/1`: both directions of a session, its intervals and the verdict."""
     schema_: Text | None = Field(default=None, alias="schema")
@@ -189,6 +195,7 @@ class SessionReport(Payload):
     mos: Number | None = None
     verdict: Verdict | None = None
     reasons: list[Text] = []
+    reason_codes: list[ReasonItem] = []      # the reasons as codes, beside their English `reasons`
     intervals: list[Interval] = []
     aiortc_stats: dict[str, Any] | None = None   # aiortc's own view, for comparison only
     rtx_received: Count | None = None

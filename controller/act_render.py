@@ -183,7 +183,8 @@ def render_pdf(view: dict, lang: str) -> bytes:
                              f"{t['out']} {ch['jitter_out'] or '—'}\n{t['in']} {ch['jitter_in'] or '—'}",
                              f"{ch['rtt_mean'] or '—'} (p95 {ch['rtt_p95'] or '—'})", ch["mos"] or "—",
                              f"{t.get(ch['verdict'] or '', ch['verdict'] or '—')} ({ch['status']})",
-                             "; ".join(ch["reasons"] + ([ch["error"]] if ch["error"] else [])) or "—"])
+                             "; ".join(((ch.get("reason_text") or {}).get(lg) or ch["reasons"])
+                                       + ([ch["error"]] if ch["error"] else [])) or "—"])
             story.append(table(rows, [26, 28, 23, 23, 20, 10, 22, 28]))
         else:
             story.append(P(t["none"]))
@@ -193,7 +194,8 @@ def render_pdf(view: dict, lang: str) -> bytes:
             for b in c["breaks"]:
                 rows.append([f"{b['started_local']} – {b['ended_local'] or ''}", b["cause"],
                              "—" if b["duration_s"] is None else f"{b['duration_s']:.0f} s", b["outcome"] or "—",
-                             b["figures"] or "—"])
+                             "; ".join(([b["figures"]] if b["figures"] else [])
+                                       + ((b.get("reason_text") or {}).get(lg) or [])) or "—"])
             story.append(table(rows, [40, 22, 18, 22, 78]))
         if c["escalations"]:
             story.append(P(t["escalations"], "h"))

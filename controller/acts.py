@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract import reasons
 from controller import auth
 from controller.act_render import LANGS, render_html, render_pdf
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
@@ -158,9 +159,25 @@ def _percent(ratio: float | None) -> float | None:
     return None if ratio is None else ratio * 100
 
 
-def check_evidence(c: dict, tz: str) -> dict[str, Any]:
-    """One test / pre-connect check's measured figures (from the agents' report)."""
+def reason_text(codes: list[dict], names: dict[str, str] | None) -> dict[str, list[str]] | None:
+    """{kk, ru: the reasons rendered from their codes}; None without codes (an older record)."""
+    return {lang: [reasons.text(rc, lang, names=names) for rc in codes] for lang in LANGS} if codes else None
+
+
+def terminal_names(h: dict, caller: str, callee: str) -> dict[str, str]:
+    """{caller, callee: a name a reader knows}: a participant's terminal by its institution, the
+    court's own by the court and its room (a hearing view)."""
+    court = f"{h['court']['name']}, {h['room']['name']}"
+    by_terminal = {p["terminal_id"]: p["institution_name"] for p in h["participants"]}
+    return {"caller": by_terminal.get(caller, court), "callee": by_terminal.get(callee, court)}
+
+
+def check_evidence(c: dict, tz: str, names: dict[str, str] | None = None) -> dict[str, Any]:
+    """One test / pre-connect check's measured figures (from the agents' report) and its reasons:
+    `reason_text` in kk and ru from the report's reason codes (contract.reasons), with the
+    terminals named by `names`; a report without codes keeps its English `reasons` only."""
     r = c.get("result") or {}
+    codes = r.get("reason_codes") or []
     out, inn = r.get("outbound") or {}, r.get("inbound") or {}
     rtt = r.get("rtt_ms") or {}
     return {
@@ -172,6 +189,7 @@ def check_evidence(c: dict, tz: str) -> dict[str, Any]:
         "jitter_out": _num(out.get("jitter_ms"), "{:.1f} ms"), "jitter_in": _num(inn.get("jitter_ms"), "{:.1f} ms"),
         "rtt_mean": _num(rtt.get("mean"), "{:.0f} ms"), "rtt_p95": _num(rtt.get("p95"), "{:.0f} ms"),
         "mos": _num(r.get("mos"), "{:.2f}"), "reasons": [str(x) for x in (r.get("reasons") or [])],
+        "reason_text": reason_text(codes, names),
     }
 
 
@@ -192,11 +210,14 @@ def live_figures(rows: list[dict]) -> dict[str, Any]:
             "verdicts": ", ".join(f"{k} {n}" for k, n in sorted(verdicts.items()))}
 
 
-def _break_evidence(b: dict, tz: str, rows: list[dict]) -> dict[str, Any]:
+def _break_evidence(b: dict, tz: str, rows: list[dict], names: dict[str, str] | None = None) -> dict[str, Any]:
+    """A break's evidence: the detector's figures and its reasons, in kk and ru from their codes
+    (`names`: the terminals from the side that saw it), else as the detector wrote them."""
     ev = b.get("evidence") or {}
     keep = ("kind", "role", "stalled_s", "unusable", "window_s")
     parts = [f"{k}: {ev[k]}" for k in keep if ev.get(k) not in (None, "", [])]
-    if ev.get("reasons"):
+    codes = ev.get("reason_codes") or []
+    if ev.get("reasons") and not codes:
         parts.append("reasons: " + ", ".join(str(x) for x in ev["reasons"]))
     live = live_figures(rows)
     if live["seconds"]:
@@ -205,18 +226,24 @@ def _break_evidence(b: dict, tz: str, rows: list[dict]) -> dict[str, Any]:
     return {"cause": b["cause"], "started_local": _local(b["started_at"], tz),
             "ended_local": _local(b.get("ended_at"), tz), "duration_s": b.get("duration_s"),
             "attempts": b.get("attempts"), "outcome": b.get("outcome"), "live": live,
-            "figures": "; ".join(parts)[:600]}
+            "figures": "; ".join(parts)[:600],
+            "reason_text": reason_text(codes, names)}
 
 
-async def _breaks(conn: AsyncConnection, hearing_id: int, tz: str) -> list[dict]:
+async def _breaks(conn: AsyncConnection, h: dict) -> list[dict]:
     """The breaks of the live monitoring (rule 22) with the figures measured in
     the detector's window before each (while the intervals are still kept)."""
+    hearing_id, tz = h["id"], h["court"]["timezone"]
+    remote = h["participants"][0]["terminal_id"] if h["participants"] else ""
+    court = terminal_names(h, h["court_terminal"], remote)
     out = []
     for b in await live_repo.breaks_for(conn, hearing_id):
         window = dt.timedelta(seconds=float((b.get("evidence") or {}).get("window_s") or 10))
         rows = [r for r in await live_repo.recent_intervals(conn, hearing_id, b["started_at"] - window)
                 if r["at"] <= b["started_at"]]
-        out.append(_break_evidence(b, tz, rows))
+        seen_by = (b.get("evidence") or {}).get("role")     # a direction is as the side that saw it
+        names = court if seen_by != "callee" else {"caller": court["callee"], "callee": court["caller"]}
+        out.append(_break_evidence(b, tz, rows, names))
     return out
 
 
@@ -233,7 +260,8 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
     timeline = [{"at_utc": iso(e["at"]), "at_local": _local(e["at"], tz), "kind": e["kind"],
                  "text": list(EVENT_TEXT.get(e["kind"], (e["kind"], e["kind"]))), "detail": _summary(e["detail"], tz)}
                 for e in events]
-    checks = [check_evidence(c, tz) for c in await checks_repo.checks_for(conn, [hearing_id])
+    checks = [check_evidence(c, tz, terminal_names(h, c["caller"], c["callee"]))
+              for c in await checks_repo.checks_for(conn, [hearing_id])
               if c["status"] in ("passed", "failed") or c["result"] is not None or c["error"]]
     escs = await esc_repo.list_escalations(conn, hearing_id=hearing_id)
     escalations = [{"id": e["id"], "cause": e["cause"],
@@ -259,7 +287,7 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
         "timeline": timeline,
         "checks": checks,
         "escalations": escalations,
-        "breaks": await _breaks(conn, hearing_id, tz),
+        "breaks": await _breaks(conn, h),
     }
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import quality
 from contract.reports import SessionReport
-from contract.vocab import CheckKind, Verdict
+from contract.vocab import CheckKind
 from controller import rules
 from controller.escalation import CHECK_CAUSE, EscalationService
 from controller.gateway import AgentGateway, AgentUnavailable
@@ -46,16 +46,24 @@ from controller.store.db import Database
 
 log = logging.getLogger(__name__)
 
-Judge = Callable[[SessionReport], tuple[Verdict, list[str], float | None]]
+# A judge gives the verdict, the reasons (English text and codes, contract.reasons) and the MOS.
+Judge = Callable[[SessionReport], quality.Judgement]
 
 
 def quality_judge(th: quality.Thresholds) -> Judge:
     """The shared quality model (contract.quality) with the thresholds the app loaded: the
     controller judges every report itself, not trusting the agent's verdict."""
-    def judge(report: SessionReport) -> tuple[Verdict, list[str], float | None]:
-        j = quality.judge_report(report, th)
-        return j.verdict, list(j.reasons), j.mos
+    def judge(report: SessionReport) -> quality.Judgement:
+        return quality.judge_report(report, th)
     return judge
+
+
+def judged_report(report: SessionReport, j: quality.Judgement) -> dict[str, Any]:
+    """The report as the controller judged it: the agent's figures with the controller's verdict,
+    reasons, reason codes and MOS (what a check keeps and shows; the agent's own words stay in
+    its stored report)."""
+    return {**report.dump(), "verdict": j.verdict, "reasons": list(j.reasons),
+            "reason_codes": list(j.reason_codes), "mos": j.mos}
 
 
 def connected_of(report: SessionReport) -> bool:
@@ -455,7 +463,8 @@ class CheckService:
         given as its JSON is read through the model first."""
         report = SessionReport.model_validate(report)
         connected = connected_of(report)
-        verdict, reasons, mos = self.judge(report)   # pure and quick: no thread needed
+        j = self.judge(report)   # pure and quick: no thread needed
+        verdict, reasons, codes, mos = j.verdict, list(j.reasons), list(j.reason_codes), j.mos
         now = self.clock()
         async with self.db.transaction() as conn:
             _, c = await lock_session_check(conn, session_id)
@@ -469,15 +478,17 @@ class CheckService:
                         "check_id": c["id"], "session_id": session_id, "status": c["status"]})
                 return
             status = rules.check_status_for(verdict, connected)
-            await checks_repo.update_check(conn, c["id"], status=status, result=report.dump(), verdict=verdict,
+            await checks_repo.update_check(conn, c["id"], status=status, result=judged_report(report, j),
+                                           verdict=verdict,
                                            finished_at=now, error=report.error)
             await jobs_repo.cancel(conn, [timeout_key(c["id"], session_id)], now)
             await events_repo.append(conn, c["hearing_id"], "check_result", now, {
                 "check_id": c["id"], "kind": c["kind"], "caller": c["caller"], "callee": c["callee"],
                 "session_id": session_id, "status": status, "verdict": verdict, "reasons": reasons,
-                "mos": mos, "late": now > c["deadline"]})
+                "reason_codes": codes, "mos": mos, "late": now > c["deadline"]})
             if status == "failed":
-                await self._escalate(conn, c, now, {"verdict": verdict, "reasons": reasons, "mos": mos,
+                await self._escalate(conn, c, now, {"verdict": verdict, "reasons": reasons,
+                                                    "reason_codes": codes, "mos": mos,
                                                     "connected": connected,
                                                     "error": report.error, "session_id": session_id})
             else:

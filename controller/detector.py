@@ -31,6 +31,7 @@ later copies replace it only if worse.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -67,6 +68,7 @@ class Second:
     stalled: bool
     reasons: tuple[str, ...] = ()
     video_only: bool = False      # unusable only for its video (frame rate, freeze)
+    codes: tuple[dict[str, Any], ...] = ()    # the reasons as codes (contract.reasons), same order
 
     @property
     def usable(self) -> bool:
@@ -93,7 +95,7 @@ def classify(interval: Interval, thresholds: quality.Thresholds) -> Second:
         network = interval.model_copy(update={d.value: s.model_copy(update=NO_VIDEO) for d in Direction
                                               if (s := interval.side(d)) is not None})
         video_only = quality.judge_interval(network, thresholds).verdict != Verdict.UNUSABLE
-    return Second(verdict, stalled, tuple(j.reasons[:4]), video_only)
+    return Second(verdict, stalled, tuple(j.reasons[:4]), video_only, tuple(j.reason_codes[:4]))
 
 
 @dataclass(frozen=True)
@@ -220,19 +222,25 @@ class Detector:
     def _evidence(self, side: _Side, **extra) -> dict[str, Any]:
         win = side.window(self.p.window_s)
         reasons: list[str] = []
+        codes: list[dict[str, Any]] = []
         for s in reversed(win):
-            for r in s.reasons:
+            for r, rc in itertools.zip_longest(s.reasons, s.codes):
                 if r not in reasons:
                     reasons.append(r)
-        return {**extra, "window_s": self.p.window_s, "last_t": side.newest(),
-                "seconds": ["stalled" if s.stalled else s.verdict for s in win], "reasons": reasons[:6]}
+                    codes.append(rc)
+        out = {**extra, "window_s": self.p.window_s, "last_t": side.newest(),
+               "seconds": ["stalled" if s.stalled else s.verdict for s in win], "reasons": reasons[:6]}
+        if all(codes[:6]):        # seconds restored from an older snapshot carry no codes
+            out["reason_codes"] = codes[:6]
+        return out
 
     # -- persistence ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """JSON-able state (times are the caller's clock: only meaningful with the same clock)."""
         return {"expect_from": self.expect_from,
                 "sides": {role: {"last_at": s.last_at,
-                                 "seconds": {str(t): [x.verdict, x.stalled, list(x.reasons), x.video_only]
+                                 "seconds": {str(t): [x.verdict, x.stalled, list(x.reasons), x.video_only,
+                                                      list(x.codes)]
                                              for t, x in sorted(s.seconds.items())}}
                           for role, s in self.sides.items()}}
 
@@ -247,7 +255,8 @@ class Detector:
                 continue
             side = d.sides[role] = _Side(last_at=s.get("last_at"))
             for t, (v, stalled, reasons, *rest) in (s.get("seconds") or {}).items():
-                side.seconds[int(t)] = Second(Verdict(v), bool(stalled), tuple(reasons), bool(rest and rest[0]))
+                side.seconds[int(t)] = Second(Verdict(v), bool(stalled), tuple(reasons), bool(rest and rest[0]),
+                                              tuple(rest[1]) if len(rest) > 1 else ())
         return d
 
 

@@ -37,6 +37,12 @@ SLUG = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 # its name); `Verdict` here is a hearing's verdict, `SessionVerdict` the quality model's.
 Verdict = HearingVerdict
 SessionVerdict = vocab.Verdict
+
+
+class ReasonCodeOut(BaseModel):
+    """A reason as a code and its parameters (contract.reasons; texts: GET /api/v1/reasons)."""
+    code: str
+    params: dict[str, Any] = Field(default_factory=dict)
 # The statuses a PATCH may set (a hearing is cancelled by DELETE).
 PatchStatus = Literal["scheduled", "in_progress", "held", "postponed"]
 
@@ -178,6 +184,10 @@ class LastCheck(BaseModel):
     verdict: SessionVerdict | None
     finished_at: str | None
     peer: str
+    caller: str | None = None
+    callee: str | None = None
+    reasons: list[str] = Field(default_factory=list, description="why the verdict, in English")
+    reason_codes: list[ReasonCodeOut] = Field(default_factory=list, description="the same reasons as codes")
 
 
 class TerminalHealth(BaseModel):
@@ -300,7 +310,9 @@ class CheckItemOut(BaseModel):
     finished_at: str | None
     verdict: SessionVerdict | None
     error: str | None
-    result: dict[str, Any] | None = Field(description="the agents' vks.test-report/1")
+    reasons: list[str] = Field(default_factory=list, description="why the verdict, in English")
+    reason_codes: list[ReasonCodeOut] = Field(default_factory=list, description="the same reasons as codes")
+    result: dict[str, Any] | None = Field(description="the agents' vks.test-report/1, judged by the controller")
 
 
 class Window(BaseModel):

@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 
+from contract import reasons
 from controller.settings import ControllerSettings
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,36 @@ def _local_text(iso_local: str) -> str:
     return f"{t:%d.%m.%Y %H:%M}" + (f" (UTC{off[:3]}:{off[3:]})" if len(off) == 5 else "")
 
 
+def terminal_names(payload: dict[str, Any]) -> dict[str, str]:
+    """{caller, callee: a name a reader knows} for the check an escalation is about: a participant's
+    terminal by its institution, the court's own by the court and its room."""
+    h, detail = payload["hearing"], payload.get("detail") or {}
+    by_terminal = {p["terminal_id"]: p["institution_name"] for p in h["participants"]}
+    court = f"{h['court']['name']}, {h['room']}"
+    return {role: by_terminal.get(detail[role], court) for role in ("caller", "callee") if detail.get(role)}
+
+
+def detail_lines(payload: dict[str, Any], lang: str) -> list[str]:
+    """What the failed check found, in `lang`: the terminals, the verdict and each reason rendered
+    from the catalog of reason codes (contract.reasons); a report without codes gives its English
+    reasons as they are; an error as it came."""
+    detail = payload.get("detail") or {}
+    i = ("kk", "ru").index(lang)
+    names = terminal_names(payload)
+    lines = []
+    if names.get("caller") and names.get("callee"):
+        lines.append(f"  {('Терминалдар', 'Терминалы')[i]}: {names['caller']} → {names['callee']}")
+    if detail.get("verdict"):
+        lines.append(f"  {('Қорытынды', 'Заключение')[i]}: "
+                     f"{reasons.word(reasons.ParamKind.LEVEL, detail['verdict'], lang)}")
+    codes = detail.get("reason_codes") or []
+    shown = [reasons.text(rc, lang, names=names) for rc in codes] if codes else list(detail.get("reasons") or [])
+    lines += [f"  - {r}" for r in shown]
+    if detail.get("error"):
+        lines.append(f"  {('Қате', 'Ошибка')[i]}: {detail['error']}")
+    return lines
+
+
 def email_text(payload: dict[str, Any]) -> tuple[str, str]:
     """(subject, body) of the e-mail, in Kazakh and Russian, from a webhook payload."""
     h = payload["hearing"]
@@ -144,11 +175,7 @@ def email_text(payload: dict[str, Any]) -> tuple[str, str]:
         ]
         if reason:
             lines.append(f"{('2-саты', 'Шаг 2')[i]}: {reason[i]}")
-        detail = payload.get("detail") or {}
-        for key in ("error", "verdict", "reasons", "callee"):
-            value = detail.get(key)
-            if value:
-                lines.append(f"  {key}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
+        lines += detail_lines(payload, lang)
         lines.append("")
     if payload.get("url"):
         lines.append(payload["url"])

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from contract import configfile
+from contract.quality import Judgement
 from contract.reports import SessionReport
 from contract.vocab import Verdict
 from controller.app import create_app
@@ -27,11 +28,13 @@ SITES = REPO / "configs" / "sites.yaml"
 ROLES = ("admin", "coordinator", "head_of_office", "secretary", "technician", "viewer")
 
 
-def report_verdict(report: SessionReport) -> tuple[Verdict, list[str], float | None]:
-    """A test judge: the sample report's own verdict (none, or not connected: unusable), so a test
-    states the verdict it needs. The controller itself always judges with the quality model."""
+def report_verdict(report: SessionReport) -> Judgement:
+    """A test judge: the sample report's own verdict, reasons and reason codes (none, or not connected:
+    unusable), so a test states the verdict it needs. The controller itself always judges with the
+    quality model."""
     verdict = report.verdict if report.verdict is not None and report.connected is not False else Verdict.UNUSABLE
-    return verdict, list(report.reasons), None if report.mos is None else float(report.mos)
+    return Judgement(verdict, list(report.reasons), None if report.mos is None else float(report.mos),
+                     [r.dump() for r in report.reason_codes])
 
 
 def counting(opener, depth: contextvars.ContextVar[int]):

@@ -49,7 +49,9 @@ session_reports = _payload({
     "connected": st.booleans(), "connect_ms": amounts | st.none(), "error": text() | st.none(),
     "profile": text(), "rtt_ms": summaries, "outbound": directions, "inbound": directions,
     "mos": st.floats(1, 4.5) | st.none(), "verdict": st.sampled_from(words(Verdict)),
-    "reasons": st.lists(text(), max_size=3), "intervals": st.lists(intervals, max_size=3)})
+    "reasons": st.lists(text(), max_size=3), "intervals": st.lists(intervals, max_size=3),
+    "reason_codes": st.lists(_payload({"code": text(), "params": st.dictionaries(text(1, 8), amounts | text())}),
+                             max_size=3)})
 hooks = _payload({"event": st.sampled_from(["break", "reconnect", "resume"]), "hearing_id": st.integers(1, 10**6),
                   "configured": st.booleans(), "ok": st.booleans(), "error": text() | st.none()})
 _health = {"schema": st.just("vks.health/1"), "status": st.sampled_from([*words(HealthStatus), "unknown"]),

@@ -11,8 +11,10 @@ import random
 
 import pytest
 
+from contract import quality
 from contract.backoff import backoff_s
 from controller.api.escalations import EscalationOut
+from controller.checks import quality_judge
 from controller.escalation import RETRY_SPREAD, recipients
 from controller.store import jobs as jobs_repo
 from tests.controller_kit import Controller, report
@@ -420,3 +422,30 @@ async def test_webhooks_are_signed_when_a_secret_is_set(db_url, fake_clock, hook
         assert headers["X-VKS-Signature"] == signature("s3cr3t", body) != signature("other", body)
         assert headers["X-VKS-Notification"] == str(hooks["court"].received[0]["notification_id"])
         assert "s3cr3t" not in repr(c.settings)
+
+
+async def test_an_escalation_email_says_the_reason_in_kazakh_and_russian_with_the_terminals_named(
+        db_url, fake_clock, hooks, smtp):
+    """Judged by the real quality model, a failed test's e-mail names the path that lost packets
+    (the SIZO towards the court: what the caller received) and says what was measured against which
+    limit, in kk and ru - not `inbound loss 20.0% > 3.0% (unusable)` beside terminal ids."""
+    judge = quality_judge(quality.select(quality.load_thresholds()))
+    async with Controller(db_url, fake_clock, judge=judge, **settings(smtp)) as c:
+        await add_contacts(c, hooks)
+        _, h = await c.schedule(start=c.clock() + 3 * H)
+        await c.scheduler.run_until_idle()
+        sid = c.gw.started[-1]["session_id"]
+        c.clock.advance(minutes=1)
+        lossy = report("unusable")
+        lossy["inbound"] = {**lossy["inbound"], "lost": 200, "loss_ratio": 0.2}
+        await c.checks.on_session_result(sid, lossy)
+        [e] = await escalations(c)
+        assert [r["code"] for r in e["detail"]["reason_codes"]][:1] == ["loss_high"]
+        await c.scheduler.run_until_idle()
+        text = smtp.messages[0].get_content()
+    court = f"{h['court']['name']}, {h['room']['name']}"
+    sizo = h["participants"][0]["institution_name"]
+    assert f"Пакеттердің жоғалуы 20,0 %, 3,0 % шегінен жоғары — жарамсыз ({sizo} → {court})" in text, text
+    assert f"Потери пакетов 20,0 % выше предела 3,0 % — непригодно ({sizo} → {court})" in text, text
+    assert f"Терминалы: {court} → {sizo}" in text and "Заключение: непригодно" in text, text
+    assert "inbound" not in text and f"({court} → {sizo})" not in text, text     # the other way was clean

@@ -141,7 +141,9 @@ def _terminal_out(r: dict, online: set[str] | None, last: dict[str, dict],
     c = last.get(r["id"])
     last_check = None if c is None else {
         "hearing_id": c["hearing_id"], "kind": c["kind"], "status": c["status"], "verdict": c["verdict"],
-        "finished_at": iso(c["finished_at"]), "peer": c["peer"]}
+        "finished_at": iso(c["finished_at"]), "peer": c["peer"], "caller": c["caller"], "callee": c["callee"],
+        "reasons": list((c["result"] or {}).get("reasons") or []),
+        "reason_codes": list((c["result"] or {}).get("reason_codes") or [])}
     return {**r, "online": None if online is None else r["id"] in online, "last_check": last_check,
             "health": _health_out((presence or {}).get(r["id"]))}
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, create_model
 from sqlalchemy import text
 
+from contract import reasons
 from contract.vocab import PUBLISHED, words
 from controller import __version__, auth, metrics_site, openapi
 from controller import models as m
@@ -63,6 +64,15 @@ async def vocabularies(request: web.Request) -> web.Response:
     return ok(VOCABULARIES)
 
 
+async def reason_catalog(request: web.Request) -> web.Response:
+    """GET /api/v1/reasons: the reason codes' texts in kk, ru and en, their parameters' kinds and how
+    each kind is written (contract/reasons.yaml) - the page renders a report's `reason_codes` with it."""
+    return ok(REASONS)
+
+
+REASONS = reasons.served()
+
+
 ROUTES: list[Route] = [
     Route("GET", "/healthz", healthz, None, "Liveness and database reachability", response=m.HealthOut,
           extra_responses={503: "database unreachable"}),
@@ -73,4 +83,6 @@ ROUTES: list[Route] = [
     Route("GET", f"{API}/vocabularies", vocabularies, auth.READ,
           "Every word list the API and the page use (directions, verdicts, statuses, reasons, roles), "
           "each in its order", response=VocabulariesOut),
+    Route("GET", f"{API}/reasons", reason_catalog, auth.READ,
+          "The catalog of reason codes: each code's text in kk, ru and en and its parameters"),
 ]

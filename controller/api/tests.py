@@ -28,6 +28,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract import reasons
+from contract.reasons import Reason, ReasonCode
 from contract.reports import SessionReport
 from controller import access, auth, rules
 from controller.api.audit import Audit, audit, transaction
@@ -36,7 +38,7 @@ from controller.api.routing import Route
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
 from controller.gateway import AgentUnavailable
 from controller.keys import DB_KEY, GATEWAY_KEY, RESULTS_KEY, SETTINGS_KEY
-from controller.models import SLUG, In, SessionVerdict
+from controller.models import SLUG, In, ReasonCodeOut, SessionVerdict
 from controller.store import agents as agents_repo
 from controller.store import live as live_repo
 from controller.store import registry
@@ -75,21 +77,24 @@ class AdhocTestOut(BaseModel):
     finished_at: str | None = None
     error: str | None = None
     verdict: SessionVerdict | None = None
-    reasons: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list, description="the reasons in English")
+    reason_codes: list[ReasonCodeOut] = Field(default_factory=list,
+                                              description="the same reasons as codes (GET /api/v1/reasons)")
     mos: float | None = None
     report: dict[str, Any] | None = Field(None, description="the caller's vks.test-report/1")
 
 
-def judged(app: web.Application, report: dict) -> tuple[str | None, list[str], float | None]:
-    """(verdict, reasons, MOS) of a report by the app's quality model; when the model cannot judge it,
-    no verdict and the reason why - never the agent's own verdict (issue 10)."""
+def judged(app: web.Application, report: dict) -> dict[str, Any]:
+    """{verdict, reasons, reason_codes, mos} of a report by the app's quality model; when the model
+    cannot judge it, no verdict and the reason why - never the agent's own verdict (issue 10)."""
     try:
-        verdict, reasons, mos = app[RESULTS_KEY].judge(SessionReport.model_validate(report))
+        j = app[RESULTS_KEY].judge(SessionReport.model_validate(report))
     except Exception as exc:
         why = (str(exc).splitlines() or [type(exc).__name__])[0]
         log.warning("a test report could not be judged: %s", exc)
-        return None, [f"not judged: {why}"], None
-    return verdict, list(reasons or []), mos
+        why_not = Reason(ReasonCode.NOT_JUDGED, {"why": why})
+        return {"verdict": None, "reasons": [reasons.text(why_not)], "reason_codes": [why_not.to_dict()], "mos": None}
+    return {"verdict": j.verdict, "reasons": list(j.reasons), "reason_codes": list(j.reason_codes), "mos": j.mos}
 
 
 def status_of(request_row: dict, session: dict | None, caller_report: dict | None, at: dt.datetime,
@@ -223,8 +228,7 @@ async def get_test(request: web.Request) -> web.Response:
     status, error = status_of(req, session, caller_report, now(request), app[SETTINGS_KEY].scheduler.result_grace_s)
     result: dict[str, Any] = {}
     if caller_report is not None:
-        verdict, reasons, mos = judged(app, caller_report)
-        result = {"verdict": verdict, "reasons": reasons, "mos": mos, "report": caller_report}
+        result = {**judged(app, caller_report), "report": caller_report}
     out = AdhocTestOut.model_validate({
         "id": sid, "requested_by": req["who"], "requested_at": iso(req["at"]), "status": status, "error": error,
         "finished_at": iso(finished_at) if finished_at and status != "running" else None, **d, **result})

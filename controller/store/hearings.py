@@ -212,6 +212,8 @@ def check_view(kind: str, items: list[dict]) -> dict | None:
             "session_id": c["session_id"], "attempts": c["attempts"], "deadline": iso(c["deadline"]),
             "late": c["late"], "overdue_at": iso(c["overdue_at"]), "started_at": iso(c["started_at"]),
             "finished_at": iso(c["finished_at"]), "verdict": c["verdict"], "error": c["error"],
+            "reasons": list((c["result"] or {}).get("reasons") or []),
+            "reason_codes": list((c["result"] or {}).get("reason_codes") or []),
             "result": c["result"],
         } for c in items],
     }

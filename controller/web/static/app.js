@@ -7,6 +7,7 @@
 
 import { ApiError, Capabilities, get, post } from "./api.js";
 import { t, initialLang, setLang } from "./i18n.js";
+import { loadReasons } from "./reasons.js";
 import { register, route } from "./router.js";
 import { A, clearViewTimers, instName, loadHearings, loadRegistry, loadVocabularies, session, state } from "./state.js";
 import { $, errText, toast } from "./ui.js";
@@ -31,7 +32,7 @@ async function loadSession() {
     if (e instanceof ApiError && e.status === 401) { state.me = null; return false; }
     throw e;
   }
-  const [doc] = await Promise.all([get(`${A}/openapi.json`), loadVocabularies()]);
+  const [doc] = await Promise.all([get(`${A}/openapi.json`), loadVocabularies(), loadReasons()]);
   state.caps = new Capabilities(doc, state.me.permissions);
   return true;
 }

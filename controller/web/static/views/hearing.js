@@ -5,7 +5,9 @@ import { t, has, fmtTime, fmtNumber } from "../i18n.js";
 import { route } from "../router.js";
 import { A, every, state, termName } from "../state.js";
 import { act, badge, dl, errText, h, statusBadge, table, verdictBadge } from "../ui.js";
+import { reasonList } from "../reasons.js";
 import { actSection } from "./act.js";
+import { eventsSection } from "./events.js";
 import { agreementText, checkCell } from "./hearings.js";
 import { LIVE_MS, liveCard, ongoing } from "./live.js";
 
@@ -25,12 +27,16 @@ export async function viewHearing(root, id) {
   const checkRows = [];
   for (const [kind, c] of [["test", x.test_request], ["preconnect", x.preconnect]]) {
     for (const it of (c && c.items) || []) {
-      checkRows.push(h("tr", {},
+      const names = { caller: termName(it.caller), callee: termName(it.callee) };
+      checkRows.push(h("tr", { dataset: { check: it.id } },
         h("td", {}, t(`kind.${kind}`)),
         h("td", {}, `${termName(it.caller)} → ${termName(it.callee)}`),
         h("td", {}, statusBadge(it.status), it.overdue_at && it.status !== "overdue" ? [" ", badge("flag", "overdue", t("hearings.overdue"))] : null),
         h("td", {}, fmtTime(it.deadline, tz)),
         h("td", {}, it.verdict ? verdictBadge(it.verdict) : t("common.dash")),
+        h("td", { class: "reasons-cell" }, reasonList(it, names),
+          it.error ? h("p", { class: "error" }, it.error) : null,
+          !reasonList(it) && !it.error ? t("common.dash") : null),
         h("td", {}, String(it.attempts))));
     }
   }
@@ -54,7 +60,7 @@ export async function viewHearing(root, id) {
     ]),
     actions,
     h("h3", {}, t("hearing.checks")),
-    checkRows.length ? table(t("hearing.checks"), ["kind", "pair", "status", "deadline", "verdict", "attempts"]
+    checkRows.length ? table(t("hearing.checks"), ["kind", "pair", "status", "deadline", "verdict", "reasons", "attempts"]
       .map((k) => t(`hearing.check.${k}`)), checkRows) : h("p", { class: "muted" }, t("common.none")),
     liveBox, actBox, eventsBox);
   if (state.caps.exists("GET", `${path}/live`)) {
@@ -83,21 +89,4 @@ async function breaksSection(box, x) {
         h("td", {}, has(`break.cause.${b.cause}`) ? t(`break.cause.${b.cause}`) : String(b.cause ?? t("common.dash"))),
         h("td", {}, b.duration_s != null ? t("hearing.break.seconds", { n: fmtNumber(b.duration_s, 0) }) : t("common.dash")),
         h("td", {}, b.resumed_by || t("common.dash"))))));
-}
-
-function eventText(kind) { return has(`event.${kind}`) ? t(`event.${kind}`) : kind; }
-
-async function eventsSection(box, x) {
-  const data = await get(`${A}/hearings/${x.id}/events`);
-  const items = data.items.slice(-50).reverse();
-  box.append(h("h3", {}, t("hearing.events")),
-    h("p", {}, h("a", { href: `${A}/hearings/${x.id}/events?format=csv`, download: `hearing-${x.id}-events.csv` }, t("hearing.events_csv"))),
-    table(t("hearing.events"), [t("hearing.event.at"), t("hearing.event.kind"), t("hearing.event.detail")],
-      items.map((e) => h("tr", {}, h("td", {}, fmtTime(e.at, x.court.timezone, { zone: false })), h("td", {}, eventText(e.kind)),
-        h("td", { class: "detail" }, summarize(e.detail))))));
-}
-
-function summarize(detail) {
-  return Object.entries(detail || {}).filter(([, v]) => v !== null && typeof v !== "object")
-    .map(([k, v]) => `${k}: ${v}`).join(", ");
 }

@@ -2,7 +2,8 @@
 // (rule 15), agreement (rules 11, 12) and verdict (rule 3), in each court's local time.
 
 import { t, fmtTime, localDate } from "../i18n.js";
-import { loadHearings } from "../state.js";
+import { reasonText } from "../reasons.js";
+import { loadHearings, termName } from "../state.js";
 import { badge, h, keepFresh, statusBadge, table, timeCell, verdictBadge } from "../ui.js";
 
 export function checkCell(c, tz, kind) {
@@ -15,7 +16,13 @@ export function checkCell(c, tz, kind) {
     ? t("hearings.window", { opens: fmtTime(c.window.opens, tz, { date: false, zone: false }),
       closes: fmtTime(c.window.closes, tz, { date: false, zone: false }) })
     : t("hearings.deadline", { time: fmtTime(c.deadline, tz, { zone: false }) });
-  return h("div", { class: "check" }, h("div", {}, parts), h("div", { class: "small" }, when));
+  // Why, on the cell itself (the hearing's page lists each check's reasons in full).
+  const deciding = c.verdict && c.verdict !== "good" ? (c.items || []).find((i) => i.verdict === c.verdict) : null;
+  const names = deciding ? { caller: termName(deciding.caller), callee: termName(deciding.callee) } : null;
+  const why = deciding ? ((deciding.reason_codes || []).length ? deciding.reason_codes.map((rc) => reasonText(rc, names))
+    : deciding.reasons || []) : [];
+  return h("div", { class: "check", title: why.length ? why.join("\n") : null },
+    h("div", {}, parts), h("div", { class: "small" }, when));
 }
 
 export function agreementText(a) {

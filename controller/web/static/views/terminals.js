@@ -3,7 +3,8 @@
 // gives null for the others: the page says so rather than "unknown" or "offline").
 
 import { t, fmtTime } from "../i18n.js";
-import { inScope, instName, instTz, loadRegistry, state } from "../state.js";
+import { reasonList } from "../reasons.js";
+import { inScope, instName, instTz, loadRegistry, state, termName } from "../state.js";
 import { badge, h, keepFresh, table, verdictBadge } from "../ui.js";
 
 function healthCells(x, tz) {
@@ -18,7 +19,8 @@ function healthCells(x, tz) {
       x.health?.problems?.length ? h("ul", { class: "small problems" }, x.health.problems.map((p) => h("li", {}, p))) : null),
     h("td", {}, last ? [h("a", { href: `#hearing/${last.hearing_id}` },
       t("terminals.last", { kind: t(`kind.${last.kind}`), status: t(`status.${last.status}`), time: fmtTime(last.finished_at, tz) })),
-    " ", last.verdict ? verdictBadge(last.verdict) : null] : t("common.dash")),
+    " ", last.verdict ? verdictBadge(last.verdict) : null,
+    reasonList(last, last.caller ? { caller: termName(last.caller), callee: termName(last.callee) } : null)] : t("common.dash")),
   ];
 }
 

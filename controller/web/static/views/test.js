@@ -2,7 +2,8 @@
 
 import { get, post } from "../api.js";
 import { t, fmtTime, fmtNumber } from "../i18n.js";
-import { A, instName, loadRegistry, state } from "../state.js";
+import { reasonList } from "../reasons.js";
+import { A, instName, loadRegistry, state, termName } from "../state.js";
 import { errText, field, h, statusBadge, table, verdictBadge } from "../ui.js";
 
 // The agents' media profiles a test may use (their settings: configs/agent.yaml session.profiles).
@@ -21,6 +22,8 @@ function reportView(r) {
   const tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
   const parts = [h("p", {}, t("test.verdict", { verdict: t(`verdict.${r.verdict || "unknown"}`) }), " ", verdictBadge(r.verdict),
     r.mos != null ? [" ", t("test.mos", { mos: fmtNumber(r.mos, 2) })] : null)];
+  const reasons = reasonList(r, { caller: termName(r.caller), callee: termName(r.callee) });
+  if (reasons) parts.push(h("div", { class: "reasons-block" }, h("h4", {}, t("test.reasons")), reasons));
   if (r.error) parts.push(h("p", { class: "error" }, t("test.error", { error: r.error })));
   const rep = r.report;
   if (rep) {

@@ -1,0 +1,197 @@
+"""Reason codes: every reason the quality model gives, as a stable code with parameters.
+
+`ReasonCode` is the vocabulary (each member names its parameters and their kinds); the texts in
+Kazakh, Russian and English live once, in the package data `contract/reasons.yaml`. A report keeps
+its English `reasons` strings and carries `reason_codes` (`[{code, params}]`) beside them: the
+English string is `text(reason, "en")`, so the two never disagree. The web page reads the same
+catalog from `GET /api/v1/reasons` (`served()`) and renders it with the same rules
+(controller/web/static/reasons.js); the e-mails and the act call `text(...)` in kk and ru.
+
+Parameters carry raw figures (a loss ratio 0.115, a delay in ms), formatted only when rendered, so a
+reader in any language gets the measured value and the limit, not an English string.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict
+
+from contract import configfile
+
+__all__ = ["LANGS", "PATH", "Catalog", "ParamKind", "Reason", "ReasonCode", "catalog", "code_of", "served", "text",
+           "word"]
+
+PATH = Path(str(resources.files(__package__) / "reasons.yaml"))
+LANGS = ("kk", "ru", "en")
+
+
+class ParamKind(StrEnum):
+    """How a parameter is written: a number in its unit, a word of the catalog, or text as given."""
+    PERCENT = "percent"
+    MS = "ms"
+    FPS = "fps"
+    SECONDS = "seconds"
+    MOS = "mos"
+    COUNT = "count"
+    DIRECTION = "direction"
+    LEVEL = "level"
+    TEXT = "text"
+
+
+_K = ParamKind
+_LIMIT_MS = {"direction": _K.DIRECTION, "value": _K.MS, "limit": _K.MS, "level": _K.LEVEL}
+_LIMIT_S = {"direction": _K.DIRECTION, "value": _K.SECONDS, "limit": _K.SECONDS, "level": _K.LEVEL}
+_SIDE = {"direction": _K.DIRECTION}
+
+
+class ReasonCode(StrEnum):
+    """Every reason of the quality model; `params` names each code's parameters and their kinds."""
+    params: dict[str, ParamKind]
+
+    def __new__(cls, value: str, params: dict[str, ParamKind]) -> Self:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.params = params
+        return member
+
+    DELAY_HIGH = "delay_high", _LIMIT_MS                       # one-way delay measured
+    DELAY_RTT_HIGH = "delay_rtt_high", _LIMIT_MS               # one-way delay taken as RTT/2
+    LOSS_HIGH = "loss_high", {"direction": _K.DIRECTION, "value": _K.PERCENT, "limit": _K.PERCENT,
+                              "level": _K.LEVEL}
+    JITTER_HIGH = "jitter_high", _LIMIT_MS
+    FRAME_RATE_LOW = "frame_rate_low", {"direction": _K.DIRECTION, "value": _K.FPS, "limit": _K.FPS,
+                                        "level": _K.LEVEL}
+    FREEZE_LONG = "freeze_long", _LIMIT_S                      # the longest video freeze
+    FROZEN_TOTAL = "frozen_total", {"count": _K.COUNT, **_LIMIT_S}   # several freezes, their total
+    STALL_LONG = "stall_long", _LIMIT_S                        # the longest run of seconds without packets
+    MOS_LOW = "mos_low", {"direction": _K.DIRECTION, "value": _K.MOS, "limit": _K.MOS, "level": _K.LEVEL}
+    DELAY_UNKNOWN = "delay_unknown", _SIDE                     # notes: a figure not known, not judged
+    LOSS_UNKNOWN = "loss_unknown", _SIDE
+    JITTER_UNKNOWN = "jitter_unknown", _SIDE
+    NOT_CONNECTED = "not_connected", {"error": _K.TEXT}
+    DIRECTION_UNMEASURED = "direction_unmeasured", _SIDE
+    NO_PACKETS = "no_packets", _SIDE
+    SECOND_UNMEASURED = "second_unmeasured", _SIDE             # the live detector's seconds
+    SECOND_STALLED = "second_stalled", _SIDE
+    NOT_JUDGED = "not_judged", {"why": _K.TEXT}                # the controller's model could not judge
+
+
+_BY_VALUE: dict[str, ReasonCode] = {c.value: c for c in ReasonCode}
+
+
+def code_of(value: str) -> ReasonCode | None:
+    """The code named `value`; None for a code this catalog does not know (a newer agent's)."""
+    return _BY_VALUE.get(value)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason: a code and its parameters (raw figures; None or absent: not known)."""
+    code: ReasonCode
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{code, params}` as a report carries it (absent parameters left out)."""
+        return {"code": str(self.code),
+                "params": {k: str(v) if isinstance(v, StrEnum) else v for k, v in self.params.items() if v is not None}}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Format(_Strict):
+    """How a number is written: `digits` decimals (`fine_digits` below `fine_below`, except zero when
+    `zero_coarse`), after multiplying by `scale`, then the language's unit."""
+    scale: float = 1
+    digits: int = 1
+    fine_below: float | None = None
+    fine_digits: int | None = None
+    zero_coarse: bool = False
+    unit: dict[str, str] = {}
+
+
+class Catalog(_Strict):
+    """contract/reasons.yaml, validated."""
+    languages: list[str]
+    formats: dict[str, Format]
+    decimal_mark: dict[str, str]
+    words: dict[str, dict[str, dict[str, str]]]
+    codes: dict[str, dict[str, str]]
+
+
+@functools.cache
+def catalog() -> Catalog:
+    """The packaged catalog (read once)."""
+    return configfile.validate(Catalog, configfile.read_yaml(PATH), PATH)
+
+
+def served() -> dict[str, Any]:
+    """What `GET /api/v1/reasons` gives the page: the catalog with each code's parameter kinds."""
+    c = catalog().model_dump(mode="json")
+    c["params"] = {str(code): {k: str(v) for k, v in code.params.items()} for code in ReasonCode}
+    return c
+
+
+def _number(value: float, fmt: Format, lang: str) -> str:
+    v = float(value) * fmt.scale
+    fine = (fmt.fine_below is not None and fmt.fine_digits is not None and abs(v) < fmt.fine_below
+            and not (fmt.zero_coarse and v == 0))
+    s = f"{v:.{fmt.fine_digits if fine else fmt.digits}f}"
+    return s.replace(".", catalog().decimal_mark.get(lang, ".")) + fmt.unit.get(lang, "")
+
+
+def _param(kind: ParamKind, value: Any, lang: str, names: Mapping[str, str] | None) -> str:
+    c = catalog()
+    if kind is ParamKind.DIRECTION and names and names.get("caller") and names.get("callee"):
+        a, b = names["caller"], names["callee"]
+        path = {"inbound": f"{b} → {a}", "outbound": f"{a} → {b}", "both": f"{a} ↔ {b}"}.get(str(value))
+        if path:
+            return path
+    if kind in (ParamKind.DIRECTION, ParamKind.LEVEL):
+        return word(kind, value, lang)
+    if kind is ParamKind.TEXT or isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return _number(value, c.formats[str(kind)], lang)
+
+
+def word(kind: ParamKind, value: str, lang: str) -> str:
+    """A word of the catalog (a direction, a level) in `lang`; the value itself when it has none."""
+    entry = catalog().words[str(kind)].get(str(value))
+    return entry.get(lang, entry["en"]) if entry else str(value)
+
+
+def _tidy(s: str) -> str:
+    """An absent parameter leaves no trace: empty brackets, doubled spaces, a space before a colon."""
+    s = re.sub(r"\(\s*\)", "", s)
+    s = re.sub(r" {2,}", " ", s)
+    return re.sub(r" ([:,])", r"\1", s).strip()
+
+
+def text(reason: Reason | Mapping[str, Any], lang: str = "en", *,
+         names: Mapping[str, str] | None = None) -> str:
+    """The reason in `lang` (kk, ru, en). `names` ({caller, callee}: the terminals' names) turns a
+    direction into the path it names. A code this catalog does not know gives the code and its
+    parameters as they are (a newer agent's reason is still shown)."""
+    if isinstance(reason, Reason):
+        code, params = str(reason.code), reason.params
+    else:
+        code, params = str(reason.get("code")), dict(reason.get("params") or {})
+    member = code_of(code)
+    if member is None:
+        return f"{code} {params}" if params else code
+    texts = catalog().codes[code]
+    template = texts.get(lang) or texts["en"]
+    given = {k: _param(kind, params[k], lang, names)
+             for k, kind in member.params.items() if params.get(k) is not None}
+    # Tidy the template with the absent parameters gone, then fill in the rest: a value (an error
+    # message) is shown exactly as it came.
+    template = _tidy(re.sub(r"\{(\w+)\}", lambda m: m.group(0) if m.group(1) in given else "", template))
+    return re.sub(r"\{(\w+)\}", lambda m: given[m.group(1)], template)

@@ -1,0 +1,79 @@
+// Reasons in the page's language: a report's `reason_codes` ([{code, params}]) rendered from the one
+// catalog of reason codes (GET /api/v1/reasons, contract/reasons.yaml) by the same rules as the
+// controller's contract.reasons.text: numbers in their unit and the language's decimal mark, words of
+// the catalog, and - when the session's terminals are known - a direction as the path it names
+// (inbound is what the caller received). A record without codes shows its English `reasons`.
+
+import { currentLang } from "./i18n.js";
+import { get } from "./api.js";
+import { A } from "./state.js";
+import { h } from "./ui.js";
+
+let catalog = null;
+
+export async function loadReasons() {
+  catalog = await get(`${A}/reasons`);
+}
+
+// v with d decimals as Python's format() writes it: a value exactly half-way is rounded to even
+// (toFixed rounds it up), so the page and the controller's texts show the same figure.
+// (toFixed(100) is the double's exact decimal expansion, far enough to tell a true half.)
+function fixed(v, d) {
+  const exact = v.toFixed(100);
+  const dot = exact.indexOf(".");
+  if (/^50*$/.test(exact.slice(dot + 1 + d))) {
+    const n = Math.floor(Math.abs(v) * 10 ** d);       // the digits kept, as an integer
+    return (Math.sign(v) * (n % 2 === 0 ? n : n + 1) / 10 ** d).toFixed(d);
+  }
+  return v.toFixed(d);
+}
+
+function number(value, fmt, lang) {
+  const v = Number(value) * (fmt.scale ?? 1);
+  const fine = fmt.fine_below != null && fmt.fine_digits != null && Math.abs(v) < fmt.fine_below
+    && !(fmt.zero_coarse && v === 0);
+  const s = fixed(v, fine ? fmt.fine_digits : (fmt.digits ?? 1));
+  return s.replace(".", catalog.decimal_mark[lang] ?? ".") + ((fmt.unit || {})[lang] ?? "");
+}
+
+function word(kind, value, lang) {
+  const w = (catalog.words[kind] || {})[value];
+  return w ? (w[lang] ?? w.en) : String(value);
+}
+
+function param(kind, value, lang, names) {
+  if (kind === "direction" && names && names.caller && names.callee) {
+    const path = { inbound: `${names.callee} → ${names.caller}`, outbound: `${names.caller} → ${names.callee}`,
+      both: `${names.caller} ↔ ${names.callee}` }[value];
+    if (path) return path;
+  }
+  if (kind === "direction" || kind === "level") return word(kind, value, lang);
+  if (kind === "text" || typeof value !== "number") return String(value);
+  return number(value, catalog.formats[kind], lang);
+}
+
+function tidy(s) {
+  return s.replace(/\(\s*\)/g, "").replace(/ {2,}/g, " ").replace(/ ([:,])/g, "$1").trim();
+}
+
+// One reason ({code, params}) as a sentence in the page's language; `names` = {caller, callee}.
+export function reasonText(rc, names = null, lang = currentLang()) {
+  const kinds = catalog && catalog.params[rc.code];
+  const texts = catalog && catalog.codes[rc.code];
+  if (!kinds || !texts) return rc.params && Object.keys(rc.params).length ? `${rc.code} ${JSON.stringify(rc.params)}` : rc.code;
+  const params = rc.params || {};
+  const given = {};
+  for (const [k, kind] of Object.entries(kinds)) {
+    if (params[k] !== null && params[k] !== undefined) given[k] = param(kind, params[k], lang, names);
+  }
+  const template = tidy((texts[lang] || texts.en).replace(/\{(\w+)\}/g, (m, k) => (k in given ? m : "")));
+  return template.replace(/\{(\w+)\}/g, (m, k) => given[k]);
+}
+
+// The reasons of a check, a test or an event detail as a list (null when there are none).
+export function reasonList(item, names = null) {
+  const codes = (item && item.reason_codes) || [];
+  const texts = codes.length ? codes.map((rc) => reasonText(rc, names)) : ((item && item.reasons) || []).map(String);
+  if (!texts.length) return null;
+  return h("ul", { class: "reasons" }, texts.map((s) => h("li", {}, s)));
+}

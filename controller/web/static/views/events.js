@@ -1,0 +1,79 @@
+// A hearing's event record (rule 21) as sentences in the page's language: each event kind has its
+// sentence (i18n "eventline.<kind>") with the terminals named, not their ids; a check's result lists
+// its reasons (reasons.js); the technical detail - session ids, raw figures - is folded in a <details>.
+
+import { get } from "../api.js";
+import { t, has, fmtTime } from "../i18n.js";
+import { reasonList } from "../reasons.js";
+import { A, termName } from "../state.js";
+import { h, table } from "../ui.js";
+
+function label(prefix, value) {
+  return value != null && has(`${prefix}.${value}`) ? t(`${prefix}.${value}`) : value;
+}
+
+function capital(s) { return s ? s.charAt(0).toUpperCase() + s.slice(1) : s; }
+
+// The words an event's sentence may use, from its detail; absent ones stay out.
+function vars(d, x) {
+  const tz = x.court.timezone;
+  const caller = d.caller || x.court_terminal;
+  const v = {
+    check: label("kind", d.kind), status: label("status", d.status), verdict: label("verdict", d.verdict),
+    cause: has(`break.cause.${d.cause}`) ? t(`break.cause.${d.cause}`) : label("cause", d.cause),
+    reason: label("reason", d.reason), by: d.by, error: d.error, attempt: d.attempt, attempts: d.attempts,
+    channel: d.channel, event: d.event, case: d.case_number,
+    callee: d.callee ? termName(d.callee) : undefined,
+    terminal: d.terminal_id ? termName(d.terminal_id) : undefined,
+    pair: d.callee && caller ? `${termName(caller)} → ${termName(d.callee)}` : undefined,
+    start: d.start_utc ? fmtTime(d.start_utc, tz) : undefined,
+    deadline: d.deadline ? fmtTime(d.deadline, tz) : undefined,
+    retry_at: d.retry_at ? fmtTime(d.retry_at, tz) : undefined,
+  };
+  return Object.fromEntries(Object.entries(v).filter(([, val]) => val !== undefined && val !== null && val !== ""));
+}
+
+// The event as a sentence: its own when every word it needs is known, else the kind's label.
+export function eventSentence(e, x) {
+  const d = e.detail || {};
+  const key = `eventline.${e.kind}`;
+  if (has(key)) {
+    const s = t(key, vars(d, x));
+    if (!/\{\w+\}/.test(s)) return capital(s);
+  }
+  return capital(has(`event.${e.kind}`) ? t(`event.${e.kind}`) : e.kind);
+}
+
+function technical(detail) {
+  const rows = Object.entries(detail || {}).filter(([, v]) => v !== null && v !== undefined && v !== "");
+  if (!rows.length) return null;
+  return h("details", { class: "technical" }, h("summary", {}, t("hearing.event.technical")),
+    h("dl", {}, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v))])));
+}
+
+// The terminals of a check (caller, callee), or of a live break as the side that saw it (a
+// direction is what that side sent or received), for a reason's path.
+function namesOf(found, x) {
+  if (found.callee) return { caller: termName(found.caller || x.court_terminal), callee: termName(found.callee) };
+  const remote = x.participants[0]?.terminal_id;
+  if (!found.role || !remote) return null;
+  const court = termName(x.court_terminal), other = termName(remote);
+  return found.role === "callee" ? { caller: other, callee: court } : { caller: court, callee: other };
+}
+
+export async function eventsSection(box, x) {
+  const data = await get(`${A}/hearings/${x.id}/events`);
+  const items = data.items.slice(-50).reverse();
+  box.append(h("h3", {}, t("hearing.events")),
+    h("p", {}, h("a", { href: `${A}/hearings/${x.id}/events?format=csv`, download: `hearing-${x.id}-events.csv` }, t("hearing.events_csv"))),
+    table(t("hearing.events"), [t("hearing.event.at"), t("hearing.event.kind"), t("hearing.event.detail")],
+      items.map((e) => {
+        const d = e.detail || {};
+        const found = d.reason_codes || d.reasons ? d : (d.detail || {});   // an escalation carries its check's
+        const names = namesOf(found, x);
+        return h("tr", { dataset: { kind: e.kind } },
+          h("td", {}, fmtTime(e.at, x.court.timezone, { zone: false })),
+          h("td", { class: "sentence" }, eventSentence(e, x), reasonList(found, names)),
+          h("td", { class: "detail" }, technical(d)));
+      })));
+}
