@@ -76,6 +76,12 @@ T: dict[str, dict[str, str]] = {
 }
 
 
+def reasons_in(item: dict, lang: str, fallback: list[str] | None = None) -> list[str]:
+    """A check's, a break's or an event's reasons in `lang` (rendered from their codes when the act
+    was drafted: `reason_text`); an older act's content has none and keeps `fallback`."""
+    return list((item.get("reason_text") or {}).get(lang) or fallback or [])
+
+
 def _order(lang: str) -> list[str]:
     if lang not in LANGS:
         raise Invalid("lang: expected kk or ru", field="lang")
@@ -100,7 +106,7 @@ def render_html(view: dict, lang: str) -> str:
     """The act as a printable HTML page, both languages, `lang` first."""
     order = _order(lang)
     tpl = _jinja().get_template("act.html")
-    return tpl.render(act=view, c=view["content"], langs=order, T=T, idx={"kk": 0, "ru": 1},
+    return tpl.render(act=view, c=view["content"], langs=order, T=T, idx={"kk": 0, "ru": 1}, reasons_in=reasons_in,
                       sha=view["final_sha256"] or view["content_sha256"])
 
 
@@ -183,7 +189,7 @@ def render_pdf(view: dict, lang: str) -> bytes:
                              f"{t['out']} {ch['jitter_out'] or '—'}\n{t['in']} {ch['jitter_in'] or '—'}",
                              f"{ch['rtt_mean'] or '—'} (p95 {ch['rtt_p95'] or '—'})", ch["mos"] or "—",
                              f"{t.get(ch['verdict'] or '', ch['verdict'] or '—')} ({ch['status']})",
-                             "; ".join(((ch.get("reason_text") or {}).get(lg) or ch["reasons"])
+                             "; ".join(reasons_in(ch, lg, ch["reasons"])
                                        + ([ch["error"]] if ch["error"] else [])) or "—"])
             story.append(table(rows, [26, 28, 23, 23, 20, 10, 22, 28]))
         else:
@@ -194,8 +200,7 @@ def render_pdf(view: dict, lang: str) -> bytes:
             for b in c["breaks"]:
                 rows.append([f"{b['started_local']} – {b['ended_local'] or ''}", b["cause"],
                              "—" if b["duration_s"] is None else f"{b['duration_s']:.0f} s", b["outcome"] or "—",
-                             "; ".join(([b["figures"]] if b["figures"] else [])
-                                       + ((b.get("reason_text") or {}).get(lg) or [])) or "—"])
+                             "; ".join(([b["figures"]] if b["figures"] else []) + reasons_in(b, lg)) or "—"])
             story.append(table(rows, [40, 22, 18, 22, 78]))
         if c["escalations"]:
             story.append(P(t["escalations"], "h"))
@@ -209,7 +214,8 @@ def render_pdf(view: dict, lang: str) -> bytes:
         story.append(P(t["timeline"], "h"))
         rows = [[t["when"], t["event"], ""]]
         for ev in c["timeline"]:
-            rows.append([ev["at_local"], ev["text"][i], ev["detail"]])
+            rows.append([ev["at_local"], ev["text"][i],
+                         "; ".join(([ev["detail"]] if ev["detail"] else []) + reasons_in(ev, lg))])
         story.append(table(rows, [30, 55, 95]))
         story.append(P(t["signatures"], "h"))
         signed = {s["role"]: s for s in view["signatures"]}

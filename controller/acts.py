@@ -142,7 +142,7 @@ def _summary(detail: dict, tz: str) -> str:
     parts = []
     for k in DETAIL_KEYS:
         v = detail.get(k)
-        if v in (None, "", []):
+        if v in (None, "", []) or (k == "reasons" and detail.get("reason_codes")):   # told in kk and ru instead
             continue
         if isinstance(v, list):
             v = ", ".join(str(x) for x in v)
@@ -170,6 +170,14 @@ def terminal_names(h: dict, caller: str, callee: str) -> dict[str, str]:
     court = f"{h['court']['name']}, {h['room']['name']}"
     by_terminal = {p["terminal_id"]: p["institution_name"] for p in h["participants"]}
     return {"caller": by_terminal.get(caller, court), "callee": by_terminal.get(callee, court)}
+
+
+def _event_reasons(detail: dict, h: dict) -> dict[str, list[str]] | None:
+    """The reasons an event records (a check's result), in kk and ru with its terminals named."""
+    codes = detail.get("reason_codes") or []
+    if not codes or not detail.get("callee"):
+        return None
+    return reason_text(codes, terminal_names(h, detail.get("caller") or h["court_terminal"], detail["callee"]))
 
 
 def check_evidence(c: dict, tz: str, names: dict[str, str] | None = None) -> dict[str, Any]:
@@ -258,7 +266,8 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
     start = dt.datetime.fromisoformat(h["start_utc"].replace("Z", "+00:00"))
     events = await events_repo.list_for(conn, hearing_id)
     timeline = [{"at_utc": iso(e["at"]), "at_local": _local(e["at"], tz), "kind": e["kind"],
-                 "text": list(EVENT_TEXT.get(e["kind"], (e["kind"], e["kind"]))), "detail": _summary(e["detail"], tz)}
+                 "text": list(EVENT_TEXT.get(e["kind"], (e["kind"], e["kind"]))), "detail": _summary(e["detail"], tz),
+                 "reason_text": _event_reasons(e["detail"], h)}
                 for e in events]
     checks = [check_evidence(c, tz, terminal_names(h, c["caller"], c["callee"]))
               for c in await checks_repo.checks_for(conn, [hearing_id])

@@ -110,6 +110,10 @@ def webhook_payload(*, notification_id: int, escalation: dict, hearing: dict, st
                               "terminal_id": p["terminal_id"]} for p in hearing["participants"]],
         },
     }
+    codes = (escalation.get("detail") or {}).get("reason_codes") or []
+    if codes:       # what the failed check found, in words (the codes stay in `detail` for a program)
+        names = terminal_names(out)
+        out["reason_text"] = {lang: [reasons.text(rc, lang, names=names) for rc in codes] for lang in ("kk", "ru")}
     if page_url:
         out["url"] = page_url.rstrip("/") + "/#escalations"      # the web page's escalations view
     return out
@@ -135,9 +139,9 @@ def terminal_names(payload: dict[str, Any]) -> dict[str, str]:
 
 
 def detail_lines(payload: dict[str, Any], lang: str) -> list[str]:
-    """What the failed check found, in `lang`: the terminals, the verdict and each reason rendered
-    from the catalog of reason codes (contract.reasons); a report without codes gives its English
-    reasons as they are; an error as it came."""
+    """What the failed check found, in `lang`: the terminals, the verdict and each reason as the
+    payload's `reason_text` gives it (rendered from the catalog of reason codes, contract.reasons);
+    a report without codes gives its English reasons as they are; an error as it came."""
     detail = payload.get("detail") or {}
     i = ("kk", "ru").index(lang)
     names = terminal_names(payload)
@@ -147,8 +151,7 @@ def detail_lines(payload: dict[str, Any], lang: str) -> list[str]:
     if detail.get("verdict"):
         lines.append(f"  {('Қорытынды', 'Заключение')[i]}: "
                      f"{reasons.word(reasons.ParamKind.LEVEL, detail['verdict'], lang)}")
-    codes = detail.get("reason_codes") or []
-    shown = [reasons.text(rc, lang, names=names) for rc in codes] if codes else list(detail.get("reasons") or [])
+    shown = (payload.get("reason_text") or {}).get(lang) or list(detail.get("reasons") or [])
     lines += [f"  - {r}" for r in shown]
     if detail.get("error"):
         lines.append(f"  {('Қате', 'Ошибка')[i]}: {detail['error']}")

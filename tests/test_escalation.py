@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import html as html_lib
 import random
 
 import pytest
@@ -428,7 +429,8 @@ async def test_an_escalation_email_says_the_reason_in_kazakh_and_russian_with_th
         db_url, fake_clock, hooks, smtp):
     """Judged by the real quality model, a failed test's e-mail names the path that lost packets
     (the SIZO towards the court: what the caller received) and says what was measured against which
-    limit, in kk and ru - not `inbound loss 20.0% > 3.0% (unusable)` beside terminal ids."""
+    limit, in kk and ru - not `inbound loss 20.0% > 3.0% (unusable)` beside terminal ids. The act
+    drafted when the start comes near unresolved says the same in its evidence and timeline."""
     judge = quality_judge(quality.select(quality.load_thresholds()))
     async with Controller(db_url, fake_clock, judge=judge, **settings(smtp)) as c:
         await add_contacts(c, hooks)
@@ -443,9 +445,20 @@ async def test_an_escalation_email_says_the_reason_in_kazakh_and_russian_with_th
         assert [r["code"] for r in e["detail"]["reason_codes"]][:1] == ["loss_high"]
         await c.scheduler.run_until_idle()
         text = smtp.messages[0].get_content()
+        c.clock.set(c.clock() + 3 * H - dt.timedelta(minutes=29))
+        await c.scheduler.run_until_idle()
+        acts = {lang: (await c.call("GET", f"/api/v1/hearings/{h['id']}/act.html?lang={lang}", expect=200))[1]
+                for lang in ("kk", "ru")}
     court = f"{h['court']['name']}, {h['room']['name']}"
     sizo = h["participants"][0]["institution_name"]
-    assert f"Пакеттердің жоғалуы 20,0 %, 3,0 % шегінен жоғары — жарамсыз ({sizo} → {court})" in text, text
-    assert f"Потери пакетов 20,0 % выше предела 3,0 % — непригодно ({sizo} → {court})" in text, text
+    kk = f"Пакеттердің жоғалуы 20,0 %, 3,0 % шегінен жоғары — жарамсыз ({sizo} → {court})"
+    ru = f"Потери пакетов 20,0 % выше предела 3,0 % — непригодно ({sizo} → {court})"
+    assert kk in text and ru in text, text
+    [payload] = hooks["sizo"].received             # a webhook's receiver gets the same words
+    assert payload["reason_text"]["kk"][0] == kk and payload["reason_text"]["ru"][0] == ru
     assert f"Терминалы: {court} → {sizo}" in text and "Заключение: непригодно" in text, text
     assert "inbound" not in text and f"({court} → {sizo})" not in text, text     # the other way was clean
+    for html in acts.values():          # both languages in each act, its evidence and its timeline
+        page = html_lib.unescape(html)
+        assert page.count(kk) >= 2 and page.count(ru) >= 2, page
+        assert "inbound loss" not in page, page

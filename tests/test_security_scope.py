@@ -68,6 +68,7 @@ class Access:
 # What the route table cannot say. A route that declares `scoped=` needs no entry here.
 HAND: dict[tuple[str, str], Access] = {
     ("GET", f"{API}/vocabularies"): Access(SIGNED_IN),
+    ("GET", f"{API}/reasons"): Access(SIGNED_IN),
     ("GET", f"{API}/me"): Access(SIGNED_IN),
     ("GET", f"{API}/institutions"): Access(REGISTRY),
     ("GET", f"{API}/institutions/{{id}}"): Access(REGISTRY, "institution"),
