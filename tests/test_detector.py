@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract import quality
+from contract.reasons import text
 from contract.reports import Interval
 from controller.detector import Detector, DetectorParams, Second, classify
 
@@ -152,6 +153,25 @@ def test_late_and_duplicate_seconds_keep_the_worst():
     det.observe("caller", 1, GOOD, now=2.2)          # a resend of a better copy does not hide the stall
     det.observe("caller", 2, STALL, now=3.0)
     assert det.lost(3.0).kind == "stall"
+
+
+def test_a_quality_breaks_evidence_carries_its_reasons_as_codes_through_a_restart():
+    """The seconds' reasons travel as codes (contract.reasons) into a break's evidence - the act and
+    the page render them in kk and ru - and survive the detector's snapshot; a snapshot written
+    before the codes existed restores without them, and the evidence then keeps its words only."""
+    det = Detector(P, expect_from=0.0)
+    for t in range(8):
+        det.observe("caller", t, classify(interval(t, lost=10, packets=65), TH), now=t + 1.0)
+    ev = det.lost(9.0).evidence
+    assert ev["reason_codes"] and [text(rc) for rc in ev["reason_codes"]] == ev["reasons"]
+    assert ev["reason_codes"][0]["code"] == "loss_high"
+    again = Detector.restore(P, det.snapshot())
+    assert again.lost(9.0).evidence["reason_codes"] == ev["reason_codes"]
+    old = det.snapshot()
+    for side in old["sides"].values():
+        side["seconds"] = {t: x[:4] for t, x in side["seconds"].items()}      # the earlier form
+    older = Detector.restore(P, old).lost(9.0).evidence
+    assert older["reasons"] == ev["reasons"] and "reason_codes" not in older
 
 
 def test_snapshot_round_trip():

@@ -13,11 +13,12 @@ import time
 import aiohttp
 import pytest
 
+from contract import reasons
 from tests.procs import REPO, agent_argv, env_with, free_port, responder, token_file, write_config
 
 LOOPBACK = "session:\n  host_addresses: ['127.0.0.1']\n"
 TOP_KEYS = {"schema", "started_at", "duration_s", "connected", "connect_ms", "error", "rtt_ms",
-            "outbound", "inbound", "streams", "mos", "verdict", "reasons", "intervals"}
+            "outbound", "inbound", "streams", "mos", "verdict", "reasons", "reason_codes", "intervals"}
 DIRECTION_KEYS = {"packets", "lost", "loss_ratio", "jitter_ms", "bitrate_kbps"}
 
 
@@ -39,6 +40,7 @@ def test_json_report_between_two_processes(config):
     report = json.loads(r.stdout)                      # exactly one JSON object on stdout
     assert r.stdout.count("\n") == 1
     assert TOP_KEYS <= set(report)
+    assert report["reasons"] == [reasons.text(rc) for rc in report["reason_codes"]]   # one catalog
     assert report["schema"] == "vks.test-report/1" and report["connected"] is True
     assert report["error"] is None and report["verdict"] == "good" and report["mos"] > 4.0
     assert 0 < report["connect_ms"] < 10_000

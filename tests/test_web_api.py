@@ -256,6 +256,7 @@ async def test_a_report_the_quality_model_cannot_judge_has_no_verdict_not_the_ag
     assert got["status"] == "done" and got["report"]["verdict"] == "good"
     assert (got["verdict"], got["reasons"], got["mos"]) == (None, ["not judged: the quality model is unavailable"],
                                                             None)
+    assert got["reason_codes"] == [{"code": "not_judged", "params": {"why": "the quality model is unavailable"}}]
 
 
 async def test_run_a_test_now_refusals(ctl):
