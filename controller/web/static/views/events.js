@@ -22,7 +22,7 @@ function vars(d, x) {
     check: label("kind", d.kind), status: label("status", d.status), verdict: label("verdict", d.verdict),
     cause: has(`break.cause.${d.cause}`) ? t(`break.cause.${d.cause}`) : label("cause", d.cause),
     reason: label("reason", d.reason), by: d.by, error: d.error, attempt: d.attempt, attempts: d.attempts,
-    channel: d.channel, event: d.event, case: d.case_number,
+    channel: d.channel, event: d.event, case: d.case_number, duration: d.duration_s,
     callee: d.callee ? termName(d.callee) : undefined,
     terminal: d.terminal_id ? termName(d.terminal_id) : undefined,
     pair: d.callee && caller ? `${termName(caller)} → ${termName(d.callee)}` : undefined,
