@@ -74,6 +74,10 @@ class StreamMeter:
     ssrc: int
     clock_rate: int
     t0: float                      # session time origin (monotonic seconds)
+    # A retransmission stream (RTX, RFC 4588) and the SSRC it repairs. Its packets are
+    # resent copies that keep no regular spacing, so it has no jitter of its own.
+    rtx: bool = False
+    repairs: int | None = None
 
     packets: int = 0               # unique packets received
     duplicates: int = 0
@@ -181,7 +185,13 @@ class StreamMeter:
         iv.packets += 1
         iv.bytes += size
 
-        # RFC 3550 interarrival jitter, on the network's own transit time.
+        self.last_arrival = arrival if self.last_arrival is None else max(self.last_arrival, arrival)
+        if not self.rtx:
+            self._jitter(rtp_timestamp, arrival, abs_send_time, iv)
+        self._prune()
+
+    def _jitter(self, rtp_timestamp: int, arrival: float, abs_send_time: int | None, iv: Interval) -> None:
+        """RFC 3550 interarrival jitter, on the network's own transit time."""
         sent = (self._send_time(abs_send_time) if abs_send_time is not None
                 else rtp_timestamp / self.clock_rate)
         transit = arrival - sent
@@ -190,8 +200,6 @@ class StreamMeter:
             self.jitter_s += (d - self.jitter_s) / 16.0
         self._transit = transit
         iv.jitter_ms = self.jitter_s * 1000.0
-        self.last_arrival = arrival if self.last_arrival is None else max(self.last_arrival, arrival)
-        self._prune()
 
     def _prune(self) -> None:
         if len(self._received) > 2 * MISSING_HORIZON and self.max_ext is not None:

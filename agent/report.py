@@ -35,22 +35,31 @@ def _r(v: float | None, digits: int = 3) -> float | None:
     return None if v is None else round(v, digits)
 
 
-def _stream_summary(meter: StreamMeter, ivs: Mapping[int, Interval] | None) -> dict:
-    active = max(1e-9, (meter.last_arrival or 0) - (meter.first_arrival or 0))
-    jit = [iv.jitter_ms for iv in ivs.values()] if ivs is not None else []
+def _active_s(meter: StreamMeter) -> float:
+    return max(1e-9, (meter.last_arrival or 0) - (meter.first_arrival or 0))
+
+
+def _stream_summary(meter: StreamMeter, ivs: Mapping[int, Interval] | None, side_s: float,
+                    side_bytes: int) -> dict:
+    """One stream's figures. A retransmission stream (`rtx`) comes in bursts, so its bitrate is
+    over the side's span (the longest stream's), and it has no jitter, stalls or frames."""
+    jit = [iv.jitter_ms for iv in ivs.values()] if ivs is not None and not meter.rtx else []
     stream = {
-        "kind": meter.kind, "ssrc": meter.ssrc,
+        "kind": meter.kind, "ssrc": meter.ssrc, "rtx": meter.rtx,
         "packets": meter.packets, "lost": meter.lost, "expected": meter.expected,
         "loss_ratio": _ratio(meter.lost, meter.expected),
-        "jitter_ms": _r(_mean(jit)) if jit else _r(meter.jitter_s * 1000.0),
+        "jitter_ms": None if meter.rtx else _r(_mean(jit)) if jit else _r(meter.jitter_s * 1000.0),
         "jitter_ms_p95": _r(percentile(jit, 95)),
         "jitter_ms_max": _r(max((j for j in jit if j is not None), default=None)),
-        "jitter_ms_last": _r(meter.jitter_s * 1000.0),
-        "bitrate_kbps": _r(meter.bytes * 8 / 1000.0 / active, 1),
+        "jitter_ms_last": None if meter.rtx else _r(meter.jitter_s * 1000.0),
+        "bitrate_kbps": _r(meter.bytes * 8 / 1000.0 / (side_s if meter.rtx else _active_s(meter)), 1),
+        "bitrate_share": _ratio(meter.bytes, side_bytes),
         "duplicates": meter.duplicates, "reordered": meter.reordered, "early": meter.early,
-        "stall_s": meter.stall_seconds(ivs) if ivs is not None else None,
+        "stall_s": meter.stall_seconds(ivs) if ivs is not None and not meter.rtx else None,
     }
-    if meter.kind == "video":
+    if meter.rtx:
+        stream["repairs"] = meter.repairs
+    elif meter.kind == "video":
         stream.update(meter.frame_stats())
     return stream
 
@@ -91,18 +100,25 @@ def receive_side(meters: Mapping[int, StreamMeter], until: float | None = None,
 
     Without intervals (the callee's cumulative figures sent every second) it costs
     nothing per second of session length."""
-    ordered = sorted(meters.values(), key=lambda m: m.kind)
+    # Media streams first, each kind's retransmissions after it.
+    ordered = sorted(meters.values(), key=lambda m: (m.rtx, m.kind))
     per_stream = [(m, m.intervals(until) if with_intervals else None) for m in ordered]
-    streams = [_stream_summary(m, ivs) for m, ivs in per_stream]
+    side_s = max((_active_s(m) for m in ordered), default=1e-9)
+    side_bytes = sum(m.bytes for m in ordered)
+    streams = [_stream_summary(m, ivs, side_s, side_bytes) for m, ivs in per_stream]
     n = max((len(ivs) for _, ivs in per_stream if ivs is not None), default=0)
     intervals = [_merge_interval(i, [(m, ivs.get(i) if ivs else None) for m, ivs in per_stream])
                  for i in range(n)]
 
+    # Every RTP packet the link carried or lost that way, retransmissions included.
     packets = sum(s["packets"] for s in streams)
     lost = sum(s["lost"] for s in streams)
     expected = sum(s["expected"] for s in streams)
+    rtx_bytes = sum(m.bytes for m in ordered if m.rtx)
     side = {
         "packets": packets, "lost": lost, "loss_ratio": _ratio(lost, expected),
+        "rtx_packets": sum(s["packets"] for s in streams if s["rtx"]),
+        "rtx_share": _ratio(rtx_bytes, side_bytes),
         # The worst stream's jitter: the de-jitter buffer must cover it.
         "jitter_ms": max((s["jitter_ms"] for s in streams if s["jitter_ms"] is not None), default=None),
         "bitrate_kbps": _r(sum(s["bitrate_kbps"] or 0 for s in streams), 1),
@@ -119,7 +135,7 @@ def receive_side(meters: Mapping[int, StreamMeter], until: float | None = None,
             },
             "intervals": intervals,
         })
-    video = next((s for s in streams if s["kind"] == "video"), None)
+    video = next((s for s in streams if s["kind"] == "video" and not s["rtx"]), None)
     if video is not None:
         side.update({"fps": video.get("fps"), "freezes": video.get("freezes"),
                      "freeze_s": video.get("freeze_s")})

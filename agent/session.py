@@ -28,21 +28,18 @@ import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtp import RtpPacket
-from aiortc.sdp import SessionDescription
 
-from agent import rtp_tap
+from agent import rtp_tap, sender
 from agent.ice import chosen_host_addresses, offers_loopback, remote_candidates, rtc_configuration
-from agent.measure import StreamMeter
 from agent.media import PatternTrack, ToneTrack
 from agent.report import build_report, receive_side, side_interval
 from agent.settings import AgentSettings, VideoProfile
+from agent.streams import StreamBook, parse_sent
 from contract import jobs
 from contract.vocab import SessionRole
 
@@ -63,6 +60,8 @@ STRAGGLER_S = 0.15
 FINISH_TIMEOUT_S = 5.0
 # The callee gives up on a caller that went silent (no finish) after this long.
 CALLEE_GRACE_S = 30.0
+# After the pacer's backlog has left: the last packet's own trip through the event loop.
+PACER_SLACK_S = 0.02
 
 
 class SessionError(Exception):
@@ -71,21 +70,6 @@ class SessionError(Exception):
 
 class SignalingError(SessionError):
     """The offer could not be delivered or answered."""
-
-
-@dataclass
-class _SentCounter:
-    first_seq: int
-    last_seq: int
-    packets: int = 0
-    bytes: int = 0
-
-
-@dataclass
-class _Codec:
-    kind: str
-    clock_rate: int
-    rtx: bool
 
 
 class PeerSession:
@@ -102,10 +86,9 @@ class PeerSession:
         self.on_interval = on_interval
         self.pc = RTCPeerConnection(rtc_configuration(settings.session))
         self.tracks: list[ToneTrack | PatternTrack] = []
-        self.meters: dict[int, StreamMeter] = {}
-        self.sent: dict[int, _SentCounter] = {}
-        self.rtx_received = 0
-        self.t0: float | None = None                   # first media packet received
+        self.streams = StreamBook(on_first_media=lambda _: self.media_flowing.set())
+        self.meters = self.streams.meters
+        self.manners: list[sender.Manners] = []          # agent/sender.py, one per RTP sender
         self.connect_start = time.monotonic()           # reset when the offer is made
         self.media_flowing = asyncio.Event()
         self.control_open = asyncio.Event()
@@ -114,7 +97,7 @@ class PeerSession:
         self.peer_intervals: deque[dict] = deque(maxlen=8)   # far end's latest live receive figures
         self.peer_final: dict | None = None
         self.peer_sent: dict[int, dict] = {}
-        self._codecs: dict[int, _Codec] = {}
+        self.peer_sending: dict | None = None             # the far side's `sending()`
         self._control: Any = None
         self._probe: Any = None
         self._stamps: list[rtp_tap.KernelStamps] = []
@@ -132,10 +115,12 @@ class PeerSession:
         if self.profile.audio:
             self.tracks.append(ToneTrack())
         if self.profile.video:
-            _set_video_bitrate(self.profile.bitrate_kbps)
+            sender.set_start_bitrate(self.profile.bitrate_kbps)
             self.tracks.append(PatternTrack(self.profile.width, self.profile.height, self.profile.fps))
         for track in self.tracks:
-            self.pc.addTrack(track)
+            rtp_sender = self.pc.addTrack(track)
+            if self.settings.session.bounded_sender:
+                self.manners.append(sender.install(rtp_sender, self.profile.bitrate_kbps))
 
     async def make_offer(self) -> dict:
         """The caller's offer (media and both data channels added)."""
@@ -171,39 +156,15 @@ class PeerSession:
         return RTCSessionDescription(sdp=allowed.sdp, type=expected)
 
     async def _after_negotiation(self) -> None:
-        self._codecs = _codecs_of(self.pc.remoteDescription.sdp)
-        self._stamps = rtp_tap.attach(self.pc, self._on_rtp_received, self._on_rtp_sent)
+        self.streams.negotiated(self.pc.remoteDescription.sdp)
+        self._stamps = rtp_tap.attach(self.pc, self.streams.on_received, self.streams.on_sent)
+        for manners in self.manners:
+            manners.pace()
         # The remote tracks arrived with the remote description; no frame can come before the
         # connection is up, so their consumers start in time.
         while self._new_tracks:
             track = self._new_tracks.pop(0)
             await self._jobs.spawn(self._consume(track), name=f"consume-{track.kind}")
-
-    # -- taps -----------------------------------------------------------------------
-    def _on_rtp_received(self, packet: RtpPacket, now: float) -> None:
-        codec = self._codecs.get(packet.payload_type)
-        if codec is None:
-            return
-        if codec.rtx:
-            self.rtx_received += 1
-            return
-        if self.t0 is None:
-            self.t0 = now
-            self.media_flowing.set()
-        meter = self.meters.get(packet.ssrc)
-        if meter is None:
-            meter = self.meters[packet.ssrc] = StreamMeter(codec.kind, packet.ssrc, codec.clock_rate, self.t0)
-        size = 12 + len(packet.payload) + packet.padding_size
-        meter.add_packet(packet.sequence_number, packet.timestamp, now, size,
-                         packet.extensions.abs_send_time)
-
-    def _on_rtp_sent(self, ssrc: int, seq: int, size: int, now: float) -> None:
-        c = self.sent.get(ssrc)
-        if c is None:
-            c = self.sent[ssrc] = _SentCounter(first_seq=seq, last_seq=seq)
-        c.last_seq = seq
-        c.packets += 1
-        c.bytes += size
 
     def _on_track(self, track: Any) -> None:
         self._new_tracks.append(track)
@@ -215,9 +176,7 @@ class PeerSession:
                 await track.recv()
                 now = time.monotonic()
                 if track.kind == "video":
-                    for m in self.meters.values():
-                        if m.kind == "video":
-                            m.add_frame(now)
+                    self.streams.add_frame(now)
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
@@ -267,22 +226,42 @@ class PeerSession:
         if kind == "interval":
             self.peer_intervals.append(message)
         elif kind == "finish" and self.role == SessionRole.CALLEE:
-            self.peer_sent = _parse_sent(message.get("sent"))
+            self.peer_sent = parse_sent(message.get("sent"))
             self._finish_asked.set()
         elif kind == "final" and self.role == SessionRole.CALLER:
-            self.peer_sent = _parse_sent(message.get("sent"))
+            self.peer_sent = parse_sent(message.get("sent"))
             self.peer_final = message.get("received")
+            self.peer_sending = message.get("sending")
             self._final_received.set()
         elif kind == "bye":
             self.finished.set()
 
     # -- running --------------------------------------------------------------------
-    def _pause_media(self) -> None:
+    @property
+    def t0(self) -> float | None:
+        """When the first media packet arrived (monotonic), None before."""
+        return self.streams.t0
+
+    async def _pause_media(self) -> None:
+        """Stop sending, and wait until the pacer has let out what it holds, so that what this
+        side then says it sent is final (agent/sender.py)."""
         for track in self.tracks:
             track.pause()
+        for manners in self.manners:
+            manners.stop()
+        await asyncio.sleep(max((m.backlog_s() for m in self.manners), default=0.0) + PACER_SLACK_S)
 
     def _sent_summary(self) -> dict[str, dict]:
-        return {str(ssrc): vars(c) for ssrc, c in self.sent.items()}
+        return self.streams.sent_summary()
+
+    def sending(self) -> dict:
+        """What this side's senders did: packets sent, and each video sender's retransmissions and
+        estimate (agent/sender.py)."""
+        by_kind = {m.sender.kind: m.summary() for m in self.manners}
+        return {"packets": sum(c.packets for c in self.streams.sent.values()),
+                "rtx_packets": sum(c.packets for ssrc, c in self.streams.sent.items()
+                                   if ssrc in {s._rtx_ssrc for s in self.pc.getSenders()}),
+                "retransmission": by_kind.get("video")}
 
     async def _drain(self) -> None:
         """Wait for what the far end sent before it stopped (see DRAIN_MIN_S)."""
@@ -379,7 +358,7 @@ class PeerSession:
         await asyncio.gather(ticker.wait(), prober.wait(), return_exceptions=True)
 
         # Finish: stop sending, tell the callee what we sent, get its figures and counts.
-        self._pause_media()
+        await self._pause_media()
         self._send_control({"type": "finish", "sent": self._sent_summary()})
         error = None
         try:
@@ -390,10 +369,11 @@ class PeerSession:
         self._finalize_inbound()
         aiortc_view = await self.aiortc_stats()
         self._send_control({"type": "bye"})
-        inbound = receive_side(self.meters, until=end)
+        inbound = _with_estimate(receive_side(self.meters, until=end), self.peer_sending)
         outbound = self.peer_final
         if outbound is None and self.peer_intervals:
             outbound = self.peer_intervals[-1].get("cumulative")
+        outbound = _with_estimate(outbound, self.sending())
         return await asyncio.to_thread(functools.partial(
             build_report,
             started_at=started, duration_s=end - t0, connected=True,
@@ -402,8 +382,8 @@ class PeerSession:
             inbound=inbound, outbound=outbound, profile=self.profile_name,
             thresholds_path=self.settings.session.thresholds_path,
             thresholds_profile=self.profile.thresholds,
-            extra={"aiortc_stats": aiortc_view, "rtx_received": self.rtx_received,
-                   "sent": {"packets": sum(c.packets for c in self.sent.values())}}))
+            extra={"aiortc_stats": aiortc_view, "rtx_received": self.streams.rtx_received,
+                   "sent": self.sending(), "peer_sent": self.peer_sending}))
 
     async def serve_as_callee(self) -> dict:
         """Serve until the caller says bye, the connection ends or the caller goes silent."""
@@ -448,11 +428,12 @@ class PeerSession:
     async def _callee_finish(self) -> None:
         """When the caller asks to finish: stop sending, drain, send the final figures."""
         await self._finish_asked.wait()
-        self._pause_media()
+        await self._pause_media()
         await self._drain()
         self._finalize_inbound()
         received = receive_side(self.meters, until=time.monotonic())
-        self._send_control({"type": "final", "sent": self._sent_summary(), "received": received})
+        self._send_control({"type": "final", "sent": self._sent_summary(), "received": received,
+                            "sending": self.sending()})
 
     async def aiortc_stats(self) -> dict:
         """aiortc's own getStats, kept beside our figures for comparison only
@@ -503,13 +484,6 @@ def _sctp_can_send_now(pc: RTCPeerConnection) -> bool:
             and sctp._flight_size < sctp._cwnd)
 
 
-def _set_video_bitrate(kbps: int) -> None:
-    # aiortc's VP8 encoder starts at vpx.DEFAULT_BITRATE and follows the receiver's
-    # REMB between MIN_BITRATE and MAX_BITRATE; start it at the profile's rate.
-    from aiortc.codecs import vpx
-    vpx.DEFAULT_BITRATE = max(vpx.MIN_BITRATE, min(kbps * 1000, vpx.MAX_BITRATE))
-
-
 def _description(message: dict, expected: str) -> RTCSessionDescription:
     if not isinstance(message, dict):
         raise SignalingError(f"expected an {expected} object, got {type(message).__name__}")
@@ -518,27 +492,12 @@ def _description(message: dict, expected: str) -> RTCSessionDescription:
     return RTCSessionDescription(sdp=message["sdp"], type=expected)
 
 
-def _codecs_of(sdp: str) -> dict[int, _Codec]:
-    codecs: dict[int, _Codec] = {}
-    for media in SessionDescription.parse(sdp).media:
-        if media.kind not in ("audio", "video"):
-            continue
-        for codec in media.rtp.codecs:
-            if codec.payloadType is None:
-                continue
-            rtx = codec.mimeType.lower().endswith("/rtx")
-            codecs[codec.payloadType] = _Codec(media.kind, codec.clockRate, rtx)
-    return codecs
-
-
-def _parse_sent(raw: Any) -> dict[int, dict]:
-    out: dict[int, dict] = {}
-    if isinstance(raw, dict):
-        for ssrc, counts in raw.items():
-            with contextlib.suppress(ValueError, TypeError, KeyError):
-                out[int(ssrc)] = {"first_seq": int(counts["first_seq"]) & 0xFFFF,
-                                  "last_seq": int(counts["last_seq"]) & 0xFFFF}
-    return out
+def _with_estimate(side: dict | None, sending: dict | None) -> dict | None:
+    """A direction's figures with its sender's last bandwidth estimate (`estimate_kbps`)."""
+    retransmission = (sending or {}).get("retransmission") or {}
+    if side is None or retransmission.get("estimate_kbps") is None:
+        return side
+    return {**side, "estimate_kbps": retransmission["estimate_kbps"]}
 
 
 def _now_iso() -> str:

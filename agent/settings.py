@@ -64,6 +64,10 @@ class SessionSettings(Strict):
     host_addresses: list[str] = Field(default_factory=list)
     default_profile: str = "hearing"
     profiles: dict[str, VideoProfile] = Field(default_factory=_default_profiles)
+    # The sender honours congestion feedback and bounds its retransmissions (agent/sender.py).
+    # false: aiortc's sender as it is, which floods a thin link with retransmissions - only to
+    # show the difference (benchmarks/bottleneck.py).
+    bounded_sender: bool = True
     # Data-channel RTT probes per second.
     probe_hz: float = Field(default=10.0, gt=0, le=50)
     # Give up connecting after this long (offer to media flowing).

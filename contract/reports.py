@@ -124,10 +124,23 @@ class DirectionSummary(Payload):
 
 
 class DirectionFigures(Payload):
-    """What one direction received over a session (`outbound`: the peer received it)."""
+    """What one direction received over a session (`outbound`: the peer received it).
+
+    What the counts count (issue 12): `packets`, `lost` and `loss_ratio` are of EVERY RTP packet
+    sent that way - audio, video and the retransmissions (RTX) - so they say what the link lost,
+    not what the decoder missed in the end (a packet lost and then repaired by a retransmission is
+    one loss, and the retransmission, if the link drops it too, another). `bitrate_kbps` is every
+    RTP stream's received bitrate together (RTP header and payload, no IP/UDP/SRTP overhead).
+    `rtx_packets` and `rtx_share` are the retransmissions received and their share of the bytes
+    received. `estimate_kbps` is the sender's last bandwidth estimate from the receiver's
+    congestion feedback (REMB, for the video stream and its retransmissions): what the
+    congestion controller found this direction to carry."""
     packets: Count | None = None
     lost: Count | None = None
     loss_ratio: Ratio | None = None
+    rtx_packets: Count | None = None
+    rtx_share: Ratio | None = None
+    estimate_kbps: Amount | None = None
     jitter_ms: Figure | None = None
     bitrate_kbps: Amount | None = None
     stall_s: Count | None = None
@@ -143,10 +156,21 @@ class DirectionFigures(Payload):
 
 
 class Stream(Payload):
-    """One received RTP stream (one SSRC) over a session."""
+    """One received RTP stream (one SSRC) over a session, retransmission streams included.
+
+    `packets` are the unique packets received, `expected` the sequence numbers the sender used
+    (the finish handshake gives the first and the last), `lost` = expected - packets: what the
+    link dropped of this stream. `bitrate_share` is this stream's share of the bytes received that
+    way. A retransmission stream (RFC 4588 RTX) has `rtx: true` and `repairs`, the SSRC whose
+    packets it resends; its `kind` is the media's; it has no jitter, stalls or frames (resent
+    packets keep no regular spacing), and its `bitrate_kbps` is over the whole session, not its
+    own bursts. Media streams come before retransmission streams in the list."""
     kind: Text | None = None                  # audio | video
     direction: Direction | None = None        # in a session report; a side's own list has none
     ssrc: Count | None = None
+    rtx: Flag | None = None
+    repairs: Count | None = None
+    bitrate_share: Ratio | None = None
     packets: Count | None = None
     lost: Count | None = None
     expected: Count | None = None
@@ -199,7 +223,11 @@ class SessionReport(Payload):
     intervals: list[Interval] = []
     aiortc_stats: dict[str, Any] | None = None   # aiortc's own view, for comparison only
     rtx_received: Count | None = None
+    # What each side's senders did (agent/sender.py): `packets`, `rtx_packets` and, for video,
+    # `retransmission` (NACKs received, packets asked for, resent and refused by rule, keyframes,
+    # the last estimate). `sent` is the caller's (outbound), `peer_sent` the callee's (inbound).
     sent: dict[str, Any] | None = None
+    peer_sent: dict[str, Any] | None = None
 
     def direction(self, direction: Direction) -> DirectionFigures | None:
         """The figures of `direction`."""

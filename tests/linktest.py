@@ -29,6 +29,7 @@ class Scenario:
     blackout_s: float = 3.0
     blackout_dir: str = "both"
     profile: str | None = None
+    session_config: str = ""                         # more `session:` keys for both agents (YAML lines)
 
 
 SCENARIOS = [
@@ -42,16 +43,17 @@ SCENARIOS = [
 ]
 
 
-def write_agent_config(directory: Path, side: str, address: str) -> Path:
+def write_agent_config(directory: Path, side: str, address: str, session_config: str = "") -> Path:
     path = directory / f"agent-{side}.yaml"
-    path.write_text(f"session:\n  host_addresses: ['{address}']\n", encoding="utf-8")
+    extra = "".join(f"  {line}\n" for line in session_config.splitlines() if line.strip())
+    path.write_text(f"session:\n  host_addresses: ['{address}']\n{extra}", encoding="utf-8")
     return path
 
 
 def run_session(lab: Lab, scenario: Scenario, workdir: Path) -> tuple[dict, dict, int]:
     """Run one session across `lab`; returns (report, truth, exit status)."""
-    cfg_a = write_agent_config(workdir, "a", lab.addr("a"))
-    cfg_b = write_agent_config(workdir, "b", lab.addr("b"))
+    cfg_a = write_agent_config(workdir, "a", lab.addr("a"), scenario.session_config)
+    cfg_b = write_agent_config(workdir, "b", lab.addr("b"), scenario.session_config)
     url = f"http://{lab.addr('b')}:{PORT}"
     lab.clear()
     token = str(token_file(workdir))
@@ -129,8 +131,9 @@ class StreamComparison:
     measured_lost: int
     measured_loss_ratio: float
     truth_jitter_ms: float
-    measured_jitter_ms: float        # RFC 3550 J at the session's end, as the truth computes it
+    measured_jitter_ms: float | None   # RFC 3550 J at the session's end, as the truth computes it (None: RTX)
     measured_jitter_mean_ms: float | None
+    rtx: bool = False                  # a retransmission stream: loss compared, no jitter
     aiortc_lost: int | None = None
     aiortc_jitter_ms: float | None = None
 
@@ -149,7 +152,7 @@ def compare(report: dict, truth: dict) -> tuple[list[StreamComparison], dict]:
             truth_sent=rec["packets"], truth_lost=rec["dropped"], truth_loss_ratio=rec["loss_ratio"],
             measured_lost=stream["lost"], measured_loss_ratio=stream["loss_ratio"],
             truth_jitter_ms=rec["jitter_ms"], measured_jitter_ms=stream["jitter_ms_last"],
-            measured_jitter_mean_ms=stream["jitter_ms"],
+            measured_jitter_mean_ms=stream["jitter_ms"], rtx=bool(stream.get("rtx")),
             aiortc_lost=None if a is None else a["packets_lost"],
             aiortc_jitter_ms=None if a is None else a["jitter_ms"]))
     d_ab, d_ba = media_flow_delay_ms(truth, "a>b"), media_flow_delay_ms(truth, "b>a")
@@ -158,6 +161,15 @@ def compare(report: dict, truth: dict) -> tuple[list[StreamComparison], dict]:
            "measured_mean_ms": report["rtt_ms"]["mean"], "measured_p95_ms": report["rtt_ms"]["p95"],
            "aiortc_rtcp_ms": sum(rtcp) / len(rtcp) if rtcp else None}
     return rows, rtt
+
+
+def rtp_truth(truth: dict, path: str) -> dict:
+    """Every RTP packet the router saw one way (media and RTX): packets, dropped, loss ratio, bytes."""
+    recs = truth_ssrcs(truth, path).values()
+    packets = sum(r["packets"] for r in recs)
+    dropped = sum(r["dropped"] for r in recs)
+    return {"packets": packets, "dropped": dropped, "loss_ratio": dropped / packets if packets else 0.0,
+            "ssrcs": sorted(r["ssrc"] for r in recs), "bytes": sum(r["bytes"] for r in recs)}
 
 
 def jitter_tolerance_ms(truth_ms: float) -> float:

@@ -178,3 +178,29 @@ def test_the_agents_report_is_the_contracts_and_round_trips_as_json():
                           thresholds_path=None, thresholds_profile="hearing")
     assert SessionReport.model_validate(failed).dump() == failed
     assert failed["verdict"] == "unusable" and failed["reasons"] == ["not connected: no answer"]
+
+
+def test_retransmissions_are_a_stream_of_their_own_whose_losses_count():
+    """Issue 12: the link lost video packets and half of their retransmissions; the side's loss is
+    every RTP packet that way, the RTX stream is listed with its share, and has no jitter."""
+    video = StreamMeter("video", 2, 90000, T0)
+    rtx = StreamMeter("video", 3, 90000, T0, rtx=True, repairs=2)
+    pkts = stream(1000, rate=100.0)                       # 10 s, 100 B a packet
+    lost = set(range(10, 1000, 50))                       # 20 video packets dropped
+    feed(video, [p for i, p in enumerate(pkts) if i not in lost])
+    # 20 retransmissions at random moments (RTX keeps the original's stamps), every other one dropped.
+    resent = [(7000 + k, T0 + 0.3 + k * 0.5, T0 + 0.35 + k * 0.5 + (0.2 if k % 3 else 0.0)) for k in range(20)]
+    feed(rtx, [p for k, p in enumerate(resent) if k % 2 == 0])
+    rtx.finalize(sender_first_seq=7000, sender_last_seq=7019, end=T0 + 10.5)
+    side = receive_side({2: video, 3: rtx}, until=T0 + 10.0)
+    by_ssrc = {s["ssrc"]: s for s in side["streams"]}
+    assert [s["ssrc"] for s in side["streams"]] == [2, 3]            # media first
+    assert (by_ssrc[3]["rtx"], by_ssrc[3]["repairs"], by_ssrc[3]["lost"], by_ssrc[3]["packets"]) == (True, 2, 10, 10)
+    assert by_ssrc[3]["jitter_ms"] is None and by_ssrc[3]["stall_s"] is None
+    assert (side["packets"], side["lost"]) == (990, 30)
+    assert side["loss_ratio"] == pytest.approx(30 / 1020, abs=1e-6)
+    assert side["rtx_packets"] == 10
+    assert side["rtx_share"] == pytest.approx(10 / 990, abs=1e-6)
+    assert by_ssrc[2]["bitrate_share"] + by_ssrc[3]["bitrate_share"] == pytest.approx(1.0)
+    assert side["jitter_ms"] == by_ssrc[2]["jitter_ms"]             # the resends' timing is no jitter
+    assert all(iv["jitter_ms"] == pytest.approx(0.0, abs=0.01) for iv in side["intervals"] if iv["packets"])
