@@ -3,7 +3,7 @@
 aiortc 1.16's RTCRtpSender answers every NACK at once and in full, and its receiver NACKs the
 whole list of missing packets again at every new gap. On a thin link the two together make a
 retransmission storm: across a 900 kb/s bottleneck with 100 ms of queue one way, a 20 s test
-sent 1,869 video packets and 6,623 RTX retransmissions, and the bottleneck dropped 72 % of all
+(one run here) sent 1,869 video packets and 6,623 RTX retransmissions, and the bottleneck dropped 72 % of all
 RTP that way (issue 12). The test measured the storm it made, not the link. Its encoder also
 follows REMB up to 1.5 Mb/s, above the profile's rate, and every PLI forces a keyframe at once.
 
@@ -15,7 +15,10 @@ A real endpoint (libwebrtc) does none of that; `Manners` gives aiortc's sender t
   are capped at `RTX_SHARE` of the receiver's estimate (REMB), and the encoder is given what is
   left (libwebrtc's retransmission rate limiter, and its encoder target net of protection).
 - **The encoder never exceeds the profile's rate**, whatever REMB allows (a configured maximum
-  bitrate), and never the estimate less the RTX share.
+  bitrate), and never above the estimate less the RTX rate of the last window.
+- **Video is paced** at `PACING_FACTOR` x the larger of the profile's rate and the estimate,
+  queued retransmissions first (libwebrtc's pacer): aiortc sends each frame as one burst, and
+  its keyframes alone overflow a 100 ms queue on a link barely above the rate.
 - **Keyframe requests are honoured once per `KEYFRAME_MIN_INTERVAL_S`** (libwebrtc's encoder
   feedback ignores PLI/FIR within 300 ms of the last one).
 - **Retransmissions are stamped with their own send time** (abs-send-time), as libwebrtc's pacer
@@ -26,9 +29,12 @@ A real endpoint (libwebrtc) does none of that; `Manners` gives aiortc's sender t
 
 How it is installed: per sender instance, like the taps of agent/rtp_tap.py, by wrapping two
 methods of that one object - `_handle_rtcp_packet` (where aiortc reads NACK, PLI/FIR and REMB)
-and `_send_keyframe` - and reading four of its name-mangled attributes (the RTP history, the
-encoder, the RTCP round trip, the RTX payload type). No global of aiortc is changed; a subclass
-is not possible because RTCPeerConnection builds its senders itself. This depends on aiortc's
+and `_send_keyframe` - and reading five of its name-mangled attributes (the RTP history, the
+encoder, the RTCP round trip, the RTX payload type, the header extension map); the pacer wraps
+the DTLS transport's `_send_rtp` once negotiation is done (`pace()`), for this sender's SSRC
+only. No global of aiortc is changed but the encoder's start rate (`set_start_bitrate`, read from
+a module default when the encoder is made); a subclass is not possible because
+RTCPeerConnection builds its senders itself. This depends on aiortc's
 internals, which is why pyproject.toml pins aiortc to 1.16.*; tests/test_sender.py fails if an
 attribute moves.
 """
@@ -59,12 +65,14 @@ MIN_RTT_S = 0.01
 RTX_SHARE = 0.2
 RTX_WINDOW_S = 0.5
 KEYFRAME_MIN_INTERVAL_S = 0.3
-# Video leaves at most this many times the encoder's target. libwebrtc paces at 2.5 x its estimate
-# but caps a keyframe at 3 frames' worth (max-intra-bitrate); aiortc's VP8 encoder has no such cap
-# (keyframes of 23-29 KB at 600 kb/s, ~6 frames' worth, and delta frames up to 12 KB), so bursts
-# at 2.5 x overflow a 100 ms queue on a link barely above the rate. At 1.5 x a 29 KB keyframe
-# takes 0.26 s to leave, and the queue it builds on such a link stays under 5 KB.
-PACING_FACTOR = 1.5
+# Video leaves at most this many times the profile's rate (or the estimate, when higher).
+# libwebrtc paces at 2.5 x its estimate but caps a keyframe at 3 frames' worth (max-intra-bitrate);
+# aiortc's VP8 encoder has no such cap (keyframes of 23-29 kB at 600 kb/s, ~6 frames' worth, and
+# delta frames up to 12 kB), so bursts at 2.5 x overflow a 100 ms queue on a link barely above the
+# rate: across 900 kb/s with 100 ms of queue, the audio (~150 kb/s with its headers) leaves ~750
+# kb/s for video. At 1.5 x (900 kb/s) one run in two still lost 1.0 % there; 1.25 x is 750 kb/s
+# for the hearing's 600. The cost is delay: a 29 kB keyframe takes 0.3 s to leave, 12 kB 0.13 s.
+PACING_FACTOR = 1.25
 _ABS_SEND_TIME_MOD = 1 << 24
 _MANGLED = "_RTCRtpSender__"
 
@@ -81,7 +89,7 @@ class RetransmissionStats:
     refused_rate: int = 0          # the RTX budget inside the estimate was spent
     refused_gone: int = 0          # no longer in the history (or the sender is stopped)
     keyframes: int = 0             # keyframe requests honoured
-    keyframes_ignored: int = 0     # within KEYFRAME_MIN_INTERVAL_S of the last
+    keyframes_deferred: int = 0    # came within KEYFRAME_MIN_INTERVAL_S of the last: served after it
     estimate_kbps: float | None = None     # the last REMB for this stream
     encoder_kbps: float | None = None      # the encoder's target set from it
 
@@ -100,6 +108,7 @@ class Manners:
         self._window: deque[tuple[float, int]] = deque()  # (time, bytes) of recent RTX
         self._estimate_bps: float | None = None
         self._last_keyframe = -float("inf")
+        self._keyframe_pending = False
         self._stopped = False
         self._rtx_queue: deque[int] = deque()
         self._draining = False
@@ -151,13 +160,25 @@ class Manners:
         self.stats.encoder_kbps = round(encoder.target_bitrate / 1000.0, 1)
 
     def _on_keyframe_request(self) -> None:
-        now = self._clock()
-        if now - self._last_keyframe < KEYFRAME_MIN_INTERVAL_S:
-            self.stats.keyframes_ignored += 1
+        """A PLI or FIR. Within KEYFRAME_MIN_INTERVAL_S of the last keyframe it is deferred, not
+        dropped: aiortc's receiver asks once and then waits, frozen, until a keyframe comes."""
+        if self._clock() - self._last_keyframe < KEYFRAME_MIN_INTERVAL_S:
+            self.stats.keyframes_deferred += 1
+            self._keyframe_pending = True
             return
-        self._last_keyframe = now
+        self._keyframe_now()
+
+    def _keyframe_now(self) -> None:
+        self._keyframe_pending = False
+        self._last_keyframe = self._clock()
         self.stats.keyframes += 1
         self._send_keyframe()
+
+    def _keyframe_due(self) -> None:
+        """A deferred request whose interval has passed: the next frame is a keyframe (checked at
+        every media packet, so within a frame's time of the interval's end)."""
+        if self._keyframe_pending and self._clock() - self._last_keyframe >= KEYFRAME_MIN_INTERVAL_S:
+            self._keyframe_now()
 
     # -- retransmission ------------------------------------------------------------------
     def _budget_bps(self) -> float:
@@ -243,15 +264,18 @@ class Manners:
                     await self._resend(self._rtx_queue.popleft())
             finally:
                 self._draining = False
+            self._keyframe_due()
             await self._slot(len(data))
             await send_rtp(self._restamped(data))
 
         transport._send_rtp = paced  # type: ignore[method-assign]
 
     def _pacing_bps(self) -> float:
-        encoder = self._attr("encoder")
-        target = float(getattr(encoder, "target_bitrate", self.max_bitrate_bps))
-        return PACING_FACTOR * target
+        """PACING_FACTOR x the larger of the profile's rate and the estimate. Not of the encoder's
+        target: aiortc's estimate reads Python's arrival clock, falls on a busy machine, and the
+        encoder follows it to 250 kb/s while its frames stay as large; paced at 1.5 x that, a 12 kB
+        frame would take a quarter of a second and read as a freeze."""
+        return PACING_FACTOR * max(float(self.max_bitrate_bps), self._estimate_bps or 0.0)
 
     async def _slot(self, size: int) -> None:
         """Wait for this packet's turn at the pacing rate (a leaky bucket with no burst)."""

@@ -136,12 +136,14 @@ async def test_the_encoder_follows_the_estimate_but_never_above_the_profile(vide
     assert manners.stats.estimate_kbps == 400.0 and manners.stats.encoder_kbps == 400.0
 
 
-async def test_keyframe_requests_are_honoured_once_per_interval(video):
+async def test_keyframe_requests_are_served_once_per_interval_never_dropped(video):
     manners, clock, sent = video
     pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=manners.sender._ssrc)
     for _ in range(5):                           # a burst of PLIs, as a lossy stretch sends them
         await manners.sender._handle_rtcp_packet(pli)
         clock.t += 0.05
+    assert (manners.stats.keyframes, manners.stats.keyframes_deferred) == (1, 4)
     clock.t += sender.KEYFRAME_MIN_INTERVAL_S
-    await manners.sender._handle_rtcp_packet(pli)
-    assert (manners.stats.keyframes, manners.stats.keyframes_ignored) == (2, 4)
+    manners._keyframe_due()                      # the next media packet after the interval
+    manners._keyframe_due()
+    assert (manners.stats.keyframes, manners.stats.keyframes_deferred) == (2, 4)   # the four served by one

@@ -21,7 +21,7 @@ def test_a_thin_link_is_measured_not_flooded(make_lab, tmp_path):
     link = rtp_truth(truth, "a>b")
     out = report["outbound"]
     # The link itself: under 1 % of the RTP packets that way dropped (it was 72 %).
-    assert link["packets"] > 1500 and link["loss_ratio"] < 0.01, link
+    assert link["packets"] > 1000 and link["loss_ratio"] < 0.01, link
     # The report says what the link lost: every RTP packet, retransmissions included.
     assert abs(out["lost"] - link["dropped"]) <= 2, (out, link)
     assert out["loss_ratio"] < 0.01
