@@ -42,3 +42,29 @@ def test_a_thin_link_is_measured_not_flooded(make_lab, tmp_path):
     retransmission = report["sent"]["retransmission"]
     assert retransmission["retransmitted"] <= retransmission["requested"]
     assert report["sent"]["rtx_packets"] == sum(rec["packets"] for rec in rtx)
+
+
+LOSSY_BOTTLENECK = Scenario("bottleneck 900 kb/s with 3 % loss a>b",
+                            {"a>b": {"rate_kbps": 900, "buffer_ms": 100, "loss": 0.03}},
+                            duration_s=20.0, profile="hearing")
+
+
+def test_on_a_lossy_thin_link_each_loss_is_resent_about_once_and_every_stream_counted(make_lab, tmp_path):
+    report, truth, _ = run_session(make_lab(), LOSSY_BOTTLENECK, tmp_path)
+    assert report["connected"], report["error"]
+    link = rtp_truth(truth, "a>b")
+    by_ssrc = truth_ssrcs(truth, "a>b")
+    outbound = {s["ssrc"]: s for s in report["streams"] if s["direction"] == "outbound"}
+    video = next(s for s in outbound.values() if s["kind"] == "video" and not s["rtx"])
+    rtx = [s for s in outbound.values() if s["rtx"]]
+    # The link's own 3 % made losses, the retransmissions repaired them; no queue overflow of our making.
+    assert truth["directions"]["a>b"]["totals"]["dropped_queue"] <= 0.005 * link["packets"]
+    assert len(rtx) == 1 and rtx[0]["repairs"] == video["ssrc"]
+    rtx_sent = by_ssrc[rtx[0]["ssrc"]]["packets"]
+    video_lost = by_ssrc[video["ssrc"]]["dropped"]
+    assert 0 < rtx_sent <= 1.5 * video_lost + 5, (rtx_sent, video_lost)
+    # Every stream's loss, and the direction's, as the router counted it.
+    for ssrc, s in outbound.items():
+        assert abs(s["lost"] - by_ssrc[ssrc]["dropped"]) <= 2, (s, by_ssrc[ssrc])
+    assert abs(report["outbound"]["lost"] - link["dropped"]) <= 2
+    assert report["outbound"]["rtx_share"] <= sender.RTX_SHARE
