@@ -273,8 +273,8 @@ class Manners:
     def _pacing_bps(self) -> float:
         """PACING_FACTOR x the larger of the profile's rate and the estimate. Not of the encoder's
         target: aiortc's estimate reads Python's arrival clock, falls on a busy machine, and the
-        encoder follows it to 250 kb/s while its frames stay as large; paced at 1.5 x that, a 12 kB
-        frame would take a quarter of a second and read as a freeze."""
+        encoder follows it to 250 kb/s while its frames stay as large; paced at 1.25 x that, a 12 kB
+        frame would take a third of a second and read as a freeze."""
         return PACING_FACTOR * max(float(self.max_bitrate_bps), self._estimate_bps or 0.0)
 
     async def _slot(self, size: int) -> None:
