@@ -584,3 +584,5 @@ act_signatures = Table(
     # One account gives at most one of an act's signatures (NULLs are distinct).
     UniqueConstraint("act_id", "user_name", name="uq_act_signatures_act_user"),
 )
+
+from controller.store import history as _history  # noqa: E402,F401  (issue 12: its table, in this metadata)
