@@ -236,3 +236,31 @@ async def test_last_per_pair_is_bounded_and_counts_the_rest(ctl, fake_clock):
     assert [(r["a"], r["b"], r["loss_ratio"]) for r in kept] == [
         ("court-kyzylorda-1", "sizo-kyzylorda-1", 0.03), ("court-almaty-1", "sizo-almaty-1", 0.02)]
     assert omitted == 1
+
+
+async def test_metrics_show_the_last_check_of_each_recent_pair_bounded(ctl, fake_clock):
+    from prometheus_client.parser import text_string_to_metric_families
+    c, now = ctl, fake_clock()
+    await put(c, now - dt.timedelta(days=20), "court-almaty-2", "sizo-almaty-2", 0.5)    # beyond metrics_days
+    await put(c, now - dt.timedelta(hours=3), "court-almaty-1", "sizo-almaty-1", 0.01)
+    await put(c, now - dt.timedelta(hours=2), "sizo-almaty-1", "court-almaty-1", 0.02)
+    await put(c, now - dt.timedelta(hours=4), "court-almaty-1", "sizo-almaty-2", 0.04)
+    async with c.db.transaction() as conn:
+        await history.record(conn, at=now - dt.timedelta(hours=1), caller="sizo-kyzylorda-1",
+                             callee="court-kyzylorda-1", kind="adhoc", verdict="good",
+                             report=sample(0.03, jitter=12.0, rtt_p95=80.0,
+                                           capacity={"outbound": {"kbps": 900}, "inbound": {"kbps": 1500}}))
+    _, text = await c.call("GET", "/metrics", role=None, expect=200)
+    got: dict[str, dict[tuple[str, str], float]] = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.name.startswith("vks_pair_last_check"):
+            got[fam.name] = {(s.labels.get("a", ""), s.labels.get("b", "")): s.value for s in fam.samples}
+    kyz, alm = ("court-kyzylorda-1", "sizo-kyzylorda-1"), ("court-almaty-1", "sizo-almaty-1")
+    # metrics_max_pairs is 2: the two most recently checked pairs; the third counted, the old one not.
+    assert got["vks_pair_last_check_loss_ratio"] == {kyz: 0.03, alm: 0.02}
+    assert got["vks_pair_last_check_jitter_seconds"] == {kyz: pytest.approx(0.012), alm: pytest.approx(0.002)}
+    assert got["vks_pair_last_check_rtt_seconds"] == {kyz: pytest.approx(0.08), alm: pytest.approx(0.025)}
+    assert got["vks_pair_last_check_capacity_bits_per_second"] == {kyz: 900_000.0}
+    assert got["vks_pair_last_check_timestamp_seconds"] == {
+        kyz: (now - dt.timedelta(hours=1)).timestamp(), alm: (now - dt.timedelta(hours=2)).timestamp()}
+    assert got["vks_pair_last_check_pairs_omitted"] == {("", ""): 1}
