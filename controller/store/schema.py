@@ -7,6 +7,9 @@ The enumerations are text columns with CHECK constraints built from `contract.vo
 and a new word is a small migration): the database, the API models and the web page share one
 list.
 
+Issue 12's history declares its table in this metadata in `controller.store.history`: whatever
+reads the whole metadata (migrations' env.py, the tests comparing it) imports that module too.
+
 All timestamps are UTC (`UTCDateTime`: aware datetimes in, aware UTC out, on both databases).
 """
 from __future__ import annotations
@@ -584,5 +587,3 @@ act_signatures = Table(
     # One account gives at most one of an act's signatures (NULLs are distinct).
     UniqueConstraint("act_id", "user_name", name="uq_act_signatures_act_user"),
 )
-
-from controller.store import history as _history  # noqa: E402,F401  (issue 12: its table, in this metadata)
