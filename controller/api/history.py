@@ -51,7 +51,7 @@ class HistoryDayOut(BaseModel):
 def _zone(name: str, field: str = "timezone") -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise Invalid(f"{field}: unknown time zone {name!r} (an IANA name such as Asia/Almaty)",
                       field=field) from None
 
