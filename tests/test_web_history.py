@@ -19,7 +19,7 @@ from tests.controller_kit import Controller, report
 
 pytestmark = [requires_browser, pytest.mark.timeout(180)]
 I18N = Path(__file__).resolve().parent.parent / "controller" / "web" / "i18n"
-P50 = (31, 111, 235)              # views/history.js COLORS.p50 (#1f6feb)
+SERIES = [(31, 111, 235), (209, 36, 47)]   # views/history.js COLORS.p50 (#1f6feb), COLORS.p95 (#d1242f)
 LOSSES = [0.0, 0.01, 0.02, 0.05, 0.01]   # one check a day, the last five days (today last)
 
 
@@ -45,16 +45,18 @@ async def ctl(tmp_path):
 
 
 async def colored_pixels(page, chart: str) -> int:
-    """How many pixels of the median's colour the chart's canvas holds."""
-    return await page.evaluate("""([sel, rgb]) => {
+    """How many pixels of the series' colours (the median's and the 95th percentile's, drawn over
+    it where they are equal) the chart's canvas holds."""
+    return await page.evaluate("""([sel, colours]) => {
         const c = document.querySelector(sel);
         const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
         let n = 0;
         for (let i = 0; i < d.length; i += 4) {
-            if (Math.abs(d[i] - rgb[0]) < 8 && Math.abs(d[i + 1] - rgb[1]) < 8 && Math.abs(d[i + 2] - rgb[2]) < 8) n++;
+            if (colours.some((rgb) => Math.abs(d[i] - rgb[0]) < 8 && Math.abs(d[i + 1] - rgb[1]) < 8
+                                      && Math.abs(d[i + 2] - rgb[2]) < 8)) n++;
         }
         return n;
-    }""", [f"canvas[data-chart='{chart}']", list(P50)])
+    }""", [f"canvas[data-chart='{chart}']", [list(c) for c in SERIES]])
 
 
 async def test_a_terminals_history_page_draws_the_days_in_three_languages(ctl):
@@ -87,7 +89,7 @@ async def test_a_terminals_history_page_draws_the_days_in_three_languages(ctl):
                 label = await canvas.get_attribute("aria-label") or ""
                 assert label.startswith(words[key]) and days[-1] in label, label
                 assert words["history.p50"] in label, label
-                assert await colored_pixels(page, chart) > 50, (lang, chart)
+                assert await colored_pixels(page, chart) > 100, (lang, chart)     # none: not drawn
             assert await page.locator("figure.chart-box figcaption").all_inner_texts() == [
                 words[k] for k in ("history.loss", "history.jitter", "history.rtt", "history.capacity",
                                    "history.checks")]
@@ -104,5 +106,5 @@ async def test_a_terminals_history_page_draws_the_days_in_three_languages(ctl):
         assert await page.locator("#view h2").inner_text() == \
             catalog("en")["history.title_pair"].replace("{a}", court).replace("{b}", sizo)
         assert await page.locator("table.history tbody tr").count() == len(LOSSES)
-        assert await colored_pixels(page, "loss") > 50
+        assert await colored_pixels(page, "loss") > 100
         assert page.errors == []
