@@ -115,10 +115,11 @@ async def record_check(conn: AsyncConnection, check: dict, report: SessionReport
                         report=report, verdict=verdict, check_id=check["id"])
 
 
-async def record_session(conn: AsyncConnection, session_id: str, report: SessionReport, verdict: str | None,
-                         at: dt.datetime) -> bool:
-    """Keep the result of a test on demand (POST /api/v1/tests) by its session: whether the session
-    is one (a result of another, unknown session is not kept). Kept once per session."""
+async def record_session(conn: AsyncConnection, session_id: str, report: SessionReport,
+                         judge: Callable[[SessionReport, str | None], Any], at: dt.datetime) -> bool:
+    """Keep the result of a test on demand (POST /api/v1/tests) by its session, judged (`judge`:
+    controller.checks.Judge) by the profile it ran with: whether the session is one (a result of
+    another, unknown session is not kept). Kept once per session."""
     if not session_id.startswith(ADHOC_PREFIX):
         return False
     s = (await conn.execute(select(agent_sessions).where(agent_sessions.c.session_id == session_id))).first()
@@ -126,7 +127,7 @@ async def record_session(conn: AsyncConnection, session_id: str, report: Session
         return False
     if (await conn.execute(select(m.id).where(m.test_id == session_id))).first() is None:
         await record(conn, at=at, caller=s.caller, callee=s.callee, kind=MeasurementKind.ADHOC, report=report,
-                     verdict=verdict, test_id=session_id)
+                     verdict=judge(report, s.profile).verdict, test_id=session_id)
     return True
 
 
