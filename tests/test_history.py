@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
+from contract.quality import Judgement
 from contract.reports import SessionReport
-from contract.vocab import CheckKind, MeasurementKind, words
+from contract.vocab import CheckKind, MeasurementKind, Verdict, words
 from controller.store import agents as agents_repo
 from controller.store import history
 from tests.controller_kit import Controller, report
@@ -264,3 +265,21 @@ async def test_metrics_show_the_last_check_of_each_recent_pair_bounded(ctl, fake
     assert got["vks_pair_last_check_timestamp_seconds"] == {
         kyz: (now - dt.timedelta(hours=1)).timestamp(), alm: (now - dt.timedelta(hours=2)).timestamp()}
     assert got["vks_pair_last_check_pairs_omitted"] == {("", ""): 1}
+
+
+async def test_a_test_on_demand_is_judged_by_the_profile_it_ran_with(db_url, fake_clock):
+    seen = []
+
+    def judge(r: SessionReport, profile: str | None) -> Judgement:
+        seen.append(profile)
+        return Judgement(Verdict.GOOD if profile == "monitor" else Verdict.DEGRADED, [], None, [])
+
+    async with Controller(db_url, fake_clock, judge=judge) as c:
+        _, t = await c.call("POST", f"{API}/tests", role="technician", expect=202,
+                            json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "profile": "monitor"})
+        async with c.db.transaction() as conn:
+            await agents_repo.save_session(conn, agents_repo.SessionRow(t["id"], "court-almaty-1", "sizo-almaty-1",
+                                                                        "test", "monitor", 30.0, "started"))
+        await c.checks.on_session_result(t["id"], report("degraded"))
+        assert seen == ["monitor"]
+        assert [(r["kind"], r["verdict"]) for r in await rows(c)] == [("adhoc", "good")]
