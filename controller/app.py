@@ -56,6 +56,7 @@ from controller.live.machine import Machine
 from controller.live.service import LiveService
 from controller.scheduler import Scheduler
 from controller.settings import ControllerSettings
+from controller.store import history as history_repo
 from controller.store.db import Database, utcnow
 from controller.store.migrate import migrate
 
@@ -94,6 +95,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
                      lease_s=settings.scheduler.lease_s, poll_s=settings.scheduler.poll_s,
                      batch=settings.scheduler.batch, max_attempts=settings.scheduler.max_attempts)
     app[SCHEDULER_KEY] = jobs
+    jobs.every_day(history_repo.PRUNE_KIND, history_repo.pruner(settings.history.keep_days))  # issue 12
     metrics.setup(app)
     # Rules 16-18: escalation, its notifications and the act (drafted at step 2).
     notifier = app[NOTIFIER_KEY] = notify.Notifier(settings)
