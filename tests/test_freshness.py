@@ -19,8 +19,8 @@ from controller import freshness as fr
 from controller.settings import parse_window
 from controller.store import jobs as jobs_repo
 from controller.store.schema import agent_presence, hearings, institutions
-from tests.controller_kit import Controller, report
 from tests.conftest import FakeClock
+from tests.controller_kit import Controller, report
 
 H = dt.timedelta(hours=1)
 MIN = dt.timedelta(minutes=1)
