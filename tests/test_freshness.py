@@ -244,7 +244,9 @@ async def test_nightly_pair_tests_in_each_courts_local_night_skipping_pairs_test
 
 async def test_a_live_hearing_defers_and_a_suspension_skips_the_nightly_test(db_url):
     clock = FakeClock(dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC))
-    async with Controller(db_url, clock, **fresh(watch_s=0, retest_window_h=[], defer_s=600)) as c:
+    # Live monitoring off: its loop (in real time) would monitor the live hearing past its end.
+    async with Controller(db_url, clock, **fresh(watch_s=0, retest_window_h=[], defer_s=600),
+                          live={"enabled": False}) as c:
         await c.schedule(start=clock() + 5 * 24 * H)
         await c.scheduler.run_until_idle()
         for s in c.gw.started:
