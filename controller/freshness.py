@@ -9,8 +9,9 @@ little about the link on the day. Settings: `freshness` (controller.settings.Fre
   pairs with a hearing in the next `horizon_days`, and plans each one's test in the court's next
   night window (local time), at a second picked by a hash of the pair and the night. A pair tested
   less than `skip_tested_h` ago, or where VKS is suspended (rule 24), is skipped; a terminal in a
-  live hearing defers it. The result is written in the record of the pair's hearings ahead
-  (event pair_test_result).
+  live hearing, or in a hearing's check running now, defers it (by `defer_s`). The result is
+  written in the record of the pair's hearings ahead (event pair_test_result). A terminal not
+  connected: the test is not run (event pair_test_not_run) - the watch below tells of it.
 - **Retries.** A failed test (did not connect, or failed its thresholds) - a rule-13 check or a
   nightly pair test - runs again after each of `retry_delays_min` (10, 30, 90 min) before it
   escalates (cause test_retries_failed, one per hearing and remote terminal; resolved when a test
@@ -292,7 +293,8 @@ class FreshnessService:
             pairs = await repo.pairs_ahead(conn, now, now + dt.timedelta(days=self.cfg.horizon_days), a, b)
             hids = [hid for hid, _ in pairs[0].hearings] if pairs else []
             why = await self._skip(conn, a, b, hids, now, attempt)
-            busy = await live_repo.live_hearings_of(conn, [a, b], now) if why is None else {}
+            busy = bool(await live_repo.live_hearings_of(conn, [a, b], now) or await repo.checking(conn, [a, b])) \
+                if why is None else False
         if why is not None:
             log.info("nightly test %s -> %s skipped: %s", a, b, why)
             return
@@ -301,7 +303,7 @@ class FreshnessService:
             if attempt == 0 and later >= dt.datetime.fromisoformat(p["closes"]):
                 log.info("nightly test %s -> %s not run tonight: a terminal is in a live hearing", a, b)
                 return
-            async with ctx.complete(retry_at=later, error="a terminal is in a live hearing"):
+            async with ctx.complete(retry_at=later, error="a terminal is in a live hearing or a check"):
                 return
         sid = NIGHTLY_PREFIX + secrets.token_hex(8)
         try:

@@ -272,6 +272,30 @@ async def test_a_live_hearing_defers_and_a_suspension_skips_the_nightly_test(db_
         assert len(nightly(c)) == 1
 
 
+async def test_a_check_running_on_a_terminal_defers_the_nightly_test(db_url):
+    clock = FakeClock(dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC))
+    async with Controller(db_url, clock, **fresh(watch_s=0, retest_window_h=[], defer_s=600)) as c:
+        await c.schedule(start=clock() + 5 * 24 * H)
+        await c.scheduler.run_until_idle()
+        for s in c.gw.started:
+            await c.checks.on_session_result(s["session_id"], report("good"))
+        await run_for(c, 20 * H)
+        [j] = [x for x in await jobs_of(c, "freshness:pair:") if x["state"] == "pending"]
+        clock.set(j["due_at"] - MIN)             # a hearing booked now: its rule-13 test runs on the SIZO
+        await c.schedule(start=clock() + 3 * 24 * H, room=("almaty-medeu-district", "Зал 2"),
+                         participants=("sizo-almaty-1",), case="2-8/2026")
+        await c.scheduler.run_until_idle()
+        running = c.gw.started[-1]
+        assert running["callee"] == "sizo-almaty-1" and running["kind"] == "test"
+        clock.set(j["due_at"])
+        await c.scheduler.run_until_idle()
+        assert nightly(c) == [] and (await job(c, j["key"]))["due_at"] == j["due_at"] + 10 * MIN
+        await c.checks.on_session_result(running["session_id"], report("good"))
+        clock.set(j["due_at"] + 10 * MIN)       # that pair is fresh now, this one is not: it runs
+        await c.scheduler.run_until_idle()
+        assert [(s["caller"], s["callee"]) for s in nightly(c)] == [("court-almaty-1", "sizo-almaty-1")]
+
+
 async def test_a_failed_nightly_test_is_retried_then_escalates_on_the_next_hearing(db_url):
     clock = FakeClock(dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC))
     async with Controller(db_url, clock, **fresh(watch_s=0, retest_window_h=[], retry_delays_min=[10, 30])) as c:

@@ -84,6 +84,14 @@ async def last_tested(conn: AsyncConnection, a: str, b: str, hearing_ids: Iterab
     return max(times, default=None)
 
 
+async def checking(conn: AsyncConnection, terminal_ids: Iterable[str]) -> bool:
+    """Whether a check of a hearing is running on any of these terminals now."""
+    ids = list(terminal_ids)
+    c = checks.c
+    q = select(c.id).where(c.status == CheckStatus.RUNNING, or_(c.caller.in_(ids), c.callee.in_(ids))).limit(1)
+    return (await conn.execute(q)).first() is not None
+
+
 @dataclass(frozen=True)
 class Presence:
     """Where a terminal's agent is, as the watch sees it."""
