@@ -376,6 +376,12 @@ async def test_the_watch_opens_one_escalation_per_offline_terminal_and_hearing_a
         assert len(await escalations(c)) == 2
         assert len(await events(c, h["id"], "escalation_opened")) == 1
         assert far["id"] not in {e["hearing_id"] for e in open_}
+        # Seen within scope, as every escalation: the SIZO's technician yes, another court's no.
+        for name, inst, seen in (("tech-sizo", "sizo-almaty-70-1", 2), ("tech-kyz", "kyzylorda-district-2", 0)):
+            _, u = await c.call("POST", "/api/v1/users", expect=201,
+                                json={"name": name, "role": "technician", "institutions": [inst]})
+            _, out = await c.call("GET", "/api/v1/escalations", token=u["token"], expect=200)
+            assert len(out["items"]) == seen, name
         # Back online: resolved by the system.
         await set_presence(c, "sizo-almaty-1", online=True, last_seen=fake_clock())
         fake_clock.advance(minutes=1)
