@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import insert
 
+from controller.store import events as events_repo
 from controller.store import users as users_repo
 from controller.store.schema import agent_presence
 from tests.browser import PASSWORD, browser, new_page, requires_browser, set_lang, shot, sign_in
@@ -34,6 +35,13 @@ async def offline(tmp_path):
                     terminal_id=tid, controller_id="c1" if online else None,
                     lease_until=clock() + H if online else None, last_seen=gone, connected_at=gone))
             await users_repo.set_password(conn, "technician-1", await users_repo.password_hash(PASSWORD), clock())
+            # What a nightly pair test and a retried test write in the hearing's record.
+            pair = {"caller": "court-almaty-1", "callee": "sizo-almaty-1", "nightly": True}
+            await events_repo.append(conn, h["id"], "pair_test_result", gone, {
+                **pair, "session_id": "nightly-0123456789abcdef", "status": "passed", "verdict": "good",
+                "reasons": [], "reason_codes": [], "attempt": 0})
+            await events_repo.append(conn, h["id"], "test_retry_planned", gone, {
+                **pair, "attempt": 1, "attempts": 3, "retry_at": (gone + dt.timedelta(minutes=10)).isoformat()})
         await c.scheduler.run_until_idle()
         clock.advance(minutes=6)            # the watch counts no one away longer than it has been running
         await c.scheduler.run_until_idle()
@@ -52,14 +60,14 @@ async def test_the_offline_terminals_escalation_in_three_languages(offline):
     # The page's time without the zone: day.month and HH:MM in every language (i18n.js).
     hm = local.strftime("%H:%M")
     expected = {
-        "kk": ("терминал қолжетімсіз", f"{sizo}", "бастап байланыста жоқ", "Техникалық мамандарға хабарланды"),
-        "ru": ("терминал недоступен", f"{sizo} не на связи с", "", "Технические специалисты обеих сторон"),
-        "en": ("terminal unreachable", f"{sizo} offline since", "", "technicians of both sides told"),
+        "kk": ("терминал қолжетімсіз", f"{sizo}", "бастап байланыста жоқ"),
+        "ru": ("терминал недоступен", f"{sizo} не на связи с", ""),
+        "en": ("terminal unreachable", f"{sizo} offline since", ""),
     }
     async with browser() as b:
         page = await new_page(b)
         await sign_in(page, c.base, "technician-1")
-        for lang, (cause, about, tail, _) in expected.items():
+        for lang, (cause, about, tail) in expected.items():
             await set_lang(page, lang)
             await page.goto(f"{c.base}#escalations")
             row = page.locator(f"tr[data-escalation='{e['id']}']")
@@ -68,10 +76,28 @@ async def test_the_offline_terminals_escalation_in_three_languages(offline):
             line = await row.locator("div.about").inner_text()
             assert line.startswith(about) and hm in line and tail in line, line
             await shot(page, f"escalation-offline-{lang}")
-        # The hearing's record: the escalation opened, in a sentence with its cause (still English).
-        await page.goto(f"{c.base}#hearing/{c.hearing_id}")
-        opened = page.locator("tr[data-kind='escalation_opened'] td.sentence")
-        await opened.wait_for()
-        said = (await opened.inner_text()).lower()
-        assert "terminal unreachable" in said, said
+        # The hearing's record: the nightly test, the retry planned and the escalation, in sentences.
+        court = (await c.call("GET", "/api/v1/terminals/court-almaty-1", expect=200))[1]["name"]
+        pair = f"{court} → {sizo}"
+        lines = {
+            "kk": (f"{pair} түнгі сынағы: өтті, сапасы — жақсы", f"{pair} сынақ сеансы өтпеді; 3 қайталаудың 1-сі — ",
+                   "терминал қолжетімсіз"),
+            "ru": (f"ночной тест {pair}: пройдено, качество — хорошо",
+                   f"тестовый сеанс {pair} не пройден; повтор 1 из 3 в ", "терминал недоступен"),
+            "en": (f"nightly test {pair}: passed, quality good", f"test session {pair} failed; retry 1 of 3 at ",
+                   "terminal unreachable"),
+        }
+        for lang, (result, retry, cause) in lines.items():
+            await set_lang(page, lang)
+            await page.goto(f"{c.base}#hearing/{c.hearing_id}")
+            said = {}
+            for kind in ("pair_test_result", "test_retry_planned", "escalation_opened"):
+                cell = page.locator(f"tr[data-kind='{kind}'] td.sentence")
+                await cell.wait_for()
+                said[kind] = (await cell.inner_text()).lower()
+            assert said["pair_test_result"].startswith(result.lower()), said
+            assert said["test_retry_planned"].startswith(retry.lower()), said
+            assert cause in said["escalation_opened"], said
+            assert "nightly-0123456789abcdef" not in said["pair_test_result"]      # folded away
+            await shot(page, f"hearing-fresh-{lang}")
         assert page.errors == []
