@@ -37,8 +37,11 @@ A job's payload carries its counter (which retry this is); a test that passes st
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
+import itertools
 import logging
 import secrets
 from collections.abc import Mapping
@@ -48,6 +51,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contract.backoff import backoff_s
 from contract.reports import SessionReport
 from contract.vocab import CheckKind, CheckStatus, EscalationCause, HealthStatus
 from controller import rules
@@ -385,7 +389,7 @@ class FreshnessService:
         a, b = p["caller"], p["callee"]
         pairs = await repo.pairs_ahead(conn, now, now + dt.timedelta(days=self.cfg.horizon_days), a, b)
         hids = [hid for hid, _ in pairs[0].hearings] if pairs else []
-        for hid in hids:
+        for hid in sorted(hids):     # locked in id order, as every writer of several hearings
             await hearings_repo.get_hearing(conn, hid, for_update=True)
         detail = {"caller": a, "callee": b, "session_id": p["session_id"], "status": status, "nightly": True,
                   "attempt": p["attempt"], **result}
@@ -419,7 +423,7 @@ class FreshnessService:
             seen = await repo.presence_at(conn, ahead, now)
             for tid, hids in ahead.items():
                 await self._watch_one(conn, tid, hids, seen.get(tid), now)
-            await self._resolve_gone(conn, ahead, seen, now)
+            await self._resolve_gone(conn, now)
         if self.cfg.watch_s > 0:
             await self._again("freshness.watch", "freshness:watch", now + dt.timedelta(seconds=self.cfg.watch_s))
         self.wake()
@@ -454,20 +458,20 @@ class FreshnessService:
         sites = await hearings_repo.sites_of(conn, hid)
         return bool(rules.blocking_suspensions(await susp_repo.not_ended(conn, now), sites, now))
 
-    async def _resolve_gone(self, conn: AsyncConnection, ahead: dict[str, list[int]], seen: dict[str, repo.Presence],
-                            now: dt.datetime) -> None:
-        """Open watch escalations whose fault is gone: the terminal is back (agent_offline), healthy
-        again (terminal_unhealthy), or no longer in a hearing ahead."""
-        for e in await repo.open_escalations(conn, (OFFLINE, UNHEALTHY)):
-            tid = e["detail"].get("terminal_id")
-            if tid is None or not e["open_key"] or not e["open_key"].endswith(f":{tid}"):
-                continue    # not the watch's (e.g. opened by a person)
+    async def _resolve_gone(self, conn: AsyncConnection, now: dt.datetime) -> None:
+        """The watch's open escalations whose fault is gone: the terminal is back (agent_offline), or
+        healthy again (terminal_unhealthy). One for a hearing that has started stays until a person
+        resolves it or the hearing is over (controller.escalation)."""
+        mine = [e for e in await repo.open_escalations(conn, (OFFLINE, UNHEALTHY))
+                if e["open_key"] and e["detail"].get("terminal_id")
+                and e["open_key"].endswith(f":{e['detail']['terminal_id']}")]   # not one a person opened
+        seen = await repo.presence_at(conn, {e["detail"]["terminal_id"] for e in mine}, now)
+        for e in mine:
+            tid = e["detail"]["terminal_id"]
             p = seen.get(tid)
-            back = p is not None and p.online and (e["cause"] == OFFLINE or not unhealthy(p.health))
-            if back or e["hearing_id"] not in ahead.get(tid, []):
+            if p is not None and p.online and (e["cause"] == OFFLINE or not unhealthy(p.health)):
                 note = "terminal back online" if e["cause"] == OFFLINE else "terminal healthy again"
-                await self.escalations.auto_resolve(conn, e["hearing_id"], e["cause"], now,
-                                                    note if back else "no hearing ahead", subject=tid)
+                await self.escalations.auto_resolve(conn, e["hearing_id"], e["cause"], now, note, subject=tid)
 
 
 FRESH_KEY = web.AppKey("freshness", FreshnessService)
@@ -475,9 +479,27 @@ FRESH_KEY = web.AppKey("freshness", FreshnessService)
 
 async def ctx(app: web.Application):
     """cleanup_ctx (after the database is migrated): the periodic jobs exist. A database away at start
-    is logged; the jobs are made at the next start."""
+    is retried with backoff in the background (cancelled at shutdown) until they are made."""
+    fresh = app[FRESH_KEY]
+
+    async def ensure() -> bool:
+        try:
+            await fresh.ensure_jobs()
+            return True
+        except Exception as exc:
+            log.warning("fresh results: the periodic jobs could not be made (%s); trying again", exc)
+            return False
+
+    async def retry() -> None:
+        for attempt in itertools.count():
+            await asyncio.sleep(backoff_s(attempt, 1.0, 60.0))
+            if await ensure():
+                return
+    task = None if await ensure() else asyncio.create_task(retry(), name="freshness-ensure")
     try:
-        await app[FRESH_KEY].ensure_jobs()
-    except Exception:
-        log.exception("fresh results: the periodic jobs could not be made")
-    yield
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
