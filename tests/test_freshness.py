@@ -10,13 +10,15 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import insert, update
 
 from controller import freshness as fr
-from controller.settings import parse_window
+from controller.settings import ControllerSettings, load_settings, parse_window
 from controller.store import jobs as jobs_repo
 from controller.store.schema import agent_presence, hearings, institutions
 from tests.conftest import FakeClock
@@ -102,6 +104,21 @@ def test_two_thousand_pairs_spread_over_a_four_hour_night():
     at = [fr.pair_slot(f"court-{i % 300}", f"sizo-{i}", night, "Asia/Almaty", "01:00-05:00") for i in range(2000)]
     per_minute = collections.Counter(t.replace(second=0) for t in at)
     assert len(per_minute) == 240 and max(per_minute.values()) <= 20      # 8.3 a minute on average
+
+
+@pytest.mark.parametrize("bad", [{"nightly_window": "25:00-01:00"}, {"nightly_window": "01:00-01:00"},
+                                 {"nightly_window": "1am"}, {"retest_window_h": [24, 48]},
+                                 {"retry_delays_min": [10, 0]}])
+def test_freshness_settings_are_checked(bad):
+    with pytest.raises(ValidationError, match="freshness"):
+        ControllerSettings(freshness=bad)
+
+
+def test_the_example_config_has_the_defaults():
+    cfg = load_settings(Path(__file__).resolve().parent.parent / "configs" / "controller.yaml").freshness
+    assert cfg == ControllerSettings().freshness
+    assert (cfg.retest_window_h, cfg.nightly_window, cfg.retry_delays_min, cfg.watch_s, cfg.offline_after_s) == \
+        ([48, 24], "01:00-05:00", [10, 30, 90], 60, 300)
 
 
 # --- the re-test in the 48-24 h window -----------------------------------------------------------
