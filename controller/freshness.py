@@ -45,7 +45,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -55,6 +55,7 @@ from contract.backoff import backoff_s
 from contract.reports import SessionReport
 from contract.vocab import CheckKind, CheckStatus, EscalationCause, HealthStatus
 from controller import rules
+from controller.checks import CheckService, connected_of
 from controller.escalation import EscalationService
 from controller.gateway import AgentUnavailable
 from controller.scheduler import Clock, JobContext, Scheduler
@@ -69,9 +70,6 @@ from controller.store import registry
 from controller.store import suspensions as susp_repo
 from controller.store.db import Database
 from controller.store.hearings import iso
-
-if TYPE_CHECKING:
-    from controller.checks import CheckService
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +349,7 @@ class FreshnessService:
         """A nightly pair test's report (through the check service, from the hub)."""
         report = SessionReport.model_validate(report)
         j = self.checks.judge(report)
-        connected = report.connected is not False if "connected" in report.model_fields_set else True
+        connected = connected_of(report)
         status = rules.check_status_for(j.verdict, connected)
         await self._pair_done(session_id, status, {
             "verdict": j.verdict, "reasons": list(j.reasons), "reason_codes": list(j.reason_codes), "mos": j.mos,
