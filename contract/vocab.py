@@ -242,7 +242,9 @@ class EscalationCause(StrEnum):
     TEST_FAILED = "test_failed"
     PRECONNECT_FAILED = "preconnect_failed"
     RECONNECT_FAILED = "reconnect_failed"
-    AGENT_OFFLINE = "agent_offline"
+    AGENT_OFFLINE = "agent_offline"            # a terminal offline with a hearing within 48 h (rule 14)
+    TERMINAL_UNHEALTHY = "terminal_unhealthy"  # its health check failing (camera, microphone, clock ...)
+    TEST_RETRIES_FAILED = "test_retries_failed"  # a test failed again after every retry (controller.freshness)
     MANUAL = "manual"
 
 

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from contract import quality
 from contract.jobs import scheduler as background
-from controller import agent_api, api, metrics, metrics_site, notify
+from controller import agent_api, api, freshness, metrics, metrics_site, notify
 from controller import web as web_ui
 from controller.acts import ActService
 from controller.agent_writes import Drops, EventBudget
@@ -106,6 +106,9 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     checks = CheckService(db, settings, clock, lambda: app[GATEWAY_KEY], judge, escalations=escalations)
     checks.register(jobs)
     app[RESULTS_KEY] = checks
+    # Issue 12 part 5: re-tests before the hearing, nightly pair tests, retries, the terminal watch.
+    fresh = app[freshness.FRESH_KEY] = freshness.FreshnessService(db, settings, clock, checks, escalations)
+    fresh.register(jobs)
 
     # Issue 11: what a terminal sent and may not write is counted (and logged once a minute);
     # the records its reports create are within its budget.
@@ -130,6 +133,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     # a fresh pool nobody closes, left to the garbage collector (Connection.__del__ in a later test).
     app.cleanup_ctx.insert(1, _database)
     app.cleanup_ctx.append(_lifecycle(run_scheduler))
+    app.cleanup_ctx.append(freshness.ctx)
     app.cleanup_ctx.append(_notifier)
     if hub is not None:
         agent_api.setup_agent_api(app, hub)

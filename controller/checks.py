@@ -129,6 +129,8 @@ class CheckService:
         self._judge = judge
         self.wake = wake
         self.escalations = escalations    # rules 16, 17; None: failed checks escalate nothing
+        # controller.freshness.FreshnessService (which imports this module): re-tests, retries, nightly tests
+        self.fresh: Any = None
 
     def use_judge(self, judge: Judge) -> None:
         """Judge results with `judge` (the quality model, once the app has loaded it)."""
@@ -189,6 +191,8 @@ class CheckService:
                                      {"deadline": hearings_repo.iso(p.deadline),
                                       "due_from": hearings_repo.iso(p.due_from), "late": p.late,
                                       "terminals": callees})
+        if self.fresh is not None:
+            await self.fresh.plan_retest(conn, hearing, now)
         await self._block_if_suspended(conn, hearing["id"], now)
 
     async def replan(self, conn: AsyncConnection, hearing: dict, now: dt.datetime) -> None:
@@ -207,6 +211,8 @@ class CheckService:
                                         {"check_id": c["id"]}, reschedule=True)
             await jobs_repo.enqueue(conn, "check.deadline", deadline_key(c["id"]), p.deadline, now,
                                     {"check_id": c["id"]}, reschedule=True)
+        if self.fresh is not None:
+            await self.fresh.plan_retest(conn, hearing, now)
         await self._block_if_suspended(conn, hearing["id"], now)
         await self.refresh_verdict(conn, hearing["id"], now)
 
@@ -314,6 +320,8 @@ class CheckService:
         if not others:
             await self.escalations.auto_resolve(conn, c["hearing_id"], CHECK_CAUSE[CheckKind(c["kind"])], now,
                                                 f"{c['kind']} check {c['id']} passed")
+        if self.fresh is not None:
+            await self.fresh.on_passed(conn, c, now)
 
     # --- jobs ----------------------------------------------------------------------------
 
@@ -471,6 +479,8 @@ class CheckService:
         hearing's verdict and record the event. A duplicate is stored once; a
         report for an unknown or superseded session is ignored (logged). A report
         given as its JSON is read through the model first."""
+        if self.fresh is not None and self.fresh.owns(session_id):
+            return await self.fresh.on_pair_result(session_id, report)
         report = SessionReport.model_validate(report)
         connected = connected_of(report)
         now = self.clock()
@@ -499,10 +509,10 @@ class CheckService:
                 "session_id": session_id, "status": status, "verdict": verdict, "reasons": reasons,
                 "reason_codes": codes, "mos": mos, "late": now > c["deadline"]})
             if status == "failed":
-                await self._escalate(conn, c, now, {"verdict": verdict, "reasons": reasons,
-                                                    "reason_codes": codes, "mos": mos,
-                                                    "connected": connected,
-                                                    "error": report.error, "session_id": session_id})
+                detail = {"verdict": verdict, "reasons": reasons, "reason_codes": codes, "mos": mos,
+                          "connected": connected, "error": report.error, "session_id": session_id}
+                if self.fresh is None or not await self.fresh.after_failure(conn, c, now, detail):
+                    await self._escalate(conn, c, now, detail)
             else:
                 await self._fault_gone(conn, {**c, "status": status}, now)
             await self.refresh_verdict(conn, c["hearing_id"], now)
@@ -510,6 +520,8 @@ class CheckService:
     async def on_session_failed(self, session_id: str, error: str) -> None:
         """The session could not run (e.g. an agent dropped mid-session): retry
         while there is time and attempts are left, else the check failed."""
+        if self.fresh is not None and self.fresh.owns(session_id):
+            return await self.fresh.on_pair_failed(session_id, error)
         now = self.clock()
         async with self.db.transaction() as conn:
             h, c = await lock_session_check(conn, session_id)
@@ -520,12 +532,14 @@ class CheckService:
             await self._attempt_failed(conn, c["id"], session_id, now, error, give_up=give_up, reschedule=True)
         self.wake()
 
-    async def run_now(self, conn: AsyncConnection, hearing_id: int, kind: str, now: dt.datetime) -> list[int]:
+    async def run_now(self, conn: AsyncConnection, hearing_id: int, kind: str, now: dt.datetime,
+                      only: set[int] | None = None) -> list[int]:
         """A technician asks to run the hearing's test (or pre-connect) now: the
-        checks of that kind are (re)opened and their run jobs made due now."""
+        checks of that kind (those of `only`, when given) are (re)opened and their run jobs made due now."""
         ids = []
         for c in await checks_repo.checks_for(conn, [hearing_id]):
-            if c["kind"] != kind or c["status"] in ("running", "cancelled", "blocked"):
+            if c["kind"] != kind or c["status"] in ("running", "cancelled", "blocked") or \
+                    (only is not None and c["id"] not in only):
                 continue
             status = "overdue" if c["overdue_at"] and c["status"] != "passed" else "pending"
             await checks_repo.update_check(conn, c["id"], status=status, due_from=min(c["due_from"], now),

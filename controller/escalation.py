@@ -191,18 +191,19 @@ class EscalationService:
         return eid
 
     async def open_in(self, conn: AsyncConnection, *, hearing_id: int, cause: str, detail: dict | None,
-                      now: dt.datetime, by: str = "system") -> tuple[int, bool]:
-        """Open an escalation for `hearing_id` and `cause` inside the caller's
-        transaction (hearing row locked first). Returns (id, opened_now); an
-        unresolved one for the same hearing and cause is returned as it is."""
+                      now: dt.datetime, by: str = "system", subject: str | None = None) -> tuple[int, bool]:
+        """Open an escalation for `hearing_id` and `cause` (and `subject`: e.g. the terminal it is
+        about) inside the caller's transaction (hearing row locked first). Returns (id, opened_now);
+        an unresolved one for the same hearing, cause and subject is returned as it is."""
         if cause not in CAUSES:
             raise Invalid(f"cause: expected one of {', '.join(CAUSES)}", field="cause")
         await hearings_repo.get_hearing(conn, hearing_id, for_update=True)
-        existing = await repo.find_open(conn, hearing_id, cause, for_update=True)
+        existing = await repo.find_open(conn, hearing_id, cause, for_update=True, subject=subject)
         if existing is not None:
             return existing["id"], False
         detail = dict(detail or {})
-        eid = await repo.insert_escalation(conn, hearing_id=hearing_id, cause=cause, detail=detail, now=now)
+        eid = await repo.insert_escalation(conn, hearing_id=hearing_id, cause=cause, detail=detail, now=now,
+                                           subject=subject)
         await repo.add_action(conn, eid, EscalationAction.OPENED, by, now)
         sent = await self._notify_step(conn, eid, hearing_id, 1, now)
         await events_repo.append(conn, hearing_id, "escalation_opened", now, {
@@ -332,10 +333,10 @@ class EscalationService:
             "escalation_id": e["id"], "cause": e["cause"], "by": by, "note": note})
 
     async def auto_resolve(self, conn: AsyncConnection, hearing_id: int, cause: str, now: dt.datetime,
-                           note: str) -> int | None:
+                           note: str, subject: str | None = None) -> int | None:
         """The fault is gone (e.g. the check passed on a later try): resolve the
-        open escalation of that cause, by "system". Caller holds the hearing lock."""
-        e = await repo.find_open(conn, hearing_id, cause, for_update=True)
+        open escalation of that cause (and subject), by "system". Caller holds the hearing lock."""
+        e = await repo.find_open(conn, hearing_id, cause, for_update=True, subject=subject)
         if e is None:
             return None
         await self._resolve(conn, e, "system", None, note, now)

@@ -84,7 +84,8 @@ LINK_VERDICTS = words(Verdict)
 # Issue 5 (rule 22: breaks; rules 16, 17: escalations). Bounded label values.
 BREAK_REASONS = words(BreakCause)
 ESCALATION_LEVELS = ("technicians", "organiser")
-ESCALATION_TRIGGERS = ("test_failed", "preconnect_failed", "reconnect_failed", "not_fixed", "cannot_fix")
+ESCALATION_TRIGGERS = ("test_failed", "preconnect_failed", "reconnect_failed", "test_retries_failed", "agent_offline",
+                       "terminal_unhealthy", "not_fixed", "cannot_fix")
 # Issue 11: why something a terminal sent was not written (controller.agent_writes).
 AGENT_DROP_REASONS = words(AgentDrop)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")

@@ -148,6 +148,61 @@ class EscalationSettings(Strict):
     page_url: str | None = None
 
 
+class FreshnessSettings(Strict):
+    """Results that stay fresh (issue 12 part 5; rules 13, 14, 16 - controller.freshness)."""
+    # A hearing booked further ahead than the window's opening is tested again inside it, hours before
+    # the start, at a minute picked by a hash of the hearing's id; [] turns the re-test off.
+    retest_window_h: list[float] = Field(default_factory=lambda: [48.0, 24.0])
+    # Nightly pair tests in each court's local time ("HH:MM-HH:MM", may cross midnight), spread across
+    # it, for every pair with a hearing within horizon_days; null turns them off.
+    nightly_window: str | None = "01:00-05:00"
+    horizon_days: float = Field(default=7.0, gt=0, le=60)
+    skip_tested_h: float = Field(default=20.0, ge=0, le=72)      # a pair tested this recently is skipped
+    defer_s: float = Field(default=600.0, ge=1)                    # a terminal in a live hearing: ask again after
+    # A failed test (did not connect, or failed its thresholds) is run again after each of these delays
+    # before it escalates (test_retries_failed); [] escalates at once. The pre-connect check is not retried.
+    retry_delays_min: list[float] = Field(default_factory=lambda: [10.0, 30.0, 90.0])
+    # Terminal watch (rule 14): every watch_s (0: off) a terminal offline longer than offline_after_s,
+    # or with failing health, with a hearing within watch_horizon_h, opens an escalation.
+    watch_s: float = Field(default=60.0, ge=0)
+    offline_after_s: float = Field(default=300.0, ge=0)
+    watch_horizon_h: float = Field(default=48.0, gt=0, le=24 * 14)
+
+    @field_validator("retest_window_h")
+    @classmethod
+    def _window_h(cls, v: list[float]) -> list[float]:
+        if v and (len(v) != 2 or not v[0] > v[1] >= 0):
+            raise ValueError("expected [opens_h, closes_h] hours before the start, opens > closes >= 0, or []")
+        return v
+
+    @field_validator("nightly_window")
+    @classmethod
+    def _nightly(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_window(v)
+        return v
+
+    @field_validator("retry_delays_min")
+    @classmethod
+    def _delays(cls, v: list[float]) -> list[float]:
+        if any(d <= 0 for d in v) or len(v) > 10:
+            raise ValueError("expected at most 10 positive delays in minutes")
+        return v
+
+
+def parse_window(value: str) -> tuple[int, int]:
+    """"HH:MM-HH:MM" -> (start, end) in minutes after midnight; the end may be after midnight (a
+    window that crosses it) but the two may not be equal."""
+    try:
+        a, b = value.split("-")
+        (h1, m1), (h2, m2) = (map(int, x.strip().split(":")) for x in (a, b))
+    except ValueError:
+        raise ValueError(f"expected HH:MM-HH:MM, got {value!r}") from None
+    if not (0 <= h1 < 24 and 0 <= h2 < 24 and 0 <= m1 < 60 and 0 <= m2 < 60) or (h1, m1) == (h2, m2):
+        raise ValueError(f"expected HH:MM-HH:MM with two different times, got {value!r}")
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
 class SmtpSettings(Strict):
     """E-mail for escalations; off while `host` is unset."""
     host: str | None = None
@@ -239,6 +294,7 @@ class ControllerSettings(Strict):
     live: LiveSettings = Field(default_factory=LiveSettings)
     agent_link: AgentLinkSettings = Field(default_factory=AgentLinkSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     sites_file: Path | None = None
     # The quality model's threshold profiles the controller judges every report and live second

@@ -83,9 +83,15 @@ def report(verdict: str = "good", *, connected: bool = True, loss: float = 0.0) 
             "verdict": verdict, "reasons": [] if verdict == "good" else ["loss"], "intervals": []}
 
 
+# Fresh results (controller.freshness) off unless a test asks: no re-tests, nightly tests, retries or
+# terminal watch - the other tests count every session and escalation they cause.
+FRESHNESS_OFF = {"retest_window_h": [], "nightly_window": None, "retry_delays_min": [], "watch_s": 0}
+
+
 class Controller:
     def __init__(self, db_url: str, clock, gateway=None, judge=report_verdict, seed: bool = True, **settings):
         self.seed = seed
+        settings["freshness"] = {**FRESHNESS_OFF, **settings.get("freshness", {})}
         self.settings = ControllerSettings(db=db_url, **settings)
         self.clock = clock
         self.gw = gateway or RecordingGateway()

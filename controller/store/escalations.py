@@ -31,9 +31,10 @@ def _d(row) -> dict[str, Any]:
     return dict(row._mapping)
 
 
-def open_key(hearing_id: int, cause: str) -> str:
-    """The unique key of a hearing's unresolved escalation for a cause."""
-    return f"{hearing_id}:{cause}"
+def open_key(hearing_id: int, cause: str, subject: str | None = None) -> str:
+    """The unique key of a hearing's unresolved escalation for a cause (and a subject, such as the
+    terminal it is about: then one per hearing, cause and terminal)."""
+    return f"{hearing_id}:{cause}" if subject is None else f"{hearing_id}:{cause}:{subject}"
 
 
 # --- contacts ------------------------------------------------------------------------------------
@@ -72,9 +73,10 @@ async def delete_contact(conn: AsyncConnection, contact_id: int) -> None:
 
 # --- escalations ---------------------------------------------------------------------------------
 
-async def find_open(conn: AsyncConnection, hearing_id: int, cause: str, *, for_update: bool = False) -> dict | None:
-    """The hearing's unresolved escalation for `cause` (locked for update when asked), or None."""
-    q = select(escalations).where(escalations.c.open_key == open_key(hearing_id, cause))
+async def find_open(conn: AsyncConnection, hearing_id: int, cause: str, *, for_update: bool = False,
+                    subject: str | None = None) -> dict | None:
+    """The hearing's unresolved escalation for `cause` (and `subject`), locked for update when asked, or None."""
+    q = select(escalations).where(escalations.c.open_key == open_key(hearing_id, cause, subject))
     if for_update:
         q = q.with_for_update()
     row = (await conn.execute(q)).first()
@@ -82,11 +84,12 @@ async def find_open(conn: AsyncConnection, hearing_id: int, cause: str, *, for_u
 
 
 async def insert_escalation(conn: AsyncConnection, *, hearing_id: int, cause: str, detail: dict,
-                            now: dt.datetime) -> int:
+                            now: dt.datetime, subject: str | None = None) -> int:
     """Open an escalation at step 1; its id (the open key makes a second one fail)."""
     return (await conn.execute(insert(escalations).values(
         hearing_id=hearing_id, cause=cause, detail=detail, state=EscalationState.OPEN, step=1,
-        open_key=open_key(hearing_id, cause), opened_at=now, updated_at=now).returning(escalations.c.id))).scalar_one()
+        open_key=open_key(hearing_id, cause, subject), opened_at=now, updated_at=now)
+        .returning(escalations.c.id))).scalar_one()
 
 
 async def get(conn: AsyncConnection, eid: int, *, for_update: bool = False) -> dict:

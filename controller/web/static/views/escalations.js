@@ -3,7 +3,7 @@
 import { get, post } from "../api.js";
 import { t, has, fmtTime } from "../i18n.js";
 import { route } from "../router.js";
-import { A, state } from "../state.js";
+import { A, state, termName } from "../state.js";
 import { act, badge, h, keepFresh, table, timeCell } from "../ui.js";
 
 export async function viewEscalations(root) {
@@ -20,6 +20,24 @@ export async function viewEscalations(root) {
   });
 }
 
+// What a terminal's escalation (the terminal watch, the retried tests: controller.freshness) is about,
+// in a line: the terminal by name, since when it is away, what its health check found.
+function aboutTerminal(e, tz) {
+  const d = e.detail || {};
+  if (!d.terminal_id) return null;
+  const terminal = termName(d.terminal_id);
+  let line = terminal;
+  if (e.cause === "agent_offline") {
+    line = d.offline_since ? t("escalations.offline_since", { terminal, time: fmtTime(d.offline_since, tz, { zone: false }) })
+      : t("escalations.never_seen", { terminal });
+  } else if (e.cause === "terminal_unhealthy") {
+    line = t("escalations.unhealthy", { terminal, problems: (d.problems || []).join("; ") || t("common.dash") });
+  } else if (e.cause === "test_retries_failed") {
+    line = t("escalations.retries_failed", { terminal, retries: d.retries ?? 0 });
+  }
+  return h("div", { class: "small about" }, line);
+}
+
 function escalationRow(e, hx) {
   const tz = hx ? hx.court.timezone : "Asia/Almaty";
   const verbs = [["ack", "escalations.ack", e.state === "open"], ["cannot-fix", "escalations.cannot_fix", e.state !== "cannot_fix"],
@@ -32,7 +50,7 @@ function escalationRow(e, hx) {
   return h("tr", { dataset: { escalation: String(e.id) } },
     h("td", {}, h("a", { href: `#hearing/${e.hearing_id}` }, e.hearing ? e.hearing.case_number : `#${e.hearing_id}`),
       who ? h("div", { class: "small" }, who) : null),
-    h("td", {}, badge("cause", e.cause, cause)),
+    h("td", {}, badge("cause", e.cause, cause), aboutTerminal(e, tz)),
     h("td", {}, t(`escalations.step${e.step === 2 ? 2 : 1}`), h("div", { class: "small" }, t(`escalations.state.${e.state}`)),
       e.step !== 2 && e.step2_due_at ? h("div", { class: "small" }, t("escalations.step2_due", { time: fmtTime(e.step2_due_at, tz, { zone: false }) })) : null),
     h("td", {}, timeCell(e.opened_at, tz)),
