@@ -20,7 +20,8 @@ bottleneck queue), so when it arrives every datagram of the step has arrived or 
 the queue it built has drained. The receiver waits `SETTLE_S` for reordered stragglers and
 counts: packets received of those sent (loss), and the queueing delay growth within the step (the
 smallest one-way delay of the step's last quarter minus that of its first quarter: the clocks need
-not agree, only their difference is used; the minima keep the event loop's own delays out).
+not agree, only their difference is used; arrivals are the kernel's receive times (SO_TIMESTAMPNS,
+agent/rtp_tap.py) and the minima keep what is left of the event loops' own delays out).
 
 The rate grows x1.6 from `start_kbps` while the steps are clean; the first step with loss above the
 profile's limit or delay growth above `delay_growth_ms` is the bottleneck's first sign. Then the
@@ -202,11 +203,15 @@ class RampEndpoint:
     """One side's part in the ramps of a session: the datagram hook, pacing, control messages.
 
     `send_control(dict)` sends on the session's reliable control channel; `connection()` returns
-    the session's aioice Connection (None before ICE is up)."""
+    the session's aioice Connection (None before ICE is up); `arrival()` the kernel's receive time
+    of the datagram just read (agent/rtp_tap.py), None without one: then the time it is handed on,
+    which a busy event loop delays."""
 
-    def __init__(self, send_control: Callable[[dict], None], connection: Callable[[], Any]) -> None:
+    def __init__(self, send_control: Callable[[dict], None], connection: Callable[[], Any],
+                 arrival: Callable[[], float | None] = lambda: None) -> None:
         self._send_control = send_control
         self._connection = connection
+        self._arrival = arrival
         self._hooked: Any = None
         self._ramps: dict[bytes, dict[int, list[tuple[int, float]]]] = {}   # receiving: step -> delays
         self._waiters: dict[tuple[str, str, int], asyncio.Future] = {}
@@ -234,7 +239,8 @@ class RampEndpoint:
         return conn
 
     def _on_datagram(self, data: bytes) -> None:
-        now = self.last_seen = time.monotonic()
+        self.last_seen = time.monotonic()
+        now = self._arrival() or self.last_seen
         parsed = parse(data)
         steps = self._ramps.get(parsed[0]) if parsed else None
         if parsed is None or steps is None:

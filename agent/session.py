@@ -100,7 +100,9 @@ class PeerSession:
         self.peer_sending: dict | None = None             # the far side's `sending()`
         self._control: Any = None
         # The capacity ramp's datagrams and messages (agent/capacity.py), on both sides.
-        self.ramps = capacity.RampEndpoint(self._send_control, lambda: capacity.ice_connection(self.pc))
+        self.ramps = capacity.RampEndpoint(self._send_control, lambda: capacity.ice_connection(self.pc),
+                                           lambda: next((t for s in self._stamps
+                                                         if (t := s.take_ramp_arrival()) is not None), None))
         self._probe: Any = None
         self._stamps: list[rtp_tap.KernelStamps] = []
         self._jobs = jobs.scheduler(f"{self.role} session")

@@ -280,3 +280,18 @@ def test_settings_default_and_example():
     assert settings.session.capacity.ceiling_kbps == 2500
     cfg = cap.config(settings.session.capacity, 0.01)
     assert cfg.ceiling_kbps == 2500 and cfg.max_s == 12 and cfg.loss_limit == 0.01
+
+
+def test_a_ramp_datagrams_kernel_time_is_kept_for_the_ramp_once():
+    import socket
+    import struct
+    import time
+
+    from agent import rtp_tap
+    stamps = rtp_tap.KernelStamps()
+    wall = time.time()
+    anc = [(socket.SOL_SOCKET, rtp_tap.SO_TIMESTAMPNS, struct.pack("@qq", int(wall), int((wall % 1) * 1e9)))]
+    stamps.record(cap.packet(b"12345678", 0, 0, 0.0), anc)
+    got = stamps.take_ramp_arrival()
+    assert got == pytest.approx(time.monotonic(), abs=0.05)
+    assert stamps.take_ramp_arrival() is None and not stamps._stamps       # once; never an RTP stamp
