@@ -295,3 +295,13 @@ def test_a_ramp_datagrams_kernel_time_is_kept_for_the_ramp_once():
     got = stamps.take_ramp_arrival()
     assert got == pytest.approx(time.monotonic(), abs=0.05)
     assert stamps.take_ramp_arrival() is None and not stamps._stamps       # once; never an RTP stamp
+
+
+def test_the_readable_report_shows_capacity_each_way():
+    from agent.report import render_text
+    rep = SessionReport.model_validate(_report(capacity=capacity_of(514.0))).dump()
+    rep["profile"] = "hearing"
+    text = render_text(rep)
+    line = next(x for x in text.splitlines() if x.strip().startswith("capacity (IP)"))
+    assert "514 kbit/s (loss)" in line and "2500 kbit/s (ceiling)" in line
+    assert "capacity" not in render_text({**rep, "capacity": None})

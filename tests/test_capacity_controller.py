@@ -28,37 +28,40 @@ def with_capacity(rep: dict, outbound_kbps: float) -> dict:
                                 "ceiling_kbps": 2500.0, "error": None}}
 
 
-async def test_rule_13_checks_ask_for_capacity_and_preconnect_checks_do_not(tmp_path):
+@pytest.fixture
+async def scheduled(tmp_path):
+    """A controller judging with the real quality model, and a hearing whose rule-13 test started."""
     clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
     judge = quality_judge(quality.select(quality.load_thresholds()))
     async with Controller(f"sqlite:///{tmp_path / 'c.sqlite'}", clock, judge=judge) as c:
         _, h = await c.schedule(start=clock() + 3 * H)
         await c.scheduler.run_until_idle()
-        test = c.gw.started[-1]
-        assert test["kind"] == "test" and test["capacity"] is True
-        # A thin uplink: the check's result keeps the figures and names both of them.
-        await c.checks.on_session_result(test["session_id"], with_capacity(report("good"), 514.0))
-        _, got = await c.call("GET", f"/api/v1/hearings/{h['id']}", expect=200)
-        item = got["test_request"]["items"][0]
-        assert item["verdict"] == "unusable"
-        assert item["result"]["capacity"]["outbound"]["kbps"] == 514.0
-        assert {"code": "capacity_low", "params": {"direction": "outbound", "value": 514.0, "limit": 700.0,
-                                                   "level": "unusable"}} in item["reason_codes"]
-        _, pre = await c.call("POST", f"/api/v1/hearings/{h['id']}/checks", expect=202, json={"kind": "preconnect"})
-        await c.scheduler.run_until_idle()
-        assert c.gw.started[-1]["kind"] == "preconnect" and c.gw.started[-1]["capacity"] is False
+        yield c, h
 
 
-async def test_a_report_without_capacity_is_judged_as_before(tmp_path):
-    clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
-    judge = quality_judge(quality.select(quality.load_thresholds()))
-    async with Controller(f"sqlite:///{tmp_path / 'c.sqlite'}", clock, judge=judge) as c:
-        _, h = await c.schedule(start=clock() + 3 * H)
-        await c.scheduler.run_until_idle()
-        await c.checks.on_session_result(c.gw.started[-1]["session_id"], report("good"))
-        _, got = await c.call("GET", f"/api/v1/hearings/{h['id']}", expect=200)
-        item = got["test_request"]["items"][0]
-        assert item["verdict"] == "good" and "capacity" not in item["result"]
+async def test_rule_13_checks_ask_for_capacity_and_preconnect_checks_do_not(scheduled):
+    c, h = scheduled
+    test = c.gw.started[-1]
+    assert test["kind"] == "test" and test["capacity"] is True
+    # A thin uplink: the check's result keeps the figures and names both of them.
+    await c.checks.on_session_result(test["session_id"], with_capacity(report("good"), 514.0))
+    _, got = await c.call("GET", f"/api/v1/hearings/{h['id']}", expect=200)
+    item = got["test_request"]["items"][0]
+    assert item["verdict"] == "unusable"
+    assert item["result"]["capacity"]["outbound"]["kbps"] == 514.0
+    assert {"code": "capacity_low", "params": {"direction": "outbound", "value": 514.0, "limit": 700.0,
+                                               "level": "unusable"}} in item["reason_codes"]
+    _, pre = await c.call("POST", f"/api/v1/hearings/{h['id']}/checks", expect=202, json={"kind": "preconnect"})
+    await c.scheduler.run_until_idle()
+    assert c.gw.started[-1]["kind"] == "preconnect" and c.gw.started[-1]["capacity"] is False
+
+
+async def test_a_report_without_capacity_is_judged_as_before(scheduled):
+    c, h = scheduled
+    await c.checks.on_session_result(c.gw.started[-1]["session_id"], report("good"))
+    _, got = await c.call("GET", f"/api/v1/hearings/{h['id']}", expect=200)
+    item = got["test_request"]["items"][0]
+    assert item["verdict"] == "good" and "capacity" not in item["result"]
 
 
 async def _agent(controller: HubController, http, terminal_id: str, capabilities: list[str]):
