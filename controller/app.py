@@ -137,13 +137,14 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
 
 
 def _quality_model(use: bool):
-    """Read the quality model once, in a thread: the checks judge by its default profile (unless a
-    test gave its own judge), live monitoring by its own profile, the metrics by the same file."""
+    """Read the quality model once, in a thread: the checks judge by the profile they ran with (its
+    default for a media profile it lacks; unless a test gave its own judge), live monitoring by its
+    own profile, the metrics by the same file."""
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         profiles, checks_th, live_th = await asyncio.to_thread(load_quality_model, app[SETTINGS_KEY])
         app[metrics.THRESHOLDS_KEY] = profiles
         if use:
-            app[RESULTS_KEY].use_judge(quality_judge(checks_th))
+            app[RESULTS_KEY].use_judge(quality_judge(profiles, checks_th))
         app[LIVE_KEY].intake.use(live_th)
         yield
     return ctx
