@@ -32,7 +32,8 @@ def with_capacity(rep: dict, outbound_kbps: float) -> dict:
 async def scheduled(tmp_path):
     """A controller judging with the real quality model, and a hearing whose rule-13 test started."""
     clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
-    judge = quality_judge(quality.select(quality.load_thresholds()))
+    profiles = quality.load_thresholds()
+    judge = quality_judge(profiles, quality.select(profiles))
     async with Controller(f"sqlite:///{tmp_path / 'c.sqlite'}", clock, judge=judge) as c:
         _, h = await c.schedule(start=clock() + 3 * H)
         await c.scheduler.run_until_idle()

@@ -26,7 +26,8 @@ def ungrouped(s: str) -> str:
 
 async def test_a_checks_capacity_in_three_languages(tmp_path):
     clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
-    judge = quality_judge(quality.select(quality.load_thresholds()))
+    profiles = quality.load_thresholds()
+    judge = quality_judge(profiles, quality.select(profiles))
     async with Controller(f"sqlite:///{tmp_path / 'controller.sqlite'}", clock, judge=judge) as c:
         base = str(c.client.make_url("/"))
         _, h = await c.schedule(start=clock() + 3 * H, case="2-301/2026")
