@@ -18,10 +18,12 @@ headers included). Then the sender sends an end-of-step message over the control
 travels the same path behind the step's datagrams (SCTP over the same 5-tuple and the same
 bottleneck queue), so when it arrives every datagram of the step has arrived or been dropped, and
 the queue it built has drained. The receiver waits `SETTLE_S` for reordered stragglers and
-counts: packets received of those sent (loss), and the queueing delay growth within the step (the
-smallest one-way delay of the step's last quarter minus that of its first quarter: the clocks need
-not agree, only their difference is used; arrivals are the kernel's receive times (SO_TIMESTAMPNS,
-agent/rtp_tap.py) and the minima keep what is left of the event loops' own delays out).
+counts: packets received of those sent (loss), and the queueing delay growth within the step: the
+smallest one-way delay of the step's last quarter minus the smallest of the whole ramp so far
+(every step starts on a drained queue, so that is the path's base delay, and a step whose first
+datagrams left late in a burst does not hide its growth). The clocks need not agree, only
+differences are used; arrivals are the kernel's receive times (SO_TIMESTAMPNS, agent/rtp_tap.py)
+and the minima keep what is left of the event loops' own delays out.
 
 The rate grows x1.6 from `start_kbps` while the steps are clean; the first step with loss above the
 profile's limit or delay growth above `delay_growth_ms` is the bottleneck's first sign. Then the
@@ -166,14 +168,18 @@ class RampLogic:
                 "steps": [s.to_dict() for s in self.steps]}
 
 
-def delay_growth_ms(delays: list[tuple[int, float]]) -> float | None:
-    """Queueing delay growth within a step: (seq, one-way delay s) pairs -> ms, or None (too few).
-    The smallest delay of the last quarter (by sequence) minus the smallest of the first quarter."""
+def delay_growth_ms(delays: list[tuple[int, float]], base: float | None = None) -> float | None:
+    """Queueing delay growth in a step: (seq, one-way delay s) pairs -> ms, or None (too few).
+    The smallest delay of the step's last quarter (by sequence) minus the base: the smallest delay
+    of the ramp so far (`base`; every step starts on an empty queue) or of the step's first quarter.
+    A step whose start was sent late in a burst (a busy sender) raises its first quarter, never
+    the base: the growth is still seen."""
     if len(delays) < 4:
         return None
     ordered = [d for _, d in sorted(delays)]
     q = max(1, len(ordered) // 4)
-    return (min(ordered[-q:]) - min(ordered[:q])) * 1000.0
+    floor = min(ordered[:q]) if base is None else min(base, min(ordered))
+    return (min(ordered[-q:]) - floor) * 1000.0
 
 
 def ip_bytes(address: str | None) -> int:
@@ -214,6 +220,7 @@ class RampEndpoint:
         self._arrival = arrival
         self._hooked: Any = None
         self._ramps: dict[bytes, dict[int, list[tuple[int, float]]]] = {}   # receiving: step -> delays
+        self._base: dict[bytes, float] = {}     # receiving: the smallest one-way delay of the ramp
         self._waiters: dict[tuple[str, str, int], asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
         self.stray = 0                  # ramp datagrams of no agreed ramp
@@ -246,7 +253,8 @@ class RampEndpoint:
         if parsed is None or steps is None:
             self.stray += 1
             return
-        _, step, seq, sent_at = parsed
+        ramp, step, seq, sent_at = parsed
+        self._base[ramp] = min(self._base.get(ramp, now - sent_at), now - sent_at)
         delays = steps.get(step)
         if delays is None:
             if len(steps) >= MAX_STEPS_KEPT:
@@ -259,16 +267,17 @@ class RampEndpoint:
         """Count datagrams of `ramp` from now on."""
         self.hook()
         while len(self._ramps) >= MAX_RAMPS:
-            self._ramps.pop(next(iter(self._ramps)))
+            self.forget(next(iter(self._ramps)))
         self._ramps.setdefault(ramp, {})
 
     def forget(self, ramp: bytes) -> None:
         self._ramps.pop(ramp, None)
+        self._base.pop(ramp, None)
 
     def counted(self, ramp: bytes, step: int) -> tuple[int, float | None]:
         """(datagrams received, delay growth ms) of a step of a ramp this side receives."""
         delays = self._ramps.get(ramp, {}).get(step, [])
-        return len(delays), delay_growth_ms(delays)
+        return len(delays), delay_growth_ms(delays, self._base.get(ramp))
 
     async def send_step(self, ramp: bytes, step: int, kbps: float, seconds: float) -> int:
         """Send one step: `kbps` in IP bytes for `seconds`, paced; returns the datagrams sent."""

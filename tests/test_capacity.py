@@ -93,6 +93,11 @@ def test_delay_growth_compares_the_quarters_minima():
     rising = [(i, 0.050 + i * 0.001) for i in range(40)]
     assert cap.delay_growth_ms(list(reversed(rising))) == pytest.approx(30.0)     # by sequence
     assert cap.delay_growth_ms(rising[:3]) is None
+    # A busy sender's late start: the first quarter left in a burst and queued; the base (the
+    # ramp's smallest delay so far) still shows the queue the step built.
+    burst = [(i, 0.080 - i * 0.002) for i in range(10)] + [(i, 0.050 + (i - 10) * 0.001) for i in range(10, 40)]
+    assert cap.delay_growth_ms(burst) == pytest.approx(8.0)        # under the 15 ms threshold
+    assert cap.delay_growth_ms(burst, base=0.050) == pytest.approx(20.0)
 
 
 def test_datagram_is_media_sized_and_outside_every_demux_range():
