@@ -310,3 +310,28 @@ def test_the_readable_report_shows_capacity_each_way():
     line = next(x for x in text.splitlines() if x.strip().startswith("capacity (IP)"))
     assert "514 kbit/s (loss)" in line and "2500 kbit/s (ceiling)" in line
     assert "capacity" not in render_text({**rep, "capacity": None})
+
+
+def test_vks_agent_test_capacity_between_two_processes(tmp_path):
+    """The CLI: `vks-agent test --capacity` between two real processes on loopback - both ways at
+    the ceiling, the session's own figures clean, the readable report showing it too."""
+    import json
+    import subprocess
+
+    from tests.procs import agent_argv, env_with, responder, token_file, write_config
+    config = write_config(tmp_path, "session:\n  host_addresses: ['127.0.0.1']\n  capacity: {ceiling_kbps: 1500}\n")
+    token = str(token_file(config.parent))
+    with responder(config) as url:
+        r = subprocess.run(agent_argv("test", "--peer", url, "--duration", "2", "--json", "--capacity",
+                                      "--token-file", token),
+                           env=env_with(config), cwd=REPO, capture_output=True, text=True, timeout=120)
+        plain = subprocess.run(agent_argv("test", "--peer", url, "--duration", "2", "--token-file", token),
+                               env=env_with(config), cwd=REPO, capture_output=True, text=True, timeout=120)
+    report = json.loads(r.stdout)
+    c = report["capacity"]
+    assert c["error"] is None and c["ceiling_kbps"] == 1500
+    for direction in ("outbound", "inbound"):
+        assert c[direction]["limited_by"] == "ceiling" and c[direction]["kbps"] == 1500, c[direction]
+        assert report[direction]["lost"] == 0          # the ramp's datagrams are not the session's
+    assert all(s["kind"] in ("audio", "video") for s in report["streams"])
+    assert "capacity" not in plain.stdout                 # not asked: not run
