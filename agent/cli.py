@@ -116,7 +116,8 @@ async def _run_test(settings: AgentSettings, args: argparse.Namespace) -> dict:
     token = await asyncio.to_thread(read_token_file, args.token_file, "--token-file") if args.token_file else None
     return await run_caller(settings, signal=http_signal(args.peer, args.profile,
                                                          settings.session.connect_timeout_s, ssl_ctx, token),
-                            duration_s=args.duration, profile=args.profile, on_interval=on_interval)
+                            duration_s=args.duration, profile=args.profile, on_interval=on_interval,
+                            with_capacity=bool(getattr(args, "capacity", False)))
 
 
 def cmd_test(settings: AgentSettings, args: argparse.Namespace) -> int:
@@ -197,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--duration", type=positive_seconds, default=10.0, help="seconds (default 10)")
     test.add_argument("--profile", help="media profile from the settings (default: hearing)")
     test.add_argument("--json", action="store_true", help="print exactly one JSON report on stdout")
+    test.add_argument("--capacity", action="store_true",
+                      help="after the media, ramp each direction to what it carries (report `capacity`)")
     test.add_argument("--ca-file", help="for an https:// peer: trust this CA (PEM) instead of the system's")
     test.add_argument("--token-file", help="the peer responder's token (the file's first line)")
     test.set_defaults(func=cmd_test)

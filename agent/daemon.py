@@ -324,7 +324,8 @@ class Daemon:
         try:
             report = await engine.run_caller(
                 self.settings, signal=signal, duration_s=cmd.duration_s, profile=cmd.profile,
-                on_interval=self._interval_cb(sid, SessionRole.CALLER, cmd.peer, cmd.kind, obs))
+                on_interval=self._interval_cb(sid, SessionRole.CALLER, cmd.peer, cmd.kind, obs),
+                with_capacity=cmd.capacity and cmd.kind != SessionKind.MONITOR)
         except asyncio.CancelledError:
             obs.end("cancelled")
             await link.session_state(sid, "cancelled", self._cancel_reason())

@@ -37,7 +37,8 @@ from contract.vocab import ReportKind
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
-CAPABILITIES = ["session", "interval-reports", "health"]
+# "capacity": start_session may carry `capacity: true` (agent/capacity.py; issue 12).
+CAPABILITIES = ["session", "interval-reports", "health", "capacity"]
 # An outbox that cannot be read is tried again after at most this long (contract.backoff,
 # with half-to-full jitter: some delay always, so a broken disk is not hammered).
 OUTBOX_RETRY_S = (1.0, 5.0)

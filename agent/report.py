@@ -253,6 +253,7 @@ def render_text(report: Mapping[str, Any]) -> str:
             ("seconds stalled", lambda d: "n/a" if d.get("stall_s") is None else str(d["stall_s"]))]
     for label, fmt in rows:
         lines.append(f"  {label:20}{fmt(out):>22}{fmt(inn):>22}")
+    lines += _capacity_lines(report.get("capacity"))
     lines.append("")
     mos = report.get("mos")
     lines.append(f"MOS (E-model): {'n/a' if mos is None else f'{mos:.2f}'}")
@@ -262,3 +263,19 @@ def render_text(report: Mapping[str, Any]) -> str:
     if report.get("error"):
         lines.append(f"Note: {report['error']}")
     return "\n".join(lines)
+
+
+def _capacity_lines(capacity: Mapping[str, Any] | None) -> list[str]:
+    """The `capacity` rows of the readable report (none without it)."""
+    if not capacity:
+        return []
+
+    def side(d: Mapping[str, Any] | None) -> str:
+        if not d:
+            return "n/a"
+        return f"{d['kbps']:.0f} kbit/s ({d.get('limited_by') or 'time'})"
+
+    lines = [f"  {'capacity (IP)':20}{side(capacity.get('outbound')):>22}{side(capacity.get('inbound')):>22}"]
+    if capacity.get("error"):
+        lines.append(f"  capacity not fully measured: {capacity['error']}")
+    return lines

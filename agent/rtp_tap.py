@@ -90,6 +90,7 @@ _RTP_IDS = struct.Struct("!2xH4xI")      # sequence number, SSRC
 _MAX_STAMPS = 4096
 RCVBUF_BYTES = 1 << 20
 _MAX_UNROUTED = 512
+RAMP_FIRST_BYTE = b"\xf6"               # agent/capacity.py's datagrams
 
 
 class KernelStamps:
@@ -106,6 +107,9 @@ class KernelStamps:
         # decrypt them, mostly media that overtook the last DTLS handshake message.
         # The network delivered them; the session must not call them lost.
         self.unrouted: dict[int, set[int]] = {}
+        # The kernel time of the last capacity-ramp datagram read (agent/capacity.py takes it at
+        # once: asyncio hands each datagram to the protocol right after reading it).
+        self.ramp_arrival: float | None = None
         self.enabled = sys.platform.startswith("linux")
 
     def watch(self, transport: Any) -> bool:
@@ -125,24 +129,29 @@ class KernelStamps:
         return True
 
     def record(self, data: bytes, ancdata: list) -> None:
+        if data[:1] == RAMP_FIRST_BYTE:
+            self.ramp_arrival = _kernel_time(ancdata)
+            return
         if len(data) < 12 or not 128 <= data[0] < 192 or is_rtcp(data):
             return
-        for level, kind, cdata in ancdata:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
-                sec, nsec = _TIMESPEC.unpack_from(cdata)
-                # Realtime -> monotonic: the offset is read now, microseconds after the stamp.
-                arrival = sec + nsec * 1e-9 - (time.time() - time.monotonic())
-                seq, ssrc = _RTP_IDS.unpack_from(data)
-                if len(self._stamps) >= _MAX_STAMPS:
-                    # Stamps still here after thousands of newer packets were never
-                    # routed: keep which they were (bounded), drop their times.
-                    for key in list(self._stamps)[: _MAX_STAMPS // 2]:
-                        del self._stamps[key]
-                        seqs = self.unrouted.setdefault(key[0], set())
-                        if len(seqs) < _MAX_UNROUTED:
-                            seqs.add(key[1])
-                self._stamps[(ssrc, seq)] = arrival
-                return
+        arrival = _kernel_time(ancdata)
+        if arrival is None:
+            return
+        seq, ssrc = _RTP_IDS.unpack_from(data)
+        if len(self._stamps) >= _MAX_STAMPS:
+            # Stamps still here after thousands of newer packets were never
+            # routed: keep which they were (bounded), drop their times.
+            for key in list(self._stamps)[: _MAX_STAMPS // 2]:
+                del self._stamps[key]
+                seqs = self.unrouted.setdefault(key[0], set())
+                if len(seqs) < _MAX_UNROUTED:
+                    seqs.add(key[1])
+        self._stamps[(ssrc, seq)] = arrival
+
+    def take_ramp_arrival(self) -> float | None:
+        """The kernel time of the ramp datagram just read (once), None without one."""
+        arrival, self.ramp_arrival = self.ramp_arrival, None
+        return arrival
 
     def pop(self, ssrc: int, seq: int) -> float | None:
         return self._stamps.pop((ssrc, seq), None)
@@ -150,6 +159,16 @@ class KernelStamps:
     def arrived_unrouted(self, ssrc: int, seq: int) -> bool:
         """Did this packet reach the socket without ever being routed (so far)?"""
         return (ssrc, seq) in self._stamps or seq in self.unrouted.get(ssrc, ())
+
+
+def _kernel_time(ancdata: list) -> float | None:
+    """The SO_TIMESTAMPNS receive time in ancillary data, on time.monotonic()'s clock."""
+    for level, kind, cdata in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(cdata)
+            # Realtime -> monotonic: the offset is read now, microseconds after the stamp.
+            return sec + nsec * 1e-9 - (time.time() - time.monotonic())
+    return None
 
 
 class _StampingSocket:

@@ -34,7 +34,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from agent import rtp_tap, sender
+from agent import capacity, rtp_tap, sender
 from agent.ice import chosen_host_addresses, offers_loopback, remote_candidates, rtc_configuration
 from agent.media import PatternTrack, ToneTrack
 from agent.report import build_report, receive_side, side_interval
@@ -99,6 +99,10 @@ class PeerSession:
         self.peer_sent: dict[int, dict] = {}
         self.peer_sending: dict | None = None             # the far side's `sending()`
         self._control: Any = None
+        # The capacity ramp's datagrams and messages (agent/capacity.py), on both sides.
+        self.ramps = capacity.RampEndpoint(self._send_control, lambda: capacity.ice_connection(self.pc),
+                                           lambda: next((t for s in self._stamps
+                                                         if (t := s.take_ramp_arrival()) is not None), None))
         self._probe: Any = None
         self._stamps: list[rtp_tap.KernelStamps] = []
         self._jobs = jobs.scheduler(f"{self.role} session")
@@ -233,6 +237,8 @@ class PeerSession:
             self.peer_final = message.get("received")
             self.peer_sending = message.get("sending")
             self._final_received.set()
+        elif kind == capacity.CONTROL_TYPE:
+            self.ramps.on_message(message)
         elif kind == "bye":
             self.finished.set()
 
@@ -331,8 +337,8 @@ class PeerSession:
             raise SessionError(f"{self.role}: no media has arrived (not connected)")
         return self.t0
 
-    async def run_as_caller(self, duration_s: float, started: str) -> dict:
-        """After connecting: run for `duration_s`, finish, and build the report."""
+    async def run_as_caller(self, duration_s: float, started: str, *, with_capacity: bool = False) -> dict:
+        """After connecting: run for `duration_s`, finish, (ramp the capacity,) build the report."""
         stop = asyncio.Event()
         t0 = self._media_start()
 
@@ -368,6 +374,10 @@ class PeerSession:
         await self._drain()
         self._finalize_inbound()
         aiortc_view = await self.aiortc_stats()
+        more: dict[str, Any] = {}
+        if with_capacity:       # after the media: the ramp never enters the session's figures
+            cfg = await capacity.session_config(self.settings.session, self.profile.thresholds)
+            more["capacity"] = await capacity.measure(self.ramps, cfg)
         self._send_control({"type": "bye"})
         inbound = _with_estimate(receive_side(self.meters, until=end), self.peer_sending)
         outbound = self.peer_final
@@ -383,7 +393,7 @@ class PeerSession:
             thresholds_path=self.settings.session.thresholds_path,
             thresholds_profile=self.profile.thresholds,
             extra={"aiortc_stats": aiortc_view, "rtx_received": self.streams.rtx_received,
-                   "sent": self.sending(), "peer_sent": self.peer_sending}))
+                   "sent": self.sending(), "peer_sent": self.peer_sending, **more}))
 
     async def serve_as_callee(self) -> dict:
         """Serve until the caller says bye, the connection ends or the caller goes silent."""
@@ -408,6 +418,7 @@ class PeerSession:
         try:
             while not self.finished.is_set():
                 last = max((m.last_arrival or 0 for m in self.meters.values()), default=t0)
+                last = max(last, self.ramps.last_seen)
                 if time.monotonic() - last > CALLEE_GRACE_S:
                     break
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -464,6 +475,7 @@ class PeerSession:
         self._closed = True
         for track in self.tracks:
             track.stop()
+        await self.ramps.close()
         with contextlib.suppress(Exception):
             await self.pc.close()
         await self._jobs.close()
@@ -505,8 +517,10 @@ def _now_iso() -> str:
 
 
 async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: float,
-                     profile: str | None = None, on_interval: IntervalFn | None = None) -> dict:
-    """Run a whole test session as the caller; returns the vks.test-report/1 dict.
+                     profile: str | None = None, on_interval: IntervalFn | None = None,
+                     with_capacity: bool = False) -> dict:
+    """Run a whole test session as the caller; returns the vks.test-report/1 dict (with
+    `capacity` when `with_capacity`: agent/capacity.py, after the media).
 
     Never raises for a network failure: the report says `connected: false` and why.
     """
@@ -521,7 +535,7 @@ async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: f
             raise SignalingError(f"the peer did not answer the offer within {timeout:g} s") from None
         await session.accept_answer(answer)
         await session.wait_connected(max(1.0, timeout - (time.monotonic() - session.connect_start)))
-        return await session.run_as_caller(duration_s, started)
+        return await session.run_as_caller(duration_s, started, with_capacity=with_capacity)
     except SessionError as exc:
         return await asyncio.to_thread(functools.partial(
             build_report, started_at=started, duration_s=0.0, connected=False, connect_ms=None,

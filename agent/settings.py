@@ -55,6 +55,18 @@ def _default_profiles() -> dict[str, VideoProfile]:
     }
 
 
+class CapacitySettings(Strict):
+    """The capacity ramp after a test session's media (agent/capacity.py): rates in IP kb/s."""
+    # The most a direction is ramped to; a direction clean there reports `limited_by: ceiling`.
+    ceiling_kbps: float = Field(default=2500.0, gt=0, le=1_000_000)
+    start_kbps: float = Field(default=300.0, gt=0, le=1_000_000)
+    step_s: float = Field(default=0.5, gt=0.1, le=2.0)
+    # At most this long per direction.
+    max_s: float = Field(default=12.0, gt=0, le=60.0)
+    # Queueing delay growth within a step (ms) that means a queue builds at the bottleneck.
+    delay_growth_ms: float = Field(default=15.0, gt=0, le=1000.0)
+
+
 class SessionSettings(Strict):
     """How test sessions are made: ICE, media profiles, probes, limits, the quality model."""
     ice_servers: list[IceServer] = Field(default_factory=list)
@@ -68,6 +80,8 @@ class SessionSettings(Strict):
     # false: aiortc's sender as it is, which floods a thin link with retransmissions - only to
     # show the difference (benchmarks/bottleneck.py).
     bounded_sender: bool = True
+    # The capacity ramp (`vks-agent test --capacity`, rule-13 checks); never during monitoring.
+    capacity: CapacitySettings = Field(default_factory=CapacitySettings)
     # Data-channel RTT probes per second.
     probe_hz: float = Field(default=10.0, gt=0, le=50)
     # Give up connecting after this long (offer to media flowing).

@@ -23,6 +23,8 @@ What is compared with the limits:
   jitter (a de-jitter buffer turns jitter into delay; factor 2 is the common
   approximation) and the audio stream's loss and jitter when the report lists
   streams. Delay and jitter are also judged on their own network limits.
+- capacity: each direction's `capacity.kbps` (agent/capacity.py) against `capacity_kbps_min`, when
+  the report carries `capacity` (a report without it is not judged on it).
 - frame rate / freeze: when the report carries them (`frame_rate` or `fps`,
   `freeze_s`); per-second stalls (no packets) in the intervals count as freezes.
 An unknown delay, jitter or loss (None) fails nothing; it is noted in the
@@ -94,11 +96,12 @@ class Limits(_Strict):
     mos_min: float | None = Field(default=None, ge=1, le=4.5)
     frame_rate_min: float | None = Field(default=None, ge=0)
     freeze_s: float | None = Field(default=None, ge=0)
+    capacity_kbps_min: float | None = Field(default=None, ge=0)
 
 
 # Which limits are maxima (a higher figure is worse) and which are minima.
 _MAXIMA = ("one_way_delay_ms", "jitter_ms", "loss_ratio", "freeze_s")
-_MINIMA = ("mos_min", "frame_rate_min")
+_MINIMA = ("mos_min", "frame_rate_min", "capacity_kbps_min")
 
 
 class Thresholds(_Strict):
@@ -432,7 +435,19 @@ def judge_report(report: SessionReport, thresholds: Thresholds) -> Judgement:
         _judge_direction(f, fig, thresholds, direction, with_delay=one_way is not None,
                          mos_fig=mos_fig, freeze_what=freeze_what)
     _judge_shared_delay(f, rtt, thresholds, rtt_delay_for)
+    _judge_capacity(f, report, thresholds)
     return f.judgement()
+
+
+def _judge_capacity(f: _Findings, report: SessionReport, th: Thresholds) -> None:
+    """Each measured direction's capacity against `capacity_kbps_min` (a report without
+    `capacity`, or a direction not measured, is not judged on it)."""
+    if report.capacity is None:
+        return
+    for direction in Direction:
+        d = report.capacity.direction(direction)
+        if d is not None and d.kbps is not None:
+            _check(f, th, "capacity_kbps_min", float(d.kbps), ReasonCode.CAPACITY_LOW, direction)
 
 
 def judge_interval(interval: Interval, thresholds: Thresholds) -> Judgement:

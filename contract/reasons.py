@@ -40,6 +40,7 @@ class ParamKind(StrEnum):
     SECONDS = "seconds"
     MOS = "mos"
     COUNT = "count"
+    KBPS = "kbps"
     DIRECTION = "direction"
     LEVEL = "level"
     TEXT = "text"
@@ -80,6 +81,8 @@ class ReasonCode(StrEnum):
     NO_PACKETS = "no_packets", _SIDE
     SECOND_UNMEASURED = "second_unmeasured", _SIDE             # the live detector's seconds
     SECOND_STALLED = "second_stalled", _SIDE
+    CAPACITY_LOW = "capacity_low", {"direction": _K.DIRECTION, "value": _K.KBPS, "limit": _K.KBPS,
+                                    "level": _K.LEVEL}             # what a direction carries (capacity ramp)
     NOT_JUDGED = "not_judged", {"why": _K.TEXT}                # the controller's model could not judge
 
 

@@ -203,6 +203,42 @@ class ReasonItem(Payload):
     params: dict[str, Any] = {}
 
 
+class CapacityStep(Payload):
+    """One step of a capacity ramp: its rate (IP kb/s), datagrams sent and received, the queueing
+    delay growth within it, and its verdict (clean | loss | delay)."""
+    kbps: Amount | None = None
+    sent: Count | None = None
+    received: Count | None = None
+    loss_ratio: Ratio | None = None
+    delay_growth_ms: Number | None = None
+    verdict: Text | None = None
+
+
+class CapacityDirection(Payload):
+    """What one direction carries (agent/capacity.py): `kbps` the highest rate carried cleanly in
+    IP kb/s; `limited_by` loss | delay | ceiling (null: the time ran out first, `kbps` a lower
+    bound); the figures of the step that set the limit; the ramp's time and steps."""
+    kbps: Amount | None = None
+    limited_by: Literal["loss", "delay", "ceiling"] | None = None
+    loss_ratio_at_limit: Ratio | None = None
+    delay_growth_ms: Number | None = None
+    duration_s: Amount | None = None
+    steps: list[CapacityStep] = []
+
+
+class Capacity(Payload):
+    """The report's `capacity` (issue 12): each direction from the tester's side, the ceiling,
+    and what stopped the ramp (`error`; a direction not measured is null)."""
+    outbound: CapacityDirection | None = None
+    inbound: CapacityDirection | None = None
+    ceiling_kbps: Amount | None = None
+    error: Text | None = None
+
+    def direction(self, direction: Direction) -> CapacityDirection | None:
+        """The figures of `direction`."""
+        return self.inbound if direction is Direction.INBOUND else self.outbound
+
+
 class SessionReport(Payload):
     """`vks.test-report/1`: both directions of a session, its intervals and the verdict."""
     schema_: Text | None = Field(default=None, alias="schema")
@@ -228,6 +264,7 @@ class SessionReport(Payload):
     # the last estimate). `sent` is the caller's (outbound), `peer_sent` the callee's (inbound).
     sent: dict[str, Any] | None = None
     peer_sent: dict[str, Any] | None = None
+    capacity: Capacity | None = None          # asked for only (agent/capacity.py)
 
     def direction(self, direction: Direction) -> DirectionFigures | None:
         """The figures of `direction`."""

@@ -14,7 +14,7 @@ agent -> controller
 controller -> agent
     welcome        protocol, terminal_id, controller_id, heartbeat_s, server_time
     ack            report_id                       (sent only once the report is stored)
-    command        command: start_session {session_id, role, peer, kind, profile, duration_s}
+    command        command: start_session {session_id, role, peer, kind, profile, duration_s, capacity?}
                             | stop_session {session_id, reason?}
                             | break | reconnect | resume {hearing_id, cause?, attempt?,
                               message_kk?, message_ru?}   (rule 22, added in wire 1.1: the agent
@@ -44,12 +44,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_serializer,
     field_validator,
+    model_serializer,
+    model_validator,
 )
 
 from contract.reports import BODIES, Health, ReportBody
@@ -210,7 +213,11 @@ class Ack(_Msg):
 
 
 class StartSession(BaseModel):
-    """Command: run a session with `peer` in `role` for `duration_s`."""
+    """Command: run a session with `peer` in `role` for `duration_s`.
+
+    `capacity` (issue 12): the caller ramps each direction after the media (agent/capacity.py).
+    Only sent when true, and only to an agent whose hello announced the capability "capacity"
+    (an older agent refuses a field it does not know); refused for a monitoring session."""
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     name: Literal["start_session"] = "start_session"
     session_id: Id
@@ -219,6 +226,20 @@ class StartSession(BaseModel):
     kind: Annotated[SessionKind, Field(strict=False)]
     profile: Annotated[str, Field(max_length=64)] | None = None
     duration_s: Annotated[float, Field(gt=0, le=24 * 3600)]
+    capacity: bool = False
+
+    @model_validator(mode="after")
+    def _no_capacity_while_monitoring(self) -> StartSession:
+        if self.capacity and self.kind == SessionKind.MONITOR:
+            raise ValueError("capacity is never measured during monitoring (a live hearing)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _capacity_only_when_asked(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        if not self.capacity:
+            out.pop("capacity", None)
+        return out
 
 
 class StopSession(BaseModel):

@@ -361,7 +361,8 @@ class CheckService:
             return   # the scheduler marks the job done
         try:
             await self.gateway.start_session(session_id=session_id, caller=c["caller"], callee=c["callee"],
-                                             kind=c["kind"], profile=profile, duration_s=duration)
+                                             kind=c["kind"], profile=profile, duration_s=duration,
+                                             capacity=c["kind"] == "test" and cs.test_capacity)
         except Exception as exc:
             unavailable = isinstance(exc, AgentUnavailable)
             error = str(exc) if unavailable else f"{type(exc).__name__}: {exc}"

@@ -22,9 +22,10 @@ class AgentGateway(Protocol):
     """What commands sessions between two terminals (controller.hub.Hub, or OfflineGateway)."""
 
     async def start_session(self, *, session_id: str, caller: str, callee: str, kind: str,
-                            profile: str, duration_s: float) -> None:
+                            profile: str, duration_s: float, capacity: bool = False) -> None:
         """Command `caller` to run a session of `kind` ("test" | "preconnect" |
-        "monitor") with `callee`. Returns once the command is accepted; the
+        "monitor") with `callee`; `capacity`: and ramp each direction after the media (never
+        with "monitor": ValueError). Returns once the command is accepted; the
         report arrives later. Raises AgentUnavailable."""
         ...
 
@@ -58,7 +59,7 @@ class OfflineGateway:
     """The default until a hub is wired in: every terminal is unavailable."""
 
     async def start_session(self, *, session_id: str, caller: str, callee: str, kind: str,
-                            profile: str, duration_s: float) -> None:
+                            profile: str, duration_s: float, capacity: bool = False) -> None:
         raise AgentUnavailable(f"no agent gateway: cannot reach {caller!r} (no hub is running)")
 
     async def stop_session(self, session_id: str) -> None:

@@ -51,6 +51,9 @@ class CheckSettings(Strict):
     test_duration_s: float = Field(default=30.0, gt=0, le=600)
     preconnect_profile: str = "hearing"
     preconnect_duration_s: float = Field(default=15.0, gt=0, le=600)
+    # The rule-13 test also ramps each direction to what it carries (agent/capacity.py; issue 12),
+    # up to ~30 s after its media (inside scheduler.result_grace_s). Never during monitoring.
+    test_capacity: bool = True
 
 
 class LiveSettings(Strict):

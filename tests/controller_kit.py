@@ -59,12 +59,13 @@ class RecordingGateway:
         self.stopped: list[str] = []
         self.offline: set[str] = set()
 
-    async def start_session(self, *, session_id, caller, callee, kind, profile, duration_s) -> None:
+    async def start_session(self, *, session_id, caller, callee, kind, profile, duration_s,
+                            capacity=False) -> None:
         for t in (caller, callee):
             if t in self.offline:
                 raise AgentUnavailable(f"terminal {t!r} is not connected")
         self.started.append(dict(session_id=session_id, caller=caller, callee=callee, kind=kind,
-                                 profile=profile, duration_s=duration_s))
+                                 profile=profile, duration_s=duration_s, capacity=capacity))
 
     async def stop_session(self, session_id: str) -> None:
         self.stopped.append(session_id)

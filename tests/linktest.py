@@ -30,6 +30,7 @@ class Scenario:
     blackout_dir: str = "both"
     profile: str | None = None
     session_config: str = ""                         # more `session:` keys for both agents (YAML lines)
+    test_args: tuple[str, ...] = ()                  # more `vks-agent test` arguments (e.g. --capacity)
 
 
 SCENARIOS = [
@@ -71,12 +72,13 @@ def run_session(lab: Lab, scenario: Scenario, workdir: Path) -> tuple[dict, dict
                           "--token-file", token)
         if scenario.profile:
             argv += ["--profile", scenario.profile]
+        argv += list(scenario.test_args)
         timer = None
         if scenario.blackout_at_s is not None:
             timer = threading.Timer(scenario.blackout_at_s,
                                     lambda: lab.blackout(scenario.blackout_dir, seconds=scenario.blackout_s))
             timer.start()
-        r = lab.run("a", argv, env=env_with(cfg_a), cwd=REPO, timeout=scenario.duration_s + 60)
+        r = lab.run("a", argv, env=env_with(cfg_a), cwd=REPO, timeout=scenario.duration_s + 90)
         if timer is not None:
             timer.join()
         truth = lab.truth()

@@ -213,8 +213,10 @@ async def test_run_a_test_now_through_the_gateway_and_read_its_report(ctl, fake_
         "caller": "court-almaty-1", "callee": "sizo-almaty-1", "profile": "monitor", "duration_s": 5})
     AdhocTestOut.model_validate(body)
     sid = body["id"]
+    # Capacity is asked for by default (issue 12): the gateway passes it on to a capable caller.
     assert ctl.gw.started == [dict(session_id=sid, caller="court-almaty-1", callee="sizo-almaty-1", kind="test",
-                                   profile="monitor", duration_s=5.0)]
+                                   profile="monitor", duration_s=5.0, capacity=True)]
+    assert body["capacity"] is True
     _, got = await ctl.call("GET", f"/api/v1/tests/{sid}", role="viewer", expect=200)
     assert got["status"] == "running" and got["report"] is None and got["requested_by"] == "technician-1"
 
@@ -232,7 +234,9 @@ async def test_run_a_test_now_through_the_gateway_and_read_its_report(ctl, fake_
 
     # Without a report past its duration and the grace: failed.
     _, other = await ctl.call("POST", "/api/v1/tests", role="admin", expect=202,
-                              json={"caller": "court-almaty-2", "callee": "sizo-almaty-2", "duration_s": 5})
+                              json={"caller": "court-almaty-2", "callee": "sizo-almaty-2", "duration_s": 5,
+                                    "capacity": False})
+    assert ctl.gw.started[-1]["capacity"] is False and other["capacity"] is False
     fake_clock.advance(seconds=5 + ctl.settings.scheduler.result_grace_s + 1)
     _, got = await ctl.call("GET", f"/api/v1/tests/{other['id']}", expect=200)
     assert got["status"] == "failed" and "no report" in got["error"]

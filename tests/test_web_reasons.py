@@ -102,6 +102,7 @@ def samples() -> list[dict]:
               ParamKind.SECONDS: [4.0, 1.25, 0.0, 2, 10.75, 3.05, 0.5],
               ParamKind.MOS: [2.3220993651465873, 3.1, 4.125, 1.0, 3.605, 2.5, 4.4],
               ParamKind.COUNT: [3, 2, 12, 1, 0, 7, 100],
+              ParamKind.KBPS: [514.0, 2500, 0.0, 899.5, 700, 1966.08, 12.5],
               ParamKind.DIRECTION: ["inbound", "outbound", "both", "inbound", "outbound", "both", "inbound"],
               ParamKind.LEVEL: ["degraded", "unusable"] * 3 + ["unusable"],
               ParamKind.TEXT: ["ICE failed", "TimeoutError() : {x}", "no answer (15 s)", "", "a", "b", "c"]}

@@ -1,6 +1,6 @@
 """A test session between two terminals on demand ("run a test now").
 
-    POST /api/v1/tests {"caller", "callee", "profile", "duration_s"} -> 202 {"id", "status": "running", ...}
+    POST /api/v1/tests {"caller", "callee", "profile", "duration_s", "capacity"} -> 202 {"id", "status": "running", ...}
     GET  /api/v1/tests/{id}  -> the request, its status and, when done, the caller's vks.test-report/1
 
 No table of its own: the request is its audit row (who, when, the pair, the
@@ -61,6 +61,9 @@ class AdhocTestIn(In):
     profile: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$",
                                 description="agent media profile (default: checks.test_profile)")
     duration_s: float | None = Field(None, gt=0, le=600, description="default: checks.test_duration_s")
+    capacity: bool = Field(True, description="also ramp each direction to what it carries after the media "
+                                             "(the report's `capacity`; ~30 s more; an agent too old for it "
+                                             "sends a report without it)")
 
 
 class AdhocTestOut(BaseModel):
@@ -71,6 +74,7 @@ class AdhocTestOut(BaseModel):
     callee: str
     profile: str
     duration_s: float
+    capacity: bool = Field(False, description="capacity was asked for")
     requested_by: str
     requested_at: str
     status: TestStatus = Field(description="running until the caller's report is stored")
@@ -169,10 +173,11 @@ async def start_test(request: web.Request) -> web.Response:
         which = f": suspension {', '.join(shown)}" if shown else ""
         raise Conflict(f"VKS is suspended there (rule 24){which}", code="suspended")
     sid = PREFIX + secrets.token_hex(8)
-    detail = {"caller": data.caller, "callee": data.callee, "profile": profile, "duration_s": duration}
+    detail = {"caller": data.caller, "callee": data.callee, "profile": profile, "duration_s": duration,
+              "capacity": data.capacity}
     try:
         await app[GATEWAY_KEY].start_session(session_id=sid, caller=data.caller, callee=data.callee, kind="test",
-                                             profile=profile, duration_s=duration)
+                                             profile=profile, duration_s=duration, capacity=data.capacity)
     except AgentUnavailable as exc:
         raise Conflict(str(exc), code="unavailable") from None
     # Asked again once the session is commanded: a hearing that went live since the check above

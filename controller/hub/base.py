@@ -85,6 +85,7 @@ class AgentConn:
     sessions: list[str] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     token_sha256: str | None = None      # the token it authenticated with (revocation closes it)
+    capabilities: frozenset[str] = frozenset()   # what its hello announced (e.g. "capacity")
 
     async def send(self, msg: wire._Msg | str) -> bool:
         """Send a message; False when the socket is closed or breaks."""

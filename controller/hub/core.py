@@ -14,7 +14,7 @@ from aiohttp import WSMsgType, web
 from contract import wire
 from contract.jobs import scheduler
 from contract.reports import SessionBody
-from contract.vocab import AgentDrop, SessionRole
+from contract.vocab import AgentDrop, SessionKind, SessionRole
 from controller.agent_writes import Drops, refusal
 from controller.gateway import AgentUnavailable, SessionResults
 from controller.hub.base import (
@@ -159,7 +159,7 @@ class Hub:
         if hello is None:
             return ws
         c = AgentConn(terminal_id, ws, request.remote, hello.agent_version,
-                      token_sha256=store.token_hash(token.strip()))
+                      token_sha256=store.token_hash(token.strip()), capabilities=frozenset(hello.capabilities))
         # Welcome first: nothing (a command) may reach the agent before it.
         await c.send(wire.Welcome(terminal_id=terminal_id, controller_id=self.instance_id,
                                   heartbeat_s=self.options.heartbeat_s))
@@ -506,10 +506,18 @@ class Hub:
         return s
 
     async def start_session(self, *, session_id: str, caller: str, callee: str, kind: str,
-                            profile: str | None, duration_s: float) -> None:
-        """Command `caller` to run a session with `callee` (callee first). Raises AgentUnavailable."""
+                            profile: str | None, duration_s: float, capacity: bool = False) -> None:
+        """Command `caller` to run a session with `callee` (callee first). Raises AgentUnavailable.
+
+        `capacity` (issue 12): the caller ramps each direction after the media - asked only of a
+        caller connected here whose hello announced "capacity" (an older agent would refuse the
+        field: its report simply lacks `capacity`); ValueError for a monitoring session."""
         if caller == callee:
             raise ValueError("a session needs two different terminals")
+        if capacity and kind == SessionKind.MONITOR:
+            raise ValueError("capacity is never measured during monitoring (a live hearing)")
+        here = self._conns.get(caller)
+        capacity = capacity and here is not None and "capacity" in here.capabilities
         if not isinstance(self.relay, NoRelay):
             await self.presence.refresh_online()
         online = self.online()
@@ -524,7 +532,8 @@ class Hub:
         self._sessions[session_id] = s
         common: dict[str, Any] = dict(session_id=session_id, kind=kind, profile=profile, duration_s=float(duration_s))
         for terminal, role, peer in ((callee, SessionRole.CALLEE, caller), (caller, SessionRole.CALLER, callee)):
-            await self.deliver(terminal, wire.Command(command=wire.StartSession(role=role, peer=peer, **common)))
+            await self.deliver(terminal, wire.Command(command=wire.StartSession(
+                role=role, peer=peer, capacity=capacity and role is SessionRole.CALLER, **common)))
         if self.metrics is not None:
             self.metrics.session_commanded(kind, "started")
         log.info("session %s (%s) started: %s -> %s", session_id, kind, caller, callee)

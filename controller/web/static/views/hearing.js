@@ -6,6 +6,7 @@ import { route } from "../router.js";
 import { A, every, state, termName } from "../state.js";
 import { act, badge, dl, errText, h, statusBadge, table, verdictBadge } from "../ui.js";
 import { reasonList } from "../reasons.js";
+import { capacityBlock } from "../capacity.js";
 import { actSection } from "./act.js";
 import { eventsSection } from "./events.js";
 import { agreementText, checkCell } from "./hearings.js";
@@ -37,7 +38,8 @@ export async function viewHearing(root, id) {
         h("td", {}, it.verdict ? verdictBadge(it.verdict) : t("common.dash")),
         h("td", { class: "reasons-cell" }, reasonList(it, names),
           it.error ? h("p", { class: "error" }, it.error) : null,
-          !reasonList(it) && !it.error ? t("common.dash") : null),
+          capacityBlock(it.result, names),
+          !reasonList(it) && !it.error && !capacityBlock(it.result) ? t("common.dash") : null),
         h("td", {}, String(it.attempts))));
     }
   }

@@ -3,6 +3,7 @@
 import { get, post } from "../api.js";
 import { t, fmtTime, fmtNumber } from "../i18n.js";
 import { reasonList } from "../reasons.js";
+import { capacityBlock } from "../capacity.js";
 import { A, instName, loadRegistry, state, termName } from "../state.js";
 import { errText, field, h, statusBadge, table, verdictBadge } from "../ui.js";
 
@@ -33,6 +34,8 @@ function reportView(r) {
     parts.push(table(t("test.result"), ["direction", "loss", "jitter", "bitrate"].map((k) => t(`test.col.${k}`)),
       [row("outbound"), row("inbound")]));
     if (rep.rtt_ms) parts.push(h("p", {}, t("test.rtt", { mean: fmtNumber(rep.rtt_ms.mean, 1), p95: fmtNumber(rep.rtt_ms.p95, 1) })));
+    const cap = capacityBlock(rep, { caller: termName(r.caller), callee: termName(r.callee) });
+    if (cap) parts.push(cap);
   }
   if (r.finished_at) parts.push(h("p", { class: "small muted" }, fmtTime(r.finished_at, tz)));
   return h("div", { class: "test-result", dataset: { status: r.status } }, h("h3", {}, t("test.result"), " ", statusBadge(r.status)), parts);
@@ -51,12 +54,14 @@ export async function viewTest(root) {
   if (other) callee.value = other.id;
   const profile = h("select", { id: "test-profile", name: "profile" }, PROFILES.map((p) => h("option", { value: p }, t(`profile.${p}`))));
   const duration = h("input", { id: "test-duration", name: "duration_s", type: "number", min: "1", max: "600", step: "1", value: "10", required: true });
+  const capacity = h("input", { id: "test-capacity", name: "capacity", type: "checkbox", checked: true });
   const submit = h("button", { type: "submit" }, t("test.submit"));
   const form = h("form", { class: "card form-grid", onsubmit: async (ev) => {
     ev.preventDefault();
     submit.disabled = true;
     try {
-      const r = await post(`${A}/tests`, { caller: caller.value, callee: callee.value, profile: profile.value, duration_s: Number(duration.value) });
+      const r = await post(`${A}/tests`, { caller: caller.value, callee: callee.value, profile: profile.value, duration_s: Number(duration.value),
+        capacity: capacity.checked });
       out.replaceChildren(h("p", {}, t("test.running", { id: r.id })));
       pollTest(r.id, out);
     } catch (e) {
@@ -67,6 +72,7 @@ export async function viewTest(root) {
   } },
   field("test-caller", t("test.caller"), caller), field("test-callee", t("test.callee"), callee),
   field("test-profile", t("test.profile"), profile), field("test-duration", t("test.duration"), duration),
+  field("test-capacity", t("test.capacity"), capacity),
   h("div", { class: "field" }, submit));
   root.replaceChildren(h("h2", {}, t("test.title")), form, out);
   if (state.runningTest) pollTest(state.runningTest, out);
