@@ -311,7 +311,8 @@ class FreshnessService:
         sid = NIGHTLY_PREFIX + secrets.token_hex(8)
         try:
             await self.checks.gateway.start_session(session_id=sid, caller=a, callee=b, kind=CheckKind.TEST,
-                                                    profile=cs.test_profile, duration_s=cs.test_duration_s)
+                                                    profile=cs.test_profile, duration_s=cs.test_duration_s,
+                                                    capacity=cs.test_capacity)   # the night: the link is free
         except AgentUnavailable as exc:
             # An agent away is the watch's business (agent_offline), not a failed test's.
             async with ctx.complete() as conn:

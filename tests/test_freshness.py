@@ -248,6 +248,7 @@ async def test_nightly_pair_tests_in_each_courts_local_night_skipping_pairs_test
         assert nightly(c) == []
         await run_for(c, 24 * H)
         assert sorted((s["caller"], s["callee"]) for s in nightly(c)) == sorted(pairs)
+        assert all(s["capacity"] for s in nightly(c))      # the night measures what the link carries
         for s in nightly(c):
             tz = ZoneInfo("Asia/Almaty" if s["caller"] == "court-almaty-1" else "Europe/Moscow")
         [ev] = await events(c, h1["id"], "pair_test_result")
