@@ -53,7 +53,7 @@ function param(kind, value, lang, names) {
 }
 
 function tidy(s) {
-  return s.replace(/\(\s*\)/g, "").replace(/ {2,}/g, " ").replace(/ ([:,])/g, "$1").trim();
+  return s.replace(/\(\s*\)/g, "").replace(/ {2,}/g, " ").replace(/ ([:,;])/g, "$1").trim();
 }
 
 // One reason ({code, params}) as a sentence in the page's language; `names` = {caller, callee}.
