@@ -91,7 +91,7 @@ class ReasonCode(StrEnum):
     BETWEEN = "between", {"a": _K.TEXT, "b": _K.TEXT, "loss": _K.PERCENT, "level": _K.LEVEL}
     BETWEEN_NO_PATH = "between_no_path", {"a": _K.TEXT, "b": _K.TEXT}
     SIDE_UNTESTED = "side_untested", {"side": _K.TEXT, "error": _K.TEXT}
-    REFERENCE_UNAVAILABLE = "reference_unavailable", {}
+    REFERENCE_UNAVAILABLE = "reference_unavailable", dict[str, ParamKind]()
 
 
 _BY_VALUE: dict[str, ReasonCode] = {c.value: c for c in ReasonCode}

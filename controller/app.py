@@ -37,12 +37,14 @@ from controller.acts import ActService
 from controller.agent_writes import Drops, EventBudget
 from controller.api import live as live_api
 from controller.checks import CheckService, Judge, quality_judge
+from controller.diagnosis import DiagnosisService
 from controller.escalation import ACTS_KEY, ESCALATIONS_KEY, NOTIFIER_KEY, EscalationService
 from controller.gateway import AgentGateway, OfflineGateway
 from controller.hub import Hub
 from controller.keys import (
     CLOCK_KEY,
     DB_KEY,
+    DIAGNOSIS_KEY,
     GATEWAY_KEY,
     HUB_KEY,
     LIVE_KEY,
@@ -104,6 +106,8 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     checks = CheckService(db, settings, clock, lambda: app[GATEWAY_KEY], judge, escalations=escalations)
     checks.register(jobs)
     app[RESULTS_KEY] = checks
+    checks.diagnosis = app[DIAGNOSIS_KEY] = DiagnosisService(
+        db, settings, clock, lambda: app[GATEWAY_KEY], lambda: checks.judge)
 
     # Issue 11: what a terminal sent and may not write is counted (and logged once a minute);
     # the records its reports create are within its budget.
@@ -131,6 +135,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     app.cleanup_ctx.append(_notifier)
     if hub is not None:
         agent_api.setup_agent_api(app, hub)
+    app.cleanup_ctx.append(_diagnosis)
     app.cleanup_ctx.append(_live)  # rule 22: monitoring during hearings (after the hub)
     app.cleanup_ctx.append(metrics_site.ctx)  # the /metrics token and metrics.listen's own site
     return app
@@ -178,6 +183,11 @@ async def _notifier(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await notifier.close()
+
+
+async def _diagnosis(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[DIAGNOSIS_KEY].close()
 
 
 async def _live(app: web.Application) -> AsyncIterator[None]:

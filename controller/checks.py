@@ -124,6 +124,7 @@ class CheckService:
         self._judge = judge
         self.wake = wake
         self.escalations = escalations    # rules 16, 17; None: failed checks escalate nothing
+        self.diagnosis: Any = None        # controller.diagnosis.DiagnosisService (issue 12: which side)
 
     def use_judge(self, judge: Judge) -> None:
         """Judge results with `judge` (the quality model, once the app has loaded it)."""
@@ -395,6 +396,8 @@ class CheckService:
             await events_repo.append(conn, c["hearing_id"], "check_failed", now, {
                 "check_id": cid, "kind": c["kind"], "callee": c["callee"], "error": error})
             await self._escalate(conn, c, now, {"error": error})
+            if self.diagnosis is not None:
+                self.diagnosis.after_check(c, None, "unusable", error)
         else:
             status = "overdue" if c["overdue_at"] else "pending"
             await checks_repo.update_check(conn, cid, status=status, error=error, attempts=attempts)
@@ -494,6 +497,8 @@ class CheckService:
             else:
                 await self._fault_gone(conn, {**c, "status": status}, now)
             await self.refresh_verdict(conn, c["hearing_id"], now)
+        if self.diagnosis is not None:
+            self.diagnosis.after_check(c, judged_report(report, j), verdict, report.error)
 
     async def on_session_failed(self, session_id: str, error: str) -> None:
         """The session could not run (e.g. an agent dropped mid-session): retry

@@ -82,9 +82,12 @@ class Names:
 
 
 def finding(*, caller: str, callee: str, pair: Leg, side_a: Leg | None, side_b: Leg | None,
-            reference: str | None, names: Names | None = None) -> dict[str, Any] | None:
+            reference: str | None, names: Names | None = None,
+            errors: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """The finding of a pair (None when the pair is clean: nothing to find). `side_a` / `side_b`:
-    the caller's / callee's session with the reference (None: it could not be run)."""
+    the caller's / callee's session with the reference (None: it could not be run, `errors` says why
+    by side, "a" or "b")."""
+    errors = errors or {}
     if pair.clean:
         return None
     n = names or Names(caller, callee)
@@ -98,13 +101,15 @@ def finding(*, caller: str, callee: str, pair: Leg, side_a: Leg | None, side_b: 
 
     if reference is None:
         return out(ReasonCode.REFERENCE_UNAVAILABLE, None, "none", {})
-    untested = [(tid, name, leg) for tid, name, leg in ((caller, n.a, side_a), (callee, n.b, side_b))
+    untested = [(tid, name, leg.error if leg else errors.get(k))
+                for k, tid, name, leg in (("a", caller, n.a, side_a), ("b", callee, n.b, side_b))
                 if leg is None or leg.verdict is None and leg.connected]
     if len(untested) == 2:
-        return out(ReasonCode.SIDE_UNTESTED, None, "none", {"side": f"{n.a}, {n.b}"})
+        why = untested[0][2] if untested[0][2] == untested[1][2] else None
+        return out(ReasonCode.SIDE_UNTESTED, None, "none", {"side": f"{n.a}, {n.b}", "error": why})
     if untested:
-        tid, name, leg = untested[0]
-        return out(ReasonCode.SIDE_UNTESTED, tid, "none", {"side": name, "error": leg.error if leg else None})
+        tid, name, why = untested[0]
+        return out(ReasonCode.SIDE_UNTESTED, tid, "none", {"side": name, "error": why})
     assert side_a is not None and side_b is not None
     if not side_a.connected and not side_b.connected:
         # Neither side reached the reference: it is the reference (or its own link) that is away.

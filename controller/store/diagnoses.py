@@ -45,10 +45,12 @@ diagnoses = Table(
 
 
 def check_subject(check_id: int) -> str:
+    """The subject of a check's diagnosis."""
     return f"check:{check_id}"
 
 
 def test_subject(session_id: str) -> str:
+    """The subject of an on-demand test's diagnosis (its session id)."""
     return f"test:{session_id}"
 
 
@@ -59,30 +61,25 @@ async def start(conn: AsyncConnection, subject: str, values: dict[str, Any], now
              "finding": None, "error": None, "finished_at": None, "created_at": now, "reference": None,
              "hearing_id": None, **values}
     if row is None:
-        res = await conn.execute(insert(diagnoses).values(subject=subject, **fresh))
-        return int(res.inserted_primary_key[0])
+        res = await conn.execute(insert(diagnoses).values(subject=subject, **fresh).returning(diagnoses.c.id))
+        return int(res.scalar_one())
     await conn.execute(update(diagnoses).where(diagnoses.c.id == row.id).values(**fresh))
     return int(row.id)
 
 
 async def update_diagnosis(conn: AsyncConnection, diagnosis_id: int, **values: Any) -> None:
+    """Change a diagnosis's columns."""
     await conn.execute(update(diagnoses).where(diagnoses.c.id == diagnosis_id).values(**values))
 
 
-async def get(conn: AsyncConnection, diagnosis_id: int, *, for_update: bool = False) -> dict | None:
-    q = select(diagnoses).where(diagnoses.c.id == diagnosis_id)
-    if for_update:
-        q = q.with_for_update()
-    row = (await conn.execute(q)).first()
-    return dict(row._mapping) if row is not None else None
-
-
 async def by_subject(conn: AsyncConnection, subject: str) -> dict | None:
+    """The diagnosis of `subject`, or None."""
     row = (await conn.execute(select(diagnoses).where(diagnoses.c.subject == subject))).first()
     return dict(row._mapping) if row is not None else None
 
 
 async def by_subjects(conn: AsyncConnection, subjects: list[str]) -> dict[str, dict]:
+    """{subject: diagnosis} of those of `subjects` that have one."""
     if not subjects:
         return {}
     rows = (await conn.execute(select(diagnoses).where(diagnoses.c.subject.in_(subjects)))).all()
@@ -96,12 +93,6 @@ async def by_session(conn: AsyncConnection, session_id: str) -> tuple[dict, str]
         if row is not None:
             return dict(row._mapping), side
     return None
-
-
-async def running(conn: AsyncConnection) -> list[dict]:
-    rows = (await conn.execute(select(diagnoses).where(diagnoses.c.status == DiagnosisStatus.RUNNING.value)
-                               .order_by(diagnoses.c.id))).all()
-    return [dict(r._mapping) for r in rows]
 
 
 def view(row: dict | None) -> dict[str, Any]:
