@@ -223,7 +223,7 @@ async def get_test(request: web.Request) -> web.Response:
         d = req["detail"]
         caller_report, session = await caller_outcome(conn, sid, d["caller"])
         diag = diag_repo.view(await diag_repo.by_subject(conn, diag_repo.test_subject(sid)))
-    finished_at = session and (session["finished_at"] or session.get("received_at"))
+    finished_at = session and (session.get("finished_at") or session.get("received_at"))
     status, error = status_of(req, session, caller_report, now(request), app[SETTINGS_KEY].scheduler.result_grace_s)
     result: dict[str, Any] = {}
     if caller_report is not None:

@@ -1,0 +1,198 @@
+"""Which side (issue 12, part 2) through the real controller's API: a degraded check or on-demand
+test tests each side against the reference terminal in the data centre, and its `finding` shows on
+GET /api/v1/tests/{id} and on the hearing's check, with a `check_finding` event - only to those who
+may see the test or the hearing. The agents are a gateway that stores the side sessions' reports as
+the hub does (the real agents: tests/test_diagnosis_netlab.py)."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from controller.keys import DIAGNOSIS_KEY
+from controller.api.tests import AdhocTestOut
+from controller.models import HearingOut
+from controller.store import agents as agents_repo
+from tests.controller_kit import Controller, RecordingGateway, report
+
+H = dt.timedelta(hours=1)
+REF = "dc-ref-1"
+
+
+class SideAgents(RecordingGateway):
+    """Every sample terminal online, the reference included; a side session's caller report is stored
+    at once from `side` ({terminal: report}; a terminal not in it stays silent)."""
+
+    def __init__(self, ctl_ref):
+        super().__init__()
+        self.ctl_ref = ctl_ref
+        self.side: dict[str, dict] = {}
+        self.all_online = {"court-almaty-1", "court-almaty-2", "court-kyzylorda-1", "sizo-almaty-1",
+                           "sizo-almaty-2", "sizo-kyzylorda-1", REF}
+
+    def online(self) -> set[str]:
+        return self.all_online - self.offline
+
+    async def start_session(self, *, session_id, caller, callee, kind, profile, duration_s) -> None:
+        await super().start_session(session_id=session_id, caller=caller, callee=callee, kind=kind,
+                                    profile=profile, duration_s=duration_s)
+        if not session_id.startswith("diag-"):
+            return
+        ctl = self.ctl_ref()
+        async with ctl.db.transaction() as conn:
+            await agents_repo.save_session(conn, agents_repo.SessionRow(session_id, caller, callee, kind, profile,
+                                                                        float(duration_s), "started"))
+            if caller in self.side:
+                await agents_repo.store_reports(conn, [agents_repo.NewReport(
+                    caller, f"r-{session_id}", "session", session_id,
+                    {"role": "caller", "report": self.side[caller]}, None)])
+
+
+@pytest.fixture
+async def dctl(db_url, fake_clock):
+    holder: dict = {}
+    gw = SideAgents(lambda: holder["ctl"])
+    async with Controller(db_url, fake_clock, gateway=gw, diagnosis={"duration_s": 5}) as ctl:
+        holder["ctl"] = ctl
+        for name, role, extra in (("tech-almaty", "technician", {"regions": ["Almaty"]}),
+                                  ("tech-kyz", "technician", {"regions": ["Kyzylorda"]})):
+            _, u = await ctl.call("POST", "/api/v1/users", expect=201, json={"name": name, "role": role, **extra})
+            ctl.tokens[name] = u["token"]
+        yield ctl
+
+
+async def settle(ctl) -> None:
+    await asyncio.wait_for(ctl.app[DIAGNOSIS_KEY].idle(), 30)
+
+
+async def test_a_degraded_test_names_the_lossy_side_to_its_readers_only(dctl):
+    dctl.gw.side = {"court-almaty-1": report("good"), "sizo-almaty-1": report("degraded", loss=0.07)}
+    _, t = await dctl.call("POST", "/api/v1/tests", token=dctl.tokens["tech-almaty"], expect=202,
+                           json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "duration_s": 5})
+    sid = t["id"]
+    async with dctl.db.transaction() as conn:
+        await agents_repo.store_reports(conn, [agents_repo.NewReport(
+            "court-almaty-1", "r-caller", "session", sid, {"role": "caller", "report": report("degraded", loss=0.07)},
+            None)])
+    await settle(dctl)
+    sides = [s for s in dctl.gw.started if s["session_id"].startswith("diag-")]
+    assert sorted((s["caller"], s["callee"], s["kind"]) for s in sides) == [
+        ("court-almaty-1", REF, "test"), ("sizo-almaty-1", REF, "test")]
+    assert {s["duration_s"] for s in sides} == {5.0}
+    _, got = await dctl.call("GET", f"/api/v1/tests/{sid}", token=dctl.tokens["tech-almaty"], expect=200)
+    AdhocTestOut.model_validate(got)
+    f = got["finding"]
+    assert got["diagnosis"] == "done" and got["verdict"] == "degraded"
+    assert (f["code"], f["side"], f["segment"]) == ("access_link_b", "sizo-almaty-1", "b")
+    assert f["figures"]["b"]["loss_ratio"] == 0.07 and f["figures"]["a"]["verdict"] == "good"
+    assert f["figures"]["reference"] == REF
+    assert f["text"] == ("СИЗО ДС-70/1 г. Алматы's access link loses 7.0% toward the data centre (degraded); "
+                         "Медеуский районный суд г. Алматы's side is clean")
+    # Not in the Kyzylorda technician's scope: no test at all, so no finding either.
+    status, _ = await dctl.call("GET", f"/api/v1/tests/{sid}", token=dctl.tokens["tech-kyz"])
+    assert status == 404
+
+
+async def test_a_clean_test_has_no_finding_and_is_not_diagnosed(dctl):
+    _, t = await dctl.call("POST", "/api/v1/tests", expect=202,
+                           json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "duration_s": 5})
+    async with dctl.db.transaction() as conn:
+        await agents_repo.store_reports(conn, [agents_repo.NewReport(
+            "court-almaty-1", "r-caller", "session", t["id"], {"role": "caller", "report": report("good")}, None)])
+    await settle(dctl)
+    _, got = await dctl.call("GET", f"/api/v1/tests/{t['id']}", expect=200)
+    assert (got["verdict"], got["diagnosis"], got["finding"]) == ("good", None, None)
+    assert not [s for s in dctl.gw.started if s["session_id"].startswith("diag-")]
+
+
+async def test_a_failed_check_carries_its_finding_and_an_event_in_the_hearing(dctl):
+    dctl.gw.side = {"court-almaty-1": report("good"), "sizo-almaty-1": report("good")}
+    _, h = await dctl.schedule(start=dctl.clock() + 48 * H)
+    await dctl.scheduler.run_until_idle()
+    check_sid = dctl.gw.started[0]["session_id"]
+    await dctl.checks.on_session_result(check_sid, report("unusable", connected=False))
+    await settle(dctl)
+    view = await dctl.hearing(h["id"])
+    HearingOut.model_validate(view)
+    item = view["test_request"]["items"][0]
+    assert item["diagnosis"] == "done"
+    assert (item["finding"]["code"], item["finding"]["segment"]) == ("between_no_path", "between")
+    _, events = await dctl.call("GET", f"/api/v1/hearings/{h['id']}/events", token=dctl.tokens["tech-almaty"],
+                                expect=200)
+    found = [e for e in events["items"] if e["kind"] == "check_finding"]
+    assert len(found) == 1 and found[0]["detail"]["code"] == "between_no_path"
+    assert found[0]["detail"]["check_id"] == item["id"] and found[0]["detail"]["reference"] == REF
+    # The hearing is out of the Kyzylorda technician's scope: neither it nor its finding is shown.
+    status, _ = await dctl.call("GET", f"/api/v1/hearings/{h['id']}", token=dctl.tokens["tech-kyz"])
+    assert status == 404
+
+
+async def test_without_a_reference_online_the_finding_says_so(dctl):
+    dctl.gw.offline = {REF}
+    _, t = await dctl.call("POST", "/api/v1/tests", expect=202,
+                           json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "duration_s": 5})
+    async with dctl.db.transaction() as conn:
+        await agents_repo.store_reports(conn, [agents_repo.NewReport(
+            "court-almaty-1", "r-caller", "session", t["id"],
+            {"role": "caller", "report": report("unusable", loss=0.2)}, None)])
+    await settle(dctl)
+    _, got = await dctl.call("GET", f"/api/v1/tests/{t['id']}", expect=200)
+    assert got["finding"]["code"] == "reference_unavailable" and got["finding"]["side"] is None
+
+
+async def test_a_silent_side_is_untested_once_its_time_is_up(dctl):
+    dctl.gw.side = {"court-almaty-1": report("good")}              # the SIZO's side never reports
+    _, t = await dctl.call("POST", "/api/v1/tests", expect=202,
+                           json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "duration_s": 5})
+    async with dctl.db.transaction() as conn:
+        await agents_repo.store_reports(conn, [agents_repo.NewReport(
+            "court-almaty-1", "r-caller", "session", t["id"],
+            {"role": "caller", "report": report("degraded", loss=0.05)}, None)])
+    svc = dctl.app[DIAGNOSIS_KEY]
+    for _ in range(100):                                            # the side sessions are started
+        if len([s for s in dctl.gw.started if s["session_id"].startswith("diag-")]) == 2:
+            break
+        await asyncio.sleep(0.05)
+    _, got = await dctl.call("GET", f"/api/v1/tests/{t['id']}", expect=200)
+    assert got["diagnosis"] == "running" and got["finding"] is None
+    dctl.clock.advance(seconds=5 + dctl.settings.diagnosis.result_grace_s + 1)
+    await settle(dctl)
+    _, got = await dctl.call("GET", f"/api/v1/tests/{t['id']}", expect=200)
+    f = got["finding"]
+    assert (f["code"], f["side"]) == ("side_untested", "sizo-almaty-1")
+    assert "no result from the agents in time" in f["text"]
+    assert svc.waiting == 0
+
+
+async def test_diagnoses_wait_their_turn_at_the_reference(dctl):
+    """At most diagnosis.max_concurrent (1) diagnoses use the reference at once: the second pair's
+    side sessions start only once the first diagnosis is done."""
+    dctl.gw.side = {}                                               # every side silent until told
+    ids = []
+    for caller, callee in (("court-almaty-1", "sizo-almaty-1"), ("court-almaty-2", "sizo-almaty-2")):
+        _, t = await dctl.call("POST", "/api/v1/tests", expect=202,
+                               json={"caller": caller, "callee": callee, "duration_s": 5})
+        ids.append(t["id"])
+        async with dctl.db.transaction() as conn:
+            await agents_repo.store_reports(conn, [agents_repo.NewReport(
+                caller, f"r-{caller}", "session", t["id"], {"role": "caller", "report": report("degraded", loss=0.05)},
+                None)])
+    svc = dctl.app[DIAGNOSIS_KEY]
+    for _ in range(200):
+        if svc.waiting == 1:
+            break
+        await asyncio.sleep(0.05)
+    diag = [s for s in dctl.gw.started if s["session_id"].startswith("diag-")]
+    assert svc.waiting == 1 and len(diag) == 2                       # one diagnosis at the reference
+    dctl.clock.advance(seconds=5 + dctl.settings.diagnosis.result_grace_s + 1)
+    for _ in range(200):
+        if len([s for s in dctl.gw.started if s["session_id"].startswith("diag-")]) == 4:
+            break
+        await asyncio.sleep(0.05)
+    assert svc.waiting == 0
+    dctl.clock.advance(seconds=5 + dctl.settings.diagnosis.result_grace_s + 1)
+    await settle(dctl)
+    for sid in ids:
+        _, got = await dctl.call("GET", f"/api/v1/tests/{sid}", expect=200)
+        assert got["diagnosis"] == "done" and got["finding"]["code"] == "side_untested"
