@@ -10,8 +10,8 @@ import datetime as dt
 
 import pytest
 
-from controller.keys import DIAGNOSIS_KEY
 from controller.api.tests import AdhocTestOut
+from controller.keys import DIAGNOSIS_KEY
 from controller.models import HearingOut
 from controller.store import agents as agents_repo
 from tests.controller_kit import Controller, RecordingGateway, report
