@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agent.report import stalled_first
 from contract import reasons
 from contract.reasons import ReasonCode
 from controller.findings import FINDING_CODES, Leg, Names, finding, leg_of
@@ -96,3 +97,18 @@ def test_a_leg_from_a_judged_report_takes_the_worse_direction():
     assert (leg.loss_ratio, leg.jitter_ms, leg.rtt_ms, leg.connected) == (0.07, 5.0, 40.0, True)
     assert not leg_of({"connected": False, "error": "ICE failed"}, "unusable").connected
     assert leg_of(None, None, error="offline") == Leg(None, False, error="offline")
+
+
+def _iv(inbound: bool, outbound: bool) -> dict:
+    return {"inbound": {"stalled": inbound}, "outbound": {"stalled": outbound}}
+
+
+@pytest.mark.parametrize("seconds,first", [
+    ([_iv(False, False)] * 3, None),
+    ([_iv(False, False), _iv(True, False), _iv(True, True)], "inbound"),
+    ([_iv(False, True), _iv(False, True), _iv(True, True)], "outbound"),
+    ([_iv(False, False), _iv(True, True)], None),                # both in the same second: not known
+    ([_iv(False, False), {"inbound": None, "outbound": {"stalled": True}}], "outbound"),
+])
+def test_for_a_stall_the_direction_that_stopped_first(seconds, first):
+    assert stalled_first(seconds) == first
