@@ -14,39 +14,10 @@ from controller.api.tests import AdhocTestOut
 from controller.keys import DIAGNOSIS_KEY
 from controller.models import HearingOut
 from controller.store import agents as agents_repo
-from tests.controller_kit import Controller, RecordingGateway, report
+from tests.controller_kit import Controller, report
+from tests.diagnosis_kit import REF, SideAgents
 
 H = dt.timedelta(hours=1)
-REF = "dc-ref-1"
-
-
-class SideAgents(RecordingGateway):
-    """Every sample terminal online, the reference included; a side session's caller report is stored
-    at once from `side` ({terminal: report}; a terminal not in it stays silent)."""
-
-    def __init__(self, ctl_ref):
-        super().__init__()
-        self.ctl_ref = ctl_ref
-        self.side: dict[str, dict] = {}
-        self.all_online = {"court-almaty-1", "court-almaty-2", "court-kyzylorda-1", "sizo-almaty-1",
-                           "sizo-almaty-2", "sizo-kyzylorda-1", REF}
-
-    def online(self) -> set[str]:
-        return self.all_online - self.offline
-
-    async def start_session(self, *, session_id, caller, callee, kind, profile, duration_s) -> None:
-        await super().start_session(session_id=session_id, caller=caller, callee=callee, kind=kind,
-                                    profile=profile, duration_s=duration_s)
-        if not session_id.startswith("diag-"):
-            return
-        ctl = self.ctl_ref()
-        async with ctl.db.transaction() as conn:
-            await agents_repo.save_session(conn, agents_repo.SessionRow(session_id, caller, callee, kind, profile,
-                                                                        float(duration_s), "started"))
-            if caller in self.side:
-                await agents_repo.store_reports(conn, [agents_repo.NewReport(
-                    caller, f"r-{session_id}", "session", session_id,
-                    {"role": "caller", "report": self.side[caller]}, None)])
 
 
 @pytest.fixture

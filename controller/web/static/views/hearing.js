@@ -5,7 +5,7 @@ import { t, has, fmtTime, fmtNumber } from "../i18n.js";
 import { route } from "../router.js";
 import { A, every, state, termName } from "../state.js";
 import { act, badge, dl, errText, h, statusBadge, table, verdictBadge } from "../ui.js";
-import { reasonList } from "../reasons.js";
+import { findingView, reasonList } from "../reasons.js";
 import { actSection } from "./act.js";
 import { eventsSection } from "./events.js";
 import { agreementText, checkCell } from "./hearings.js";
@@ -35,8 +35,8 @@ export async function viewHearing(root, id) {
         h("td", {}, fmtTime(it.deadline, tz)),
         h("td", {}, it.verdict ? verdictBadge(it.verdict) : t("common.dash")),
         h("td", { class: "reasons-cell" }, reasonList(it, names),
-          it.error ? h("p", { class: "error" }, it.error) : null,
-          !reasonList(it) && !it.error ? t("common.dash") : null),
+          it.error ? h("p", { class: "error" }, it.error) : null, findingView(it),
+          !reasonList(it) && !it.error && !findingView(it) ? t("common.dash") : null),
         h("td", {}, String(it.attempts))));
     }
   }
