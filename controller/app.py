@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from contract import quality
 from contract.jobs import scheduler as background
@@ -186,6 +187,10 @@ async def _notifier(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _diagnosis(app: web.Application) -> AsyncIterator[None]:
+    try:
+        await app[DIAGNOSIS_KEY].sweep()
+    except DBAPIError:  # a database not migrated (a test app without migrations): nothing to sweep
+        log.debug("diagnosis sweep skipped", exc_info=True)
     yield
     await app[DIAGNOSIS_KEY].close()
 

@@ -147,6 +147,19 @@ class DiagnosisService:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    async def sweep(self) -> int:
+        """At start: close the diagnoses left running by a controller that stopped (older than the
+        longest a diagnosis can take: two session windows and the graces)."""
+        cfg = self.settings.diagnosis
+        longest = 2 * (float(cfg.duration_s or self.settings.checks.test_duration_s) + cfg.result_grace_s) \
+            + self.settings.scheduler.result_grace_s
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            n = await diag_repo.sweep(conn, now - dt.timedelta(seconds=longest), now)
+        if n:
+            log.warning("%d diagnoses left running by a stopped controller closed without a finding", n)
+        return n
+
     async def close(self) -> None:
         for t in list(self._tasks):
             t.cancel()
@@ -193,6 +206,7 @@ class DiagnosisService:
         duration = float(cfg.duration_s or checks.test_duration_s)
         started: dict[str, str] = {}
         errors: dict[str, str] = {}
+        deadline = self.clock() + dt.timedelta(seconds=duration + cfg.result_grace_s)
         async with self.db.read() as conn:
             busy = await live_repo.live_hearings_of(conn, [caller, callee, ref], self.clock())
         for side, terminal in (("a", caller), ("b", callee)):
@@ -210,7 +224,6 @@ class DiagnosisService:
             started[side] = sid
         async with self.db.transaction() as conn:
             await diag_repo.update_diagnosis(conn, did, session_a=started.get("a"), session_b=started.get("b"))
-        deadline = self.clock() + dt.timedelta(seconds=duration + cfg.result_grace_s)
         legs: dict[str, findings.Leg | None] = {"a": None, "b": None}
         pending = dict(started)
         while pending:

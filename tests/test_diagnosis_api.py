@@ -14,6 +14,7 @@ from controller.api.tests import AdhocTestOut
 from controller.keys import DIAGNOSIS_KEY
 from controller.models import HearingOut
 from controller.store import agents as agents_repo
+from controller.store import diagnoses as diag_repo
 from tests.controller_kit import Controller, report
 from tests.diagnosis_kit import REF, SideAgents
 
@@ -97,6 +98,32 @@ async def test_a_failed_check_carries_its_finding_and_an_event_in_the_hearing(dc
     # The hearing is out of the Kyzylorda technician's scope: neither it nor its finding is shown.
     status, _ = await dctl.call("GET", f"/api/v1/hearings/{h['id']}", token=dctl.tokens["tech-kyz"])
     assert status == 404
+
+    # Run again and clean: the earlier run's finding is not shown with it, and nothing is diagnosed.
+    dctl.clock.advance(minutes=1)
+    await dctl.call("POST", f"/api/v1/hearings/{h['id']}/checks", json={"kind": "test"}, expect=202)
+    await dctl.scheduler.run_until_idle()
+    view = await dctl.hearing(h["id"])
+    assert (view["test_request"]["items"][0]["finding"], view["test_request"]["items"][0]["diagnosis"]) == (None, None)
+    started = len(dctl.gw.started)
+    await dctl.checks.on_session_result(dctl.gw.started[-1]["session_id"], report("good"))
+    await settle(dctl)
+    item = (await dctl.hearing(h["id"]))["test_request"]["items"][0]
+    assert (item["status"], item["finding"], item["diagnosis"]) == ("passed", None, None)
+    assert len(dctl.gw.started) == started
+
+
+async def test_a_diagnosis_left_running_by_a_stopped_controller_is_closed_at_start(dctl):
+    async with dctl.db.transaction() as conn:
+        await diag_repo.start(conn, "test:adhoc-gone", {"caller": "court-almaty-1", "callee": "sizo-almaty-1",
+                                                        "pair": {}}, dctl.clock() - 2 * H)
+        await diag_repo.start(conn, "test:adhoc-now", {"caller": "court-almaty-1", "callee": "sizo-almaty-1",
+                                                       "pair": {}}, dctl.clock())
+    assert await dctl.app[DIAGNOSIS_KEY].sweep() == 1
+    async with dctl.db.read() as conn:
+        gone = await diag_repo.by_subject(conn, "test:adhoc-gone")
+        now = await diag_repo.by_subject(conn, "test:adhoc-now")
+    assert (gone["status"], gone["finding"], now["status"]) == ("done", None, "running")
 
 
 async def test_without_a_reference_online_the_finding_says_so(dctl):

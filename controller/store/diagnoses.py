@@ -95,6 +95,24 @@ async def by_session(conn: AsyncConnection, session_id: str) -> tuple[dict, str]
     return None
 
 
+def of_run(row: dict | None, started_at: dt.datetime | None) -> dict | None:
+    """The diagnosis if it is of the run that started at `started_at` (a check run again, or passed
+    since, shows none of an earlier run's)."""
+    if row is None or started_at is None or row["created_at"] < started_at:
+        return None
+    return row
+
+
+async def sweep(conn: AsyncConnection, older_than: dt.datetime, now: dt.datetime) -> int:
+    """Close the diagnoses still running that began before `older_than` (their controller stopped
+    meanwhile): done, without a finding, the reason in `error`. How many."""
+    res = await conn.execute(update(diagnoses).where(diagnoses.c.status == DiagnosisStatus.RUNNING.value,
+                                                     diagnoses.c.created_at < older_than)
+                             .values(status=DiagnosisStatus.DONE.value, finished_at=now,
+                                     error="not finished: the controller running it stopped"))
+    return int(res.rowcount or 0)
+
+
 def view(row: dict | None) -> dict[str, Any]:
     """What a check or a test shows of its diagnosis: {diagnosis, finding}."""
     if row is None:

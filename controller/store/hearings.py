@@ -216,7 +216,7 @@ def check_view(kind: str, items: list[dict]) -> dict | None:
             "reasons": list((c["result"] or {}).get("reasons") or []),
             "reason_codes": list((c["result"] or {}).get("reason_codes") or []),
             "result": c["result"],
-            **diag_repo.view(c.get("diagnosis_row")),
+            **diag_repo.view(diag_repo.of_run(c.get("diagnosis_row"), c["started_at"])),
         } for c in items],
     }
 
