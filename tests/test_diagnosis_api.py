@@ -34,6 +34,13 @@ async def dctl(db_url, fake_clock):
         yield ctl
 
 
+async def caller_report(ctl, sid: str, caller: str, rep: dict) -> None:
+    """The caller's final report of an on-demand test, as the hub stores it."""
+    async with ctl.db.transaction() as conn:
+        await agents_repo.store_reports(conn, [agents_repo.NewReport(
+            caller, f"r-{sid}", "session", sid, {"role": "caller", "report": rep}, None)])
+
+
 async def settle(ctl) -> None:
     await asyncio.wait_for(ctl.app[DIAGNOSIS_KEY].idle(), 30)
 
@@ -43,10 +50,7 @@ async def test_a_degraded_test_names_the_lossy_side_to_its_readers_only(dctl):
     _, t = await dctl.call("POST", "/api/v1/tests", token=dctl.tokens["tech-almaty"], expect=202,
                            json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "duration_s": 5})
     sid = t["id"]
-    async with dctl.db.transaction() as conn:
-        await agents_repo.store_reports(conn, [agents_repo.NewReport(
-            "court-almaty-1", "r-caller", "session", sid, {"role": "caller", "report": report("degraded", loss=0.07)},
-            None)])
+    await caller_report(dctl, sid, "court-almaty-1", report("degraded", loss=0.07))
     await settle(dctl)
     sides = [s for s in dctl.gw.started if s["session_id"].startswith("diag-")]
     assert sorted((s["caller"], s["callee"], s["kind"]) for s in sides) == [
@@ -69,9 +73,7 @@ async def test_a_degraded_test_names_the_lossy_side_to_its_readers_only(dctl):
 async def test_a_clean_test_has_no_finding_and_is_not_diagnosed(dctl):
     _, t = await dctl.call("POST", "/api/v1/tests", expect=202,
                            json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "duration_s": 5})
-    async with dctl.db.transaction() as conn:
-        await agents_repo.store_reports(conn, [agents_repo.NewReport(
-            "court-almaty-1", "r-caller", "session", t["id"], {"role": "caller", "report": report("good")}, None)])
+    await caller_report(dctl, t["id"], "court-almaty-1", report("good"))
     await settle(dctl)
     _, got = await dctl.call("GET", f"/api/v1/tests/{t['id']}", expect=200)
     assert (got["verdict"], got["diagnosis"], got["finding"]) == ("good", None, None)
@@ -130,10 +132,7 @@ async def test_without_a_reference_online_the_finding_says_so(dctl):
     dctl.gw.offline = {REF}
     _, t = await dctl.call("POST", "/api/v1/tests", expect=202,
                            json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "duration_s": 5})
-    async with dctl.db.transaction() as conn:
-        await agents_repo.store_reports(conn, [agents_repo.NewReport(
-            "court-almaty-1", "r-caller", "session", t["id"],
-            {"role": "caller", "report": report("unusable", loss=0.2)}, None)])
+    await caller_report(dctl, t["id"], "court-almaty-1", report("unusable", loss=0.2))
     await settle(dctl)
     _, got = await dctl.call("GET", f"/api/v1/tests/{t['id']}", expect=200)
     assert got["finding"]["code"] == "reference_unavailable" and got["finding"]["side"] is None
@@ -143,10 +142,7 @@ async def test_a_silent_side_is_untested_once_its_time_is_up(dctl):
     dctl.gw.side = {"court-almaty-1": report("good")}              # the SIZO's side never reports
     _, t = await dctl.call("POST", "/api/v1/tests", expect=202,
                            json={"caller": "court-almaty-1", "callee": "sizo-almaty-1", "duration_s": 5})
-    async with dctl.db.transaction() as conn:
-        await agents_repo.store_reports(conn, [agents_repo.NewReport(
-            "court-almaty-1", "r-caller", "session", t["id"],
-            {"role": "caller", "report": report("degraded", loss=0.05)}, None)])
+    await caller_report(dctl, t["id"], "court-almaty-1", report("degraded", loss=0.05))
     svc = dctl.app[DIAGNOSIS_KEY]
     for _ in range(100):                                            # the side sessions are started
         if len([s for s in dctl.gw.started if s["session_id"].startswith("diag-")]) == 2:
@@ -172,10 +168,7 @@ async def test_diagnoses_wait_their_turn_at_the_reference(dctl):
         _, t = await dctl.call("POST", "/api/v1/tests", expect=202,
                                json={"caller": caller, "callee": callee, "duration_s": 5})
         ids.append(t["id"])
-        async with dctl.db.transaction() as conn:
-            await agents_repo.store_reports(conn, [agents_repo.NewReport(
-                caller, f"r-{caller}", "session", t["id"], {"role": "caller", "report": report("degraded", loss=0.05)},
-                None)])
+        await caller_report(dctl, t["id"], caller, report("degraded", loss=0.05))
     svc = dctl.app[DIAGNOSIS_KEY]
     for _ in range(200):
         if svc.waiting == 1:
