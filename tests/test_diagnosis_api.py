@@ -187,3 +187,8 @@ async def test_diagnoses_wait_their_turn_at_the_reference(dctl):
     for sid in ids:
         _, got = await dctl.call("GET", f"/api/v1/tests/{sid}", expect=200)
         assert got["diagnosis"] == "done" and got["finding"]["code"] == "side_untested"
+
+
+async def test_a_reference_terminal_takes_no_part_in_a_hearing(dctl):
+    status, out = await dctl.schedule(start=dctl.clock() + 48 * H, participants=(REF,), expect=None)
+    assert status == 400 and out["field"] == "participants.0.terminal_id" and "data centre" in out["message"]
