@@ -255,6 +255,8 @@ def render_text(report: Mapping[str, Any]) -> str:
     lines += [
         f"Connected in {ms(report['connect_ms'])}, measured for {report['duration_s']:.1f} s",
         f"Round trip:  mean {ms(rtt['mean'])}  p95 {ms(rtt['p95'])}  max {ms(rtt['max'])}",
+        f"Path: {report.get('path_type') or 'n/a'} (ICE candidate type; relay: through a TURN server)"
+        + (f"; the {report['stalled_first']} direction stalled first" if report.get("stalled_first") else ""),
         "",
         f"{'':22}{'to peer (outbound)':>22}{'from peer (inbound)':>22}",
     ]

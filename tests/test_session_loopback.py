@@ -71,6 +71,7 @@ def test_readable_report_with_progress(config):
     assert r.returncode == 0, r.stderr
     assert "Testing the link" in r.stdout and " 1 s  rtt" in r.stdout
     assert "Verdict: GOOD" in r.stdout and "from peer (inbound)" in r.stdout
+    assert "Path: host (ICE candidate type" in r.stdout
 
 
 def test_unreachable_peer_is_exit_4_with_a_clear_error(config):
