@@ -108,7 +108,8 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     checks.register(jobs)
     app[RESULTS_KEY] = checks
     checks.diagnosis = app[DIAGNOSIS_KEY] = DiagnosisService(
-        db, settings, clock, lambda: app[GATEWAY_KEY], lambda: checks.judge)
+        db, settings, clock, lambda: app[GATEWAY_KEY], lambda: checks.judge,
+        count=app[metrics.LIVE_METRICS_KEY].count_diagnosis)
 
     # Issue 11: what a terminal sent and may not write is counted (and logged once a minute);
     # the records its reports create are within its budget.

@@ -72,12 +72,14 @@ class DiagnosisService:
     """Runs the diagnoses (see the module); `request` is the hook checks and tests call."""
 
     def __init__(self, db: Database, settings: ControllerSettings, clock: Callable[[], dt.datetime],
-                 gateway_ref: Callable[[], AgentGateway], judge_ref: Callable[[], Callable[[SessionReport], Any]]):
+                 gateway_ref: Callable[[], AgentGateway], judge_ref: Callable[[], Callable[[SessionReport], Any]],
+                 count: Callable[[str], None] = lambda finding: None):
         self.db = db
         self.settings = settings
         self.clock = clock
         self._gateway_ref = gateway_ref
         self._judge_ref = judge_ref
+        self.count = count        # vks_controller_diagnoses_total{finding}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task] = set()
         self.waiting = 0          # diagnoses waiting for their reference (for tests and the log)
@@ -283,5 +285,7 @@ class DiagnosisService:
                     "check_id": check["id"], "kind": check["kind"], "caller": caller, "callee": callee,
                     "reference": ref, "code": f["code"], "side": f["side"], "segment": f["segment"],
                     "params": f["params"], "text": f["text"]})
+        if f is not None:
+            self.count(f["code"])
         log.info("diagnosis of %s (%s <-> %s, reference %s): %s", subject, caller, callee, ref,
                  f["text"] if f else "clean")

@@ -65,6 +65,9 @@ async def test_a_degraded_test_names_the_lossy_side_to_its_readers_only(dctl):
     assert f["figures"]["reference"] == REF
     assert f["text"] == ("СИЗО ДС-70/1 г. Алматы's access link loses 7.0% toward the data centre (degraded); "
                          "Медеуский районный суд г. Алматы's side is clean")
+    _, metrics = await dctl.call("GET", "/metrics", role=None, expect=200)
+    assert 'vks_controller_diagnoses_total{finding="access_link_b"} 1.0' in metrics
+    assert 'vks_controller_diagnoses_total{finding="between"} 0.0' in metrics
     # Not in the Kyzylorda technician's scope: no test at all, so no finding either.
     status, _ = await dctl.call("GET", f"/api/v1/tests/{sid}", token=dctl.tokens["tech-kyz"])
     assert status == 404
