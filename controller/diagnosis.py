@@ -191,8 +191,12 @@ class DiagnosisService:
                 "pair": pair.figures()}, now)
         sides: dict[str, findings.Leg | None] = {"a": None, "b": None}
         errors: dict[str, str] = {}
-        if ref is not None:
-            slot = self._slots.setdefault(ref, asyncio.Semaphore(self.settings.diagnosis.max_concurrent))
+        slot = self._slots.setdefault(ref, asyncio.Semaphore(self.settings.diagnosis.max_concurrent)) if ref else None
+        if slot is not None and slot.locked() and self.waiting >= self.settings.diagnosis.max_waiting:
+            # A bad morning: the queue at the reference is full; this one is not run at all.
+            log.warning("diagnosis of %s not run: %d already wait for the reference %s", subject, self.waiting, ref)
+            ref = slot = None
+        if ref is not None and slot is not None:
             self.waiting += 1
             async with slot:
                 self.waiting -= 1

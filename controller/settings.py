@@ -67,6 +67,8 @@ class DiagnosisSettings(Strict):
     # Diagnoses run at once per reference terminal (each is two sessions at the reference; the
     # agent answers session.max_sessions, default 2); the others wait their turn.
     max_concurrent: int = Field(default=1, ge=1, le=16)
+    # Diagnoses that may wait their turn (on this controller); beyond, the finding is reference_unavailable.
+    max_waiting: int = Field(default=20, ge=0, le=1000)
 
 
 class LiveSettings(Strict):

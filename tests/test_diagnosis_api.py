@@ -192,6 +192,23 @@ async def test_diagnoses_wait_their_turn_at_the_reference(dctl):
         assert got["diagnosis"] == "done" and got["finding"]["code"] == "side_untested"
 
 
+async def test_beyond_the_queue_at_the_reference_a_result_is_not_diagnosed(dctl):
+    dctl.settings.diagnosis.max_waiting = 0
+    dctl.gw.side = {}
+    ids = []
+    for caller, callee in (("court-almaty-1", "sizo-almaty-1"), ("court-almaty-2", "sizo-almaty-2")):
+        _, t = await dctl.call("POST", "/api/v1/tests", expect=202,
+                               json={"caller": caller, "callee": callee, "duration_s": 5})
+        ids.append(t["id"])
+        await caller_report(dctl, t["id"], caller, report("degraded", loss=0.05))
+        await asyncio.sleep(2.5)                                    # the first one holds the reference
+    dctl.clock.advance(seconds=5 + dctl.settings.diagnosis.result_grace_s + 1)
+    await settle(dctl)
+    got = [(await dctl.call("GET", f"/api/v1/tests/{sid}", expect=200))[1]["finding"]["code"] for sid in ids]
+    assert got == ["side_untested", "reference_unavailable"]
+    assert len([s for s in dctl.gw.started if s["session_id"].startswith("diag-")]) == 2
+
+
 async def test_a_reference_terminal_takes_no_part_in_a_hearing(dctl):
     status, out = await dctl.schedule(start=dctl.clock() + 48 * H, participants=(REF,), expect=None)
     assert status == 400 and out["field"] == "participants.0.terminal_id" and "data centre" in out["message"]
