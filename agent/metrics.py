@@ -311,9 +311,12 @@ class SessionObserver:
             second = iv.t if side.t is None else side.t
             if second is not None and (d, second) not in self._counted:
                 self._counted.add((d, second))
-                m.packets.labels(peer=peer, direction=d).inc(side.packets or 0)
-                m.lost.labels(peer=peer, direction=d).inc(side.lost or 0)
-                m.bytes.labels(peer=peer, direction=d).inc((side.bitrate_kbps or 0) * 125)
+                # A second's `lost` is expected minus received: negative when late or resent
+                # packets of earlier seconds arrive in it. A counter only goes up (and raises on a
+                # negative step, which cost the session's verdict its count).
+                m.packets.labels(peer=peer, direction=d).inc(max(0, side.packets or 0))
+                m.lost.labels(peer=peer, direction=d).inc(max(0, side.lost or 0))
+                m.bytes.labels(peer=peer, direction=d).inc(max(0.0, (side.bitrate_kbps or 0) * 125))
                 if side.stalled:
                     m.stalls.labels(peer=peer, direction=d).inc()
             if live:
@@ -355,14 +358,15 @@ class SessionObserver:
     def _final(self, report: SessionReport | ReceiveSide) -> None:
         m = self.m
         if isinstance(report, SessionReport):
-            # The caller's report: both directions, per-second intervals, verdict.
-            for iv in report.intervals:
-                self._interval(iv, live=False)
+            # The caller's report: verdict, then both directions' per-second intervals (a second
+            # the metrics cannot take must not cost the session its verdict).
             if report.connected:
                 if report.verdict is not None:
                     m.verdicts.labels(kind=self.kind, verdict=report.verdict).inc()
                 if report.connect_ms is not None:
                     m.connect.labels(kind=self.kind).observe(report.connect_ms / 1000.0)
+            for iv in report.intervals:
+                self._interval(iv, live=False)
             return
         # A callee's receive side: what it received, per second, up to the caller's finish (the
         # last, partial second and the silence after the caller stopped are no link figures).

@@ -214,6 +214,15 @@ class CheckKind(StrEnum):
     PRECONNECT = "preconnect"
 
 
+class MeasurementKind(StrEnum):
+    """What a row of the history (controller.store.history) measured: a hearing's check (its kind),
+    a test run on demand (POST /api/v1/tests), a nightly pair test. Every CheckKind is one."""
+    TEST = "test"
+    PRECONNECT = "preconnect"
+    ADHOC = "adhoc"
+    NIGHTLY = "nightly"
+
+
 class CheckStatus(StrEnum):
     """Where a check stands."""
     PENDING = "pending"

@@ -9,7 +9,8 @@ What a scoped user reaches (the registry itself - institutions, rooms, terminals
 every signed-in user: a secretary books any SIZO's terminal):
 - a hearing whose court, or any participant terminal's institution, is covered; with it its events,
   live view, breaks, act, checks and escalations;
-- a terminal's health detail and a test when the terminal (the caller or the callee) is covered;
+- a terminal's health detail, its history and a test when the terminal (the caller or the callee)
+  is covered; a pair's history when either terminal is;
 - a suspension (rule 24) of a covered institution or of a region with one - and one that blocks an
   active hearing in scope (of its SIZO, say); coordinators create and lift them where they act.
 Anything else is absent from their lists and a 404 when asked for by id: existence is not revealed.

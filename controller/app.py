@@ -59,6 +59,7 @@ from controller.live.machine import Machine
 from controller.live.service import LiveService
 from controller.scheduler import Scheduler
 from controller.settings import ControllerSettings
+from controller.store import history as history_repo
 from controller.store.db import Database, utcnow
 from controller.store.migrate import migrate
 
@@ -97,6 +98,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
                      lease_s=settings.scheduler.lease_s, poll_s=settings.scheduler.poll_s,
                      batch=settings.scheduler.batch, max_attempts=settings.scheduler.max_attempts)
     app[SCHEDULER_KEY] = jobs
+    jobs.every_day(history_repo.PRUNE_KIND, history_repo.pruner(settings.history.keep_days))  # issue 12
     metrics.setup(app)
     # Rules 16-18: escalation, its notifications and the act (drafted at step 2).
     notifier = app[NOTIFIER_KEY] = notify.Notifier(settings)
@@ -144,13 +146,14 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
 
 
 def _quality_model(use: bool):
-    """Read the quality model once, in a thread: the checks judge by its default profile (unless a
-    test gave its own judge), live monitoring by its own profile, the metrics by the same file."""
+    """Read the quality model once, in a thread: the checks judge by the profile they ran with (its
+    default for a media profile it lacks; unless a test gave its own judge), live monitoring by its
+    own profile, the metrics by the same file."""
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         profiles, checks_th, live_th = await asyncio.to_thread(load_quality_model, app[SETTINGS_KEY])
         app[metrics.THRESHOLDS_KEY] = profiles
         if use:
-            app[RESULTS_KEY].use_judge(quality_judge(checks_th))
+            app[RESULTS_KEY].use_judge(quality_judge(profiles, checks_th))
         app[LIVE_KEY].intake.use(live_th)
         yield
     return ctx

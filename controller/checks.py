@@ -39,6 +39,7 @@ from controller.settings import ControllerSettings
 from controller.store import checks as checks_repo
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
+from controller.store import history as history_repo
 from controller.store import jobs as jobs_repo
 from controller.store import live as live_repo
 from controller.store import suspensions as susp_repo
@@ -46,15 +47,19 @@ from controller.store.db import Database
 
 log = logging.getLogger(__name__)
 
-# A judge gives the verdict, the reasons (English text and codes, contract.reasons) and the MOS.
-Judge = Callable[[SessionReport], quality.Judgement]
+# A judge gives the verdict, the reasons (English text and codes, contract.reasons) and the MOS of
+# a report of a session run with the named media profile (None: the default one).
+Judge = Callable[[SessionReport, str | None], quality.Judgement]
 
 
-def quality_judge(th: quality.Thresholds) -> Judge:
+def quality_judge(profiles: Mapping[str, quality.Thresholds], default: quality.Thresholds) -> Judge:
     """The shared quality model (contract.quality) with the thresholds the app loaded: the
-    controller judges every report itself, not trusting the agent's verdict."""
-    def judge(report: SessionReport) -> quality.Judgement:
-        return quality.judge_report(report, th)
+    controller judges every report itself, not trusting the agent's verdict, by the threshold
+    profile of the media profile the controller asked the session to run with (a 'monitor' test
+    is held to 'monitor', as its agents held it; a media profile without thresholds of its own
+    name is held to the default)."""
+    def judge(report: SessionReport, profile: str | None) -> quality.Judgement:
+        return quality.judge_report(report, profiles.get(profile or "", default))
     return judge
 
 
@@ -129,6 +134,11 @@ class CheckService:
     def use_judge(self, judge: Judge) -> None:
         """Judge results with `judge` (the quality model, once the app has loaded it)."""
         self._judge = judge
+
+    def profile_of(self, kind: str) -> str:
+        """The media profile a check of `kind` runs with (and is judged by)."""
+        cs = self.settings.checks
+        return cs.test_profile if kind == "test" else cs.preconnect_profile
 
     @property
     def judge(self) -> Judge:
@@ -333,7 +343,7 @@ class CheckService:
                 await checks_repo.update_check(conn, cid, status="running", session_id=session_id,
                                                attempts=attempt, started_at=now, error=None)
                 duration = cs.test_duration_s if c["kind"] == "test" else cs.preconnect_duration_s
-                profile = cs.test_profile if c["kind"] == "test" else cs.preconnect_profile
+                profile = self.profile_of(c["kind"])
                 await jobs_repo.enqueue(conn, "check.timeout", timeout_key(cid, session_id),
                                         now + dt.timedelta(seconds=duration + self.settings.scheduler.result_grace_s),
                                         now, {"check_id": cid, "session_id": session_id})
@@ -466,14 +476,15 @@ class CheckService:
         given as its JSON is read through the model first."""
         report = SessionReport.model_validate(report)
         connected = connected_of(report)
-        j = self.judge(report)   # pure and quick: no thread needed
-        verdict, reasons, codes, mos = j.verdict, list(j.reasons), list(j.reason_codes), j.mos
         now = self.clock()
         async with self.db.transaction() as conn:
             _, c = await lock_session_check(conn, session_id)
             if c is None:
-                log.warning("result for unknown or superseded session %s ignored", session_id)
+                if not await history_repo.record_session(conn, session_id, report, self.judge, now):  # a test on demand
+                    log.warning("result for unknown or superseded session %s ignored", session_id)
                 return
+            j = self.judge(report, self.profile_of(c["kind"]))   # pure and quick: no thread needed
+            verdict, reasons, codes, mos = j.verdict, list(j.reasons), list(j.reason_codes), j.mos
             if c["status"] != "running":
                 # Already decided (a duplicate report), or cancelled/blocked meanwhile.
                 if c["result"] is None and c["status"] in ("cancelled", "blocked"):
@@ -484,6 +495,7 @@ class CheckService:
             await checks_repo.update_check(conn, c["id"], status=status, result=judged_report(report, j),
                                            verdict=verdict,
                                            finished_at=now, error=report.error)
+            await history_repo.record_check(conn, c, report, verdict, now)       # kept for the history
             await jobs_repo.cancel(conn, [timeout_key(c["id"], session_id)], now)
             await events_repo.append(conn, c["hearing_id"], "check_result", now, {
                 "check_id": c["id"], "kind": c["kind"], "caller": c["caller"], "callee": c["callee"],

@@ -10,6 +10,8 @@ Three kinds of source:
   pattern, never the path), reports stored (by kind) and their delay, sessions commanded and
   ended, database probe, and the counters issue 5 increments (`count_break`,
   `count_escalation`; label values checked against the bounded sets below).
+- `HistoryMetrics` (controller.metrics_history): the last check or test of each terminal pair,
+  from the history, at scrape time (bounded: `history.metrics_max_pairs`).
 - `_HubCollector`: the agent hub's connections and counters, and the live quality of each
   terminal pair (loss, jitter, RTT, MOS per direction, and the verdict of the last second)
   from the interval reports the hub stores; judged with the shared quality model at scrape
@@ -58,6 +60,7 @@ from contract.vocab import (
 )
 from controller.findings import FINDING_CODES
 from controller.keys import CLOCK_KEY, DB_KEY, METRICS_KEY
+from controller.metrics_history import HistoryMetrics
 from controller.store.schema import (
     CHECK_KINDS,
     CHECK_STATUSES,
@@ -426,6 +429,7 @@ def _hub(app: web.Application):
 
 CORE_METRICS_KEY = web.AppKey("core_metrics", CoreMetrics)
 LIVE_METRICS_KEY = web.AppKey("live_metrics", LiveMetrics)
+HISTORY_METRICS_KEY = web.AppKey("history_metrics", HistoryMetrics)
 HUB_OBSERVER_KEY = web.AppKey("hub_observer", HubObserver)
 WATCHDOG_KEY = web.AppKey("watchdog", sdnotify.Watchdog)
 # The quality model's profiles, loaded once by the app at start (controller.app.load_quality_model).
@@ -465,6 +469,7 @@ def setup(app: web.Application) -> None:
     registry = CollectorRegistry()
     app[METRICS_KEY] = registry
     app[CORE_METRICS_KEY] = CoreMetrics(registry)
+    app[HISTORY_METRICS_KEY] = HistoryMetrics(registry)      # the last check per pair (issue 12)
     live = app[LIVE_METRICS_KEY] = LiveMetrics(registry)
     observer = app[HUB_OBSERVER_KEY] = HubObserver(live)
     registry.register(_HubCollector(app, observer))
@@ -530,6 +535,7 @@ async def render(app: web.Application) -> tuple[bytes, str]:
     """The /metrics body and its content type (the database figures refreshed first)."""
     try:
         await app[CORE_METRICS_KEY].refresh(app)
+        await app[HISTORY_METRICS_KEY].refresh(app)
     except Exception as exc:        # the database is away: show what this controller knows
         log.warning("metrics: database figures not refreshed: %s", exc)
         app[LIVE_METRICS_KEY].db_errors.inc()

@@ -16,8 +16,10 @@ Model
   claimed again once their lease has expired. Handlers decide what "late"
   means (e.g. a test that missed its deadline is flagged overdue and still run).
 
-Housekeeping: a built-in daily job (`jobs.prune`, key `jobs:prune`) deletes
-jobs that finished more than `keep_days` ago (failed ones are kept).
+Housekeeping: `every_day(kind, work)` declares a daily job (key: the kind with `:` for `.`) that
+runs `work(conn, now)` in its completing transaction, first an hour after the loop starts, then a
+day after each run. Built in: `jobs.prune` deletes jobs that finished more than `keep_days` ago
+(failed ones are kept); the history's `history.prune` is another (controller.app).
 
 Time comes from `clock()` (a fake clock in tests); the loop sleeps in real
 time between polls (`poll_s`).
@@ -117,7 +119,8 @@ class Scheduler:
         self.batch = batch
         self.max_attempts = max_attempts
         self.keep = dt.timedelta(days=keep_days)
-        self.handlers.setdefault(PRUNE_KIND, self._prune)
+        self.daily: list[str] = []
+        self.every_day(PRUNE_KIND, self._prune)
         self._wake = asyncio.Event()
         self.runs = 0            # jobs handled by this scheduler (for tests and metrics)
         self.last_round: float | None = None     # time.monotonic() of the last completed round
@@ -180,17 +183,29 @@ class Scheduler:
         finally:
             self.runs += 1
 
-    async def _prune(self, ctx: JobContext) -> None:
-        async with ctx.complete() as conn:
-            n = await jobs_repo.prune(conn, ctx.now - self.keep)
+    def every_day(self, kind: str, work: Callable[[AsyncConnection, dt.datetime], Awaitable[object]]) -> None:
+        """A daily job: `work(conn, now)` in the job's completing transaction, then the next run a
+        day later (the first: an hour after the loop starts, `run_forever`)."""
+        async def handler(ctx: JobContext) -> None:
+            async with ctx.complete() as conn:
+                await work(conn, ctx.now)
+            await self.schedule_daily(kind, ctx.now + dt.timedelta(days=1))
+        self.handlers[kind] = handler
+        if kind not in self.daily:
+            self.daily.append(kind)
+
+    async def schedule_daily(self, kind: str, at: dt.datetime) -> None:
+        """(Re)schedule the daily job `kind` at `at`."""
+        async with self.db.transaction() as conn:
+            await jobs_repo.enqueue(conn, kind, kind.replace(".", ":"), at, self.clock(), reschedule=True)
+
+    async def _prune(self, conn: AsyncConnection, now: dt.datetime) -> None:
+        n = await jobs_repo.prune(conn, now - self.keep)
         if n:
             log.info("pruned %d finished job(s)", n)
-        await self.schedule_prune(ctx.now + dt.timedelta(days=1))
 
     async def schedule_prune(self, at: dt.datetime) -> None:
-        async with self.db.transaction() as conn:
-            await jobs_repo.enqueue(conn, PRUNE_KIND, PRUNE_KIND.replace(".", ":"), at, self.clock(),
-                                    reschedule=True)
+        await self.schedule_daily(PRUNE_KIND, at)
 
     def state(self) -> str:
         """"off" (loop not started), "ok", or "stalled" (no completed round for
@@ -215,10 +230,11 @@ class Scheduler:
                 log.info("released %d job(s) claimed before a restart", released)
         except Exception:
             log.exception("could not release earlier claims; they are retried after their lease")
-        try:
-            await self.schedule_prune(self.clock() + dt.timedelta(hours=1))
-        except Exception:
-            log.exception("could not schedule the pruning of old jobs")
+        for kind in self.daily:
+            try:
+                await self.schedule_daily(kind, self.clock() + dt.timedelta(hours=1))
+            except Exception:
+                log.exception("could not schedule the daily job %s", kind)
         while True:
             try:
                 while await self.run_due():

@@ -219,6 +219,17 @@ class MetricsSettings(Strict):
         return v
 
 
+class HistorySettings(Strict):
+    """The history of checks and tests (issue 12: controller.store.history, GET .../history) and
+    the last check per pair on /metrics (controller.metrics_history)."""
+    # Results older than this many days are deleted (a daily job); GET .../history?days= at most this.
+    keep_days: int = Field(default=400, ge=1, le=3660)
+    # /metrics shows the last check of each pair checked within this many days ...
+    metrics_days: int = Field(default=14, ge=1, le=366)
+    # ... at most this many pairs (the most recently checked): the labels stay bounded.
+    metrics_max_pairs: int = Field(default=2000, ge=0, le=100_000)
+
+
 class ControllerSettings(Strict):
     """Every setting of the controller, each with its default."""
     listen: str = "127.0.0.1:8080"
@@ -254,6 +265,7 @@ class ControllerSettings(Strict):
     # does not start.
     thresholds_file: Path | None = None
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
 
     @model_validator(mode="before")
     @classmethod

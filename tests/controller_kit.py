@@ -28,7 +28,7 @@ SITES = REPO / "configs" / "sites.yaml"
 ROLES = ("admin", "coordinator", "head_of_office", "secretary", "technician", "viewer")
 
 
-def report_verdict(report: SessionReport) -> Judgement:
+def report_verdict(report: SessionReport, profile: str | None = None) -> Judgement:
     """A test judge: the sample report's own verdict, reasons and reason codes (none, or not connected:
     unusable), so a test states the verdict it needs. The controller itself always judges with the
     quality model."""

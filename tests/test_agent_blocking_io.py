@@ -132,4 +132,5 @@ async def test_a_report_of_a_failed_session_is_built_off_the_event_loop(yaml_rea
 
     report = await engine.run_caller(AgentSettings(terminal_id="court-1"), signal=refuse, duration_s=1.0)
     assert report["connected"] is False and report["error"] == "the peer refused"
-    assert yaml_reads.calls == [False]
+    # The quality model, and the reasons' catalog when this process has not read it yet: each off the loop.
+    assert yaml_reads.calls and not any(yaml_reads.calls)

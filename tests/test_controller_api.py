@@ -419,7 +419,8 @@ async def test_openapi_document_lists_the_contract(ctl):
     # every documented route is served: an unauthenticated call is never 404/405
     for path, ops in paths.items():
         for method in ops:
-            resp = await ctl.client.request(method.upper(), path.replace("{id}", "1").replace("{name}", "x"))
+            resp = await ctl.client.request(method.upper(), path.replace("{id}", "1").replace("{name}", "x")
+                                            .replace("{a}", "x").replace("{b}", "y"))
             assert resp.status not in (404, 405), (method, path, resp.status)
 
 

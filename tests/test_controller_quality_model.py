@@ -3,6 +3,7 @@ thresholds file that is missing or invalid exits 2 at start with the file named,
 back to the agents' own verdicts."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -37,3 +38,40 @@ def test_serve_refuses_to_start_without_its_quality_model(tmp_path, content, pro
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert str(path) in r.stderr and problem in r.stderr
     assert "Traceback" not in r.stderr and "reports' own verdicts" not in r.stderr + r.stdout
+
+
+
+@pytest.mark.parametrize("profile, verdict", [("monitor", "good"), ("hearing", "degraded")])
+async def test_a_check_and_a_test_are_judged_by_the_profile_they_ran_with(tmp_path, profile, verdict):
+    """1.5 % loss is within the 'monitor' profile (2 %) and degraded for a 'hearing' (1 %): a check
+    and an on-demand test are held to the thresholds of the media profile the controller asked the
+    agents to run - as the agents held their own report - not to the default profile (a 'monitor'
+    test judged 'degraded' by the controller while its agent counted 'good' was seen in CI)."""
+    from contract import quality
+    from controller.checks import quality_judge
+    from controller.store import agents as agents_repo
+    from tests.conftest import FakeClock
+    from tests.controller_kit import Controller, report
+
+    clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+    profiles = quality.load_thresholds()
+    lossy = report("good", loss=0.015)
+    async with Controller(f"sqlite:///{tmp_path / 'c.sqlite'}", clock,
+                          judge=quality_judge(profiles, quality.select(profiles)),
+                          checks={"test_profile": profile}) as c:
+        _, h = await c.schedule(start=clock() + dt.timedelta(hours=3), case="2-301/2026")
+        await c.scheduler.run_until_idle()
+        started = c.gw.started[-1]
+        assert started["profile"] == profile
+        await c.checks.on_session_result(started["session_id"], lossy)
+        _, got = await c.call("GET", f"/api/v1/hearings/{h['id']}", expect=200)
+        assert got["test_request"]["items"][0]["verdict"] == verdict
+
+        _, test = await c.call("POST", "/api/v1/tests", expect=202,
+                               json={"caller": "court-almaty-2", "callee": "sizo-almaty-2", "duration_s": 5})
+        assert c.gw.started[-1]["profile"] == profile
+        async with c.db.transaction() as conn:
+            await agents_repo.store_reports(conn, [agents_repo.NewReport(
+                "court-almaty-2", "r-caller", "session", test["id"], {"role": "caller", "report": lossy}, None)])
+        _, got = await c.call("GET", f"/api/v1/tests/{test['id']}", expect=200)
+        assert got["verdict"] == verdict

@@ -14,7 +14,10 @@ from sqlalchemy.exc import StatementError
 from contract import configfile
 from contract.vocab import HearingStatus, words
 from controller.models import HearingOut, PatchStatus, SitesFile
-from controller.store import registry
+from controller.store import (
+    history,  # noqa: F401  (its table is in the metadata compared)
+    registry,
+)
 from controller.store.db import Database, DatabaseUrlError, to_async_url
 from controller.store.migrate import current_revision, head_revision, migrate
 from controller.store.schema import audit, metadata

@@ -431,7 +431,8 @@ async def test_an_escalation_email_says_the_reason_in_kazakh_and_russian_with_th
     (the SIZO towards the court: what the caller received) and says what was measured against which
     limit, in kk and ru - not `inbound loss 20.0% > 3.0% (unusable)` beside terminal ids. The act
     drafted when the start comes near unresolved says the same in its evidence and timeline."""
-    judge = quality_judge(quality.select(quality.load_thresholds()))
+    profiles = quality.load_thresholds()
+    judge = quality_judge(profiles, quality.select(profiles))
     async with Controller(db_url, fake_clock, judge=judge, **settings(smtp)) as c:
         await add_contacts(c, hooks)
         _, h = await c.schedule(start=c.clock() + 3 * H)

@@ -208,6 +208,12 @@ def test_a_test_session_shows_on_both_agents_and_on_the_controller(system):
     assert value(ctl, "vks_controller_report_delay_seconds_count", kind="session") >= 2
     assert value(ctl, "vks_checks", kind="test", status=got["test_request"]["status"]) >= 1
     assert value(ctl, "vks_hearings", verdict=got["verdict"]) >= 1
+    # The history (issue 12): the real check is kept; its pair's last check is on /metrics.
+    pair = {"a": "court-almaty-1", "b": "sizo-almaty-1"}
+    assert value(ctl, "vks_pair_last_check_timestamp_seconds", **pair) > time.time() - 120
+    assert 0 <= value(ctl, "vks_pair_last_check_loss_ratio", **pair) <= 1
+    _, hist = http("GET", f"{base}/api/v1/pairs/sizo-almaty-1/court-almaty-1/history", secretary)
+    assert [d["checks"] for d in hist["items"]] == [1]
 
 
 async def test_interval_reports_give_the_pairs_live_quality_on_the_controller(system):

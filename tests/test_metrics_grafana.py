@@ -72,6 +72,17 @@ def test_it_shows_a_hearing_day_at_a_glance():
         assert re.search(rf"\b{metric}\b", exprs), f"the dashboard does not show {metric}"
 
 
+def test_a_trends_row_shows_the_last_check_per_pair():
+    d = dashboard()
+    rows = [p for p in d["panels"] if p["type"] == "row" and p["title"].startswith("Trends")]
+    assert len(rows) == 1
+    exprs = " ".join(e for _, e in queries(d))
+    for metric in ("vks_pair_last_check_loss_ratio", "vks_pair_last_check_jitter_seconds",
+                   "vks_pair_last_check_rtt_seconds", "vks_pair_last_check_capacity_bits_per_second",
+                   "vks_pair_last_check_timestamp_seconds", "vks_pair_last_check_pairs_omitted"):
+        assert re.search(rf"\b{metric}\b", exprs), f"the Trends row does not show {metric}"
+
+
 @needs_system(None if shutil.which("promtool") else
               "promtool not installed (Debian package `prometheus`; scripts/system-packages.sh)")
 def test_every_query_is_valid_promql(tmp_path):

@@ -84,6 +84,8 @@ HAND: dict[tuple[str, str], Access] = {
     ("POST", f"{API}/suspensions"): Access(CREATE, "suspension"),
     ("POST", f"{API}/tests"): Access(CREATE, "test"),
     ("GET", f"{API}/tests/{{id}}"): Access(BY_ID, "test"),
+    ("GET", f"{API}/terminals/{{id}}/history"): Access(BY_ID, "terminal"),
+    ("GET", f"{API}/pairs/{{a}}/{{b}}/history"): Access(BY_ID, "pair"),
 }
 # Who may, where the permission alone does not say it: the act is signed by the signer roles, and
 # an admin enters a signer with no account (controller.acts.signer).
@@ -172,6 +174,7 @@ running controller; do not edit by hand - regenerate with
 | escalation | its hearing is in scope |
 | a terminal's detail: health, online state, last check | its institution is covered (else null or false) |
 | test run on demand | the caller or the callee is covered |
+| history of a terminal / of a pair | its institution is covered / either terminal's is |
 | suspension | of a covered institution, or of a region holding one; suspending a whole region: that region given |
 | contacts of an institution | the institution is covered |
 | new hearing | its room is covered (creating or moving a hearing into a room out of scope is refused) |
@@ -225,7 +228,8 @@ SCOPES: dict[str, dict[str, list[str]]] = {
 # The scopes every role is given; "court B" only the secretary and the coordinator (court staff).
 ONLY = {"court B": ("secretary", "coordinator")}
 MISSING = {"hearing": "999999", "escalation": "999999", "suspension": "999999",
-           "institution": "no-such-institution", "test": "adhoc-0123456789abcdef"}
+           "institution": "no-such-institution", "test": "adhoc-0123456789abcdef",
+           "terminal": "no-such-terminal", "pair": "no-such-terminal/no-such-other"}
 SOON = dt.timedelta(days=2)
 NEXT_YEAR = dt.timedelta(days=365)
 
@@ -331,6 +335,7 @@ async def build(c, gw: AllOnline) -> World:
         w.things.setdefault("institution", {})[tag] = (SIZO[r], frozenset({SIZO[r]}))
         w.things.setdefault("room", {})[tag] = (str(w.rooms[r]), frozenset({COURT[r]}))
         w.things.setdefault("terminal", {})[tag] = (SIZO_T[r], frozenset({SIZO[r]}))
+        w.things.setdefault("pair", {})[tag] = (f"{caller}/{callee}", w.insts_of(caller, callee))
     # The mixed hearing: court B's room, SIZO A's terminal - in scope for court B's and SIZO A's people.
     _, h = await c.schedule(start=t0 + SOON + dt.timedelta(hours=3), room=(COURT[B], "Зал 1"), participants=[SIZO_T[A]],
                             case="2-M/2026", role="admin")
@@ -393,7 +398,14 @@ def body_for(route: Route, user: User | None) -> Any:
 
 
 def concrete(path: str, ident: str) -> str:
-    """The path with its parameters filled in."""
+    """The path with its parameters filled in: each with `ident`, or - a path of two parameters (a
+    pair) and an ident "a/b" - one part each."""
+    params = re.findall(r"\{[^}]+\}", path)
+    parts = ident.split("/")
+    if len(params) > 1 and len(parts) == len(params):
+        for p, v in zip(params, parts, strict=True):
+            path = path.replace(p, v, 1)
+        return path
     return re.sub(r"\{[^}]+\}", ident, path)
 
 

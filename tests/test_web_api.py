@@ -242,7 +242,7 @@ async def test_run_a_test_now_through_the_gateway_and_read_its_report(ctl, fake_
 async def test_a_report_the_quality_model_cannot_judge_has_no_verdict_not_the_agents(db_url, fake_clock):
     """The verdict is the quality model's, never the agent's own (issue 10): a report it cannot judge
     shows no verdict and why, and the agent's words stay in the report only."""
-    def broken(_report):
+    def broken(_report, _profile=None):
         raise RuntimeError("the quality model is unavailable")
     async with Controller(db_url, fake_clock, judge=broken) as ctl:
         _, body = await ctl.call("POST", "/api/v1/tests", role="technician", expect=202,

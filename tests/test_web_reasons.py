@@ -26,7 +26,8 @@ async def failed(tmp_path):
     """A hearing whose test session lost 20 % of what the SIZO sent to the court (the caller's
     inbound direction); the other way was clean."""
     clock = FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
-    judge = quality_judge(quality.select(quality.load_thresholds()))
+    profiles = quality.load_thresholds()
+    judge = quality_judge(profiles, quality.select(profiles))
     async with Controller(f"sqlite:///{tmp_path / 'controller.sqlite'}", clock, judge=judge) as c:
         c.base = str(c.client.make_url("/"))
         _, h = await c.schedule(start=clock() + 3 * H, case="2-201/2026")

@@ -5,7 +5,8 @@
   is in its docstring); `requests`: body, path and query parsing, JSON answers.
 - Resources: `registry` (institutions, rooms, terminals), `hearings`, `suspensions`, `users`
   (users, tokens, the audit trail), `exports` (the operability export, rule 3), `escalations`
-  (escalations, contacts, acts), `tests` (test sessions on demand), `system` (health, the OpenAPI
+  (escalations, contacts, acts), `tests` (test sessions on demand), `history` (a terminal's and a
+  pair's checks per day), `system` (health, the OpenAPI
   document, metrics, vocabularies).
 
 `ROUTES` is every route of this package; `setup_routes(app, extra=...)` serves them with the routes
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controller.api import escalations, exports, hearings, registry, suspensions, system, tests, users
+from controller.api import escalations, exports, hearings, history, registry, suspensions, system, tests, users
 from controller.api.audit import AUDIT_KEY, Audit, AuditEntry, audit, transaction
 from controller.api.requests import (
     API,
@@ -57,7 +58,7 @@ __all__ = [
 view = hearings.view
 
 ROUTES: list[Route] = [*system.ROUTES, *registry.ROUTES, *hearings.ROUTES, *exports.ROUTES, *suspensions.ROUTES,
-                       *users.ROUTES, *escalations.ROUTES, *tests.ROUTES]
+                       *users.ROUTES, *escalations.ROUTES, *tests.ROUTES, *history.ROUTES]
 
 
 def setup_routes(app: web.Application, extra: list[Route] | tuple[Route, ...] = ()) -> None:

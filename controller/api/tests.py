@@ -89,11 +89,12 @@ class AdhocTestOut(BaseModel):
     finding: FindingOut | None = Field(None, description="which side is at fault; null for a clean result")
 
 
-def judged(app: web.Application, report: dict) -> dict[str, Any]:
-    """{verdict, reasons, reason_codes, mos} of a report by the app's quality model; when the model
-    cannot judge it, no verdict and the reason why - never the agent's own verdict (issue 10)."""
+def judged(app: web.Application, report: dict, profile: str | None) -> dict[str, Any]:
+    """{verdict, reasons, reason_codes, mos} of a report of a session run with media `profile`, by
+    the app's quality model; when the model cannot judge it, no verdict and the reason why - never
+    the agent's own verdict (issue 10)."""
     try:
-        j = app[RESULTS_KEY].judge(SessionReport.model_validate(report))
+        j = app[RESULTS_KEY].judge(SessionReport.model_validate(report), profile)
     except Exception as exc:
         why = (str(exc).splitlines() or [type(exc).__name__])[0]
         log.warning("a test report could not be judged: %s", exc)
@@ -227,7 +228,7 @@ async def get_test(request: web.Request) -> web.Response:
     status, error = status_of(req, session, caller_report, now(request), app[SETTINGS_KEY].scheduler.result_grace_s)
     result: dict[str, Any] = {}
     if caller_report is not None:
-        result = {**judged(app, caller_report), "report": caller_report}
+        result = {**judged(app, caller_report, d.get("profile")), "report": caller_report}
     out = AdhocTestOut.model_validate({
         "id": sid, "requested_by": req["who"], "requested_at": iso(req["at"]), "status": status, "error": error,
         "finished_at": iso(finished_at) if finished_at and status != "running" else None, **d, **result,

@@ -31,6 +31,8 @@ the caller decides the transaction - one per API request or job step):
 - `live` (migration 0003): the live flow's state, breaks and intervals (rule 22).
 - `escalations`, `acts` (migration 0004): escalations, contacts and
   notifications (rules 16, 17); acts of technical impossibility (rule 18).
+- `history` (migration 0009, issue 12): every check's and test's result (`measurements`, declared
+  there), the daily figures of a terminal or a pair, the prune, the last result per pair.
 
 - `diagnoses` (migration 0008): each side of a degraded pair tested against the reference
   terminal, and the finding (issue 12); its table is on `schema.metadata` too.

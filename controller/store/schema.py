@@ -7,6 +7,9 @@ The enumerations are text columns with CHECK constraints built from `contract.vo
 and a new word is a small migration): the database, the API models and the web page share one
 list.
 
+Issue 12's history declares its table in this metadata in `controller.store.history`: whatever
+reads the whole metadata (migrations' env.py, the tests comparing it) imports that module too.
+
 All timestamps are UTC (`UTCDateTime`: aware datetimes in, aware UTC out, on both databases).
 """
 from __future__ import annotations

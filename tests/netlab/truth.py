@@ -193,18 +193,30 @@ class SsrcRecord(Counters):
 
 
 class FlowRecord(Counters):
-    """Counters of one 5-tuple flow, with the kinds of packets seen and its RTP streams."""
+    """Counters of one 5-tuple flow, with the kinds of packets seen and its RTP streams.
 
-    __slots__ = ("key", "kinds", "ssrcs")
+    `kind_delay` keeps the added delay of each kind of packet apart: on a FIFO link with jitter
+    the delay a packet meets depends on the packets just ahead of it, so the sparse data-channel
+    packets (DTLS: the agent's RTT probes ride there) meet another mean than paced media does."""
+
+    __slots__ = ("key", "kinds", "ssrcs", "kind_delay")
 
     def __init__(self, key: str) -> None:
         super().__init__()
         self.key = key
         self.kinds: dict[str, int] = {}
         self.ssrcs: dict[int, SsrcRecord] = {}
+        self.kind_delay: dict[str, Histogram] = {}
+
+    def kind_delivery(self, kind: str, transit_ms: float) -> None:
+        hist = self.kind_delay.get(kind)
+        if hist is None:
+            hist = self.kind_delay[kind] = Histogram(0.01)
+        hist.add(transit_ms)
 
     def to_dict(self, with_series: bool = True) -> dict:
-        d = {"flow": self.key, "kinds": dict(self.kinds)}
+        d = {"flow": self.key, "kinds": dict(self.kinds),
+             "delay_ms_by_kind": {k: h.summary() for k, h in sorted(self.kind_delay.items())}}
         d.update(super().to_dict(with_series))
         d["ssrcs"] = [s.to_dict(with_series) for _, s in sorted(self.ssrcs.items())]
         return d
@@ -249,13 +261,14 @@ class DirectionRecord:
                 ssrc_rec.seen_seq(info.seq)  # type: ignore[arg-type]
                 if verdict != DELIVER:
                     ssrc_rec.dropped_seq(info.seq)  # type: ignore[arg-type]
-        return (flow, ssrc_rec, size, sec)
+        return (flow, ssrc_rec, size, sec, info.kind)
 
     def delivery(self, handle: tuple, arrival: float, planned: float, actual: float) -> None:
-        flow, ssrc_rec, size, sec = handle
+        flow, ssrc_rec, size, sec, kind = handle
         transit_ms = (actual - arrival) * 1000.0
         self.totals.delivery(size, sec, transit_ms)
         flow.delivery(size, sec, transit_ms)
+        flow.kind_delivery(kind, transit_ms)
         if ssrc_rec is not None:
             ssrc_rec.delivery(size, sec, transit_ms)
         self.timing_us.add((actual - planned) * 1e6)

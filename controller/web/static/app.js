@@ -15,13 +15,14 @@ import { startBanners, stopBanners, updateBanners } from "./views/banners.js";
 import { viewEscalations } from "./views/escalations.js";
 import { viewHearing } from "./views/hearing.js";
 import { viewHearings } from "./views/hearings.js";
+import { viewPair, viewTerminal } from "./views/history.js";
 import { viewLive } from "./views/live.js";
 import { viewSuspensions } from "./views/suspensions.js";
 import { viewTerminals } from "./views/terminals.js";
 import { viewTest } from "./views/test.js";
 
-register({ hearings: viewHearings, hearing: viewHearing, terminals: viewTerminals, live: viewLive,
-  escalations: viewEscalations, test: viewTest, suspensions: viewSuspensions });
+register({ hearings: viewHearings, hearing: viewHearing, terminals: viewTerminals, terminal: viewTerminal,
+  pair: viewPair, live: viewLive, escalations: viewEscalations, test: viewTest, suspensions: viewSuspensions });
 
 // --- sign-in ----------------------------------------------------------------------------------
 

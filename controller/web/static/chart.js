@@ -16,7 +16,8 @@ function cssVar(el, name, dflt) {
 }
 
 // series: [{label, color, dash, points: [[ms, value], ...]}];
-// opts: {from, to, fmtX, minMax, marks: [ms of seconds to shade (e.g. stalled: no packets)]}
+// opts: {from, to, fmtX, minMax, marks: [ms of seconds to shade (e.g. stalled: no packets)],
+//        dots: also a dot at each point}
 export function drawChart(canvas, series, opts) {
   const dpr = window.devicePixelRatio || 1;
   const cssW = canvas.clientWidth || 600;
@@ -78,5 +79,12 @@ export function drawChart(canvas, series, opts) {
     }
     ctx.stroke();
     ctx.setLineDash([]);
+    if (opts.dots) {                         // sparse series (one point a day): each point shown
+      ctx.fillStyle = s.color;
+      for (const [ms, v] of s.points) {
+        if (v == null || ms < from) continue;
+        ctx.beginPath(); ctx.arc(x(ms), y(v), 3, 0, 2 * Math.PI); ctx.fill();
+      }
+    }
   }
 }

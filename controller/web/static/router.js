@@ -1,5 +1,5 @@
-// The views by the address's fragment: #hearings (default), #hearing/ID, #terminals, #live,
-// #escalations, #test, #suspensions. app.js registers the views; a view is
+// The views by the address's fragment: #hearings (default), #hearing/ID, #terminals, #terminal/ID,
+// #pair/A/B, #live, #escalations, #test, #suspensions. app.js registers the views; a view is
 // `async (root, arg) => ...` drawing into #view.
 
 import { ApiError } from "./api.js";
@@ -13,8 +13,8 @@ export function register(table) { Object.assign(views, table); }
 
 function parseHash() {
   const raw = location.hash.replace(/^#/, "") || "hearings";
-  const [view, arg] = raw.split("/");
-  return { view, arg };
+  const [view, ...rest] = raw.split("/");
+  return { view, arg: rest.join("/") || undefined };      // #pair/A/B: arg "A/B"
 }
 
 export async function route() {
@@ -24,7 +24,8 @@ export async function route() {
   state.view = view;
   state.arg = arg;
   for (const a of document.querySelectorAll("#nav a")) {
-    if (a.dataset.view === (view === "hearing" ? "hearings" : view)) a.setAttribute("aria-current", "page");
+    const nav = { hearing: "hearings", terminal: "terminals", pair: "terminals" }[view] || view;
+    if (a.dataset.view === nav) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   const fn = views[view] || views.hearings;

@@ -30,7 +30,8 @@ export async function viewHearing(root, id) {
       const names = { caller: termName(it.caller), callee: termName(it.callee) };
       checkRows.push(h("tr", { dataset: { check: it.id } },
         h("td", {}, t(`kind.${kind}`)),
-        h("td", {}, `${termName(it.caller)} → ${termName(it.callee)}`),
+        h("td", {}, h("a", { href: `#pair/${it.caller}/${it.callee}`, title: t("history.pair_open") },
+          `${termName(it.caller)} → ${termName(it.callee)}`)),
         h("td", {}, statusBadge(it.status), it.overdue_at && it.status !== "overdue" ? [" ", badge("flag", "overdue", t("hearings.overdue"))] : null),
         h("td", {}, fmtTime(it.deadline, tz)),
         h("td", {}, it.verdict ? verdictBadge(it.verdict) : t("common.dash")),

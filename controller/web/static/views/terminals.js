@@ -1,6 +1,7 @@
 // #terminals: every terminal with its institution, role, link to the controller, health
 // (rule 14) and last check - the last three only for the terminals in the user's scope (the API
-// gives null for the others: the page says so rather than "unknown" or "offline").
+// gives null for the others: the page says so rather than "unknown" or "offline"). A terminal in
+// scope links to its history (#terminal/ID).
 
 import { t, fmtTime } from "../i18n.js";
 import { reasonList } from "../reasons.js";
@@ -33,7 +34,9 @@ export async function viewTerminals(root) {
     return table(t("terminals.title"), heads, state.terminals.map((x) => {
       const tz = instTz(x.institution_id);
       return h("tr", { dataset: { terminal: x.id } },
-        h("th", { scope: "row" }, x.name, h("br"), h("code", { class: "small" }, x.id)),
+        h("th", { scope: "row" }, inScope(x.institution_id)
+          ? h("a", { href: `#terminal/${x.id}`, title: t("history.open") }, x.name) : x.name,
+        h("br"), h("code", { class: "small" }, x.id)),
         h("td", {}, instName(x.institution_id)),
         h("td", {}, t(`terminals.role.${x.role}`)),
         h("td", {}, x.online === null ? h("span", { class: "muted" }, t("terminals.outside_scope"))
