@@ -72,7 +72,8 @@ class DiagnosisService:
     """Runs the diagnoses (see the module); `request` is the hook checks and tests call."""
 
     def __init__(self, db: Database, settings: ControllerSettings, clock: Callable[[], dt.datetime],
-                 gateway_ref: Callable[[], AgentGateway], judge_ref: Callable[[], Callable[[SessionReport], Any]],
+                 gateway_ref: Callable[[], AgentGateway],
+                 judge_ref: Callable[[], Callable[[SessionReport, str | None], Any]],
                  count: Callable[[str], None] = lambda finding: None):
         self.db = db
         self.settings = settings
@@ -83,6 +84,11 @@ class DiagnosisService:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task] = set()
         self.waiting = 0          # diagnoses waiting for their reference (for tests and the log)
+
+    @property
+    def profile(self) -> str:
+        """The side sessions' media profile (and the thresholds they are judged by)."""
+        return self.settings.diagnosis.profile or self.settings.checks.test_profile
 
     @property
     def enabled(self) -> bool:
@@ -103,21 +109,21 @@ class DiagnosisService:
         self.request(diag_repo.check_subject(check["id"]), caller=check["caller"], callee=check["callee"],
                      pair=pair_leg(report, verdict, error), hearing_id=check["hearing_id"], check=check)
 
-    def watch_test(self, session_id: str, *, caller: str, callee: str, duration_s: float) -> None:
+    def watch_test(self, session_id: str, *, caller: str, callee: str, duration_s: float, profile: str) -> None:
         """The hook of POST /tests: once the test's report is in (or it failed), diagnose it when it
-        is degraded or failed."""
+        is degraded or failed (judged by the profile it ran with)."""
         if not self.enabled:
             return
-        self._spawn(self._watch(session_id, caller, callee, duration_s), f"diagnosis watch {session_id}")
+        self._spawn(self._watch(session_id, caller, callee, duration_s, profile), f"diagnosis watch {session_id}")
 
-    async def _watch(self, sid: str, caller: str, callee: str, duration_s: float) -> None:
+    async def _watch(self, sid: str, caller: str, callee: str, duration_s: float, profile: str) -> None:
         deadline = self.clock() + dt.timedelta(seconds=duration_s + self.settings.scheduler.result_grace_s)
         while True:
             async with self.db.read() as conn:
                 report, session = await caller_outcome(conn, sid, caller)
             if report is not None:
                 try:
-                    verdict: str | None = str(self._judge_ref()(SessionReport.model_validate(report)).verdict)
+                    verdict: str | None = str(self._judge_ref()(SessionReport.model_validate(report), profile).verdict)
                 except Exception as exc:       # not judged: nothing to diagnose by
                     log.warning("test %s: its report could not be judged, not diagnosed: %s", sid, exc)
                     return
@@ -208,7 +214,7 @@ class DiagnosisService:
                           ref: str) -> tuple[dict[str, findings.Leg | None], dict[str, str]]:
         """Both sessions at once; each side's leg (None: that side could not be tested)."""
         cfg, checks = self.settings.diagnosis, self.settings.checks
-        profile = cfg.profile or checks.test_profile
+        profile = self.profile
         duration = float(cfg.duration_s or checks.test_duration_s)
         started: dict[str, str] = {}
         errors: dict[str, str] = {}
@@ -257,7 +263,7 @@ class DiagnosisService:
 
     def _leg(self, report: dict) -> findings.Leg:
         try:
-            j = self._judge_ref()(SessionReport.model_validate(report))
+            j = self._judge_ref()(SessionReport.model_validate(report), self.profile)
             verdict = str(j.verdict)
         except Exception as exc:      # not judged: the side counts as untested, the reason kept
             log.warning("a diagnosis side report could not be judged: %s", exc)

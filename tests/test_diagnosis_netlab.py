@@ -6,8 +6,8 @@ starts finds the SIZO's side losing about 7 % toward the data centre while the c
 clean - `access_link_b` naming the SIZO.
 
 The sessions use the light `monitor` media profile (320x180 at 10 fps; the hearing profile is too
-heavy for three agents and two sessions at the reference on this 2-core machine), judged by the
-monitor profile's limits: the controller's thresholds file here makes them its default.
+heavy for three agents and two sessions at the reference on this 2-core machine), each judged by
+the thresholds of the profile it ran with.
 """
 from __future__ import annotations
 
@@ -19,10 +19,9 @@ import sys
 
 import aiohttp
 import pytest
-import yaml
 from aiohttp import web
 
-from contract import configfile, quality, wire
+from contract import configfile, wire
 from controller.app import create_app
 from controller.keys import DB_KEY, DIAGNOSIS_KEY, GATEWAY_KEY
 from controller.models import SitesFile
@@ -40,13 +39,6 @@ TERMINALS = {"court": COURT, "sizo": SIZO, "dc": REF}
 LOSS = 0.07
 
 
-def monitor_thresholds(path) -> None:
-    """A thresholds file whose default profile ("hearing") has the monitor profile's limits."""
-    data = yaml.safe_load(quality.DEFAULT_PATH.read_text(encoding="utf-8"))
-    data["profiles"]["hearing"] = data["profiles"]["monitor"]
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-
-
 async def test_the_lossy_sizo_access_link_is_named_against_the_data_centre(tmp_path):
     lab = StarLab({"court": {"delay_ms": 5}, "sizo": {"delay_ms": 5, "loss": LOSS}, "dc": {"delay_ms": 2}},
                   seed=12)
@@ -55,10 +47,8 @@ async def test_the_lossy_sizo_access_link_is_named_against_the_data_centre(tmp_p
     procs: list[subprocess.Popen] = []
     try:
         port = free_port()
-        monitor_thresholds(tmp_path / "thresholds.yaml")
         settings = ControllerSettings.model_validate({
             "db": f"sqlite:///{tmp_path}/controller.sqlite", "listen": f"{lab.mgmt_root('court')}:{port}",
-            "thresholds_file": str(tmp_path / "thresholds.yaml"),
             "scheduler": {"poll_s": 0.2, "retry_s": 1, "result_grace_s": 30},
             "checks": {"test_profile": "monitor", "test_duration_s": 10},
             "diagnosis": {"profile": "monitor", "duration_s": 10, "result_grace_s": 30}})

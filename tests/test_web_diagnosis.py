@@ -75,7 +75,7 @@ async def test_the_finding_on_the_hearing_and_the_test_page_in_three_languages(d
         await page.select_option("#test-callee", "sizo-almaty-1")
         await page.fill("#test-duration", "5")
         await page.locator("#test-duration").press("Enter")
-        shown = page.locator("#test-out p.finding")
+        shown = page.locator("#test-out p.finding[data-code]")
         await shown.wait_for(timeout=30_000)
         assert await shown.inner_text() == f"{LABEL['ru']}: {said['ru']}"
         await shot(page, "test-finding-ru")

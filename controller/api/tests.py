@@ -195,7 +195,7 @@ async def start_test(request: web.Request) -> web.Response:
     async with transaction(request, t):
         audit(request).note(detail, id=sid)        # the request's record: the audit row itself
     # Issue 12: degraded or failed, each side is tested against the reference (a system action).
-    app[DIAGNOSIS_KEY].watch_test(sid, caller=data.caller, callee=data.callee, duration_s=duration)
+    app[DIAGNOSIS_KEY].watch_test(sid, caller=data.caller, callee=data.callee, duration_s=duration, profile=profile)
     return ok(AdhocTestOut.model_validate({"id": sid, "requested_by": who(request), "requested_at": iso(t),
                                            "status": "running", **detail}).model_dump(mode="json"), 202)
 

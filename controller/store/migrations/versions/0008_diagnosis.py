@@ -5,14 +5,15 @@ Written out in full so that this revision never changes once released
 (controller.store.diagnoses declares the same table for the code).
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0009 (0009_history was released first: this revision, numbered when both were written in
+parallel, follows it, so a database already at 0009 gets it too)
 """
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
