@@ -85,6 +85,11 @@ class DiagnosisService:
         self._tasks: set[asyncio.Task] = set()
         self.waiting = 0          # diagnoses waiting for their reference (for tests and the log)
 
+    @staticmethod
+    def owns(session_id: str) -> bool:
+        """Whether the session is a diagnosis's side session (its outcome is read from the store)."""
+        return session_id.startswith(PREFIX)
+
     @property
     def profile(self) -> str:
         """The side sessions' media profile (and the thresholds they are judged by)."""
