@@ -126,3 +126,22 @@ def offers_loopback(settings: SessionSettings) -> bool:
         except ValueError:
             return False
     return any(loopback(a) for a in settings.host_addresses)
+
+
+PATH_TYPES = ("host", "srflx", "prflx", "relay")
+
+
+def path_type(pc) -> str | None:
+    """The type of the local candidate of the ICE pair the session's media uses (host | srflx |
+    prflx | relay: a relay means a TURN server stands in the path); None when none was selected."""
+    transports = [getattr(getattr(t, "sender", None), "transport", None) for t in pc.getTransceivers()]
+    sctp = getattr(pc, "sctp", None)
+    transports.append(getattr(sctp, "transport", None))
+    for dtls in transports:
+        connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+        nominated = getattr(connection, "_nominated", None) or {}
+        for pair in nominated.values():
+            kind = getattr(pair.local_candidate, "type", None)
+            if kind in PATH_TYPES:
+                return kind
+    return None

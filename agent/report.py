@@ -202,9 +202,26 @@ def build_report(*, started_at: str, duration_s: float, connected: bool, connect
         "mos": None, "verdict": Verdict.UNUSABLE, "reasons": [], "reason_codes": [],
         "intervals": intervals,
     }
+    first = stalled_first(intervals)
+    if first is not None:
+        report["stalled_first"] = first
     if extra:
         report.update(extra)
     return judged(SessionReport.model_validate(report), thresholds_path, thresholds_profile).dump()
+
+
+def stalled_first(intervals: Iterable[Mapping[str, Any]]) -> str | None:
+    """For a stall, the direction that stopped first (inbound: what this side received): the one
+    whose first second without packets came earlier; None without a stall or when both stopped in
+    the same second (then neither can be said to be first)."""
+    first: dict[str, int] = {}
+    for i, iv in enumerate(intervals):
+        for d in (Direction.INBOUND, Direction.OUTBOUND):
+            if d not in first and (iv.get(d) or {}).get("stalled"):
+                first[d] = i
+    if not first or len(set(first.values())) < len(first):
+        return None
+    return str(min(first, key=lambda d: first[d]))
 
 
 def judged(report: SessionReport, thresholds_path: Path | str | None, profile: str) -> SessionReport:
@@ -238,6 +255,8 @@ def render_text(report: Mapping[str, Any]) -> str:
     lines += [
         f"Connected in {ms(report['connect_ms'])}, measured for {report['duration_s']:.1f} s",
         f"Round trip:  mean {ms(rtt['mean'])}  p95 {ms(rtt['p95'])}  max {ms(rtt['max'])}",
+        f"Path: {report.get('path_type') or 'n/a'} (ICE candidate type; relay: through a TURN server)"
+        + (f"; the {report['stalled_first']} direction stalled first" if report.get("stalled_first") else ""),
         "",
         f"{'':22}{'to peer (outbound)':>22}{'from peer (inbound)':>22}",
     ]

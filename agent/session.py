@@ -35,7 +35,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from agent import capacity, rtp_tap, sender
-from agent.ice import chosen_host_addresses, offers_loopback, remote_candidates, rtc_configuration
+from agent.ice import chosen_host_addresses, offers_loopback, path_type, remote_candidates, rtc_configuration
 from agent.media import PatternTrack, ToneTrack
 from agent.report import build_report, receive_side, side_interval
 from agent.settings import AgentSettings, VideoProfile
@@ -393,7 +393,8 @@ class PeerSession:
             thresholds_path=self.settings.session.thresholds_path,
             thresholds_profile=self.profile.thresholds,
             extra={"aiortc_stats": aiortc_view, "rtx_received": self.streams.rtx_received,
-                   "sent": self.sending(), "peer_sent": self.peer_sending, **more}))
+                   "sent": self.sending(), "peer_sent": self.peer_sending, "path_type": path_type(self.pc),
+                   **more}))
 
     async def serve_as_callee(self) -> dict:
         """Serve until the caller says bye, the connection ends or the caller goes silent."""
@@ -540,7 +541,8 @@ async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: f
         return await asyncio.to_thread(functools.partial(
             build_report, started_at=started, duration_s=0.0, connected=False, connect_ms=None,
             error=str(exc), rtts=[], inbound=None, outbound=None, profile=session.profile_name,
-            thresholds_path=settings.session.thresholds_path, thresholds_profile=session.profile.thresholds))
+            thresholds_path=settings.session.thresholds_path, thresholds_profile=session.profile.thresholds,
+            extra={"path_type": None}))
     finally:
         await session.close()
 

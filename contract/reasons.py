@@ -84,6 +84,17 @@ class ReasonCode(StrEnum):
     CAPACITY_LOW = "capacity_low", {"direction": _K.DIRECTION, "value": _K.KBPS, "limit": _K.KBPS,
                                     "level": _K.LEVEL}             # what a direction carries (capacity ramp)
     NOT_JUDGED = "not_judged", {"why": _K.TEXT}                # the controller's model could not judge
+    # Findings (controller.findings): which side of a degraded pair is at fault, each side tested
+    # against the reference terminal in the data centre. `side`, `other`, `a`, `b`: the sides' names.
+    ACCESS_LINK_A = "access_link_a", {"side": _K.TEXT, "other": _K.TEXT, "loss": _K.PERCENT,
+                                      "level": _K.LEVEL, "error": _K.TEXT}
+    ACCESS_LINK_B = "access_link_b", {"side": _K.TEXT, "other": _K.TEXT, "loss": _K.PERCENT,
+                                      "level": _K.LEVEL, "error": _K.TEXT}
+    BOTH = "both", {"a": _K.TEXT, "b": _K.TEXT, "loss_a": _K.PERCENT, "loss_b": _K.PERCENT}
+    BETWEEN = "between", {"a": _K.TEXT, "b": _K.TEXT, "loss": _K.PERCENT, "level": _K.LEVEL}
+    BETWEEN_NO_PATH = "between_no_path", {"a": _K.TEXT, "b": _K.TEXT}
+    SIDE_UNTESTED = "side_untested", {"side": _K.TEXT, "error": _K.TEXT}
+    REFERENCE_UNAVAILABLE = "reference_unavailable", dict[str, ParamKind]()
 
 
 _BY_VALUE: dict[str, ReasonCode] = {c.value: c for c in ReasonCode}
@@ -175,7 +186,7 @@ def _tidy(s: str) -> str:
     """An absent parameter leaves no trace: empty brackets, doubled spaces, a space before a colon."""
     s = re.sub(r"\(\s*\)", "", s)
     s = re.sub(r" {2,}", " ", s)
-    return re.sub(r" ([:,])", r"\1", s).strip()
+    return re.sub(r" ([:,;])", r"\1", s).strip()
 
 
 def text(reason: Reason | Mapping[str, Any], lang: str = "en", *,

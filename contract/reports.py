@@ -265,6 +265,10 @@ class SessionReport(Payload):
     sent: dict[str, Any] | None = None
     peer_sent: dict[str, Any] | None = None
     capacity: Capacity | None = None          # asked for only (agent/capacity.py)
+    # Issue 12: the type of the local candidate of the ICE pair the media used (a relay: TURN in the
+    # path), and for a stall, which direction stopped first (the other may only have followed).
+    path_type: Literal["host", "srflx", "prflx", "relay"] | None = None
+    stalled_first: Direction | None = None
 
     def direction(self, direction: Direction) -> DirectionFigures | None:
         """The figures of `direction`."""

@@ -71,11 +71,18 @@ class TerminalRole(StrEnum):
     INSTITUTION = "institution"
 
 
+class DiagnosisStatus(StrEnum):
+    """A diagnosis of a degraded or failed pair: both sides tested against the reference terminal."""
+    RUNNING = "running"
+    DONE = "done"
+
+
 class InstitutionKind(StrEnum):
     """What an institution of the registry is."""
     COURT = "court"
     SIZO = "sizo"
     CORRECTIONAL = "correctional"
+    DATACENTRE = "datacentre"      # holds reference terminals (issue 12: which side of a pair is at fault)
 
 
 class HearingStatus(StrEnum):

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from contract import quality
 from contract.jobs import scheduler as background
@@ -37,12 +38,14 @@ from controller.acts import ActService
 from controller.agent_writes import Drops, EventBudget
 from controller.api import live as live_api
 from controller.checks import CheckService, Judge, quality_judge
+from controller.diagnosis import DiagnosisService
 from controller.escalation import ACTS_KEY, ESCALATIONS_KEY, NOTIFIER_KEY, EscalationService
 from controller.gateway import AgentGateway, OfflineGateway
 from controller.hub import Hub
 from controller.keys import (
     CLOCK_KEY,
     DB_KEY,
+    DIAGNOSIS_KEY,
     GATEWAY_KEY,
     HUB_KEY,
     LIVE_KEY,
@@ -109,6 +112,9 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     # Issue 12 part 5: re-tests before the hearing, nightly pair tests, retries, the terminal watch.
     fresh = app[freshness.FRESH_KEY] = freshness.FreshnessService(db, settings, clock, checks, escalations)
     fresh.register(jobs)
+    checks.diagnosis = app[DIAGNOSIS_KEY] = DiagnosisService(
+        db, settings, clock, lambda: app[GATEWAY_KEY], lambda: checks.judge,
+        count=app[metrics.LIVE_METRICS_KEY].count_diagnosis)
 
     # Issue 11: what a terminal sent and may not write is counted (and logged once a minute);
     # the records its reports create are within its budget.
@@ -137,6 +143,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     app.cleanup_ctx.append(_notifier)
     if hub is not None:
         agent_api.setup_agent_api(app, hub)
+    app.cleanup_ctx.append(_diagnosis)
     app.cleanup_ctx.append(_live)  # rule 22: monitoring during hearings (after the hub)
     app.cleanup_ctx.append(metrics_site.ctx)  # the /metrics token and metrics.listen's own site
     return app
@@ -185,6 +192,15 @@ async def _notifier(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await notifier.close()
+
+
+async def _diagnosis(app: web.Application) -> AsyncIterator[None]:
+    try:
+        await app[DIAGNOSIS_KEY].sweep()
+    except DBAPIError:  # a database not migrated (a test app without migrations): nothing to sweep
+        log.debug("diagnosis sweep skipped", exc_info=True)
+    yield
+    await app[DIAGNOSIS_KEY].close()
 
 
 async def _live(app: web.Application) -> AsyncIterator[None]:

@@ -131,6 +131,7 @@ class CheckService:
         self.escalations = escalations    # rules 16, 17; None: failed checks escalate nothing
         # controller.freshness.FreshnessService (which imports this module): re-tests, retries, nightly tests
         self.fresh: Any = None
+        self.diagnosis: Any = None        # controller.diagnosis.DiagnosisService (issue 12: which side)
 
     def use_judge(self, judge: Judge) -> None:
         """Judge results with `judge` (the quality model, once the app has loaded it)."""
@@ -414,6 +415,8 @@ class CheckService:
             await events_repo.append(conn, c["hearing_id"], "check_failed", now, {
                 "check_id": cid, "kind": c["kind"], "callee": c["callee"], "error": error})
             await self._escalate(conn, c, now, {"error": error})
+            if self.diagnosis is not None:
+                self.diagnosis.after_check(c, None, "unusable", error)
         else:
             status = "overdue" if c["overdue_at"] else "pending"
             await checks_repo.update_check(conn, cid, status=status, error=error, attempts=attempts)
@@ -488,7 +491,8 @@ class CheckService:
         async with self.db.transaction() as conn:
             _, c = await lock_session_check(conn, session_id)
             if c is None:
-                if not await history_repo.record_session(conn, session_id, report, self.judge, now):  # a test on demand
+                if not await history_repo.record_session(conn, session_id, report, self.judge, now) and not (
+                        self.diagnosis is not None and self.diagnosis.owns(session_id)):  # a diagnosis reads its own
                     log.warning("result for unknown or superseded session %s ignored", session_id)
                 return
             j = self.judge(report, self.profile_of(c["kind"]))   # pure and quick: no thread needed
@@ -517,6 +521,8 @@ class CheckService:
             else:
                 await self._fault_gone(conn, {**c, "status": status}, now)
             await self.refresh_verdict(conn, c["hearing_id"], now)
+        if self.diagnosis is not None:
+            self.diagnosis.after_check(c, judged_report(report, j), verdict, report.error)
 
     async def on_session_failed(self, session_id: str, error: str) -> None:
         """The session could not run (e.g. an agent dropped mid-session): retry

@@ -54,6 +54,9 @@ async def _participants(conn: AsyncConnection, given, court_id: str, court_termi
                           field=f"participants.{i}.terminal_id")
         if t["id"] in {o["terminal_id"] for o in out}:
             raise Invalid(f"terminal {t['id']!r} is listed twice", field=f"participants.{i}.terminal_id")
+        if (await registry.get_institution(conn, t["institution_id"]))["kind"] == InstitutionKind.DATACENTRE:
+            raise Invalid(f"terminal {t['id']!r} is a reference terminal in a data centre, not a participant",
+                          field=f"participants.{i}.terminal_id")
         out.append({"institution_id": t["institution_id"], "terminal_id": t["id"]})
     return out
 

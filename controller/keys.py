@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from controller.checks import CheckService
+from controller.diagnosis import DiagnosisService
 from controller.gateway import AgentGateway
 from controller.hub import Hub
 from controller.live.service import LiveService
@@ -23,6 +24,8 @@ CLOCK_KEY: web.AppKey[Callable[[], dt.datetime]] = web.AppKey("clock")
 GATEWAY_KEY = web.AppKey("gateway", AgentGateway)
 # The object the hub reports session results to (controller.checks.CheckService).
 RESULTS_KEY = web.AppKey("results", CheckService)
+# Which side (issue 12): each side of a degraded check or test tested against the reference.
+DIAGNOSIS_KEY = web.AppKey("vks_diagnosis", DiagnosisService)
 SCHEDULER_KEY = web.AppKey("scheduler", Scheduler)
 METRICS_KEY = web.AppKey("metrics", CollectorRegistry)
 # The agent hub (controller.hub), when this app serves agents.

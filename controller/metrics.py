@@ -58,6 +58,7 @@ from contract.vocab import (
     Verdict,
     words,
 )
+from controller.findings import FINDING_CODES
 from controller.keys import CLOCK_KEY, DB_KEY, METRICS_KEY
 from controller.metrics_history import HistoryMetrics
 from controller.store.schema import (
@@ -88,6 +89,8 @@ ESCALATION_TRIGGERS = ("test_failed", "preconnect_failed", "reconnect_failed", "
                        "terminal_unhealthy", "not_fixed", "cannot_fix")
 # Issue 11: why something a terminal sent was not written (controller.agent_writes).
 AGENT_DROP_REASONS = words(AgentDrop)
+# What a diagnosis found (issue 12, which side: controller.findings).
+DIAGNOSIS_FINDINGS = tuple(str(c) for c in FINDING_CODES)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # A pair that sent no interval for this long has no live quality.
 PAIR_STALE_S = 15.0
@@ -237,6 +240,11 @@ class LiveMetrics:
         self.agent_drops = Counter("vks_controller_agent_writes_dropped_total",
                                    "What terminals sent and may not write (another's session or hearing) or "
                                    "over their budget of records, by reason; not stored", ["reason"], registry=r)
+        self.diagnoses = Counter("vks_controller_diagnoses_total", "Degraded or failed checks and tests whose "
+                                 "sides were tested against the reference terminal, by finding", ["finding"],
+                                 registry=r)
+        for finding in DIAGNOSIS_FINDINGS:
+            self.diagnoses.labels(finding=finding)
         for kind in REPORT_KINDS:
             self.reports.labels(kind=kind)
             self.report_delay.labels(kind=kind)
@@ -270,6 +278,12 @@ class LiveMetrics:
         if reason not in AGENT_DROP_REASONS:
             raise ValueError(f"agent drop reason {reason!r} is not one of {AGENT_DROP_REASONS}")
         self.agent_drops.labels(reason=reason).inc()
+
+    def count_diagnosis(self, finding: str) -> None:
+        """A diagnosis is done (issue 12; controller.diagnosis)."""
+        if finding not in DIAGNOSIS_FINDINGS:
+            raise ValueError(f"finding {finding!r} is not one of {DIAGNOSIS_FINDINGS}")
+        self.diagnoses.labels(finding=finding).inc()
 
     def count_escalation(self, level: str, trigger: str) -> None:
         if level not in ESCALATION_LEVELS or trigger not in ESCALATION_TRIGGERS:

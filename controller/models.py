@@ -20,6 +20,7 @@ from contract.vocab import (
     CheckStatus,
     Coordinator,
     CourtLevel,
+    DiagnosisStatus,
     HealthStatus,
     HearingStatus,
     HearingVerdict,
@@ -43,6 +44,20 @@ class ReasonCodeOut(BaseModel):
     """A reason as a code and its parameters (contract.reasons; texts: GET /api/v1/reasons)."""
     code: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class FindingOut(BaseModel):
+    """Which side of a degraded or failed pair is at fault (issue 12; controller.findings): each side
+    tested against the reference terminal in the data centre. a = the caller, b = the callee."""
+    code: str = Field(description="access_link_a | access_link_b | both | between | between_no_path | "
+                                  "side_untested | reference_unavailable (a reason code: GET /api/v1/reasons)")
+    side: str | None = Field(description="the terminal at fault (or untested); null when neither or both")
+    segment: Literal["a", "b", "between", "none"]
+    figures: dict[str, Any] = Field(description="the pair's and each side's verdict, loss, jitter, round trip")
+    params: dict[str, Any] = Field(default_factory=dict, description="the code's parameters")
+    text: str = Field(description="in English; the page renders `code` in its language")
+
+
 # The statuses a PATCH may set (a hearing is cancelled by DELETE).
 PatchStatus = Literal["scheduled", "in_progress", "held", "postponed"]
 
@@ -313,6 +328,9 @@ class CheckItemOut(BaseModel):
     reasons: list[str] = Field(default_factory=list, description="why the verdict, in English")
     reason_codes: list[ReasonCodeOut] = Field(default_factory=list, description="the same reasons as codes")
     result: dict[str, Any] | None = Field(description="the agents' vks.test-report/1, judged by the controller")
+    diagnosis: DiagnosisStatus | None = Field(None, description="degraded or failed: each side tested against "
+                                              "the reference (running, then done); null: not diagnosed")
+    finding: FindingOut | None = Field(None, description="which side is at fault; null for a clean result")
 
 
 class Window(BaseModel):

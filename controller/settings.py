@@ -56,6 +56,24 @@ class CheckSettings(Strict):
     test_capacity: bool = True
 
 
+class DiagnosisSettings(Strict):
+    """Which side (issue 12): a degraded or failed check or test tests each side against a reference
+    terminal in the data centre (controller.diagnosis)."""
+    enabled: bool = True
+    # The reference terminal's id; None: the first terminal (by id) of a datacentre institution online.
+    reference_terminal: str | None = None
+    # A side session that reported nothing after its duration plus this grace counts as untested.
+    result_grace_s: float = Field(default=60.0, ge=1)
+    # The side sessions' agent profile and length (None: checks.test_profile, checks.test_duration_s).
+    profile: str | None = Field(default=None, pattern=r"^[a-z0-9_-]{1,32}$")
+    duration_s: float | None = Field(default=None, gt=0, le=600)
+    # Diagnoses run at once per reference terminal (each is two sessions at the reference; the
+    # agent answers session.max_sessions, default 2); the others wait their turn.
+    max_concurrent: int = Field(default=1, ge=1, le=16)
+    # Diagnoses that may wait their turn (on this controller); beyond, the finding is reference_unavailable.
+    max_waiting: int = Field(default=20, ge=0, le=1000)
+
+
 class LiveSettings(Strict):
     """Rule 22: live monitoring during a hearing, the detector and the reconnect flow
     (controller.live, controller.detector)."""
@@ -295,6 +313,7 @@ class ControllerSettings(Strict):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     checks: CheckSettings = Field(default_factory=CheckSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    diagnosis: DiagnosisSettings = Field(default_factory=DiagnosisSettings)
     agent_link: AgentLinkSettings = Field(default_factory=AgentLinkSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)

@@ -100,7 +100,7 @@ def test_migrate_users_and_sites(tmp_path):
     r2 = run("user", "add", "aliya", "--role", "viewer", "--db", db)
     assert r2.returncode == 2 and "exists" in r2.stderr
     r = run("sites", "import", str(REPO / "configs" / "sites.yaml"), "--db", db)
-    assert r.returncode == 0 and "institutions_created=7" in r.stdout
+    assert r.returncode == 0 and "institutions_created=8" in r.stdout
     r = run("sites", "import", str(REPO / "configs" / "sites.yaml"), "--db", db)
     assert r.returncode == 0 and "institutions_created=0" in r.stdout
     broken = tmp_path / "sites.yaml"

@@ -104,7 +104,7 @@ async def test_sites_import_is_an_idempotent_upsert(db):
     now = dt.datetime.now(dt.UTC)
     async with db.transaction() as conn:
         first = await registry.import_sites(conn, sites(), now)
-    assert first["institutions_created"] == 7 and first["terminals_created"] == 9
+    assert first["institutions_created"] == 8 and first["terminals_created"] == 10
     changed = sites()
     changed[0]["name"] = "renamed"
     async with db.transaction() as conn:

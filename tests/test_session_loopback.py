@@ -44,6 +44,8 @@ def test_json_report_between_two_processes(config):
     assert report["schema"] == "vks.test-report/1" and report["connected"] is True
     assert report["error"] is None and report["verdict"] == "good" and report["mos"] > 4.0
     assert 0 < report["connect_ms"] < 10_000
+    assert report["path_type"] == "host"                # two processes on one machine: no NAT, no TURN
+    assert "stalled_first" not in report                # nothing stalled
     # Measured, and loopback-sized: the figure's accuracy is tested against the netlab's truth
     # (test_session_netlab); here only a starved CPU adds to it (55 ms seen at load 8 on 2 cores).
     assert set(report["rtt_ms"]) >= {"mean", "p50", "p95", "max"} and 0 < report["rtt_ms"]["mean"] < 200
@@ -69,6 +71,7 @@ def test_readable_report_with_progress(config):
     assert r.returncode == 0, r.stderr
     assert "Testing the link" in r.stdout and " 1 s  rtt" in r.stdout
     assert "Verdict: GOOD" in r.stdout and "from peer (inbound)" in r.stdout
+    assert "Path: host (ICE candidate type" in r.stdout
 
 
 def test_unreachable_peer_is_exit_4_with_a_clear_error(config):
@@ -79,6 +82,7 @@ def test_unreachable_peer_is_exit_4_with_a_clear_error(config):
     assert time.monotonic() - started < 15
     report = json.loads(r.stdout)
     assert report["connected"] is False and "cannot reach the peer" in report["error"]
+    assert report["path_type"] is None                  # no ICE pair was selected
     assert report["verdict"] == "unusable"
     assert "Traceback" not in r.stderr
 

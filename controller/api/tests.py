@@ -31,15 +31,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contract import reasons
 from contract.reasons import Reason, ReasonCode
 from contract.reports import SessionReport
+from contract.vocab import DiagnosisStatus
 from controller import access, auth, rules
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, who
 from controller.api.routing import Route
+from controller.diagnosis import caller_outcome
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
 from controller.gateway import AgentUnavailable
-from controller.keys import DB_KEY, GATEWAY_KEY, RESULTS_KEY, SETTINGS_KEY
-from controller.models import SLUG, In, ReasonCodeOut, SessionVerdict
-from controller.store import agents as agents_repo
+from controller.keys import DB_KEY, DIAGNOSIS_KEY, GATEWAY_KEY, RESULTS_KEY, SETTINGS_KEY
+from controller.models import SLUG, FindingOut, In, ReasonCodeOut, SessionVerdict
+from controller.store import diagnoses as diag_repo
 from controller.store import live as live_repo
 from controller.store import registry
 from controller.store import suspensions as susp_repo
@@ -86,6 +88,9 @@ class AdhocTestOut(BaseModel):
                                               description="the same reasons as codes (GET /api/v1/reasons)")
     mos: float | None = None
     report: dict[str, Any] | None = Field(None, description="the caller's vks.test-report/1")
+    diagnosis: DiagnosisStatus | None = Field(None, description="degraded or failed: each side tested against "
+                                              "the reference terminal (running, then done); null: not diagnosed")
+    finding: FindingOut | None = Field(None, description="which side is at fault; null for a clean result")
 
 
 def judged(app: web.Application, report: dict, profile: str | None) -> dict[str, Any]:
@@ -194,6 +199,8 @@ async def start_test(request: web.Request) -> web.Response:
         raise
     async with transaction(request, t):
         audit(request).note(detail, id=sid)        # the request's record: the audit row itself
+    # Issue 12: degraded or failed, each side is tested against the reference (a system action).
+    app[DIAGNOSIS_KEY].watch_test(sid, caller=data.caller, callee=data.callee, duration_s=duration, profile=profile)
     return ok(AdhocTestOut.model_validate({"id": sid, "requested_by": who(request), "requested_at": iso(t),
                                            "status": "running", **detail}).model_dump(mode="json"), 202)
 
@@ -219,25 +226,18 @@ async def get_test(request: web.Request) -> web.Response:
             raise NotFound(f"no test {sid!r}")
         req = dict(row._mapping)
         await _require_test(conn, access.of(request), sid, req["detail"])
-        srow = (await conn.execute(select(agents_repo.agent_sessions)
-                                   .where(agents_repo.agent_sessions.c.session_id == sid))).first()
-        session = dict(srow._mapping) if srow is not None else None
-        reports = await agents_repo.reports_for_session(conn, sid, kind="session")
-    d = req["detail"]
-    caller_report = None
-    finished_at = session["finished_at"] if session is not None else None
-    for r in reports:
-        if r["terminal_id"] == d["caller"]:
-            b = r["body"]
-            caller_report = b.get("report") if isinstance(b.get("report"), dict) else b
-            finished_at = finished_at or r["received_at"]
+        d = req["detail"]
+        caller_report, session = await caller_outcome(conn, sid, d["caller"])
+        diag = diag_repo.view(await diag_repo.by_subject(conn, diag_repo.test_subject(sid)))
+    finished_at = session and (session.get("finished_at") or session.get("received_at"))
     status, error = status_of(req, session, caller_report, now(request), app[SETTINGS_KEY].scheduler.result_grace_s)
     result: dict[str, Any] = {}
     if caller_report is not None:
         result = {**judged(app, caller_report, d.get("profile")), "report": caller_report}
     out = AdhocTestOut.model_validate({
         "id": sid, "requested_by": req["who"], "requested_at": iso(req["at"]), "status": status, "error": error,
-        "finished_at": iso(finished_at) if finished_at and status != "running" else None, **d, **result})
+        "finished_at": iso(finished_at) if finished_at and status != "running" else None, **d, **result,
+        **diag})
     return ok(out.model_dump(mode="json"))
 
 

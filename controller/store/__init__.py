@@ -34,9 +34,15 @@ the caller decides the transaction - one per API request or job step):
 - `history` (migration 0009, issue 12): every check's and test's result (`measurements`, declared
   there), the daily figures of a terminal or a pair, the prune, the last result per pair.
 
+- `diagnoses` (migration 0008): each side of a degraded pair tested against the reference
+  terminal, and the finding (issue 12); its table is on `schema.metadata` too.
+
 Locking (PostgreSQL): writers lock rows in one order - hearing, then check,
 then job rows - so that concurrent requests, job handlers and result
 deliveries never deadlock. Bookings lock the room and terminal rows first.
 
 Errors: `controller.errors.NotFound`, `Conflict`, `Invalid` (field named).
 """
+
+# The tables declared outside the schema module join its metadata when the package loads.
+from controller.store import diagnoses as _diagnoses  # noqa: E402,F401

@@ -14,6 +14,7 @@ from contract.vocab import ACTIVE_HEARING_STATUSES, CheckKind, CheckStatus, Inst
 from controller import rules
 from controller.errors import NotFound
 from controller.store import checks as checks_repo
+from controller.store import diagnoses as diag_repo
 from controller.store import live as live_repo
 from controller.store import suspensions as susp_repo
 from controller.store.schema import hearing_participants, hearings, institutions, live_state, rooms, terminals
@@ -215,6 +216,7 @@ def check_view(kind: str, items: list[dict]) -> dict | None:
             "reasons": list((c["result"] or {}).get("reasons") or []),
             "reason_codes": list((c["result"] or {}).get("reason_codes") or []),
             "result": c["result"],
+            **diag_repo.view(diag_repo.of_run(c.get("diagnosis_row"), c["started_at"])),
         } for c in items],
     }
 
@@ -239,8 +241,10 @@ async def views(conn: AsyncConnection, ids: list[int], now: dt.datetime) -> list
         .join(rooms, rooms.c.id == hearings.c.room_id).where(hearings.c.id.in_(ids)))}
     parts = await participants_of(conn, ids)
     by_hearing: dict[int, list[dict]] = {i: [] for i in ids}
-    for c in await checks_repo.checks_for(conn, ids):
-        by_hearing[c["hearing_id"]].append(c)
+    all_checks = await checks_repo.checks_for(conn, ids)
+    diags = await diag_repo.by_subjects(conn, [diag_repo.check_subject(c["id"]) for c in all_checks])
+    for c in all_checks:
+        by_hearing[c["hearing_id"]].append({**c, "diagnosis_row": diags.get(diag_repo.check_subject(c["id"]))})
     susps = await susp_repo.not_ended(conn, now)
     live = await live_repo.verdicts(conn, ids)      # rule 22: monitored hearings
     out = []

@@ -4,7 +4,7 @@
 // the catalog, and - when the session's terminals are known - a direction as the path it names
 // (inbound is what the caller received). A record without codes shows its English `reasons`.
 
-import { currentLang } from "./i18n.js";
+import { currentLang, t } from "./i18n.js";
 import { get } from "./api.js";
 import { A } from "./state.js";
 import { h } from "./ui.js";
@@ -53,7 +53,7 @@ function param(kind, value, lang, names) {
 }
 
 function tidy(s) {
-  return s.replace(/\(\s*\)/g, "").replace(/ {2,}/g, " ").replace(/ ([:,])/g, "$1").trim();
+  return s.replace(/\(\s*\)/g, "").replace(/ {2,}/g, " ").replace(/ ([:,;])/g, "$1").trim();
 }
 
 // One reason ({code, params}) as a sentence in the page's language; `names` = {caller, callee}.
@@ -76,4 +76,16 @@ export function reasonList(item, names = null) {
   const texts = codes.length ? codes.map((rc) => reasonText(rc, names)) : ((item && item.reasons) || []).map(String);
   if (!texts.length) return null;
   return h("ul", { class: "reasons" }, texts.map((s) => h("li", {}, s)));
+}
+
+// A check's or a test's finding (issue 12: which side is at fault, each side tested against the
+// reference terminal in the data centre) in the page's language; while the side tests run, says so.
+export function findingView(item) {
+  if (!item) return null;
+  if (item.finding) {
+    return h("p", { class: "finding", dataset: { code: item.finding.code, segment: item.finding.segment } },
+      h("strong", {}, `${t("finding.label")}: `), reasonText({ code: item.finding.code, params: item.finding.params || {} }));
+  }
+  if (item.diagnosis === "running") return h("p", { class: "finding running muted" }, t("finding.running"));
+  return null;
 }

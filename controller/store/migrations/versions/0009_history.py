@@ -4,14 +4,14 @@ figures, kept for `history.keep_days` (controller.store.history declares the sam
 Written out in full so that this revision never changes once released.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -4,7 +4,7 @@
 
 import { get } from "../api.js";
 import { t, has, fmtTime } from "../i18n.js";
-import { reasonList } from "../reasons.js";
+import { reasonList, reasonText } from "../reasons.js";
 import { A, termName } from "../state.js";
 import { h, table } from "../ui.js";
 
@@ -29,6 +29,7 @@ function vars(d, x) {
     start: d.start_utc ? fmtTime(d.start_utc, tz) : undefined,
     deadline: d.deadline ? fmtTime(d.deadline, tz) : undefined,
     retry_at: d.retry_at ? fmtTime(d.retry_at, tz) : undefined,
+    finding: d.code && d.params ? reasonText({ code: d.code, params: d.params }) : undefined,
   };
   return Object.fromEntries(Object.entries(v).filter(([, val]) => val !== undefined && val !== null && val !== ""));
 }

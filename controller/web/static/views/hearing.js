@@ -5,7 +5,7 @@ import { t, has, fmtTime, fmtNumber } from "../i18n.js";
 import { route } from "../router.js";
 import { A, every, state, termName } from "../state.js";
 import { act, badge, dl, errText, h, statusBadge, table, verdictBadge } from "../ui.js";
-import { reasonList } from "../reasons.js";
+import { findingView, reasonList } from "../reasons.js";
 import { capacityBlock } from "../capacity.js";
 import { actSection } from "./act.js";
 import { eventsSection } from "./events.js";
@@ -37,9 +37,9 @@ export async function viewHearing(root, id) {
         h("td", {}, fmtTime(it.deadline, tz)),
         h("td", {}, it.verdict ? verdictBadge(it.verdict) : t("common.dash")),
         h("td", { class: "reasons-cell" }, reasonList(it, names),
-          it.error ? h("p", { class: "error" }, it.error) : null,
+          it.error ? h("p", { class: "error" }, it.error) : null, findingView(it),
           capacityBlock(it.result, names),
-          !reasonList(it) && !it.error && !capacityBlock(it.result) ? t("common.dash") : null),
+          !reasonList(it) && !it.error && !findingView(it) && !capacityBlock(it.result) ? t("common.dash") : null),
         h("td", {}, String(it.attempts))));
     }
   }

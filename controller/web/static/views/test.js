@@ -2,7 +2,7 @@
 
 import { get, post } from "../api.js";
 import { t, fmtTime, fmtNumber } from "../i18n.js";
-import { reasonList } from "../reasons.js";
+import { findingView, reasonList } from "../reasons.js";
 import { capacityBlock } from "../capacity.js";
 import { A, instName, loadRegistry, state, termName } from "../state.js";
 import { errText, field, h, statusBadge, table, verdictBadge } from "../ui.js";
@@ -26,6 +26,8 @@ function reportView(r) {
   const reasons = reasonList(r, { caller: termName(r.caller), callee: termName(r.callee) });
   if (reasons) parts.push(h("div", { class: "reasons-block" }, h("h4", {}, t("test.reasons")), reasons));
   if (r.error) parts.push(h("p", { class: "error" }, t("test.error", { error: r.error })));
+  const finding = findingView(r);
+  if (finding) parts.push(finding);
   const rep = r.report;
   if (rep) {
     const row = (dir) => h("tr", {}, h("th", { scope: "row" }, t(`live.${dir}`)),
@@ -80,6 +82,7 @@ export async function viewTest(root) {
 
 function pollTest(id, out) {
   state.runningTest = id;
+  let after = 0;       // polls since the result came: a diagnosis may still begin (issue 12)
   const step = async () => {
     if (state.view !== "test") return;
     let r;
@@ -90,6 +93,8 @@ function pollTest(id, out) {
     } else {
       state.runningTest = null;
       out.replaceChildren(reportView(r));
+      // Degraded or failed: each side is tested against the reference; show its finding when in.
+      if (r.diagnosis === "running" || (r.verdict !== "good" && r.diagnosis == null && after++ < 5)) setTimeout(step, 1000);
     }
   };
   step();

@@ -1,0 +1,114 @@
+"""Which side (issue 12, part 2): the finding from a pair and each side's session with the reference
+(controller.findings, pure)."""
+from __future__ import annotations
+
+import pytest
+
+from agent.report import stalled_first
+from contract import reasons
+from contract.reasons import ReasonCode
+from controller.findings import FINDING_CODES, Leg, Names, finding, leg_of
+
+GOOD = Leg("good", True, 0.0, 2.0, 20.0)
+LOSSY = Leg("degraded", True, 0.07, 9.0, 30.0)
+PAIR_BAD = Leg("unusable", True, 0.071, 12.0, 45.0)
+NO_PATH = Leg("unusable", False, error="ICE failed")
+NAMES = Names("Medeu district court", "SIZO DS-70/1")
+
+
+def find(pair=PAIR_BAD, a=GOOD, b=GOOD, reference="dc-ref-1"):
+    return finding(caller="court-almaty-1", callee="sizo-almaty-1", pair=pair, side_a=a, side_b=b,
+                   reference=reference, names=NAMES)
+
+
+def test_a_clean_pair_has_no_finding():
+    assert find(pair=GOOD, a=None, b=None, reference=None) is None
+
+
+def test_the_callees_access_link_is_named_with_its_loss_and_the_clean_side():
+    f = find(b=LOSSY)
+    assert (f["code"], f["side"], f["segment"]) == ("access_link_b", "sizo-almaty-1", "b")
+    assert f["text"] == ("SIZO DS-70/1's access link loses 7.0% toward the data centre (degraded); "
+                         "Medeu district court's side is clean")
+    assert f["figures"]["b"]["loss_ratio"] == 0.07 and f["figures"]["a"]["verdict"] == "good"
+    assert f["figures"]["pair"]["loss_ratio"] == 0.071 and f["figures"]["reference"] == "dc-ref-1"
+    ru = reasons.text({"code": f["code"], "params": f["params"]}, "ru")
+    kk = reasons.text({"code": f["code"], "params": f["params"]}, "kk")
+    assert "«SIZO DS-70/1»" in ru and "7,0 %" in ru and "в порядке" in ru
+    assert "«SIZO DS-70/1»" in kk and "7,0 %" in kk and "дұрыс" in kk
+
+
+def test_the_callers_access_link():
+    f = find(a=LOSSY)
+    assert (f["code"], f["side"], f["segment"]) == ("access_link_a", "court-almaty-1", "a")
+    assert f["text"].startswith("Medeu district court's access link loses 7.0%")
+
+
+def test_a_side_that_cannot_reach_the_reference_is_its_access_link():
+    f = find(pair=NO_PATH, b=Leg("unusable", False, error="ICE failed"))
+    assert (f["code"], f["side"], f["params"]["loss"]) == ("access_link_b", "sizo-almaty-1", 1.0)
+    assert "(ICE failed)" in f["text"]
+
+
+def test_both_access_links():
+    f = find(a=LOSSY, b=Leg("unusable", True, 0.12))
+    assert (f["code"], f["side"], f["segment"]) == ("both", None, "none")
+    assert "loses 7.0%" in f["text"] and "loses 12.0%" in f["text"]
+
+
+def test_both_sides_clean_to_the_reference_puts_the_fault_between_them():
+    f = find()
+    assert (f["code"], f["side"], f["segment"]) == ("between", None, "between")
+    assert "7.1%" in f["text"]
+
+
+def test_a_pair_that_never_connected_while_each_side_reaches_the_reference():
+    f = find(pair=NO_PATH)
+    assert (f["code"], f["side"], f["segment"]) == ("between_no_path", None, "between")
+
+
+def test_a_side_whose_session_could_not_run_is_untested():
+    f = find(b=None)
+    assert (f["code"], f["side"], f["segment"]) == ("side_untested", "sizo-almaty-1", "none")
+    f = find(a=None, b=None)
+    assert (f["code"], f["side"]) == ("side_untested", None)
+
+
+@pytest.mark.parametrize("a,b,reference", [(None, None, None),
+                                           (Leg("unusable", False), Leg("unusable", False), "dc-ref-1")])
+def test_no_reference_or_neither_side_reaching_it(a, b, reference):
+    f = find(a=a, b=b, reference=reference)
+    assert (f["code"], f["side"], f["segment"]) == ("reference_unavailable", None, "none")
+
+
+def test_every_finding_code_is_in_the_catalog_in_three_languages():
+    cat = reasons.catalog()
+    for code in FINDING_CODES:
+        assert set(cat.codes[str(code)]) == {"kk", "ru", "en"}
+        assert reasons.code_of(str(code)) is code
+    assert ReasonCode.ACCESS_LINK_B.params["loss"] is reasons.ParamKind.PERCENT
+
+
+def test_a_leg_from_a_judged_report_takes_the_worse_direction():
+    report = {"connected": True, "rtt_ms": {"mean": 40.0, "max": 60.0},
+              "inbound": {"loss_ratio": 0.01, "jitter_ms": {"mean": 3.0}},
+              "outbound": {"loss_ratio": 0.07, "jitter_ms": 5.0}}
+    leg = leg_of(report, "degraded")
+    assert (leg.loss_ratio, leg.jitter_ms, leg.rtt_ms, leg.connected) == (0.07, 5.0, 40.0, True)
+    assert not leg_of({"connected": False, "error": "ICE failed"}, "unusable").connected
+    assert leg_of(None, None, error="offline") == Leg(None, False, error="offline")
+
+
+def _iv(inbound: bool, outbound: bool) -> dict:
+    return {"inbound": {"stalled": inbound}, "outbound": {"stalled": outbound}}
+
+
+@pytest.mark.parametrize("seconds,first", [
+    ([_iv(False, False)] * 3, None),
+    ([_iv(False, False), _iv(True, False), _iv(True, True)], "inbound"),
+    ([_iv(False, True), _iv(False, True), _iv(True, True)], "outbound"),
+    ([_iv(False, False), _iv(True, True)], None),                # both in the same second: not known
+    ([_iv(False, False), {"inbound": None, "outbound": {"stalled": True}}], "outbound"),
+])
+def test_for_a_stall_the_direction_that_stopped_first(seconds, first):
+    assert stalled_first(seconds) == first
