@@ -25,9 +25,9 @@ class SideAgents(RecordingGateway):
     def online(self) -> set[str]:
         return self.all_online - self.offline
 
-    async def start_session(self, *, session_id, caller, callee, kind, profile, duration_s) -> None:
+    async def start_session(self, *, session_id, caller, callee, kind, profile, duration_s, capacity=False) -> None:
         await super().start_session(session_id=session_id, caller=caller, callee=callee, kind=kind,
-                                    profile=profile, duration_s=duration_s)
+                                    profile=profile, duration_s=duration_s, capacity=capacity)
         report = self.side.get(caller) if session_id.startswith("diag-") else self.pair
         if not session_id.startswith("diag-") and report is None:
             return

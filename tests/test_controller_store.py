@@ -41,6 +41,32 @@ async def test_migrate_is_idempotent_and_reaches_head(db):
     assert await migrate(db) == head_revision()
 
 
+async def test_a_populated_database_upgrades_with_its_rows_kept(db):
+    """Migrations that rebuild a table on SQLite (0007: users, 0008: institutions) run on a database
+    in use: users with tokens, institutions with rooms and terminals. With foreign keys enforced the
+    rebuild's DROP TABLE failed (terminals refer to institutions) or cascaded (tokens to users)."""
+    now = dt.datetime.now(dt.UTC)
+    assert await migrate(db, "0006") == "0006"
+    async with db.transaction() as conn:
+        await conn.execute(text("INSERT INTO users (id, name, role, created_at) VALUES (1, 'tech', 'technician', :t)"),
+                           {"t": now})
+        await conn.execute(text("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (1, :h, :t)"),
+                           {"h": "ab" * 32, "t": now})
+    assert await migrate(db, "0007") == "0007"
+    before = [i for i in sites() if i["kind"] != "datacentre"]      # a kind 0008 brings
+    async with db.transaction() as conn:
+        made = await registry.import_sites(conn, before, now)
+    assert made["terminals_created"] > 0
+    assert await migrate(db) == head_revision()
+    async with db.read() as conn:
+        counts = {t: (await conn.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one()
+                  for t in ("users", "api_tokens", "institutions", "terminals")}
+        if db.dialect == "sqlite":
+            assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1    # on again
+    assert counts == {"users": 1, "api_tokens": 1, "institutions": len(before),
+                      "terminals": made["terminals_created"]}
+
+
 def _check_constraints(sync_conn) -> dict[str, list[tuple[str, str]]]:
     """Every table's CHECK constraints as the database reports them: (name, text)."""
     insp = inspect(sync_conn)

@@ -47,10 +47,29 @@ async def migrate(db: Database, revision: str = "head") -> str | None:
         command.upgrade(cfg, revision)
         return MigrationContext.configure(sync_conn).get_current_revision()
 
-    async with db.transaction() as conn:
-        if db.is_postgres:
+    if db.is_postgres:
+        async with db.transaction() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
-        return await conn.run_sync(_upgrade)
+            return await conn.run_sync(_upgrade)
+    # SQLite alters a table by rebuilding it (batch mode: copy, DROP, rename). With foreign keys
+    # enforced, dropping a table that rows of others refer to fails (institutions, with terminals
+    # and hearings behind them) or cascades (users, with their tokens): so the keys are off while
+    # the migration runs - a pragma SQLite ignores inside a transaction, hence on the raw connection
+    # before BEGIN - and checked whole before it commits.
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None                  # aiosqlite's connection, open while `conn` is
+        await raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            async with conn.begin():
+                at = await conn.run_sync(_upgrade)
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"the migration to {at} would leave rows without the rows they refer to: "
+                                       f"{broken[:5]}")
+            return at
+        finally:
+            await raw.execute("PRAGMA foreign_keys=ON")
 
 
 async def current_revision(db: Database) -> str | None:
