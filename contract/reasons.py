@@ -90,6 +90,11 @@ class ReasonCode(StrEnum):
                                       "level": _K.LEVEL, "error": _K.TEXT}
     ACCESS_LINK_B = "access_link_b", {"side": _K.TEXT, "other": _K.TEXT, "loss": _K.PERCENT,
                                       "level": _K.LEVEL, "error": _K.TEXT}
+    # ... that side carries too little (its capacity ramp to the reference, not its loss, failed it)
+    ACCESS_CAPACITY_A = "access_capacity_a", {"side": _K.TEXT, "other": _K.TEXT, "value": _K.KBPS,
+                                              "limit": _K.KBPS, "level": _K.LEVEL}
+    ACCESS_CAPACITY_B = "access_capacity_b", {"side": _K.TEXT, "other": _K.TEXT, "value": _K.KBPS,
+                                              "limit": _K.KBPS, "level": _K.LEVEL}
     BOTH = "both", {"a": _K.TEXT, "b": _K.TEXT, "loss_a": _K.PERCENT, "loss_b": _K.PERCENT}
     BETWEEN = "between", {"a": _K.TEXT, "b": _K.TEXT, "loss": _K.PERCENT, "level": _K.LEVEL}
     BETWEEN_NO_PATH = "between_no_path", {"a": _K.TEXT, "b": _K.TEXT}

@@ -65,6 +65,8 @@ EVENT_TEXT: dict[str, tuple[str, str]] = {
     "check_started": ("Тексеру басталды", "Проверка начата"),
     "check_result": ("Тексеру нәтижесі", "Результат проверки"),
     "check_failed": ("Тексеру сәтсіз аяқталды", "Проверка не удалась"),
+    "check_finding": ("Ақаулы тарап анықталды (деректер орталығымен тексеру)",
+                      "Определена неисправная сторона (проверка с центром обработки данных)"),
     "check_retry": ("Тексеру қайталанады", "Повтор проверки"),
     "check_overdue": ("Тексеру мерзімі өтті", "Срок проверки истёк"),
     "test_retest": ("Отырыс алдында сынақ сеансы қайта өткізілді (13-т.)",
@@ -180,7 +182,10 @@ def terminal_names(h: dict, caller: str, callee: str) -> dict[str, str]:
 
 
 def _event_reasons(detail: dict, h: dict) -> dict[str, list[str]] | None:
-    """The reasons an event records (a check's result), in kk and ru with its terminals named."""
+    """The reasons an event records (a check's result, or a finding's one code), in kk and ru with
+    its terminals named."""
+    if detail.get("code") and isinstance(detail.get("params"), dict):       # check_finding: names inside
+        return reason_text([{"code": detail["code"], "params": detail["params"]}], None)
     codes = detail.get("reason_codes") or []
     if not codes or not detail.get("callee"):
         return None

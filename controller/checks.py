@@ -414,7 +414,11 @@ class CheckService:
                                            verdict="unusable", session_id=session_id, attempts=attempts)
             await events_repo.append(conn, c["hearing_id"], "check_failed", now, {
                 "check_id": cid, "kind": c["kind"], "callee": c["callee"], "error": error})
-            await self._escalate(conn, c, now, {"error": error})
+            # A test that could not run is retried like one that failed its thresholds (issue 12),
+            # unless an agent could not be reached at all: that is escalated at once (rule 16).
+            if unreachable or self.fresh is None or not await self.fresh.after_failure(conn, c, now,
+                                                                                        {"error": error}):
+                await self._escalate(conn, c, now, {"error": error})
             if self.diagnosis is not None:
                 self.diagnosis.after_check(c, None, "unusable", error)
         else:

@@ -211,7 +211,11 @@ class DiagnosisService:
             self.waiting += 1
             async with slot:
                 self.waiting -= 1
-                sides, errors = await self._test_sides(did, caller, callee, ref)
+                try:
+                    sides, errors = await self._test_sides(did, caller, callee, ref)
+                except Exception as exc:   # the database or the hub failed us: finish, never stay running
+                    log.exception("diagnosis of %s: the side tests failed", subject)
+                    sides, errors = {"a": None, "b": None}, {"a": str(exc), "b": str(exc)}
         await self._finish(did, subject, caller=caller, callee=callee, pair=pair, ref=ref, sides=sides,
                            errors=errors, hearing_id=hearing_id, check=check)
 
@@ -234,7 +238,9 @@ class DiagnosisService:
             try:
                 await self._gateway_ref().start_session(session_id=sid, caller=terminal, callee=ref,
                                                         kind=SessionKind.TEST.value, profile=profile,
-                                                        duration_s=duration)
+                                                        duration_s=duration,
+                                                        # what each side carries: a thin uplink is found
+                                                        capacity=checks.test_capacity)
             except AgentUnavailable as exc:
                 errors[side] = str(exc)
                 continue
@@ -273,7 +279,7 @@ class DiagnosisService:
         except Exception as exc:      # not judged: the side counts as untested, the reason kept
             log.warning("a diagnosis side report could not be judged: %s", exc)
             return findings.Leg(verdict=None, connected=True, error=f"not judged: {exc}")
-        return findings.leg_of(report, verdict)
+        return findings.leg_of(report, verdict, reason_codes=list(j.reason_codes))
 
     async def _names(self, conn: AsyncConnection, caller: str, callee: str) -> findings.Names:
         """Each side by its institution's name (the terminal's id when it is gone)."""

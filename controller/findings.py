@@ -13,6 +13,7 @@ its parameters (the page renders the code in its language from them), `text` the
 | reference_unavailable | no reference terminal, or neither side reached it           | null   | none    |
 | side_untested         | a side's session with the reference could not run           | it/null| none    |
 | access_link_a / _b    | that side is bad to the reference, the other clean          | it     | a / b   |
+| access_capacity_a / _b| ... bad by what it carries alone (capacity_low, no loss)    | it     | a / b   |
 | both                  | both sides are bad to the reference                         | null   | none    |
 | between               | both sides clean to the reference, the pair is bad          | null   | between |
 | between_no_path       | the pair never connected, but each side reaches the reference| null  | between |
@@ -28,7 +29,8 @@ from typing import Any
 from contract import reasons
 from contract.reasons import Reason, ReasonCode
 
-FINDING_CODES = (ReasonCode.ACCESS_LINK_A, ReasonCode.ACCESS_LINK_B, ReasonCode.BOTH, ReasonCode.BETWEEN,
+FINDING_CODES = (ReasonCode.ACCESS_LINK_A, ReasonCode.ACCESS_LINK_B, ReasonCode.ACCESS_CAPACITY_A,
+                 ReasonCode.ACCESS_CAPACITY_B, ReasonCode.BOTH, ReasonCode.BETWEEN,
                  ReasonCode.BETWEEN_NO_PATH, ReasonCode.SIDE_UNTESTED, ReasonCode.REFERENCE_UNAVAILABLE)
 
 
@@ -41,6 +43,10 @@ class Leg:
     jitter_ms: float | None = None    # the worse direction
     rtt_ms: float | None = None
     error: str | None = None
+    capacity_kbps: float | None = None                    # the direction that carries less (its ramp)
+    # the quality model's capacity_low {value, limit} when only what the leg carries failed it (no
+    # loss_high): a thin access link, not a lossy one
+    capacity_low: Mapping[str, Any] | None = None
 
     @property
     def clean(self) -> bool:
@@ -48,7 +54,8 @@ class Leg:
 
     def figures(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "connected": self.connected, "loss_ratio": self.loss_ratio,
-                "jitter_ms": self.jitter_ms, "rtt_ms": self.rtt_ms, "error": self.error}
+                "jitter_ms": self.jitter_ms, "rtt_ms": self.rtt_ms, "capacity_kbps": self.capacity_kbps,
+                "error": self.error}
 
 
 def _worst(*values: float | None) -> float | None:
@@ -56,8 +63,10 @@ def _worst(*values: float | None) -> float | None:
     return max(known) if known else None
 
 
-def leg_of(report: Mapping[str, Any] | None, verdict: str | None, *, error: str | None = None) -> Leg:
-    """A judged session report (vks.test-report/1 as a dict) as a leg; None: the session gave none."""
+def leg_of(report: Mapping[str, Any] | None, verdict: str | None, *, error: str | None = None,
+           reason_codes: list[Mapping[str, Any]] | None = None) -> Leg:
+    """A judged session report (vks.test-report/1 as a dict) as a leg; None: the session gave none.
+    `reason_codes`: the judgement's (capacity_low without loss_high makes it a thin leg)."""
     if report is None:
         return Leg(verdict=None, connected=False, error=error)
     connected = report.get("connected", True) is not False and report.get("connected", True) is not None
@@ -68,10 +77,18 @@ def leg_of(report: Mapping[str, Any] | None, verdict: str | None, *, error: str 
         if isinstance(v, Mapping):          # a summary: its mean
             v = v.get("mean", v.get("max"))
         return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    cap = report.get("capacity") or {}
+    carried = [float(c["kbps"]) for c in (cap.get("outbound"), cap.get("inbound"))
+               if isinstance(c, Mapping) and isinstance(c.get("kbps"), int | float)]
+    codes = list(reason_codes or [])
+    thin = [dict(r.get("params") or {}) for r in codes if r.get("code") == ReasonCode.CAPACITY_LOW]
+    lossy = any(r.get("code") == ReasonCode.LOSS_HIGH for r in codes)
     return Leg(verdict=verdict, connected=connected,
                loss_ratio=_worst(*(d.get("loss_ratio") for d in dirs)),
                jitter_ms=_worst(*(fig(d, "jitter_ms") for d in dirs)),
-               rtt_ms=fig(report, "rtt_ms"), error=error or report.get("error"))
+               rtt_ms=fig(report, "rtt_ms"), error=error or report.get("error"),
+               capacity_kbps=min(carried) if carried else None,
+               capacity_low=min(thin, key=lambda p: float(p.get("value") or 0)) if thin and not lossy else None)
 
 
 @dataclass(frozen=True)
@@ -120,6 +137,11 @@ def finding(*, caller: str, callee: str, pair: Leg, side_a: Leg | None, side_b: 
                                                     "loss_b": side_b.loss_ratio})
     if a_bad or b_bad:
         bad, clean_name = (side_a, n.b) if a_bad else (side_b, n.a)
+        if bad.connected and bad.capacity_low is not None:
+            code = ReasonCode.ACCESS_CAPACITY_A if a_bad else ReasonCode.ACCESS_CAPACITY_B
+            return out(code, caller if a_bad else callee, "a" if a_bad else "b",
+                       {"side": n.a if a_bad else n.b, "other": clean_name, "value": bad.capacity_low.get("value"),
+                        "limit": bad.capacity_low.get("limit"), "level": bad.verdict})
         code = ReasonCode.ACCESS_LINK_A if a_bad else ReasonCode.ACCESS_LINK_B
         return out(code, caller if a_bad else callee, "a" if a_bad else "b",
                    {"side": n.a if a_bad else n.b, "other": clean_name,

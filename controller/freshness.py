@@ -53,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.backoff import backoff_s
 from contract.reports import SessionReport
-from contract.vocab import CheckKind, CheckStatus, EscalationCause, HealthStatus, MeasurementKind
+from contract.vocab import CheckKind, CheckStatus, EscalationCause, HealthStatus, InstitutionKind, MeasurementKind
 from controller import rules
 from controller.checks import CheckService, connected_of
 from controller.escalation import EscalationService
@@ -338,7 +338,9 @@ class FreshnessService:
             t = await registry.find_terminal(conn, tid)
             if t is None:
                 return f"terminal {tid!r} is gone"
-            sites[t["institution_id"]] = (await registry.get_institution(conn, t["institution_id"]))["region"]
+            inst = await registry.get_institution(conn, t["institution_id"])
+            if inst["kind"] != InstitutionKind.COURT:      # rule 24 suspends institutions, not courts
+                sites[t["institution_id"]] = inst["region"]
         if rules.blocking_suspensions(await susp_repo.not_ended(conn, now), sites, now):
             return "VKS is suspended there (rule 24)"
         return None

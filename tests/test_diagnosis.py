@@ -81,6 +81,31 @@ def test_no_reference_or_neither_side_reaching_it(a, b, reference):
     assert (f["code"], f["side"], f["segment"]) == ("reference_unavailable", None, "none")
 
 
+def test_a_thin_access_link_is_named_by_what_it_carries_not_as_a_lossy_one():
+    """The headline of issue 12: a SIZO uplink capped at 500 kb/s. Its session with the reference
+    ramps each direction (capacity), the quality model says capacity_low and no loss_high: the
+    finding names that side's access link and what it carries against what a hearing needs."""
+    thin_report = {"connected": True, "rtt_ms": {"mean": 30.0},
+                   "inbound": {"loss_ratio": 0.0, "jitter_ms": 2.0},
+                   "outbound": {"loss_ratio": 0.001, "jitter_ms": 3.0},
+                   "capacity": {"outbound": {"kbps": 512.0}, "inbound": {"kbps": 2400.0}}}
+    codes = [{"code": "capacity_low", "params": {"direction": "outbound", "value": 512.0, "limit": 700.0,
+                                                 "level": "unusable"}}]
+    thin = leg_of(thin_report, "unusable", reason_codes=codes)
+    assert thin.capacity_kbps == 512.0 and thin.capacity_low is not None
+    f = find(pair=Leg("unusable", True, 0.0, 2.0, 40.0), b=thin)
+    assert (f["code"], f["side"], f["segment"]) == ("access_capacity_b", "sizo-almaty-1", "b")
+    assert f["text"] == ("SIZO DS-70/1's access link carries only 512 kb/s toward the data centre, below the "
+                         "700 kb/s a hearing needs (unusable); Medeu district court's side is clean")
+    assert f["figures"]["b"]["capacity_kbps"] == 512.0
+    for lang, word in (("ru", "кбит/с"), ("kk", "кбит/с")):
+        assert word in reasons.text({"code": f["code"], "params": f["params"]}, lang)
+    # Thin and lossy: the loss is what to fix first - the access link's loss is named.
+    both = leg_of({**thin_report, "outbound": {"loss_ratio": 0.07}}, "unusable",
+                  reason_codes=codes + [{"code": "loss_high", "params": {}}])
+    assert find(b=both)["code"] == "access_link_b"
+
+
 def test_every_finding_code_is_in_the_catalog_in_three_languages():
     cat = reasons.catalog()
     for code in FINDING_CODES:
@@ -112,3 +137,13 @@ def _iv(inbound: bool, outbound: bool) -> dict:
 ])
 def test_for_a_stall_the_direction_that_stopped_first(seconds, first):
     assert stalled_first(seconds) == first
+
+
+def test_the_act_tells_a_finding_in_kazakh_and_russian():
+    """The act's timeline: a check_finding event has its own title and its finding's sentence in kk and
+    ru (not the event's raw kind, not the English text)."""
+    from controller.acts import EVENT_TEXT, _event_reasons
+    f = find(b=LOSSY)
+    said = _event_reasons({"code": f["code"], "params": f["params"], "text": f["text"]}, {})
+    assert said is not None and "«SIZO DS-70/1»" in said["ru"][0] and "дұрыс" in said["kk"][0]
+    assert all(EVENT_TEXT["check_finding"])

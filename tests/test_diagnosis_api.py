@@ -17,6 +17,7 @@ from controller.store import agents as agents_repo
 from controller.store import diagnoses as diag_repo
 from tests.controller_kit import Controller, report
 from tests.diagnosis_kit import REF, SideAgents
+from tests.procs import eventually
 
 H = dt.timedelta(hours=1)
 
@@ -201,11 +202,20 @@ async def test_beyond_the_queue_at_the_reference_a_result_is_not_diagnosed(dctl)
                                json={"caller": caller, "callee": callee, "duration_s": 5})
         ids.append(t["id"])
         await caller_report(dctl, t["id"], caller, report("degraded", loss=0.05))
-        await asyncio.sleep(2.5)                                    # the first one holds the reference
+        if len(ids) == 1:      # the first one holds the reference: both its side sessions started
+            await eventually(lambda: len([s for s in dctl.gw.started if s["session_id"].startswith("diag-")]) == 2,
+                             timeout=30, what="the first diagnosis's side sessions")
+
+
+    async def code_of(sid):
+        finding = (await dctl.call("GET", f"/api/v1/tests/{sid}", expect=200))[1]["finding"]
+        return finding and finding["code"]
+    # The second comes while the first holds the reference and the queue is full: not run at all.
+    assert await eventually(lambda: code_of(ids[1]), timeout=30, what="the second's finding") == \
+        "reference_unavailable"
     dctl.clock.advance(seconds=5 + dctl.settings.diagnosis.result_grace_s + 1)
     await settle(dctl)
-    got = [(await dctl.call("GET", f"/api/v1/tests/{sid}", expect=200))[1]["finding"]["code"] for sid in ids]
-    assert got == ["side_untested", "reference_unavailable"]
+    assert await code_of(ids[0]) == "side_untested"
     assert len([s for s in dctl.gw.started if s["session_id"].startswith("diag-")]) == 2
 
 

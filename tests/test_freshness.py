@@ -210,6 +210,22 @@ async def test_a_failed_test_is_retried_10_30_90_min_then_escalates_once(db_url,
         assert r["resolved_by"] == "system"
 
 
+async def test_a_test_that_could_not_run_is_retried_too(db_url, fake_clock):
+    """A session that failed without a report (an agent dropped mid-session) is a failed test like one
+    that failed its thresholds: retried 10 min later, not escalated at once."""
+    async with Controller(db_url, fake_clock, **fresh(nightly_window=None, watch_s=0),
+                          scheduler={"max_attempts": 1}) as c:
+        _, h = await c.schedule(start=fake_clock() + 3 * 24 * H)
+        await c.scheduler.run_until_idle()
+        await c.checks.on_session_failed(c.gw.started[-1]["session_id"], "the callee's agent dropped")
+        assert await escalations(c) == []
+        [planned] = await events(c, h["id"], "test_retry_planned")
+        assert planned["detail"]["attempt"] == 1
+        fake_clock.advance(minutes=10)
+        await c.scheduler.run_until_idle()
+        assert len(c.gw.started) == 2
+
+
 async def test_no_time_for_a_retry_or_a_preconnect_check_escalates_at_once(db_url, fake_clock):
     async with Controller(db_url, fake_clock, **fresh(nightly_window=None, watch_s=0)) as c:
         _, h = await c.schedule(start=fake_clock() + 25 * MIN)      # pre-connect window open: both at once

@@ -95,8 +95,11 @@ async def test_a_terminals_history_page_draws_the_days_in_three_languages(ctl):
                                    "history.checks")]
             await shot(page, f"terminal-history-{lang}")
         # Fewer days: the period selector asks again.
-        await page.select_option("#history-days", "7")
-        assert await page.locator("table.history tbody tr").count() == len(LOSSES)
+        async with page.expect_response(lambda r: "/history?" in r.url and "days=7" in r.url) as asked:
+            await page.select_option("#history-days", "7")
+        assert (await asked.value).ok
+        await page.wait_for_function("document.querySelectorAll('table.history tbody tr').length > 0")
+        assert await page.locator("table.history tbody tr").count() == len(LOSSES)     # all within 7 days
 
         # A hearing's check links its pair (a test's pair here: the hearing's check has no result).
         await page.goto(f"{ctl.base}#hearing/{ctl.hearing['id']}")
