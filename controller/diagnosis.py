@@ -41,7 +41,7 @@ from controller.store import diagnoses as diag_repo
 from controller.store import events as events_repo
 from controller.store import live as live_repo
 from controller.store.db import Database
-from controller.store.schema import institutions, terminals
+from controller.store.schema import hearings, institutions, terminals
 
 log = logging.getLogger(__name__)
 PREFIX = "diag-"          # the side sessions' ids
@@ -207,6 +207,9 @@ class DiagnosisService:
             # A bad morning: the queue at the reference is full; this one is not run at all.
             log.warning("diagnosis of %s not run: %d already wait for the reference %s", subject, self.waiting, ref)
             ref = slot = None
+        if ref is not None and slot is not None and hearing_id is not None and await self._too_late(hearing_id):
+            errors = {k: "the hearing starts before the side tests would end" for k in ("a", "b")}
+            slot = None      # two sessions through the SIZO's link as the hearing opens: not run
         if ref is not None and slot is not None:
             self.waiting += 1
             async with slot:
@@ -218,6 +221,15 @@ class DiagnosisService:
                     sides, errors = {"a": None, "b": None}, {"a": str(exc), "b": str(exc)}
         await self._finish(did, subject, caller=caller, callee=callee, pair=pair, ref=ref, sides=sides,
                            errors=errors, hearing_id=hearing_id, check=check)
+
+    async def _too_late(self, hearing_id: int) -> bool:
+        """Whether the hearing starts before side sessions begun now would end (their media, the
+        capacity ramp's at most 2 x 12 s, and the grace)."""
+        cfg = self.settings.diagnosis
+        longest = float(cfg.duration_s or self.settings.checks.test_duration_s) + 2 * 12 + cfg.result_grace_s
+        async with self.db.read() as conn:
+            start = (await conn.execute(select(hearings.c.start_utc).where(hearings.c.id == hearing_id))).scalar()
+        return start is not None and start - self.clock() < dt.timedelta(seconds=longest)
 
     async def _test_sides(self, did: int, caller: str, callee: str,
                           ref: str) -> tuple[dict[str, findings.Leg | None], dict[str, str]]:

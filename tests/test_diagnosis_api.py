@@ -84,6 +84,23 @@ async def test_a_clean_test_has_no_finding_and_is_not_diagnosed(dctl):
     assert not [s for s in dctl.gw.started if s["session_id"].startswith("diag-")]
 
 
+async def test_no_side_sessions_through_the_links_as_the_hearing_opens(dctl):
+    """A pre-connect check failing 20 minutes before the start is not followed by two side sessions
+    (and their capacity ramps) through the SIZO's link while the hearing opens: the sides are named
+    untested, with why."""
+    dctl.gw.side = {"court-almaty-1": report("good"), "sizo-almaty-1": report("degraded", loss=0.07)}
+    dctl.settings.diagnosis.duration_s = 30 * 60          # side sessions that would outlast the start
+    _, h = await dctl.schedule(start=dctl.clock() + 25 * dt.timedelta(minutes=1))
+    await dctl.scheduler.run_until_idle()
+    for s in list(dctl.gw.started):
+        await dctl.checks.on_session_result(s["session_id"], report("unusable", loss=0.07))
+    await settle(dctl)
+    assert [s for s in dctl.gw.started if s["session_id"].startswith("diag-")] == []
+    item = (await dctl.hearing(h["id"]))["test_request"]["items"][0]
+    assert item["finding"]["code"] == "side_untested"
+    assert "starts before the side tests" in item["finding"]["text"]
+
+
 async def test_a_failed_check_carries_its_finding_and_an_event_in_the_hearing(dctl):
     dctl.gw.side = {"court-almaty-1": report("good"), "sizo-almaty-1": report("good")}
     _, h = await dctl.schedule(start=dctl.clock() + 48 * H)
