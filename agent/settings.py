@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from contract import configfile, quality
 from contract.vocab import HealthStatus, TerminalRole
+from contract.wire import CAPACITY_MAX_S_PER_DIRECTION
 
 DEFAULT_PATH_ENV = "VKS_AGENT_CONFIG"
 
@@ -62,7 +63,7 @@ class CapacitySettings(Strict):
     start_kbps: float = Field(default=300.0, gt=0, le=1_000_000)
     step_s: float = Field(default=0.5, gt=0.1, le=2.0)
     # At most this long per direction.
-    max_s: float = Field(default=12.0, gt=0, le=60.0)
+    max_s: float = Field(default=12.0, gt=0, le=CAPACITY_MAX_S_PER_DIRECTION)   # the controller waits no longer
     # Queueing delay growth within a step (ms) that means a queue builds at the bottleneck.
     delay_growth_ms: float = Field(default=15.0, gt=0, le=1000.0)
 

@@ -212,6 +212,18 @@ class Ack(_Msg):
     report_id: Id
 
 
+# The most a capacity ramp (StartSession.capacity) adds to a session: each direction at most 12 s
+# (issue 12; the agent's `session.capacity.max_s` is held to it) plus the agreement over the control
+# channel and the last step's report, each way. Whoever waits for a session's report adds it.
+CAPACITY_MAX_S_PER_DIRECTION = 12.0
+CAPACITY_OVERHEAD_S = 6.0
+
+
+def session_span_s(duration_s: float, capacity: bool) -> float:
+    """How long a commanded session may run before its report: its media, and the ramps if asked."""
+    return float(duration_s) + (2 * CAPACITY_MAX_S_PER_DIRECTION + CAPACITY_OVERHEAD_S if capacity else 0.0)
+
+
 class StartSession(BaseModel):
     """Command: run a session with `peer` in `role` for `duration_s`.
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contract import quality
 from contract.reports import SessionReport
 from contract.vocab import CheckKind
+from contract.wire import session_span_s
 from controller import rules
 from controller.escalation import CHECK_CAUSE, EscalationService
 from controller.gateway import AgentGateway, AgentUnavailable
@@ -141,6 +142,10 @@ class CheckService:
         """The media profile a check of `kind` runs with (and is judged by)."""
         cs = self.settings.checks
         return cs.test_profile if kind == "test" else cs.preconnect_profile
+
+    def capacity_of(self, kind: str) -> bool:
+        """Whether a check of `kind` ramps each direction after its media (the rule-13 test does)."""
+        return kind == "test" and self.settings.checks.test_capacity
 
     @property
     def judge(self) -> Judge:
@@ -353,7 +358,8 @@ class CheckService:
                 duration = cs.test_duration_s if c["kind"] == "test" else cs.preconnect_duration_s
                 profile = self.profile_of(c["kind"])
                 await jobs_repo.enqueue(conn, "check.timeout", timeout_key(cid, session_id),
-                                        now + dt.timedelta(seconds=duration + self.settings.scheduler.result_grace_s),
+                                        now + dt.timedelta(seconds=session_span_s(duration, self.capacity_of(c["kind"]))
+                                                           + self.settings.scheduler.result_grace_s),
                                         now, {"check_id": cid, "session_id": session_id})
         if busy:
             await self._defer(ctx, cid, busy, now)
@@ -363,7 +369,7 @@ class CheckService:
         try:
             await self.gateway.start_session(session_id=session_id, caller=c["caller"], callee=c["callee"],
                                              kind=c["kind"], profile=profile, duration_s=duration,
-                                             capacity=c["kind"] == "test" and cs.test_capacity)
+                                             capacity=self.capacity_of(c["kind"]))
         except Exception as exc:
             unavailable = isinstance(exc, AgentUnavailable)
             error = str(exc) if unavailable else f"{type(exc).__name__}: {exc}"

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.reports import SessionReport
 from contract.vocab import DiagnosisStatus, InstitutionKind, SessionKind
+from contract.wire import session_span_s
 from controller import findings
 from controller.gateway import AgentGateway, AgentUnavailable
 from controller.settings import ControllerSettings
@@ -164,7 +165,8 @@ class DiagnosisService:
         """At start: close the diagnoses left running by a controller that stopped (older than the
         longest a diagnosis can take: two session windows and the graces)."""
         cfg = self.settings.diagnosis
-        longest = 2 * (float(cfg.duration_s or self.settings.checks.test_duration_s) + cfg.result_grace_s) \
+        longest = 2 * (session_span_s(float(cfg.duration_s or self.settings.checks.test_duration_s),
+                                      self.settings.checks.test_capacity) + cfg.result_grace_s) \
             + self.settings.scheduler.result_grace_s
         now = self.clock()
         async with self.db.transaction() as conn:
@@ -226,7 +228,8 @@ class DiagnosisService:
         """Whether the hearing starts before side sessions begun now would end (their media, the
         capacity ramp's at most 2 x 12 s, and the grace)."""
         cfg = self.settings.diagnosis
-        longest = float(cfg.duration_s or self.settings.checks.test_duration_s) + 2 * 12 + cfg.result_grace_s
+        longest = session_span_s(float(cfg.duration_s or self.settings.checks.test_duration_s),
+                                 self.settings.checks.test_capacity) + cfg.result_grace_s
         async with self.db.read() as conn:
             start = (await conn.execute(select(hearings.c.start_utc).where(hearings.c.id == hearing_id))).scalar()
         return start is not None and start - self.clock() < dt.timedelta(seconds=longest)
@@ -239,7 +242,8 @@ class DiagnosisService:
         duration = float(cfg.duration_s or checks.test_duration_s)
         started: dict[str, str] = {}
         errors: dict[str, str] = {}
-        deadline = self.clock() + dt.timedelta(seconds=duration + cfg.result_grace_s)
+        deadline = self.clock() + dt.timedelta(seconds=session_span_s(duration, checks.test_capacity)
+                                               + cfg.result_grace_s)
         async with self.db.read() as conn:
             busy = await live_repo.live_hearings_of(conn, [caller, callee, ref], self.clock())
         for side, terminal in (("a", caller), ("b", callee)):

@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contract.backoff import backoff_s
 from contract.reports import SessionReport
 from contract.vocab import CheckKind, CheckStatus, EscalationCause, HealthStatus, InstitutionKind, MeasurementKind
+from contract.wire import session_span_s
 from controller import rules
 from controller.checks import CheckService, connected_of
 from controller.escalation import EscalationService
@@ -320,7 +321,8 @@ class FreshnessService:
                     await events_repo.append(conn, hid, "pair_test_not_run", now,
                                              {"caller": a, "callee": b, "error": str(exc), "nightly": True})
             return
-        due = now + dt.timedelta(seconds=cs.test_duration_s + self.settings.scheduler.result_grace_s)
+        due = now + dt.timedelta(seconds=session_span_s(cs.test_duration_s, cs.test_capacity)
+                                 + self.settings.scheduler.result_grace_s)
         async with ctx.complete() as conn:
             await jobs_repo.enqueue(conn, "freshness.pair_wait", wait_key(sid), due, now,
                                     {**p, "session_id": sid, "started_at": iso(now)})

@@ -95,7 +95,7 @@ async def test_every_change_writes_one_audit_row_with_the_usual_words(ctl):
         ("admin-1", "user.revoke_tokens", "user:aigerim", {"revoked": 1}),
         ("technician-1", "test.run", f"test:{test['id']}",
          {"caller": "court-almaty-1", "callee": "sizo-almaty-1", "profile": ctl.settings.checks.test_profile,
-          "duration_s": 5.0}),
+          "duration_s": 5.0, "capacity": True}),
     ]
 
 

@@ -10,6 +10,7 @@ import datetime as dt
 
 import pytest
 
+from contract.wire import session_span_s
 from controller.api.tests import AdhocTestOut
 from controller.keys import DIAGNOSIS_KEY
 from controller.models import HearingOut
@@ -40,6 +41,12 @@ async def caller_report(ctl, sid: str, caller: str, rep: dict) -> None:
     async with ctl.db.transaction() as conn:
         await agents_repo.store_reports(conn, [agents_repo.NewReport(
             caller, f"r-{sid}", "session", sid, {"role": "caller", "report": rep}, None)])
+
+
+def side_time_up(ctl) -> float:
+    """Seconds after which a side session that never reported is given up: its media (5 s), the
+    capacity ramps it was asked for, and the grace."""
+    return session_span_s(5, ctl.settings.checks.test_capacity) + ctl.settings.diagnosis.result_grace_s + 1
 
 
 async def settle(ctl) -> None:
@@ -171,7 +178,7 @@ async def test_a_silent_side_is_untested_once_its_time_is_up(dctl):
         await asyncio.sleep(0.05)
     _, got = await dctl.call("GET", f"/api/v1/tests/{t['id']}", expect=200)
     assert got["diagnosis"] == "running" and got["finding"] is None
-    dctl.clock.advance(seconds=5 + dctl.settings.diagnosis.result_grace_s + 1)
+    dctl.clock.advance(seconds=side_time_up(dctl))
     await settle(dctl)
     _, got = await dctl.call("GET", f"/api/v1/tests/{t['id']}", expect=200)
     f = got["finding"]
@@ -197,13 +204,13 @@ async def test_diagnoses_wait_their_turn_at_the_reference(dctl):
         await asyncio.sleep(0.05)
     diag = [s for s in dctl.gw.started if s["session_id"].startswith("diag-")]
     assert svc.waiting == 1 and len(diag) == 2                       # one diagnosis at the reference
-    dctl.clock.advance(seconds=5 + dctl.settings.diagnosis.result_grace_s + 1)
+    dctl.clock.advance(seconds=side_time_up(dctl))
     for _ in range(200):
         if len([s for s in dctl.gw.started if s["session_id"].startswith("diag-")]) == 4:
             break
         await asyncio.sleep(0.05)
     assert svc.waiting == 0
-    dctl.clock.advance(seconds=5 + dctl.settings.diagnosis.result_grace_s + 1)
+    dctl.clock.advance(seconds=side_time_up(dctl))
     await settle(dctl)
     for sid in ids:
         _, got = await dctl.call("GET", f"/api/v1/tests/{sid}", expect=200)
@@ -230,7 +237,7 @@ async def test_beyond_the_queue_at_the_reference_a_result_is_not_diagnosed(dctl)
     # The second comes while the first holds the reference and the queue is full: not run at all.
     assert await eventually(lambda: code_of(ids[1]), timeout=30, what="the second's finding") == \
         "reference_unavailable"
-    dctl.clock.advance(seconds=5 + dctl.settings.diagnosis.result_grace_s + 1)
+    dctl.clock.advance(seconds=side_time_up(dctl))
     await settle(dctl)
     assert await code_of(ids[0]) == "side_untested"
     assert len([s for s in dctl.gw.started if s["session_id"].startswith("diag-")]) == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.wire import session_span_s
 from controller import auth
 from controller.api.tests import AdhocTestOut
 from controller.models import CheckStatus, HearingStatus, Role, SuspensionReason, Verdict
@@ -240,6 +241,14 @@ async def test_run_a_test_now_through_the_gateway_and_read_its_report(ctl, fake_
     fake_clock.advance(seconds=5 + ctl.settings.scheduler.result_grace_s + 1)
     _, got = await ctl.call("GET", f"/api/v1/tests/{other['id']}", expect=200)
     assert got["status"] == "failed" and "no report" in got["error"]
+    # With capacity the ramps' time is waited for too (each direction at most 12 s, contract.wire).
+    _, ramped = await ctl.call("POST", "/api/v1/tests", role="admin", expect=202,
+                               json={"caller": "court-almaty-2", "callee": "sizo-almaty-2", "duration_s": 5})
+    assert ramped["capacity"] is True
+    fake_clock.advance(seconds=5 + ctl.settings.scheduler.result_grace_s + 1)
+    assert (await ctl.call("GET", f"/api/v1/tests/{ramped['id']}", expect=200))[1]["status"] == "running"
+    fake_clock.advance(seconds=session_span_s(5, True) - 5)
+    assert (await ctl.call("GET", f"/api/v1/tests/{ramped['id']}", expect=200))[1]["status"] == "failed"
     assert (await ctl.call("GET", "/api/v1/tests/adhoc-unknown"))[0] == 404
 
 

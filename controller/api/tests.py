@@ -32,6 +32,7 @@ from contract import reasons
 from contract.reasons import Reason, ReasonCode
 from contract.reports import SessionReport
 from contract.vocab import DiagnosisStatus
+from contract.wire import session_span_s
 from controller import access, auth, rules
 from controller.api.audit import Audit, audit, transaction
 from controller.api.requests import API, body, now, ok, who
@@ -118,7 +119,8 @@ def status_of(request_row: dict, session: dict | None, caller_report: dict | Non
     if state == "stopped":
         return "stopped", "stopped by the controller"
     d = request_row["detail"]
-    if at > request_row["at"] + dt.timedelta(seconds=float(d["duration_s"]) + grace_s):
+    if at > request_row["at"] + dt.timedelta(seconds=session_span_s(d["duration_s"], bool(d.get("capacity")))
+                                             + grace_s):
         return "failed", "no report from the caller in time"
     return "running", None
 
@@ -200,7 +202,8 @@ async def start_test(request: web.Request) -> web.Response:
     async with transaction(request, t):
         audit(request).note(detail, id=sid)        # the request's record: the audit row itself
     # Issue 12: degraded or failed, each side is tested against the reference (a system action).
-    app[DIAGNOSIS_KEY].watch_test(sid, caller=data.caller, callee=data.callee, duration_s=duration, profile=profile)
+    app[DIAGNOSIS_KEY].watch_test(sid, caller=data.caller, callee=data.callee,
+                                  duration_s=session_span_s(duration, data.capacity), profile=profile)
     return ok(AdhocTestOut.model_validate({"id": sid, "requested_by": who(request), "requested_at": iso(t),
                                            "status": "running", **detail}).model_dump(mode="json"), 202)
 
