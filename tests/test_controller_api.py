@@ -9,6 +9,7 @@ import io
 
 import pytest
 
+from contract.wire import session_span_s
 from controller.models import HealthOut, HearingOut, SuspensionOut, TerminalOut
 from tests.controller_kit import Controller, report
 
@@ -154,7 +155,11 @@ async def test_session_that_never_reports_times_out_and_is_retried(ctl):
     _, h = await ctl.schedule(start=ctl.clock() + 48 * H)
     await ctl.scheduler.run_until_idle()
     first = ctl.gw.started[0]["session_id"]
-    ctl.clock.advance(seconds=ctl.settings.checks.test_duration_s + ctl.settings.scheduler.result_grace_s + 1)
+    cs = ctl.settings.checks
+    ctl.clock.advance(seconds=cs.test_duration_s + ctl.settings.scheduler.result_grace_s + 1)
+    await ctl.scheduler.run_until_idle()
+    assert first not in ctl.gw.stopped            # its capacity ramps may still run (contract.wire)
+    ctl.clock.advance(seconds=session_span_s(cs.test_duration_s, cs.test_capacity) - cs.test_duration_s)
     await ctl.scheduler.run_until_idle()
     assert first in ctl.gw.stopped
     ctl.clock.advance(seconds=ctl.settings.scheduler.retry_s)
