@@ -191,7 +191,9 @@ class FreshnessService:
         """Called where the hearing's checks are planned: a hearing that starts after the window opens
         gets its re-test job (a moved start gets a new one; the old one finds the start changed)."""
         w = self.cfg.retest_window_h
-        if not w or hearing["start_utc"] - dt.timedelta(hours=w[0]) <= now:
+        # Compared as "start > now + opening": a start at the calendar's edge (year 1, which the
+        # API takes) must not overflow the subtraction.
+        if not w or hearing["start_utc"] <= now + dt.timedelta(hours=w[0]):
             return
         start = iso(hearing["start_utc"])
         await jobs_repo.enqueue(conn, "freshness.retest", f"freshness:retest:{hearing['id']}:{start}",

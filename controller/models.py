@@ -106,7 +106,10 @@ def _utc(v: dt.datetime | None) -> dt.datetime | None:
         return v
     if v.tzinfo is None:
         raise ValueError("must carry a time zone (e.g. 2026-12-01T09:00:00Z or +05:00)")
-    return v.astimezone(dt.UTC)
+    try:
+        return v.astimezone(dt.UTC)
+    except OverflowError:       # 0001-01-01T00:30+01:00 is before the calendar's first day in UTC
+        raise ValueError("out of range: before 0001-01-01 or after 9999-12-31 in UTC") from None
 
 
 # --- registry ---------------------------------------------------------------------------------

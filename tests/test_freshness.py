@@ -175,6 +175,23 @@ async def test_a_moved_hearing_is_retested_before_its_new_start_only(db_url, fak
         assert len(await events(c, h["id"], "test_retest")) == 1
 
 
+async def test_a_hearing_at_the_calendars_edge_plans_no_retest_and_no_error(db_url, fake_clock):
+    """Year 1 in +01:00 (the fuzzer's find: its conversion to UTC overflowed into a 500) is a 400
+    naming the field; year 1 in UTC is taken as before, with no re-test planned (the window's start
+    would overflow)."""
+    async with Controller(db_url, fake_clock, **fresh(nightly_window=None, watch_s=0)) as c:
+        room = await c.room_id("almaty-medeu-district")
+        status, _ = await c.call("POST", "/api/v1/hearings", role="secretary", json={
+            "case_number": "2-1/2026", "room_id": room, "start_utc": "0001-01-01T00:01:01+01:00",
+            "participants": [{"terminal_id": "sizo-almaty-1"}]})
+        assert status == 400
+        status, _ = await c.call("POST", "/api/v1/hearings", role="secretary", json={
+            "case_number": "2-1/2026", "room_id": room, "start_utc": "0001-01-01T00:01:01Z",
+            "participants": [{"terminal_id": "sizo-almaty-1"}]})
+        assert status < 500
+        assert await jobs_of(c, "freshness:retest:") == []
+
+
 # --- retries, then the escalation ---------------------------------------------------------------
 
 async def test_a_failed_test_is_retried_10_30_90_min_then_escalates_once(db_url, fake_clock):
