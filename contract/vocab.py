@@ -196,6 +196,16 @@ class Initiative(StrEnum):
     MOTION = "motion"
 
 
+class ParticipationMode(StrEnum):
+    """How a party takes part in a hearing (rules 20, 21, 23): through a VKS terminal, through mobile
+    VKS (a phone or a laptop, checked by a self-check link), or in person in the courtroom. One word
+    list for a hearing's participants, the modes recorded after a break or a postponement, and the
+    self-checks."""
+    VKS = "vks"
+    MOBILE = "mobile"
+    IN_PERSON = "in_person"
+
+
 class Coordinator(StrEnum):
     """Who agrees a hearing's date and time: the regional coordinator (rule 11) or the Department's (rule 12)."""
     REGIONAL = "regional"
@@ -310,6 +320,7 @@ class AgentDrop(StrEnum):
 PUBLISHED.update({
     "court_levels": CourtLevel,
     "initiatives": Initiative,
+    "participation_modes": ParticipationMode,
     "coordinators": Coordinator,
     "agreement_states": AgreementState,
     "check_kinds": CheckKind,
