@@ -43,7 +43,7 @@ from contract.reports import BODIES, IntervalBody, ReportBody, SessionBody
 
 if TYPE_CHECKING:
     from agent.session import PeerSession
-from contract.vocab import ReportKind, SessionKind, SessionRole
+from contract.vocab import ReportKind, SessionKind, SessionMedia, SessionRole
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,12 @@ CANCEL_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
 
 QueuedReport = tuple[str, ReportKind, dict[str, Any], "str | None", float]
+
+
+def _media(kind: SessionKind | str) -> SessionMedia | None:
+    """What a commanded session sends: `session.media` (None), except monitoring during a hearing,
+    which never takes the hearing's camera and microphone."""
+    return SessionMedia.SYNTHETIC if kind == SessionKind.MONITOR else None
 
 
 class ReportRefused(ValueError):
@@ -325,7 +331,7 @@ class Daemon:
             report = await engine.run_caller(
                 self.settings, signal=signal, duration_s=cmd.duration_s, profile=cmd.profile,
                 on_interval=self._interval_cb(sid, SessionRole.CALLER, cmd.peer, cmd.kind, obs),
-                with_capacity=cmd.capacity and cmd.kind != SessionKind.MONITOR)
+                with_capacity=cmd.capacity and cmd.kind != SessionKind.MONITOR, media=_media(cmd.kind))
         except asyncio.CancelledError:
             obs.end("cancelled")
             await link.session_state(sid, "cancelled", self._cancel_reason())
@@ -369,7 +375,7 @@ class Daemon:
         try:
             answer, session = await engine.answer_offer(
                 self.settings, msg.description.model_dump(), profile=profile,
-                on_interval=self._interval_cb(sid, SessionRole.CALLEE, msg.from_, kind, obs))
+                on_interval=self._interval_cb(sid, SessionRole.CALLEE, msg.from_, kind, obs), media=_media(kind))
         except Exception as exc:
             obs.end("failed")
             log.warning("session %s: cannot answer the offer from %s: %s", sid, msg.from_, exc)
