@@ -119,7 +119,8 @@ class Daemon:
     async def run(self) -> int:
         """Run until `request_stop()`, then shut down in order; 0."""
         await self.outbox.open()
-        self.monitor = Monitor(self.settings, self.metrics, main_alive=self._loops_alive)
+        self.monitor = Monitor(self.settings, self.metrics, main_alive=self._loops_alive,
+                               devices_in_use=self._devices_in_use)
         self.link = Link(self.settings, self.outbox, self, **{"health": self.monitor.health, **self.link_options})
         try:
             await self.link.open()
@@ -247,6 +248,10 @@ class Daemon:
         return on_interval
 
     # ---- link handler ----
+
+    def _devices_in_use(self) -> bool:
+        """Do this agent's sessions hold the camera and microphone now (`session.media: devices`)?"""
+        return self.settings.session.media == SessionMedia.DEVICES and bool(self.running_sessions())
 
     def running_sessions(self) -> list[str]:
         """The sessions running now (the heartbeat carries them)."""

@@ -11,9 +11,14 @@ configured ones, reads them at once for `cfg.device_check_s` in a private event 
 FFmpeg container stays open between checks) and returns a reading per device:
 
     camera:     {"present", "status", "method": "probe", "file", "format", "window_s", "frames",
-                 "fps", "width", "height", "luma_mean", "luma_max", "diff_max", "monotonic_s"}
+                 "fps", "width", "height", "luma_mean", "luma_max", "diff_max", "gap_max_s",
+                 "ended"?, "error"?, "monotonic_s"}
     microphone: {"present", "status", "method": "probe", "file", "format", "window_s", "frames",
-                 "samples", "peak_dbfs", "rms_dbfs", "monotonic_s"}
+                 "samples", "peak_dbfs", "rms_dbfs", "gap_max_s", "ended"?, "error"?, "monotonic_s"}
+
+(luma 0..255 full range, over frames sampled at most ANALYSIS_WIDTH wide; `gap_max_s` the longest
+wait for a frame within the window; levels in dB relative to full scale, SILENCE_FLOOR_DBFS for
+digital silence.)
 
 `status` (contract.vocab.DeviceStatus): `ok`; `missing` (no such device), `denied` (not allowed to
 open it), `error` (it exists but cannot be opened or read, with `error` saying why); for a camera

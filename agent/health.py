@@ -37,7 +37,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -282,10 +282,13 @@ def read_clock() -> dict[str, Any]:
             "reason": "no time daemon status available (chronyc, timedatectl, adjtimex)"}
 
 
-def read_devices(settings: AgentSettings, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def read_devices(settings: AgentSettings, previous: Mapping[str, Any] | None = None,
+                 in_use: bool = False) -> dict[str, Any]:
     """{"camera", "microphone"}: a configured device (settings `devices`) opened and read
     (agent/devices.py) - again once `health.device_interval_s` has passed since `previous`'s
-    reading, else that one stands; a device not configured, by its device nodes."""
+    reading, else that one stands; a device not configured, by its device nodes. `in_use`: a
+    session of this agent sends the devices now - `previous`'s readings stand (marked `in_use`),
+    or the device nodes are looked at, rather than the session's devices opened twice."""
     now = time.monotonic()
     due, out = [], {}
     for name in devices.DEVICES:
@@ -296,8 +299,12 @@ def read_devices(settings: AgentSettings, previous: Mapping[str, Any] | None = N
             out[name] = {**found, "status": DeviceStatus.OK if found["present"] else DeviceStatus.MISSING,
                          "method": "presence"}
         elif (before.get("method") == "probe" and before.get("file") == source.file
-              and now - before.get("monotonic_s", -1e9) < settings.health.device_interval_s):
-            out[name] = dict(before)
+              and (in_use or now - before.get("monotonic_s", -1e9) < settings.health.device_interval_s)):
+            out[name] = {**before, **({"in_use": True} if in_use else {})}
+        elif in_use:
+            found = read_camera() if name == "camera" else read_microphone()
+            out[name] = {**found, "status": DeviceStatus.OK if found["present"] else DeviceStatus.MISSING,
+                         "method": "presence", "in_use": True}
         else:
             due.append(name)
     if due:
@@ -320,8 +327,9 @@ def disk_paths(settings: AgentSettings) -> dict[str, Path]:
     return paths
 
 
-def read_all(settings: AgentSettings, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Every reading (blocking)."""
+def read_all(settings: AgentSettings, previous: Mapping[str, Any] | None = None,
+             devices_in_use: bool = False) -> dict[str, Any]:
+    """Every reading (blocking); `devices_in_use`: see read_devices."""
     cfg = settings.health
     return {
         "schema": SCHEMA,
@@ -331,7 +339,7 @@ def read_all(settings: AgentSettings, previous: Mapping[str, Any] | None = None)
         "memory": read_memory(),
         "disk": read_disks(disk_paths(settings)),
         "network": read_network((previous or {}).get("network")),
-        **read_devices(settings, previous),
+        **read_devices(settings, previous, devices_in_use),
         "clock": read_clock(),
         "agent": read_agent_process(),
     }
@@ -444,31 +452,35 @@ def evaluate(readings: Mapping[str, Any], cfg: HealthSettings) -> tuple[HealthSt
 
 # --- the check --------------------------------------------------------------------
 
-def check_health_sync(settings: AgentSettings, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def check_health_sync(settings: AgentSettings, previous: Mapping[str, Any] | None = None,
+                      devices_in_use: bool = False) -> dict[str, Any]:
     """One health check (blocking: run it in a thread)."""
-    readings = read_all(settings, previous)
+    readings = read_all(settings, previous, devices_in_use)
     status, problems = evaluate(readings, settings.health)
     return {**readings, "status": status, "problems": problems}
 
 
-async def check_health(settings: AgentSettings, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+async def check_health(settings: AgentSettings, previous: Mapping[str, Any] | None = None,
+                       devices_in_use: bool = False) -> dict[str, Any]:
     """One health check, the blocking reads in a worker thread.
 
-    `previous`: the last result, for network counter deltas (None: no deltas).
+    `previous`: the last result, for network counter deltas and the devices' last readings (None:
+    no deltas); `devices_in_use`: a session of this agent sends the devices now (read_devices).
     """
-    return await asyncio.to_thread(check_health_sync, settings, previous)
+    return await asyncio.to_thread(check_health_sync, settings, previous, devices_in_use)
 
 
 class HealthChecker:
     """Keeps the last result so that each check reports deltas since the one before."""
 
-    def __init__(self, settings: AgentSettings):
+    def __init__(self, settings: AgentSettings, devices_in_use: Callable[[], bool] = lambda: False):
         self.settings = settings
+        self.devices_in_use = devices_in_use
         self.last: dict[str, Any] | None = None
 
     async def check(self) -> dict[str, Any]:
         """Check now (in a worker thread); deltas since the previous check."""
-        self.last = await check_health(self.settings, self.last)
+        self.last = await check_health(self.settings, self.last, self.devices_in_use())
         return self.last
 
     async def check_or_unknown(self) -> dict[str, Any]:

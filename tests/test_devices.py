@@ -146,6 +146,12 @@ async def test_devices_are_read_at_most_every_device_interval_s_and_the_loop_kee
         update={"device_interval_s": 0})})
     third = await checker.check()
     assert third["camera"]["monotonic_s"] > first["camera"]["monotonic_s"]
+    # While a session of the agent sends the devices, the check does not open them a second time.
+    checker.devices_in_use = lambda: True
+    fourth = await checker.check()
+    assert fourth["camera"] == {**third["camera"], "in_use": True}
+    fresh = await health.HealthChecker(settings, devices_in_use=lambda: True).check()
+    assert fresh["camera"]["method"] == "presence" and fresh["camera"]["in_use"] is True
 
 
 # --- the judgement (pure) -----------------------------------------------------------------------------
@@ -298,3 +304,21 @@ async def test_a_device_that_cannot_be_opened_fails_the_session_in_words(tmp_pat
 def test_monitoring_during_a_hearing_never_sends_the_devices():
     assert daemon._media(SessionKind.MONITOR) == "synthetic"
     assert daemon._media(SessionKind.TEST) is None and daemon._media(SessionKind.PRECONNECT) is None
+
+
+@pytest.mark.parametrize("media, running, in_use", [
+    ("devices", ["s1"], True), ("devices", [], False), ("synthetic", ["s1"], False)])
+def test_the_daemon_tells_the_health_check_when_its_sessions_hold_the_devices(media, running, in_use):
+    import types
+    stub = types.SimpleNamespace(settings=AgentSettings.model_validate({"session": {"media": media}}),
+                                 running_sessions=lambda: running)
+    assert daemon.Daemon._devices_in_use(stub) is in_use      # type: ignore[arg-type]
+
+
+async def test_ffmpeg_sources_are_fake_devices_too(tmp_path):
+    """lavfi: a trial on a machine without a camera or a sound card (README), judged alike."""
+    settings = device_settings(tmp_path, {"file": "color=c=black:size=320x240:rate=15", "format": "lavfi"},
+                               {"file": "sine=frequency=1000:beep_factor=4:sample_rate=48000", "format": "lavfi"})
+    h = await health.check_health(settings)
+    assert (h["camera"]["status"], h["microphone"]["status"]) == ("black", "ok")
+    assert h["camera"]["width"] == 320 and h["microphone"]["peak_dbfs"] > -20
