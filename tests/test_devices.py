@@ -8,7 +8,6 @@ differ from a terminal's `{file: /dev/video0, format: v4l2}` and `{file: default
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
@@ -24,7 +23,7 @@ from agent import session as engine
 from agent.settings import AgentSettings, HealthSettings
 from contract.vocab import DeviceStatus, SessionKind
 from tests.device_kit import write_sound, write_video
-from tests.procs import REPO, agent_argv, env_with, eventually, responder, token_file, write_config
+from tests.procs import REPO, LoopTicks, agent_argv, env_with, eventually, responder, token_file, write_config
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -122,22 +121,10 @@ async def test_devices_are_read_at_most_every_device_interval_s_and_the_loop_kee
     settings = device_settings(tmp_path, {"file": str(files["moving"])}, {"file": str(files["beep"])},
                                device_interval_s=60)
     checker = health.HealthChecker(settings)
-    ticks = 0
-
-    async def ticker():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    try:
+    async with LoopTicks() as loop:
         first = await checker.check()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert first["camera"]["status"] == "ok"
-    assert ticks >= 30                  # the event loop ran on while the devices were read for seconds
+    assert loop.ticks >= 30             # the event loop ran on while the devices were read for seconds
     started = time.monotonic()
     second = await checker.check()
     assert time.monotonic() - started < 2.0
