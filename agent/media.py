@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import math
 import random
 import time
@@ -23,6 +24,8 @@ from av import AudioFrame, VideoFrame
 from agent import devices
 from agent.devices import MediaPlayer
 from agent.settings import DeviceSource, DevicesSettings, VideoProfile
+
+log = logging.getLogger(__name__)
 
 AUDIO_RATE = 48000
 AUDIO_PTIME = 0.020
@@ -173,7 +176,9 @@ class DeviceTrack(MediaStreamTrack):
                 if isinstance(frame, VideoFrame):
                     self._newest = frame
                     self._arrived.set()
-        except MediaStreamError:         # the device or the file ended
+        except Exception as exc:         # the device or the file ended (MediaStreamError), or broke
+            if not isinstance(exc, MediaStreamError):
+                log.warning("the camera stopped: %s", exc)
             self._ended = True
             self._arrived.set()
 
