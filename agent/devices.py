@@ -356,8 +356,8 @@ def device_problems(name: str, reading: dict[str, Any], cfg: HealthSettings) -> 
     level, what, unit = ((cfg.camera_frozen, "picture", "frames") if name == "camera"
                          else (cfg.microphone_silent, "sound", "samples"))
     if not reading.get("frames"):
-        return [(level, f"{name}: no {what} from {file} (no {unit} within "
-                        f"{FIRST_FRAME_S + SETTLE_S + cfg.device_check_s:g} s)")]
+        when = f"in the {window:g} s measured" if window else f"within {FIRST_FRAME_S:g} s of opening it"
+        return [(level, f"{name}: no {what} from {file} (no {unit} {when})")]
     if reading.get("ended") or gap is not None and gap > STALL_S:
         return [(level, f"{name}: the {what} from {file} stopped (nothing for {gap or 0:.1f} s)")]
     if name == "camera":

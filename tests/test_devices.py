@@ -157,7 +157,9 @@ def probed(name: str, status: str, **figures) -> dict:
      "camera: frozen picture from /dev/video0 (37 frames over 2.5 s, consecutive ones differing by 0.00 of "
      "255 at most, limit 0.1)"),
     ("camera", probed("video0", "frozen", frames=0, window_s=0.0, gap_max_s=None), {}, "fail",
-     "camera: no picture from /dev/video0 (no frames within 8 s)"),
+     "camera: no picture from /dev/video0 (no frames within 5 s of opening it)"),
+    ("microphone", probed("snd", "silent", frames=0), {}, "fail",
+     "microphone: no sound from /dev/snd (no samples in the 2.5 s measured)"),
     ("camera", probed("video0", "frozen", diff_max=40.0, gap_max_s=1.8), {}, "fail",
      "camera: the picture from /dev/video0 stopped (nothing for 1.8 s)"),
     ("microphone", probed("snd", "silent", peak_dbfs=-88.5), {"microphone_silent": "warn"}, "warn",
