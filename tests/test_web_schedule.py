@@ -202,6 +202,19 @@ async def test_each_role_lands_on_its_home(ctl):
                                                                                      "admin") else 0), role
             await page.click("#logout")
             await page.wait_for_selector("#login:not([hidden])")
+        # A secretary of one court: only its courtrooms in the form.
+        await ctl.call("POST", "/api/v1/users", json={"name": "sec-kyzylorda", "role": "secretary",
+                                                      "institutions": ["kyzylorda-district-2"]}, expect=201)
+        async with ctl.db.transaction() as conn:
+            await users_repo.set_password(conn, "sec-kyzylorda", await users_repo.password_hash(PASSWORD), ctl.clock())
+        await sign_in(page, ctl.base, "sec-kyzylorda")
+        await page.wait_for_function("() => location.hash === '#today'")
+        await open_form(page)
+        rooms = await page.locator("#sched-room option").all_inner_texts()
+        assert rooms == ["Кызылординский районный суд № 2 - Зал 1"], rooms
+        assert "Asia/Qyzylorda" in await page.inner_text("#sched-zone")
+        await page.click("#logout")
+        await page.wait_for_selector("#login:not([hidden])")
         # The sign-in form shows one "Sign in" button; the token's form stays folded.
         assert await page.locator("#login button:visible").count() == 1
         assert await page.locator("#token-login").get_attribute("open") is None

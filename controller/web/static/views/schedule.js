@@ -55,11 +55,11 @@ export async function roomsInScope() {
 }
 
 // The terminals a hearing may have as remote participants: any but the reference terminals of a data
-// centre and the courtrooms (a courtroom is the room's own terminal).
+// centre (another court's courtroom may take part; the API refuses the hearing's own room's terminal).
 function remoteTerminals() {
   return state.terminals.filter((x) => {
     const kind = state.institutions.get(x.institution_id)?.kind;
-    return kind && kind !== "datacentre" && x.role !== "courtroom";
+    return kind && kind !== "datacentre";
   });
 }
 
