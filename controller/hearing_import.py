@@ -189,10 +189,32 @@ def parse_ical(raw: bytes | str) -> list[Row]:
     return [_ical_row(Row("event", n), ev) for n, ev in enumerate(events, 1)]
 
 
-def _ical_time(value: object) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
-        return value
-    return None
+def _decoded(prop) -> object:
+    """A property's value (None when the library could not parse it: its InvalidCalendar is a ValueError)."""
+    try:
+        return getattr(prop, "dt", None)
+    except ValueError:
+        return None
+
+
+def _ical_time(row: Row, ev, name: str) -> dt.datetime | None:
+    """The event's date-time property `name` (None when absent; an error noted when unusable): aware
+    with its TZID or Z, naive when floating (the court's local time)."""
+    prop = ev.get(name)
+    if prop is None:
+        return None
+    if isinstance(prop, list):
+        row.error(name, "given more than once")
+        return None
+    value = _decoded(prop)
+    if not isinstance(value, dt.datetime):
+        row.error(name, "a date without a time of day" if isinstance(value, dt.date) else "not a date and time")
+        return None
+    tzid = prop.params.get("TZID")
+    if tzid and value.tzinfo is None:
+        row.error(name, f"unknown time zone {tzid!r}: an IANA name such as Asia/Almaty")
+        return None
+    return value
 
 
 def _ical_row(row: Row, ev) -> Row:
@@ -202,28 +224,17 @@ def _ical_row(row: Row, ev) -> Row:
     row.location = str(ev.get("LOCATION", "")).strip() or None
     if row.location is None:
         row.error("LOCATION", "empty: the courtroom (\"<court name> - <room name>\" or the room's number)")
-    try:
-        start = ev.decoded("DTSTART") if "DTSTART" in ev else None
-    except (ValueError, KeyError) as exc:
-        start = None
-        row.error("DTSTART", f"unreadable: {exc}")
-    else:
-        if start is None:
-            row.error("DTSTART", "missing")
-    if start is not None and not isinstance(start, dt.datetime):
-        row.error("DTSTART", "a date without a time of day")
-        start = None
-    row.start = start
-    try:
-        if "DURATION" in ev:
-            dur = ev.decoded("DURATION")
+    start = row.start = _ical_time(row, ev, "DTSTART")
+    if start is None and "DTSTART" not in ev:
+        row.error("DTSTART", "missing")
+    if "DURATION" in ev:
+        dur = _decoded(ev["DURATION"])
+        if isinstance(dur, dt.timedelta):
             row.duration_min = int(dur.total_seconds() // 60)
-        elif "DTEND" in ev:
-            row.end = _ical_time(ev.decoded("DTEND"))
-            if row.end is None:
-                row.error("DTEND", "a date without a time of day")
-    except (ValueError, KeyError, AttributeError) as exc:
-        row.error("DURATION", f"unreadable: {exc}")
+        else:
+            row.error("DURATION", "not a duration (e.g. PT1H30M)")
+    else:
+        row.end = _ical_time(row, ev, "DTEND")
     if start is not None and row.end is not None:
         if (start.tzinfo is None) != (row.end.tzinfo is None):
             row.error("DTEND", "DTSTART and DTEND must both be local or both carry a zone")

@@ -236,3 +236,24 @@ async def test_a_malformed_upload_is_400_not_500(ctl, body, ctype):
                                  headers={"Authorization": f"Bearer {ctl.tokens['secretary']}", "Content-Type": ctype})
     out = await resp.json()
     assert resp.status == 400 and out["field"] == "file", out
+
+
+async def test_an_events_unknown_zone_or_missing_time_is_an_error_in_that_event(ctl):
+    ical = ICAL.replace("DTSTART;TZID=Asia/Almaty:20261203T090000", "DTSTART;TZID=Mars/Olympus:20261203T090000") \
+        .replace("DTSTART:20261203T070000Z", "DTSTART;VALUE=DATE:20261203")
+    status, out = await post_file(ctl, ical.replace("{aqtobe}", str(await ctl.room_id("almaty-medeu-district"))),
+                                  "text/calendar")
+    assert status == 400, out
+    got = {(e["event"], e["field"]): e["message"] for e in out["errors"]}
+    assert "unknown time zone 'Mars/Olympus'" in got[(1, "DTSTART")]
+    assert "without a time of day" in got[(3, "DTSTART")]
+    assert (2, "DTSTART") not in got
+    assert await count_hearings(ctl) == 0
+
+
+@pytest.mark.parametrize("text", ["BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+                                  "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDURATION:soon\r\nEND:VEVENT\r\n",
+                                  "BEGIN:VCALENDAR\r\n\x01\r\nEND:VCALENDAR", "BEGIN:VEVENT\r\nEND:VCALENDAR\r\n"])
+async def test_a_broken_calendar_is_400_not_500(ctl, text):
+    status, out = await post_file(ctl, text, "text/calendar")
+    assert status == 400, out
