@@ -245,6 +245,10 @@ async def test_every_screen_in_three_languages_wide_and_narrow(ctl):
                 assert await page.inner_text("#sched-submit") == words["schedule.submit"]
                 await page.click("details.import summary")
                 assert await page.inner_text("#import-submit") == words["import.submit"]
+                assert await page.inner_text("label[for='import-file']") == words["import.file"]
+                wide = "wide" if width > 720 else "narrow"
+                await shot(page, f"schedule-{lang}-{wide}")
+                assert await page.evaluate(FITS), (lang, wide)
                 await page.goto(f"{ctl.base}#hearing/{x['id']}")
                 await page.locator("#hearing-edit", has_text=words["hearing_edit.edit"]).wait_for()
                 for sel, key in (("#hearing-edit", "hearing_edit.edit"), ("#hearing-postpone", "hearing_edit.postpone"),
@@ -254,7 +258,6 @@ async def test_every_screen_in_three_languages_wide_and_narrow(ctl):
                 assert await page.inner_text("label[for='postpone-start']") == words["hearing_edit.new_start"]
                 await page.click("#hearing-edit")
                 assert await page.inner_text("#sched-submit") == words["schedule.save"]
-                wide = "wide" if width > 720 else "narrow"
                 await shot(page, f"hearing-edit-{lang}-{wide}")
                 assert await page.evaluate(FITS), (lang, wide)
                 await set_lang(tech, lang)
