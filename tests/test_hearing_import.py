@@ -257,3 +257,9 @@ async def test_an_events_unknown_zone_or_missing_time_is_an_error_in_that_event(
 async def test_a_broken_calendar_is_400_not_500(ctl, text):
     status, out = await post_file(ctl, text, "text/calendar")
     assert status == 400, out
+
+
+async def test_a_room_number_beyond_the_ids_is_an_error_in_that_row(ctl):
+    text = f"case_number,room_id,start,participants\nA,3935847014750126,{DAY} 09:00,sizo-almaty-1\n"
+    status, out = await post_file(ctl, text, "text/csv")
+    assert status == 400 and [(e["row"], e["field"]) for e in out["errors"]] == [(2, "room_id")], out

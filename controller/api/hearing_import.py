@@ -87,6 +87,9 @@ async def resolve_room(conn: AsyncConnection, row: parse.Row) -> dict | None:
     """The room the row names (an error noted on the row when there is none, or more than one)."""
     where = row.room_field
     if row.room_id is not None:
+        if not 0 < row.room_id < 2**31:      # beyond the INTEGER ids (PostgreSQL would refuse the query)
+            row.error(where, f"no room {row.room_id}")
+            return None
         try:
             return await registry.get_room(conn, row.room_id)
         except ControllerError:
