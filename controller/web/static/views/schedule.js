@@ -140,6 +140,9 @@ export async function scheduleForm({ hearing = null, done }) {
           .map((terminal_id) => ({ terminal_id })),
       };
       if (!start) { showErrors(new ApiError(400, { field: "start_utc", message: t("schedule.start_needed") })); return; }
+      // Editing: a start left as shown is not sent (the form shows minutes; the stored start may hold seconds).
+      if (hearing && startIn.value === utcToLocal(hearing.start_utc, hearing.court.timezone)
+          && roomSel.value === String(hearing.room.id)) delete body.start_utc;
       try {
         const out = hearing ? await patch(`${A}/hearings/${hearing.id}`, body) : await post(`${A}/hearings`, body);
         toast(hearing ? t("hearing_edit.saved") : t("schedule.scheduled", { case: out.case_number }));
