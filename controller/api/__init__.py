@@ -18,7 +18,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controller.api import escalations, exports, hearings, history, registry, suspensions, system, tests, users
+from controller.api import (
+    escalations,
+    exports,
+    hearing_import,
+    hearings,
+    history,
+    registry,
+    suspensions,
+    system,
+    tests,
+    users,
+)
 from controller.api.audit import AUDIT_KEY, Audit, AuditEntry, audit, transaction
 from controller.api.requests import (
     API,
@@ -57,8 +68,8 @@ __all__ = [
 
 view = hearings.view
 
-ROUTES: list[Route] = [*system.ROUTES, *registry.ROUTES, *hearings.ROUTES, *exports.ROUTES, *suspensions.ROUTES,
-                       *users.ROUTES, *escalations.ROUTES, *tests.ROUTES, *history.ROUTES]
+ROUTES: list[Route] = [*system.ROUTES, *registry.ROUTES, *hearings.ROUTES, *hearing_import.ROUTES, *exports.ROUTES,
+                       *suspensions.ROUTES, *users.ROUTES, *escalations.ROUTES, *tests.ROUTES, *history.ROUTES]
 
 
 def setup_routes(app: web.Application, extra: list[Route] | tuple[Route, ...] = ()) -> None:
