@@ -262,6 +262,7 @@ class EscalationCause(StrEnum):
     AGENT_OFFLINE = "agent_offline"            # a terminal offline with a hearing within 48 h (rule 14)
     TERMINAL_UNHEALTHY = "terminal_unhealthy"  # its health check failing (camera, microphone, clock ...)
     TEST_RETRIES_FAILED = "test_retries_failed"  # a test failed again after every retry (controller.freshness)
+    SELF_CHECK_FAILED = "self_check_failed"    # a mobile participant's self-check failed before the hearing (issue 14)
     MANUAL = "manual"
 
 
@@ -307,6 +308,28 @@ class ActStatus(StrEnum):
     FINAL = "final"
 
 
+class DeviceStatus(StrEnum):
+    """A camera's or a microphone's state as a self-check found it (issue 14): working, refused by
+    the person (the browser's NotAllowedError), absent (NotFoundError), a camera giving black or
+    frozen frames, a microphone giving silence."""
+    OK = "ok"
+    DENIED = "denied"
+    MISSING = "missing"
+    BLACK = "black"
+    FROZEN = "frozen"
+    SILENT = "silent"
+
+
+class SelfCheckStatus(StrEnum):
+    """Where a self-check link stands (issue 14): created and not opened, its session running, a
+    result stored, its session failed (no media path), or its time over unused."""
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
 class AgentDrop(StrEnum):
     """Why something a terminal sent was not written (issue 11; a label of the controller's metrics)."""
     UNKNOWN_SESSION = "unknown_session"        # a report naming a session the controller never commanded
@@ -332,4 +355,6 @@ PUBLISHED.update({
     "notification_channels": NotificationChannel,
     "delivery_states": DeliveryState,
     "act_statuses": ActStatus,
+    "device_statuses": DeviceStatus,
+    "self_check_statuses": SelfCheckStatus,
 })

@@ -10,6 +10,7 @@ from __future__ import annotations
 from alembic import context
 
 from controller.store import history  # noqa: F401  (its table, declared there, in the same metadata)
+from controller.store import selfchecks  # noqa: F401  (the same)
 from controller.store.schema import metadata
 
 config = context.config
