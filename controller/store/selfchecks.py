@@ -92,6 +92,7 @@ async def by_secret(conn: AsyncConnection, secret: str, *, for_update: bool = Fa
 
 
 async def get(conn: AsyncConnection, sid: int) -> dict[str, Any] | None:
+    """The self-check `sid`, or None."""
     r = (await conn.execute(select(self_checks).where(c.id == sid))).first()
     return dict(r._mapping) if r else None
 
