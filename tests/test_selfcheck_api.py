@@ -153,6 +153,7 @@ async def test_an_expired_link_is_gone_and_listed_expired(ctl):
 
 
 async def test_a_result_without_a_session_is_a_conflict_and_a_bad_offer_a_400(ctl):
+    """A connected result needs the controller's own session; a bad offer is refused."""
     _, out = await make(ctl)
     secret = secret_of(out["url"])
     resp = await ctl.client.post(f"/self-check/{secret}/result",

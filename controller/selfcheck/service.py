@@ -164,6 +164,10 @@ class SelfCheckService:
         """The page's result: joined with the controller's measurement, judged, stored."""
         row = await self.find(secret)
         run = self.running.get(row["id"])
+        if run is None and not page.get("connected"):
+            # The page could not even start its session (its offer refused, the server unreachable
+            # meanwhile): a failed self-check all the same.
+            return await self._conclude(row["id"], page, None)
         if run is None:
             raise Conflict("no self-check session is running for this link: start it first")
         if run.watchdog is not None:
@@ -171,10 +175,10 @@ class SelfCheckService:
             await job.close()
         return await self._conclude(row["id"], page, run.peer)
 
-    async def _conclude(self, sid: int, page: dict[str, Any] | None, peer: SelfCheckPeer,
+    async def _conclude(self, sid: int, page: dict[str, Any] | None, peer: SelfCheckPeer | None,
                         error: str | None = None) -> dict[str, Any]:
-        connected = peer.connected.is_set() and (page is None or page.get("connected", True))
-        received = await peer.measure() if connected else None
+        connected = peer is not None and peer.connected.is_set() and (page is None or page.get("connected", True))
+        received = await peer.measure() if connected and peer is not None else None
         await self._drop(sid)
         page = page or {}
         camera, microphone = page.get("camera") or "ok", page.get("microphone") or "ok"
