@@ -165,14 +165,18 @@ function waitFor(pc, test, events, ms) {
 
 async function snapshot(pc) {
   const stats = await pc.getStats();
+  // Loss and jitter of the audio stream (no retransmissions to hide its losses: the same figure the
+  // server takes of what it receives); the bitrate of everything received.
   const snap = { at: performance.now(), lost: 0, received: 0, bytes: 0, jitter: null, rtt: null, path: null };
   let pairId = null;
   stats.forEach((s) => {
     if (s.type === "inbound-rtp") {
-      snap.lost += Math.max(0, s.packetsLost || 0);
-      snap.received += s.packetsReceived || 0;
       snap.bytes += s.bytesReceived || 0;
-      if (s.kind === "audio" && s.jitter != null) snap.jitter = s.jitter * 1000;
+      if (s.kind === "audio") {
+        snap.lost += Math.max(0, s.packetsLost || 0);
+        snap.received += s.packetsReceived || 0;
+        if (s.jitter != null) snap.jitter = s.jitter * 1000;
+      }
     }
     if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
   });
