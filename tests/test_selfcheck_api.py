@@ -216,3 +216,41 @@ async def test_a_failed_self_check_before_the_hearing_escalates_and_is_in_the_re
     assert kinds.count("self_check_finished") == 1 and "escalation_opened" in kinds
     _, listed = await ctl.call("GET", f"{API}/hearings/{ctl.hid}/self-checks", expect=200)
     assert listed["items"][0]["status"] == "failed" and listed["items"][0]["verdict"] == "unusable"
+
+
+async def test_self_checks_in_the_export_and_the_act(ctl):
+    """Part 3: the export lists each hearing's self-checks (JSON, and one appended CSV column), and
+    the act's evidence has them with devices, figures and reasons in kk and ru."""
+    _, out = await make(ctl)
+    secret = secret_of(out["url"])
+    await make(ctl, name="=HYPERLINK(1)", mode="vks")        # a name a spreadsheet would run: quoted
+    async with ctl.db.transaction() as conn:
+        await repo.start(conn, out["id"], ctl.clock(), "Mozilla/5.0 (Android 14) Chrome/131")
+        await repo.finish(conn, out["id"], status="done", now=ctl.clock(), verdict="unusable", camera="black",
+                          microphone="ok", rtt_ms=48.0,
+                          inbound={"loss_ratio": 0.01, "jitter_ms": 5.0, "bitrate_kbps": 820.0},
+                          outbound={"loss_ratio": 0.0, "jitter_ms": 3.0, "bitrate_kbps": 610.0}, path_type="srflx",
+                          reason_codes=[{"code": "camera_black", "params": {}}])
+    assert secret
+    _, exp = await ctl.call("GET", f"{API}/exports/hearings", expect=200)
+    [h] = [x for x in exp["hearings"] if x["id"] == ctl.hid]
+    assert [(s["name"], s["mode"], s["status"], s["verdict"], s["camera"]) for s in h["self_checks"]] == [
+        ("Айгерим Нурланова", "mobile", "done", "unusable", "black"), ("=HYPERLINK(1)", "vks", "pending", None, None)]
+    _, text = await ctl.call("GET", f"{API}/exports/hearings?format=csv", expect=200)
+    header, *lines = text.split("\r\n")
+    assert header.endswith(",agreement_state,self_checks")
+    row = next(x for x in lines if x.startswith(f"{ctl.hid},"))
+    assert row.endswith(",Айгерим Нурланова (mobile): done unusable; =HYPERLINK(1) (vks): pending"), row
+    await ctl.call("POST", f"{API}/hearings/{ctl.hid}/act", role="secretary", json={"note": "mobile"}, expect=201)
+    _, act = await ctl.call("GET", f"{API}/hearings/{ctl.hid}/act", expect=200)
+    [sc, pending] = act["content"]["self_checks"]
+    assert sc["name"] == "Айгерим Нурланова" and sc["devices"] == ["қара бейне / жұмыс істейді",
+                                                                 "чёрное изображение / работает"]
+    assert sc["figures"][1] == "RTT 48 мс; вх. 1,0 %, 820 кбит/с; исх. 0,0 %, 610 кбит/с"
+    assert sc["reason_text"]["ru"][0].startswith("Камера показывает только чёрный экран")
+    assert pending["status_text"] == ["сілтеме ашылмады", "ссылка не открыта"]
+    _, html = await ctl.call("GET", f"{API}/hearings/{ctl.hid}/act.html?lang=ru", expect=200)
+    assert "Самопроверки участников мобильной ВКС (п. 20)" in html and "Мобильді ВКС қатысушыларының" in html
+    pdf = await ctl.client.get(f"{API}/hearings/{ctl.hid}/act.pdf?lang=kk",
+                               headers={"Authorization": f"Bearer {ctl.tokens['viewer']}"})
+    assert pdf.status == 200 and (await pdf.read()).startswith(b"%PDF")
