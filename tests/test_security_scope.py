@@ -386,6 +386,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", f"{API}/hearings/{{id}}/agreement"): {"note": "agreed"},
     ("POST", f"{API}/hearings/{{id}}/checks"): {"kind": "test"},
     ("POST", f"{API}/hearings/{{id}}/act"): {"note": "redrafted"},
+    ("POST", f"{API}/hearings/{{id}}/self-checks"): {"name": "Aigerim Nurlanova", "mode": "mobile"},
 }
 NO_ACCOUNT = {"no_account": True, "role": "technician", "name": "Serik Akhmetov"}
 
