@@ -4,11 +4,15 @@ controller's self-check peer, issue 14): pure SDP text, no I/O.
 A remote description is filtered (`remote_candidates`) before aiortc applies it: at most
 MAX_REMOTE_CANDIDATES addresses, none link-local, multicast or broadcast, no mDNS name, and loopback
 only for a side that offers loopback itself. `PATH_TYPES`: the ICE candidate types a path is
-reported as (a relay: through a TURN server).
+reported as (a relay: through a TURN server). `OfferLimiter`: offers per source address in a
+sliding minute (the agents' responder, the controller's self-check links: 429 above it).
 """
 from __future__ import annotations
 
 import ipaddress
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import NamedTuple
 
 PATH_TYPES = ("host", "srflx", "prflx", "relay")
@@ -65,3 +69,39 @@ def remote_candidates(sdp: str, *, allow_loopback: bool,
             kept.add(key)
         out.append(line)
     return RemoteCandidates(newline.join(out), len(kept), dropped)
+
+
+class OfferLimiter:
+    """Offers per source address in a sliding minute, in bounded memory: a source's attempts are
+    at most the limit, sources silent for a minute are pruned, and beyond `max_sources` the least
+    recently seen are forgotten."""
+    WINDOW_S = 60.0
+
+    def __init__(self, per_minute: int, max_sources: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.max_sources = max_sources
+        self._clock = clock
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()   # least recently seen first
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def allow(self, source: str) -> bool:
+        """Count an offer from `source`; False when it already made `per_minute` in the last minute."""
+        now = self._clock()
+        while self._seen:                       # prune sources silent for a minute, least recent first
+            oldest = next(iter(self._seen.values()))
+            if oldest and now - oldest[-1] < self.WINDOW_S:
+                break
+            self._seen.popitem(last=False)
+        if source not in self._seen and len(self._seen) >= self.max_sources:
+            self._seen.popitem(last=False)      # full of recent sources: forget the least recent
+        times = self._seen.setdefault(source, deque(maxlen=self.per_minute))
+        self._seen.move_to_end(source)
+        while times and now - times[0] >= self.WINDOW_S:
+            times.popleft()
+        if len(times) >= self.per_minute:
+            return False
+        times.append(now)
+        return True

@@ -254,3 +254,17 @@ async def test_self_checks_in_the_export_and_the_act(ctl):
     pdf = await ctl.client.get(f"{API}/hearings/{ctl.hid}/act.pdf?lang=kk",
                                headers={"Authorization": f"Bearer {ctl.tokens['viewer']}"})
     assert pdf.status == 200 and (await pdf.read()).startswith(b"%PDF")
+
+
+async def test_offers_per_address_are_limited_like_the_responders(tmp_path):
+    """The agents' limit on a media peer (issue 11) holds for the controller's: offers per source
+    address in a minute, 429 above it (contract.candidates.OfferLimiter)."""
+    clock = FakeClock(dt.datetime(2026, 12, 1, 4, 0, tzinfo=dt.UTC))
+    async with Controller(f"sqlite:///{tmp_path / 'c.sqlite'}", clock, selfcheck={"offers_per_minute": 2}) as c:
+        _, h = await c.schedule(start=clock() + dt.timedelta(days=2))
+        _, out = await c.call("POST", f"{API}/hearings/{h['id']}/self-checks", role="secretary",
+                              json={"name": "X", "mode": "mobile"}, expect=201)
+        url = f"/self-check/{secret_of(out['url'])}/offer"
+        statuses = [(await c.client.post(url, json={"sdp": "not an sdp at all", "type": "offer"})).status
+                    for _ in range(3)]
+        assert statuses == [400, 400, 429]

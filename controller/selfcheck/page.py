@@ -3,7 +3,8 @@ and nothing else.
 
     GET  /self-check/{secret}            the page (plain HTML/JS, kk/ru/en by the browser's language)
     GET  /self-check/{secret}/info       who it is for, the hearing's court and start, the page's words
-    POST /self-check/{secret}/offer      {sdp, type: "offer"} -> the controller's peer's answer
+    POST /self-check/{secret}/offer      {sdp, type: "offer"} -> the controller's peer's answer (429 over
+                                         `selfcheck.offers_per_minute` from one address)
     POST /self-check/{secret}/result     the browser's findings -> {status, verdict, reasons, reason_codes}
     GET  /self-check/{secret}/qr.svg     the link as a QR code (segno)
 
@@ -32,6 +33,7 @@ from controller.selfcheck.service import PATH, SELFCHECKS_KEY, Gone, url_for
 from controller.store import hearings as hearings_repo
 from controller.store import registry
 from controller.web import I18N, LANGS, SECURITY_HEADERS, STATIC
+from controller.web.signin import GUARD_KEY
 
 PAGE_HEADERS = {**SECURITY_HEADERS, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 WORD_PREFIXES = ("selfcheck.page.", "selfcheck.device.", "verdict.")
@@ -127,7 +129,8 @@ async def offer(request: web.Request) -> web.Response:
     """POST /self-check/{secret}/offer: the controller's peer answers."""
     secret = _secret(request)
     data = await body(request, OfferIn)
-    answer = await request.app[SELFCHECKS_KEY].offer(secret, data.sdp, data.type, request.headers.get("User-Agent"))
+    answer = await request.app[SELFCHECKS_KEY].offer(secret, data.sdp, data.type, request.headers.get("User-Agent"),
+                                                     request.app[GUARD_KEY].client(request))
     return ok(answer)
 
 

@@ -123,8 +123,9 @@ class SelfCheckPeer:
     def _transport_bytes(self) -> int:
         for t in self.pc.getTransceivers():
             dtls = t.receiver.transport
-            if dtls is not None:
-                return int(dtls._get_stats().get(dtls._stats_id).bytesReceived)   # aiortc 1.16
+            stats = dtls._get_stats().get(dtls._stats_id) if dtls is not None else None   # aiortc 1.16
+            if stats is not None:
+                return int(stats.bytesReceived)
         return 0
 
     async def answer(self, sdp: str, kind: str) -> dict[str, str]:

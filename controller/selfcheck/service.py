@@ -22,6 +22,7 @@ import aiojobs
 from aiohttp import web
 
 from contract import quality
+from contract.candidates import OfferLimiter
 from contract.jobs import scheduler as background
 from contract.vocab import ACTIVE_HEARING_STATUSES, EscalationCause, SelfCheckStatus, Verdict
 from controller.errors import Conflict, ControllerError, Invalid, NotFound
@@ -44,6 +45,12 @@ class Gone(ControllerError):
     """The link's time is over (410)."""
     status = 410
     code = "expired"
+
+
+class TooMany(ControllerError):
+    """Too many offers from one address in a minute (429)."""
+    status = 429
+    code = "rate_limited"
 
 
 class Busy(ControllerError):
@@ -74,6 +81,7 @@ class SelfCheckService:
         self.escalations = escalations
         self._thresholds = thresholds
         self.running: dict[int, Running] = {}
+        self.offers = OfferLimiter(settings.offers_per_minute)
         self.jobs = background("selfcheck")
 
     def thresholds(self) -> quality.Thresholds:
@@ -121,8 +129,11 @@ class SelfCheckService:
             raise Gone("this self-check link has expired")
         return {**row, "hearing": hearing}
 
-    async def offer(self, secret: str, sdp: str, kind: str, browser: str | None) -> dict[str, str]:
-        """The page's offer: a fresh peer (an earlier one of the same link closed), its answer."""
+    async def offer(self, secret: str, sdp: str, kind: str, browser: str | None, source: str) -> dict[str, str]:
+        """The page's offer from `source` (an address): a fresh peer (an earlier one of the same link
+        closed), its answer."""
+        if not self.offers.allow(source):
+            raise TooMany(f"more than {self.cfg.offers_per_minute} self-check sessions a minute from {source}")
         row = await self.find(secret)
         sid = row["id"]
         await self._drop(sid)

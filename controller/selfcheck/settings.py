@@ -30,6 +30,8 @@ class SelfCheckSettings(_Strict):
     ice_servers: list[SelfCheckIceServer] = Field(default_factory=list)
     # At most this many self-check sessions at once (each is a peer with media on this controller).
     max_sessions: int = Field(default=8, ge=1, le=200)
+    # Offers (sessions started) per source address and minute, as the agents' responder: 429 above it.
+    offers_per_minute: int = Field(default=30, ge=1, le=10_000)
     # The links' base, e.g. https://vks.court.kz (default: the scheme and host the request came with).
     public_url: str | None = None
     # A link made for a hearing that has ended, or without a hearing end ahead, lives this long.
