@@ -34,5 +34,3 @@ class SelfCheckSettings(_Strict):
     offers_per_minute: int = Field(default=30, ge=1, le=10_000)
     # The links' base, e.g. https://vks.court.kz (default: the scheme and host the request came with).
     public_url: str | None = None
-    # A link made for a hearing that has ended, or without a hearing end ahead, lives this long.
-    min_lifetime_s: float = Field(default=3600.0, ge=60.0, le=30 * 86400.0)
