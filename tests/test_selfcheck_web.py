@@ -20,6 +20,7 @@ from tests.browser import (
     browser,
     new_page,
     requires_browser,
+    set_lang,
     shot,
     sign_in,
 )
@@ -108,8 +109,9 @@ async def test_a_phone_with_fake_devices_runs_the_check_and_the_hearing_shows_it
             assert got[d]["loss_ratio"] is not None and got[d]["loss_ratio"] < 0.02, got
             assert got[d]["jitter_ms"] is not None
             assert got[d]["bitrate_kbps"] is not None and got[d]["bitrate_kbps"] > 10, got
-        # The hearing's page lists it with its figures.
-        staff = await new_page(b, locale="en-US")
+        # The hearing's page lists it with its figures, in each language on a phone-wide screen (one
+        # page, the language switched), and makes a new link to copy and as a QR code.
+        staff = await new_page(b, width=390, height=844, locale="en-US")
         await sign_in(staff, ctl.base, "secretary-1")
         await staff.goto(f"{ctl.base}#hearing/{ctl.hid}")
         row = staff.locator(f"table.selfchecks tbody tr[data-id='{made['id']}']")
@@ -119,7 +121,19 @@ async def test_a_phone_with_fake_devices_runs_the_check_and_the_hearing_shows_it
         events = staff.locator("tr[data-kind='self_check_finished'] td.sentence")
         sentence = "Self-check of Айгерим Нурланова (mobile VKS (phone or laptop)) finished: good"
         assert sentence in await events.inner_text()
-        await shot(staff, "selfcheck-hearing-en")
+        await staff.fill("#selfcheck-name", "Серік Ахметов")
+        await staff.click("form.inline button[type=submit]")
+        url = await (await staff.wait_for_selector("#selfcheck-url")).get_attribute("value")
+        assert url.startswith(ctl.base.rstrip("/") + "/self-check/")
+        await staff.wait_for_function("() => document.querySelector('img.qr')?.naturalWidth > 0")
+        await staff.locator("table.selfchecks tbody tr", has_text="Серік Ахметов").wait_for()
+        heading = {"kk": "Қашықтағы қатысушылардың өзін-өзі тексеруі", "ru": "Самопроверки удалённых участников",
+                   "en": "Self-checks of remote participants"}
+        for lang in ("kk", "ru", "en"):
+            await set_lang(staff, lang)
+            await staff.get_by_role("heading", name=heading[lang]).wait_for()
+            await row.wait_for()
+            await shot(staff, f"selfcheck-hearing-{lang}")
         assert staff.errors == []
 
 

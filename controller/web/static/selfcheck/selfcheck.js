@@ -42,11 +42,14 @@ function show(id, text) {
   el.hidden = false;
 }
 
+// As the staff's page writes them (i18n.js): "04.12.2026, 16:44", the language's decimal mark.
+const LOCALES = { kk: "kk-KZ", ru: "ru-RU", en: "en-GB" };
+
 function fmtTime(iso, tz) {
+  const opts = { timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    hourCycle: "h23" };
   try {
-    return new Intl.DateTimeFormat(lang === "kk" ? "kk-KZ" : lang, {
-      dateStyle: "medium", timeStyle: "short", timeZone: tz,
-    }).format(new Date(iso));
+    return new Intl.DateTimeFormat(LOCALES[lang], opts).format(new Date(iso));
   } catch {
     return iso;
   }
@@ -227,7 +230,10 @@ async function session(info, tracks) {
   }
 }
 
-function fmt(v, digits) { return v == null ? "—" : Number(v).toFixed(digits); }
+function fmt(v, digits) {
+  if (v == null) return "—";
+  return new Intl.NumberFormat(LOCALES[lang], { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(v);
+}
 
 async function run(info) {
   const button = $("start");
