@@ -216,6 +216,17 @@ async def test_a_failed_self_check_before_the_hearing_escalates_and_is_in_the_re
     assert kinds.count("self_check_finished") == 1 and "escalation_opened" in kinds
     _, listed = await ctl.call("GET", f"{API}/hearings/{ctl.hid}/self-checks", expect=200)
     assert listed["items"][0]["status"] == "failed" and listed["items"][0]["verdict"] == "unusable"
+    # The person runs it again (a session that connected) and it holds: the escalation is resolved.
+    peer = SelfCheckPeer(svc.cfg)
+    peer.connected.set()
+    svc.running[out["id"]] = Running(peer)
+    resp = await ctl.client.post(f"/self-check/{secret_of(out['url'])}/result", json={
+        "connected": True, "camera": "ok", "microphone": "ok", "rtt_ms": 30,
+        "inbound": {"loss_ratio": 0.0, "jitter_ms": 3.0, "bitrate_kbps": 800}})
+    assert (await resp.json())["status"] == "done"
+    _, esc = await ctl.call("GET", f"{API}/escalations?state=all", expect=200)
+    [e] = [x for x in esc["items"] if x["hearing_id"] == ctl.hid]
+    assert e["state"] == "resolved"
 
 
 async def test_self_checks_in_the_export_and_the_act(ctl):

@@ -2,7 +2,8 @@
 by the person (the page's offer starts the controller's peer), finished with the page's result (the
 controller's own measurement joined, judged by the `mobile` profile), or failed when the page never
 reports; written into the hearing's record, and a failed one before the hearing ends opens an
-escalation (cause `self_check_failed`, one per self-check) like a failed check.
+escalation (cause `self_check_failed`, one per self-check) like a failed check - resolved by the
+system when a later run of the same link is no longer unusable.
 
 `SelfCheckService` (app key SELFCHECKS_KEY) holds the running peers: at most
 `selfcheck.max_sessions`, each closed at its result or by its watchdog
@@ -225,6 +226,10 @@ class SelfCheckService:
                                                        "reason_codes": out.reason_codes},
                                                now=now, subject=f"self-check:{sid}")
                 escalate = True
+            elif status == SelfCheckStatus.DONE and out.verdict != Verdict.UNUSABLE:
+                # The same person ran the check again and it holds now: their escalation is over.
+                await self.escalations.auto_resolve(conn, hid, EscalationCause.SELF_CHECK_FAILED, now,
+                                                    "the self-check passed on a later run", subject=f"self-check:{sid}")
         if escalate:
             self.escalations.wake()
         return {"status": str(status), "verdict": str(out.verdict), "reason_codes": out.reason_codes}
