@@ -334,18 +334,6 @@ class ActStatus(StrEnum):
     FINAL = "final"
 
 
-class DeviceStatus(StrEnum):
-    """A camera's or a microphone's state as a self-check found it (issue 14): working, refused by
-    the person (the browser's NotAllowedError), absent (NotFoundError), a camera giving black or
-    frozen frames, a microphone giving silence."""
-    OK = "ok"
-    DENIED = "denied"
-    MISSING = "missing"
-    BLACK = "black"
-    FROZEN = "frozen"
-    SILENT = "silent"
-
-
 class SelfCheckStatus(StrEnum):
     """Where a self-check link stands (issue 14): created and not opened, its session running, a
     result stored, its session failed (no media path), or its time over unused."""
@@ -381,6 +369,5 @@ PUBLISHED.update({
     "notification_channels": NotificationChannel,
     "delivery_states": DeliveryState,
     "act_statuses": ActStatus,
-    "device_statuses": DeviceStatus,
     "self_check_statuses": SelfCheckStatus,
 })

@@ -191,7 +191,8 @@ def test_the_verdict_by_the_mobile_profile():
                        connected=False, error="ICE failed")
     assert none.verdict == "unusable" and none.reason_codes[0] == {"code": "self_check_no_connection",
                                                                    "params": {"error": "ICE failed"}}
-    assert set(DeviceStatus) == {"ok", "denied", "missing", "black", "frozen", "silent"}
+    # The page's words are the shared vocabulary's (the terminals' health check adds `error`).
+    assert {"ok", "denied", "missing", "black", "frozen", "silent"} <= set(DeviceStatus)
 
 
 async def test_a_failed_self_check_before_the_hearing_escalates_and_is_in_the_record(ctl):

@@ -16,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-DEVICE = "IN ('ok', 'denied', 'missing', 'black', 'frozen', 'silent')"
+DEVICE = "IN ('ok', 'denied', 'missing', 'black', 'frozen', 'silent', 'error')"   # contract.vocab.DeviceStatus
 
 
 def upgrade() -> None:
