@@ -32,15 +32,16 @@ API = "/api/v1"
 DURATION_S = 6.0     # the media window (the default is 15 s; the figures need a few seconds only)
 
 
-def black_y4m(path: Path, frames: int = 30) -> Path:
-    """A black camera: frames of Y=16 (black in video range), U=V=128, written with PyAV."""
+def black_y4m(path: Path, frames: int = 30, luma: int = 16) -> Path:
+    """A black camera: frames of Y=16 (black in video range), U=V=128, written with PyAV; another
+    `luma` gives a grey picture that never changes (a frozen camera)."""
     import av
     with av.open(str(path), "w", format="yuv4mpegpipe") as out:
         stream = out.add_stream("rawvideo", rate=15)
         stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
         for _ in range(frames):
             frame = av.VideoFrame(320, 240, "yuv420p")
-            for plane, value in zip(frame.planes, (16, 128, 128), strict=True):
+            for plane, value in zip(frame.planes, (luma, 128, 128), strict=True):
                 plane.update(bytes([value]) * plane.buffer_size)
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -158,3 +159,28 @@ async def test_a_black_camera_is_reported_black(ctl, tmp_path):
         assert page.errors == []
     got = await item(ctl, made["id"])
     assert got["camera"] == "black" and got["microphone"] == "ok" and got["status"] == "done"
+
+
+def silent_wav(path: Path, seconds: int = 3) -> Path:
+    """A microphone that gives only silence: 48 kHz mono zeros."""
+    import wave
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48_000)
+        w.writeframes(b"\0\0" * 48_000 * seconds)
+    return path
+
+
+async def test_a_frozen_camera_and_a_silent_microphone_are_reported(ctl, tmp_path):
+    made = await link(ctl, "Frozen Camera")
+    grey = black_y4m(tmp_path / "grey.y4m", luma=128)
+    quiet = silent_wav(tmp_path / "silent.wav")
+    async with browser([*FAKE_MEDIA, FAKE_UI, f"--use-file-for-fake-video-capture={grey}",
+                        f"--use-file-for-fake-audio-capture={quiet}"]) as b:
+        page = await run_check(b, made["url"], locale="en-GB")
+        reasons = await page.inner_text("#reasons")
+        assert "picture does not move" in reasons and "microphone gives no sound" in reasons
+        assert page.errors == []
+    got = await item(ctl, made["id"])
+    assert (got["camera"], got["microphone"], got["verdict"]) == ("frozen", "silent", "unusable")
