@@ -17,13 +17,18 @@ import contextlib
 import contextvars
 import ipaddress
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from agent.settings import SessionSettings
+
+# The remote description's filter is shared with the controller's self-check peer (issue 14).
+from contract.candidates import MAX_REMOTE_CANDIDATES, PATH_TYPES, RemoteCandidates, remote_candidates
+
+__all__ = ["MAX_REMOTE_CANDIDATES", "PATH_TYPES", "RemoteCandidates", "chosen_host_addresses", "offers_loopback",
+           "path_type", "remote_candidates", "rtc_configuration"]
 
 _chosen: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("vks_host_addresses", default=None)
 _discover = aioice.ice.get_host_addresses
@@ -64,60 +69,6 @@ def rtc_configuration(settings: SessionSettings) -> RTCConfiguration:
     return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
-# At most this many distinct remote transport addresses of one description are ever contacted: an
-# offer listing hundreds would otherwise make the answerer a STUN scanner and reflector.
-MAX_REMOTE_CANDIDATES = 16
-_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
-
-
-class RemoteCandidates(NamedTuple):
-    """A remote description's SDP with only the candidates this side may contact."""
-    sdp: str
-    kept: int          # distinct remote transport addresses left
-    dropped: int       # candidate lines removed
-
-
-def _contactable(address: str, allow_loopback: bool) -> bool:
-    """May a connectivity check go to `address`? Only an IP literal (no mDNS name, which could
-    resolve anywhere) that is not link-local, multicast, broadcast or unspecified; loopback only
-    when this side itself offers loopback."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip == _BROADCAST:
-        return False
-    return allow_loopback or not ip.is_loopback
-
-
-def remote_candidates(sdp: str, *, allow_loopback: bool,
-                      limit: int = MAX_REMOTE_CANDIDATES) -> RemoteCandidates:
-    """Filter the `a=candidate` lines of a remote description before aiortc applies it: drop the
-    ones `_contactable` refuses and malformed ones, and keep at most `limit` distinct transport
-    addresses over all media sections (a bundled offer repeats its candidates in each section;
-    a repeat of a kept address is kept). `a=end-of-candidates` and every other line pass as they
-    are. Candidates reach a session in its descriptions only: no path trickles them later."""
-    newline = "\r\n" if "\r\n" in sdp else "\n"
-    kept: set[tuple[str, str, int]] = set()
-    out: list[str] = []
-    dropped = 0
-    for line in sdp.split(newline):
-        if line.startswith("a=candidate:"):
-            fields = line[len("a=candidate:"):].split()
-            key = None
-            if len(fields) >= 8 and fields[5].isdigit():
-                key = (fields[2].lower(), fields[4].lower(), int(fields[5]))
-            if key is None or not _contactable(key[1], allow_loopback) or (
-                    key not in kept and len(kept) >= limit):
-                dropped += 1
-                continue
-            kept.add(key)
-        out.append(line)
-    return RemoteCandidates(newline.join(out), len(kept), dropped)
-
-
 def offers_loopback(settings: SessionSettings) -> bool:
     """Does this side offer a loopback host candidate (a test on one machine)?"""
     def loopback(address: str) -> bool:
@@ -126,9 +77,6 @@ def offers_loopback(settings: SessionSettings) -> bool:
         except ValueError:
             return False
     return any(loopback(a) for a in settings.host_addresses)
-
-
-PATH_TYPES = ("host", "srflx", "prflx", "relay")
 
 
 def path_type(pc) -> str | None:

@@ -17,9 +17,7 @@ import asyncio
 import hmac
 import json
 import logging
-import time
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiojobs
 from aiohttp import web
@@ -29,6 +27,7 @@ from agent.monitor import METRICS_KEY, handle_metrics
 from agent.session import PeerSession, SignalingError, answer_offer
 from agent.settings import AgentSettings
 from contract import jobs
+from contract.candidates import OfferLimiter  # shared with the controller's self-check links
 from contract.reports import ReceiveSide
 from contract.vocab import SessionKind, SessionRole
 
@@ -41,42 +40,6 @@ SESSIONS_KEY = web.AppKey("sessions", aiojobs.Scheduler)
 TOKEN_KEY = web.AppKey("token", bytes)
 # The peer label of the sessions the responder answers (their caller is not known by id).
 RESPONDER_PEER = "direct"
-
-
-class OfferLimiter:
-    """Offers per source address in a sliding minute, in bounded memory: a source's attempts are
-    at most the limit, sources silent for a minute are pruned, and beyond `max_sources` the least
-    recently seen are forgotten."""
-    WINDOW_S = 60.0
-
-    def __init__(self, per_minute: int, max_sources: int = 4096,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self.max_sources = max_sources
-        self._clock = clock
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()   # least recently seen first
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def allow(self, source: str) -> bool:
-        """Count an offer from `source`; False when it already made `per_minute` in the last minute."""
-        now = self._clock()
-        while self._seen:                       # prune sources silent for a minute, least recent first
-            oldest = next(iter(self._seen.values()))
-            if oldest and now - oldest[-1] < self.WINDOW_S:
-                break
-            self._seen.popitem(last=False)
-        if source not in self._seen and len(self._seen) >= self.max_sources:
-            self._seen.popitem(last=False)      # full of recent sources: forget the least recent
-        times = self._seen.setdefault(source, deque(maxlen=self.per_minute))
-        self._seen.move_to_end(source)
-        while times and now - times[0] >= self.WINDOW_S:
-            times.popleft()
-        if len(times) >= self.per_minute:
-            return False
-        times.append(now)
-        return True
 
 
 LIMITER_KEY = web.AppKey("limiter", OfferLimiter)

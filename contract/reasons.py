@@ -100,6 +100,19 @@ class ReasonCode(StrEnum):
     BETWEEN_NO_PATH = "between_no_path", {"a": _K.TEXT, "b": _K.TEXT}
     SIDE_UNTESTED = "side_untested", {"side": _K.TEXT, "error": _K.TEXT}
     REFERENCE_UNAVAILABLE = "reference_unavailable", dict[str, ParamKind]()
+    # A self-check from a phone or a laptop (issue 14, controller.selfcheck): what was found, each in
+    # words with what the person can do about it.
+    SELF_CHECK_OK = "self_check_ok", dict[str, ParamKind]()
+    CAMERA_DENIED = "camera_denied", dict[str, ParamKind]()
+    MICROPHONE_DENIED = "microphone_denied", dict[str, ParamKind]()
+    CAMERA_MISSING = "camera_missing", dict[str, ParamKind]()
+    MICROPHONE_MISSING = "microphone_missing", dict[str, ParamKind]()
+    CAMERA_BLACK = "camera_black", dict[str, ParamKind]()
+    CAMERA_FROZEN = "camera_frozen", dict[str, ParamKind]()
+    MICROPHONE_SILENT = "microphone_silent", dict[str, ParamKind]()
+    ADVICE_MOVE_CLOSER = "advice_move_closer", dict[str, ParamKind]()    # loss or jitter: the radio link
+    ADVICE_CLOSE_APPS = "advice_close_apps", dict[str, ParamKind]()      # delay: a crowded uplink
+    SELF_CHECK_NO_CONNECTION = "self_check_no_connection", {"error": _K.TEXT}
 
 
 _BY_VALUE: dict[str, ReasonCode] = {c.value: c for c in ReasonCode}

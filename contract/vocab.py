@@ -288,6 +288,7 @@ class EscalationCause(StrEnum):
     AGENT_OFFLINE = "agent_offline"            # a terminal offline with a hearing within 48 h (rule 14)
     TERMINAL_UNHEALTHY = "terminal_unhealthy"  # its health check failing (camera, microphone, clock ...)
     TEST_RETRIES_FAILED = "test_retries_failed"  # a test failed again after every retry (controller.freshness)
+    SELF_CHECK_FAILED = "self_check_failed"    # a mobile participant's self-check failed before the hearing (issue 14)
     MANUAL = "manual"
 
 
@@ -333,6 +334,16 @@ class ActStatus(StrEnum):
     FINAL = "final"
 
 
+class SelfCheckStatus(StrEnum):
+    """Where a self-check link stands (issue 14): created and not opened, its session running, a
+    result stored, its session failed (no media path), or its time over unused."""
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
 class AgentDrop(StrEnum):
     """Why something a terminal sent was not written (issue 11; a label of the controller's metrics)."""
     UNKNOWN_SESSION = "unknown_session"        # a report naming a session the controller never commanded
@@ -358,4 +369,5 @@ PUBLISHED.update({
     "notification_channels": NotificationChannel,
     "delivery_states": DeliveryState,
     "act_statuses": ActStatus,
+    "self_check_statuses": SelfCheckStatus,
 })

@@ -18,6 +18,7 @@ from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 from controller.errors import Invalid
+from controller.selfcheck import evidence as selfcheck_evidence
 from controller.store.acts import SIGNER_ROLES
 
 LANGS = ("kk", "ru")
@@ -74,6 +75,10 @@ T: dict[str, dict[str, str]] = {
         "good": "хорошее", "degraded": "ухудшенное", "unusable": "непригодное",
     },
 }
+
+
+for _lg in LANGS:       # issue 14: the self-checks' section (controller.selfcheck.evidence)
+    T[_lg].update(selfcheck_evidence.T[_lg])
 
 
 def reasons_in(item: dict, lang: str, fallback: list[str] | None = None) -> list[str]:
@@ -202,6 +207,15 @@ def render_pdf(view: dict, lang: str) -> bytes:
                              "—" if b["duration_s"] is None else f"{b['duration_s']:.0f} s", b["outcome"] or "—",
                              "; ".join(([b["figures"]] if b["figures"] else []) + reasons_in(b, lg)) or "—"])
             story.append(table(rows, [40, 22, 18, 22, 78]))
+        if c.get("self_checks"):
+            story.append(P(t["self_checks"], "h"))
+            rows = [[t["person"], t["when"], t["devices"], t["figures"], t["verdict"], t["reasons"]]]
+            for sc in c["self_checks"]:
+                rows.append([f"{sc['name']}\n{sc['mode_text'][i]}",
+                             f"{sc['finished_local'] or '—'}\n{sc['status_text'][i]}",
+                             sc["devices"][i], sc["figures"][i], t.get(sc["verdict"] or "", "—"),
+                             "; ".join(reasons_in(sc, lg)) or "—"])
+            story.append(table(rows, [30, 26, 28, 40, 18, 38]))
         if c["escalations"]:
             story.append(P(t["escalations"], "h"))
             rows = [[t["cause"], t["opened"], t["step2"], t["acked"], t["cannot_fix"], t["resolved"]]]

@@ -43,6 +43,7 @@ from contract import reasons
 from controller import auth
 from controller.act_render import LANGS, render_html, render_pdf
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
+from controller.selfcheck import evidence as selfcheck_evidence
 from controller.store import acts as repo
 from controller.store import checks as checks_repo
 from controller.store import escalations as esc_repo
@@ -114,6 +115,8 @@ CAUSE_TEXT = {
     "test_retries_failed": ("қайталанған тестілеу сеанстары сәтсіз", "повторные тестовые сеансы не пройдены"),
     "manual": ("қолмен", "вручную"),
 }
+EVENT_TEXT.update(selfcheck_evidence.EVENT_TEXT)     # issue 14: mobile participants' self-checks
+CAUSE_TEXT.update(selfcheck_evidence.CAUSE_TEXT)
 # Detail keys worth showing in the timeline, in this order.
 DETAIL_KEYS = ("kind", "callee", "verdict", "reasons", "mos", "status", "error", "cause", "reason", "by", "note",
                "deadline", "attempt", "attempts", "duration_s", "role", "name")
@@ -309,6 +312,7 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
         "checks": checks,
         "escalations": escalations,
         "breaks": await _breaks(conn, h),
+        "self_checks": await selfcheck_evidence.rows(conn, hearing_id, tz, now),
     }
 
 

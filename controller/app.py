@@ -58,6 +58,9 @@ from controller.live.intake import LiveIntake
 from controller.live.machine import Machine
 from controller.live.service import LiveService
 from controller.scheduler import Scheduler
+from controller.selfcheck import api as selfcheck_api
+from controller.selfcheck import page as selfcheck_page
+from controller.selfcheck import service as selfcheck_service
 from controller.settings import ControllerSettings
 from controller.store import history as history_repo
 from controller.store.db import Database, utcnow
@@ -130,8 +133,12 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
                                 results=checks, escalate=escalations.open,
                                 metrics=app[metrics.LIVE_METRICS_KEY])
 
-    api.setup_routes(app, extra=[*web_ui.routes(), *live_api.ROUTES])
+    # Issue 14: self-check links of mobile participants (a failed one escalates like a failed check).
+    app[selfcheck_service.SELFCHECKS_KEY] = selfcheck_service.SelfCheckService(
+        db, settings.selfcheck, clock, escalations, lambda: app[metrics.THRESHOLDS_KEY])
+    api.setup_routes(app, extra=[*web_ui.routes(), *live_api.ROUTES, *selfcheck_api.ROUTES])
     web_ui.setup(app)
+    selfcheck_page.setup(app)
     # First: a controller without its quality model does not start (before anything else does).
     app.cleanup_ctx.insert(0, _quality_model(judge is None))
     # The engine is disposed only once everything that reads through it has stopped: the metrics'
@@ -145,6 +152,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
         agent_api.setup_agent_api(app, hub)
     app.cleanup_ctx.append(_diagnosis)
     app.cleanup_ctx.append(_live)  # rule 22: monitoring during hearings (after the hub)
+    app.cleanup_ctx.append(selfcheck_service.ctx)  # the self-checks' peers closed at shutdown
     app.cleanup_ctx.append(metrics_site.ctx)  # the /metrics token and metrics.listen's own site
     return app
 

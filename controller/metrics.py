@@ -86,7 +86,7 @@ LINK_VERDICTS = words(Verdict)
 BREAK_REASONS = words(BreakCause)
 ESCALATION_LEVELS = ("technicians", "organiser")
 ESCALATION_TRIGGERS = ("test_failed", "preconnect_failed", "reconnect_failed", "test_retries_failed", "agent_offline",
-                       "terminal_unhealthy", "not_fixed", "cannot_fix")
+                       "terminal_unhealthy", "self_check_failed", "not_fixed", "cannot_fix")
 # Issue 11: why something a terminal sent was not written (controller.agent_writes).
 AGENT_DROP_REASONS = words(AgentDrop)
 # What a diagnosis found (issue 12, which side: controller.findings).

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, fie
 from contract import configfile
 from controller import credentials
 from controller.auth import AuthSettings
+from controller.selfcheck.settings import SelfCheckSettings
 
 DEFAULT_PATH_ENV = "VKS_CONTROLLER_CONFIG"
 
@@ -325,6 +326,7 @@ class ControllerSettings(Strict):
     thresholds_file: Path | None = None
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    selfcheck: SelfCheckSettings = Field(default_factory=SelfCheckSettings)   # issue 14: self-check links
 
     @model_validator(mode="before")
     @classmethod

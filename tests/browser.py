@@ -34,6 +34,12 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
         "--disable-dev-shm-usage"]
 PASSWORD = "correct horse battery"
+# Chromium's fake camera (a moving test pattern, or `--use-file-for-fake-video-capture=<file.y4m>`)
+# and fake microphone (a beep about once a second); `FAKE_UI` also grants the camera and microphone
+# without a prompt - with DENY_PROMPTS instead the page's request is refused (NotAllowedError): a denied camera.
+FAKE_MEDIA = ["--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
+FAKE_UI = "--use-fake-ui-for-media-stream"
+DENY_PROMPTS = "--deny-permission-prompts"      # headless, a prompt would wait for ever: refuse it
 
 
 def unavailable() -> str | None:
@@ -49,10 +55,11 @@ requires_browser = needs_system(unavailable())
 
 
 @contextlib.asynccontextmanager
-async def browser() -> AsyncIterator:
+async def browser(extra_args: list[str] | tuple[str, ...] = ()) -> AsyncIterator:
+    """Chromium with ARGS and `extra_args` (e.g. FAKE_MEDIA + [FAKE_UI] for the fake devices)."""
     from playwright.async_api import async_playwright
     async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*ARGS, *extra_args])
         try:
             yield b
         finally:

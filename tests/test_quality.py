@@ -118,7 +118,7 @@ def test_shipped_profiles(profiles):
 
 def test_select_unknown_profile_lists_known(profiles):
     assert q.select(profiles).name == "hearing"
-    with pytest.raises(ConfigError, match="no profile named 'nope'.*cassation, hearing, monitor"):
+    with pytest.raises(ConfigError, match="no profile named 'nope'.*cassation, hearing, mobile, monitor"):
         q.select(profiles, "nope")
 
 

@@ -387,6 +387,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", f"{API}/hearings/{{id}}/agreement"): {"note": "agreed"},
     ("POST", f"{API}/hearings/{{id}}/checks"): {"kind": "test"},
     ("POST", f"{API}/hearings/{{id}}/act"): {"note": "redrafted"},
+    ("POST", f"{API}/hearings/{{id}}/self-checks"): {"name": "Aigerim Nurlanova", "mode": "mobile"},
 }
 @dataclass(frozen=True)
 class RawFile:

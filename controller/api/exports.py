@@ -16,6 +16,7 @@ from controller import access, auth
 from controller.api.requests import API, now, ok, q_choice, q_time
 from controller.api.routing import Query, Route
 from controller.keys import DB_KEY
+from controller.selfcheck import evidence as selfcheck_evidence
 from controller.store import hearings as hearings_repo
 from controller.store.hearings import iso
 
@@ -23,7 +24,8 @@ SCHEMA = "vks.hearings-export/1"
 EXPORT_COLUMNS = ["id", "case_number", "court_id", "court_name", "court_level", "room", "start_utc", "start_local",
                   "duration_min", "status", "verdict", "suspended", "participants", "test_status",
                   "test_deadline", "test_verdict", "preconnect_status", "preconnect_verdict", "agreement_coordinator",
-                  "agreement_state"]
+                  "agreement_state",
+                  "self_checks"]      # issue 14, appended: the columns before it keep their place
 
 
 def export_record(h: dict) -> dict:
@@ -65,7 +67,8 @@ def csv_text(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
 
 def to_csv(records: list[dict]) -> str:
     """The export records as CSV text: a header of EXPORT_COLUMNS, CRLF lines, None as an empty cell."""
-    return csv_text(EXPORT_COLUMNS, ([r.get(k) for k in EXPORT_COLUMNS] for r in records))
+    return csv_text(EXPORT_COLUMNS, ([selfcheck_evidence.export_cell(r.get(k) or []) if k == "self_checks" else r.get(k)
+                                      for k in EXPORT_COLUMNS] for r in records))
 
 
 async def export_hearings(request: web.Request) -> web.Response:
@@ -78,6 +81,9 @@ async def export_hearings(request: web.Request) -> web.Response:
                                            court_id=request.query.get("court_id") or None, limit=100_000,
                                            where=None if scope.national else scope.hearing_clause())
         records = [export_record(h) for h in await hearings_repo.views(conn, ids, t)]
+        checks = await selfcheck_evidence.export_fields(conn, ids, t)      # mobile participants (issue 14)
+    for r in records:
+        r["self_checks"] = checks.get(r["id"], [])
     if fmt == "json":
         return ok({"schema": SCHEMA, "exported_at": iso(t), "hearings": records})
     return web.Response(text=to_csv(records), content_type="text/csv", charset="utf-8",

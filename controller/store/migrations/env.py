@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from controller.store import history  # noqa: F401  (its table, declared there, in the same metadata)
+from controller.store import (
+    history,  # noqa: F401  (its table, declared there, in the same metadata)
+    selfchecks,  # noqa: F401  (the same)
+)
 from controller.store.schema import metadata
 
 config = context.config

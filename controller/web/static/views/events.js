@@ -23,6 +23,7 @@ function vars(d, x) {
     cause: has(`break.cause.${d.cause}`) ? t(`break.cause.${d.cause}`) : label("cause", d.cause),
     reason: label("reason", d.reason), by: d.by, error: d.error, attempt: d.attempt, attempts: d.attempts,
     channel: d.channel, event: d.event, case: d.case_number, duration: d.duration_s,
+    name: d.name, mode: label("mode", d.mode),                       // a self-check's person (issue 14)
     callee: d.callee ? termName(d.callee) : undefined,
     terminal: d.terminal_id ? termName(d.terminal_id) : undefined,
     pair: d.callee && caller ? `${termName(caller)} → ${termName(d.callee)}` : undefined,

@@ -10,6 +10,7 @@ import { capacityBlock } from "../capacity.js";
 import { actSection } from "./act.js";
 import { eventsSection } from "./events.js";
 import { hearingEditControls } from "./hearing_edit.js";
+import { selfchecksSection } from "./selfchecks.js";
 import { agreementText, checkCell } from "./hearings.js";
 import { LIVE_MS, liveCard, ongoing } from "./live.js";
 
@@ -49,6 +50,7 @@ export async function viewHearing(root, id) {
   const liveBox = h("div");
   const actBox = h("div");
   const eventsBox = h("div");
+  const selfchecksBox = h("div");
   root.replaceChildren(
     h("p", {}, h("a", { href: "#hearings" }, `← ${t("common.back")}`)),
     h("h2", {}, t("hearing.title", { case: x.case_number }), " ", verdictBadge(x.verdict)),
@@ -68,7 +70,7 @@ export async function viewHearing(root, id) {
     h("h3", {}, t("hearing.checks")),
     checkRows.length ? table(t("hearing.checks"), ["kind", "pair", "status", "deadline", "verdict", "reasons", "attempts"]
       .map((k) => t(`hearing.check.${k}`)), checkRows) : h("p", { class: "muted" }, t("common.none")),
-    liveBox, actBox, eventsBox);
+    selfchecksBox, liveBox, actBox, eventsBox);
   if (state.caps.exists("GET", `${path}/live`)) {
     const card = liveCard(x);
     const first = await card.update().catch(() => null);
@@ -79,6 +81,7 @@ export async function viewHearing(root, id) {
   }
   if (state.caps.exists("GET", `${path}/breaks`)) breaksSection(liveBox, x).catch(() => {});
   actSection(actBox, x).catch((e) => actBox.append(h("p", { class: "error" }, errText(e))));
+  selfchecksSection(selfchecksBox, x).catch((e) => selfchecksBox.append(h("p", { class: "error" }, errText(e))));
   eventsSection(eventsBox, x).catch((e) => eventsBox.append(h("p", { class: "error" }, errText(e))));
 }
 
