@@ -67,7 +67,8 @@ def detector_params(s: LiveSettings) -> DetectorParams:
     """The detector's parameters from the `live:` settings."""
     return DetectorParams(stall_s=s.stall_s, window_s=s.window_s, unusable_n=s.unusable_n,
                           resume_good_s=s.resume_good_s, silent_s=s.silent_s, freeze_break_s=s.freeze_break_s,
-                          keep_s=max(30, s.window_s, s.resume_good_s, s.freeze_break_s) + 2)
+                          dropout_ms=s.dropout_ms, dropouts_n=s.dropouts_n, dropouts_window_s=s.dropouts_window_s,
+                          keep_s=max(30, s.window_s, s.resume_good_s, s.freeze_break_s, s.dropouts_window_s) + 2)
 
 
 def final_verdict(stats: dict, breaks_open: bool) -> str:
