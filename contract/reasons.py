@@ -100,6 +100,13 @@ class ReasonCode(StrEnum):
     BETWEEN_NO_PATH = "between_no_path", {"a": _K.TEXT, "b": _K.TEXT}
     SIDE_UNTESTED = "side_untested", {"side": _K.TEXT, "error": _K.TEXT}
     REFERENCE_UNAVAILABLE = "reference_unavailable", dict[str, ParamKind]()
+    # The live flow (rule 22, controller.live.words): the break it recommends, whose link, and why.
+    LINK_LOST = "link_lost", {"terminal": _K.TEXT}
+    BREAK_STALL = "break_stall", {"value": _K.SECONDS}
+    BREAK_DROPOUTS = "break_dropouts", {"count": _K.COUNT, "window": _K.SECONDS, "value": _K.SECONDS}
+    BREAK_UNUSABLE = "break_unusable", {"count": _K.COUNT, "window": _K.SECONDS}
+    BREAK_FROZEN = "break_frozen", {"value": _K.SECONDS}
+    BREAK_SILENT = "break_silent", {"value": _K.SECONDS}
 
 
 _BY_VALUE: dict[str, ReasonCode] = {c.value: c for c in ReasonCode}
