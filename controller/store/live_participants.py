@@ -20,7 +20,7 @@ from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import LiveState
-from controller.store.schema import JSONType, UTCDateTime, metadata
+from controller.store.schema import JSONType, UTCDateTime, metadata, terminals
 
 live_participants = Table(
     "live_participants", metadata,
@@ -112,3 +112,12 @@ async def decisions(conn: AsyncConnection, break_ids: list[int]) -> dict[int, di
         return {}
     q = select(live_decisions).where(live_decisions.c.break_id.in_(break_ids))
     return {r.break_id: _d(r) for r in await conn.execute(q)}
+
+
+async def terminal_names(conn: AsyncConnection, ids: list[str]) -> dict[str, str]:
+    """{terminal id: its name} of those that exist."""
+    wanted = sorted({i for i in ids if i})
+    if not wanted:
+        return {}
+    q = select(terminals.c.id, terminals.c.name).where(terminals.c.id.in_(wanted))
+    return {i: n for i, n in await conn.execute(q)}

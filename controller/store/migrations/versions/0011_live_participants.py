@@ -1,6 +1,7 @@
 """0011: every remote participant monitored, and the judge's decision on a recommended break
-(issue 13, rule 22): `live_participants` (the flows of the participants after the first) and
-`live_decisions` (declared | continued, per break). controller.store.live_participants declares the
+(issue 13, rule 22): `live_participants` (the flows of the participants after the first),
+`live_decisions` (declared | continued, per break) and `live_intervals.callee` (whose link a
+second is of). controller.store.live_participants declares the
 same tables.
 
 Written out in full so that this revision never changes once released.
@@ -60,9 +61,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('break_id', name=op.f('pk_live_decisions')),
     )
     op.create_index('ix_live_decisions_hearing_id', 'live_decisions', ['hearing_id'], unique=False)
+    with op.batch_alter_table('live_intervals') as batch:
+        batch.add_column(sa.Column('callee', sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('live_intervals') as batch:
+        batch.drop_column('callee')
     op.drop_index('ix_live_decisions_hearing_id', table_name='live_decisions')
     op.drop_table('live_decisions')
     op.drop_index('ix_live_participants_session_id', table_name='live_participants')
