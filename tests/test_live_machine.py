@@ -255,6 +255,7 @@ def test_stop_closes_an_open_break_and_ends_with_the_final_verdict():
         feed(m, f, t, T0 + 1 + t)
     (commit, _) = m.stop(f, "suspended", T0 + 11, state=LiveState.STOPPED, detail={"suspension_ids": [3]})
     assert commit.writes[0].detail == {"reason": "suspended", "open_break_id": None, "verdict": f.verdict,
+                                       "terminal_id": "sizo-1",
                                        "suspension_ids": [3]}
     assert f.state == LiveState.STOPPED
 
