@@ -386,6 +386,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", f"{API}/hearings/{{id}}/agreement"): {"note": "agreed"},
     ("POST", f"{API}/hearings/{{id}}/checks"): {"kind": "test"},
     ("POST", f"{API}/hearings/{{id}}/act"): {"note": "redrafted"},
+    ("POST", f"{API}/hearings/{{id}}/break-decision"): {"decision": "declared"},
 }
 NO_ACCOUNT = {"no_account": True, "role": "technician", "name": "Serik Akhmetov"}
 
@@ -471,6 +472,8 @@ def explicit(route: Route, u: User, tag: str, insts: frozenset[str]) -> tuple[in
         return 403, "the agreement is given where the court lies; this scope holds only the participant SIZO"
     if key == ("POST", f"{API}/hearings/{{id}}/resume"):
         return 409, "not ready to resume: live monitoring is off in this world, so no break waits to be resumed"
+    if key == ("POST", f"{API}/hearings/{{id}}/break-decision"):
+        return 409, "no break waits for the judge's decision: live monitoring is off in this world"
     return None
 
 
