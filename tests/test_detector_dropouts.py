@@ -93,7 +93,8 @@ def test_one_or_two_dropouts_of_1_5_s_do_not_break(phase):
     assert run(intervals(60, [(10.0 + phase, 1.5)], with_loss=False)) == (None, None)
     assert run(intervals(60, [(10.0 + phase, 1.5), (20.0 + phase, 1.5)], with_loss=False)) == (None, None)
     # ... nor three spread over more than 30 s
-    assert run(intervals(80, [(10 + phase, 1.5), (26 + phase, 1.5), (42 + phase, 1.5)], with_loss=False)) == (None, None)
+    spread = [(10 + phase, 1.5), (26 + phase, 1.5), (42 + phase, 1.5)]
+    assert run(intervals(80, spread, with_loss=False)) == (None, None)
 
 
 def test_short_gaps_are_no_dropouts():

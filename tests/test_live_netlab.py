@@ -17,6 +17,7 @@ from tests.live_kit import COURT, SIZO, LiveLab
 from tests.netlab.fixtures import netlab_mark
 
 pytestmark = [*netlab_mark, pytest.mark.timeout(150)]
+SIZO_NAME = "ДС-70/1, кабинет ВКС 1"
 
 
 async def test_blackout_mid_hearing_breaks_reconnects_and_resumes(tmp_path):
@@ -26,7 +27,7 @@ async def test_blackout_mid_hearing_breaks_reconnects_and_resumes(tmp_path):
         lv = lv_break = await ll.until_live(lambda lv: lv["state"] == "reconnecting", 20, "break recommended")
         assert lv["break"]["cause"] == "connection_lost"
         assert lv["verdict"] == "unusable"
-        assert lv["banner"]["ru"].startswith("Связь с ДС-70/1, кабинет ВКС 1 потеряна — рекомендуется объявить перерыв. ")
+        assert lv["banner"]["ru"].startswith(f"Связь с {SIZO_NAME} потеряна — рекомендуется объявить перерыв. ")
         assert lv["break"]["terminal_id"] == SIZO and lv["break"]["decision"] is None
         old_session = lv["break"]["evidence"]["session_id"]
         await asyncio.sleep(max(0.0, 6 - (time.monotonic() - t0)))     # attempts fail meanwhile
@@ -59,7 +60,7 @@ async def test_blackout_mid_hearing_breaks_reconnects_and_resumes(tmp_path):
         for t in (COURT, SIZO):
             got = ll.hooks(t)
             assert [h["event"] for h in got][0] == "break" and got[0]["hearing"] == str(ll.hid)
-            assert got[0]["kk"].startswith("ДС-70/1, кабинет ВКС 1 терминалымен байланыс үзілді — үзіліс жариялау ұсынылады")
+            assert got[0]["kk"].startswith(f"{SIZO_NAME} терминалымен байланыс үзілді — үзіліс жариялау ұсынылады")
             assert got[0]["ru"] == lv_break["banner"]["ru"]
             assert "reconnect" in {h["event"] for h in got}
 

@@ -25,7 +25,8 @@ def evidence_reason(evidence: dict[str, Any]) -> Reason | None:
                                                   "window": evidence.get("dropouts_window_s"),
                                                   "value": None if gap is None else round(gap / 1000.0, 1)})
     if kind == "unusable":
-        return Reason(ReasonCode.BREAK_UNUSABLE, {"count": evidence.get("unusable"), "window": evidence.get("window_s")})
+        return Reason(ReasonCode.BREAK_UNUSABLE, {"count": evidence.get("unusable"),
+                                                  "window": evidence.get("window_s")})
     if kind == "freeze":
         return Reason(ReasonCode.BREAK_FROZEN, {"value": evidence.get("unusable_run_s")})
     if kind == "silent":

@@ -43,8 +43,6 @@ from typing import Any
 from . import control
 from .control import LabError
 from .impair import DELIVER, Impairment, LinkDirection
-
-GAP_RECORDED_S = 0.3      # a gap between packets a link delivered this long is kept in the truth
 from .lab import (
     IFACE,
     MGMT_IFACE,
@@ -62,6 +60,7 @@ from .lab import (
 )
 from .router import open_tun, tune_process
 
+GAP_RECORDED_S = 0.3      # a gap between packets a link delivered this long is kept in the truth
 LINKS = ("up", "down")
 MAX_PACKET = 65_535
 
