@@ -4,7 +4,8 @@ parts: the controller app and three real agents (the courtroom and two remote te
 - one monitoring session per remote participant; the link of one goes away: the break names that
   terminal ("Connection to <name> lost - break recommended", its evidence in words), the other
   participant's quality keeps flowing;
-- POST .../break-decision: a viewer is refused, 409 when no break waits for a decision, "declared"
+- POST .../break-decision: a viewer is refused (403), a secretary of another court does not see
+  the hearing (404), 409 when no break waits for a decision, "declared"
   records `break_declared` with the detection time beside, one decision per break; the resumption
   stays the secretary's act once the broken participant's link is back;
 - "continued" (a false alarm) records `break_continued` and, once the link is back, the hearing
@@ -16,8 +17,10 @@ import datetime as dt
 
 import pytest
 
+from controller import access
 from controller.keys import DB_KEY, GATEWAY_KEY
 from controller.store import agents as agent_store
+from controller.store import users
 from tests.live_kit import COURT, SIZO
 from tests.test_live_flow import Rig
 
@@ -32,6 +35,11 @@ class Rig3(Rig):
         await super().seed()
         async with self.app[DB_KEY].transaction() as conn:
             self.agent_tokens[OTHER] = (await agent_store.issue_token(conn, OTHER))[1]
+            # A secretary of another court (Kyzylorda): the hearing is out of her scope.
+            now = dt.datetime.now(dt.UTC)
+            far = await users.create_user(conn, "sec-kz", "secretary", now)
+            await access.set_scope(conn, far["id"], ["kyzylorda-district-2"], [])
+            self.far = await users.issue_token(conn, far["id"], now)
 
     async def __aenter__(self):
         await super().__aenter__()
@@ -96,7 +104,11 @@ async def test_every_participant_is_monitored_and_the_judge_decides(tmp_path):
 
         status, _ = await rig.api("POST", f"/api/v1/hearings/{hid}/break-decision", {"decision": "declared"},
                                   token=rig.viewer)
-        assert status == 403
+        assert status == 403                                            # a role that may not
+        status, _ = await rig.api("POST", f"/api/v1/hearings/{hid}/break-decision", {"decision": "declared"},
+                                  token=rig.far)
+        assert status == 404                                            # out of scope
+        assert part(await rig.live(hid), OTHER)["break"]["decision"] is None
         status, out = await rig.api("POST", f"/api/v1/hearings/{hid}/break-decision", {"decision": "declared"})
         assert status == 200, out
         assert out["decided"] == [{"break_id": b["id"], "terminal_id": OTHER, "decision": "declared"}]
