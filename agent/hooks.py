@@ -1,6 +1,8 @@
-"""Endpoint hooks (rule 22): what the terminal does when the controller announces a break for
-technical reasons, a reconnect attempt, or the resumption - e.g. show or speak "Break due to
-technical problems" in Kazakh and Russian on the room's screen.
+"""Endpoint hooks (rule 22): what the terminal does when the controller recommends a break for
+technical reasons, announces a reconnect attempt, or the resumption - e.g. show or speak
+"Connection to <terminal> lost - break recommended" and why, in Kazakh and Russian, on the room's
+screen (the presiding judge declares the break; the controller's words name whose link failed and
+give the detector's evidence; without them the terminal says it without the name).
 
 Settings (`hooks:` in the agent's YAML): `on_break`, `on_reconnect`, `on_resume`, each either
 - a command line, split like a shell would (shlex) but run WITHOUT a shell (argv), with the
@@ -39,7 +41,7 @@ EVENTS: tuple[str, ...] = get_args(wire.LiveEventName)
 
 # What the room is told, in Kazakh and Russian.
 MESSAGES: dict[str, tuple[str, str]] = {
-    "break": ("Техникалық ақауларға байланысты үзіліс", "Перерыв по техническим причинам"),
+    "break": ("Байланыс үзілді — үзіліс жариялау ұсынылады", "Связь потеряна — рекомендуется объявить перерыв"),
     "reconnect": ("Байланыс қалпына келтірілуде", "Восстановление связи"),
     "resume": ("Сот отырысы жалғасады", "Судебное заседание продолжается"),
 }

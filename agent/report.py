@@ -69,9 +69,14 @@ def _merge_interval(idx: int, parts: list[tuple[StreamMeter, Interval | None]]) 
     packets = lost = nbytes = frames = 0
     jitters = []
     flowing = False
+    # Arrival gaps of the audio (speech; steady packets), or of any media stream without audio.
+    audio = any(m.kind == "audio" and not m.rtx for m, _ in parts)
+    gap_s = 0.0
     for meter, iv in parts:
         if iv is None:
             continue
+        if not meter.rtx and (meter.kind == "audio" or not audio):
+            gap_s = max(gap_s, iv.max_gap_s)
         packets += iv.packets
         lost += iv.lost
         nbytes += iv.bytes
@@ -86,6 +91,8 @@ def _merge_interval(idx: int, parts: list[tuple[StreamMeter, Interval | None]]) 
         "fps": frames if any(m.kind == "video" for m, _ in parts) else None,
         # No packet at all in a second while media was flowing: the link stalled.
         "stalled": flowing and packets == 0,
+        # The longest gap in packet arrival that ended in this second (a dropout's length).
+        "max_gap_ms": round(gap_s * 1000.0, 1),
     }
 
 

@@ -4,9 +4,11 @@ processes in `Lab(mgmt=True)` (tests/live_kit.py), a hearing monitored across th
 Prints:
 - time from the start of a blackout to the break event (median over --runs; target < 3 s);
 - time from the link restored to "ready to resume" (median; target < 10 s);
-- false breaks during --minutes of mild impairment (10 ms jitter, 0.5 % loss; target zero).
+- false breaks during --minutes of mild impairment (10 ms jitter, 0.5 % loss; target zero);
+- recurring dropouts (issue 13): the media blacked out 1.5 s in every 5 s, 1.3 s or 1.2 s in every
+  4.5 s - the time from the first dropout to the break (target: a break, within 2 periods + 2.5 s).
 
-    .venv/bin/python -m benchmarks.breaks [--runs 5] [--minutes 10] [--outage 6] [--json]
+    .venv/bin/python -m benchmarks.breaks [--runs 5] [--minutes 10] [--outage 6] [--no-recurring] [--json]
 """
 from __future__ import annotations
 
@@ -60,6 +62,40 @@ async def blackout_runs(ll: LiveLab, runs: int, outage_s: float, seed: int) -> t
     return to_break, to_ready
 
 
+RECURRING = [(5.0, 1.5), (4.5, 1.3), (4.5, 1.2)]      # (period, dropout) in seconds: the issue's cases
+
+
+async def recurring_runs(ll: LiveLab, limit_s: float = 60.0) -> list[dict]:
+    """Each pattern: dropouts on schedule until the break (or `limit_s`), then restore and resume."""
+    out = []
+    for period, length in RECURRING:
+        await ll.until_live(lambda lv: lv["state"] == "monitoring" and lv["verdict"] in ("good", "degraded"), 60,
+                            "monitoring")
+        await asyncio.sleep(4)
+        last = max((e["id"] for e in await ll.events()), default=0)
+        t0 = time.time()
+        brk = None
+        n = 0
+        while brk is None and time.time() - t0 < limit_s:
+            await ll.lab.ablackout("both", seconds=length)
+            n += 1
+            due = t0 + n * period
+            while time.time() < due and brk is None:
+                await asyncio.sleep(min(0.25, max(0.0, due - time.time())))
+                brk = next((e for e in await ll.events() if e["kind"] == "break" and e["id"] > last), None)
+        item = {"period_s": period, "dropout_s": length, "dropouts_sent": n,
+                "to_break_s": round(_t(brk["at"]) - t0, 2) if brk else None,
+                "kind": brk["detail"].get("kind") if brk else None}
+        out.append(item)
+        print(f"  {length:g} s in every {period:g} s: " + (f"break after {item['to_break_s']:.2f} s ({item['kind']}, "
+              f"{n} dropouts sent)" if brk else f"no break in {limit_s:g} s"), flush=True)
+        if brk is not None:
+            await ll.until_event("ready_to_resume", 90, after_id=brk["id"])
+            status, res = await ll.api("POST", f"/api/v1/hearings/{ll.hid}/resume")
+            assert status == 200, res
+    return out
+
+
 async def mild_run(ll: LiveLab, minutes: float) -> dict:
     await ll.lab.aimpair("both", **MILD)
     last = max((e["id"] for e in await ll.events()), default=0)
@@ -102,6 +138,9 @@ async def main(args) -> int:
                 tb, tr = await blackout_runs(ll, args.runs, args.outage, args.seed)
                 out["blackout_to_break_s"] = _stats(tb)
                 out["restored_to_ready_s"] = _stats(tr)
+            if args.recurring:
+                print("recurring dropouts", flush=True)
+                out["recurring"] = await recurring_runs(ll)
             if args.minutes > 0:
                 print(f"mild impairment {MILD} for {args.minutes:g} min", flush=True)
                 out["mild"] = await mild_run(ll, args.minutes)
@@ -115,6 +154,11 @@ async def main(args) -> int:
               f"n {b['n']})   target < 3 s")
         print(f"link restored -> ready:     median {r['median']:.2f} s (min {r['min']:.2f}, max {r['max']:.2f}, "
               f"n {r['n']})   target < 10 s")
+    for r in out.get("recurring", []):
+        bound = 2 * r["period_s"] + 2.5
+        got = f"{r['to_break_s']:.2f} s ({r['kind']})" if r["to_break_s"] is not None else "no break"
+        print(f"recurring {r['dropout_s']:g} s in every {r['period_s']:g} s -> break: {got}   "
+              f"target < {bound:g} s")
     if "mild" in out:
         m = out["mild"]
         print(f"false breaks, {m['minutes']:g} min of 10 ms jitter + 0.5 % loss: {m['false_breaks']}   target 0 "
@@ -132,5 +176,7 @@ if __name__ == "__main__":
                    help="each blackout lasts this + up to 2 s at random (default 6)")
     p.add_argument("--minutes", type=float, default=10.0, help="minutes of mild impairment (default 10)")
     p.add_argument("--seed", type=int, default=1, help="random phases of the outages")
+    p.add_argument("--no-recurring", dest="recurring", action="store_false",
+                   help="skip the recurring dropouts (issue 13)")
     p.add_argument("--json", action="store_true")
     sys.exit(asyncio.run(main(p.parse_args())))

@@ -113,6 +113,13 @@ class ReasonCode(StrEnum):
     ADVICE_MOVE_CLOSER = "advice_move_closer", dict[str, ParamKind]()    # loss or jitter: the radio link
     ADVICE_CLOSE_APPS = "advice_close_apps", dict[str, ParamKind]()      # delay: a crowded uplink
     SELF_CHECK_NO_CONNECTION = "self_check_no_connection", {"error": _K.TEXT}
+    # The live flow (rule 22, controller.live.words): the break it recommends, whose link, and why.
+    LINK_LOST = "link_lost", {"terminal": _K.TEXT}
+    BREAK_STALL = "break_stall", {"value": _K.SECONDS}
+    BREAK_DROPOUTS = "break_dropouts", {"count": _K.COUNT, "window": _K.SECONDS, "value": _K.SECONDS}
+    BREAK_UNUSABLE = "break_unusable", {"count": _K.COUNT, "window": _K.SECONDS}
+    BREAK_FROZEN = "break_frozen", {"value": _K.SECONDS}
+    BREAK_SILENT = "break_silent", {"value": _K.SECONDS}
 
 
 _BY_VALUE: dict[str, ReasonCode] = {c.value: c for c in ReasonCode}

@@ -99,6 +99,9 @@ class SideSecond(Payload):
     fps: Amount | None = None                 # frames decoded in the second (video)
     frame_rate: Amount | None = None
     stalled: Flag | None = None               # no packet in a second while media was flowing
+    # The longest gap between consecutive audio packets (any media without audio) that ended in
+    # this second, in ms: a dropout shorter than 2 s leaves no fully stalled second, this shows it.
+    max_gap_ms: Amount | None = None
     one_way_delay_ms: Amount | None = None
     freeze_s: Amount | None = None
 

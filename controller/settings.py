@@ -96,6 +96,12 @@ class LiveSettings(Strict):
     # overflows (~5 s at the monitor's rate) and a key frame follows; two such cycles in a row
     # happen under 0.5 % loss (benchmarks/breaks.py). A terminal's own video recovers sooner.
     freeze_break_s: int = Field(default=30, ge=1, le=600)
+    # ... or `dropouts_n` dropouts (runs of seconds stalled or ending a gap in packet arrival of
+    # `dropout_ms` or more) within the newest `dropouts_window_s` seconds: interruptions that recur
+    # so that speech cannot be followed (controller/detector.py says why 3 in 30 s).
+    dropout_ms: float = Field(default=1000.0, gt=0, le=10000)
+    dropouts_n: int = Field(default=3, ge=2, le=60)
+    dropouts_window_s: int = Field(default=30, ge=2, le=300)
     # Ready to resume after this many consecutive usable (good or degraded) seconds.
     resume_good_s: int = Field(default=8, ge=1, le=600)
     # A new monitoring session must report its first second within this long (it connects).

@@ -199,12 +199,20 @@ def _max_bad_in_window(pattern: str, w: int) -> int:
                default=0)
 
 
+def _max_runs_in_window(pattern: str, chars: str, w: int) -> int:
+    """The most runs of `chars` (dropouts: stalled seconds in a row) in any `w` seconds."""
+    def runs(part: str) -> int:
+        return sum(1 for i, c in enumerate(part) if c in chars and (i == 0 or part[i - 1] not in chars))
+    return max((runs(pattern[max(0, i - w + 1):i + 1]) for i in range(len(pattern))), default=0)
+
+
 @settings(max_examples=300, deadline=None)
 @given(streams)
 def test_breaks_exactly_when_a_rule_is_met(pattern):
     _, lost_at, _ = feed(pattern)
     due = (_max_run(pattern, "s") >= P.stall_s or _max_bad_in_window(pattern, P.window_s) >= P.unusable_n
-           or _max_run(pattern, "usf") >= P.freeze_break_s)
+           or _max_run(pattern, "usf") >= P.freeze_break_s
+           or _max_runs_in_window(pattern, "s", P.dropouts_window_s) >= P.dropouts_n)
     assert (lost_at is not None) == due
 
 
@@ -228,11 +236,12 @@ def test_flapping_with_short_good_spells_never_resumes(good, bad, cycles):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=60), max_size=20), st.integers(min_value=1, max_value=3))
 def test_isolated_spikes_never_break(positions, width):
-    # Spikes of at most one stalled second, spaced so that no window holds 4 bad seconds.
+    # Spikes of at most one stalled second, spaced so that no window holds 4 bad seconds, nor
+    # the dropouts' window 3 dropouts.
     pattern = ["g"] * 70
     last = -100
     for p in sorted(positions):
-        if p - last >= P.window_s:
+        if p - last >= max(P.window_s, P.dropouts_window_s // (P.dropouts_n - 1)):
             pattern[p] = "s"
             last = p
     _, lost_at, _ = feed("".join(pattern))

@@ -32,8 +32,8 @@ async def test_command_hook_gets_the_hearing_and_both_messages(tmp_path):
     assert r.ok and r.configured and r.kind == "command" and r.exit_code == 0
     got = json.loads(out.read_text(encoding="utf-8"))
     assert got["VKS_HEARING"] == "42" and got["VKS_EVENT"] == "break" and got["VKS_CAUSE"] == "connection_lost"
-    assert got["VKS_MESSAGE_KK"] == "Техникалық ақауларға байланысты үзіліс"
-    assert got["VKS_MESSAGE_RU"] == "Перерыв по техническим причинам"
+    assert got["VKS_MESSAGE_KK"] == "Байланыс үзілді — үзіліс жариялау ұсынылады"
+    assert got["VKS_MESSAGE_RU"] == "Связь потеряна — рекомендуется объявить перерыв"
     # No shell: the ';' reached the program as part of an argument.
     assert got["argv"] == [str(out), "a; touch /tmp/never"]
 
@@ -93,8 +93,8 @@ async def test_http_hook_posts_json_to_a_real_server():
         assert r.ok and r.kind == "http" and r.http_status == 200
         assert got[0]["event"] == "break" and got[0]["hearing_id"] == 5 and got[0]["cause"] == "quality"
         assert got[0]["terminal_id"] == "court-1"
-        assert got[0]["message"] == {"kk": "Техникалық ақауларға байланысты үзіліс",
-                                     "ru": "Перерыв по техническим причинам"}
+        assert got[0]["message"] == {"kk": "Байланыс үзілді — үзіліс жариялау ұсынылады",
+                                     "ru": "Связь потеряна — рекомендуется объявить перерыв"}
         r = await hooks.fire("resume", 5)
         assert not r.ok and r.http_status == 500
         r = await hooks.fire("reconnect", 5)

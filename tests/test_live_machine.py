@@ -106,7 +106,9 @@ def test_a_session_that_never_reports_is_a_break_at_the_end_of_its_start_grace()
     assert opened.evidence["kind"] == "silent" and opened.evidence["role"] == "caller"
     assert opened.evidence["session_id"] == "s1"
     assert count == Count("break", "connection_lost")
-    assert tell == Tell("break", {"cause": "connection_lost"})
+    assert tell.name == "break" and tell.fields == {"cause": "connection_lost"}
+    assert tell.banner["en"].startswith("Connection to sizo-1 lost - break recommended. The terminals stopped")
+    assert tell.banner["ru"].startswith("Связь с sizo-1 потеряна — рекомендуется объявить перерыв")
     assert stop == StopSession("s1") and again == Again()
 
 
@@ -242,7 +244,8 @@ def test_stop_closes_an_open_break_and_ends_with_the_final_verdict():
     commit, stop = m.stop(f, "hearing_held", now)
     close, ev, save, ended = commit.writes
     assert close == UpdateBreak(5, {"ended_at": to_dt(now), "outcome": "hearing_held", "duration_s": 10.0})
-    assert ev == Event("monitoring_stopped", {"reason": "hearing_held", "open_break_id": 5, "verdict": "unusable"})
+    assert ev == Event("monitoring_stopped", {"reason": "hearing_held", "open_break_id": 5, "terminal_id": "sizo-1",
+                                                 "verdict": "unusable"})
     assert save == Save(refresh=True) and ended == MarkEnded()
     assert stop == StopSession("s2")
     assert f.state == LiveState.ENDED and f.session_id is None and f.break_id is None
@@ -252,6 +255,7 @@ def test_stop_closes_an_open_break_and_ends_with_the_final_verdict():
         feed(m, f, t, T0 + 1 + t)
     (commit, _) = m.stop(f, "suspended", T0 + 11, state=LiveState.STOPPED, detail={"suspension_ids": [3]})
     assert commit.writes[0].detail == {"reason": "suspended", "open_break_id": None, "verdict": f.verdict,
+                                       "terminal_id": "sizo-1",
                                        "suspension_ids": [3]}
     assert f.state == LiveState.STOPPED
 

@@ -17,15 +17,18 @@ from tests.live_kit import COURT, SIZO, LiveLab
 from tests.netlab.fixtures import netlab_mark
 
 pytestmark = [*netlab_mark, pytest.mark.timeout(150)]
+SIZO_NAME = "ДС-70/1, кабинет ВКС 1"
 
 
 async def test_blackout_mid_hearing_breaks_reconnects_and_resumes(tmp_path):
     async with LiveLab(tmp_path, impair={"delay_ms": 10}) as ll:
         await ll.lab.ablackout("both")
         t0 = time.monotonic()
-        lv = await ll.until_live(lambda lv: lv["state"] == "reconnecting", 20, "break declared")
+        lv = lv_break = await ll.until_live(lambda lv: lv["state"] == "reconnecting", 20, "break recommended")
         assert lv["break"]["cause"] == "connection_lost"
-        assert lv["verdict"] == "unusable" and lv["banner"]["ru"] == "Перерыв по техническим причинам"
+        assert lv["verdict"] == "unusable"
+        assert lv["banner"]["ru"].startswith(f"Связь с {SIZO_NAME} потеряна — рекомендуется объявить перерыв. ")
+        assert lv["break"]["terminal_id"] == SIZO and lv["break"]["decision"] is None
         old_session = lv["break"]["evidence"]["session_id"]
         await asyncio.sleep(max(0.0, 6 - (time.monotonic() - t0)))     # attempts fail meanwhile
         assert (await ll.live())["state"] == "reconnecting"
@@ -57,7 +60,8 @@ async def test_blackout_mid_hearing_breaks_reconnects_and_resumes(tmp_path):
         for t in (COURT, SIZO):
             got = ll.hooks(t)
             assert [h["event"] for h in got][0] == "break" and got[0]["hearing"] == str(ll.hid)
-            assert got[0]["kk"] == "Техникалық ақауларға байланысты үзіліс"
+            assert got[0]["kk"].startswith(f"{SIZO_NAME} терминалымен байланыс үзілді — үзіліс жариялау ұсынылады")
+            assert got[0]["ru"] == lv_break["banner"]["ru"]
             assert "reconnect" in {h["event"] for h in got}
 
         # The hearing's live verdict is shown on the hearing; the end stops monitoring.

@@ -204,3 +204,26 @@ def test_retransmissions_are_a_stream_of_their_own_whose_losses_count():
     assert by_ssrc[2]["bitrate_share"] + by_ssrc[3]["bitrate_share"] == pytest.approx(1.0)
     assert side["jitter_ms"] == by_ssrc[2]["jitter_ms"]             # the resends' timing is no jitter
     assert all(iv["jitter_ms"] == pytest.approx(0.0, abs=0.01) for iv in side["intervals"] if iv["packets"])
+
+
+def test_each_second_reports_its_longest_arrival_gap_of_the_audio():
+    """`max_gap_ms`: the longest gap between audio packets that ended in the second - a 1.5 s
+    dropout from 10.8 s to 12.3 s shows in second 12 (second 11 is stalled), once; the video's
+    own gaps (a paused stream) do not count while audio flows."""
+    audio = StreamMeter("audio", 1, 48000, T0)
+    video = StreamMeter("video", 2, 90000, T0)
+    pkts = stream(1000)                                  # 20 s of audio at 50 packets/s
+    feed(audio, [p for p in pkts if not (T0 + 10.8 <= p[2] < T0 + 12.3)])
+    for i, at in enumerate([T0 + 0.5, T0 + 3.5, T0 + 3.6]):    # video: a 3 s gap ending in second 3
+        video.add_packet(10 + i, 0, at, 900, ast(at - 0.02))
+    side = {1: audio, 2: video}
+    seconds = [side_interval(side, i) for i in range(20)]
+    assert seconds[11]["stalled"] and seconds[11]["packets"] == 0
+    assert 1500 <= seconds[12]["max_gap_ms"] <= 1540
+    assert [i for i, s in enumerate(seconds) if s["max_gap_ms"] >= 1000] == [12]
+    assert seconds[3]["max_gap_ms"] <= 21                # the video's gap is not a dropout
+    assert all(s["max_gap_ms"] <= 21 for i, s in enumerate(seconds) if i not in (11, 12))
+    # ... and the final report's intervals carry it too.
+    assert receive_side(side)["intervals"][12]["max_gap_ms"] == seconds[12]["max_gap_ms"]
+    # Without audio, the media there is judged by its own gaps.
+    assert side_interval({2: video}, 3)["max_gap_ms"] >= 3000

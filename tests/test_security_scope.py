@@ -388,7 +388,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", f"{API}/hearings/{{id}}/checks"): {"kind": "test"},
     ("POST", f"{API}/hearings/{{id}}/act"): {"note": "redrafted"},
     ("POST", f"{API}/hearings/{{id}}/self-checks"): {"name": "Aigerim Nurlanova", "mode": "mobile"},
+    ("POST", f"{API}/hearings/{{id}}/break-decision"): {"decision": "declared"},
 }
+
+
 @dataclass(frozen=True)
 class RawFile:
     """A request body that is a file of this content type (not JSON)."""
@@ -481,6 +484,8 @@ def explicit(route: Route, u: User, tag: str, insts: frozenset[str]) -> tuple[in
         return 403, "the agreement is given where the court lies; this scope holds only the participant SIZO"
     if key == ("POST", f"{API}/hearings/{{id}}/resume"):
         return 409, "not ready to resume: live monitoring is off in this world, so no break waits to be resumed"
+    if key == ("POST", f"{API}/hearings/{{id}}/break-decision"):
+        return 409, "no break waits for the judge's decision: live monitoring is off in this world"
     return None
 
 

@@ -450,7 +450,9 @@ async def test_live_chart_break_banner_and_confirm_resume(live_controller):
                 await until(lambda lv: lv["break"] is not None, 20, "break")
                 banner = page.locator("#banners .banner", has_text="2-777/2026")
                 await banner.wait_for()
-                assert "Break due to technical problems" in await banner.inner_text()
+                said = await banner.inner_text()
+                assert "Connection to ДС-70/1, кабинет ВКС 1 lost - break recommended" in said, said
+                assert "Break declared" in said and "Continue" in said
                 await shot(page, "break-banner-en")
                 await page.wait_for_timeout(1500)
             finally:

@@ -14,11 +14,11 @@ from controller import hearings as ops
 from controller import models as m
 from controller.api.audit import Audit, audit, transaction
 from controller.api.hearings import HEARING, view
-from controller.api.requests import API, now, ok, path_int, who
+from controller.api.requests import API, body, now, ok, path_int, who
 from controller.api.routing import Route, items
 from controller.errors import Conflict
 from controller.keys import DB_KEY, LIVE_KEY, RESULTS_KEY
-from controller.live.machine import NotReady
+from controller.live.machine import NoDecisionPending, NotReady
 from controller.live.views import breaks_view, live_view
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
@@ -38,6 +38,12 @@ class LiveBreakOut(BaseModel):
     ended_at: str | None
     outcome: str | None
     duration_s: float | None
+    terminal_id: str | None = None        # whose link failed
+    terminal_name: str | None = None
+    reasons: list[dict] = []              # [{code, params}]: the recommendation, its evidence
+    decision: Literal["declared", "continued"] | None = None    # the judge's, as the secretary recorded it
+    decided_at: str | None = None
+    decided_by: str | None = None
 
 
 class LiveIntervalOut(BaseModel):
@@ -52,8 +58,25 @@ class LiveIntervalOut(BaseModel):
     verdict: str
 
 
+class LiveParticipantOut(BaseModel):
+    """One remote participant's link: its own monitoring session, state, break and last 120 s."""
+    terminal_id: str
+    terminal_name: str
+    state: LiveState
+    verdict: str
+    since: str | None
+    session_id: str | None
+    attempt: int
+    break_: LiveBreakOut | None = Field(None, alias="break")
+    banner: dict | None
+    stats: dict
+    intervals: list[LiveIntervalOut]
+
+    model_config = {"populate_by_name": True}
+
+
 class LiveOut(BaseModel):
-    """The live state of a hearing."""
+    """The live state of a hearing: the top-level keys are its first remote participant's."""
     hearing_id: int
     state: Literal["idle"] | LiveState
     verdict: str
@@ -66,8 +89,21 @@ class LiveOut(BaseModel):
     banner: dict | None
     stats: dict
     intervals: list[LiveIntervalOut]
+    participants: list[LiveParticipantOut] = []
 
     model_config = {"populate_by_name": True}
+
+
+class BreakDecisionIn(BaseModel):
+    """The presiding judge's decision on the recommended break (rule 22)."""
+    model_config = {"extra": "forbid"}
+    decision: Literal["declared", "continued"]
+
+
+class BreakDecisionOut(BaseModel):
+    """The breaks the decision was recorded on, and the live state after it."""
+    decided: list[dict]
+    live: LiveOut
 
 
 class ResumeOut(BaseModel):
@@ -81,7 +117,7 @@ class ResumeOut(BaseModel):
 async def _live(request: web.Request, hid: int) -> dict:
     svc = request.app[LIVE_KEY]
     async with request.app[DB_KEY].read() as conn:
-        return await live_view(conn, hid, svc.now(), svc.flows.get(hid))
+        return await live_view(conn, hid, svc.now(), svc.intake.of(hid))
 
 
 async def get_live(request: web.Request) -> web.Response:
@@ -104,6 +140,19 @@ async def post_resume(request: web.Request) -> web.Response:
     except NotReady as exc:
         raise Conflict(str(exc), code="not_ready") from None
     return ok({**out, "live": await _live(request, hid)})
+
+
+async def post_break_decision(request: web.Request) -> web.Response:
+    """POST /hearings/{id}/break-decision: 409 unless a break waits for the judge's decision."""
+    hid = path_int(request, "id")
+    req = await body(request, BreakDecisionIn)
+    async with request.app[DB_KEY].read() as conn:
+        await hearings_repo.get_hearing(conn, hid)
+    try:
+        decided = await request.app[LIVE_KEY].decide(hid, req.decision, who(request))
+    except NoDecisionPending as exc:
+        raise Conflict(str(exc), code="no_decision_pending") from None
+    return ok({"decided": decided, "live": await _live(request, hid)})
 
 
 async def _set_status(request: web.Request, status: HearingStatus, event: str) -> web.Response:
@@ -153,6 +202,11 @@ ROUTES: list[Route] = [
     Route("POST", f"{API}/hearings/{{id}}/resume", post_resume, auth.HEARINGS_WRITE,
           "The secretary confirms the resumption after a break (only when ready to resume)",
           response=ResumeOut, extra_responses={409: "not ready to resume"}, scoped=access.HEARING),
+    Route("POST", f"{API}/hearings/{{id}}/break-decision", post_break_decision, auth.HEARINGS_WRITE,
+          "The secretary records the presiding judge's decision on the recommended break: declared "
+          "(event break_declared) or continued (event break_continued: a false alarm)",
+          body=BreakDecisionIn, response=BreakDecisionOut,
+          extra_responses={409: "no break waits for a decision"}, scoped=access.HEARING),
     Route("POST", f"{API}/hearings/{{id}}/start", post_start, auth.HEARINGS_WRITE,
           "The hearing starts (status in_progress, event hearing_started, monitoring begins)",
           response=m.HearingOut, extra_responses={409: "the hearing is not scheduled"},

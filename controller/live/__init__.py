@@ -11,12 +11,16 @@ the hub hands over as it stores them. `controller.detector` judges them; this pa
 - `views`: what the API shows (controller.api.live serves it).
 
 Every step appends an event to the hearing's record (rule 21): monitoring_started, break (cause,
-detector evidence), reconnect (per attempt), reconnect_attempt_failed, ready_to_resume,
-ready_withdrawn, resume (duration and cause), reconnect_timeout, monitoring_renewed,
+detector evidence, the terminal), break_declared, break_continued, reconnect (per attempt),
+reconnect_attempt_failed, ready_to_resume, ready_withdrawn, resume (duration and cause),
+link_restored, reconnect_timeout, monitoring_renewed,
 monitoring_stopped, hook_failed, hearing_started, hearing_ended. The agents at both ends get the
 `break` / `reconnect` / `resume` commands (contract.wire.LiveEvent) and fire their endpoint hooks.
 
-Limits: one pair per hearing (the courtroom terminal and the first remote participant); the flow
-runs in the controller whose hub receives the intervals (one controller, or agents of a hearing
-on the same controller).
+One flow per remote participant (the courtroom terminal calls each); a break is the software's
+recommendation, the judge's decision is recorded (`break_declared` / `break_continued`): docs/live.md.
+
+Limits: the flow runs in the controller whose hub receives the intervals (one controller, or
+agents of a hearing on the same controller); the hearing's stored live verdict is the first
+participant's flow's (the others' breaks are in the record and the live view).
 """

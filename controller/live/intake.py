@@ -35,8 +35,9 @@ class LiveIntake:
         self.budget = budget
         self.drops = drops or Drops()
         self.thresholds: quality.Thresholds | None = None
-        self.flows: dict[int, Flow] = {}
-        self.sessions: dict[str, int] = {}          # monitoring session -> hearing
+        self.flows: dict[int, Flow] = {}            # by hearing: its first remote participant's flow
+        self.extra: dict[int, list[Flow]] = {}      # by hearing: the other participants' flows
+        self.sessions: dict[str, Flow] = {}         # monitoring session -> its flow
         self.rows: list[dict[str, Any]] = []        # live_intervals rows not yet written
         self.hook_reports: list[tuple[str, HookOutcome]] = []   # failed hooks naming a hearing
         self.ended: list[str] = []
@@ -52,9 +53,28 @@ class LiveIntake:
 
     def add(self, f: Flow) -> None:
         """Monitor `f` (its current session's intervals reach it)."""
-        self.flows[f.hearing_id] = f
+        if f.primary:
+            self.flows[f.hearing_id] = f
+        else:
+            self.extra.setdefault(f.hearing_id, []).append(f)
         if f.session_id:
-            self.sessions[f.session_id] = f.hearing_id
+            self.sessions[f.session_id] = f
+
+    def of(self, hearing_id: int) -> list[Flow]:
+        """The hearing's flows, the first participant's first."""
+        first = self.flows.get(hearing_id)
+        return ([first] if first is not None else []) + self.extra.get(hearing_id, [])
+
+    def all(self) -> list[Flow]:
+        """Every flow, each hearing's first participant's first."""
+        return [f for hid in list(self.flows) for f in self.of(hid)]
+
+    def remove(self, hearing_id: int) -> list[Flow]:
+        """Stop taking the hearing's flows; returns them."""
+        out = self.of(hearing_id)
+        self.flows.pop(hearing_id, None)
+        self.extra.pop(hearing_id, None)
+        return out
 
     # ---- from the hub ------------------------------------------------------------------------
     def on_reports(self, items: list[tuple[str, wire.Report]]) -> None:
@@ -90,7 +110,7 @@ class LiveIntake:
         return True
 
     def _interval(self, terminal_id: str, session_id: str, body: IntervalBody) -> bool:
-        f = self.flows.get(self.sessions[session_id])
+        f = self.sessions[session_id]
         iv = body.interval
         if f is None or iv is None or body.role is None or not self.machine.accepts(
                 f, session_id, terminal_id, body.role):
@@ -102,6 +122,7 @@ class LiveIntake:
         now = self.now()
         self.machine.observe(f, SessionRole(body.role), t, second, now)
         self.rows.append({"hearing_id": f.hearing_id, "session_id": session_id, "terminal_id": terminal_id,
+                          "callee": f.callee,
                           "t": t, "at": to_dt(now), "inbound": iv.inbound.dump() if iv.inbound else None,
                           "outbound": iv.outbound.dump() if iv.outbound else None, "rtt_ms": iv.rtt_ms,
                           "stalled": second.stalled, "verdict": second.verdict})

@@ -7,8 +7,22 @@ clock of its own (every call takes `now`, seconds since the epoch), like `contro
         |                 |    |    reconnect_timeout_s: escalation, attempts go on)           |
         |                 |    +---------------- lost again ("ready_withdrawn") ---------------+
         +---- the secretary confirms (`resume`) ------------------------------------------------+
+        +---- the judge continued (`decide(..., "continued")`): at once when ready ------------+
     any state --hearing held / cancelled / postponed, planned end + end_margin_s--> ended
     any state --suspension (rule 24)--> stopped
+
+A break is the software's recommendation (rule 22: the presiding judge declares a break): it is
+detected, recorded (`break`) and announced ("Connection to <terminal> lost - break recommended",
+controller.live.words) at once and the reconnect flow starts at once; the secretary records the
+judge's decision (`decide`): "declared" (event `break_declared`) changes nothing in the flow - the
+link is reconnected and the resumption stays the secretary's act; "continued" (event
+`break_continued`, a false alarm kept for tuning) tells the rooms the hearing goes on, and the
+reconnect flow keeps running, since the link still has to be restored, but ends by itself: back
+to monitoring (event `link_restored`) as soon as the link holds `resume_good_s` seconds - at once
+if it already does - with no resumption asked, because no break was declared.
+
+One flow per remote participant (the courtroom terminal calls each): a break names the terminal
+whose link failed (`Flow.callee`, `callee_name`); the others' flows go on.
 
 `Machine` changes a `Flow` in memory and returns what must happen outside, in order, as effects:
 start or stop a monitoring session, write a transaction (`Commit`: the break, the events of the
@@ -27,6 +41,7 @@ from typing import Any, Literal, overload
 from contract import backoff
 from contract.vocab import BreakCause, HearingStatus, HearingVerdict, LiveState, SessionRole, Verdict
 from controller.detector import ROLES, Detector, DetectorParams, Lost, Second
+from controller.live import words
 from controller.settings import LiveSettings
 
 # The states of a flow that goes on (the others are finished).
@@ -35,7 +50,6 @@ ACTIVE = (LiveState.MONITORING, LiveState.RECONNECTING, LiveState.READY_TO_RESUM
 BREAK_SHOWN = (LiveState.RECONNECTING, LiveState.READY_TO_RESUME)
 # The hearing statuses under which a flow goes on.
 MONITORED = (HearingStatus.SCHEDULED, HearingStatus.IN_PROGRESS)
-BANNER = {"kk": "Техникалық ақауларға байланысты үзіліс", "ru": "Перерыв по техническим причинам"}
 
 
 @overload
@@ -67,7 +81,8 @@ def detector_params(s: LiveSettings) -> DetectorParams:
     """The detector's parameters from the `live:` settings."""
     return DetectorParams(stall_s=s.stall_s, window_s=s.window_s, unusable_n=s.unusable_n,
                           resume_good_s=s.resume_good_s, silent_s=s.silent_s, freeze_break_s=s.freeze_break_s,
-                          keep_s=max(30, s.window_s, s.resume_good_s, s.freeze_break_s) + 2)
+                          dropout_ms=s.dropout_ms, dropouts_n=s.dropouts_n, dropouts_window_s=s.dropouts_window_s,
+                          keep_s=max(30, s.window_s, s.resume_good_s, s.freeze_break_s, s.dropouts_window_s) + 2)
 
 
 def final_verdict(stats: dict, breaks_open: bool) -> str:
@@ -104,6 +119,9 @@ class Flow:
     counted_t: int = -1
     started_at: float = 0.0
     dirty: bool = False           # stats, verdict or detector changed since the state row was written
+    callee_name: str | None = None    # the participant's terminal's name (the break's words)
+    primary: bool = True          # the hearing's first remote participant (its row: live_state)
+    decision: str | None = None   # the judge's decision on the open break: declared | continued
 
 
 # ---- effects: what the I/O service does, in order ------------------------------------------------
@@ -151,6 +169,14 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Decide:
+    """Record the judge's decision on the flow's open break (live_decisions)."""
+    break_id: int
+    decision: str
+    by: str | None
+
+
+@dataclass(frozen=True)
 class Save:
     """Write the flow's state row; `refresh`: then the hearing's verdict (which reads it)."""
     refresh: bool = False
@@ -161,7 +187,7 @@ class MarkEnded:
     """Stamp the state row's `ended_at`."""
 
 
-Write = LockHearing | OpenBreak | UpdateBreak | Event | Save | MarkEnded
+Write = LockHearing | OpenBreak | UpdateBreak | Event | Decide | Save | MarkEnded
 
 
 @dataclass(frozen=True)
@@ -173,9 +199,11 @@ class Commit:
 
 @dataclass(frozen=True)
 class Tell:
-    """Send both agents the live event `name` (contract.wire.LiveEvent; `break` carries the banner)."""
+    """Send both agents the live event `name` (contract.wire.LiveEvent; `break` carries the banner:
+    {kk, ru, en}, the recommendation and its evidence in words)."""
     name: Literal["break", "reconnect", "resume"]
     fields: dict[str, Any]
+    banner: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +225,17 @@ class Again:
 
 
 Effect = StartSession | StopSession | Commit | Tell | Escalate | Count | Again
+
+
+class NoDecisionPending(Exception):
+    """A decision was given while no break of the hearing waits for one."""
+
+    def __init__(self, hearing_id: int):
+        self.hearing_id = hearing_id
+        super().__init__(f"hearing {hearing_id} has no break waiting for the judge's decision")
+
+
+DECISIONS = {"declared": "break_declared", "continued": "break_continued"}
 
 
 class NotReady(Exception):
@@ -341,12 +380,52 @@ class Machine:
         f.state, f.since = LiveState.MONITORING, now
         f.stats["unresumed"] = max(0, f.stats.get("unresumed", 0) - 1)
         f.break_id, f.break_started, f.break_cause, f.ready_at, f.attempt = None, None, None, None, 0
+        f.decision = None
         f.verdict = f.detector.verdict(now)
         close = UpdateBreak(break_id, {"resumed_at": to_dt(now), "resumed_by": who, "ended_at": to_dt(now),
                                        "outcome": "resumed", "duration_s": duration})
         effects: list[Effect] = [Commit(now, (LockHearing(), close, event, Save(refresh=True))),
                                  Count("resume"), Tell("resume", {"cause": cause})]
         return effects, {"break_id": break_id, "duration_s": duration, "cause": cause}
+
+    def pending(self, f: Flow | None) -> bool:
+        """Whether the flow's open break waits for the judge's decision."""
+        return f is not None and f.break_id is not None and f.decision is None and f.state in BREAK_SHOWN
+
+    def decide(self, f: Flow | None, hearing_id: int, decision: str, now: float, who: str | None) -> list[Effect]:
+        """The secretary records the judge's decision on the flow's open break: "declared" or
+        "continued" (see the module's docstring). Raises NoDecisionPending unless one waits."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be declared or continued, not {decision!r}")
+        if f is None or not self.pending(f):
+            raise NoDecisionPending(hearing_id)
+        assert f.break_id is not None
+        f.decision = decision
+        detected = f.break_started or now
+        event = Event(DECISIONS[decision], {
+            "break_id": f.break_id, "terminal_id": f.callee, "terminal_name": f.callee_name, "cause": f.break_cause,
+            "detected_at": _iso(detected), "decided_at": _iso(now), "after_s": round(now - detected, 1), "by": who})
+        effects: list[Effect] = [Commit(now, (LockHearing(), Decide(f.break_id, decision, who), event))]
+        if decision == "continued":
+            effects.append(Tell("resume", {"cause": f.break_cause}))
+            if f.state == LiveState.READY_TO_RESUME:
+                effects += self._restored(f, now)
+        return effects
+
+    def _restored(self, f: Flow, now: float) -> list[Effect]:
+        """A break the judge continued ends by itself once the link holds: back to monitoring."""
+        duration = round(now - (f.break_started or now), 1)
+        break_id, cause = f.break_id, f.break_cause
+        event = Event("link_restored", {
+            "break_id": break_id, "terminal_id": f.callee, "terminal_name": f.callee_name, "cause": cause,
+            "duration_s": duration, "decision": "continued", "attempts": f.attempt, "session_id": f.session_id})
+        f.state, f.since = LiveState.MONITORING, now
+        f.stats["unresumed"] = max(0, f.stats.get("unresumed", 0) - 1)
+        f.break_id, f.break_started, f.break_cause, f.ready_at, f.attempt = None, None, None, None, 0
+        f.decision = None
+        f.verdict = f.detector.verdict(now)
+        close = UpdateBreak(break_id, {"ended_at": to_dt(now), "outcome": "continued", "duration_s": duration})
+        return [Commit(now, (LockHearing(), close, event, Save(refresh=True)))]
 
     def stop(self, f: Flow, reason: str, now: float, *, state: LiveState = LiveState.ENDED,
              detail: dict[str, Any] | None = None) -> list[Effect]:
@@ -355,12 +434,12 @@ class Machine:
         f.session_id = None
         f.state, f.since = state, now
         f.verdict = final_verdict(f.stats, False) if state == LiveState.ENDED else f.verdict
-        f.break_id = None
+        f.break_id, f.decision = None, None
         writes: list[Write] = []
         if open_break is not None:
             writes.append(UpdateBreak(open_break, {"ended_at": to_dt(now), "outcome": reason,
                                                    "duration_s": round(now - (started or now), 1)}))
-        writes += [Event("monitoring_stopped", {"reason": reason, "open_break_id": open_break,
+        writes += [Event("monitoring_stopped", {"reason": reason, "open_break_id": open_break, "terminal_id": f.callee,
                                                 "verdict": f.verdict, **(detail or {})}),
                    Save(refresh=True), MarkEnded()]
         effects: list[Effect] = [Commit(now, tuple(writes))]
@@ -386,15 +465,19 @@ class Machine:
 
     def _declare_break(self, f: Flow, lost: Lost, now: float) -> list[Effect]:
         old = f.session_id
-        evidence = {"kind": lost.kind, "role": lost.role, "session_id": old, **lost.evidence}
+        evidence = {"kind": lost.kind, "role": lost.role, "session_id": old, "terminal_id": f.callee,
+                    "terminal_name": f.callee_name or f.callee, "recommendation": "break", **lost.evidence}
         f.state, f.since, f.attempt, f.next_at = LiveState.RECONNECTING, now, 0, now
         f.break_started, f.break_cause, f.escalated, f.ready_at = now, BreakCause(lost.cause), False, None
+        f.decision = None
         f.session_id = None
         f.verdict = HearingVerdict.UNUSABLE
         f.stats["breaks"] = f.stats.get("breaks", 0) + 1
         f.stats["unresumed"] = f.stats.get("unresumed", 0) + 1
         effects: list[Effect] = [Commit(now, (LockHearing(), OpenBreak(lost.cause, evidence), Save(refresh=True))),
-                                 Count("break", lost.cause), Tell("break", {"cause": lost.cause})]
+                                 Count("break", lost.cause),
+                                 Tell("break", {"cause": lost.cause}, banner=words.banner(f.callee_name or f.callee,
+                                                                                          evidence))]
         if old is not None:
             effects.append(StopSession(old))
         return [*effects, Again()]
@@ -428,12 +511,16 @@ class Machine:
     def _ready(self, f: Flow, now: float) -> list[Effect]:
         f.state, f.since, f.ready_at = LiveState.READY_TO_RESUME, now, now
         f.verdict = f.detector.verdict(now)
-        return [Commit(now, (UpdateBreak(f.break_id, {"ready_at": to_dt(now)}),
-                             Event("ready_to_resume", {
-                                 "break_id": f.break_id, "attempt": f.attempt, "session_id": f.session_id,
-                                 "good_s": f.detector.good_run(),
-                                 "since_break_s": round(now - (f.break_started or now), 1)}),
-                             Save(refresh=True)))]
+        effects: list[Effect] = [Commit(now, (UpdateBreak(f.break_id, {"ready_at": to_dt(now)}),
+                                              Event("ready_to_resume", {
+                                                  "break_id": f.break_id, "attempt": f.attempt,
+                                                  "session_id": f.session_id, "terminal_id": f.callee,
+                                                  "good_s": f.detector.good_run(),
+                                                  "since_break_s": round(now - (f.break_started or now), 1)}),
+                                              Save(refresh=True)))]
+        if f.decision == "continued":
+            effects += self._restored(f, now)
+        return effects
 
     def _escalate(self, f: Flow, now: float) -> list[Effect]:
         f.escalated = True

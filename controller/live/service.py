@@ -36,10 +36,10 @@ from controller.gateway import AgentGateway, AgentUnavailable, Messenger
 from controller.live.intake import LiveIntake
 from controller.live.machine import (
     ACTIVE,
-    BANNER,
     Again,
     Commit,
     Count,
+    Decide,
     Effect,
     Escalate,
     Event,
@@ -60,6 +60,7 @@ from controller.settings import LiveSettings
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
 from controller.store import live as store
+from controller.store import live_participants as lp
 from controller.store import suspensions as susp_repo
 from controller.store.db import Database
 from controller.store.schema import checks, hearings
@@ -129,17 +130,23 @@ class LiveService:
         async with self.db.read() as conn:
             rows = await store.active_states(conn)
             heads = await store.hearing_heads(conn, [r["hearing_id"] for r in rows])
-            open_breaks = await store.breaks_by_id(conn, [r["break_id"] for r in rows if r["break_id"]])
-        for r in rows:
+            others = [r for r in await lp.active(conn) if r["hearing_id"] in heads]
+            break_ids = [r["break_id"] for r in rows + others if r["break_id"]]
+            open_breaks = await store.breaks_by_id(conn, break_ids)
+            decided = await lp.decisions(conn, break_ids)
+            names = await lp.terminal_names(conn, [r["callee"] for r in rows + others])
+        for r in rows + others:
             f = Flow(r["hearing_id"], LiveState(r["state"]), to_ts(r["since"]) or now, r["caller"], r["callee"],
                      Detector.restore(self.machine.params, r["detector"]), session_id=r["session_id"],
                      break_id=r["break_id"], attempt=r["attempt"], next_at=to_ts(r["next_at"]),
                      verdict=r["verdict"], stats=dict(r["stats"] or {}), started_at=to_ts(r["started_at"]) or now,
-                     end_at=self.machine.end_at(heads[r["hearing_id"]]["end_utc"].timestamp()))
+                     end_at=self.machine.end_at(heads[r["hearing_id"]]["end_utc"].timestamp()),
+                     callee_name=names.get(r["callee"]), primary="terminal_id" not in r)
             b = open_breaks.get(f.break_id) if f.break_id is not None else None
             if b is not None:
                 f.break_started, f.break_cause = to_ts(b["started_at"]), b["cause"]
                 f.ready_at, f.escalated = to_ts(b["ready_at"]), b["escalated_at"] is not None
+                f.decision = decided[b["id"]]["decision"] if b["id"] in decided else None
             self.machine.carry_on(f, now)
             self.intake.add(f)
         if rows:
@@ -168,7 +175,7 @@ class LiveService:
                         await self.reconcile(now)
                     await self._take_hook_reports(now)
                     ended, self.intake.ended = self.intake.ended, []
-                    for f in list(self.flows.values()):
+                    for f in self.intake.all():
                         if f.session_id in ended:
                             self.machine.session_lost(f, now)
                         await self._run(f, self.machine.step(f, now))
@@ -181,7 +188,7 @@ class LiveService:
 
     async def _flush(self) -> None:
         rows, self.intake.rows = self.intake.rows, []
-        dirty = [f for f in self.flows.values() if f.dirty]
+        dirty = [f for f in self.intake.all() if f.dirty]
         if not rows and not dirty:
             return
         try:
@@ -189,8 +196,8 @@ class LiveService:
                 await store.insert_intervals(conn, rows)
                 for f in dirty:
                     f.dirty = False
-                    await store.update_state(conn, f.hearing_id, stats=f.stats, detector=f.detector.snapshot(),
-                                             verdict=f.verdict, updated_at=to_dt(self.now()))
+                    await update_state(conn, f, stats=f.stats, detector=f.detector.snapshot(),
+                                       verdict=f.verdict, updated_at=to_dt(self.now()))
         except Exception:
             self.intake.rows = rows + self.intake.rows
             raise
@@ -230,17 +237,19 @@ class LiveService:
                 await store.update_break(conn, w.break_id, **w.values)
         elif isinstance(w, Event):
             await events_repo.append(conn, f.hearing_id, w.kind, to_dt(at), w.detail)
+        elif isinstance(w, Decide):
+            await lp.decide(conn, w.break_id, f.hearing_id, w.decision, to_dt(at), w.by)
         elif isinstance(w, Save):
             await self._save(conn, f, at, refresh=w.refresh)
         elif isinstance(w, MarkEnded):
-            await store.update_state(conn, f.hearing_id, ended_at=to_dt(at))
+            await update_state(conn, f, ended_at=to_dt(at))
 
     async def _save(self, conn: AsyncConnection, f: Flow, now: float, refresh: bool = False) -> None:
         f.dirty = False
-        await store.update_state(conn, f.hearing_id, state=f.state, since=to_dt(f.since), verdict=f.verdict,
-                                 session_id=f.session_id, session_started_at=to_dt(now) if f.session_id else None,
-                                 break_id=f.break_id, attempt=f.attempt, next_at=to_dt(f.next_at),
-                                 detector=f.detector.snapshot(), stats=f.stats, updated_at=to_dt(now))
+        await update_state(conn, f, state=f.state, since=to_dt(f.since), verdict=f.verdict,
+                           session_id=f.session_id, session_started_at=to_dt(now) if f.session_id else None,
+                           break_id=f.break_id, attempt=f.attempt, next_at=to_dt(f.next_at),
+                           detector=f.detector.snapshot(), stats=f.stats, updated_at=to_dt(now))
         if refresh and self.results is not None:
             # In a savepoint: on PostgreSQL a failed statement aborts the whole transaction, and
             # the verdict is not worth losing the transition for.
@@ -251,7 +260,7 @@ class LiveService:
                 log.exception("live: hearing %s: verdict not refreshed", f.hearing_id)
 
     async def _start_session(self, f: Flow, e: StartSession) -> None:
-        self.intake.sessions[e.session_id] = f.hearing_id
+        self.intake.sessions[e.session_id] = f
         try:
             await self.gateway.start_session(session_id=e.session_id, caller=f.caller, callee=f.callee,
                                              kind=SessionKind.MONITOR, profile=self.s.profile, duration_s=e.duration_s)
@@ -269,10 +278,10 @@ class LiveService:
     async def _tell(self, f: Flow, e: Tell) -> None:
         if self.messenger is None:
             return
-        banner = e.name == "break"
+        banner = e.banner or {}
         msg = wire.Command(command=wire.LiveEvent(name=e.name, hearing_id=f.hearing_id,
-                                                  message_kk=BANNER["kk"] if banner else None,
-                                                  message_ru=BANNER["ru"] if banner else None, **e.fields))
+                                                  message_kk=banner.get("kk"), message_ru=banner.get("ru"),
+                                                  **e.fields))
         for t in (f.caller, f.callee):
             try:
                 await self.messenger.deliver(t, msg)
@@ -301,53 +310,87 @@ class LiveService:
 
     # ---- starting and ending ---------------------------------------------------------------------
     async def begin(self, hearing_id: int, trigger: str, now: float | None = None) -> Flow | None:
-        """Start monitoring a hearing (idempotent). None when it has no remote participant."""
+        """Start monitoring a hearing (idempotent): one flow per remote participant (the courtroom
+        terminal calls each). Returns the first participant's flow; None when it has none."""
         now = self.now() if now is None else now
         if hearing_id in self.flows:
             return self.flows[hearing_id]
         async with self.db.transaction() as conn:
             h = await hearings_repo.get_hearing(conn, hearing_id, for_update=True)
             parts = (await hearings_repo.participants_of(conn, [hearing_id]))[hearing_id]
-            remote = [p["terminal_id"] for p in parts if p["terminal_id"] != h["court_terminal_id"]]
+            remote = list(dict.fromkeys(p["terminal_id"] for p in parts
+                                        if p["terminal_id"] and p["terminal_id"] != h["court_terminal_id"]))
             if not remote:
                 return None
             old = await store.get_state(conn, hearing_id, for_update=True)
             if old is not None and old["state"] in ACTIVE:
                 return None     # another controller drives it
-            f = self.machine.begin(hearing_id, h["court_terminal_id"], remote[0], h["end_utc"].timestamp(), now,
-                                   old["stats"] if old else None)
-            values = dict(state=f.state, verdict=f.verdict, since=to_dt(now), caller=f.caller, callee=f.callee,
-                          attempt=0, stats=f.stats, started_at=to_dt(now), updated_at=to_dt(now), ended_at=None,
-                          break_id=None, session_id=None, next_at=None)
-            if old is None:
-                await store.insert_state(conn, {"hearing_id": hearing_id, **values})
-            else:
-                await store.update_state(conn, hearing_id, **values)
-        start, *rest = self.machine.started(f, now, trigger)
-        await self._run(f, [start])
-        self.intake.add(f)
-        await self._run(f, rest)
-        log.info("live: hearing %s monitored (%s): %s <-> %s", hearing_id, trigger, f.caller, f.callee)
-        return f
+            names = await lp.terminal_names(conn, remote)
+            flows: list[Flow] = []
+            for i, callee in enumerate(remote):
+                prev = old if i == 0 else await lp.get(conn, hearing_id, callee)
+                f = self.machine.begin(hearing_id, h["court_terminal_id"], callee, h["end_utc"].timestamp(), now,
+                                       prev["stats"] if prev else None)
+                f.primary, f.callee_name = i == 0, names.get(callee)
+                values = dict(state=f.state, verdict=f.verdict, since=to_dt(now), caller=f.caller, callee=f.callee,
+                              attempt=0, stats=f.stats, started_at=to_dt(now), updated_at=to_dt(now), ended_at=None,
+                              break_id=None, session_id=None, next_at=None)
+                if i > 0:
+                    await lp.upsert(conn, hearing_id, callee, values)
+                elif old is None:
+                    await store.insert_state(conn, {"hearing_id": hearing_id, **values})
+                else:
+                    await store.update_state(conn, hearing_id, **values)
+                flows.append(f)
+        for f in flows:
+            start, *rest = self.machine.started(f, now, trigger)
+            await self._run(f, [start])
+            self.intake.add(f)
+            await self._run(f, rest)
+            log.info("live: hearing %s monitored (%s): %s <-> %s", hearing_id, trigger, f.caller, f.callee)
+        return flows[0]
 
     async def resume(self, hearing_id: int, who: str) -> dict:
-        """The secretary confirms the resumption (only when ready to resume); raises
-        controller.live.machine.NotReady otherwise."""
+        """The secretary confirms the resumption: every participant's flow of the hearing that is
+        ready to resume resumes (the first one's break is the answer); raises
+        controller.live.machine.NotReady when none is."""
         async with self.lock:
-            f = self.flows.get(hearing_id)
-            effects, out = self.machine.resume(f, hearing_id, self.now(), who)
-            assert f is not None
-            await self._run(f, effects)
+            flows = self.intake.of(hearing_id)
+            ready = [f for f in flows if f.state == LiveState.READY_TO_RESUME]
+            if not ready:
+                first = flows[0] if flows else None
+                self.machine.resume(first, hearing_id, self.now(), who)      # raises NotReady
+            out: dict = {}
+            for f in ready:
+                effects, done = self.machine.resume(f, hearing_id, self.now(), who)
+                await self._run(f, effects)
+                out = out or {**done, "terminal_id": f.callee}
+            return out
+
+    async def decide(self, hearing_id: int, decision: str, who: str) -> list[dict]:
+        """The secretary records the judge's decision on the hearing's breaks waiting for one (each
+        participant's); raises controller.live.machine.NoDecisionPending when none waits."""
+        async with self.lock:
+            now = self.now()
+            pending = [f for f in self.intake.of(hearing_id) if self.machine.pending(f)]
+            if not pending:
+                self.machine.decide(None, hearing_id, decision, now, who)     # raises NoDecisionPending
+            out = []
+            for f in pending:
+                item = {"break_id": f.break_id, "terminal_id": f.callee, "decision": decision}
+                await self._run(f, self.machine.decide(f, hearing_id, decision, now, who))
+                out.append(item)
             return out
 
     async def stop(self, hearing_id: int, reason: str, *, state: LiveState = LiveState.ENDED,
                    now: float | None = None, detail: dict | None = None) -> None:
         """Stop monitoring (hearing over, suspension); an open break is closed with `reason`."""
-        f = self.flows.pop(hearing_id, None)
-        if f is None:
+        flows = self.intake.remove(hearing_id)
+        if not flows:
             return
         now = self.now() if now is None else now
-        await self._run(f, self.machine.stop(f, reason, now, state=state, detail=detail))
+        for f in flows:
+            await self._run(f, self.machine.stop(f, reason, now, state=state, detail=detail))
         log.info("live: hearing %s no longer monitored (%s)", hearing_id, reason)
 
     # ---- the database view: hearings to start, end, suspend ------------------------------------
@@ -428,3 +471,13 @@ class LiveService:
                         "terminal_id": terminal_id, "event": r.event, "kind": r.kind, "error": r.error})
                     continue
                 self.intake.drops.drop(terminal_id, reason, f"hook_failed event for hearing {r.hearing_id}")
+
+
+async def update_state(conn: AsyncConnection, f: Flow, **values) -> None:
+    """Update the flow's state row: live_state for the hearing's first participant, else its
+    live_participants row."""
+    if f.primary:
+        await store.update_state(conn, f.hearing_id, **values)
+    else:
+        await lp.update_state(conn, f.hearing_id, f.callee, **values)
+

@@ -48,4 +48,5 @@ Errors: `controller.errors.NotFound`, `Conflict`, `Invalid` (field named).
 
 # The tables declared outside the schema module join its metadata when the package loads.
 from controller.store import diagnoses as _diagnoses  # noqa: E402,F401
+from controller.store import live_participants as _live_participants  # noqa: E402,F401
 from controller.store import selfchecks as _selfchecks  # noqa: E402,F401

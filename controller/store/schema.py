@@ -463,6 +463,7 @@ live_intervals = Table(
     Column("hearing_id", Integer, ForeignKey("hearings.id", ondelete="CASCADE"), nullable=False),
     Column("session_id", String(128), nullable=False),
     Column("terminal_id", String(64), nullable=False),
+    Column("callee", String(64), nullable=True),            # whose link: the session's callee (0011)
     Column("t", Integer, nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("inbound", JSONType, nullable=True),

@@ -60,6 +60,7 @@ from .lab import (
 )
 from .router import open_tun, tune_process
 
+GAP_RECORDED_S = 0.3      # a gap between packets a link delivered this long is kept in the truth
 LINKS = ("up", "down")
 MAX_PACKET = 65_535
 
@@ -230,11 +231,23 @@ class StarLab:
         receives, or `both`); the configuration in force."""
         return control.request(self.control_path, "impair", site=site, link=link, params=params)  # type: ignore[return-value]
 
+    def blackout(self, site: str, link: str = "both", *, seconds: float, every: float | None = None,
+                 times: int = 1) -> dict:
+        """Black out the site's access link (`up`, `down` or `both`) for `seconds`, from now and then
+        every `every` seconds, `times` times in all - timed by the router itself."""
+        return control.request(self.control_path, "blackout", site=site, link=link, seconds=seconds,  # type: ignore[return-value]
+                               every=every, times=times)
+
+    def restore(self, site: str, link: str = "both") -> dict:
+        """End the site's blackouts (a schedule too) now."""
+        return control.request(self.control_path, "restore", site=site, link=link)  # type: ignore[return-value]
+
     def config(self) -> dict:
         return control.request(self.control_path, "config")  # type: ignore[return-value]
 
     def truth(self) -> dict:
-        """Per site and link: packets in, dropped (loss, blackout, queue), delivered."""
+        """Per site and link: packets in, dropped (loss, blackout, queue), delivered, and the gaps of
+        GAP_RECORDED_S or more between packets it delivered (`gaps_s`, as the router saw them)."""
         return control.request(self.control_path, "truth")  # type: ignore[return-value]
 
 
@@ -259,6 +272,10 @@ class StarRouter:
         self.links = {(s, k): LinkDirection(f"{s}:{k}", random.Random(f"{seed}:{s}:{k}"))
                       for s in self.fd_of for k in LINKS}
         self.counts = {key: {"packets": 0, "dropped": 0, "delivered": 0} for key in self.links}
+        # Blackouts on a schedule (op "blackout"), and the gaps between packets each link delivered.
+        self.schedules: dict[tuple[str, str], dict[str, float]] = {}
+        self.last_delivered: dict[tuple[str, str], float] = {}
+        self.gaps: dict[tuple[str, str], list[float]] = {key: [] for key in self.links}
         for s, links in initial.items():
             for k, params in links.items():
                 self.links[(s, k)].set_config(Impairment.from_dict(params))
@@ -272,13 +289,24 @@ class StarRouter:
         self.clients: dict[socket.socket, bytearray] = {}
 
     def _hop(self, site: str, link: str, at: float, size: int) -> float | None:
-        c = self.counts[(site, link)]
+        key = (site, link)
+        c = self.counts[key]
         c["packets"] += 1
-        verdict, planned = self.links[(site, link)].decide(at, 0, size)
+        sched = self.schedules.get(key)
+        if sched is not None:
+            k = int((at - sched["first"]) // sched["every"])
+            start = sched["first"] + k * sched["every"]
+            if 0 <= k < sched["times"] and at < start + sched["seconds"]:
+                self.links[key].blackout_until = start + sched["seconds"]
+        verdict, planned = self.links[key].decide(at, 0, size)
         if verdict != DELIVER:
             c["dropped"] += 1
             return None
         c["delivered"] += 1
+        last = self.last_delivered.get(key)
+        if last is not None and at - last >= GAP_RECORDED_S and len(self.gaps[key]) < 1000:
+            self.gaps[key].append(round(at - last, 4))
+        self.last_delivered[key] = at
         return planned
 
     def ingress(self, src: str, pkt: bytes) -> None:
@@ -308,13 +336,30 @@ class StarRouter:
             for k in links:
                 self.links[(req["site"], k)].set_config(Impairment.from_dict(req.get("params") or {}))
             return self.config()
+        if op == "blackout":
+            links = LINKS if req.get("link", "both") == "both" else (req["link"],)
+            seconds = float(req["seconds"])
+            every = float(req.get("every") or seconds + 1.0)
+            times = int(req.get("times") or 1)
+            if not (0 < seconds < every and 1 <= times <= 100_000):
+                raise ValueError(f"blackout: expected 0 < seconds < every and times >= 1, got {req}")
+            for k in links:
+                self.schedules[(req["site"], k)] = {"first": time.monotonic(), "seconds": seconds, "every": every,
+                                                    "times": times}
+            return self.config()
+        if op == "restore":
+            links = LINKS if req.get("link", "both") == "both" else (req["link"],)
+            for k in links:
+                self.schedules.pop((req["site"], k), None)
+                self.links[(req["site"], k)].blackout_until = None
+            return self.config()
         if op == "config":
             return self.config()
         if op == "truth":
             out: dict[str, dict] = {}
             for (s, k), c in self.counts.items():
                 out.setdefault(s, {})[k] = {**c, "loss_ratio": round(c["dropped"] / c["packets"], 6)
-                                            if c["packets"] else 0.0}
+                                            if c["packets"] else 0.0, "gaps_s": list(self.gaps[(s, k)])}
             return out
         if op == "shutdown":
             self.stop = True

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 revision = "0012_selfchecks"
-down_revision = "0009"   # 0009_history; the merger re-chains it after 0010/0011
+down_revision = "0011_live_participants"
 branch_labels = None
 depends_on = None
 

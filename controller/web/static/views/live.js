@@ -1,9 +1,12 @@
 // #live: live quality of the hearings going on now (rule 22), one card per hearing with charts
-// of loss, jitter and RTT over the last two minutes; the same card on a hearing's own view.
+// of loss, jitter and RTT over the last two minutes (its first remote participant's link) and a
+// line per remote participant - each one's own link: state, verdict, latest figures, and a break
+// named with its recommendation; the same card on a hearing's own view.
 
 import { get } from "../api.js";
 import { drawChart } from "../chart.js";
 import { t, has, fmtTime, fmtNumber } from "../i18n.js";
+import { reasonText } from "../reasons.js";
 import { A, REFRESH_MS, every, loadHearings, state } from "../state.js";
 import { badge, h, put, verdictBadge } from "../ui.js";
 
@@ -29,9 +32,43 @@ function intervalMs(iv) {
   return typeof iv.t === "number" ? iv.t * (iv.t > 1e11 ? 1 : 1000) : Date.now();
 }
 
+function latest(intervals, dir, key, scale = 1) {
+  const iv = [...intervals].reverse().find((i) => i[dir] && i[dir][key] != null);
+  return iv ? fmtNumber(iv[dir][key] * scale, key === "loss_ratio" ? 2 : 1) : t("common.dash");
+}
+
+function stateBadge(st) {
+  return badge("live", st, has(`live.state.${st}`) ? t(`live.state.${st}`) : st);
+}
+
+// One row per remote participant: whose link, its state and verdict, its latest figures, its break.
+function participantsTable(live, tz) {
+  const parts = live.participants || [];
+  if (!parts.length) return null;
+  const rows = parts.map((p) => {
+    const ivs = p.intervals || [];
+    const b = p.break;
+    const note = b && !b.resumed_at && b.reasons && b.reasons.length ? reasonText(b.reasons[0]) : "";
+    return h("tr", { dataset: { terminal: p.terminal_id, state: p.state } },
+      h("th", { scope: "row" }, p.terminal_name || p.terminal_id),
+      h("td", {}, stateBadge(p.state)), h("td", {}, verdictBadge(p.verdict)),
+      h("td", {}, `${latest(ivs, "inbound", "loss_ratio", 100)} / ${latest(ivs, "outbound", "loss_ratio", 100)}`),
+      h("td", {}, `${latest(ivs, "inbound", "jitter_ms")} / ${latest(ivs, "outbound", "jitter_ms")}`),
+      h("td", { class: "small" }, note, b && b.decision
+        ? ` (${t(b.decision === "declared" ? "break.declared_at" : "break.continued_at",
+          { time: fmtTime(b.decided_at, tz), detected: fmtTime(b.started_at, tz) })})` : ""));
+  });
+  return h("table", { class: "participants" },
+    h("caption", {}, t("live.participants")),
+    h("thead", {}, h("tr", {}, ["terminal", "state", "verdict", "loss", "jitter", "break"].map(
+      (k) => h("th", { scope: "col" }, t(`live.col.${k}`))))),
+    h("tbody", {}, rows));
+}
+
 export function liveCard(x) {
   const tz = x.court.timezone;
   const stateLine = h("p", { class: "live-state" });
+  const partsBox = h("div", { class: "live-participants" });
   const charts = [
     { key: "loss", label: t("live.loss"), minMax: 1 },
     { key: "jitter", label: t("live.jitter"), minMax: 10 },
@@ -44,7 +81,7 @@ export function liveCard(x) {
   });
   const el = h("section", { class: "card live", "aria-label": x.case_number, dataset: { hearing: String(x.id) } },
     h("h3", {}, h("a", { href: `#hearing/${x.id}` }, x.case_number), ` — ${x.court.name}, ${x.room.name}`),
-    stateLine, h("div", { class: "charts" }, charts.map((c) => c.fig)));
+    stateLine, partsBox, h("div", { class: "charts" }, charts.map((c) => c.fig)));
   async function update() {
     let live;
     try {
@@ -57,6 +94,8 @@ export function liveCard(x) {
     put(stateLine, badge("live", st, t("live.state", { state: has(`live.state.${st}`) ? t(`live.state.${st}`) : st })),
       " ", live.verdict ? verdictBadge(live.verdict) : null, " ",
       live.since ? h("span", { class: "small" }, t("live.since", { time: fmtTime(live.since, tz) })) : null);
+    const table = participantsTable(live, tz);
+    partsBox.replaceChildren(...(table ? [table] : []));
     const intervals = live.intervals || [];
     const to = intervals.length ? Math.max(Date.now(), intervalMs(intervals[intervals.length - 1])) : Date.now();
     const first = intervals.length ? intervalMs(intervals[0]) : to;
