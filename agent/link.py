@@ -42,6 +42,9 @@ CAPABILITIES = ["session", "interval-reports", "health", "capacity"]
 # An outbox that cannot be read is tried again after at most this long (contract.backoff,
 # with half-to-full jitter: some delay always, so a broken disk is not hammered).
 OUTBOX_RETRY_S = (1.0, 5.0)
+# Reconnect delays (contract.backoff, full jitter): try n waits U(0, min(MAX, INITIAL * 2**(n-1))).
+RECONNECT_INITIAL_S = 1.0
+RECONNECT_MAX_S = 60.0
 
 
 class LinkError(Exception):
@@ -117,7 +120,7 @@ class Link:
 
     def __init__(self, settings: AgentSettings, outbox: Outbox, handler: Handler, *,
                  health: HealthFn | None = None, version: str = AGENT_VERSION,
-                 backoff_initial: float = 1.0, backoff_max: float = 60.0, window: int = 200,
+                 backoff_initial: float = RECONNECT_INITIAL_S, backoff_max: float = RECONNECT_MAX_S, window: int = 200,
                  welcome_timeout_s: float = 15.0):
         if not settings.controller.url:
             raise LinkRefused("controller.url is not set")
