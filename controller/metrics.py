@@ -27,6 +27,7 @@ import contextlib
 import logging
 import platform
 import time
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -319,10 +320,15 @@ class HubObserver:
         """`reports`: the wire.Report messages of a committed batch, with their terminal:
         [(terminal_id, report)]."""
         now_wall, now = time.time(), time.monotonic()
+        of_kind: dict[str, tuple[Any, Any]] = {}       # the labelled children, looked up once a batch
         for terminal_id, m in reports:
-            self.live.reports.labels(kind=m.kind).inc()
+            children = of_kind.get(m.kind)
+            if children is None:
+                children = of_kind[m.kind] = (self.live.reports.labels(kind=m.kind),
+                                              self.live.report_delay.labels(kind=m.kind))
+            children[0].inc()
             if m.created_at is not None:
-                self.live.report_delay.labels(kind=m.kind).observe(max(0.0, now_wall - m.created_at))
+                children[1].observe(max(0.0, now_wall - m.created_at))
             body = m.body
             if not isinstance(body, IntervalBody | SessionBody) or body.role != SessionRole.CALLER or body.peer is None:
                 continue

@@ -38,8 +38,10 @@ from controller.store.db import Database
 log = logging.getLogger("controller.hub")
 
 # Sessions named by reports, kept for who calls whom (which never changes): the resent intervals
-# of an ended session cost no query each. Bounded: the oldest are forgotten (and read again).
-KNOWN_SESSIONS_MAX = 10_000
+# of an ended session cost no query each.
+# Bounded: the oldest are forgotten (and read again). Above the agents' count (10,000 reporting at
+# once, issue 15): a cache smaller than the sessions being reported would cost a query per report.
+KNOWN_SESSIONS_MAX = 50_000
 
 
 class Hub:
@@ -114,6 +116,7 @@ class Hub:
         await self.writer.drain(5.0)
         await self._loops.close()
         await self.relay.close()
+        await self.presence.batches.close()
         try:
             await self.presence.release_all()
         except Exception as exc:
@@ -142,8 +145,7 @@ class Hub:
             log.warning("agent connection from %s refused: no bearer token", request.remote)
             return json_error(401, "unauthorized", "a terminal token is required (Authorization: Bearer)")
         try:
-            async with self.db.read() as conn:
-                terminal_id = await store.authenticate(conn, token.strip())
+            terminal_id = await self.presence.batches.authenticate(token.strip())
         except Exception as exc:
             log.error("agent connection from %s: cannot check its token: %s", request.remote, exc)
             return json_error(503, "unavailable", "controller database unavailable; retry later")
@@ -339,8 +341,7 @@ class Hub:
         if self._conns.get(c.terminal_id) is not c:
             return
         connected_at = dt.datetime.fromtimestamp(c.connected_at, dt.UTC)
-        async with self.db.read() as conn:
-            open_ = await store.started_sessions_of_caller(conn, c.terminal_id, connected_at)
+        open_ = await self.presence.batches.started_sessions(c.terminal_id, connected_at)
         for session_id in open_:
             if session_id not in c.sessions:        # its latest heartbeat
                 log.warning("session %s: caller %s reconnected without it; failed", session_id, c.terminal_id)
@@ -500,7 +501,7 @@ class Hub:
             async with self.db.read() as conn:
                 s = await store.get_session(conn, session_id)
             if s is not None and s.state == "started":
-                if len(self._sessions) > 10_000:
+                if len(self._sessions) > KNOWN_SESSIONS_MAX:
                     self._sessions.clear()
                 self._sessions[session_id] = s
         return s

@@ -16,6 +16,7 @@ from typing import Any
 
 from contract import wire
 from controller.hub.base import CLOSE_POLICY, SLOW_S, AgentConn, HubOptions, close_ws
+from controller.hub.batch import HelloBatches
 from controller.relay import NoRelay, Relay
 from controller.store import agents as store
 from controller.store.db import Database
@@ -34,6 +35,7 @@ class Presence:
         self.relay = relay
         self.conns = conns
         self._online_cache: set[str] = set()
+        self.batches = HelloBatches(db, instance_id, options.lease_s)
 
     async def release_all(self) -> None:
         """Drop every presence row this instance holds (a previous run's, or at close)."""
@@ -49,16 +51,13 @@ class Presence:
         self._online_cache.discard(terminal_id)
 
     async def claim(self, c: AgentConn) -> str | None:
-        """Hold the terminal's presence; returns the controller that held it before, if another."""
-        lease_until = store.utcnow() + dt.timedelta(seconds=self.options.lease_s)
-        async with self.db.transaction() as conn:
-            return await store.claim_presence(conn, c.terminal_id, self.instance_id,
-                                              lease_until=lease_until, agent_version=c.agent_version)
+        """Hold the terminal's presence; returns the controller that held it before, if another
+        (with the claims and releases asked at the same time, in one transaction)."""
+        return await self.batches.claim(c.terminal_id, c.agent_version)
 
     async def release(self, terminal_id: str) -> None:
         """Let go of the terminal's presence row."""
-        async with self.db.transaction() as conn:
-            await store.release_presence(conn, terminal_id, self.instance_id)
+        await self.batches.release(terminal_id)
 
     async def refresh_online(self) -> None:
         """Re-read the terminals with a live lease on any controller."""

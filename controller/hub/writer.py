@@ -27,6 +27,13 @@ RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 10.0
 
 
+def body_text(body: Any) -> str:
+    """A report body as it is stored: compact ASCII JSON of exactly the keys given - serialized by
+    pydantic in one pass (a third of `dumps(body.dump())`), the slower path when it is not ASCII."""
+    text = body.model_dump_json(exclude_unset=True)
+    return text if text.isascii() else store.dumps(body.dump())
+
+
 class ReportWriter:
     """Queue of received reports -> stored batches -> acks and hand-offs."""
 
@@ -75,7 +82,7 @@ class ReportWriter:
                 break
         return batch
 
-    async def _store(self, rows: list[store.NewReport]) -> Any:
+    async def _store(self, rows: list[store.ReportRow]) -> Any:
         retry = backoff.Backoff(RETRY_INITIAL_S, RETRY_MAX_S, spread=backoff.NO_JITTER)
         while True:
             try:
@@ -85,7 +92,7 @@ class ReportWriter:
                 if self._conn is None:
                     self._conn = await self.db.engine.connect()
                 async with self._conn.begin():
-                    inserted = await store.store_reports(self._conn, rows)
+                    inserted = await store.store_report_rows(self._conn, rows)
                 took = time.monotonic() - t0
                 if took > SLOW_S:
                     log.warning("storing %d reports took %.2f s", len(rows), took)
@@ -106,8 +113,8 @@ class ReportWriter:
     async def _loop(self) -> None:
         while True:
             batch = await self._batch()
-            rows = [store.NewReport(c.terminal_id, m.report_id, m.kind, m.session_id, m.body.dump(), m.created_at)
-                    for c, m in batch]
+            rows: list[store.ReportRow] = [(c.terminal_id, m.report_id, m.kind.value, m.session_id,
+                                            body_text(m.body), m.created_at) for c, m in batch]
             inserted = await self._store(rows)
             self.stats.reports_stored_total += len(rows)
             self.stats.report_batches_total += 1
