@@ -13,13 +13,15 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from controller.store import agents as store
 from controller.store.db import Database
 
 T = TypeVar("T")
 R = TypeVar("R")
+# Runs job(conn) in a write transaction (the report writer's lane on SQLite, else the pool's).
+Write = Callable[[Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
 
 
 class Batcher(Generic[T, R]):
@@ -81,8 +83,9 @@ class Batcher(Generic[T, R]):
 class HelloBatches:
     """The hub's batched requests: token checks, presence claims and releases."""
 
-    def __init__(self, db: Database, instance_id: str, lease_s: float):
+    def __init__(self, db: Database, instance_id: str, lease_s: float, write: Write | None = None):
         self.db = db
+        self.write = write or self._transaction
         self.instance_id = instance_id
         self.lease_s = lease_s
         self.tokens: Batcher[str, str | None] = Batcher(self._authenticate)
@@ -119,23 +122,30 @@ class HelloBatches:
 
     async def _presence(self, ops: list[tuple[str, str, str | None]]) -> list[str | None]:
         lease_until = store.utcnow() + dt.timedelta(seconds=self.lease_s)
+        return await self.write(lambda conn: self._presence_in(conn, ops, lease_until))
+
+    async def _presence_in(self, conn: Any, ops: list[tuple[str, str, str | None]],
+                           lease_until: dt.datetime) -> list[str | None]:
         results: list[str | None] = []
-        async with self.db.transaction() as conn:
-            i = 0
-            while i < len(ops):                 # runs of claims or releases, in the order asked
-                j = i
-                while j < len(ops) and ops[j][0] == ops[i][0]:
-                    j += 1
-                run = ops[i:j]
-                if ops[i][0] == "claim":
-                    previous = await store.claim_presences(conn, [(t, v) for _, t, v in run], self.instance_id,
-                                                           lease_until=lease_until)
-                    results.extend(previous.get(t) for _, t, _ in run)
-                else:
-                    await store.release_presences(conn, [t for _, t, _ in run], self.instance_id)
-                    results.extend(None for _ in run)
-                i = j
+        i = 0
+        while i < len(ops):                 # runs of claims or releases, in the order asked
+            j = i
+            while j < len(ops) and ops[j][0] == ops[i][0]:
+                j += 1
+            run = ops[i:j]
+            if ops[i][0] == "claim":
+                previous = await store.claim_presences(conn, [(t, v) for _, t, v in run], self.instance_id,
+                                                       lease_until=lease_until)
+                results.extend(previous.get(t) for _, t, _ in run)
+            else:
+                await store.release_presences(conn, [t for _, t, _ in run], self.instance_id)
+                results.extend(None for _ in run)
+            i = j
         return results
+
+    async def _transaction(self, job: Callable[[Any], Awaitable[Any]]) -> Any:
+        async with self.db.transaction() as conn:
+            return await job(conn)
 
     async def close(self) -> None:
         await self.tokens.close()

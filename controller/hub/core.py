@@ -67,9 +67,11 @@ class Hub:
         self._conns: dict[str, AgentConn] = {}
         self._sessions: dict[str, store.SessionRow] = {}
         self._known: OrderedDict[str, store.SessionRow] = OrderedDict()
-        self.presence = Presence(db, instance_id, self.options, self.relay, self._conns)
         self.writer = ReportWriter(db, self.options, self.stats, session_report=self._final_report,
                                    live=live, metrics=metrics)
+        # SQLite (one writer at a time): presence writes go through the report writer's connection.
+        self.presence = Presence(db, instance_id, self.options, self.relay, self._conns,
+                                 write=None if db.is_postgres else self.writer.write)
         self._process: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._loops = scheduler("hub")                      # writer, processor, leases, tokens
         self._work = scheduler("hub")                       # work started from agents' messages

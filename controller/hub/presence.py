@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from typing import Any
 
 from contract import wire
 from controller.hub.base import CLOSE_POLICY, SLOW_S, AgentConn, HubOptions, close_ws
-from controller.hub.batch import HelloBatches
+from controller.hub.batch import HelloBatches, Write
 from controller.relay import NoRelay, Relay
 from controller.store import agents as store
 from controller.store.db import Database
@@ -28,14 +29,16 @@ class Presence:
     """The connections of this controller (`conns`, shared with the hub) and who is online."""
 
     def __init__(self, db: Database, instance_id: str, options: HubOptions, relay: Relay,
-                 conns: dict[str, AgentConn]):
+                 conns: dict[str, AgentConn], write: Write | None = None):
         self.db = db
         self.instance_id = instance_id
         self.options = options
         self.relay = relay
         self.conns = conns
         self._online_cache: set[str] = set()
-        self.batches = HelloBatches(db, instance_id, options.lease_s)
+        # SQLite: the hub's writes go through the report writer's connection (`write`).
+        self.write = write
+        self.batches = HelloBatches(db, instance_id, options.lease_s, write)
 
     async def release_all(self) -> None:
         """Drop every presence row this instance holds (a previous run's, or at close)."""
@@ -80,10 +83,8 @@ class Presence:
                 t0 = time.monotonic()
                 changed: dict[str, Any] = {t: c.health for t, c in self.conns.items()
                                            if c.health is not None and c.health is not c.health_written}
-                lease_until = store.utcnow() + dt.timedelta(seconds=self.options.lease_s)
-                async with self.db.transaction() as conn:
-                    await store.refresh_presence(conn, self.instance_id, lease_until=lease_until,
-                                                 health=changed)
+                until = store.utcnow() + dt.timedelta(seconds=self.options.lease_s)
+                await self.batches.write(functools.partial(self._refresh, lease_until=until, health=changed))
                 for t, h in changed.items():
                     c = self.conns.get(t)
                     if c is not None:
@@ -96,6 +97,9 @@ class Presence:
                 raise
             except Exception as exc:
                 log.warning("refreshing agent leases failed: %s", exc)
+
+    async def _refresh(self, conn: Any, *, lease_until: dt.datetime, health: dict[str, Any]) -> None:
+        await store.refresh_presence(conn, self.instance_id, lease_until=lease_until, health=health)
 
     async def token_loop(self) -> None:
         """Close connections whose token was revoked or expired since they connected (issue 7)."""
