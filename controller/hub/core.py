@@ -91,6 +91,8 @@ class Hub:
             self._final_report(row["terminal_id"], row["report_id"])
         await self.relay.start(self._on_relayed)
         await self._loops.spawn(self.writer.run(), name="hub-writer")
+        if not self.db.is_postgres:
+            await self._loops.spawn(self.writer.checkpoints(), name="hub-checkpoints")
         await self._loops.spawn(self._processor(), name="hub-results")
         await self._loops.spawn(self.presence.lease_loop(), name="hub-leases")
         await self._loops.spawn(self.presence.token_loop(), name="hub-tokens")

@@ -102,8 +102,7 @@ class ReportWriter:
                 # The writer keeps its own connection: reports never queue behind the
                 # pool (agent handshakes, API requests) - one round of BEGIN/INSERT/COMMIT.
                 t0 = time.monotonic()
-                if self._conn is None:
-                    self._conn = await self.db.engine.connect()
+                await self._connect()
                 async with self._conn.begin():
                     inserted = await store.store_report_rows(self._conn, rows)
                 took = time.monotonic() - t0
@@ -123,10 +122,33 @@ class ReportWriter:
                     self._conn = None
                 await asyncio.sleep(delay)
 
+    async def _connect(self) -> None:
+        if self._conn is not None:
+            return
+        self._conn = await self.db.engine.connect()
+        if not self.db.is_postgres:
+            # No checkpoint inside the writer's commits (its fsync stalled every report for up to
+            # seconds on a busy disk): `checkpoints()` runs them beside it, from another connection.
+            driver: Any = (await self._conn.get_raw_connection()).driver_connection
+            await driver.execute("PRAGMA wal_autocheckpoint=0")
+
+    async def checkpoints(self, period_s: float = 1.0) -> None:
+        """SQLite: checkpoint the WAL every `period_s` from a connection of its own (PASSIVE: it never
+        waits for, nor holds up, the writer; the WAL restarts from the start once all is copied)."""
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                async with self.db.engine.connect() as conn:
+                    driver: Any = (await conn.get_raw_connection()).driver_connection
+                    await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("checkpointing the database failed: %s", exc)
+
     async def _run_job(self, job: Callable[[Any], Awaitable[Any]], fut: asyncio.Future) -> None:
         try:
-            if self._conn is None:
-                self._conn = await self.db.engine.connect()
+            await self._connect()
             async with self._conn.begin():
                 result = await job(self._conn)
         except asyncio.CancelledError:
