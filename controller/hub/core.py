@@ -76,6 +76,7 @@ class Hub:
         self._loops = scheduler("hub")                      # writer, processor, leases, tokens
         self._work = scheduler("hub")                       # work started from agents' messages
         self._handlers: set[asyncio.Task] = set()           # aiohttp's tasks serving our sockets
+        self._handshakes = 0                                # connections not yet registered
         self._closing = False
         self._closed = False
 
@@ -142,28 +143,51 @@ class Hub:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self._closing:
             return json_error(503, "unavailable", "controller is shutting down")
+        # A reconnect storm (issue 15): past `max_handshakes` connections between their request
+        # and their registration, a new one is refused at once - cheap, before any query - and
+        # its agent retries after its (doubling, jittered) backoff instead of timing out here.
+        if self._handshakes >= self.options.max_handshakes:
+            self.stats.busy_refusals_total += 1
+            return json_error(503, "busy", "controller is busy with other agents' connections; retry later")
+        self._handshakes += 1
+        c: AgentConn | None = None
+        try:
+            c, response = await self._handshake(request)
+        finally:
+            self._handshakes -= 1
+        if c is None:
+            return response
+        try:
+            await self._serve(c)
+        finally:
+            await self._unregister(c)
+        return response
+
+    async def _handshake(self, request: web.Request) -> tuple[AgentConn | None, web.StreamResponse]:
+        """Token, upgrade, hello, welcome, registration: the connection to serve, or None with
+        the response already given."""
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             self.stats.auth_failures_total += 1
             log.warning("agent connection from %s refused: no bearer token", request.remote)
-            return json_error(401, "unauthorized", "a terminal token is required (Authorization: Bearer)")
+            return None, json_error(401, "unauthorized", "a terminal token is required (Authorization: Bearer)")
         try:
             terminal_id = await self.presence.batches.authenticate(token.strip())
         except Exception as exc:
             log.error("agent connection from %s: cannot check its token: %s", request.remote, exc)
-            return json_error(503, "unavailable", "controller database unavailable; retry later")
+            return None, json_error(503, "unavailable", "controller database unavailable; retry later")
         if terminal_id is None:
             self.stats.auth_failures_total += 1
             log.warning("agent connection from %s refused: unknown, revoked or expired token", request.remote)
-            return json_error(401, "unauthorized", "unknown, revoked or expired terminal token")
+            return None, json_error(401, "unauthorized", "unknown, revoked or expired terminal token")
 
         ws = web.WebSocketResponse(max_msg_size=self.options.max_message_bytes,
                                    heartbeat=max(10.0, 3 * self.options.heartbeat_s))
         await ws.prepare(request)
         hello = await self._read_hello(ws, terminal_id, request.remote)
         if hello is None:
-            return ws
+            return None, ws
         c = AgentConn(terminal_id, ws, request.remote, hello.agent_version,
                       token_sha256=store.token_hash(token.strip()), capabilities=frozenset(hello.capabilities))
         # Welcome first: nothing (a command) may reach the agent before it.
@@ -177,12 +201,8 @@ class Hub:
                 del self._conns[terminal_id]
                 self.presence.disconnected(terminal_id)
             await close_ws(ws, 1011, b"controller database unavailable")
-            return ws
-        try:
-            await self._serve(c)
-        finally:
-            await self._unregister(c)
-        return ws
+            return None, ws
+        return c, ws
 
     async def _read_hello(self, ws: web.WebSocketResponse, terminal_id: str, remote) -> wire.Hello | None:
         async def refuse(code: str, message: str, ref: str | None = None) -> None:
@@ -230,7 +250,8 @@ class Hub:
             log.info("terminal %s reconnected: replacing its previous connection", c.terminal_id)
             await close_ws(old.ws, CLOSE_REPLACED, b"replaced by a new connection")
         previous = await self.presence.claim(c)
-        if previous is not None:
+        # (SQLite: one controller - a holder before it is a previous run of this one, gone.)
+        if previous is not None and not isinstance(self.relay, NoRelay):
             try:
                 await self.relay.send(previous, c.terminal_id, {"op": "kick", "terminal": c.terminal_id})
             except Exception as exc:
