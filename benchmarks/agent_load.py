@@ -327,6 +327,9 @@ class Controller:
         self.cpu_done = 0.0                         # CPU seconds of the processes killed so far
         self.peak_rss = 0.0
         self.starts = 0
+        self.agents = 0                             # agents that talk to it
+        self.cpu0 = 0.0
+        self.cpu_steady: float | None = None
 
     @property
     def url(self) -> str:
@@ -438,6 +441,8 @@ def main() -> int:
             c.start()
         # Agent i talks to controller i mod n; the clients start connecting in 3 s.
         creds3 = [(t, tok, ctls[i % len(ctls)].url) for i, (t, tok) in enumerate(creds)]
+        for i in range(len(creds)):
+            ctls[i % len(ctls)].agents += 1
         first_wall = time.time() + 3.0
         start_wall = first_wall + ramp + 5.0
         for i in range(procs):
@@ -456,8 +461,12 @@ def main() -> int:
             for c in ctls:
                 c.sample()
             if cpu0 is None and now >= start_wall:
-                cpu0 = sum(c.cpu() for c in ctls)
+                for c in ctls:
+                    c.cpu0 = c.cpu()
+                cpu0 = sum(c.cpu0 for c in ctls)
             if cpu1 is None and now >= start_wall + seconds:
+                for c in ctls:
+                    c.cpu_steady = c.cpu() - c.cpu0
                 cpu1 = sum(c.cpu() for c in ctls)
             if args.storm and not storm and now >= start_wall + args.storm_after:
                 storm["killed"] = time.time()
@@ -521,6 +530,10 @@ def main() -> int:
         extra.append(f"    {n:7d} x {cause}")
     extra.append(f"  client processes       {procs}, ramp {ramp:.0f} s, steady state {seconds:.0f} s, "
                  f"controllers {len(ctls)}")
+    if len(ctls) > 1:
+        extra.append("  per controller         " + "; ".join(
+            f"#{c.index}: {c.agents} agents, RSS peak {c.peak_rss:.0f} MB, "
+            f"{(c.cpu_steady or 0.0) / seconds:.2f} cores" for c in ctls))
     if args.storm and storm:
         killed = storm["killed"]
         back: list[float] = []
