@@ -92,6 +92,7 @@ class HelloBatches:
         # One queue for claims and releases, so that a terminal's release and its next claim are
         # written in the order they were asked.
         self.presence: Batcher[tuple[str, str, str | None], str | None] = Batcher(self._presence)
+        self.sessions: Batcher[str, store.SessionRow | None] = Batcher(self._sessions)
         self.orphans: Batcher[tuple[str, dt.datetime], list[str]] = Batcher(self._orphans, wait_s=0.05)
 
     async def authenticate(self, token: str) -> str | None:
@@ -105,6 +106,15 @@ class HelloBatches:
     async def release(self, terminal_id: str) -> None:
         """Let go of the terminal's presence row (no-op when another controller holds it)."""
         await self.presence.submit(("release", terminal_id, None))
+
+    async def session(self, session_id: str) -> store.SessionRow | None:
+        """A commanded session (None: never commanded) - one query per batch."""
+        return await self.sessions.submit(session_id)
+
+    async def _sessions(self, ids: list[str]) -> list[store.SessionRow | None]:
+        async with self.db.read() as conn:
+            found = await store.get_sessions(conn, ids)
+        return [found.get(i) for i in ids]
 
     async def started_sessions(self, caller: str, created_before: dt.datetime) -> list[str]:
         """The sessions `caller` was commanded to call before `created_before`, still open."""
@@ -151,3 +161,4 @@ class HelloBatches:
         await self.tokens.close()
         await self.presence.close()
         await self.orphans.close()
+        await self.sessions.close()

@@ -184,7 +184,11 @@ class Hub:
 
         ws = web.WebSocketResponse(max_msg_size=self.options.max_message_bytes,
                                    heartbeat=max(10.0, 3 * self.options.heartbeat_s))
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except (ConnectionError, RuntimeError) as exc:     # the agent left (gave up waiting)
+            log.info("terminal %s from %s left before the upgrade: %s", terminal_id, request.remote, exc)
+            return None, ws
         hello = await self._read_hello(ws, terminal_id, request.remote)
         if hello is None:
             return None, ws
@@ -523,8 +527,9 @@ class Hub:
     async def _session(self, session_id: str) -> store.SessionRow | None:
         s = self._sessions.get(session_id)
         if s is None:
-            async with self.db.read() as conn:
-                s = await store.get_session(conn, session_id)
+            # Read with the other sessions asked at the same moment (thousands of agents' first
+            # reports after a start: one query each emptied PostgreSQL's pool, issue 15).
+            s = await self.presence.batches.session(session_id)
             if s is not None and s.state == "started":
                 if len(self._sessions) > KNOWN_SESSIONS_MAX:
                     self._sessions.clear()
