@@ -379,6 +379,8 @@ class _HubCollector(Collector):
         for name, attr, help_ in (
                 ("vks_controller_agent_connections", "connections_total", "Agent WebSocket connections accepted"),
                 ("vks_controller_agent_auth_failures", "auth_failures_total", "Agent connections refused: bad token"),
+                ("vks_controller_agent_busy_refusals", "busy_refusals_total",
+                 "Agent connections refused busy (too many handshakes at once)"),
                 ("vks_controller_agent_messages_rejected", "rejected_messages_total",
                  "Agent messages refused (malformed, forbidden)"),
                 ("vks_controller_report_store_errors", "store_errors_total",
