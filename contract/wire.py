@@ -36,8 +36,10 @@ missing field, wrong type, extra field. `WireError.code` is stable (see `WireErr
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -411,10 +413,25 @@ def encode(msg: _Msg) -> str:
                       separators=(",", ":"), allow_nan=False)
 
 
+def _fast_id() -> str:
+    """A uuid4's text from the `random` module (no system call, no UUID object): a message id needs
+    to be unique, not secret - the hub makes one per ack, thousands a second (issue 15)."""
+    h = f"{(_rand128() & _V4_CLEAR) | _V4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _rand128() -> int:
+    return random.getrandbits(128)
+
+
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))      # the version and variant bits ...
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)           # ... of a version 4 uuid (RFC 4122)
+
+
 def encode_ack(report_id: str) -> str:
     """The same text as `encode(Ack(report_id=...))`, without the model (the hub sends one per
     report, thousands a second)."""
-    return json.dumps({"id": new_id(), "type": "ack", "report_id": report_id}, separators=(",", ":"))
+    return f'{{"id":"{_fast_id()}","type":"ack","report_id":{_json_str(report_id)}}}'
 
 
 def relay(sig: Signal, sender: str) -> RelayedSignal:

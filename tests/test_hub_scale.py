@@ -161,3 +161,19 @@ def test_benchmark_storm_agents_all_come_back_nothing_lost_or_doubled():
     assert (summary["connected"], summary["dropped"], summary["doubled"]) == (30, 0, 0), out.stderr[-3000:]
     back = re.search(r"back and reporting (\d+) / (\d+) agents", out.stderr)
     assert back is not None and back.group(1) == back.group(2) == "30", out.stderr[-3000:]
+
+
+def test_fast_ack_is_an_ack_with_a_uuid4_id_and_any_report_id_escaped():
+    import uuid
+
+    from contract import wire
+    ids = set()
+    for rid in ("r-1", 'q"uo\\te', "é-ünï", "tab\tand\nline", "s:caller:i33"):
+        text = wire.encode_ack(rid)
+        assert text.isascii()
+        m = wire.parse_controller_message(text)
+        assert isinstance(m, wire.Ack) and m.report_id == rid
+        u = uuid.UUID(m.id)
+        assert (u.version, u.variant, str(u)) == (4, uuid.RFC_4122, m.id)
+        ids.add(m.id)
+    assert len(ids) == 5
