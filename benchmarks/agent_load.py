@@ -76,12 +76,18 @@ def raise_fd_limit() -> int:
 
 
 def cpu_s(pid: int) -> float:
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process - the system part is mostly its sockets' work."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
     except OSError:
-        return float("nan")
+        return float("nan"), float("nan")
 
 
 # ---- the simulated agents (one client process runs many) -------------------------------------
@@ -330,6 +336,8 @@ class Controller:
         self.agents = 0                             # agents that talk to it
         self.cpu0 = 0.0
         self.cpu_steady: float | None = None
+        self.sys0 = 0.0
+        self.sys_steady: float | None = None       # kernel share (meaningless across a storm's restart)
 
     @property
     def url(self) -> str:
@@ -463,10 +471,12 @@ def main() -> int:
             if cpu0 is None and now >= start_wall:
                 for c in ctls:
                     c.cpu0 = c.cpu()
+                    c.sys0 = cpu_split(c.proc.pid)[1] if c.proc else 0.0
                 cpu0 = sum(c.cpu0 for c in ctls)
             if cpu1 is None and now >= start_wall + seconds:
                 for c in ctls:
                     c.cpu_steady = c.cpu() - c.cpu0
+                    c.sys_steady = (cpu_split(c.proc.pid)[1] if c.proc else 0.0) - c.sys0
                 cpu1 = sum(c.cpu() for c in ctls)
             if args.storm and not storm and now >= start_wall + args.storm_after:
                 storm["killed"] = time.time()
@@ -528,6 +538,10 @@ def main() -> int:
                  f"   client processes broken {len(broken)} {broken[:1]}")
     for cause, n in causes.most_common(6):
         extra.append(f"    {n:7d} x {cause}")
+    if not args.storm and all(c.sys_steady is not None for c in ctls):
+        system = sum(c.sys_steady or 0.0 for c in ctls)
+        extra.append(f"  controller CPU split   user {ctl_cpu - system:.1f} s, system {system:.1f} s "
+                     f"(the kernel's socket work); {1e6 * ctl_cpu / max(1, acked):.0f} us per report held")
     extra.append(f"  client processes       {procs}, ramp {ramp:.0f} s, steady state {seconds:.0f} s, "
                  f"controllers {len(ctls)}")
     if len(ctls) > 1:
