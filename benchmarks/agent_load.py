@@ -420,12 +420,15 @@ def main() -> int:
     seconds = args.seconds if args.seconds is not None else (args.storm_after + 90 if args.storm else 60.0)
     procs = args.procs or max(3, -(-args.agents // 2000))
     ramp = args.ramp if args.ramp is not None else max(10.0, args.agents / 250)
-    raise_fd_limit()
+    fds = raise_fd_limit()
 
     def note(text: str) -> None:
         print(f"[{time.monotonic() - t_start:.0f}s] {text}", file=sys.stderr, flush=True)
 
     t_start = time.monotonic()
+    if fds < args.agents // args.controllers + 200:
+        note(f"warning: {fds} open files allowed (ulimit -n), fewer than a controller's share of the agents "
+             "needs: connections will fail with EMFILE (raise the hard limit)")
     tmp = Path(tempfile.mkdtemp(prefix="vks-load-"))
     print(f"work directory {tmp}", file=sys.stderr, flush=True)
     cluster = None
