@@ -412,18 +412,6 @@ class Daemon:
 
 # ---- command line ----
 
-def add_run_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`vks-agent run [--config FILE]`, added to agent/cli.py's subcommands."""
-    p = subparsers.add_parser("run", help="the terminal's service: connect to the controller and "
-                                          "run the sessions it commands")
-    p.add_argument("--config", default=argparse.SUPPRESS,
-                   help="agent settings (YAML); default $VKS_AGENT_CONFIG or built-in")
-    p.add_argument("--stop-timeout", type=float, default=10.0,
-                   help="on SIGTERM, seconds to let running sessions finish (default 10)")
-    p.set_defaults(func=cmd_run)
-    return p
-
-
 def cmd_run(settings: AgentSettings, args: argparse.Namespace) -> int:
     """`vks-agent run`: the daemon until SIGTERM; 0, or 2 for a configuration the controller refuses."""
     if not settings.controller.url:

@@ -42,6 +42,15 @@ CAPABILITIES = ["session", "interval-reports", "health", "capacity"]
 # An outbox that cannot be read is tried again after at most this long (contract.backoff,
 # with half-to-full jitter: some delay always, so a broken disk is not hammered).
 OUTBOX_RETRY_S = (1.0, 5.0)
+# Reconnect delays (contract.backoff, full jitter): try n waits U(0, min(MAX, INITIAL * 2**(n-1))),
+# windows of 2, 4, 8, 16, 30, 30 ... s (issue 15). After a controller restart 10,000 agents spread
+# their first tries over 2 s, the next over 4, 8, 16 s: the ones the controller refuses as busy
+# (503, at most `max_handshakes` hellos at once) or cannot reach yet come back spread over ever wider
+# windows instead of in step, and none waits more than 30 s for its next try - five tries fit in
+# 60 s (2 + 4 + 8 + 16 + 30), so all are back within a minute of the controller taking ~170 hellos a
+# second or more. A lone agent's first try after a drop waits 1 s on average.
+RECONNECT_INITIAL_S = 2.0
+RECONNECT_MAX_S = 30.0
 
 
 class LinkError(Exception):
@@ -117,7 +126,7 @@ class Link:
 
     def __init__(self, settings: AgentSettings, outbox: Outbox, handler: Handler, *,
                  health: HealthFn | None = None, version: str = AGENT_VERSION,
-                 backoff_initial: float = 1.0, backoff_max: float = 60.0, window: int = 200,
+                 backoff_initial: float = RECONNECT_INITIAL_S, backoff_max: float = RECONNECT_MAX_S, window: int = 200,
                  welcome_timeout_s: float = 15.0):
         if not settings.controller.url:
             raise LinkRefused("controller.url is not set")

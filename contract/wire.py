@@ -36,8 +36,10 @@ missing field, wrong type, extra field. `WireError.code` is stable (see `WireErr
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -318,13 +320,6 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"number {text[:32]} is out of range")
-    return value
-
-
 def _load(data: str | bytes | bytearray, max_bytes: int) -> dict[str, Any]:
     if isinstance(data, (bytes, bytearray)):
         size = len(data)
@@ -342,29 +337,38 @@ def _load(data: str | bytes | bytearray, max_bytes: int) -> dict[str, Any]:
     else:
         raise WireError("bad_json", f"expected text, got {type(data).__name__}")
     try:
-        obj = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+        # Floats are parsed by the C decoder (no Python hook per number: thousands of reports a
+        # second, issue 15); one that overflowed to infinity is found by the walk below.
+        obj = json.loads(data, parse_constant=_reject_constant)
     except RecursionError:
         raise WireError("bad_json", "message is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, int too long, NaN
         raise WireError("bad_json", f"message is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise WireError("not_object", f"message must be a JSON object, got {type(obj).__name__}")
-    if _depth_exceeds(obj, MAX_DEPTH):
+    fault = _scan(obj, MAX_DEPTH)
+    if fault == "deep":
         raise WireError("bad_json", f"message is nested deeper than {MAX_DEPTH} levels")
+    if fault == "inf":
+        raise WireError("bad_json", "message is not valid JSON: a number is out of range")
     return obj
 
 
-def _depth_exceeds(obj: Any, limit: int) -> bool:
+def _scan(obj: Any, limit: int) -> str | None:
+    """"deep" when nested deeper than `limit`, "inf" when a number overflowed, else None (one walk)."""
     stack = [(obj, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, depth = stack.pop()
+        node, depth = pop()
         if depth > limit:
-            return True
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
-    return False
+            return "deep"
+        for v in (node.values() if type(node) is dict else node):
+            t = type(v)
+            if t is dict or t is list:
+                push((v, depth + 1))
+            elif t is float and v - v != 0.0:       # inf (NaN is refused by the decoder)
+                return "inf"
+    return None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -409,10 +413,25 @@ def encode(msg: _Msg) -> str:
                       separators=(",", ":"), allow_nan=False)
 
 
+def _fast_id() -> str:
+    """A uuid4's text from the `random` module (no system call, no UUID object): a message id needs
+    to be unique, not secret - the hub makes one per ack, thousands a second (issue 15)."""
+    h = f"{(_rand128() & _V4_CLEAR) | _V4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _rand128() -> int:
+    return random.getrandbits(128)
+
+
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))      # the version and variant bits ...
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)           # ... of a version 4 uuid (RFC 4122)
+
+
 def encode_ack(report_id: str) -> str:
     """The same text as `encode(Ack(report_id=...))`, without the model (the hub sends one per
     report, thousands a second)."""
-    return json.dumps({"id": new_id(), "type": "ack", "report_id": report_id}, separators=(",", ":"))
+    return f'{{"id":"{_fast_id()}","type":"ack","report_id":{_json_str(report_id)}}}'
 
 
 def relay(sig: Signal, sender: str) -> RelayedSignal:

@@ -21,6 +21,9 @@ from contract.vocab import Coordinator, Role, words
 from controller.settings import ControllerSettings, load_settings, parse_listen
 from controller.store.db import DatabaseUrlError
 
+# Connections the kernel may queue before accept (aiohttp's default is 128): a reconnect storm.
+ACCEPT_BACKLOG = 4096
+
 if TYPE_CHECKING:
     from controller.models import SitesFile
 
@@ -260,7 +263,10 @@ def serve(settings: ControllerSettings, log_level: str) -> int:
         print(f"vks-controller: listening on {scheme}://{settings.listen}", flush=True)
         notifier.ready(f"listening on {settings.listen}")
 
+    # backlog: connections the kernel queues before they are accepted - after a restart thousands of
+    # agents reconnect within seconds (issue 15; the kernel caps it at net.core.somaxconn).
     web.run_app(app, host=host, port=port, print=listening, access_log=None, shutdown_timeout=10,
+                backlog=ACCEPT_BACKLOG,
                 ssl_context=ssl_ctx, keepalive_timeout=settings.idle_timeout_s)
     return 0
 

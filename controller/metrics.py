@@ -27,6 +27,7 @@ import contextlib
 import logging
 import platform
 import time
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -319,10 +320,15 @@ class HubObserver:
         """`reports`: the wire.Report messages of a committed batch, with their terminal:
         [(terminal_id, report)]."""
         now_wall, now = time.time(), time.monotonic()
+        of_kind: dict[str, tuple[Any, Any]] = {}       # the labelled children, looked up once a batch
         for terminal_id, m in reports:
-            self.live.reports.labels(kind=m.kind).inc()
+            children = of_kind.get(m.kind)
+            if children is None:
+                children = of_kind[m.kind] = (self.live.reports.labels(kind=m.kind),
+                                              self.live.report_delay.labels(kind=m.kind))
+            children[0].inc()
             if m.created_at is not None:
-                self.live.report_delay.labels(kind=m.kind).observe(max(0.0, now_wall - m.created_at))
+                children[1].observe(max(0.0, now_wall - m.created_at))
             body = m.body
             if not isinstance(body, IntervalBody | SessionBody) or body.role != SessionRole.CALLER or body.peer is None:
                 continue
@@ -373,6 +379,8 @@ class _HubCollector(Collector):
         for name, attr, help_ in (
                 ("vks_controller_agent_connections", "connections_total", "Agent WebSocket connections accepted"),
                 ("vks_controller_agent_auth_failures", "auth_failures_total", "Agent connections refused: bad token"),
+                ("vks_controller_agent_busy_refusals", "busy_refusals_total",
+                 "Agent connections refused busy (too many handshakes at once)"),
                 ("vks_controller_agent_messages_rejected", "rejected_messages_total",
                  "Agent messages refused (malformed, forbidden)"),
                 ("vks_controller_report_store_errors", "store_errors_total",

@@ -32,6 +32,7 @@ class HubOptions:
     max_message_bytes: int = wire.MAX_MESSAGE_BYTES
     orphan_grace_s: float = 10.0        # a reconnected caller's lost sessions fail after this
     token_check_s: float = 5.0          # revoked or expired tokens close their connection within this
+    max_handshakes: int = 256           # connections between request and registration; more: 503 busy
 
 
 @dataclass
@@ -45,6 +46,7 @@ class HubStats:
     store_errors_total: int = 0
     relayed_out_total: int = 0
     relayed_in_total: int = 0
+    busy_refusals_total: int = 0        # connections refused 503 busy (max_handshakes)
 
 
 class LiveListener(Protocol):

@@ -38,8 +38,10 @@ from controller.store.db import Database
 log = logging.getLogger("controller.hub")
 
 # Sessions named by reports, kept for who calls whom (which never changes): the resent intervals
-# of an ended session cost no query each. Bounded: the oldest are forgotten (and read again).
-KNOWN_SESSIONS_MAX = 10_000
+# of an ended session cost no query each.
+# Bounded: the oldest are forgotten (and read again). Above the agents' count (10,000 reporting at
+# once, issue 15): a cache smaller than the sessions being reported would cost a query per report.
+KNOWN_SESSIONS_MAX = 50_000
 
 
 class Hub:
@@ -65,13 +67,16 @@ class Hub:
         self._conns: dict[str, AgentConn] = {}
         self._sessions: dict[str, store.SessionRow] = {}
         self._known: OrderedDict[str, store.SessionRow] = OrderedDict()
-        self.presence = Presence(db, instance_id, self.options, self.relay, self._conns)
         self.writer = ReportWriter(db, self.options, self.stats, session_report=self._final_report,
                                    live=live, metrics=metrics)
+        # SQLite (one writer at a time): presence writes go through the report writer's connection.
+        self.presence = Presence(db, instance_id, self.options, self.relay, self._conns,
+                                 write=None if db.is_postgres else self.writer.write)
         self._process: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._loops = scheduler("hub")                      # writer, processor, leases, tokens
         self._work = scheduler("hub")                       # work started from agents' messages
         self._handlers: set[asyncio.Task] = set()           # aiohttp's tasks serving our sockets
+        self._handshakes = 0                                # connections not yet registered
         self._closing = False
         self._closed = False
 
@@ -87,6 +92,8 @@ class Hub:
             self._final_report(row["terminal_id"], row["report_id"])
         await self.relay.start(self._on_relayed)
         await self._loops.spawn(self.writer.run(), name="hub-writer")
+        if not self.db.is_postgres:
+            await self._loops.spawn(self.writer.checkpoints(), name="hub-checkpoints")
         await self._loops.spawn(self._processor(), name="hub-results")
         await self._loops.spawn(self.presence.lease_loop(), name="hub-leases")
         await self._loops.spawn(self.presence.token_loop(), name="hub-tokens")
@@ -114,6 +121,7 @@ class Hub:
         await self.writer.drain(5.0)
         await self._loops.close()
         await self.relay.close()
+        await self.presence.batches.close()
         try:
             await self.presence.release_all()
         except Exception as exc:
@@ -135,29 +143,55 @@ class Hub:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self._closing:
             return json_error(503, "unavailable", "controller is shutting down")
+        # A reconnect storm (issue 15): past `max_handshakes` connections between their request
+        # and their registration, a new one is refused at once - cheap, before any query - and
+        # its agent retries after its (doubling, jittered) backoff instead of timing out here.
+        if self._handshakes >= self.options.max_handshakes:
+            self.stats.busy_refusals_total += 1
+            return json_error(503, "busy", "controller is busy with other agents' connections; retry later")
+        self._handshakes += 1
+        c: AgentConn | None = None
+        try:
+            c, response = await self._handshake(request)
+        finally:
+            self._handshakes -= 1
+        if c is None:
+            return response
+        try:
+            await self._serve(c)
+        finally:
+            await self._unregister(c)
+        return response
+
+    async def _handshake(self, request: web.Request) -> tuple[AgentConn | None, web.StreamResponse]:
+        """Token, upgrade, hello, welcome, registration: the connection to serve, or None with
+        the response already given."""
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             self.stats.auth_failures_total += 1
             log.warning("agent connection from %s refused: no bearer token", request.remote)
-            return json_error(401, "unauthorized", "a terminal token is required (Authorization: Bearer)")
+            return None, json_error(401, "unauthorized", "a terminal token is required (Authorization: Bearer)")
         try:
-            async with self.db.read() as conn:
-                terminal_id = await store.authenticate(conn, token.strip())
+            terminal_id = await self.presence.batches.authenticate(token.strip())
         except Exception as exc:
             log.error("agent connection from %s: cannot check its token: %s", request.remote, exc)
-            return json_error(503, "unavailable", "controller database unavailable; retry later")
+            return None, json_error(503, "unavailable", "controller database unavailable; retry later")
         if terminal_id is None:
             self.stats.auth_failures_total += 1
             log.warning("agent connection from %s refused: unknown, revoked or expired token", request.remote)
-            return json_error(401, "unauthorized", "unknown, revoked or expired terminal token")
+            return None, json_error(401, "unauthorized", "unknown, revoked or expired terminal token")
 
         ws = web.WebSocketResponse(max_msg_size=self.options.max_message_bytes,
                                    heartbeat=max(10.0, 3 * self.options.heartbeat_s))
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except (ConnectionError, RuntimeError) as exc:     # the agent left (gave up waiting)
+            log.info("terminal %s from %s left before the upgrade: %s", terminal_id, request.remote, exc)
+            return None, ws
         hello = await self._read_hello(ws, terminal_id, request.remote)
         if hello is None:
-            return ws
+            return None, ws
         c = AgentConn(terminal_id, ws, request.remote, hello.agent_version,
                       token_sha256=store.token_hash(token.strip()), capabilities=frozenset(hello.capabilities))
         # Welcome first: nothing (a command) may reach the agent before it.
@@ -171,12 +205,8 @@ class Hub:
                 del self._conns[terminal_id]
                 self.presence.disconnected(terminal_id)
             await close_ws(ws, 1011, b"controller database unavailable")
-            return ws
-        try:
-            await self._serve(c)
-        finally:
-            await self._unregister(c)
-        return ws
+            return None, ws
+        return c, ws
 
     async def _read_hello(self, ws: web.WebSocketResponse, terminal_id: str, remote) -> wire.Hello | None:
         async def refuse(code: str, message: str, ref: str | None = None) -> None:
@@ -224,7 +254,8 @@ class Hub:
             log.info("terminal %s reconnected: replacing its previous connection", c.terminal_id)
             await close_ws(old.ws, CLOSE_REPLACED, b"replaced by a new connection")
         previous = await self.presence.claim(c)
-        if previous is not None:
+        # (SQLite: one controller - a holder before it is a previous run of this one, gone.)
+        if previous is not None and not isinstance(self.relay, NoRelay):
             try:
                 await self.relay.send(previous, c.terminal_id, {"op": "kick", "terminal": c.terminal_id})
             except Exception as exc:
@@ -339,8 +370,7 @@ class Hub:
         if self._conns.get(c.terminal_id) is not c:
             return
         connected_at = dt.datetime.fromtimestamp(c.connected_at, dt.UTC)
-        async with self.db.read() as conn:
-            open_ = await store.started_sessions_of_caller(conn, c.terminal_id, connected_at)
+        open_ = await self.presence.batches.started_sessions(c.terminal_id, connected_at)
         for session_id in open_:
             if session_id not in c.sessions:        # its latest heartbeat
                 log.warning("session %s: caller %s reconnected without it; failed", session_id, c.terminal_id)
@@ -497,10 +527,11 @@ class Hub:
     async def _session(self, session_id: str) -> store.SessionRow | None:
         s = self._sessions.get(session_id)
         if s is None:
-            async with self.db.read() as conn:
-                s = await store.get_session(conn, session_id)
+            # Read with the other sessions asked at the same moment (thousands of agents' first
+            # reports after a start: one query each emptied PostgreSQL's pool, issue 15).
+            s = await self.presence.batches.session(session_id)
             if s is not None and s.state == "started":
-                if len(self._sessions) > 10_000:
+                if len(self._sessions) > KNOWN_SESSIONS_MAX:
                     self._sessions.clear()
                 self._sessions[session_id] = s
         return s

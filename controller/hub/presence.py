@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from typing import Any
 
 from contract import wire
 from controller.hub.base import CLOSE_POLICY, SLOW_S, AgentConn, HubOptions, close_ws
+from controller.hub.batch import HelloBatches, Write
 from controller.relay import NoRelay, Relay
 from controller.store import agents as store
 from controller.store.db import Database
@@ -27,13 +29,16 @@ class Presence:
     """The connections of this controller (`conns`, shared with the hub) and who is online."""
 
     def __init__(self, db: Database, instance_id: str, options: HubOptions, relay: Relay,
-                 conns: dict[str, AgentConn]):
+                 conns: dict[str, AgentConn], write: Write | None = None):
         self.db = db
         self.instance_id = instance_id
         self.options = options
         self.relay = relay
         self.conns = conns
         self._online_cache: set[str] = set()
+        # SQLite: the hub's writes go through the report writer's connection (`write`).
+        self.write = write
+        self.batches = HelloBatches(db, instance_id, options.lease_s, write)
 
     async def release_all(self) -> None:
         """Drop every presence row this instance holds (a previous run's, or at close)."""
@@ -49,16 +54,13 @@ class Presence:
         self._online_cache.discard(terminal_id)
 
     async def claim(self, c: AgentConn) -> str | None:
-        """Hold the terminal's presence; returns the controller that held it before, if another."""
-        lease_until = store.utcnow() + dt.timedelta(seconds=self.options.lease_s)
-        async with self.db.transaction() as conn:
-            return await store.claim_presence(conn, c.terminal_id, self.instance_id,
-                                              lease_until=lease_until, agent_version=c.agent_version)
+        """Hold the terminal's presence; returns the controller that held it before, if another
+        (with the claims and releases asked at the same time, in one transaction)."""
+        return await self.batches.claim(c.terminal_id, c.agent_version)
 
     async def release(self, terminal_id: str) -> None:
         """Let go of the terminal's presence row."""
-        async with self.db.transaction() as conn:
-            await store.release_presence(conn, terminal_id, self.instance_id)
+        await self.batches.release(terminal_id)
 
     async def refresh_online(self) -> None:
         """Re-read the terminals with a live lease on any controller."""
@@ -81,10 +83,8 @@ class Presence:
                 t0 = time.monotonic()
                 changed: dict[str, Any] = {t: c.health for t, c in self.conns.items()
                                            if c.health is not None and c.health is not c.health_written}
-                lease_until = store.utcnow() + dt.timedelta(seconds=self.options.lease_s)
-                async with self.db.transaction() as conn:
-                    await store.refresh_presence(conn, self.instance_id, lease_until=lease_until,
-                                                 health=changed)
+                until = store.utcnow() + dt.timedelta(seconds=self.options.lease_s)
+                await self.batches.write(functools.partial(self._refresh, lease_until=until, health=changed))
                 for t, h in changed.items():
                     c = self.conns.get(t)
                     if c is not None:
@@ -97,6 +97,9 @@ class Presence:
                 raise
             except Exception as exc:
                 log.warning("refreshing agent leases failed: %s", exc)
+
+    async def _refresh(self, conn: Any, *, lease_until: dt.datetime, health: dict[str, Any]) -> None:
+        await store.refresh_presence(conn, self.instance_id, lease_until=lease_until, health=health)
 
     async def token_loop(self) -> None:
         """Close connections whose token was revoked or expired since they connected (issue 7)."""

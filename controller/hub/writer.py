@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from contract import backoff, wire
 from contract.vocab import ReportKind
@@ -22,9 +22,18 @@ from controller.store.db import Database
 
 log = logging.getLogger("controller.hub")
 
+T = TypeVar("T")
+
 # Retry delays while the database refuses a batch: 0.2 s doubling up to 10 s.
 RETRY_INITIAL_S = 0.2
 RETRY_MAX_S = 10.0
+
+
+def body_text(body: Any) -> str:
+    """A report body as it is stored: compact ASCII JSON of exactly the keys given - serialized by
+    pydantic in one pass (a third of `dumps(body.dump())`), the slower path when it is not ASCII."""
+    text = body.model_dump_json(exclude_unset=True)
+    return text if text.isascii() else store.dumps(body.dump())
 
 
 class ReportWriter:
@@ -39,12 +48,23 @@ class ReportWriter:
         self.session_report = session_report       # (terminal_id, report_id) of a final report
         self.live = live
         self.metrics = metrics
-        self.queue: asyncio.Queue[tuple[AgentConn, wire.Report]] = asyncio.Queue()
+        # Reports, and (SQLite) the hub's other writes as (None, job): see `write`.
+        self.queue: asyncio.Queue[tuple[AgentConn | None, Any]] = asyncio.Queue()
         self._conn: Any = None
 
     def put(self, c: AgentConn, m: wire.Report) -> None:
         """A report to store and ack."""
         self.queue.put_nowait((c, m))
+
+    async def write(self, job: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `job(conn)` in a transaction of its own on the writer's connection, between two
+        batches of reports. On SQLite, where one connection writes at a time, the hub's other
+        writes (presence claims and releases, the lease refresh) going through here never make
+        the reports wait on the database's lock - the busy handler's sleeps cost up to seconds
+        under load (issue 15). Raises what the job raises."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((None, (job, fut)))
+        return await fut
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most `timeout`) until what was received is stored and acked."""
@@ -62,7 +82,7 @@ class ReportWriter:
                     await asyncio.shield(self._conn.close())
                 self._conn = None
 
-    async def _batch(self) -> list[tuple[AgentConn, wire.Report]]:
+    async def _batch(self) -> list[tuple[AgentConn | None, Any]]:
         batch = [await self.queue.get()]
         if self.options.batch_wait_s > 0 and self.queue.empty():
             # Gather a few milliseconds' worth: one transaction for many reports costs far
@@ -75,17 +95,16 @@ class ReportWriter:
                 break
         return batch
 
-    async def _store(self, rows: list[store.NewReport]) -> Any:
+    async def _store(self, rows: list[store.ReportRow]) -> Any:
         retry = backoff.Backoff(RETRY_INITIAL_S, RETRY_MAX_S, spread=backoff.NO_JITTER)
         while True:
             try:
                 # The writer keeps its own connection: reports never queue behind the
                 # pool (agent handshakes, API requests) - one round of BEGIN/INSERT/COMMIT.
                 t0 = time.monotonic()
-                if self._conn is None:
-                    self._conn = await self.db.engine.connect()
+                await self._connect()
                 async with self._conn.begin():
-                    inserted = await store.store_reports(self._conn, rows)
+                    inserted = await store.store_report_rows(self._conn, rows)
                 took = time.monotonic() - t0
                 if took > SLOW_S:
                     log.warning("storing %d reports took %.2f s", len(rows), took)
@@ -103,11 +122,64 @@ class ReportWriter:
                     self._conn = None
                 await asyncio.sleep(delay)
 
+    async def _connect(self) -> None:
+        if self._conn is not None:
+            return
+        self._conn = await self.db.engine.connect()
+        if not self.db.is_postgres:
+            # No checkpoint inside the writer's commits (its fsync stalled every report for up to
+            # seconds on a busy disk): `checkpoints()` runs them beside it, from another connection.
+            driver: Any = (await self._conn.get_raw_connection()).driver_connection
+            await driver.execute("PRAGMA wal_autocheckpoint=0")
+
+    async def checkpoints(self, period_s: float = 1.0) -> None:
+        """SQLite: checkpoint the WAL every `period_s` from a connection of its own (PASSIVE: it never
+        waits for, nor holds up, the writer; the WAL restarts from the start once all is copied)."""
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                async with self.db.engine.connect() as conn:
+                    driver: Any = (await conn.get_raw_connection()).driver_connection
+                    await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("checkpointing the database failed: %s", exc)
+
+    async def _run_job(self, job: Callable[[Any], Awaitable[Any]], fut: asyncio.Future) -> None:
+        try:
+            await self._connect()
+            async with self._conn.begin():
+                result = await job(self._conn)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except Exception as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    await self._conn.close()
+                self._conn = None
+        else:
+            if not fut.done():
+                fut.set_result(result)
+        finally:
+            self.queue.task_done()
+
     async def _loop(self) -> None:
         while True:
-            batch = await self._batch()
-            rows = [store.NewReport(c.terminal_id, m.report_id, m.kind, m.session_id, m.body.dump(), m.created_at)
-                    for c, m in batch]
+            items = await self._batch()
+            batch: list[tuple[AgentConn, wire.Report]] = []
+            for c, item in items:
+                if c is None:
+                    await self._run_job(*item)
+                else:
+                    batch.append((c, item))
+            if not batch:
+                continue
+            rows: list[store.ReportRow] = [(c.terminal_id, m.report_id, m.kind.value, m.session_id,
+                                            body_text(m.body), m.created_at) for c, m in batch]
             inserted = await self._store(rows)
             self.stats.reports_stored_total += len(rows)
             self.stats.report_batches_total += 1

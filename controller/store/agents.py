@@ -89,6 +89,21 @@ async def authenticate(conn: AsyncConnection, token: str, *, now: dt.datetime | 
     return res.scalar_one_or_none()
 
 
+async def authenticate_many(conn: AsyncConnection, tokens: Iterable[str], *,
+                            now: dt.datetime | None = None) -> dict[str, str]:
+    """`authenticate` for many tokens in one query: {token sha256: terminal} of the valid ones."""
+    now = now or utcnow()
+    t = terminal_tokens.c
+    hashes = sorted({token_hash(tok) for tok in tokens})
+    found: dict[str, str] = {}
+    for i in range(0, len(hashes), 500):
+        res = await conn.execute(select(t.token_sha256, t.terminal_id).where(
+            t.token_sha256.in_(hashes[i:i + 500]), t.revoked_at.is_(None),
+            or_(t.expires_at.is_(None), t.expires_at > now)))
+        found.update((h, terminal) for h, terminal in res)
+    return found
+
+
 async def valid_token_hashes(conn: AsyncConnection, hashes: Iterable[str], *,
                              now: dt.datetime | None = None) -> set[str]:
     """Which of these token hashes are still valid (not revoked, not expired)."""
@@ -143,6 +158,42 @@ async def claim_presence(conn: AsyncConnection, terminal_id: str, controller_id:
             prev.lease_until and prev.lease_until > now:
         return prev.controller_id
     return None
+
+
+async def claim_presences(conn: AsyncConnection, claims: list[tuple[str, str | None]], controller_id: str, *,
+                          lease_until: dt.datetime) -> dict[str, str]:
+    """`claim_presence` for many terminals [(terminal_id, agent_version)] in one round: returns
+    {terminal: the other controller that held it with a live lease} for those it applies to."""
+    if not claims:
+        return {}
+    now = utcnow()
+    p = agent_presence.c
+    ids = sorted({t for t, _ in claims})
+    previous: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        res = await conn.execute(select(p.terminal_id, p.controller_id, p.lease_until)
+                                 .where(p.terminal_id.in_(ids[i:i + 500])))
+        for terminal_id, holder_id, lease in res:
+            if holder_id and holder_id != controller_id and lease and lease > now:
+                previous[terminal_id] = holder_id
+    stmt = _insert(conn, agent_presence)
+    stmt = stmt.on_conflict_do_update(index_elements=["terminal_id"], set_={
+        "controller_id": stmt.excluded.controller_id, "lease_until": stmt.excluded.lease_until,
+        "connected_at": stmt.excluded.connected_at, "last_seen": stmt.excluded.last_seen,
+        "agent_version": stmt.excluded.agent_version})
+    await conn.execute(stmt, [dict(terminal_id=t, controller_id=controller_id, lease_until=lease_until,
+                                   connected_at=now, last_seen=now, agent_version=v) for t, v in claims])
+    return previous
+
+
+async def release_presences(conn: AsyncConnection, terminal_ids: list[str], controller_id: str) -> None:
+    """`release_presence` for many terminals in one statement (executemany)."""
+    if not terminal_ids:
+        return
+    p = agent_presence.c
+    stmt = (update(agent_presence).where(p.terminal_id == bindparam("t_id"), p.controller_id == controller_id)
+            .values(controller_id=None, lease_until=None, last_seen=utcnow()))
+    await conn.execute(stmt, [{"t_id": t} for t in terminal_ids])
 
 
 async def release_presence(conn: AsyncConnection, terminal_id: str, controller_id: str) -> None:
@@ -231,6 +282,34 @@ async def store_reports(conn: AsyncConnection, reports: list[NewReport]) -> int 
                  body=dumps(r.body), created_at=r.created_at, received_at=now) for r in reports]
     stmt = _insert(conn, agent_reports).on_conflict_do_nothing(index_elements=["terminal_id", "report_id"])
     res = await conn.execute(stmt, rows)
+    n = res.rowcount
+    return n if isinstance(n, int) and 0 <= n <= len(rows) else None
+
+
+# (terminal_id, report_id, kind, session_id, body as JSON text, created_at): what the hub's writer stores.
+ReportRow = tuple[str, str, str, str | None, str, float | None]
+_REPORT_COLUMNS = ("terminal_id", "report_id", "kind", "session_id", "body", "created_at", "received_at")
+
+
+async def store_report_rows(conn: AsyncConnection, rows: list[ReportRow]) -> int | None:
+    """`store_reports` for the hub's writer, cheaper per row (issue 15: thousands a second): the
+    bodies come as JSON text already, the one INSERT ... ON CONFLICT DO NOTHING goes to the driver's
+    executemany as it is (no per-row parameter compilation) and the batch shares one received_at."""
+    if not rows:
+        return 0
+    dialect = conn.dialect
+    process = agent_reports.c.received_at.type.bind_processor(dialect)
+    now = utcnow()
+    received = process(now) if process is not None else now
+    if dialect.paramstyle == "qmark":
+        marks = ", ".join("?" for _ in _REPORT_COLUMNS)
+    elif dialect.paramstyle == "numeric_dollar":
+        marks = ", ".join(f"${i}" for i in range(1, len(_REPORT_COLUMNS) + 1))
+    else:                                               # pragma: no cover - SQLite and asyncpg only
+        raise NotImplementedError(f"parameter style {dialect.paramstyle}")
+    sql = (f"INSERT INTO {agent_reports.name} ({', '.join(_REPORT_COLUMNS)}) VALUES ({marks}) "
+           "ON CONFLICT (terminal_id, report_id) DO NOTHING")
+    res = await conn.exec_driver_sql(sql, [(*r, received) for r in rows])
     n = res.rowcount
     return n if isinstance(n, int) and 0 <= n <= len(rows) else None
 
@@ -337,6 +416,18 @@ async def get_session(conn: AsyncConnection, session_id: str) -> SessionRow | No
     return SessionRow(*row) if row else None
 
 
+async def get_sessions(conn: AsyncConnection, session_ids: Iterable[str]) -> dict[str, SessionRow]:
+    """`get_session` for many ids, one query a 500: {session_id: row} of those commanded."""
+    c = agent_sessions.c
+    ids = sorted(set(session_ids))
+    found: dict[str, SessionRow] = {}
+    for i in range(0, len(ids), 500):
+        res = await conn.execute(select(c.session_id, c.caller, c.callee, c.kind, c.profile, c.duration_s,
+                                        c.state).where(c.session_id.in_(ids[i:i + 500])))
+        found.update((row[0], SessionRow(*row)) for row in res)
+    return found
+
+
 async def started_sessions_of_caller(conn: AsyncConnection, caller: str,
                                      created_before: dt.datetime) -> list[str]:
     """Sessions this terminal was commanded to call, still open, commanded before `created_before`."""
@@ -344,6 +435,21 @@ async def started_sessions_of_caller(conn: AsyncConnection, caller: str,
     res = await conn.execute(select(c.session_id).where(c.caller == caller, c.state == "started",
                                                         c.created_at < created_before))
     return list(res.scalars())
+
+
+async def started_sessions_of_callers(conn: AsyncConnection,
+                                      callers: Iterable[str]) -> dict[str, list[tuple[str, dt.datetime]]]:
+    """The open sessions these terminals were commanded to call, {caller: [(session_id, created_at)]},
+    in one query a 500 (the hub filters each by when its connection began)."""
+    c = agent_sessions.c
+    ids = sorted(set(callers))
+    found: dict[str, list[tuple[str, dt.datetime]]] = {t: [] for t in ids}
+    for i in range(0, len(ids), 500):
+        res = await conn.execute(select(c.caller, c.session_id, c.created_at).where(
+            c.caller.in_(ids[i:i + 500]), c.state == "started"))
+        for caller, session_id, created_at in res:
+            found[caller].append((session_id, created_at))
+    return found
 
 
 async def finish_session(conn: AsyncConnection, session_id: str, state: str, error: str | None = None) -> bool:
