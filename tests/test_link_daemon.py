@@ -87,7 +87,7 @@ async def test_a_final_report_the_contract_refuses_fails_the_session_at_once(con
     result came."""
     from agent import session as engine
 
-    async def refused_report(settings, *, signal, duration_s, profile, on_interval, with_capacity=False):
+    async def refused_report(settings, *, signal, duration_s, profile, on_interval, with_capacity=False, media=None):
         return {"schema": "vks.test-report/1", "connected": True, "duration_s": "thirty"}
     monkeypatch.setattr(engine, "run_caller", refused_report)
     async with two_daemons(controller, tmp_path) as (caller, _):
