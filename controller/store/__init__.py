@@ -34,6 +34,8 @@ the caller decides the transaction - one per API request or job step):
 - `history` (migration 0009, issue 12): every check's and test's result (`measurements`, declared
   there), the daily figures of a terminal or a pair, the prune, the last result per pair.
 
+- `modes` (migration 0010, issue 13): each party's way of taking part (rules 21, 23), its table on
+  `schema.metadata` too.
 - `diagnoses` (migration 0008): each side of a degraded pair tested against the reference
   terminal, and the finding (issue 12); its table is on `schema.metadata` too.
 
@@ -46,3 +48,4 @@ Errors: `controller.errors.NotFound`, `Conflict`, `Invalid` (field named).
 
 # The tables declared outside the schema module join its metadata when the package loads.
 from controller.store import diagnoses as _diagnoses  # noqa: E402,F401
+from controller.store import modes as _modes  # noqa: E402,F401
