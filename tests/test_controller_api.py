@@ -374,7 +374,7 @@ async def test_exports_json_and_csv_carry_the_verdict(ctl):
     assert text.splitlines()[0] == (
         "id,case_number,court_id,court_name,court_level,room,start_utc,start_local,duration_min,status,verdict,"
         "suspended,participants,test_status,test_deadline,test_verdict,preconnect_status,preconnect_verdict,"
-        "agreement_coordinator,agreement_state") and text.endswith("\r\n")
+        "agreement_coordinator,agreement_state,modes") and text.endswith("\r\n")
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["verdict"] == "good" and rows[0]["court_name"].startswith("Медеуский")
     assert rows[0]["preconnect_verdict"] == "" and rows[0]["suspended"] == "False"
