@@ -60,8 +60,8 @@ async def test_rule13_request_at_once_test_run_and_result_stored(ctl):
     assert h2["test_request"]["result"]["schema"] == "vks.test-report/1"
     assert h2["verdict"] == "good"
     ev = kinds(await ctl.events(h["id"]))
-    assert ev == ["hearing_scheduled", "test_request_created", "preconnect_scheduled", "check_started",
-                  "check_result"]
+    assert ev == ["hearing_scheduled", "agreement_requested", "test_request_created", "preconnect_scheduled",
+                  "check_started", "check_result"]
     _, text = await ctl.call("GET", f"/api/v1/hearings/{h['id']}/events?format=csv", role="viewer", expect=200)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["kind"] for r in rows] == ev
