@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import HearingStatus, ParticipationMode
@@ -43,13 +43,12 @@ class ModeItemIn(In):
     kind: OneLine | None = Field(None, min_length=1, max_length=64)
     mode: ParticipationMode
 
-    @model_validator(mode="after")
-    def _one_party(self) -> ModeItemIn:
-        if (self.terminal_id is None) == (self.name is None):
-            raise ValueError("terminal_id: give either terminal_id or name")
-        if self.terminal_id is not None and self.kind is not None:
-            raise ValueError("kind: a terminal's kind is its institution; give kind with a name only")
-        return self
+
+def _one_party(i: int, it: ModeItemIn) -> None:
+    if (it.terminal_id is None) == (it.name is None):
+        raise Invalid("give either terminal_id or name", field=f"items.{i}.terminal_id")
+    if it.terminal_id is not None and it.kind is not None:
+        raise Invalid("a terminal's kind is its institution; give kind with a name only", field=f"items.{i}.kind")
 
 
 class ModesIn(In):
@@ -148,6 +147,7 @@ async def put_modes(request: web.Request) -> web.Response:
         seen: set[tuple[str, str]] = set()
         items = []
         for i, it in enumerate(data.items):
+            _one_party(i, it)
             if it.terminal_id is not None and it.terminal_id not in terminals:
                 raise Invalid(f"terminal {it.terminal_id!r} is not a remote participant of hearing {hid}",
                               field=f"items.{i}.terminal_id")
