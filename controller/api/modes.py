@@ -9,7 +9,6 @@ party's mode (rule 23), and the recording that answers carries that occasion.
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from aiohttp import web
@@ -93,12 +92,16 @@ def _occasion(e: dict) -> str | None:
     return None
 
 
-async def ask_of(conn: AsyncConnection, hid: int, since: dt.datetime | None) -> dict | None:
-    """{because, at} of the last break or postponement after `since` (the last recording), else None."""
+async def ask_of(conn: AsyncConnection, hid: int) -> dict | None:
+    """{because, at} of the last break or postponement recorded after the last recording of modes
+    (the record's order: event ids, not clocks), else None."""
     found = None
     for e in await events_repo.list_for(conn, hid):
+        if e["kind"] == "mode_recorded":
+            found = None
+            continue
         why = _occasion(e)
-        if why and (since is None or e["at"] > since):
+        if why:
             found = {"because": why, "at": iso(e["at"])}
     return found
 
@@ -120,7 +123,7 @@ async def modes_view(conn: AsyncConnection, hid: int) -> dict[str, Any]:
                  "kind": r["party_kind"], **recorded(r)} for key, r in last.items() if key[0] == "name"]
     ask = None
     if h["status"] not in (HearingStatus.CANCELLED, HearingStatus.HELD):
-        ask = await ask_of(conn, hid, modes_repo.last_at(rows))
+        ask = await ask_of(conn, hid)
     history = [{"terminal_id": r["terminal_id"], "name": r["name"], "kind": r["party_kind"], "mode": r["mode"],
                 "occasion": r["occasion"], "recorded_at": iso(r["recorded_at"]), "recorded_by": r["recorded_by"]}
                for r in rows]
@@ -158,8 +161,7 @@ async def put_modes(request: web.Request) -> web.Response:
                               field=f"items.{i}.{'name' if key[0] == 'name' else 'terminal_id'}")
             seen.add(key)
             items.append(item)
-        rows = (await modes_repo.rows_of(conn, [hid]))[hid]
-        ask = await ask_of(conn, hid, modes_repo.last_at(rows))
+        ask = await ask_of(conn, hid)
         occasion = ask["because"] if ask else None
         await modes_repo.record(conn, hid, items, occasion=occasion, at=t, by=by)
         parties = [{k: v for k, v in (("terminal_id", it["terminal_id"]), ("name", it["name"]),

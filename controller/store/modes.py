@@ -8,7 +8,7 @@ asked: after a break, after a postponement, or none (recorded at any time).
 
 - `participation_modes`: the table (on `schema.metadata`, like `diagnoses` and `measurements`).
 - `record(conn, ...)`: the rows of one recording; `rows_of(conn, hearing_ids)`: every row, oldest first;
-  `current(rows)`: the latest row per party, in first-recorded order; `last_at(rows)`.
+  `current(rows)`: the latest row per party, in first-recorded order.
 """
 from __future__ import annotations
 
@@ -79,8 +79,3 @@ def current(rows: Iterable[dict]) -> list[dict]:
     for i, r in enumerate(rows):
         first.setdefault(party_key(r), i)
     return sorted(last.values(), key=lambda r: first[party_key(r)])
-
-
-def last_at(rows: Iterable[dict]) -> dt.datetime | None:
-    """When the latest recording was made (None: never)."""
-    return max((r["recorded_at"] for r in rows), default=None)
