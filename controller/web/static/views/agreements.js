@@ -14,7 +14,7 @@ import { checkCell } from "./hearings.js";
 // that was not good, the reasons in words.
 function lastCheck(x) {
   const c = [x.preconnect, x.test_request].find((k) => k && k.verdict);
-  if (!c) return h("span", { class: "muted" }, t("agreements.no_check"));
+  if (!c) return h("div", { class: "last-check muted" }, t("agreements.no_check"));
   const tz = x.court.timezone;
   const done = (c.items || []).filter((i) => i.finished_at).map((i) => i.finished_at).sort();
   return h("div", { class: "last-check" },
