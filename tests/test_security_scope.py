@@ -184,8 +184,9 @@ running controller; do not edit by hand - regenerate with
 A hearing's agreement is given where its court lies: a coordinator whose scope holds only a
 participant SIZO sees the hearing but gets 403 for `POST /api/v1/hearings/{{id}}/agreement`, and
 `GET /api/v1/agreements` lists a hearing only where its court is covered (and, for a coordinator with
-a level, only the hearings that need that level's agreement). A suspension of a SIZO that an active hearing in scope connects to is seen (the hearing's view names
-it) but lifted only by a coordinator in whose scope the SIZO is (403 otherwise).
+a level, only the hearings that need that level's agreement). A suspension of a SIZO that an active
+hearing in scope connects to is seen (the hearing's view names it) but lifted only by a coordinator
+in whose scope the SIZO is (403 otherwise).
 
 The registry - institutions, rooms, terminals (ids, names, kinds, regions) - is readable by every
 signed-in user: a secretary books any SIZO's terminal.

@@ -80,7 +80,8 @@ async def test_a_secretary_starts_and_ends_a_hearing_and_records_each_party_s_mo
             person = card.locator("tr[data-party='name:Серикова А. Б.'] select")
             assert await person.input_value() == "in_person"
             await person.select_option("mobile")
-            async with page.expect_response(lambda r: r.url.endswith(f"/hearings/{hid}/modes")
+            put = f"/hearings/{hid}/modes"
+            async with page.expect_response(lambda r, put=put: r.url.endswith(put)
                                             and r.request.method == "PUT") as saved:
                 await card.locator("button.save-modes").click()
             assert (await saved.value).ok
