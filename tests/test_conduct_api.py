@@ -63,6 +63,13 @@ async def test_modes_of_a_terminal_and_a_named_person_recorded_exported_and_in_t
     assert [(x["party"], x["mode_text"][1]) for x in content["modes"]] == [
         ("СИЗО ДС-70/1 г. Алматы (sizo-almaty-1)", "посредством ВКС"), ("Иванов И. И. (lawyer)", "лично в зале суда")]
     assert "mode_recorded" in [e["kind"] for e in content["timeline"]]
+    await ctl.call("POST", f"/api/v1/hearings/{hid}/act", role="secretary", json={"note": "modes"}, expect=201)
+    _, html = await ctl.call("GET", f"/api/v1/hearings/{hid}/act.html?lang=ru", role="viewer", expect=200)
+    assert "Способ участия сторон (пп. 21, 23)" in html and "Тараптардың қатысу тәсілі" in html
+    assert "Иванов И. И. (lawyer)" in html and "лично в зале суда" in html and "ВКС арқылы" in html
+    resp = await ctl.client.get(f"/api/v1/hearings/{hid}/act.pdf?lang=kk",
+                                headers={"Authorization": f"Bearer {ctl.tokens['viewer']}"})
+    assert resp.status == 200 and (await resp.read()).startswith(b"%PDF")
 
 
 @pytest.mark.parametrize("item, field", [

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.store import events as events_repo
 from controller.store import users as users_repo
 from tests.browser import PASSWORD, browser, new_page, requires_browser, set_lang, shot, sign_in
 from tests.conftest import FakeClock
@@ -113,6 +114,21 @@ async def test_a_secretary_starts_and_ends_a_hearing_and_records_each_party_s_mo
             await end.wait_for()
             assert await end.inner_text() == words["conduct.end"]
             assert (await ctl.hearing(hid))["status"] == "in_progress"
+            if n == 0:
+                # A break and the resumption (the live flow's events; tests/test_live_flow.py drives the
+                # real one) while the page is open: it asks at once for each party's mode (rule 23).
+                async with ctl.db.transaction() as conn:
+                    for kind in ("break", "resume"):
+                        await events_repo.append(conn, hid, kind, ctl.clock(), {"break_id": 1, "by": "secretary-1"})
+                ask = page.locator(".ask-modes")
+                await ask.wait_for()
+                assert await ask.inner_text() == words["conduct.ask.break"]
+                card = page.locator("section.modes")
+                await card.locator(f"tr[data-party='{SIZO}'] select").select_option("vks")
+                await card.locator("button.save-modes").click()
+                await ask.wait_for(state="detached")
+                got = await modes(ctl, hid)
+                assert [(p["mode"], p["occasion"]) for p in got["parties"]] == [("vks", "break"), ("mobile", "break")]
             if width < 600:
                 assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
             await shot(page, f"hearing-conduct-{lang}-{width}")
@@ -124,8 +140,10 @@ async def test_a_secretary_starts_and_ends_a_hearing_and_records_each_party_s_mo
             sentence = page.locator("tr[data-kind='hearing_started'] td.sentence")
             assert await sentence.inner_text() == capital(words["eventline.hearing_started"].replace("{by}",
                                                                                                      "secretary-1"))
-            recorded = await page.locator("tr[data-kind='mode_recorded'] td.sentence").first.inner_text()
-            assert words["mode.in_person"] in recorded and "Серикова А. Б." in recorded, recorded
+            recorded = await page.locator("tr[data-kind='mode_recorded'] td.sentence").all_inner_texts()
+            assert len(recorded) == (3 if n == 0 else 2), recorded
+            assert any(words["mode.in_person"] in r for r in recorded), recorded
+            assert all("Серикова А. Б." in r for r in recorded), recorded
             assert page.errors == [], (lang, width, page.errors)
             await page.context.close()
 

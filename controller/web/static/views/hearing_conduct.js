@@ -8,7 +8,7 @@
 import { get, api, post } from "../api.js";
 import { t, fmtTime } from "../i18n.js";
 import { route } from "../router.js";
-import { A, state, termName, words } from "../state.js";
+import { A, REFRESH_MS, every, state, termName, words } from "../state.js";
 import { act, errText, field, h, table } from "../ui.js";
 
 const START_FROM = ["scheduled", "postponed"];
@@ -28,8 +28,8 @@ let seq = 0;
 
 // The modes of the hearing's parties: a table of selects, a way to add a named person, and one
 // button that records them all.
-async function modesCard(x) {
-  const data = await get(`${A}/hearings/${x.id}/modes`);
+async function modesCard(x, given = null) {
+  const data = given || await get(`${A}/hearings/${x.id}/modes`);
   const tz = x.court.timezone;
   const canWrite = state.caps.can("PUT", `${A}/hearings/{id}/modes`) && x.status !== "cancelled";
   const tbody = [];
@@ -100,9 +100,22 @@ export async function conductSection(actions, x) {
   if (!state.caps.exists("GET", `${path}/modes`)) return;
   const box = h("div", { class: "modes-box" });
   actions.after(box);
+  let asked = null;
   try {
-    box.append(await modesCard(x));
+    const data = await get(`${A}/hearings/${x.id}/modes`);
+    asked = JSON.stringify(data.ask);
+    box.append(await modesCard(x, data));
   } catch (e) {
     box.append(h("p", { class: "error" }, errText(e)));
+    return;
   }
+  if (!["scheduled", "in_progress", "postponed"].includes(x.status)) return;
+  // A break (or a postponement) while the page is open: ask at once, unless someone is at work in the
+  // section (their choices stay as they are until saved).
+  every(REFRESH_MS, async () => {
+    const data = await get(`${A}/hearings/${x.id}/modes`).catch(() => null);
+    if (!data || JSON.stringify(data.ask) === asked || box.contains(document.activeElement)) return;
+    asked = JSON.stringify(data.ask);
+    box.replaceChildren(await modesCard(x, data));
+  });
 }
