@@ -1,7 +1,7 @@
 """`vks-agent`: the technician's command line and the terminal's service.
 
     vks-agent responder --listen HOST:PORT --token-file F    answer direct test sessions
-    vks-agent test --peer URL --token-file F --duration S [--profile NAME] [--json]
+    vks-agent test --peer URL --token-file F --duration S [--profile NAME] [--media devices] [--json]
     vks-agent run [--config FILE]                 the terminal's service (controller link)
 
 Exit status of `test`: 0 good, 1 degraded, 3 unusable, 4 could not connect (also: the
@@ -28,6 +28,7 @@ from agent.report import render_text
 from agent.session import SignalingError, run_caller
 from agent.settings import AgentSettings, load_settings, read_token_file
 from contract.configfile import ConfigError
+from contract.vocab import SessionMedia, words
 
 log = logging.getLogger("agent.responder")
 EXIT_GOOD, EXIT_DEGRADED, EXIT_USAGE, EXIT_UNUSABLE, EXIT_NO_CONNECT = 0, 1, 2, 3, 4
@@ -117,13 +118,17 @@ async def _run_test(settings: AgentSettings, args: argparse.Namespace) -> dict:
     return await run_caller(settings, signal=http_signal(args.peer, args.profile,
                                                          settings.session.connect_timeout_s, ssl_ctx, token),
                             duration_s=args.duration, profile=args.profile, on_interval=on_interval,
-                            with_capacity=bool(getattr(args, "capacity", False)))
+                            with_capacity=bool(getattr(args, "capacity", False)), media=args.media)
 
 
 def cmd_test(settings: AgentSettings, args: argparse.Namespace) -> int:
     """`vks-agent test`: one session against a peer's responder; the exit status is the verdict."""
-    if args.profile is not None:
-        settings.profile(args.profile)      # a ConfigError names the known profiles
+    profile = settings.profile(args.profile)      # a ConfigError names the known profiles
+    if (args.media or settings.session.media) == SessionMedia.DEVICES:
+        for name, on in (("camera", profile.video), ("microphone", profile.audio)):
+            if on and getattr(settings.devices, name) is None:
+                raise ConfigError(args.config, f"devices.{name}", "the test sends the terminal's devices "
+                                  "(--media devices or session.media) but none is configured")
     report = asyncio.run(_run_test(settings, args))
     if args.json:
         sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
@@ -198,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--duration", type=positive_seconds, default=10.0, help="seconds (default 10)")
     test.add_argument("--profile", help="media profile from the settings (default: hearing)")
     test.add_argument("--json", action="store_true", help="print exactly one JSON report on stdout")
+    test.add_argument("--media", choices=words(SessionMedia),
+                      help="send synthetic media or the terminal's camera and microphone (settings "
+                           "`devices`); default: session.media")
     test.add_argument("--capacity", action="store_true",
                       help="after the media, ramp each direction to what it carries (report `capacity`)")
     test.add_argument("--ca-file", help="for an https:// peer: trust this CA (PEM) instead of the system's")

@@ -43,7 +43,7 @@ from contract.reports import BODIES, IntervalBody, ReportBody, SessionBody
 
 if TYPE_CHECKING:
     from agent.session import PeerSession
-from contract.vocab import ReportKind, SessionKind, SessionRole
+from contract.vocab import ReportKind, SessionKind, SessionMedia, SessionRole
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,12 @@ CANCEL_TIMEOUT_S = 5.0
 FLUSH_TIMEOUT_S = 5.0
 
 QueuedReport = tuple[str, ReportKind, dict[str, Any], "str | None", float]
+
+
+def _media(kind: SessionKind | str) -> SessionMedia | None:
+    """What a commanded session sends: `session.media` (None), except monitoring during a hearing,
+    which never takes the hearing's camera and microphone."""
+    return SessionMedia.SYNTHETIC if kind == SessionKind.MONITOR else None
 
 
 class ReportRefused(ValueError):
@@ -113,7 +119,8 @@ class Daemon:
     async def run(self) -> int:
         """Run until `request_stop()`, then shut down in order; 0."""
         await self.outbox.open()
-        self.monitor = Monitor(self.settings, self.metrics, main_alive=self._loops_alive)
+        self.monitor = Monitor(self.settings, self.metrics, main_alive=self._loops_alive,
+                               devices_in_use=self._devices_in_use)
         self.link = Link(self.settings, self.outbox, self, **{"health": self.monitor.health, **self.link_options})
         try:
             await self.link.open()
@@ -242,6 +249,10 @@ class Daemon:
 
     # ---- link handler ----
 
+    def _devices_in_use(self) -> bool:
+        """Do this agent's sessions hold the camera and microphone now (`session.media: devices`)?"""
+        return self.settings.session.media == SessionMedia.DEVICES and bool(self.running_sessions())
+
     def running_sessions(self) -> list[str]:
         """The sessions running now (the heartbeat carries them)."""
         return [sid for sid, job in self._sessions.items() if not job.closed]
@@ -325,7 +336,7 @@ class Daemon:
             report = await engine.run_caller(
                 self.settings, signal=signal, duration_s=cmd.duration_s, profile=cmd.profile,
                 on_interval=self._interval_cb(sid, SessionRole.CALLER, cmd.peer, cmd.kind, obs),
-                with_capacity=cmd.capacity and cmd.kind != SessionKind.MONITOR)
+                with_capacity=cmd.capacity and cmd.kind != SessionKind.MONITOR, media=_media(cmd.kind))
         except asyncio.CancelledError:
             obs.end("cancelled")
             await link.session_state(sid, "cancelled", self._cancel_reason())
@@ -369,7 +380,7 @@ class Daemon:
         try:
             answer, session = await engine.answer_offer(
                 self.settings, msg.description.model_dump(), profile=profile,
-                on_interval=self._interval_cb(sid, SessionRole.CALLEE, msg.from_, kind, obs))
+                on_interval=self._interval_cb(sid, SessionRole.CALLEE, msg.from_, kind, obs), media=_media(kind))
         except Exception as exc:
             obs.end("failed")
             log.warning("session %s: cannot answer the offer from %s: %s", sid, msg.from_, exc)

@@ -11,10 +11,14 @@ JSON-able dict, `vks.health/1`:
      "network": {"default_interface", "monotonic_s", "interval_s",
                  "interfaces": {name: {"up", "speed_mbps", "mtu", "duplex", "addresses",
                                        "counters": {...}, "delta": {...}|None}}},
-     "camera": {"present", "devices": [{"path", "name"}]},
-     "microphone": {"present", "cards": [str], "capture_devices": [str]},
+     "camera": {"present", "status", "method": "presence", "devices": [{"path", "name"}]},
+     "microphone": {"present", "status", "method": "presence", "cards": [str], "capture_devices": [str]},
      "clock": {"synchronized", "offset_s", "max_error_s", "source", "reason"},
      "agent": {"pid", "rss_bytes", "threads"}}
+
+A camera or microphone configured in `devices` is opened and read instead (agent/devices.py: its
+reading with `method` "probe", `status` ok|missing|denied|black|frozen|silent|error and the figures
+it was judged by); a black or frozen picture or a silent microphone fails the check.
 
 Network deltas are counted since `previous` (the last result); `HealthChecker`
 keeps it between calls. `evaluate(readings, cfg)` is the pure judgement,
@@ -33,15 +37,16 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from agent import devices
 from agent.settings import AgentSettings, HealthSettings
-from contract.vocab import HealthStatus, worst
+from contract.vocab import DeviceStatus, HealthStatus, worst
 
 SCHEMA = "vks.health/1"
 log = logging.getLogger(__name__)
@@ -277,6 +282,36 @@ def read_clock() -> dict[str, Any]:
             "reason": "no time daemon status available (chronyc, timedatectl, adjtimex)"}
 
 
+def read_devices(settings: AgentSettings, previous: Mapping[str, Any] | None = None,
+                 in_use: bool = False) -> dict[str, Any]:
+    """{"camera", "microphone"}: a configured device (settings `devices`) opened and read
+    (agent/devices.py) - again once `health.device_interval_s` has passed since `previous`'s
+    reading, else that one stands; a device not configured, by its device nodes. `in_use`: a
+    session of this agent sends the devices now - `previous`'s readings stand (marked `in_use`),
+    or the device nodes are looked at, rather than the session's devices opened twice."""
+    now = time.monotonic()
+    due, out = [], {}
+    for name in devices.DEVICES:
+        source = getattr(settings.devices, name)
+        before = (previous or {}).get(name) or {}
+        if source is None:
+            found = read_camera() if name == "camera" else read_microphone()
+            out[name] = {**found, "status": DeviceStatus.OK if found["present"] else DeviceStatus.MISSING,
+                         "method": "presence"}
+        elif (before.get("method") == "probe" and before.get("file") == source.file
+              and (in_use or now - before.get("monotonic_s", -1e9) < settings.health.device_interval_s)):
+            out[name] = {**before, **({"in_use": True} if in_use else {})}
+        elif in_use:
+            found = read_camera() if name == "camera" else read_microphone()
+            out[name] = {**found, "status": DeviceStatus.OK if found["present"] else DeviceStatus.MISSING,
+                         "method": "presence", "in_use": True}
+        else:
+            due.append(name)
+    if due:
+        out.update(devices.probe_devices(settings.devices, settings.health, tuple(due)))
+    return out
+
+
 def read_agent_process() -> dict[str, Any]:
     """This agent's own pid, resident memory and thread count."""
     p = psutil.Process()
@@ -292,8 +327,9 @@ def disk_paths(settings: AgentSettings) -> dict[str, Path]:
     return paths
 
 
-def read_all(settings: AgentSettings, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Every reading (blocking)."""
+def read_all(settings: AgentSettings, previous: Mapping[str, Any] | None = None,
+             devices_in_use: bool = False) -> dict[str, Any]:
+    """Every reading (blocking); `devices_in_use`: see read_devices."""
     cfg = settings.health
     return {
         "schema": SCHEMA,
@@ -303,8 +339,7 @@ def read_all(settings: AgentSettings, previous: Mapping[str, Any] | None = None)
         "memory": read_memory(),
         "disk": read_disks(disk_paths(settings)),
         "network": read_network((previous or {}).get("network")),
-        "camera": read_camera(),
-        "microphone": read_microphone(),
+        **read_devices(settings, previous, devices_in_use),
         "clock": read_clock(),
         "agent": read_agent_process(),
     }
@@ -391,10 +426,14 @@ def evaluate(readings: Mapping[str, Any], cfg: HealthSettings) -> tuple[HealthSt
             add(WARN, f"network interface {name}: {drops} packets dropped of {packets + drops} "
                         f"since the last check")
 
-    if not (readings.get("camera") or {}).get("present", False):
-        add(cfg.camera_missing, "camera: no video device (/dev/video*)")
-    if not (readings.get("microphone") or {}).get("present", False):
-        add(cfg.microphone_missing, "microphone: no ALSA capture device")
+    for name, level, missing in (("camera", cfg.camera_missing, "camera: no video device (/dev/video*)"),
+                                 ("microphone", cfg.microphone_missing, "microphone: no ALSA capture device")):
+        device = readings.get(name) or {}
+        if device.get("method") == "probe":       # opened and read (agent/devices.py)
+            for lvl, text in devices.device_problems(name, device, cfg):
+                add(lvl, text)
+        elif not device.get("present", False):
+            add(level, missing)
 
     clock = readings.get("clock") or {}
     offset = clock.get("offset_s")
@@ -413,31 +452,35 @@ def evaluate(readings: Mapping[str, Any], cfg: HealthSettings) -> tuple[HealthSt
 
 # --- the check --------------------------------------------------------------------
 
-def check_health_sync(settings: AgentSettings, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def check_health_sync(settings: AgentSettings, previous: Mapping[str, Any] | None = None,
+                      devices_in_use: bool = False) -> dict[str, Any]:
     """One health check (blocking: run it in a thread)."""
-    readings = read_all(settings, previous)
+    readings = read_all(settings, previous, devices_in_use)
     status, problems = evaluate(readings, settings.health)
     return {**readings, "status": status, "problems": problems}
 
 
-async def check_health(settings: AgentSettings, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+async def check_health(settings: AgentSettings, previous: Mapping[str, Any] | None = None,
+                       devices_in_use: bool = False) -> dict[str, Any]:
     """One health check, the blocking reads in a worker thread.
 
-    `previous`: the last result, for network counter deltas (None: no deltas).
+    `previous`: the last result, for network counter deltas and the devices' last readings (None:
+    no deltas); `devices_in_use`: a session of this agent sends the devices now (read_devices).
     """
-    return await asyncio.to_thread(check_health_sync, settings, previous)
+    return await asyncio.to_thread(check_health_sync, settings, previous, devices_in_use)
 
 
 class HealthChecker:
     """Keeps the last result so that each check reports deltas since the one before."""
 
-    def __init__(self, settings: AgentSettings):
+    def __init__(self, settings: AgentSettings, devices_in_use: Callable[[], bool] = lambda: False):
         self.settings = settings
+        self.devices_in_use = devices_in_use
         self.last: dict[str, Any] | None = None
 
     async def check(self) -> dict[str, Any]:
         """Check now (in a worker thread); deltas since the previous check."""
-        self.last = await check_health(self.settings, self.last)
+        self.last = await check_health(self.settings, self.last, self.devices_in_use())
         return self.last
 
     async def check_or_unknown(self) -> dict[str, Any]:

@@ -1,14 +1,18 @@
-"""Synthetic media for test sessions: an Opus-bound tone and a moving video pattern.
+"""What a test session sends: synthetic media (an Opus-bound tone and a moving video pattern), or
+the terminal's own camera and microphone (`session.media: devices`, `vks-agent test --media devices`).
 
-No camera or microphone is opened and nothing received is kept (rule 4: no hearing
-content is recorded): the tracks generate their own signal, and received frames are
-counted and dropped. Both tracks can be paused, which stops their RTP streams, so
-that at the end of a session each side can say exactly what it sent.
+Synthetic media opens no camera or microphone. Device media opens the configured devices with
+agent/devices.py's MediaPlayer (the health check's code path), sent at most at the profile's frame
+rate and scaled to its size, so that the receiver measures it as it measures the pattern. Either
+way nothing received is kept (rule 4: no hearing content is recorded): received frames are
+counted and dropped. Every track can be paused, which stops its RTP stream, so that at the end
+of a session each side can say exactly what it sent.
 """
 from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import math
 import random
 import time
@@ -16,6 +20,12 @@ from array import array
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
+
+from agent import devices
+from agent.devices import MediaPlayer
+from agent.settings import DeviceSource, DevicesSettings, VideoProfile
+
+log = logging.getLogger(__name__)
 
 AUDIO_RATE = 48000
 AUDIO_PTIME = 0.020
@@ -127,3 +137,122 @@ def _fit(data: bytes, plane) -> bytes:
     pad = bytes(plane.line_size - plane.width)
     w = plane.width
     return b"".join(data[i:i + w] + pad for i in range(0, len(data), w))
+
+
+class DeviceTrack(MediaStreamTrack):
+    """A track of the terminal's camera or microphone (a MediaPlayer's, agent/devices.py) sent by a
+    test session; pausable like the synthetic ones. Video goes out newest frame first - a frame the
+    sender had no time for is skipped rather than queued, as a real endpoint drops frames, so the
+    delay never grows - at most at the profile's rate and at its size. `device_tracks`: the
+    player's tracks to stop when the session ends (`stop_media`)."""
+
+    def __init__(self, inner: MediaStreamTrack, profile: VideoProfile, stray: MediaStreamTrack | None = None):
+        super().__init__()
+        self.kind = inner.kind
+        self._inner = inner
+        self.device_tracks = [t for t in (inner, stray) if t is not None]
+        self._size = (profile.width - profile.width % 2, profile.height - profile.height % 2)
+        self._period = 1.0 / profile.fps
+        self._due: float | None = None
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._newest: VideoFrame | None = None
+        self._arrived = asyncio.Event()
+        self._ended = False
+        self.pump: asyncio.Task | None = None    # video: reads the device as fast as it gives frames
+
+    def pause(self) -> None:
+        self._resume.clear()
+
+    def stop(self) -> None:
+        super().stop()
+        if self.pump is not None:
+            self.pump.cancel()
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                frame = await self._inner.recv()
+                if isinstance(frame, VideoFrame):
+                    self._newest = frame
+                    self._arrived.set()
+        except Exception as exc:         # the device or the file ended (MediaStreamError), or broke
+            if not isinstance(exc, MediaStreamError):
+                log.warning("the camera stopped: %s", exc)
+            self._ended = True
+            self._arrived.set()
+
+    async def recv(self) -> AudioFrame | VideoFrame:
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            await self._resume.wait()
+            if self.kind == "audio":
+                frame = await self._inner.recv()     # every sample, in order
+                if self.readyState != "live" or not isinstance(frame, AudioFrame):
+                    raise MediaStreamError
+                return frame
+            if self.pump is None:
+                self.pump = asyncio.ensure_future(self._pump())
+            await self._arrived.wait()
+            self._arrived.clear()
+            video, self._newest = self._newest, None
+            if self.readyState != "live" or video is None and self._ended:
+                raise MediaStreamError
+            if video is None:
+                continue
+            t = video.time
+            if t is not None:                   # at most the profile's rate
+                if self._due is not None and t < self._due - self._period / 2:
+                    continue
+                self._due = (t if self._due is None or t > self._due + self._period else self._due) + self._period
+            if (video.width, video.height) != self._size:
+                video = video.reformat(width=self._size[0], height=self._size[1], format="yuv420p")
+            return video
+
+
+async def device_tracks(sources: DevicesSettings, profile: VideoProfile) -> tuple[list[DeviceTrack], list]:
+    """(the session's tracks from the configured devices, the players' other tracks that must be
+    drained while they play). Opens the devices in a worker thread; a camera and a microphone
+    configured alike share one player. OSError/ValueError when one cannot be opened, LookupError
+    when the profile wants one that is not configured."""
+    wanted = [(name, kind) for name, kind, on in (("microphone", "audio", profile.audio),
+                                                   ("camera", "video", profile.video)) if on]
+    chosen = {name: getattr(sources, name) for name, _ in wanted}
+    players: list[tuple[DeviceSource, MediaPlayer]] = []
+    tracks: list[DeviceTrack] = []
+    try:
+        for name, kind in wanted:
+            source = chosen[name]
+            if source is None:
+                raise LookupError(f"session.media is devices but devices.{name} is not configured")
+            player = next((p for s, p in players if s == source), None)
+            shared = player is not None
+            if player is None:
+                player = await asyncio.to_thread(devices.open_player, source)
+                players.append((source, player))
+            track, other = devices.player_track(player, kind)
+            if track is None:
+                raise ValueError(f"devices.{name} ({source.file}) gives no {kind}")
+            other_used = any(n != name and s == source for n, s in chosen.items())
+            tracks.append(DeviceTrack(track, profile, None if shared or other_used else other))
+    except BaseException:
+        for t in tracks:
+            t.stop()
+        await asyncio.to_thread(devices.stop_tracks, [t for _, p in players for t in (p.audio, p.video)
+                                                      if t is not None])
+        raise
+    strays = [t.device_tracks[1] for t in tracks if len(t.device_tracks) > 1]
+    return tracks, strays
+
+
+async def stop_media(tracks: list) -> None:
+    """Stop a session's tracks; a device's in a worker thread (agent/devices.py: bounded)."""
+    inner: list[MediaStreamTrack] = []
+    for track in tracks:
+        track.stop()
+        inner.extend(getattr(track, "device_tracks", ()))
+    await asyncio.gather(*(p for t in tracks if (p := getattr(t, "pump", None)) is not None),
+                         return_exceptions=True)
+    if inner:
+        await asyncio.to_thread(devices.stop_tracks, inner)

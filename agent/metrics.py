@@ -48,7 +48,7 @@ from prometheus_client.registry import Collector
 
 from contract import quality
 from contract.reports import Health, Interval, ReceiveSide, SessionReport
-from contract.vocab import Direction, HealthStatus, ReportKind, SessionKind, SessionRole, Verdict, words
+from contract.vocab import DeviceStatus, Direction, HealthStatus, ReportKind, SessionKind, SessionRole, Verdict, words
 
 if TYPE_CHECKING:
     from agent.settings import AgentSettings
@@ -183,6 +183,14 @@ class AgentMetrics:
         self.camera = Gauge("vks_agent_health_camera_present", "1 when a camera is present", registry=hr)
         self.microphone = Gauge("vks_agent_health_microphone_present", "1 when a microphone is present",
                                 registry=hr)
+        # What the camera and the microphone were found to give (agent/devices.py): 1 for the status
+        # of each, 0 for the others; all 0 when unknown.
+        self.device_status = Gauge("vks_agent_health_device_status",
+                                   "Camera and microphone: 1 for the current status, 0 for the others",
+                                   ["device", "status"], registry=hr)
+        for device in ("camera", "microphone"):
+            for s in words(DeviceStatus):
+                self.device_status.labels(device=device, status=s).set(0)
         self.clock_offset = Gauge("vks_agent_health_clock_offset_seconds",
                                   "Clock offset from the time source (NaN unknown)", registry=hr)
         self.health_checks = Counter("vks_agent_health_checks_total", "Health checks run", registry=hr)
@@ -251,9 +259,13 @@ class AgentMetrics:
             if disk.mount and disk.used_ratio is not None:
                 self.disk.labels(mount=disk.mount).set(disk.used_ratio)
         self.problems.set(len(health.problems))
-        for gauge, device in ((self.camera, health.camera), (self.microphone, health.microphone)):
+        for gauge, name, device in ((self.camera, "camera", health.camera),
+                                    (self.microphone, "microphone", health.microphone)):
             present = device.present if device is not None else None
             gauge.set(NAN if present is None else float(present))
+            found = device.status if device is not None else None
+            for word in words(DeviceStatus):
+                self.device_status.labels(device=name, status=word).set(1 if word == found else 0)
         offset = health.clock.offset_s if health.clock is not None else None
         self.clock_offset.set(NAN if offset is None else offset)
         self.health_checks.inc()

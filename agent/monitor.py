@@ -66,12 +66,14 @@ class Monitor:
     whether the daemon's own loops are still running (the watchdog pings only while they are)."""
 
     def __init__(self, settings: AgentSettings, metrics: AgentMetrics, *,
-                 notifier: sdnotify.Notifier | None = None, main_alive: Callable[[], bool] = lambda: True):
+                 notifier: sdnotify.Notifier | None = None, main_alive: Callable[[], bool] = lambda: True,
+                 devices_in_use: Callable[[], bool] = lambda: False):
         self.settings = settings
         self.metrics = metrics
         self.notifier = notifier or sdnotify.Notifier.from_env()
         self.watchdog = sdnotify.Watchdog(self.notifier)
         self.main_alive = main_alive
+        self.devices_in_use = devices_in_use      # the health check then leaves the devices alone
         self._health_hb = self.watchdog.heartbeat("health", settings.health.interval_s + HEALTH_GRACE_S)
         self._main_hb = self.watchdog.heartbeat("main", MAIN_SILENCE_S)
         self._checker: HealthChecker | None = None
@@ -90,7 +92,7 @@ class Monitor:
             age = time.monotonic() - self._last_health_at
             if self._last_health is None or age >= self.settings.health.interval_s:
                 if self._checker is None:
-                    self._checker = HealthChecker(self.settings)
+                    self._checker = HealthChecker(self.settings, self.devices_in_use)
                 result = health_payload(await self._checker.check_or_unknown())
                 self._last_health, self._last_health_at = result, time.monotonic()
                 self.metrics.observe_health(result)

@@ -34,14 +34,14 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from agent import capacity, rtp_tap, sender
+from agent import capacity, devices, rtp_tap, sender
 from agent.ice import chosen_host_addresses, offers_loopback, path_type, remote_candidates, rtc_configuration
-from agent.media import PatternTrack, ToneTrack
+from agent.media import DeviceTrack, PatternTrack, ToneTrack, device_tracks, stop_media
 from agent.report import build_report, receive_side, side_interval
 from agent.settings import AgentSettings, VideoProfile
 from agent.streams import StreamBook, parse_sent
 from contract import jobs
-from contract.vocab import SessionRole
+from contract.vocab import SessionMedia, SessionRole
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class PeerSession:
     """One side of a test or monitoring session."""
 
     def __init__(self, settings: AgentSettings, role: SessionRole | str, profile: str | None = None,
-                 on_interval: IntervalFn | None = None) -> None:
+                 on_interval: IntervalFn | None = None, media: SessionMedia | str | None = None) -> None:
         if role not in tuple(SessionRole):
             raise ValueError(f"role must be caller or callee, not {role!r}")
         self.settings = settings
@@ -84,8 +84,9 @@ class PeerSession:
         self.profile_name = profile or settings.session.default_profile
         self.profile: VideoProfile = settings.profile(self.profile_name)
         self.on_interval = on_interval
+        self.media = SessionMedia(media or settings.session.media)     # agent/media.py
         self.pc = RTCPeerConnection(rtc_configuration(settings.session))
-        self.tracks: list[ToneTrack | PatternTrack] = []
+        self.tracks: list[ToneTrack | PatternTrack | DeviceTrack] = []
         self.streams = StreamBook(on_first_media=lambda _: self.media_flowing.set())
         self.meters = self.streams.meters
         self.manners: list[sender.Manners] = []          # agent/sender.py, one per RTP sender
@@ -115,12 +116,22 @@ class PeerSession:
         self.pc.on("connectionstatechange", self._on_state)
 
     # -- set-up -------------------------------------------------------------------
-    def _add_media(self) -> None:
-        if self.profile.audio:
-            self.tracks.append(ToneTrack())
+    async def _add_media(self) -> None:
         if self.profile.video:
             sender.set_start_bitrate(self.profile.bitrate_kbps)
-            self.tracks.append(PatternTrack(self.profile.width, self.profile.height, self.profile.fps))
+        if self.media == SessionMedia.DEVICES:          # the terminal's camera and microphone
+            try:
+                tracks, strays = await device_tracks(self.settings.devices, self.profile)
+            except (OSError, ValueError, LookupError) as exc:
+                raise SessionError(f"cannot open the terminal's devices: {exc}") from None
+            self.tracks.extend(tracks)
+            for stray in strays:
+                await self._jobs.spawn(devices.drain(stray), name="drain-device")
+        else:
+            if self.profile.audio:
+                self.tracks.append(ToneTrack())
+            if self.profile.video:
+                self.tracks.append(PatternTrack(self.profile.width, self.profile.height, self.profile.fps))
         for track in self.tracks:
             rtp_sender = self.pc.addTrack(track)
             if self.settings.session.bounded_sender:
@@ -129,7 +140,7 @@ class PeerSession:
     async def make_offer(self) -> dict:
         """The caller's offer (media and both data channels added)."""
         self.connect_start = time.monotonic()
-        self._add_media()
+        await self._add_media()
         self._bind_control(self.pc.createDataChannel(CONTROL_LABEL))
         self._bind_probe(self.pc.createDataChannel(PROBE_LABEL, ordered=False, maxRetransmits=0))
         with chosen_host_addresses(self.settings.session.host_addresses):
@@ -144,7 +155,7 @@ class PeerSession:
     async def answer_offer(self, offer: dict) -> dict:
         """The callee's answer to the caller's offer."""
         await self.pc.setRemoteDescription(self._remote(offer, "offer"))
-        self._add_media()
+        await self._add_media()
         with chosen_host_addresses(self.settings.session.host_addresses):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self._after_negotiation()
@@ -264,7 +275,7 @@ class PeerSession:
         """What this side's senders did: packets sent, and each video sender's retransmissions and
         estimate (agent/sender.py)."""
         by_kind = {m.sender.kind: m.summary() for m in self.manners}
-        return {"packets": sum(c.packets for c in self.streams.sent.values()),
+        return {"media": str(self.media), "packets": sum(c.packets for c in self.streams.sent.values()),
                 "rtx_packets": sum(c.packets for ssrc, c in self.streams.sent.items()
                                    if ssrc in {s._rtx_ssrc for s in self.pc.getSenders()}),
                 "retransmission": by_kind.get("video")}
@@ -474,8 +485,7 @@ class PeerSession:
         if self._closed:
             return
         self._closed = True
-        for track in self.tracks:
-            track.stop()
+        await stop_media(self.tracks)
         await self.ramps.close()
         with contextlib.suppress(Exception):
             await self.pc.close()
@@ -519,14 +529,14 @@ def _now_iso() -> str:
 
 async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: float,
                      profile: str | None = None, on_interval: IntervalFn | None = None,
-                     with_capacity: bool = False) -> dict:
+                     with_capacity: bool = False, media: SessionMedia | str | None = None) -> dict:
     """Run a whole test session as the caller; returns the vks.test-report/1 dict (with
     `capacity` when `with_capacity`: agent/capacity.py, after the media).
 
     Never raises for a network failure: the report says `connected: false` and why.
     """
     started = _now_iso()
-    session = PeerSession(settings, SessionRole.CALLER, profile, on_interval)
+    session = PeerSession(settings, SessionRole.CALLER, profile, on_interval, media)
     try:
         offer = await session.make_offer()
         timeout = settings.session.connect_timeout_s
@@ -548,11 +558,12 @@ async def run_caller(settings: AgentSettings, *, signal: SignalFn, duration_s: f
 
 
 async def answer_offer(settings: AgentSettings, offer: dict, *, profile: str | None = None,
-                       on_interval: IntervalFn | None = None) -> tuple[dict, PeerSession]:
+                       on_interval: IntervalFn | None = None,
+                       media: SessionMedia | str | None = None) -> tuple[dict, PeerSession]:
     """Answer `offer`: (the answer, the callee's session). The caller of this function owns the
     session: `await session.serve()` (this side's receive summary; closes it) or `close()`.
     Raises SignalingError for an offer that cannot be answered."""
-    session = PeerSession(settings, SessionRole.CALLEE, profile, on_interval)
+    session = PeerSession(settings, SessionRole.CALLEE, profile, on_interval, media)
     try:
         answer = await session.answer_offer(offer)
     except SignalingError:

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contract import configfile, quality
-from contract.vocab import HealthStatus, TerminalRole
+from contract.vocab import HealthStatus, SessionMedia, TerminalRole
 from contract.wire import CAPACITY_MAX_S_PER_DIRECTION
 
 DEFAULT_PATH_ENV = "VKS_AGENT_CONFIG"
@@ -71,6 +71,10 @@ class CapacitySettings(Strict):
 class SessionSettings(Strict):
     """How test sessions are made: ICE, media profiles, probes, limits, the quality model."""
     ice_servers: list[IceServer] = Field(default_factory=list)
+    # What a test or pre-connect session sends: the synthetic tone and pattern, or the terminal's
+    # own camera and microphone (`devices`; `vks-agent test --media`). Monitoring during a
+    # hearing always sends synthetic media: the hearing has the devices.
+    media: SessionMedia = SessionMedia.SYNTHETIC
     # aioice gathers every non-loopback address and has no interface selection;
     # these addresses, when given, are the only host candidates offered.
     # Loopback must be named here to test two processes on 127.0.0.1.
@@ -126,6 +130,40 @@ class HookSettings(Strict):
     timeout_s: float = 10.0
 
 
+class DeviceSource(Strict):
+    """A camera or a microphone as FFmpeg opens it (aiortc's MediaPlayer, agent/devices.py): a V4L2
+    node (`file: /dev/video0, format: v4l2`), an ALSA PCM (`file: default, format: alsa`; PulseAudio
+    and PipeWire through ALSA's `default`), or for a trial a file or a lavfi source."""
+    file: str = Field(min_length=1)
+    # An FFmpeg input format (v4l2, alsa, pulse where FFmpeg has it, lavfi ...); none: by the contents.
+    format: str | None = None
+    # FFmpeg options of the input, e.g. {video_size: 1280x720, framerate: "30", input_format: mjpeg}.
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _as_text(cls, v):
+        return {str(k): str(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v):
+        if v is None:
+            return v
+        import av  # FFmpeg's input formats, as this build has them
+        known = {name for names in av.formats_available for name in names.split(",")}
+        if v not in known:
+            raise ValueError(f"FFmpeg here has no input format {v!r} (for example v4l2, alsa, lavfi)")
+        return v
+
+
+class DevicesSettings(Strict):
+    """The terminal's camera and microphone (issue 14): proven by the health check, and sent by test
+    sessions with `session.media: devices`. None: the health check looks for device nodes only."""
+    camera: DeviceSource | None = None
+    microphone: DeviceSource | None = None
+
+
 class HealthSettings(Strict):
     """Terminal health (rule 14, agent/health.py): what is checked, when it is a problem."""
     interval_s: float = Field(default=30.0, gt=0)            # how often the agent checks
@@ -148,6 +186,21 @@ class HealthSettings(Strict):
     net_drop_ratio_warn: float = Field(default=0.01, ge=0, le=1)   # new drops / new packets
     camera_missing: HealthStatus = HealthStatus.WARN
     microphone_missing: HealthStatus = HealthStatus.WARN
+    # The configured devices (section `devices`) are opened and read for device_check_s (after
+    # half a second to settle), at most every device_interval_s; between, the last finding stands.
+    device_check_s: float = Field(default=2.5, ge=2.0, le=10.0)     # silence is judged over >= 2 s
+    device_interval_s: float = Field(default=60.0, ge=0)
+    # Black: the brightest frame's mean luma (0..255) below this; frozen: no two consecutive frames
+    # differ by this much (mean absolute luma difference), or no frames at all; silent: the
+    # microphone's peak below this (dB relative to full scale), or no sound at all.
+    camera_black_luma: float = Field(default=24.0, ge=0, le=255)
+    camera_frozen_diff: float = Field(default=0.1, ge=0, le=255)
+    microphone_silent_dbfs: float = Field(default=-70.0, ge=-100, le=0)
+    camera_black: HealthStatus = HealthStatus.FAIL
+    camera_frozen: HealthStatus = HealthStatus.FAIL
+    microphone_silent: HealthStatus = HealthStatus.FAIL
+    # A configured device that exists but cannot be opened or read (permission, busy, I/O error).
+    device_error: HealthStatus = HealthStatus.WARN
     clock_unsynchronised: HealthStatus = HealthStatus.WARN
     clock_offset_warn_s: float = Field(default=0.5, gt=0)
     clock_offset_fail_s: float = Field(default=10.0, gt=0)
@@ -173,6 +226,7 @@ class AgentSettings(Strict):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     hooks: HookSettings = Field(default_factory=HookSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    devices: DevicesSettings = Field(default_factory=DevicesSettings)
 
     def profile(self, name: str | None) -> VideoProfile:
         """The media profile `name` (None: the default); a ConfigError names the known ones."""

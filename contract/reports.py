@@ -32,7 +32,7 @@ from pydantic import (
     field_validator,
 )
 
-from contract.vocab import Direction, HealthStatus, ReportKind, SessionKind, SessionRole, Verdict
+from contract.vocab import DeviceStatus, Direction, HealthStatus, ReportKind, SessionKind, SessionRole, Verdict
 
 TEST_REPORT_SCHEMA = "vks.test-report/1"
 HEALTH_SCHEMA = "vks.health/1"
@@ -309,8 +309,12 @@ class Disk(Payload):
 
 
 class Device(Payload):
-    """Presence of a camera or a microphone."""
+    """A camera or a microphone: present, and (issue 14) what it was found to give - `status` and,
+    when it was opened and read (`method` "probe"), the figures it was judged by (agent/devices.py)."""
     present: Flag | None = None
+    status: DeviceStatus | None = None
+    method: Text | None = None                # "probe": opened and read; "presence": device nodes only
+    error: Text | None = None
 
 
 class Clock(Payload):

@@ -65,6 +65,31 @@ class HealthStatus(StrEnum):
     FAIL = "fail"
 
 
+class DeviceStatus(StrEnum):
+    """What a camera or a microphone was found to give (issue 14): the terminal's health check
+    (agent/devices.py: the configured device opened and read for a few seconds) and a remote
+    person's self-check in the browser use the same words. `ok`: frames arrive, neither black nor
+    frozen, or sound that is not silent; `denied`: not allowed to open it (the browser's permission,
+    the device node's); `missing`: there is none; `black`: the picture is black; `frozen`: the
+    picture does not change (or no frames arrive); `silent`: the microphone gives no sound; `error`:
+    it exists but could not be opened or read (busy, an I/O error) - the self-check names what
+    happened with the other words."""
+    OK = "ok"
+    DENIED = "denied"
+    MISSING = "missing"
+    BLACK = "black"
+    FROZEN = "frozen"
+    SILENT = "silent"
+    ERROR = "error"
+
+
+class SessionMedia(StrEnum):
+    """What a test session sends (agent/media.py): the synthetic tone and pattern, or the terminal's
+    own camera and microphone (`vks-agent test --media devices`, `session.media`)."""
+    SYNTHETIC = "synthetic"
+    DEVICES = "devices"
+
+
 class TerminalRole(StrEnum):
     """Where a terminal stands: a courtroom or a detention/correctional institution."""
     COURTROOM = "courtroom"
@@ -170,6 +195,7 @@ PUBLISHED: dict[str, type[StrEnum]] = {
     "session_kinds": SessionKind,
     "session_roles": SessionRole,
     "health_statuses": HealthStatus,
+    "device_statuses": DeviceStatus,
     "terminal_roles": TerminalRole,
     "institution_kinds": InstitutionKind,
     "hearing_statuses": HearingStatus,

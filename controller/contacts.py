@@ -15,7 +15,8 @@ def add_contact_parser(sub, parents) -> None:
     """Add `contact add|list|remove` to the CLI's subcommands."""
     c = sub.add_parser("contact", help="who is told of escalations (rules 16, 17)")
     csub = c.add_subparsers(dest="contact_command", required=True, metavar="ACTION")
-    a = csub.add_parser("add", parents=parents, help="add a technician, organiser or coordinator contact to an institution")
+    a = csub.add_parser("add", parents=parents,
+                        help="add a technician, organiser or coordinator contact to an institution")
     a.add_argument("institution")
     a.add_argument("--kind", required=True, choices=words(ContactKind),
                    help="technician: told at step 1 (rule 16); organiser: at step 2 (rule 17); coordinator "

@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -34,6 +35,10 @@ IMPORT_ROOT = Path(__file__).resolve().parent.parent
 SITES = Path(str(resources.files("controller") / "sample_sites.yaml"))
 PY = sys.executable
 COURT, SIZO = "court-almaty-1", "sizo-almaty-1"
+COURT_INST = "almaty-medeu-district"
+# Who signs in to the page: the court's secretary (her court only: schedules and runs its hearings)
+# and the administrator (everything, everywhere; the API token printed is also theirs).
+SECRETARY, ADMIN = "demo-secretary", "demo-admin"
 
 
 def run(argv: list[str], **kw) -> str:
@@ -109,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     ctl = [PY, "-m", "controller.cli"]
     run(ctl + ["migrate", "--db", db])
     run(ctl + ["sites", "import", str(SITES), "--db", db])
-    admin = run(ctl + ["user", "add", "demo-admin", "--role", "admin", "--db", db]).splitlines()[-1]
+    admin = run(ctl + ["user", "add", ADMIN, "--role", "admin", "--db", db]).splitlines()[-1]
+    run(ctl + ["user", "add", SECRETARY, "--role", "secretary", "--institution", COURT_INST, "--db", db])
+    passwords = {name: secrets.token_urlsafe(9) for name in (SECRETARY, ADMIN)}
+    for name, password in passwords.items():
+        run(ctl + ["user", "passwd", name, "--password-stdin", "--db", db], input=password + "\n")
     tokens = {t: run(ctl + ["terminal", "token", t, "--db", db]).splitlines()[-1] for t in (COURT, SIZO)}
 
     env = dict(os.environ, PYTHONPATH=str(IMPORT_ROOT))
@@ -134,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         else:
             sys.exit(f"demo: the agents did not connect; see {work / 'demo.log'}")
-        rooms = api(base, admin, "GET", "/api/v1/rooms?institution_id=almaty-medeu-district")["items"]
+        rooms = api(base, admin, "GET", f"/api/v1/rooms?institution_id={COURT_INST}")["items"]
         room = next(r for r in rooms if COURT in [t.get("id") for t in r.get("terminals", [])] or r["name"] == "Зал 1")
         start = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=args.minutes_ahead)
         hearing = api(base, admin, "POST", "/api/v1/hearings", {
@@ -142,9 +151,13 @@ def main(argv: list[str] | None = None) -> int:
             "start_utc": start.isoformat(timespec="seconds"), "duration_min": 60,
             "participants": [{"terminal_id": SIZO}]})
         print(f"\nVKS connectivity demo is running ({work}):")
-        print(f"  web page:     {base}/   (sign in with the token below)")
+        print(f"  web page:     {base}/   (sign in with a user name and password below)")
+        print(f"    secretary:  user {SECRETARY}  password {passwords[SECRETARY]}   (the Medeu district court: "
+              "schedules and runs its hearings)")
+        print(f"    admin:      user {ADMIN}  password {passwords[ADMIN]}   (everything, every court)")
         print(f"  API:          {base}/api/v1/openapi.json")
-        print(f"  admin token:  {admin}")
+        print(f"  admin token:  {admin}   (the admin's, for the API: Authorization: Bearer ...; the page's "
+              "\"or with an API token\" takes it too)")
         print(f"  hearing {hearing['id']} ({hearing['case_number']}) starts at {start:%H:%M} UTC: "
               f"test session now, pre-connect check at {start - dt.timedelta(minutes=30):%H:%M} UTC")
         print("  Ctrl-C stops the controller and both agents.\n")

@@ -53,6 +53,11 @@ def _success(r: Route, ref: Ref) -> dict[str, Any]:
     return {str(r.status): {"description": "ok", "content": content}}
 
 
+# A file sent as a form: its one part, `file`.
+_FILE_SCHEMAS = {"multipart/form-data": {"type": "object", "required": ["file"],
+                                         "properties": {"file": {"type": "string", "format": "binary"}}}}
+
+
 def _operation(r: Route, ref: Ref) -> dict[str, Any]:
     """One route as an OpenAPI operation."""
     op: dict[str, Any] = {"summary": r.summary, "operationId": r.handler.__name__, "responses": {}}
@@ -65,9 +70,12 @@ def _operation(r: Route, ref: Ref) -> dict[str, Any]:
     if r.body is not None:
         op["requestBody"] = {"required": True,
                              "content": {"application/json": {"schema": ref(r.body, "validation")}}}
+    elif r.raw_body:
+        op["requestBody"] = {"required": True, "content": {ct: {"schema": _FILE_SCHEMAS.get(ct, {"type": "string"})}
+                                                           for ct in r.raw_body}}
     op["responses"].update(_success(r, ref))
     errs = dict(_ERRORS) if r.permission else {}
-    if r.body is None:
+    if r.body is None and not r.raw_body:
         errs.pop(413, None)
     if "{" not in r.path:
         errs.pop(404, None)

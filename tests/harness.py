@@ -419,12 +419,17 @@ async def agent_daemon(controller_app, tmp_path):
     from agent.settings import AgentSettings
     running: list[tuple[Daemon, asyncio.Task]] = []
 
-    async def factory(controller: AppController, terminal: str, heartbeat_s: float = 0.5) -> Daemon:
-        settings = AgentSettings.model_validate({
+    async def factory(controller: AppController, terminal: str, heartbeat_s: float = 0.5,
+                      extra: dict | None = None) -> Daemon:
+        """`extra`: more settings, section by section (e.g. {"devices": {...}})."""
+        given: dict = {
             "terminal_id": terminal, "role": "courtroom" if terminal.startswith("court") else "institution",
             "controller": {"url": controller.ws_url, "token": await controller.agent_token(terminal),
                            "outbox_path": str(tmp_path / f"{terminal}.outbox"), "heartbeat_s": heartbeat_s},
-            "session": {"host_addresses": ["127.0.0.1"]}})
+            "session": {"host_addresses": ["127.0.0.1"]}}
+        for key, value in (extra or {}).items():
+            given[key] = {**given[key], **value} if isinstance(given.get(key), dict) else value
+        settings = AgentSettings.model_validate(given)
         daemon = Daemon(settings, stop_timeout_s=2)
         running.append((daemon, asyncio.create_task(daemon.run())))
         return daemon

@@ -139,6 +139,29 @@ def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int:
     return proc.returncode
 
 
+class LoopTicks:
+    """`async with LoopTicks() as t:` counts in `t.ticks` how often the event loop came round to a
+    10 ms sleep while the body ran: a body that blocks the loop leaves it near zero."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task: asyncio.Task | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            self.ticks += 1
+
+    async def __aenter__(self) -> LoopTicks:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
 async def eventually(predicate, timeout: float = 10.0, step: float = 0.02, what: str = "condition"):
     """Wait until `predicate()` (sync or async) returns something true; return it."""
     loop = asyncio.get_running_loop()

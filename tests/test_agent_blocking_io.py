@@ -109,9 +109,8 @@ async def test_the_metrics_read_the_quality_model_off_the_event_loop(yaml_reads)
     assert yaml_reads.calls == [False]
 
 
-async def test_a_session_builds_its_report_off_the_event_loop(yaml_reads):
-    settings = AgentSettings.model_validate({"terminal_id": "court-1",
-                                             "session": {"host_addresses": ["127.0.0.1"]}})
+async def loopback_session(settings: AgentSettings, duration_s: float = 1.0) -> tuple[dict, dict]:
+    """(the caller's report, the callee's receive side) of one session between two sides in this process."""
     served: list[asyncio.Task] = []
 
     async def signal(offer: dict) -> dict:
@@ -119,8 +118,14 @@ async def test_a_session_builds_its_report_off_the_event_loop(yaml_reads):
         served.append(asyncio.create_task(callee.serve()))
         return answer
 
-    report = await engine.run_caller(settings, signal=signal, duration_s=1.0)
-    received = await asyncio.wait_for(served[0], 30)
+    report = await engine.run_caller(settings, signal=signal, duration_s=duration_s)
+    return report, await asyncio.wait_for(served[0], 30)
+
+
+async def test_a_session_builds_its_report_off_the_event_loop(yaml_reads):
+    settings = AgentSettings.model_validate({"terminal_id": "court-1",
+                                             "session": {"host_addresses": ["127.0.0.1"]}})
+    report, received = await loopback_session(settings)
     assert report["connected"] is True and report["inbound"]["packets"] > 0
     assert received["packets"] > 0
     assert yaml_reads.calls and not any(yaml_reads.calls)
@@ -134,3 +139,22 @@ async def test_a_report_of_a_failed_session_is_built_off_the_event_loop(yaml_rea
     assert report["connected"] is False and report["error"] == "the peer refused"
     # The quality model, and the reasons' catalog when this process has not read it yet: each off the loop.
     assert yaml_reads.calls and not any(yaml_reads.calls)
+
+
+async def test_the_devices_are_opened_off_the_event_loop(tmp_path, monkeypatch):
+    """FFmpeg opening a camera or a microphone (issue 14) blocks: the health check's probe and a
+    session sending the devices both open them in a worker thread."""
+    from agent import devices, health
+    from tests.device_kit import write_sound, write_video
+    opened = Recorder(devices.open_player)
+    monkeypatch.setattr(devices, "open_player", opened)
+    settings = AgentSettings.model_validate({
+        "terminal_id": "court-1", "session": {"host_addresses": ["127.0.0.1"], "media": "devices"},
+        "controller": {"outbox_path": str(tmp_path / "outbox.sqlite")}, "health": {"cpu_sample_s": 0.1},
+        "devices": {"camera": {"file": str(write_video(tmp_path / "v.y4m", "moving", 8, block=16))},
+                    "microphone": {"file": str(write_sound(tmp_path / "a.wav", "beep", 8))}}})
+    h = await health.check_health(settings)
+    assert h["camera"]["status"] == h["microphone"]["status"] == "ok"
+    report, _ = await loopback_session(settings)
+    assert report["connected"] is True and report["sent"]["media"] == "devices"
+    assert len(opened.calls) == 6 and not any(opened.calls)    # 2 by the check, 2 by each side

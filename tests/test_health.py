@@ -1,7 +1,6 @@
 """Terminal health (rule 14): real readings of this machine, and the judgement of injected ones."""
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import json
@@ -12,6 +11,7 @@ import pytest
 from agent import health
 from agent.settings import AgentSettings, HealthSettings, load_settings
 from contract.configfile import ConfigError
+from tests.procs import LoopTicks
 
 
 @pytest.fixture
@@ -109,22 +109,9 @@ async def test_network_deltas_count_traffic_since_last_check(settings):
 
 async def test_check_does_not_block_the_event_loop(settings):
     slow = settings.model_copy(update={"health": HealthSettings(cpu_sample_s=0.5)})
-    ticks = 0
-
-    async def ticker():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    try:
+    async with LoopTicks() as loop:
         await health.check_health(slow)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    assert ticks >= 3       # the loop kept running while the CPU was sampled for 0.5 s
+    assert loop.ticks >= 3       # the loop kept running while the CPU was sampled for 0.5 s
 
 
 def test_microphone_from_alsa_files(tmp_path):

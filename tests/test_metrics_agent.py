@@ -144,6 +144,12 @@ def test_health_results():
     assert sample(m, "vks_agent_health_microphone_present") == 1
     assert sample(m, "vks_agent_health_clock_offset_seconds") == -0.003
     assert sample(m, "vks_agent_health_checks_total") == 1
+    assert sample(m, "vks_agent_health_device_status", device="camera", status="ok") == 0    # unknown
+    m.observe_health(health_payload({"status": "fail", "camera": {"present": True, "status": "black"},
+                                     "microphone": {"present": True, "status": "ok"}}))
+    assert sample(m, "vks_agent_health_device_status", device="camera", status="black") == 1
+    assert sample(m, "vks_agent_health_device_status", device="camera", status="ok") == 0
+    assert sample(m, "vks_agent_health_device_status", device="microphone", status="ok") == 1
     m.observe_health(health_payload({"status": "something odd"}))     # refused by the contract
     assert sample(m, "vks_agent_health_status", status="unknown") == 1
     assert sample(m, "vks_agent_health_status", status="warn") == 0

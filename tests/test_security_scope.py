@@ -82,6 +82,7 @@ HAND: dict[tuple[str, str], Access] = {
     ("GET", f"{API}/suspensions"): Access(LIST, "suspension"),
     ("GET", f"{API}/agreements"): Access(LIST, "agreement", ("", "state=pending")),
     ("POST", f"{API}/hearings"): Access(CREATE, "hearing"),
+    ("POST", f"{API}/hearings/import"): Access(CREATE, "hearing import"),
     ("POST", f"{API}/suspensions"): Access(CREATE, "suspension"),
     ("POST", f"{API}/tests"): Access(CREATE, "test"),
     ("GET", f"{API}/tests/{{id}}"): Access(BY_ID, "test"),
@@ -178,7 +179,7 @@ running controller; do not edit by hand - regenerate with
 | history of a terminal / of a pair | its institution is covered / either terminal's is |
 | suspension | of a covered institution, or of a region holding one; suspending a whole region: that region given |
 | contacts of an institution | the institution is covered |
-| new hearing | its room is covered (creating or moving a hearing into a room out of scope is refused) |
+| new hearing | its room is covered (creating, moving or importing a hearing into a room out of scope is refused) |
 | agreement (the coordinator's list) | the hearing's court is covered |
 
 A hearing's agreement is given where its court lies: a coordinator whose scope holds only a
@@ -395,6 +396,16 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", f"{API}/hearings/{{id}}/modes"): {"items": [{"name": "Serik Akhmetov", "kind": "lawyer",
                                                           "mode": "in_person"}]},
 }
+
+
+@dataclass(frozen=True)
+class RawFile:
+    """A request body that is a file of this content type (not JSON)."""
+
+    content_type: str
+    text: str
+
+
 NO_ACCOUNT = {"no_account": True, "role": "technician", "name": "Serik Akhmetov"}
 
 
@@ -504,7 +515,11 @@ class Cells:
         if route.method != "GET":
             self.known = None
         headers = {"Authorization": f"Bearer {user.token}"} if user is not None else {}
-        resp = await self.w.c.client.request(route.method, path, json=json, headers=headers)
+        if isinstance(json, RawFile):           # a file (POST /hearings/import), not a JSON object
+            resp = await self.w.c.client.request(route.method, path, data=json.text.encode(),
+                                                 headers={**headers, "Content-Type": json.content_type})
+        else:
+            resp = await self.w.c.client.request(route.method, path, json=json, headers=headers)
         ctype = resp.headers.get("Content-Type", "")
         if ctype.startswith("application/json"):
             return resp.status, await resp.json()
@@ -652,7 +667,7 @@ class Cells:
                     else:
                         self.expect(ident not in got, route, u, f"{where} {tag} out", sorted(got), f"{ident} absent")
 
-    def targets(self, kind: str, u: User) -> list[tuple[str, bool, dict]]:
+    def targets(self, kind: str, u: User) -> list[tuple[str, bool, Any]]:
         """(name, in the user's scope, body) of each creation aimed at region A and B."""
         w, t0 = self.w, self.w.c.clock()
         out = []
@@ -663,6 +678,11 @@ class Cells:
                 out.append((f"{tag} room", u.sees(frozenset({COURT[r]})), {
                     "case_number": f"2-{n}/2027", "room_id": w.rooms[r], "start_utc": start.isoformat(),
                     "duration_min": 30, "participants": [{"terminal_id": SIZO_T[r]}]}))
+            elif kind == "hearing import":       # one CSV row, its start written with its offset
+                start = t0 + SOON + dt.timedelta(days=1, hours=2 * n)
+                out.append((f"{tag} room", u.sees(frozenset({COURT[r]})), RawFile(
+                    "text/csv", "case_number,room_id,start,duration_min,participants\n"
+                    f"2-{n}/2027,{w.rooms[r]},{start.isoformat()},30,{SIZO_T[r]}\n")))
             elif kind == "suspension":
                 since = {"reason": "special_regime", "from_utc": (t0 + NEXT_YEAR).isoformat()}
                 out.append((f"{tag} SIZO", u.sees(frozenset({SIZO[r]})), {"institution_id": SIZO[r], **since}))

@@ -85,6 +85,10 @@ def test_agent_unit_specifics():
     assert "MALLOC_ARENA_MAX=2" in d[("Service", "Environment")]
     # The health check sees the camera and microphone (rule 14): no PrivateDevices.
     assert d.get(("Service", "PrivateDevices"), ["no"])[-1] == "no"
+    # ... and opens the configured ones to prove them (issue 14): cameras and sound cards only.
+    assert one(d, "Service", "DevicePolicy") == "closed"
+    assert d[("Service", "DeviceAllow")] == ["char-video4linux rw", "char-alsa rw"]
+    assert set(one(d, "Service", "SupplementaryGroups").split()) == {"video", "audio"}
     assert one(d, "Service", "LoadCredential") == "controller-token:/etc/vks/agent.token"
 
 

@@ -23,6 +23,7 @@ from controller.api import (
     agreements,
     escalations,
     exports,
+    hearing_import,
     hearings,
     history,
     modes,
@@ -70,9 +71,9 @@ __all__ = [
 
 view = hearings.view
 
-ROUTES: list[Route] = [*system.ROUTES, *registry.ROUTES, *hearings.ROUTES, *exports.ROUTES, *suspensions.ROUTES,
-                       *users.ROUTES, *escalations.ROUTES, *tests.ROUTES, *history.ROUTES, *modes.ROUTES,
-                       *agreements.ROUTES]
+ROUTES: list[Route] = [*system.ROUTES, *registry.ROUTES, *hearings.ROUTES, *hearing_import.ROUTES, *exports.ROUTES,
+                       *suspensions.ROUTES, *users.ROUTES, *escalations.ROUTES, *tests.ROUTES, *history.ROUTES,
+                       *modes.ROUTES, *agreements.ROUTES]
 
 
 def setup_routes(app: web.Application, extra: list[Route] | tuple[Route, ...] = ()) -> None:

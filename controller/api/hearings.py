@@ -99,15 +99,19 @@ async def room_in_scope(conn: AsyncConnection, scope: access.Scope, room_id: int
                         "scheduled in a room of a court in your scope", field="room_id")
 
 
-async def booked_as_seen(request: web.Request, exc: Conflict) -> Conflict:
+async def booked_as_seen(request: web.Request, exc: Conflict, conn: AsyncConnection | None = None) -> Conflict:
     """A double booking (409 booked) as the user may read it: a clashing hearing out of their scope
-    is "another hearing", its id and case number left out (existence is not revealed)."""
+    is "another hearing", its id and case number left out (existence is not revealed). `conn`: read
+    in that transaction (an import's), else in a read connection of its own."""
     scope = access.of(request)
     clashes = exc.detail.get("conflicts")
     if exc.code != "booked" or scope.national or not clashes:
         return exc
-    async with request.app[DB_KEY].read() as conn:
+    if conn is not None:
         seen = [c for c in clashes if await access.hearing_in_scope(conn, scope, c["hearing_id"])]
+    else:
+        async with request.app[DB_KEY].read() as own:
+            seen = [c for c in clashes if await access.hearing_in_scope(own, scope, c["hearing_id"])]
     shown = [c if c in seen else {"hearing_id": None, "case_number": None, "resource": c["resource"]}
              for c in clashes]
     c = shown[0]

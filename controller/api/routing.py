@@ -58,6 +58,8 @@ class Route:
     # user's scope, checked before the handler runs. None: the handler filters (lists, creations) or
     # the route reaches nothing scoped (the registry, a national admin's routes).
     scoped: str | None = None
+    # A body that is a file, not a JSON object: its content types (the OpenAPI document's requestBody).
+    raw_body: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.scoped is not None and (self.scoped not in access.KINDS or "{id}" not in self.path):

@@ -25,7 +25,19 @@ export async function api(method, path, body) {
   return data;
 }
 
+// A file sent as a form (its part `file`): POST /api/v1/hearings/import.
+export async function upload(path, file) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const resp = await fetch(path, { method: "POST", credentials: "same-origin", body: form,
+    headers: { Accept: "application/json", "X-Requested-With": "vks-web" } });
+  const data = await resp.json().catch(() => ({ message: `HTTP ${resp.status}` }));
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
 export const get = (path) => api("GET", path);
+export const patch = (path, body) => api("PATCH", path, body);
 export const post = (path, body) => api("POST", path, body ?? {});
 export const del = (path) => api("DELETE", path);
 

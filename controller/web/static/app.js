@@ -8,23 +8,33 @@
 import { ApiError, Capabilities, get, post } from "./api.js";
 import { t, initialLang, setLang } from "./i18n.js";
 import { loadReasons } from "./reasons.js";
-import { register, route } from "./router.js";
+import { hasView, register, route } from "./router.js";
 import { A, clearViewTimers, instName, loadHearings, loadRegistry, loadVocabularies, session, state } from "./state.js";
 import { $, errText, toast } from "./ui.js";
 import { startBanners, stopBanners, updateBanners } from "./views/banners.js";
 import { viewAgreements } from "./views/agreements.js";
 import { viewEscalations } from "./views/escalations.js";
 import { viewHearing } from "./views/hearing.js";
-import { viewHearings } from "./views/hearings.js";
+import { viewAttention } from "./views/attention.js";
+import { viewHearings, viewToday } from "./views/hearings.js";
 import { viewPair, viewTerminal } from "./views/history.js";
 import { viewLive } from "./views/live.js";
 import { viewSuspensions } from "./views/suspensions.js";
 import { viewTerminals } from "./views/terminals.js";
 import { viewTest } from "./views/test.js";
 
-register({ hearings: viewHearings, hearing: viewHearing, terminals: viewTerminals, terminal: viewTerminal,
+register({ hearings: viewHearings, today: viewToday, hearing: viewHearing, terminals: viewTerminals, terminal: viewTerminal,
   pair: viewPair, live: viewLive, escalations: viewEscalations, test: viewTest, suspensions: viewSuspensions,
-  agreements: viewAgreements });
+  attention: viewAttention, agreements: viewAgreements });
+
+// Where each role works (issue 13, part 7): the page opens there after sign-in. A coordinator's
+// pending agreements (#agreements) when this page serves that view, else the hearings.
+export function homeOf(role) {
+  if (role === "secretary" || role === "head_of_office") return "today";
+  if (role === "technician") return "attention";
+  if (role === "coordinator" && hasView("agreements")) return "agreements";
+  return "hearings";
+}
 
 // --- sign-in ----------------------------------------------------------------------------------
 
@@ -68,7 +78,7 @@ async function doLogin(body) {
   }
   $("#login-form").reset();
   $("#token-form").reset();
-  await start();
+  await start({ home: true });
 }
 
 async function logout() {
@@ -97,7 +107,9 @@ function showScope() {
   $("#scope").textContent = me.national ? t("scope.national") : t("scope.some", { what: what.join("; ") });
 }
 
-async function start() {
+// `home`: just signed in - open the role's home, unless the address names one hearing, terminal or pair
+// (a link followed before signing in).
+async function start({ home = false } = {}) {
   let signedIn;
   try {
     signedIn = await loadSession();
@@ -112,6 +124,7 @@ async function start() {
   $("#scope").hidden = false;
   $("#logout").hidden = false;
   applyCaps();
+  if (!location.hash || (home && !/^#(hearing|terminal|pair)\//.test(location.hash))) history.replaceState(null, "", `#${homeOf(state.me.role)}`);
   await loadRegistry().then(showScope).catch((e) => toast(errText(e), true));
   await loadHearings().catch((e) => toast(errText(e), true));
   startBanners();

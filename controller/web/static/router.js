@@ -11,6 +11,9 @@ const views = {};
 
 export function register(table) { Object.assign(views, table); }
 
+// Is a view served under this name (e.g. another module's "agreements")?
+export function hasView(name) { return Object.hasOwn(views, name); }
+
 function parseHash() {
   const raw = location.hash.replace(/^#/, "") || "hearings";
   const [view, ...rest] = raw.split("/");
@@ -24,13 +27,15 @@ export async function route() {
   state.view = view;
   state.arg = arg;
   for (const a of document.querySelectorAll("#nav a")) {
-    const nav = { hearing: "hearings", terminal: "terminals", pair: "terminals" }[view] || view;
+    const nav = { hearing: "hearings", today: "hearings", terminal: "terminals", pair: "terminals" }[view] || view;
     if (a.dataset.view === nav) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   const fn = views[view] || views.hearings;
-  const root = $("#view");
-  root.replaceChildren(h("p", { class: "muted" }, t("common.loading")));
+  // Each route draws into a box of its own: a view still loading when the next route starts (the
+  // language changed, then a link was followed) draws into its box, no longer shown.
+  const root = h("div", { class: "view-root" }, h("p", { class: "muted" }, t("common.loading")));
+  $("#view").replaceChildren(root);
   try {
     await fn(root, arg);
   } catch (e) {

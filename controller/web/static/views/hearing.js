@@ -10,6 +10,7 @@ import { capacityBlock } from "../capacity.js";
 import { actSection } from "./act.js";
 import { eventsSection } from "./events.js";
 import { conductSection } from "./hearing_conduct.js";
+import { hearingEditControls } from "./hearing_edit.js";
 import { agreementText, checkCell } from "./hearings.js";
 import { LIVE_MS, liveCard, ongoing } from "./live.js";
 
@@ -26,6 +27,8 @@ export async function viewHearing(root, id) {
   if (x.agreement.state === "pending" && state.caps.can("POST", `${path}/agreement`)) {
     actions.append(h("button", { type: "button", onclick: () => act(() => post(`${A}/hearings/${x.id}/agreement`, {})).then(() => route()) }, t("hearing.agree")));
   }
+  const edit = hearingEditControls(x);
+  actions.append(...edit.buttons);
   const checkRows = [];
   for (const [kind, c] of [["test", x.test_request], ["preconnect", x.preconnect]]) {
     for (const it of (c && c.items) || []) {
@@ -62,7 +65,7 @@ export async function viewHearing(root, id) {
       [t("hearings.col.test"), checkCell(x.test_request, tz, "test")],
       [t("hearings.col.preconnect"), checkCell(x.preconnect, tz, "preconnect")],
     ]),
-    actions,
+    actions, edit.box,
     h("h3", {}, t("hearing.checks")),
     checkRows.length ? table(t("hearing.checks"), ["kind", "pair", "status", "deadline", "verdict", "reasons", "attempts"]
       .map((k) => t(`hearing.check.${k}`)), checkRows) : h("p", { class: "muted" }, t("common.none")),

@@ -5,6 +5,7 @@ import { t, fmtTime, localDate } from "../i18n.js";
 import { reasonText } from "../reasons.js";
 import { loadHearings, termName } from "../state.js";
 import { badge, h, keepFresh, statusBadge, table, timeCell, verdictBadge } from "../ui.js";
+import { scheduleControls } from "./schedule.js";
 
 export function checkCell(c, tz, kind) {
   if (!c) return t("common.dash");
@@ -55,10 +56,10 @@ function hearingsTable(caption, items) {
   return table(caption, heads, items.map(hearingRow), "hearings");
 }
 
-export async function viewHearings(root) {
+// #hearings: today's and upcoming; #today (a secretary's home): today's only, in each court's local day.
+export async function viewHearings(root, _arg, only = null) {
   const list = h("div");
-  root.replaceChildren(h("h2", {}, t("hearings.title")), list);
-  await keepFresh(list, async () => {
+  const render = async () => {
     const items = await loadHearings();
     const now = Date.now();
     const today = [], upcoming = [];
@@ -71,7 +72,12 @@ export async function viewHearings(root) {
     }
     const part = (title, rows) => h("section", { class: "group" }, h("h3", {}, title),
       rows.length ? hearingsTable(title, rows) : h("p", { class: "muted" }, t("common.none")));
-    return h("div", {}, part(t("hearings.today"), today), part(t("hearings.upcoming"), upcoming),
+    return h("div", {}, part(t("hearings.today"), today), only === "today" ? null : part(t("hearings.upcoming"), upcoming),
       h("p", { class: "small muted" }, t("common.updated", { time: fmtTime(new Date().toISOString(), Intl.DateTimeFormat().resolvedOptions().timeZone, { date: false }) })));
-  });
+  };
+  const refresh = async () => list.replaceChildren(await render());
+  root.replaceChildren(h("h2", {}, t(only === "today" ? "hearings.today_title" : "hearings.title")), scheduleControls(refresh), list);
+  await keepFresh(list, render);
 }
+
+export const viewToday = (root, arg) => viewHearings(root, arg, "today");
