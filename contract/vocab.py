@@ -310,9 +310,12 @@ class EscalationAction(StrEnum):
 
 
 class ContactKind(StrEnum):
-    """Who a contact is: a technician (step 1, rule 16) or the organiser (step 2, rule 17)."""
+    """Who a contact is: a technician (step 1, rule 16), the organiser (step 2, rule 17), or the
+    coordinator who agrees the date and time of the hearings of that court (rules 11, 12: told when an
+    agreement is needed or reset)."""
     TECHNICIAN = "technician"
     ORGANISER = "organiser"
+    COORDINATOR = "coordinator"
 
 
 class NotificationChannel(StrEnum):

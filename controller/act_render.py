@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
+from controller import act_modes
 from controller.errors import Invalid
 from controller.selfcheck import evidence as selfcheck_evidence
 from controller.store.acts import SIGNER_ROLES
@@ -112,6 +113,7 @@ def render_html(view: dict, lang: str) -> str:
     order = _order(lang)
     tpl = _jinja().get_template("act.html")
     return tpl.render(act=view, c=view["content"], langs=order, T=T, idx={"kk": 0, "ru": 1}, reasons_in=reasons_in,
+                      modes_table=act_modes.table_rows,
                       sha=view["final_sha256"] or view["content_sha256"])
 
 
@@ -207,6 +209,10 @@ def render_pdf(view: dict, lang: str) -> bytes:
                              "—" if b["duration_s"] is None else f"{b['duration_s']:.0f} s", b["outcome"] or "—",
                              "; ".join(([b["figures"]] if b["figures"] else []) + reasons_in(b, lg)) or "—"])
             story.append(table(rows, [40, 22, 18, 22, 78]))
+        if c.get("modes"):          # rules 21, 23 (acts drafted before 0010 have none)
+            title, rows = act_modes.table_rows(c["modes"], lg)
+            story.append(P(title, "h"))
+            story.append(table(rows, [70, 60, 50]))
         if c.get("self_checks"):
             story.append(P(t["self_checks"], "h"))
             rows = [[t["person"], t["when"], t["devices"], t["figures"], t["verdict"], t["reasons"]]]

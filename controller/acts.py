@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import reasons
-from controller import auth
+from controller import act_modes, auth
 from controller.act_render import LANGS, render_html, render_pdf
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
 from controller.selfcheck import evidence as selfcheck_evidence
@@ -103,6 +103,11 @@ EVENT_TEXT: dict[str, tuple[str, str]] = {
     "hook_failed": ("Терминалға хабарлау сәтсіз", "Не удалось оповестить терминал"),
     "hearing_started": ("Сот отырысы басталды", "Заседание начато"),
     "hearing_ended": ("Сот отырысы аяқталды", "Заседание окончено"),
+    "mode_recorded": ("Тараптардың қатысу тәсілі жазылды (21, 23-т.)", "Записан способ участия сторон (пп. 21, 23)"),
+    "agreement_requested": ("Үйлестірушіден келісім сұралды (11, 12-т.)",
+                            "Запрошено согласование координатора (пп. 11, 12)"),
+    "agreement_reset": ("Күні өзгергендіктен келісім жойылды (11, 12-т.)",
+                        "Согласование снято из-за изменения даты (пп. 11, 12)"),
     "hearing_cancelled": ("Сот отырысы тоқтатылды", "Заседание отменено"),
     "agreement_given": ("Келісім берілді (11, 12-т.)", "Согласование дано (пп. 11, 12)"),
     "check_blocked": ("Тексеру бұғатталды (24-т.)", "Проверка заблокирована (п. 24)"),
@@ -316,6 +321,7 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
         "checks": checks,
         "escalations": escalations,
         "breaks": await _breaks(conn, h),
+        "modes": await act_modes.section(conn, h, _local, tz),       # rules 21, 23
         "self_checks": await selfcheck_evidence.rows(conn, hearing_id, tz, now),
     }
 

@@ -36,6 +36,7 @@ from controller import agent_api, api, freshness, metrics, metrics_site, notify
 from controller import web as web_ui
 from controller.acts import ActService
 from controller.agent_writes import Drops, EventBudget
+from controller.agreements import AgreementNotices
 from controller.api import live as live_api
 from controller.checks import CheckService, Judge, quality_judge
 from controller.diagnosis import DiagnosisService
@@ -109,6 +110,7 @@ def create_app(settings: ControllerSettings, *, clock: Callable[[], dt.datetime]
     escalations = app[ESCALATIONS_KEY] = EscalationService(
         db, settings, clock, notifier, acts=acts, count=app[metrics.LIVE_METRICS_KEY].count_escalation)
     escalations.register(jobs)
+    AgreementNotices(settings, notifier).register(jobs)        # rules 11, 12: coordinators told
     checks = CheckService(db, settings, clock, lambda: app[GATEWAY_KEY], judge, escalations=escalations)
     checks.register(jobs)
     app[RESULTS_KEY] = checks

@@ -1,5 +1,5 @@
 """The command line of contacts: `vks-controller contact add|list|remove` (who is told of
-escalations, rules 16, 17). The API's side is controller.api.escalations."""
+escalations, rules 16, 17, and of agreements needed, rules 11, 12). The API's side is controller.api.escalations."""
 from __future__ import annotations
 
 import asyncio
@@ -15,10 +15,12 @@ def add_contact_parser(sub, parents) -> None:
     """Add `contact add|list|remove` to the CLI's subcommands."""
     c = sub.add_parser("contact", help="who is told of escalations (rules 16, 17)")
     csub = c.add_subparsers(dest="contact_command", required=True, metavar="ACTION")
-    a = csub.add_parser("add", parents=parents, help="add a technician or organiser contact to an institution")
+    a = csub.add_parser("add", parents=parents,
+                        help="add a technician, organiser or coordinator contact to an institution")
     a.add_argument("institution")
     a.add_argument("--kind", required=True, choices=words(ContactKind),
-                   help="technician: told at step 1 (rule 16); organiser: at step 2 (rule 17)")
+                   help="technician: told at step 1 (rule 16); organiser: at step 2 (rule 17); coordinator "
+                        "(of a court): told when a hearing there needs its agreement or it is reset (rules 11, 12)")
     a.add_argument("--name", required=True)
     a.add_argument("--email")
     a.add_argument("--webhook", metavar="URL")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import AgreementState, CheckStatus, HearingStatus, HearingVerdict, InstitutionKind, Role
-from controller import rules
+from controller import agreements, rules
 from controller.checks import CheckService
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
 from controller.models import HearingIn, HearingPatch, SuspensionIn
@@ -108,6 +108,7 @@ async def schedule(conn: AsyncConnection, checks: CheckService, data: HearingIn,
         "by": who, "case_number": data.case_number, "start_utc": iso(start), "room_id": room["id"],
         "court_terminal": court_terminal, "participants": [p["terminal_id"] for p in parts],
         "agreement_coordinator": coordinator})
+    await agreements.requested(conn, hid, now)      # rules 11, 12: the coordinator is told
     await checks.create_checks(conn, hearing, [p["terminal_id"] for p in parts], now)
     await checks.refresh_verdict(conn, hid, now)
     return hid
@@ -163,6 +164,8 @@ async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: H
     if new_parts is not None:
         shown["participants"] = remote
     await events_repo.append(conn, hid, "hearing_updated", now, {"by": who, "changes": shown})
+    if "start_utc" in update:               # rules 11, 12: a new date or time needs a new agreement
+        await agreements.date_changed(conn, hid, who, now)
     stop: list[str] = []
     if new_parts is not None:
         await hearings_repo.replace_participants(conn, hid, new_parts)

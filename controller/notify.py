@@ -230,7 +230,7 @@ class Notifier:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DeliveryError(f"webhook {url}: {type(exc).__name__}: {exc}") from None
 
-    async def send_email(self, to: str, subject: str, body: str, *, notification_id: int) -> None:
+    async def send_email(self, to: str, subject: str, body: str, *, notification_id: int | str) -> None:
         if not self.email_enabled:
             raise DeliveryError("e-mail is off (smtp.host is not set)")
         import aiosmtplib  # imported here: only a controller with SMTP configured needs it

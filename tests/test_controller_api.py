@@ -60,8 +60,8 @@ async def test_rule13_request_at_once_test_run_and_result_stored(ctl):
     assert h2["test_request"]["result"]["schema"] == "vks.test-report/1"
     assert h2["verdict"] == "good"
     ev = kinds(await ctl.events(h["id"]))
-    assert ev == ["hearing_scheduled", "test_request_created", "preconnect_scheduled", "check_started",
-                  "check_result"]
+    assert ev == ["hearing_scheduled", "agreement_requested", "test_request_created", "preconnect_scheduled",
+                  "check_started", "check_result"]
     _, text = await ctl.call("GET", f"/api/v1/hearings/{h['id']}/events?format=csv", role="viewer", expect=200)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["kind"] for r in rows] == ev
@@ -374,7 +374,7 @@ async def test_exports_json_and_csv_carry_the_verdict(ctl):
     assert text.splitlines()[0] == (
         "id,case_number,court_id,court_name,court_level,room,start_utc,start_local,duration_min,status,verdict,"
         "suspended,participants,test_status,test_deadline,test_verdict,preconnect_status,preconnect_verdict,"
-        "agreement_coordinator,agreement_state,self_checks") and text.endswith("\r\n")   # self_checks: issue 14
+        "agreement_coordinator,agreement_state,modes,self_checks") and text.endswith("\r\n")
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["verdict"] == "good" and rows[0]["court_name"].startswith("Медеуский")
     assert rows[0]["preconnect_verdict"] == "" and rows[0]["suspended"] == "False"

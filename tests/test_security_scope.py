@@ -80,6 +80,7 @@ HAND: dict[tuple[str, str], Access] = {
     ("GET", f"{API}/exports/hearings"): Access(LIST, "hearing", ("", "format=csv")),
     ("GET", f"{API}/escalations"): Access(LIST, "escalation", ("state=all",)),
     ("GET", f"{API}/suspensions"): Access(LIST, "suspension"),
+    ("GET", f"{API}/agreements"): Access(LIST, "agreement", ("", "state=pending")),
     ("POST", f"{API}/hearings"): Access(CREATE, "hearing"),
     ("POST", f"{API}/hearings/import"): Access(CREATE, "hearing import"),
     ("POST", f"{API}/suspensions"): Access(CREATE, "suspension"),
@@ -179,11 +180,14 @@ running controller; do not edit by hand - regenerate with
 | suspension | of a covered institution, or of a region holding one; suspending a whole region: that region given |
 | contacts of an institution | the institution is covered |
 | new hearing | its room is covered (creating, moving or importing a hearing into a room out of scope is refused) |
+| agreement (the coordinator's list) | the hearing's court is covered |
 
 A hearing's agreement is given where its court lies: a coordinator whose scope holds only a
-participant SIZO sees the hearing but gets 403 for `POST /api/v1/hearings/{{id}}/agreement`. A
-suspension of a SIZO that an active hearing in scope connects to is seen (the hearing's view names
-it) but lifted only by a coordinator in whose scope the SIZO is (403 otherwise).
+participant SIZO sees the hearing but gets 403 for `POST /api/v1/hearings/{{id}}/agreement`, and
+`GET /api/v1/agreements` lists a hearing only where its court is covered (and, for a coordinator with
+a level, only the hearings that need that level's agreement). A suspension of a SIZO that an active
+hearing in scope connects to is seen (the hearing's view names it) but lifted only by a coordinator
+in whose scope the SIZO is (403 otherwise).
 
 The registry - institutions, rooms, terminals (ids, names, kinds, regions) - is readable by every
 signed-in user: a secretary books any SIZO's terminal.
@@ -330,6 +334,7 @@ async def build(c, gw: AllOnline) -> World:
         await c.call("POST", f"{API}/institutions/{SIZO[r]}/contacts", expect=201, json={
             "kind": "technician", "name": f"Technician {tag}", "email": f"tech-{tag.lower()}@example.org"})
         w.things.setdefault("hearing", {})[tag] = (str(hid), both)
+        w.things.setdefault("agreement", {})[tag] = (str(hid), frozenset({COURT[r]}))   # agreed where the court is
         w.things.setdefault("escalation", {})[tag] = (str(eid), both)
         w.things.setdefault("suspension", {})[tag] = (str(s["id"]), frozenset({SIZO[r]}))
         w.things.setdefault("test", {})[tag] = (tst["id"], w.insts_of(caller, callee))
@@ -344,6 +349,7 @@ async def build(c, gw: AllOnline) -> World:
     eid = await c.app[ESCALATIONS_KEY].open(hearing_id=h["id"], cause="reconnect_failed", detail={})
     await c.call("POST", f"{API}/hearings/{h['id']}/act", json={"note": "M"}, expect=201)
     w.things["hearing"]["M"] = (str(h["id"]), mixed)
+    w.things["agreement"]["M"] = (str(h["id"]), frozenset({COURT[B]}))
     w.things["escalation"]["M"] = (str(eid), mixed)
     async with c.db.transaction() as conn:
         # Every terminal connected with a health report, each hearing's first check passed: the
@@ -389,6 +395,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", f"{API}/hearings/{{id}}/act"): {"note": "redrafted"},
     ("POST", f"{API}/hearings/{{id}}/self-checks"): {"name": "Aigerim Nurlanova", "mode": "mobile"},
     ("POST", f"{API}/hearings/{{id}}/break-decision"): {"decision": "declared"},
+    ("PUT", f"{API}/hearings/{{id}}/modes"): {"items": [{"name": "Serik Akhmetov", "kind": "lawyer",
+                                                          "mode": "in_person"}]},
 }
 
 
@@ -649,6 +657,10 @@ class Cells:
         for u in self.w.users:
             for query in a.queries:
                 where = query or "-"
+                if not may(route, u.role):          # a list of one role's (e.g. the coordinator's agreements)
+                    status, out = await self.call(route, u, "1", query, None)
+                    self.expect(status == 403, route, u, where, (status, short(out)), "403")
+                    continue
                 status, out = await self.let_through(route, u, where, query=query)
                 if status != 200:
                     continue

@@ -6,7 +6,8 @@
 - Resources: `registry` (institutions, rooms, terminals), `hearings`, `suspensions`, `users`
   (users, tokens, the audit trail), `exports` (the operability export, rule 3), `escalations`
   (escalations, contacts, acts), `tests` (test sessions on demand), `history` (a terminal's and a
-  pair's checks per day), `system` (health, the OpenAPI
+  pair's checks per day), `modes` (each party's way of taking part, rules 21, 23), `agreements` (the
+  coordinator's list, rules 11, 12), `system` (health, the OpenAPI
   document, metrics, vocabularies).
 
 `ROUTES` is every route of this package; `setup_routes(app, extra=...)` serves them with the routes
@@ -19,11 +20,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from controller.api import (
+    agreements,
     escalations,
     exports,
     hearing_import,
     hearings,
     history,
+    modes,
     registry,
     suspensions,
     system,
@@ -69,7 +72,8 @@ __all__ = [
 view = hearings.view
 
 ROUTES: list[Route] = [*system.ROUTES, *registry.ROUTES, *hearings.ROUTES, *hearing_import.ROUTES, *exports.ROUTES,
-                       *suspensions.ROUTES, *users.ROUTES, *escalations.ROUTES, *tests.ROUTES, *history.ROUTES]
+                       *suspensions.ROUTES, *users.ROUTES, *escalations.ROUTES, *tests.ROUTES, *history.ROUTES,
+                       *modes.ROUTES, *agreements.ROUTES]
 
 
 def setup_routes(app: web.Application, extra: list[Route] | tuple[Route, ...] = ()) -> None:

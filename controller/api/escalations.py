@@ -121,7 +121,8 @@ class ContactIn(In):
     """A contact to add: told at step 1 (technician) or step 2 (organiser)."""
 
     kind: ContactKind = Field(
-        description="technician: told at step 1 (rule 16); organiser: at step 2 (rule 17)")
+        description="technician: told at step 1 (rule 16); organiser: at step 2 (rule 17); coordinator (of a "
+                    "court): told when a hearing there needs the agreement of its date (rules 11, 12)")
     name: str = Field(min_length=1, max_length=200)
     email: OneLine | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     webhook_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
@@ -395,7 +396,8 @@ ROUTES: list[Route] = [
           "Who is told of an escalation at this institution", response=items(ContactOut),
           scoped=access.INSTITUTION),
     Route("POST", f"{API}/institutions/{{id}}/contacts", add_contact, auth.REGISTRY,
-          "Add a technician or organiser contact (e-mail, webhook, user)", body=ContactIn, response=ContactOut,
+          "Add a technician, organiser or coordinator contact (e-mail, webhook, user)", body=ContactIn,
+          response=ContactOut,
           status=201, audit=Audit("contact.create", "institution:{id}")),
     Route("DELETE", f"{API}/contacts/{{id}}", delete_contact, auth.REGISTRY, "Remove a contact", status=204,
           audit=Audit("contact.delete", "institution:{institution_id}")),

@@ -18,18 +18,34 @@ from controller.api.routing import Query, Route
 from controller.keys import DB_KEY
 from controller.selfcheck import evidence as selfcheck_evidence
 from controller.store import hearings as hearings_repo
+from controller.store import modes as modes_repo
 from controller.store.hearings import iso
 
 SCHEMA = "vks.hearings-export/1"
 EXPORT_COLUMNS = ["id", "case_number", "court_id", "court_name", "court_level", "room", "start_utc", "start_local",
                   "duration_min", "status", "verdict", "suspended", "participants", "test_status",
                   "test_deadline", "test_verdict", "preconnect_status", "preconnect_verdict", "agreement_coordinator",
-                  "agreement_state",
+                  "agreement_state", "modes",
                   "self_checks"]      # issue 14, appended: the columns before it keep their place
 
 
-def export_record(h: dict) -> dict:
-    """One hearing's export record from its view (the keys are EXPORT_COLUMNS)."""
+def modes_cell(modes: list[dict]) -> str:
+    """The CSV cell of a hearing's modes (rule 21): "party:mode" joined by ";", a terminal by its id,
+    a person by name (and kind)."""
+    return ";".join(f"{m.get('terminal_id') or m['name'] + (' (' + m['kind'] + ')' if m.get('kind') else '')}:"
+                    f"{m['mode']}" for m in modes)
+
+
+def party_modes(rows: list[dict]) -> list[dict]:
+    """The latest mode of each party (controller.store.modes rows) as the export gives it."""
+    return [{"terminal_id": r["terminal_id"], "name": r["name"], "kind": r["party_kind"], "mode": r["mode"],
+             "recorded_at": iso(r["recorded_at"]), "recorded_by": r["recorded_by"]}
+            for r in modes_repo.current(rows)]
+
+
+def export_record(h: dict, modes: list[dict] | None = None) -> dict:
+    """One hearing's export record from its view and its parties' modes (the keys are EXPORT_COLUMNS;
+    `modes` a list, a cell of its own in the CSV)."""
     tr, pc = h["test_request"] or {}, h["preconnect"] or {}
     return {
         "id": h["id"], "case_number": h["case_number"], "court_id": h["court"]["id"],
@@ -40,6 +56,7 @@ def export_record(h: dict) -> dict:
         "test_status": tr.get("status"), "test_deadline": tr.get("deadline"), "test_verdict": tr.get("verdict"),
         "preconnect_status": pc.get("status"), "preconnect_verdict": pc.get("verdict"),
         "agreement_coordinator": h["agreement"]["coordinator"], "agreement_state": h["agreement"]["state"],
+        "modes": modes or [],
     }
 
 
@@ -67,8 +84,13 @@ def csv_text(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
 
 def to_csv(records: list[dict]) -> str:
     """The export records as CSV text: a header of EXPORT_COLUMNS, CRLF lines, None as an empty cell."""
-    return csv_text(EXPORT_COLUMNS, ([selfcheck_evidence.export_cell(r.get(k) or []) if k == "self_checks" else r.get(k)
-                                      for k in EXPORT_COLUMNS] for r in records))
+    def cell(r: dict, k: str):
+        if k == "modes":
+            return modes_cell(r[k])
+        if k == "self_checks":
+            return selfcheck_evidence.export_cell(r.get(k) or [])
+        return r.get(k)
+    return csv_text(EXPORT_COLUMNS, ([cell(r, k) for k in EXPORT_COLUMNS] for r in records))
 
 
 async def export_hearings(request: web.Request) -> web.Response:
@@ -80,7 +102,8 @@ async def export_hearings(request: web.Request) -> web.Response:
         ids = await hearings_repo.list_ids(conn, start_from=q_time(request, "from"), start_to=q_time(request, "to"),
                                            court_id=request.query.get("court_id") or None, limit=100_000,
                                            where=None if scope.national else scope.hearing_clause())
-        records = [export_record(h) for h in await hearings_repo.views(conn, ids, t)]
+        modes = await modes_repo.rows_of(conn, ids)
+        records = [export_record(h, party_modes(modes[h["id"]])) for h in await hearings_repo.views(conn, ids, t)]
         checks = await selfcheck_evidence.export_fields(conn, ids, t)      # mobile participants (issue 14)
     for r in records:
         r["self_checks"] = checks.get(r["id"], [])
@@ -92,7 +115,7 @@ async def export_hearings(request: web.Request) -> web.Response:
 
 ROUTES: list[Route] = [
     Route("GET", f"{API}/exports/hearings", export_hearings, auth.READ,
-          "Hearings with their operability verdicts (rule 3) as JSON or CSV",
+          "Hearings with their operability verdicts (rule 3) and each party's mode (rule 21) as JSON or CSV",
           query=[Query("format", {"type": "string", "enum": ["json", "csv"]}),
                  Query("from", {"type": "string", "format": "date-time"}),
                  Query("to", {"type": "string", "format": "date-time"}), Query("court_id", {"type": "string"})]),

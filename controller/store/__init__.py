@@ -36,6 +36,8 @@ the caller decides the transaction - one per API request or job step):
 
 - `selfchecks` (migration 0012, issue 14): the self-check links of mobile participants and their
   results (`self_checks`, declared there, on `schema.metadata` too).
+- `modes` (migration 0010, issue 13): each party's way of taking part (rules 21, 23), its table on
+  `schema.metadata` too.
 - `diagnoses` (migration 0008): each side of a degraded pair tested against the reference
   terminal, and the finding (issue 12); its table is on `schema.metadata` too.
 
@@ -49,4 +51,5 @@ Errors: `controller.errors.NotFound`, `Conflict`, `Invalid` (field named).
 # The tables declared outside the schema module join its metadata when the package loads.
 from controller.store import diagnoses as _diagnoses  # noqa: E402,F401
 from controller.store import live_participants as _live_participants  # noqa: E402,F401
+from controller.store import modes as _modes  # noqa: E402,F401
 from controller.store import selfchecks as _selfchecks  # noqa: E402,F401

@@ -12,6 +12,7 @@ import { hasView, register, route } from "./router.js";
 import { A, clearViewTimers, instName, loadHearings, loadRegistry, loadVocabularies, session, state } from "./state.js";
 import { $, errText, toast } from "./ui.js";
 import { startBanners, stopBanners, updateBanners } from "./views/banners.js";
+import { viewAgreements } from "./views/agreements.js";
 import { viewEscalations } from "./views/escalations.js";
 import { viewHearing } from "./views/hearing.js";
 import { viewAttention } from "./views/attention.js";
@@ -24,7 +25,7 @@ import { viewTest } from "./views/test.js";
 
 register({ hearings: viewHearings, today: viewToday, hearing: viewHearing, terminals: viewTerminals, terminal: viewTerminal,
   pair: viewPair, live: viewLive, escalations: viewEscalations, test: viewTest, suspensions: viewSuspensions,
-  attention: viewAttention });
+  attention: viewAttention, agreements: viewAgreements });
 
 // Where each role works (issue 13, part 7): the page opens there after sign-in. A coordinator's
 // pending agreements (#agreements) when this page serves that view, else the hearings.
@@ -91,7 +92,7 @@ async function logout() {
 function applyCaps() {
   for (const li of document.querySelectorAll("#nav [data-needs]")) {
     const [m, p] = li.dataset.needs.split(" ");
-    li.hidden = !state.caps.exists(m, p);
+    li.hidden = !state.caps.can(m, p);       // served, and this role may (e.g. #agreements: coordinators)
   }
   if (!state.caps.can("POST", `${A}/tests`)) $('#nav [data-view="test"]').parentElement.hidden = true;
   $("#whoami").textContent = t("whoami", { name: state.me.name, role: t(`role.${state.me.role}`) });

@@ -1,5 +1,5 @@
 // The views by the address's fragment: #hearings (default), #hearing/ID, #terminals, #terminal/ID,
-// #pair/A/B, #live, #escalations, #test, #suspensions. app.js registers the views; a view is
+// #pair/A/B, #live, #escalations, #test, #suspensions, #agreements. app.js registers the views; a view is
 // `async (root, arg) => ...` drawing into #view.
 
 import { ApiError } from "./api.js";

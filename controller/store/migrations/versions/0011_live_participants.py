@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision = "0011_live_participants"
-down_revision = "0009"
+down_revision = "0010_modes"
 branch_labels = None
 depends_on = None
 

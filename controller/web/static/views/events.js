@@ -14,6 +14,11 @@ function label(prefix, value) {
 
 function capital(s) { return s ? s.charAt(0).toUpperCase() + s.slice(1) : s; }
 
+// Each party of a `mode_recorded` event with its way of taking part (rules 21, 23).
+function partiesText(parties) {
+  return parties.map((p) => `${p.terminal_id ? termName(p.terminal_id) : p.name}${p.kind ? ` (${p.kind})` : ""} — ${label("mode", p.mode)}`).join("; ");
+}
+
 // The words an event's sentence may use, from its detail; absent ones stay out.
 function vars(d, x) {
   const tz = x.court.timezone;
@@ -31,6 +36,10 @@ function vars(d, x) {
     deadline: d.deadline ? fmtTime(d.deadline, tz) : undefined,
     retry_at: d.retry_at ? fmtTime(d.retry_at, tz) : undefined,
     finding: d.code && d.params ? reasonText({ code: d.code, params: d.params }) : undefined,
+    trigger: d.trigger ? label("trigger", d.trigger) : undefined,
+    coordinator: d.coordinator ? label("agreement", d.coordinator) : undefined,
+    given_by: d.given_by,
+    modes: Array.isArray(d.parties) ? partiesText(d.parties) : undefined,
   };
   return Object.fromEntries(Object.entries(v).filter(([, val]) => val !== undefined && val !== null && val !== ""));
 }

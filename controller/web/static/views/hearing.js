@@ -9,6 +9,7 @@ import { findingView, reasonList } from "../reasons.js";
 import { capacityBlock } from "../capacity.js";
 import { actSection } from "./act.js";
 import { eventsSection } from "./events.js";
+import { conductSection } from "./hearing_conduct.js";
 import { hearingEditControls } from "./hearing_edit.js";
 import { selfchecksSection } from "./selfchecks.js";
 import { agreementText, checkCell } from "./hearings.js";
@@ -71,6 +72,7 @@ export async function viewHearing(root, id) {
     checkRows.length ? table(t("hearing.checks"), ["kind", "pair", "status", "deadline", "verdict", "reasons", "attempts"]
       .map((k) => t(`hearing.check.${k}`)), checkRows) : h("p", { class: "muted" }, t("common.none")),
     selfchecksBox, liveBox, actBox, eventsBox);
+  conductSection(actions, x).catch((e) => actions.append(h("p", { class: "error" }, errText(e))));
   if (state.caps.exists("GET", `${path}/live`)) {
     const card = liveCard(x);
     const first = await card.update().catch(() => null);
