@@ -21,7 +21,8 @@ EVENT = re.compile(r'\bEvent\(\s*"([a-z][a-z0-9_]*)"')
 INDIRECT = {
     "controller/api/live.py": {"hearing_started", "hearing_ended"},          # _set_status(..., event)
     "controller/live/service.py": set(),                                     # w.kind: the Event()s below
-    "controller/live/machine.py": {"reconnect_attempt_failed", "ready_withdrawn"},   # Event(kind, ...)
+    "controller/live/machine.py": {"reconnect_attempt_failed", "ready_withdrawn",     # Event(kind, ...)
+                                   "break_declared", "break_continued"},             # Event(DECISIONS[...])
     "controller/agreements.py": {"agreement_requested", "agreement_reset"},  # _tell(..., kind, ...)
 }
 

@@ -34,6 +34,7 @@ function vars(d, x) {
     pair: d.callee && caller ? `${termName(caller)} → ${termName(d.callee)}` : undefined,
     start: d.start_utc ? fmtTime(d.start_utc, tz) : undefined,
     deadline: d.deadline ? fmtTime(d.deadline, tz) : undefined,
+    detected: d.detected_at ? fmtTime(d.detected_at, tz) : undefined, after: d.after_s,
     retry_at: d.retry_at ? fmtTime(d.retry_at, tz) : undefined,
     finding: d.code && d.params ? reasonText({ code: d.code, params: d.params }) : undefined,
     trigger: d.trigger ? label("trigger", d.trigger) : undefined,
