@@ -250,7 +250,7 @@ async def test_self_checks_in_the_export_and_the_act(ctl):
         ("Айгерим Нурланова", "mobile", "done", "unusable", "black"), ("=HYPERLINK(1)", "vks", "pending", None, None)]
     _, text = await ctl.call("GET", f"{API}/exports/hearings?format=csv", expect=200)
     header, *lines = text.split("\r\n")
-    assert header.endswith(",agreement_state,self_checks")
+    assert header.endswith(",agreement_state,modes,self_checks")
     row = next(x for x in lines if x.startswith(f"{ctl.hid},"))
     assert row.endswith(",Айгерим Нурланова (mobile): done unusable; =HYPERLINK(1) (vks): pending"), row
     await ctl.call("POST", f"{API}/hearings/{ctl.hid}/act", role="secretary", json={"note": "mobile"}, expect=201)
