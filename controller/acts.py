@@ -232,9 +232,11 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
     events = await events_repo.list_for(conn, hearing_id)
     timeline = []
     for e in events:
-        text, told = event_words.act_text(e["kind"], e["detail"], h, LANGS)    # the catalog's sentences
+        # The catalog's sentences (the page's too); the detail as `key: value` only for an event whose
+        # sentence lacks a word (a person's note is kept as written).
+        text, worded, told = event_words.act_text(e["kind"], e["detail"], h, LANGS)
         timeline.append({"at_utc": iso(e["at"]), "at_local": _local(e["at"], tz), "kind": e["kind"], "text": text,
-                         "detail": _summary(e["detail"], tz),
+                         "detail": (e["detail"].get("note") or "") if worded else _summary(e["detail"], tz),
                          "reason_text": None if told else _event_reasons(e["detail"], h)})
     checks = [check_evidence(c, tz, terminal_names(h, c["caller"], c["callee"]))
               for c in await checks_repo.checks_for(conn, [hearing_id])

@@ -85,9 +85,16 @@ def sentence(kind: str, detail: dict[str, Any], h: dict, lang: str) -> str:
     return fallback[:1].upper() + fallback[1:]
 
 
-def act_text(kind: str, detail: dict[str, Any], h: dict, langs: tuple[str, ...]) -> tuple[list[str], bool]:
-    """The event's sentence in each of `langs` (the act: kk, ru), and whether those sentences already
-    tell the finding it carries (a check_finding's), so the act does not list it again."""
-    texts = [sentence(kind, detail, h, lg) for lg in langs]
-    told = all((f := params_of(detail, h, lg).get("finding")) and f in s for lg, s in zip(langs, texts, strict=True))
-    return texts, bool(told)
+def act_text(kind: str, detail: dict[str, Any], h: dict, langs: tuple[str, ...]) -> tuple[list[str], bool, bool]:
+    """The event's sentence in each of `langs` (the act: kk, ru); whether each is the catalog's (not
+    the kind's bare label: then the act need not list the detail as `key: value`); and whether those
+    sentences already tell the finding the event carries (a check_finding's), so the act does not
+    list it again."""
+    texts, worded, told = [], True, True
+    for lg in langs:
+        params = params_of(detail, h, lg)
+        s = reasons.event_text(kind, params, lg, tz=h["court"]["timezone"])
+        worded = worded and s is not None
+        told = told and s is not None and bool(params.get("finding")) and params["finding"] in s
+        texts.append(s if s is not None else sentence(kind, detail, h, lg))
+    return texts, worded, told

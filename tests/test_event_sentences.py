@@ -95,13 +95,14 @@ def test_the_act_writes_the_catalogs_sentence():
     """The act's kk and ru timeline texts are contract.reasons.event_text's for the same detail (the page
     renders that text with the same rules: reasons.js eventText; tests/test_web_conduct.py compares)."""
     detail = {"terminal_id": "sizo-t", "detected_at": "2026-12-03T04:05:00Z", "after_s": 41.25, "by": "secretary-1"}
-    texts, _ = event_words.act_text("break_declared", detail, HEARING, ("kk", "ru"))
+    texts, worded, _ = event_words.act_text("break_declared", detail, HEARING, ("kk", "ru"))
     for lang, got in zip(("kk", "ru"), texts, strict=True):
         params = {"terminal": "СИЗО ДС-70/1", "detected": "2026-12-03T04:05:00Z", "after": 41.25, "by": "secretary-1"}
         assert got == reasons.event_text("break_declared", params, lang, tz="Asia/Almaty")
     assert texts[1] == ("Председательствующий объявил перерыв (п. 22) из-за связи с СИЗО ДС-70/1: потеря в "
                         "03.12.2026 09:05, объявлен через 41,2 с (secretary-1)")
     # Labels in the reader's language (the page's words), times in the court's zone.
+    assert worded
     ru, = event_words.act_text("check_result", {"kind": "test", "callee": "sizo-t", "status": "failed",
                                                  "verdict": "unusable"}, HEARING, ("ru",))[0]
     words = json.loads((I18N / "ru.json").read_text(encoding="utf-8"))
