@@ -9,9 +9,14 @@ catalog from `GET /api/v1/reasons` (`served()`) and renders it with the same rul
 
 Parameters carry raw figures (a loss ratio 0.115, a delay in ms), formatted only when rendered, so a
 reader in any language gets the measured value and the limit, not an English string.
+
+The same catalog holds the sentence of each event kind of a hearing's record (rule 21, `events`),
+its parameters declared once in `EVENT_PARAMS`: `event_text(kind, params, lang, tz=...)` writes it
+for the act (controller.event_words) and reasons.js's `eventText` for the page, by the same rules.
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 from collections.abc import Mapping
@@ -20,13 +25,14 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict
 
 from contract import configfile
 
-__all__ = ["LANGS", "PATH", "Catalog", "ParamKind", "Reason", "ReasonCode", "catalog", "code_of", "served", "text",
-           "word"]
+__all__ = ["EVENT_PARAMS", "LANGS", "PATH", "Catalog", "ParamKind", "Reason", "ReasonCode", "catalog", "code_of",
+           "event_text", "served", "text", "word"]
 
 PATH = Path(str(resources.files(__package__) / "reasons.yaml"))
 LANGS = ("kk", "ru", "en")
@@ -44,6 +50,10 @@ class ParamKind(StrEnum):
     DIRECTION = "direction"
     LEVEL = "level"
     TEXT = "text"
+    # An event's sentence (EVENT_PARAMS) also has:
+    TIME = "time"            # an instant (ISO, UTC) written in the court's zone: dd.mm.yyyy HH:MM
+    TERMINAL = "terminal"    # a terminal's name (the renderer names it; ids are not words)
+    LABEL = "label"          # a word of the page's vocabulary, given by the renderer in the reader's language
 
 
 _K = ParamKind
@@ -122,6 +132,23 @@ class ReasonCode(StrEnum):
     BREAK_SILENT = "break_silent", {"value": _K.SECONDS}
 
 
+# The parameters of the event sentences (the catalog's `events`), each declared once: a sentence that
+# names a parameter not here fails tests/test_event_sentences.py.
+EVENT_PARAMS: dict[str, ParamKind] = {
+    "by": _K.TEXT, "name": _K.TEXT, "given_by": _K.TEXT, "case": _K.TEXT, "error": _K.TEXT, "channel": _K.TEXT,
+    "event": _K.TEXT,
+    "callee": _K.TERMINAL, "terminal": _K.TERMINAL,
+    "pair": _K.TEXT,           # two terminals' names, caller → callee
+    "finding": _K.TEXT,        # a finding's reason, already in the reader's language (text(...))
+    "modes": _K.TEXT,          # each party with its way of taking part, already in the reader's language
+    "start": _K.TIME, "deadline": _K.TIME, "detected": _K.TIME, "retry_at": _K.TIME,
+    "after": _K.SECONDS, "duration": _K.SECONDS,
+    "attempt": _K.COUNT, "attempts": _K.COUNT,
+    "check": _K.LABEL, "status": _K.LABEL, "verdict": _K.LABEL, "cause": _K.LABEL, "reason": _K.LABEL,
+    "trigger": _K.LABEL, "mode": _K.LABEL, "coordinator": _K.LABEL,
+}
+
+
 _BY_VALUE: dict[str, ReasonCode] = {c.value: c for c in ReasonCode}
 
 
@@ -164,6 +191,7 @@ class Catalog(_Strict):
     decimal_mark: dict[str, str]
     words: dict[str, dict[str, dict[str, str]]]
     codes: dict[str, dict[str, str]]
+    events: dict[str, dict[str, str]]
 
 
 @functools.cache
@@ -176,6 +204,7 @@ def served() -> dict[str, Any]:
     """What `GET /api/v1/reasons` gives the page: the catalog with each code's parameter kinds."""
     c = catalog().model_dump(mode="json")
     c["params"] = {str(code): {k: str(v) for k, v in code.params.items()} for code in ReasonCode}
+    c["event_params"] = {k: str(v) for k, v in EVENT_PARAMS.items()}
     return c
 
 
@@ -234,3 +263,40 @@ def text(reason: Reason | Mapping[str, Any], lang: str = "en", *,
     # message) is shown exactly as it came.
     template = _tidy(re.sub(r"\{(\w+)\}", lambda m: m.group(0) if m.group(1) in given else "", template))
     return re.sub(r"\{(\w+)\}", lambda m: given[m.group(1)], template)
+
+
+def _time(value: str, tz: str | None) -> str:
+    t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    try:
+        zone: dt.tzinfo = ZoneInfo(tz or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = dt.UTC
+    return t.astimezone(zone).strftime("%d.%m.%Y %H:%M")
+
+
+def event_text(kind: str, params: Mapping[str, Any], lang: str = "en", *, tz: str | None = None) -> str | None:
+    """The sentence of an event of `kind` in `lang`, its parameters (EVENT_PARAMS) written by their
+    kinds (a time in the zone `tz`); None when the catalog has no sentence for the kind or a parameter
+    it names is not given (the reader then sees the kind's label). The page's reasons.js eventText
+    follows the same rules."""
+    texts = catalog().events.get(kind)
+    if not texts:
+        return None
+    template = texts.get(lang) or texts["en"]
+    given: dict[str, str] = {}
+    for k, v in params.items():
+        kind_of = EVENT_PARAMS.get(k)
+        if kind_of is None or v is None or v == "":
+            continue
+        if kind_of is ParamKind.TIME:
+            given[k] = _time(v, tz)
+        elif kind_of in (ParamKind.SECONDS, ParamKind.COUNT):
+            given[k] = _param(kind_of, v, lang, None)
+        else:
+            given[k] = str(v)
+    if any(m.group(1) not in given for m in re.finditer(r"\{(\w+)\}", template)):
+        return None
+    s = re.sub(r"\{(\w+)\}", lambda m: given[m.group(1)], template)
+    return s[:1].upper() + s[1:]

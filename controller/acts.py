@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract import reasons
-from controller import act_modes, auth
+from controller import act_modes, auth, event_words
 from controller.act_render import LANGS, render_html, render_pdf
 from controller.errors import Conflict, Forbidden, Invalid, NotFound
 from controller.selfcheck import evidence as selfcheck_evidence
@@ -57,64 +57,6 @@ SCHEMA = "vks.act/1"
 SIGNER_ROLES = repo.SIGNER_ROLES
 TRIGGERS = ("not_fixed", "cannot_fix", "requested")
 
-EVENT_TEXT: dict[str, tuple[str, str]] = {
-    "hearing_scheduled": ("Сот отырысы тағайындалды", "Заседание назначено"),
-    "hearing_updated": ("Сот отырысы өзгертілді", "Заседание изменено"),
-    "test_request_created": ("Тестілеу сеансына өтінім жасалды", "Создана заявка на тестовый сеанс"),
-    "preconnect_scheduled": ("Алдын ала қосылу жоспарланды", "Запланировано предварительное подключение"),
-    "check_requested": ("Тексеру қайта сұралды", "Проверка запрошена повторно"),
-    "check_started": ("Тексеру басталды", "Проверка начата"),
-    "check_result": ("Тексеру нәтижесі", "Результат проверки"),
-    "check_failed": ("Тексеру сәтсіз аяқталды", "Проверка не удалась"),
-    "check_finding": ("Ақаулы тарап анықталды (деректер орталығымен тексеру)",
-                      "Определена неисправная сторона (проверка с центром обработки данных)"),
-    "check_retry": ("Тексеру қайталанады", "Повтор проверки"),
-    "check_overdue": ("Тексеру мерзімі өтті", "Срок проверки истёк"),
-    "test_retest": ("Отырыс алдында сынақ сеансы қайта өткізілді (13-т.)",
-                    "Тестовый сеанс проведён повторно перед заседанием (п. 13)"),
-    "test_retry_planned": ("Өтпеген сынақ қайталанады", "Повтор непройденного теста"),
-    "pair_test_result": ("Терминалдар жұбының түнгі сынағы", "Ночной тест пары терминалов"),
-    "pair_test_not_run": ("Жұптың түнгі сынағы өткізілмеді", "Ночной тест пары не проведён"),
-    "escalation_opened": ("Техникалық мамандарға хабарланды (16-т.)", "Оповещены технические специалисты (п. 16)"),
-    "escalation_acknowledged": ("Хабарлама қабылданды", "Оповещение принято"),
-    "escalation_cannot_fix": ("Ақауды жою мүмкін емес", "Устранить неисправность невозможно"),
-    "escalation_step2": ("Ұйымдастырушы сотқа / мекемеге хабарланды (17-т.)",
-                         "Оповещены суд / учреждение, организующие ВКС (п. 17)"),
-    "escalation_resolved": ("Ақау жойылды", "Неисправность устранена"),
-    "act_drafted": ("Акт жобасы жасалды", "Составлен проект акта"),
-    "act_signed": ("Акт қол қойылды", "Акт подписан"),
-    "act_final": ("Акт түпкілікті", "Акт окончательный"),
-    "act_draft_failed": ("Акт жобасын жасау мүмкін болмады", "Не удалось составить проект акта"),
-    "escalation_notification_failed": ("Хабарлама жеткізілмеді", "Оповещение не доставлено"),
-    "monitoring_started": ("Байланыс мониторингі басталды", "Начат контроль связи"),
-    "monitoring_renewed": ("Мониторинг сеансы жаңартылды", "Сеанс контроля обновлён"),
-    "break": ("Техникалық себептермен үзіліс ұсынылды (22-т.)", "Рекомендован перерыв по техническим причинам (п. 22)"),
-    "break_declared": ("Төрағалық етуші үзіліс жариялады (22-т.)", "Председательствующий объявил перерыв (п. 22)"),
-    "break_continued": ("Төрағалық етуші отырысты жалғастырды: жалған дабыл",
-                        "Председательствующий продолжил заседание: ложная тревога"),
-    "link_restored": ("Байланыс қалпына келді, отырыс жалғасуда", "Связь восстановлена, заседание продолжается"),
-    "reconnect": ("Қайта қосылу", "Переподключение"),
-    "reconnect_attempt_failed": ("Қайта қосылу әрекеті сәтсіз", "Попытка переподключения не удалась"),
-    "reconnect_timeout": ("Қайта қосылу уақытында болмады", "Переподключение не удалось в срок"),
-    "ready_to_resume": ("Жалғастыруға дайын", "Готово к продолжению"),
-    "ready_withdrawn": ("Жалғастыруға дайындық жойылды", "Готовность к продолжению отозвана"),
-    "resume": ("Сот отырысы жалғастырылды", "Заседание продолжено"),
-    "monitoring_stopped": ("Байланыс мониторингі тоқтатылды", "Контроль связи остановлен"),
-    "hook_failed": ("Терминалға хабарлау сәтсіз", "Не удалось оповестить терминал"),
-    "hearing_started": ("Сот отырысы басталды", "Заседание начато"),
-    "hearing_ended": ("Сот отырысы аяқталды", "Заседание окончено"),
-    "mode_recorded": ("Тараптардың қатысу тәсілі жазылды (21, 23-т.)", "Записан способ участия сторон (пп. 21, 23)"),
-    "agreement_requested": ("Үйлестірушіден келісім сұралды (11, 12-т.)",
-                            "Запрошено согласование координатора (пп. 11, 12)"),
-    "agreement_reset": ("Күні өзгергендіктен келісім жойылды (11, 12-т.)",
-                        "Согласование снято из-за изменения даты (пп. 11, 12)"),
-    "hearing_cancelled": ("Сот отырысы тоқтатылды", "Заседание отменено"),
-    "agreement_given": ("Келісім берілді (11, 12-т.)", "Согласование дано (пп. 11, 12)"),
-    "check_blocked": ("Тексеру бұғатталды (24-т.)", "Проверка заблокирована (п. 24)"),
-    "check_unblocked": ("Тексеру бұғаттан шығарылды", "Проверка разблокирована"),
-    "suspended": ("ВКС тоқтатылды (24-т.)", "ВКС приостановлена (п. 24)"),
-    "suspension_lifted": ("Тоқтата тұру алынып тасталды", "Приостановление снято"),
-}
 CAUSE_TEXT = {
     "test_failed": ("тестілеу сеансы сәтсіз", "тестовый сеанс не пройден"),
     "preconnect_failed": ("алдын ала қосылу сәтсіз", "предварительное подключение не удалось"),
@@ -124,7 +66,6 @@ CAUSE_TEXT = {
     "test_retries_failed": ("қайталанған тестілеу сеанстары сәтсіз", "повторные тестовые сеансы не пройдены"),
     "manual": ("қолмен", "вручную"),
 }
-EVENT_TEXT.update(selfcheck_evidence.EVENT_TEXT)     # issue 14: mobile participants' self-checks
 CAUSE_TEXT.update(selfcheck_evidence.CAUSE_TEXT)
 # Detail keys worth showing in the timeline, in this order.
 DETAIL_KEYS = ("kind", "callee", "verdict", "reasons", "mos", "status", "error", "cause", "reason", "by", "note",
@@ -289,10 +230,14 @@ async def build_content(conn: AsyncConnection, hearing_id: int, *, trigger: str,
     tz = h["court"]["timezone"]
     start = dt.datetime.fromisoformat(h["start_utc"].replace("Z", "+00:00"))
     events = await events_repo.list_for(conn, hearing_id)
-    timeline = [{"at_utc": iso(e["at"]), "at_local": _local(e["at"], tz), "kind": e["kind"],
-                 "text": list(EVENT_TEXT.get(e["kind"], (e["kind"], e["kind"]))), "detail": _summary(e["detail"], tz),
-                 "reason_text": _event_reasons(e["detail"], h)}
-                for e in events]
+    timeline = []
+    for e in events:
+        # The catalog's sentences (the page's too); the detail as `key: value` only for an event whose
+        # sentence lacks a word (a person's note is kept as written).
+        text, worded, told = event_words.act_text(e["kind"], e["detail"], h, LANGS)
+        timeline.append({"at_utc": iso(e["at"]), "at_local": _local(e["at"], tz), "kind": e["kind"], "text": text,
+                         "detail": (e["detail"].get("note") or "") if worded else _summary(e["detail"], tz),
+                         "reason_text": None if told else _event_reasons(e["detail"], h)})
     checks = [check_evidence(c, tz, terminal_names(h, c["caller"], c["callee"]))
               for c in await checks_repo.checks_for(conn, [hearing_id])
               if c["status"] in ("passed", "failed") or c["result"] is not None or c["error"]]

@@ -142,8 +142,14 @@ def test_for_a_stall_the_direction_that_stopped_first(seconds, first):
 def test_the_act_tells_a_finding_in_kazakh_and_russian():
     """The act's timeline: a check_finding event has its own title and its finding's sentence in kk and
     ru (not the event's raw kind, not the English text)."""
-    from controller.acts import EVENT_TEXT, _event_reasons
+    from controller.acts import _event_reasons
+    from controller.event_words import sentence
     f = find(b=LOSSY)
     said = _event_reasons({"code": f["code"], "params": f["params"], "text": f["text"]}, {})
     assert said is not None and "«SIZO DS-70/1»" in said["ru"][0] and "дұрыс" in said["kk"][0]
-    assert all(EVENT_TEXT["check_finding"])
+    h = {"court": {"name": "Court", "timezone": "Asia/Almaty"}, "room": {"name": "3"}, "court_terminal": "c",
+         "participants": []}
+    for lg in ("kk", "ru"):
+        detail = {"code": f["code"], "params": f["params"], "kind": "test", "callee": "t"}
+        told = sentence("check_finding", detail, h, lg)
+        assert "«SIZO DS-70/1»" in told and told != "check_finding"

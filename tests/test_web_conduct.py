@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from contract import reasons
 from controller.store import events as events_repo
 from controller.store import users as users_repo
 from tests.browser import PASSWORD, browser, new_page, requires_browser, set_lang, shot, sign_in
@@ -26,10 +27,6 @@ SIZO = "sizo-almaty-1"
 
 def catalog(lang: str) -> dict[str, str]:
     return json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
-
-
-def capital(s: str) -> str:
-    return s[:1].upper() + s[1:]
 
 
 @pytest.fixture
@@ -138,8 +135,7 @@ async def test_a_secretary_starts_and_ends_a_hearing_and_records_each_party_s_mo
             assert await page.locator("button.start-hearing, button.end-hearing").count() == 0
             # The record in sentences of the page's language, the parties named.
             sentence = page.locator("tr[data-kind='hearing_started'] td.sentence")
-            assert await sentence.inner_text() == capital(words["eventline.hearing_started"].replace("{by}",
-                                                                                                     "secretary-1"))
+            assert await sentence.inner_text() == reasons.event_text("hearing_started", {"by": "secretary-1"}, lang)
             recorded = await page.locator("tr[data-kind='mode_recorded'] td.sentence").all_inner_texts()
             assert len(recorded) == (3 if n == 0 else 2), recorded
             assert any(words["mode.in_person"] in r for r in recorded), recorded

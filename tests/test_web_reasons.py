@@ -5,11 +5,13 @@ detail (session ids, raw figures) folded away."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
 from contract import quality
-from contract.reasons import LANGS, ParamKind, ReasonCode, text
+from contract.reasons import EVENT_PARAMS, LANGS, ParamKind, ReasonCode, event_text, text
+from contract.reasons import catalog as event_catalog
 from controller.checks import quality_judge
 from controller.store import users as users_repo
 from tests.browser import PASSWORD, browser, new_page, requires_browser, set_lang, shot, sign_in
@@ -133,3 +135,39 @@ async def test_the_page_writes_every_reason_as_the_controller_does(failed):
     for lang, rendered in zip(LANGS, got, strict=True):
         want = [[text(rc, lang), text(rc, lang, names=names)] for rc in cases]
         assert rendered == want, lang
+
+
+def event_samples() -> list[dict]:
+    """Every event kind with parameters of every sort (times either side of midnight in the court's
+    zone, exact halves of a second, counts), once with all of them and once with one missing."""
+    values = {ParamKind.TIME: ["2026-12-03T18:59:30Z", "2026-06-30T04:05:00+00:00"],
+              ParamKind.SECONDS: [41.25, 0.5, 12], ParamKind.COUNT: [3, 1],
+              ParamKind.TEXT: ["secretary-1", "TimeoutError() : {x}"], ParamKind.TERMINAL: ["СИЗО ДС-70/1"],
+              ParamKind.LABEL: ["не пройдено", "degraded"]}
+    out = []
+    for kind in event_catalog().events:
+        for i in range(3):
+            params = {k: values[pk][(i + j) % len(values[pk])] for j, (k, pk) in enumerate(EVENT_PARAMS.items())}
+            if i == 2:
+                params.pop(next(iter(re.findall(r"\{(\w+)\}", event_catalog().events[kind]["en"])), "by"), None)
+            out.append({"kind": kind, "params": params, "tz": ["Asia/Almaty", "Europe/Moscow", "Asia/Aqtobe"][i]})
+    return out
+
+
+async def test_the_page_writes_every_event_sentence_as_the_act_does(failed):
+    """reasons.js eventText (the page's record) and contract.reasons.event_text (the act's) give the
+    same sentence for every event kind in every language; a sentence missing a word is None on both."""
+    cases = event_samples()
+    async with browser() as b:
+        page = await new_page(b)
+        await sign_in(page, failed.base, "technician-1")
+        got = await page.evaluate("""async ([cases, langs]) => {
+            const m = await import("/static/reasons.js");
+            await m.loadReasons();
+            return langs.map((lang) => cases.map((c) => m.eventText(c.kind, c.params, c.tz, lang)));
+        }""", [cases, list(LANGS)])
+        assert page.errors == []
+    for lang, rendered in zip(LANGS, got, strict=True):
+        want = [event_text(c["kind"], c["params"], lang, tz=c["tz"]) for c in cases]
+        assert rendered == want, lang
+    assert any(w is None for w in want) and sum(w is not None for w in want) > 100

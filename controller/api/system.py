@@ -66,7 +66,9 @@ async def vocabularies(request: web.Request) -> web.Response:
 
 async def reason_catalog(request: web.Request) -> web.Response:
     """GET /api/v1/reasons: the reason codes' texts in kk, ru and en, their parameters' kinds and how
-    each kind is written (contract/reasons.yaml) - the page renders a report's `reason_codes` with it."""
+    each kind is written (contract/reasons.yaml) - the page renders a report's `reason_codes` with it -
+    and each event kind's sentence (`events`) with its parameters' kinds (`event_params`): the hearing's
+    record in words."""
     return ok(REASONS)
 
 
@@ -84,5 +86,5 @@ ROUTES: list[Route] = [
           "Every word list the API and the page use (directions, verdicts, statuses, reasons, roles), "
           "each in its order", response=VocabulariesOut),
     Route("GET", f"{API}/reasons", reason_catalog, auth.READ,
-          "The catalog of reason codes: each code's text in kk, ru and en and its parameters"),
+          "The catalog of words: each reason code's and each event kind's text in kk, ru and en and their parameters"),
 ]

@@ -1,7 +1,8 @@
 """Mobile participants in the act's evidence (issue 14, part 3; rule 18): each self-check of the
 hearing with its person, mode, devices, figures both ways, verdict and reasons, in Kazakh and Russian
 (controller.acts adds `self_checks` to the act's content; controller.act_render prints it), and the
-words of its events and its escalation cause in the act's timeline.
+words of its escalation cause in the act's timeline (its events' sentences are the catalog's,
+contract/reasons.yaml `events`).
 """
 from __future__ import annotations
 
@@ -15,12 +16,6 @@ from contract import reasons
 from controller.store import selfchecks as repo
 
 LANGS = ("kk", "ru")
-EVENT_TEXT = {
-    "self_check_created": ("Қашықтағы қатысушыға өзін-өзі тексеру сілтемесі жасалды (20-т.)",
-                           "Создана ссылка самопроверки для удалённого участника (п. 20)"),
-    "self_check_finished": ("Қашықтағы қатысушының өзін-өзі тексеруі аяқталды",
-                            "Самопроверка удалённого участника завершена"),
-}
 CAUSE_TEXT = {"self_check_failed": ("қашықтағы қатысушының өзін-өзі тексеруі сәтсіз",
                                     "самопроверка удалённого участника не пройдена")}
 MODE_TEXT = {"vks": ("ВКС терминалы", "терминал ВКС"),

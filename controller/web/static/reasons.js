@@ -89,3 +89,40 @@ export function findingView(item) {
   if (item.diagnosis === "running") return h("p", { class: "finding running muted" }, t("finding.running"));
   return null;
 }
+
+// An instant (ISO) in the court's zone as contract.reasons writes it: dd.mm.yyyy HH:MM.
+function localTime(iso, tz) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const opts = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  let parts;
+  try {
+    parts = new Intl.DateTimeFormat("en-GB", { ...opts, timeZone: tz || "UTC" }).formatToParts(d);
+  } catch {
+    parts = new Intl.DateTimeFormat("en-GB", { ...opts, timeZone: "UTC" }).formatToParts(d);
+  }
+  const p = Object.fromEntries(parts.map((x) => [x.type, x.value]));
+  return `${p.day}.${p.month}.${p.year} ${p.hour}:${p.minute}`;
+}
+
+// An event's sentence (the catalog's `events`, rule 21) in the page's language, its parameters
+// (`params`: the values the sentence may use, terminals already named, labels already in the page's
+// language) written by their kinds (catalog.event_params), a time in the zone `tz`; null when the
+// catalog has no sentence for the kind or a parameter it names is not given. Same rules as
+// contract.reasons.event_text.
+export function eventText(kind, params, tz, lang = currentLang()) {
+  const texts = catalog && catalog.events && catalog.events[kind];
+  if (!texts) return null;
+  const template = texts[lang] || texts.en;
+  const given = {};
+  for (const [k, v] of Object.entries(params || {})) {
+    const kindOf = catalog.event_params[k];
+    if (!kindOf || v === null || v === undefined || v === "") continue;
+    if (kindOf === "time") given[k] = localTime(v, tz);
+    else if ((kindOf === "seconds" || kindOf === "count") && typeof v === "number") given[k] = number(v, catalog.formats[kindOf], lang);
+    else given[k] = String(v);
+  }
+  if ([...template.matchAll(/\{(\w+)\}/g)].some((m) => !(m[1] in given))) return null;
+  const s = template.replace(/\{(\w+)\}/g, (m, k) => given[k]);
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}

@@ -1,10 +1,11 @@
 // A hearing's event record (rule 21) as sentences in the page's language: each event kind has its
-// sentence (i18n "eventline.<kind>") with the terminals named, not their ids; a check's result lists
+// sentence (the catalog's `events`, contract/reasons.yaml, written by reasons.js's eventText - the act
+// writes the same sentences in kk and ru) with the terminals named, not their ids; a check's result lists
 // its reasons (reasons.js); the technical detail - session ids, raw figures - is folded in a <details>.
 
 import { get } from "../api.js";
 import { t, has, fmtTime } from "../i18n.js";
-import { reasonList, reasonText } from "../reasons.js";
+import { eventText, reasonList, reasonText } from "../reasons.js";
 import { A, termName } from "../state.js";
 import { h, table } from "../ui.js";
 
@@ -19,9 +20,9 @@ function partiesText(parties) {
   return parties.map((p) => `${p.terminal_id ? termName(p.terminal_id) : p.name}${p.kind ? ` (${p.kind})` : ""} — ${label("mode", p.mode)}`).join("; ");
 }
 
-// The words an event's sentence may use, from its detail; absent ones stay out.
+// The words an event's sentence may use, from its detail (times as given: the catalog writes them in
+// the court's zone); absent ones stay out. controller/event_words.py gives the act the same.
 function vars(d, x) {
-  const tz = x.court.timezone;
   const caller = d.caller || x.court_terminal;
   const v = {
     check: label("kind", d.kind), status: label("status", d.status), verdict: label("verdict", d.verdict),
@@ -32,10 +33,10 @@ function vars(d, x) {
     callee: d.callee ? termName(d.callee) : undefined,
     terminal: d.terminal_id ? termName(d.terminal_id) : undefined,
     pair: d.callee && caller ? `${termName(caller)} → ${termName(d.callee)}` : undefined,
-    start: d.start_utc ? fmtTime(d.start_utc, tz) : undefined,
-    deadline: d.deadline ? fmtTime(d.deadline, tz) : undefined,
-    detected: d.detected_at ? fmtTime(d.detected_at, tz) : undefined, after: d.after_s,
-    retry_at: d.retry_at ? fmtTime(d.retry_at, tz) : undefined,
+    start: d.start_utc,
+    deadline: d.deadline,
+    detected: d.detected_at, after: d.after_s,
+    retry_at: d.retry_at,
     finding: d.code && d.params ? reasonText({ code: d.code, params: d.params }) : undefined,
     trigger: d.trigger ? label("trigger", d.trigger) : undefined,
     coordinator: d.coordinator ? label("agreement", d.coordinator) : undefined,
@@ -48,11 +49,8 @@ function vars(d, x) {
 // The event as a sentence: its own when every word it needs is known, else the kind's label.
 export function eventSentence(e, x) {
   const d = e.detail || {};
-  const key = `eventline.${e.kind}`;
-  if (has(key)) {
-    const s = t(key, vars(d, x));
-    if (!/\{\w+\}/.test(s)) return capital(s);
-  }
+  const s = eventText(e.kind, vars(d, x), x.court.timezone);
+  if (s) return s;
   return capital(has(`event.${e.kind}`) ? t(`event.${e.kind}`) : e.kind);
 }
 
