@@ -414,7 +414,9 @@ class LiveService:
             if h is None:
                 stop.append((hid, "hearing_deleted", LiveState.ENDED, {}))
                 continue
-            f.end_at = self.machine.end_at(h["end_utc"].timestamp())
+            end_at = self.machine.end_at(h["end_utc"].timestamp())
+            for g in self.intake.of(hid):               # every participant's flow: their sessions
+                g.end_at = end_at                       # are sized and renewed to it
             blocking = rules.blocking_suspensions(susps, sites[hid], at) if susps else []
             ending = self.machine.ending(f, h["status"], [s.id for s in blocking], now)
             if ending is not None:
