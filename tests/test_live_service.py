@@ -136,3 +136,26 @@ async def test_a_longer_hearing_lengthens_every_participant_s_monitoring(db_url,
         async with svc.lock:                       # the loop waits meanwhile
             await svc.reconcile(svc.now())
         assert [f.end_at for f in svc.intake.of(hid)] == [b + 2 * 3600 for b in before]
+
+
+async def test_a_hearing_started_late_is_monitored_for_its_duration(db_url, fake_clock):
+    """"Start the hearing" is there at any time (issue 13, part 2): a hearing started 90 min after
+    its planned start - past its planned end - is monitored from then for its duration (every
+    reconcile pass reads that end from the record, as a restarted controller does), and stops once
+    that is over."""
+    async with Controller(db_url, fake_clock) as ctl:
+        svc = ctl.app[LIVE_KEY]
+        _, h = await ctl.schedule(start=ctl.clock() + H)
+        hid = h["id"]
+        fake_clock.advance(hours=2, minutes=30)
+        await ctl.call("POST", f"/api/v1/hearings/{hid}/start", role="secretary", expect=200)
+        end = svc.now() + 3600 + LiveSettings().end_margin_s
+        async with svc.lock:
+            await svc.reconcile(svc.now())
+        assert [f.end_at for f in svc.intake.of(hid)] == [end]
+        assert "monitoring_stopped" not in await kinds(ctl, hid)
+        fake_clock.advance(hours=1, seconds=LiveSettings().end_margin_s + 1)
+        async with svc.lock:
+            await svc.reconcile(svc.now())
+        assert svc.intake.of(hid) == []
+        assert (await ctl.events(hid))[-1]["detail"]["reason"] == "planned_end_passed"
