@@ -121,6 +121,34 @@ async def test_after_a_postponement_or_a_break_the_modes_are_asked_again(ctl):
     assert m["ask"]["because"] == "break"
 
 
+async def test_a_break_the_judge_called_off_does_not_ask_for_the_modes_again(ctl):
+    """Since the judge is in the loop (rule 22) the `break` event is the detector's recommendation:
+    "Continue" (break_continued) says there was no break, so rule 23 asks nothing for it - while
+    a postponement before it, or another participant's break, still asks."""
+    _, h = await ctl.schedule(start=ctl.clock() + 48 * H)
+    hid = h["id"]
+    body = {"items": [{"terminal_id": "sizo-almaty-1", "mode": "vks"}]}
+    await ctl.call("PUT", f"/api/v1/hearings/{hid}/modes", role="secretary", json=body, expect=200)
+
+    async def append(kind, detail):
+        ctl.clock.advance(minutes=1)
+        async with ctl.db.transaction() as conn:
+            await events_repo.append(conn, hid, kind, ctl.clock(), detail)
+        _, m = await ctl.call("GET", f"/api/v1/hearings/{hid}/modes", role="viewer", expect=200)
+        return m["ask"] and m["ask"]["because"]
+
+    assert await append("break", {"break_id": 7, "cause": "link_lost"}) == "break"
+    assert await append("break_continued", {"break_id": 7}) is None
+    assert await append("break", {"break_id": 8, "cause": "link_lost"}) == "break"
+    assert await append("break", {"break_id": 9, "cause": "link_lost"}) == "break"
+    assert await append("break_continued", {"break_id": 9}) == "break"          # 8 still stands
+    assert await append("break_declared", {"break_id": 8}) == "break"
+    await ctl.call("PUT", f"/api/v1/hearings/{hid}/modes", role="secretary", json=body, expect=200)
+    await ctl.call("PATCH", f"/api/v1/hearings/{hid}", role="secretary", json={"status": "postponed"}, expect=200)
+    assert await append("break", {"break_id": 10, "cause": "link_lost"}) == "break"
+    assert await append("break_continued", {"break_id": 10}) == "postponement"
+
+
 async def test_a_scheduled_hearing_starts_any_time_before_its_start_and_ends(ctl):
     _, h = await ctl.schedule(start=ctl.clock() + 48 * H)
     _, out = await ctl.call("POST", f"/api/v1/hearings/{h['id']}/start", role="secretary", expect=200)

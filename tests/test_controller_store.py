@@ -17,6 +17,7 @@ from controller.models import HearingOut, PatchStatus, SitesFile
 from controller.store import (
     history,  # noqa: F401  (its table is in the metadata compared)
     registry,
+    schema,
 )
 from controller.store.db import Database, DatabaseUrlError, to_async_url
 from controller.store.migrate import current_revision, head_revision, migrate
@@ -65,6 +66,51 @@ async def test_a_populated_database_upgrades_with_its_rows_kept(db):
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one() == 1    # on again
     assert counts == {"users": 1, "api_tokens": 1, "institutions": len(before),
                       "terminals": made["terminals_created"]}
+
+
+async def test_a_database_in_use_at_0009_upgrades_to_this_session_s_revisions(db):
+    """0010 rebuilds `contacts` on SQLite (its kind's CHECK) and 0011 adds `live_intervals.callee`:
+    on a database with hearings, contacts, a break and seconds of a monitored hearing, the rows stay
+    (the old seconds' callee empty) and the new tables take rows that refer to them."""
+    now = dt.datetime.now(dt.UTC)
+    assert await migrate(db, "0009") == "0009"
+    async with db.transaction() as conn:
+        await registry.import_sites(conn, sites(), now)
+        room = (await conn.execute(text("SELECT id, institution_id FROM rooms ORDER BY id"))).first()
+        terms = (await conn.execute(text("SELECT id, institution_id FROM terminals ORDER BY id"))).all()
+        court_t = next(t for t in terms if t.institution_id == room.institution_id)
+        remote = next(t for t in terms if t.institution_id != room.institution_id)
+        hid = (await conn.execute(insert(schema.hearings).values(
+            case_number="2-1/2026", court_id=room.institution_id, room_id=room.id, court_terminal_id=court_t.id,
+            start_utc=now, end_utc=now + dt.timedelta(hours=1), duration_min=60, initiative="court",
+            status="in_progress", verdict="unknown", agreement_coordinator="regional", agreement_state="given",
+            created_at=now, updated_at=now).returning(schema.hearings.c.id))).scalar_one()
+        await conn.execute(insert(schema.hearing_participants).values(
+            hearing_id=hid, institution_id=remote.institution_id, terminal_id=remote.id))
+        await conn.execute(insert(schema.contacts).values(institution_id=room.institution_id, kind="technician",
+                                                          name="Tech", email="t@example.kz", created_at=now))
+        bid = (await conn.execute(insert(schema.live_breaks).values(
+            hearing_id=hid, cause="stall", evidence={}, started_at=now,
+        ).returning(schema.live_breaks.c.id))).scalar_one()
+        await conn.execute(text("INSERT INTO live_intervals (hearing_id, session_id, terminal_id, t, at, stalled, "
+                                "verdict) VALUES (:h, 's1', :term, 1, :at, :st, 'good')"),
+                           {"h": hid, "term": court_t.id, "at": now, "st": False})
+    assert await migrate(db) == head_revision()
+    async with db.transaction() as conn:
+        counts = {t: (await conn.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one()
+                  for t in ("hearings", "hearing_participants", "contacts", "live_breaks", "live_intervals")}
+        assert counts == dict.fromkeys(counts, 1)
+        assert (await conn.execute(text("SELECT callee FROM live_intervals"))).scalar_one() is None
+        await conn.execute(insert(schema.contacts).values(institution_id=room.institution_id, kind="coordinator",
+                                                          name="Coord", email="c@example.kz", created_at=now))
+        await conn.execute(text("INSERT INTO participation_modes (hearing_id, terminal_id, mode, recorded_at, "
+                                "recorded_by) VALUES (:h, :term, 'vks', :at, 'x')"),
+                           {"h": hid, "term": remote.id, "at": now})
+        await conn.execute(text("INSERT INTO live_decisions (break_id, hearing_id, decision, decided_at) "
+                                "VALUES (:b, :h, 'declared', :at)"), {"b": bid, "h": hid, "at": now})
+        await conn.execute(text("INSERT INTO self_checks (hearing_id, name, mode, secret_hash, status, expires_at, "
+                                "created_at) VALUES (:h, 'A', 'mobile', :s, 'pending', :at, :at)"),
+                           {"h": hid, "s": "cd" * 32, "at": now})
 
 
 def _check_constraints(sync_conn) -> dict[str, list[tuple[str, str]]]:

@@ -118,3 +118,44 @@ async def test_starting_and_ending_a_hearing_are_audited_as_its_update(db_url, f
                 if a["action"] == "hearing.update"]
         assert rows == [("secretary-1", "hearing.update", f"hearing:{hid}", {"status": "in_progress"}),
                         ("secretary-1", "hearing.update", f"hearing:{hid}", {"status": "held"})]
+
+
+async def test_a_longer_hearing_lengthens_every_participant_s_monitoring(db_url, fake_clock):
+    """Every remote participant has a flow of its own (issue 13, part 5): a hearing made longer
+    while monitored moves the end of all of them - the others' sessions too are sized and renewed to
+    it, so none ends (and is taken for a lost link) before the hearing does."""
+    async with Controller(db_url, fake_clock) as ctl:
+        svc = ctl.app[LIVE_KEY]
+        _, h = await ctl.schedule(start=ctl.clock() + 2 * H, participants=("sizo-almaty-1", "inst-karaganda-1"))
+        hid = h["id"]
+        await ctl.call("POST", f"/api/v1/hearings/{hid}/start", role="secretary", expect=200)
+        flows = svc.intake.of(hid)
+        assert [f.callee for f in flows] == ["sizo-almaty-1", "inst-karaganda-1"]
+        before = [f.end_at for f in flows]
+        await ctl.call("PATCH", f"/api/v1/hearings/{hid}", role="secretary", json={"duration_min": 180}, expect=200)
+        async with svc.lock:                       # the loop waits meanwhile
+            await svc.reconcile(svc.now())
+        assert [f.end_at for f in svc.intake.of(hid)] == [b + 2 * 3600 for b in before]
+
+
+async def test_a_hearing_started_late_is_monitored_for_its_duration(db_url, fake_clock):
+    """"Start the hearing" is there at any time (issue 13, part 2): a hearing started 90 min after
+    its planned start - past its planned end - is monitored from then for its duration (every
+    reconcile pass reads that end from the record, as a restarted controller does), and stops once
+    that is over."""
+    async with Controller(db_url, fake_clock) as ctl:
+        svc = ctl.app[LIVE_KEY]
+        _, h = await ctl.schedule(start=ctl.clock() + H)
+        hid = h["id"]
+        fake_clock.advance(hours=2, minutes=30)
+        await ctl.call("POST", f"/api/v1/hearings/{hid}/start", role="secretary", expect=200)
+        end = svc.now() + 3600 + LiveSettings().end_margin_s
+        async with svc.lock:
+            await svc.reconcile(svc.now())
+        assert [f.end_at for f in svc.intake.of(hid)] == [end]
+        assert "monitoring_stopped" not in await kinds(ctl, hid)
+        fake_clock.advance(hours=1, seconds=LiveSettings().end_margin_s + 1)
+        async with svc.lock:
+            await svc.reconcile(svc.now())
+        assert svc.intake.of(hid) == []
+        assert (await ctl.events(hid))[-1]["detail"]["reason"] == "planned_end_passed"

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from contract import quality
+from contract.candidates import OfferLimiter
 from contract.vocab import DeviceStatus, EscalationCause
 from controller.api import ROUTES_KEY
 from controller.selfcheck import judge
@@ -280,3 +281,12 @@ async def test_offers_per_address_are_limited_like_the_responders(tmp_path):
         statuses = [(await c.client.post(url, json={"sdp": "not an sdp at all", "type": "offer"})).status
                     for _ in range(3)]
         assert statuses == [400, 400, 429]
+        # A result without a session (the page could not start one) stores a failed check, an event
+        # and an escalation each time: the same limit bounds them.
+        c.app[SELFCHECKS_KEY].offers = OfferLimiter(2)           # a new minute
+        failed = {"connected": False, "camera": "ok", "microphone": "ok"}
+        result = f"/self-check/{secret_of(out['url'])}/result"
+        statuses = [(await c.client.post(result, json=failed)).status for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        _, ev = await c.call("GET", f"{API}/hearings/{h['id']}/events", expect=200)
+        assert [e["kind"] for e in ev["items"]].count("self_check_finished") == 2

@@ -32,6 +32,7 @@ from controller.store.hearings import iso
 # Events after which the page asks again for each party's mode (rule 23), and the occasion they give.
 BREAK_KINDS = ("break", "break_declared", "resume")
 POSTPONED_KINDS = ("hearing_postponed",)
+CALLED_OFF = "break_continued"      # the judge's "Continue": the recommended break was a false alarm
 
 
 class ModeItemIn(In):
@@ -94,16 +95,22 @@ def _occasion(e: dict) -> str | None:
 
 async def ask_of(conn: AsyncConnection, hid: int) -> dict | None:
     """{because, at} of the last break or postponement recorded after the last recording of modes
-    (the record's order: event ids, not clocks), else None."""
-    found = None
+    (the record's order: event ids, not clocks), else None. A break the judge called off
+    (`break_continued`: a false alarm, no break) asks nothing: its `break` event no longer counts."""
+    asks: dict[tuple[str, Any], dict] = {}       # by occasion (a break by its id): the last is the ask
     for e in await events_repo.list_for(conn, hid):
         if e["kind"] == "mode_recorded":
-            found = None
+            asks.clear()
+            continue
+        if e["kind"] == CALLED_OFF:
+            asks.pop(("break", (e["detail"] or {}).get("break_id")), None)
             continue
         why = _occasion(e)
         if why:
-            found = {"because": why, "at": iso(e["at"])}
-    return found
+            key = ("break", (e["detail"] or {}).get("break_id")) if why == "break" else (why, None)
+            asks.pop(key, None)
+            asks[key] = {"because": why, "at": iso(e["at"])}
+    return next(reversed(asks.values()), None)
 
 
 async def modes_view(conn: AsyncConnection, hid: int) -> dict[str, Any]:

@@ -140,7 +140,7 @@ class LiveService:
                      Detector.restore(self.machine.params, r["detector"]), session_id=r["session_id"],
                      break_id=r["break_id"], attempt=r["attempt"], next_at=to_ts(r["next_at"]),
                      verdict=r["verdict"], stats=dict(r["stats"] or {}), started_at=to_ts(r["started_at"]) or now,
-                     end_at=self.machine.end_at(heads[r["hearing_id"]]["end_utc"].timestamp()),
+                     end_at=self.machine.end_at(heads[r["hearing_id"]]["monitor_end"].timestamp()),
                      callee_name=names.get(r["callee"]), primary="terminal_id" not in r)
             b = open_breaks.get(f.break_id) if f.break_id is not None else None
             if b is not None:
@@ -326,10 +326,11 @@ class LiveService:
             if old is not None and old["state"] in ACTIVE:
                 return None     # another controller drives it
             names = await lp.terminal_names(conn, remote)
+            end = (await store.hearing_heads(conn, [hearing_id]))[hearing_id]["monitor_end"]   # started late: longer
             flows: list[Flow] = []
             for i, callee in enumerate(remote):
                 prev = old if i == 0 else await lp.get(conn, hearing_id, callee)
-                f = self.machine.begin(hearing_id, h["court_terminal_id"], callee, h["end_utc"].timestamp(), now,
+                f = self.machine.begin(hearing_id, h["court_terminal_id"], callee, end.timestamp(), now,
                                        prev["stats"] if prev else None)
                 f.primary, f.callee_name = i == 0, names.get(callee)
                 values = dict(state=f.state, verdict=f.verdict, since=to_dt(now), caller=f.caller, callee=f.callee,
@@ -414,7 +415,9 @@ class LiveService:
             if h is None:
                 stop.append((hid, "hearing_deleted", LiveState.ENDED, {}))
                 continue
-            f.end_at = self.machine.end_at(h["end_utc"].timestamp())
+            end_at = self.machine.end_at(h["monitor_end"].timestamp())
+            for g in self.intake.of(hid):               # every participant's flow: their sessions
+                g.end_at = end_at                       # are sized and renewed to it
             blocking = rules.blocking_suspensions(susps, sites[hid], at) if susps else []
             ending = self.machine.ending(f, h["status"], [s.id for s in blocking], now)
             if ending is not None:

@@ -6,6 +6,7 @@ and nothing else.
     POST /self-check/{secret}/offer      {sdp, type: "offer"} -> the controller's peer's answer (429 over
                                          `selfcheck.offers_per_minute` from one address)
     POST /self-check/{secret}/result     the browser's findings -> {status, verdict, reasons, reason_codes}
+                                         (one without a session counts against the same limit)
     GET  /self-check/{secret}/qr.svg     the link as a QR code (segno)
 
 An unknown secret is a 404, an expired link a 410. These routes are not in the API's route table:
@@ -139,7 +140,7 @@ async def result(request: web.Request) -> web.Response:
     secret = _secret(request)
     data = await body(request, ResultIn)
     page_result = data.model_dump(exclude={"lang"})
-    out = await request.app[SELFCHECKS_KEY].result(secret, page_result)
+    out = await request.app[SELFCHECKS_KEY].result(secret, page_result, request.app[GUARD_KEY].client(request))
     texts = [reasons.text(r, data.lang) for r in out["reason_codes"]]
     return ok(ResultOut(reasons=texts, **out).model_dump())
 

@@ -172,13 +172,17 @@ class SelfCheckService:
             await run.watchdog.close()
         await run.peer.close()
 
-    async def result(self, secret: str, page: dict[str, Any]) -> dict[str, Any]:
-        """The page's result: joined with the controller's measurement, judged, stored."""
+    async def result(self, secret: str, page: dict[str, Any], source: str) -> dict[str, Any]:
+        """The page's result from `source` (an address): joined with the controller's measurement,
+        judged, stored."""
         row = await self.find(secret)
         run = self.running.get(row["id"])
         if run is None and not page.get("connected"):
             # The page could not even start its session (its offer refused, the server unreachable
-            # meanwhile): a failed self-check all the same.
+            # meanwhile): a failed self-check all the same. No session bounds these (each is a row
+            # update, an event in the hearing's record, an escalation): the offers' limit does.
+            if not self.offers.allow(source):
+                raise TooMany(f"more than {self.cfg.offers_per_minute} self-checks a minute from {source}")
             return await self._conclude(row["id"], page, None)
         if run is None:
             raise Conflict("no self-check session is running for this link: start it first")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, or_, select, update
+from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contract.vocab import ACTIVE_HEARING_STATUSES, HearingStatus, HearingVerdict, LiveState
-from controller.store.schema import hearing_participants, hearings, live_breaks, live_intervals, live_state
+from controller.store.schema import events, hearing_participants, hearings, live_breaks, live_intervals, live_state
 
 # The states of a flow that is over (the others go on).
 FINISHED = (LiveState.STOPPED, LiveState.ENDED)
@@ -65,11 +65,22 @@ async def verdicts(conn: AsyncConnection, hearing_ids: list[int]) -> dict[int, s
 
 
 async def hearing_heads(conn: AsyncConnection, hearing_ids: list[int]) -> dict[int, dict]:
-    """{hearing_id: {"id", "status", "end_utc"}} of the hearings that exist, in one query."""
+    """{hearing_id: {"id", "status", "end_utc", "monitor_end"}} of the hearings that exist, in one
+    query. `monitor_end`: the planned end - or, for a hearing a person started later than planned
+    (its last `hearing_started`), that start plus its duration: monitoring runs as long."""
     if not hearing_ids:
         return {}
-    q = select(hearings.c.id, hearings.c.status, hearings.c.end_utc).where(hearings.c.id.in_(hearing_ids))
-    return {r.id: _d(r) for r in await conn.execute(q)}
+    started = select(func.max(events.c.at)).where(events.c.hearing_id == hearings.c.id,
+                                                   events.c.kind == "hearing_started").scalar_subquery()
+    q = select(hearings.c.id, hearings.c.status, hearings.c.end_utc, hearings.c.duration_min,
+               started.label("started_at")).where(hearings.c.id.in_(hearing_ids))
+    out = {}
+    for r in await conn.execute(q):
+        d = _d(r)
+        late = d["started_at"] + dt.timedelta(minutes=d["duration_min"]) if d["started_at"] is not None else None
+        d["monitor_end"] = max(d["end_utc"], late) if late is not None else d["end_utc"]
+        out[r.id] = d
+    return out
 
 
 async def hearing_terminals(conn: AsyncConnection, hearing_ids: list[int]) -> dict[int, set[str]]:

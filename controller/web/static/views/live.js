@@ -45,23 +45,25 @@ function stateBadge(st) {
 function participantsTable(live, tz) {
   const parts = live.participants || [];
   if (!parts.length) return null;
+  const cols = ["terminal", "state", "verdict", "loss", "jitter", "break"].map((k) => t(`live.col.${k}`));
   const rows = parts.map((p) => {
     const ivs = p.intervals || [];
     const b = p.break;
     const note = b && !b.resumed_at && b.reasons && b.reasons.length ? reasonText(b.reasons[0]) : "";
+    // Each cell labelled: on a narrow screen the rows stack as cards (style.css).
+    const cell = (i, ...content) => h("td", { dataset: { label: cols[i] }, class: i === 5 ? "small" : "" }, ...content);
     return h("tr", { dataset: { terminal: p.terminal_id, state: p.state } },
       h("th", { scope: "row" }, p.terminal_name || p.terminal_id),
-      h("td", {}, stateBadge(p.state)), h("td", {}, verdictBadge(p.verdict)),
-      h("td", {}, `${latest(ivs, "inbound", "loss_ratio", 100)} / ${latest(ivs, "outbound", "loss_ratio", 100)}`),
-      h("td", {}, `${latest(ivs, "inbound", "jitter_ms")} / ${latest(ivs, "outbound", "jitter_ms")}`),
-      h("td", { class: "small" }, note, b && b.decision
+      cell(1, stateBadge(p.state)), cell(2, verdictBadge(p.verdict)),
+      cell(3, `${latest(ivs, "inbound", "loss_ratio", 100)} / ${latest(ivs, "outbound", "loss_ratio", 100)}`),
+      cell(4, `${latest(ivs, "inbound", "jitter_ms")} / ${latest(ivs, "outbound", "jitter_ms")}`),
+      cell(5, note, b && b.decision
         ? ` (${t(b.decision === "declared" ? "break.declared_at" : "break.continued_at",
           { time: fmtTime(b.decided_at, tz), detected: fmtTime(b.started_at, tz) })})` : ""));
   });
   return h("table", { class: "participants" },
     h("caption", {}, t("live.participants")),
-    h("thead", {}, h("tr", {}, ["terminal", "state", "verdict", "loss", "jitter", "break"].map(
-      (k) => h("th", { scope: "col" }, t(`live.col.${k}`))))),
+    h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, rows));
 }
 
