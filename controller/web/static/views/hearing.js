@@ -70,7 +70,7 @@ export async function viewHearing(root, id) {
     actions, edit.box,
     h("h3", {}, t("hearing.checks")),
     checkRows.length ? table(t("hearing.checks"), ["kind", "pair", "status", "deadline", "verdict", "reasons", "attempts"]
-      .map((k) => t(`hearing.check.${k}`)), checkRows) : h("p", { class: "muted" }, t("common.none")),
+      .map((k) => t(`hearing.check.${k}`)), checkRows, "checks") : h("p", { class: "muted" }, t("common.none")),
     selfchecksBox, liveBox, actBox, eventsBox);
   conductSection(actions, x).catch((e) => actions.append(h("p", { class: "error" }, errText(e))));
   if (state.caps.exists("GET", `${path}/live`)) {
