@@ -21,6 +21,7 @@ from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
 from controller.store import jobs as jobs_repo
 from controller.store import registry
+from controller.store import selfchecks as selfchecks_repo
 from controller.store import suspensions as susp_repo
 
 iso = hearings_repo.iso
@@ -159,6 +160,8 @@ async def change(conn: AsyncConnection, checks: CheckService, hid: int, patch: H
         return []
     update["updated_at"] = now
     await hearings_repo.update_hearing(conn, hid, **update)
+    if "end_utc" in update and update["end_utc"] != h["end_utc"]:     # the self-check links' expiry (issue 14)
+        await selfchecks_repo.follow_end(conn, hid, h["end_utc"], update["end_utc"])
     shown = {k: (iso(v) if isinstance(v, dt.datetime) else v) for k, v in update.items()
              if k not in ("updated_at", "end_utc")}
     if new_parts is not None:

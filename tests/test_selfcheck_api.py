@@ -153,6 +153,24 @@ async def test_an_expired_link_is_gone_and_listed_expired(ctl):
     assert listed["items"][0]["status"] == "expired"
 
 
+async def test_a_link_follows_its_hearing_postponed_and_closes_with_it_cancelled(ctl):
+    _, out = await make(ctl)                                        # expires with the hearing's end
+    _, short = await make(ctl, expires_at=(ctl.clock() + dt.timedelta(hours=1)).isoformat())
+    h = await ctl.hearing(ctl.hid)
+    later = dt.datetime.fromisoformat(h["start_utc"].replace("Z", "+00:00")) + dt.timedelta(days=3)
+    await ctl.call("PATCH", f"{API}/hearings/{ctl.hid}", role="secretary", expect=200,
+                   json={"start_utc": later.isoformat(), "status": "postponed"})
+    async with ctl.db.read() as conn:
+        moved, kept = await repo.get(conn, out["id"]), await repo.get(conn, short["id"])
+    assert moved["expires_at"] == later + dt.timedelta(minutes=60)  # the new end, not the old one
+    assert kept["expires_at"] == ctl.clock() + dt.timedelta(hours=1)  # an earlier expiry given stays
+    ctl.clock.advance(days=2, hours=1)                              # past the old end: still open
+    assert (await ctl.client.get(f"/self-check/{secret_of(out['url'])}/info")).status == 200
+    await ctl.call("DELETE", f"{API}/hearings/{ctl.hid}", role="secretary")
+    resp = await ctl.client.get(f"/self-check/{secret_of(out['url'])}/info")
+    assert resp.status == 410 and "cancelled" in (await resp.text())
+
+
 async def test_a_result_without_a_session_is_a_conflict_and_a_bad_offer_a_400(ctl):
     """A connected result needs the controller's own session; a bad offer is refused."""
     _, out = await make(ctl)

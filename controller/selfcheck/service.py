@@ -128,6 +128,8 @@ class SelfCheckService:
             hearing = await hearings_repo.get_hearing(conn, row["hearing_id"])
         if repo.effective_status(row, self.clock()) == SelfCheckStatus.EXPIRED:
             raise Gone("this self-check link has expired")
+        if hearing["status"] not in ACTIVE_HEARING_STATUSES:        # cancelled or held: nothing to check for
+            raise Gone(f"the hearing is {hearing['status']}: this self-check link is closed")
         return {**row, "hearing": hearing}
 
     async def offer(self, secret: str, sdp: str, kind: str, browser: str | None, source: str) -> dict[str, str]:

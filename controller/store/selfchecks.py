@@ -116,6 +116,16 @@ async def finish(conn: AsyncConnection, sid: int, *, status: str, now: dt.dateti
     await conn.execute(update(self_checks).where(c.id == sid).values(status=status, finished_at=now, **values))
 
 
+async def follow_end(conn: AsyncConnection, hearing_id: int, old_end: dt.datetime, new_end: dt.datetime) -> None:
+    """The hearing's end moved (a postponement, a longer hearing): links that expire with it (the
+    default) expire with the new end; a link given an earlier expiry keeps it, unless the hearing
+    now ends before it."""
+    await conn.execute(update(self_checks).where(c.hearing_id == hearing_id, c.expires_at == old_end)
+                       .values(expires_at=new_end))
+    await conn.execute(update(self_checks).where(c.hearing_id == hearing_id, c.expires_at > new_end)
+                       .values(expires_at=new_end))
+
+
 def effective_status(row: dict[str, Any], now: dt.datetime) -> str:
     """The row's status, `expired` for a link whose time ran out before a result was stored."""
     if row["status"] not in FINAL and row["expires_at"] <= now:
