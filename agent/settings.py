@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contract import configfile, quality
+from contract.configfile import IceServer
 from contract.vocab import HealthStatus, SessionMedia, TerminalRole
 from contract.wire import CAPACITY_MAX_S_PER_DIRECTION
 
@@ -19,18 +20,6 @@ DEFAULT_PATH_ENV = "VKS_AGENT_CONFIG"
 class Strict(BaseModel):
     """A settings section: unknown keys are an error (a typo must not pass silently)."""
     model_config = ConfigDict(extra="forbid")
-
-
-class IceServer(Strict):
-    """A STUN or TURN server, as in RTCIceServer."""
-    urls: list[str]
-    username: str | None = None
-    credential: str | None = None
-
-    @field_validator("urls", mode="before")
-    @classmethod
-    def _one_or_many(cls, v):
-        return [v] if isinstance(v, str) else v
 
 
 class VideoProfile(Strict):

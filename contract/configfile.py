@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -129,3 +129,17 @@ def load(model: type[M], path: str | os.PathLike | None, *, section: str | None 
     if section is not None:
         overrides = overrides.get(section, {})
     return validate(model, deep_merge(data, overrides), path)
+
+
+class IceServer(BaseModel):
+    """A STUN or TURN server, as in RTCIceServer: the agents' `session.ice_servers` and the
+    controller's `selfcheck.ice_servers` (its own peer) are written alike."""
+    model_config = ConfigDict(extra="forbid")
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v

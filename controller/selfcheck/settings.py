@@ -1,23 +1,13 @@
 """`selfcheck:` of the controller's settings (issue 14): the self-check links' media peer."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from contract.configfile import IceServer
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class SelfCheckIceServer(_Strict):
-    """A STUN or TURN server the controller's peer offers through (RTCIceServer)."""
-    urls: list[str]
-    username: str | None = None
-    credential: str | None = None
-
-    @field_validator("urls", mode="before")
-    @classmethod
-    def _one_or_many(cls, v):
-        return [v] if isinstance(v, str) else v
 
 
 class SelfCheckSettings(_Strict):
@@ -27,7 +17,7 @@ class SelfCheckSettings(_Strict):
     # The controller's host candidates: like an agent's `session.host_addresses`, these addresses
     # only (empty: every address aioice finds). Name the address phones can reach.
     host_addresses: list[str] = Field(default_factory=list)
-    ice_servers: list[SelfCheckIceServer] = Field(default_factory=list)
+    ice_servers: list[IceServer] = Field(default_factory=list)
     # At most this many self-check sessions at once (each is a peer with media on this controller).
     max_sessions: int = Field(default=8, ge=1, le=200)
     # Offers (sessions started) per source address and minute, as the agents' responder: 429 above it.
