@@ -81,8 +81,11 @@ def installed(tmp_path_factory):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
     missing = [p for p in DATA if p not in names]
-    missing += [f"controller/web/static/views/{p.name}" for p in (REPO / "controller/web/static/views").glob("*.js")
-                if f"controller/web/static/views/{p.name}" not in names]
+    # Every file of the web page, the self-check link's page included (a new folder must be named in
+    # pyproject's package-data, or the installed controller serves a 404 where the page should be).
+    missing += [rel for p in sorted((REPO / "controller/web").rglob("*"))
+                if p.is_file() and p.suffix in (".html", ".css", ".js", ".json")
+                and (rel := p.relative_to(REPO).as_posix()) not in names]
     missing += [f"controller/store/migrations/versions/{p.name}"
                 for p in (REPO / "controller/store/migrations/versions").glob("*.py")
                 if f"controller/store/migrations/versions/{p.name}" not in names]
