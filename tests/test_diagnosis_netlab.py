@@ -12,72 +12,29 @@ the thresholds of the profile it ran with.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
-import subprocess
-import sys
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from contract import configfile, wire
-from controller.app import create_app
-from controller.keys import DB_KEY, DIAGNOSIS_KEY, GATEWAY_KEY
-from controller.models import SitesFile
-from controller.settings import ControllerSettings
-from controller.store import agents as agent_store
-from controller.store import registry, users
+from controller.keys import DIAGNOSIS_KEY
 from tests.netlab.fixtures import netlab_mark
 from tests.netlab.star import StarLab
-from tests.procs import REPO, eventually, free_port
+from tests.procs import eventually
+from tests.star_kit import star_controller
 
 pytestmark = [*netlab_mark, pytest.mark.timeout(240)]
-SITES = REPO / "configs" / "sites.yaml"
 COURT, SIZO, REF = "court-almaty-1", "sizo-almaty-1", "dc-ref-1"
 TERMINALS = {"court": COURT, "sizo": SIZO, "dc": REF}
+SETTINGS = {"scheduler": {"poll_s": 0.2, "retry_s": 1, "result_grace_s": 30},
+            "checks": {"test_profile": "monitor", "test_duration_s": 10},
+            "diagnosis": {"profile": "monitor", "duration_s": 10, "result_grace_s": 30}}
 LOSS = 0.07
 
 
 async def test_the_lossy_sizo_access_link_is_named_against_the_data_centre(tmp_path):
     lab = StarLab({"court": {"delay_ms": 5}, "sizo": {"delay_ms": 5, "loss": LOSS}, "dc": {"delay_ms": 2}},
                   seed=12)
-    await asyncio.to_thread(lab.start)
-    runner = http = None
-    procs: list[subprocess.Popen] = []
-    try:
-        port = free_port()
-        settings = ControllerSettings.model_validate({
-            "db": f"sqlite:///{tmp_path}/controller.sqlite", "listen": f"{lab.mgmt_root('court')}:{port}",
-            "scheduler": {"poll_s": 0.2, "retry_s": 1, "result_grace_s": 30},
-            "checks": {"test_profile": "monitor", "test_duration_s": 10},
-            "diagnosis": {"profile": "monitor", "duration_s": 10, "result_grace_s": 30}})
-        app = create_app(settings)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        for site in TERMINALS:                      # each site reaches the root over its own veth
-            await web.TCPSite(runner, lab.mgmt_root(site), port).start()
-        now = dt.datetime.now(dt.UTC)
-        sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
-        async with app[DB_KEY].transaction() as conn:
-            await registry.import_sites(conn, sites.model_dump()["institutions"], now)
-            u = await users.create_user(conn, "tech", "technician", now)
-            token = await users.issue_token(conn, u["id"], now)
-            tokens = {t: (await agent_store.issue_token(conn, t))[1] for t in TERMINALS.values()}
-        for site, terminal in TERMINALS.items():
-            cfg = tmp_path / f"{terminal}.yaml"
-            cfg.write_text(json.dumps({
-                "terminal_id": terminal, "role": "courtroom" if site == "court" else "institution",
-                "controller": {"url": f"ws://{lab.mgmt_root(site)}:{port}{wire.WS_PATH}", "token": tokens[terminal],
-                               "outbox_path": str(tmp_path / f"{terminal}.outbox"), "heartbeat_s": 0.5},
-                "session": {"host_addresses": [lab.addr(site)]}}))
-            with (tmp_path / f"{terminal}.log").open("ab") as log:
-                procs.append(lab.popen(site, [sys.executable, "-m", "agent.cli", "-v", "run", "--config", str(cfg)],
-                                       stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
-        await eventually(lambda: set(TERMINALS.values()) <= app[GATEWAY_KEY].online(), 30, 0.1, "agents online")
-
-        base = f"http://{lab.mgmt_root('court')}:{port}"
-        http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
+    async with star_controller(lab, tmp_path, TERMINALS, SETTINGS, ("tech", "technician")) as (app, base, http):
         async with http.post(f"{base}/api/v1/tests", json={"caller": COURT, "callee": SIZO, "profile": "monitor",
                                                            "duration_s": 10}) as resp:
             assert resp.status == 202, await resp.text()
@@ -117,17 +74,3 @@ async def test_the_lossy_sizo_access_link_is_named_against_the_data_centre(tmp_p
         print(json.dumps({"pair_loss": {d: pair[d]["loss_ratio"] for d in ("inbound", "outbound")},
                           "finding": {k: f[k] for k in ("code", "side", "text")}, "figures": f["figures"],
                           "router": truth}, ensure_ascii=False))
-    finally:
-        if http is not None:
-            await http.close()
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                await asyncio.to_thread(p.wait, 15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if runner is not None:
-            await runner.cleanup()
-        await asyncio.to_thread(lab.close)

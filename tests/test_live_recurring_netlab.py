@@ -14,31 +14,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import subprocess
-import sys
 import time
 
-import aiohttp
 import pytest
-from aiohttp import web
 
-from contract import configfile, wire
-from controller.app import create_app
-from controller.keys import DB_KEY, GATEWAY_KEY
-from controller.models import SitesFile
-from controller.settings import ControllerSettings
-from controller.store import agents as agent_store
-from controller.store import registry, users
 from tests.netlab.fixtures import netlab_mark
 from tests.netlab.star import StarLab
-from tests.procs import REPO, eventually, free_port
+from tests.procs import eventually
+from tests.star_kit import star_controller
 
 pytestmark = [*netlab_mark, pytest.mark.timeout(240)]
 
-SITES = REPO / "configs" / "sites.yaml"
 COURT, SIZO, OTHER = "court-almaty-1", "sizo-almaty-1", "inst-karaganda-1"
 TERMINALS = {"court": COURT, "sizo": SIZO, "colony": OTHER}
 PERIOD, DROPOUT = 5.0, 1.5
+SETTINGS = {"scheduler": {"poll_s": 0.2, "retry_s": 1}, "diagnosis": {"enabled": False}, "live": {"reconcile_s": 0.5}}
 # The break is due when the third dropout's end is reported: 2 periods + the dropout, its second
 # reported a second later (detector docstring); the agents' report batching and the controller's
 # loop add up to ~1 s more.
@@ -60,40 +50,9 @@ def gaps(intervals: list[dict], direction: str) -> list[float]:
 
 async def test_recurring_dropouts_on_one_participant_break_it_and_the_other_flows(tmp_path):
     lab = StarLab({site: {"delay_ms": 5} for site in TERMINALS}, seed=13)
-    await asyncio.to_thread(lab.start)
-    runner = http = None
-    procs: list[subprocess.Popen] = []
-    try:
-        port = free_port()
-        app = create_app(ControllerSettings.model_validate({
-            "db": f"sqlite:///{tmp_path}/controller.sqlite", "listen": f"{lab.mgmt_root('court')}:{port}",
-            "scheduler": {"poll_s": 0.2, "retry_s": 1}, "diagnosis": {"enabled": False},
-            "live": {"reconcile_s": 0.5}}))
-        runner = web.AppRunner(app)
-        await runner.setup()
-        for site in TERMINALS:
-            await web.TCPSite(runner, lab.mgmt_root(site), port).start()
+    async with star_controller(lab, tmp_path, TERMINALS, SETTINGS, ("sec", "secretary")) as (app, base, http):
+        base += "/api/v1"
         now = dt.datetime.now(dt.UTC)
-        sites = configfile.validate(SitesFile, configfile.read_yaml(SITES), SITES)
-        async with app[DB_KEY].transaction() as conn:
-            await registry.import_sites(conn, sites.model_dump()["institutions"], now)
-            u = await users.create_user(conn, "sec", "secretary", now)
-            token = await users.issue_token(conn, u["id"], now)
-            tokens = {t: (await agent_store.issue_token(conn, t))[1] for t in TERMINALS.values()}
-        for site, terminal in TERMINALS.items():
-            cfg = tmp_path / f"{terminal}.yaml"
-            cfg.write_text(json.dumps({
-                "terminal_id": terminal, "role": "courtroom" if site == "court" else "institution",
-                "controller": {"url": f"ws://{lab.mgmt_root(site)}:{port}{wire.WS_PATH}", "token": tokens[terminal],
-                               "outbox_path": str(tmp_path / f"{terminal}.outbox"), "heartbeat_s": 0.5},
-                "session": {"host_addresses": [lab.addr(site)]}}))
-            with (tmp_path / f"{terminal}.log").open("ab") as log:
-                procs.append(lab.popen(site, [sys.executable, "-m", "agent.cli", "-v", "run", "--config", str(cfg)],
-                                       stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
-        await eventually(lambda: set(TERMINALS.values()) <= app[GATEWAY_KEY].online(), 30, 0.1, "agents online")
-
-        base = f"http://{lab.mgmt_root('court')}:{port}/api/v1"
-        http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
 
         async def api(method: str, path: str, body=None):
             async with http.request(method, base + path, json=body) as r:
@@ -163,17 +122,3 @@ async def test_recurring_dropouts_on_one_participant_break_it_and_the_other_flow
         print(json.dumps({"to_break_s": round(took, 2), "kind": d["kind"], "evidence": d.get("dropout_starts"),
                           "reported_gaps_s": gaps(ivs, "inbound"), "router_gaps_s": truth["colony"]["up"]["gaps_s"]},
                          ensure_ascii=False))
-    finally:
-        if http is not None:
-            await http.close()
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                await asyncio.to_thread(p.wait, 15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if runner is not None:
-            await runner.cleanup()
-        await asyncio.to_thread(lab.close)
