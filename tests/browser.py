@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -34,6 +35,12 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
         "--disable-dev-shm-usage"]
 PASSWORD = "correct horse battery"
+I18N = REPO / "controller" / "web" / "i18n"
+
+
+def catalog(lang: str) -> dict[str, str]:
+    """The page's catalog of one language (controller/web/i18n): the words a test expects to see."""
+    return json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
 # Chromium's fake camera (a moving test pattern, or `--use-file-for-fake-video-capture=<file.y4m>`)
 # and fake microphone (a beep about once a second); `FAKE_UI` also grants the camera and microphone
 # without a prompt - with DENY_PROMPTS instead the page's request is refused (NotAllowedError): a denied camera.

@@ -7,8 +7,6 @@ narrow screen. The other participant, whose link holds, shows no banner."""
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 
 import pytest
 
@@ -16,20 +14,15 @@ from contract.reasons import text
 from controller.detector import Second
 from controller.keys import LIVE_KEY
 from controller.store import users as users_repo
-from tests.browser import PASSWORD, browser, new_page, requires_browser, set_lang, shot, sign_in
+from tests.browser import PASSWORD, browser, catalog, new_page, requires_browser, set_lang, shot, sign_in
 from tests.conftest import FakeClock
 from tests.controller_kit import Controller
 
 pytestmark = [requires_browser, pytest.mark.timeout(240)]
-I18N = Path(__file__).resolve().parent.parent / "controller" / "web" / "i18n"
 SIZO, OTHER = "sizo-almaty-1", "inst-karaganda-1"
 OTHER_NAME = "АК-159/1, кабинет ВКС"
 GOOD = Second("good", False, gap_ms=25.0)
 DROP = Second("good", False, gap_ms=1500.0)
-
-
-def catalog(lang: str) -> dict[str, str]:
-    return json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture

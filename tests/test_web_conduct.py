@@ -6,27 +6,20 @@ and gives it. Every screen in kk, ru and en and on a narrow screen: one pass eac
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 
 import pytest
 
 from contract import reasons
 from controller.store import events as events_repo
 from controller.store import users as users_repo
-from tests.browser import PASSWORD, browser, new_page, requires_browser, set_lang, shot, sign_in
+from tests.browser import PASSWORD, browser, catalog, new_page, requires_browser, set_lang, shot, sign_in
 from tests.conftest import FakeClock
 from tests.controller_kit import Controller, report
 
 pytestmark = [requires_browser, pytest.mark.timeout(240)]
-I18N = Path(__file__).resolve().parent.parent / "controller" / "web" / "i18n"
 # (language, viewport width): the three languages on a desktop, then Kazakh on a phone.
 PASSES = [("kk", 1280), ("ru", 1280), ("en", 1280), ("kk", 390)]
 SIZO = "sizo-almaty-1"
-
-
-def catalog(lang: str) -> dict[str, str]:
-    return json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture

@@ -5,26 +5,19 @@ pair to the pair's page - in Kazakh, Russian and English."""
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 
 import pytest
 
 from contract.reports import SessionReport
 from controller.store import history
 from controller.store import users as users_repo
-from tests.browser import PASSWORD, browser, new_page, requires_browser, set_lang, shot, sign_in
+from tests.browser import PASSWORD, browser, catalog, new_page, requires_browser, set_lang, shot, sign_in
 from tests.conftest import FakeClock
 from tests.controller_kit import Controller, report
 
 pytestmark = [requires_browser, pytest.mark.timeout(180)]
-I18N = Path(__file__).resolve().parent.parent / "controller" / "web" / "i18n"
 SERIES = [(31, 111, 235), (209, 36, 47)]   # views/history.js COLORS.p50 (#1f6feb), COLORS.p95 (#d1242f)
 LOSSES = [0.0, 0.01, 0.02, 0.05, 0.01]   # one check a day, the last five days (today last)
-
-
-def catalog(lang: str) -> dict[str, str]:
-    return json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture

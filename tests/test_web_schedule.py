@@ -6,26 +6,19 @@ each role lands on its home; every screen in Kazakh, Russian and English, wide a
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from controller.store import users as users_repo
-from tests.browser import PASSWORD, browser, new_page, open_page, requires_browser, set_lang, shot, sign_in
+from tests.browser import PASSWORD, browser, catalog, new_page, open_page, requires_browser, set_lang, shot, sign_in
 from tests.conftest import FakeClock
 from tests.controller_kit import ROLES, Controller
 
 pytestmark = [requires_browser, pytest.mark.timeout(240)]
-I18N = Path(__file__).resolve().parent.parent / "controller" / "web" / "i18n"
 ALMATY = ZoneInfo("Asia/Almaty")
 COURT = "Медеуский районный суд г. Алматы"
 FITS = "document.documentElement.scrollWidth <= window.innerWidth + 1"      # no sideways scrolling
-
-
-def catalog(lang: str) -> dict[str, str]:
-    return json.loads((I18N / f"{lang}.json").read_text(encoding="utf-8"))
 
 
 def tomorrow_at(hour: int, minute: int = 0) -> tuple[str, str]:
