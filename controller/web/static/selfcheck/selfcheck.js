@@ -14,6 +14,11 @@ const BLACK_LUMA = 16;          // of 255: darker than a lens in a dark room
 const SILENT_RMS = 0.01;        // of full scale
 const MIN_WINDOW_MS = 2000;     // a device is judged over at least this long
 const SAMPLE_MS = 250;
+// The browser says "connected" once its side of the DTLS handshake is done; the server's side may
+// still wait for a lost flight (retried after 1, 2, 4 ... s on a lossy link), and until then it
+// neither sends nor takes media. The window is measured from the first media the server sends
+// (both sides are then under way), waiting at most this long for it.
+const MEDIA_WAIT_MS = 15000;
 const secret = location.pathname.split("/")[2] || "";
 const base = `/self-check/${encodeURIComponent(secret)}`;
 const $ = (id) => document.getElementById(id);
@@ -208,7 +213,16 @@ async function session(info, tracks) {
     await pc.setRemoteDescription(answer);
     const connected = await waitFor(pc, () => pc.connectionState === "connected", ["connectionstatechange"], 15000);
     if (!connected) return { pc, connected: false, error: `ICE ${pc.iceConnectionState}` };
-    const first = await snapshot(pc);
+    show("progress", t("selfcheck.page.connecting"));
+    const mediaBy = performance.now() + MEDIA_WAIT_MS;
+    let first = await snapshot(pc);
+    while (first.received === 0 && performance.now() < mediaBy) {
+      await new Promise((r) => setTimeout(r, SAMPLE_MS));
+      first = await snapshot(pc);
+    }
+    if (first.received === 0) {
+      return { pc, connected: false, error: `no media from the court within ${MEDIA_WAIT_MS / 1000} s` };
+    }
     const end = performance.now() + info.duration_s * 1000;
     while (performance.now() < end) {
       show("progress", t("selfcheck.page.running", { left: Math.ceil((end - performance.now()) / 1000) }));
