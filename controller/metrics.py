@@ -381,6 +381,8 @@ class _HubCollector(Collector):
                 ("vks_controller_agent_auth_failures", "auth_failures_total", "Agent connections refused: bad token"),
                 ("vks_controller_agent_busy_refusals", "busy_refusals_total",
                  "Agent connections refused busy (too many handshakes at once)"),
+                ("vks_controller_agent_backpressure_waits", "backpressure_waits_total",
+                 "Agent messages not read at once: the hub's queue_max reports were waiting to be stored"),
                 ("vks_controller_agent_messages_rejected", "rejected_messages_total",
                  "Agent messages refused (malformed, forbidden)"),
                 ("vks_controller_report_store_errors", "store_errors_total",

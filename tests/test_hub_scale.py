@@ -6,6 +6,7 @@ killed all come back with nothing lost or doubled (SQLite and PostgreSQL where a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
@@ -122,6 +123,62 @@ async def test_driver_level_insert_stores_once_and_counts_new_rows(db):
         got = await store.get_report(conn, "t-a", "r2")
     assert got is not None and got["body"] == {"interval": {"t": 2.0}} and got["created_at"] == 1700000002.5
     assert got["received_at"].tzinfo is not None
+
+
+async def test_a_batch_larger_than_one_insert_is_stored_whole_and_once(db, monkeypatch):
+    # SQLite takes a batch in multi-row INSERTs of SQLITE_ROWS_PER_INSERT rows (7 here: 3 statements).
+    monkeypatch.setattr(store, "SQLITE_ROWS_PER_INSERT", 7)
+    rows = [("t-b", f"r{i}", "interval", None, "{}", None) for i in range(20)]
+    async with db.transaction() as conn:
+        first = await store.store_report_rows(conn, rows)
+    more = [("t-b", f"r{i}", "interval", None, "{}", None) for i in range(15, 25)]
+    async with db.transaction() as conn:
+        again = await store.store_report_rows(conn, more)
+    if not db.is_postgres:
+        assert (first, again) == (20, 5)
+    async with db.read() as conn:
+        assert await store.count_reports(conn, "t-b") == 25
+
+
+class _Conn:
+    """What the writer needs of a connection: its terminal and a send that keeps what was sent."""
+
+    def __init__(self, terminal_id: str) -> None:
+        self.terminal_id = terminal_id
+        self.sent: list[str] = []
+
+    async def send(self, text: str) -> bool:
+        self.sent.append(text)
+        return True
+
+
+async def test_the_writer_holds_back_a_reader_while_queue_max_reports_wait(db):
+    from contract import wire
+    from controller.hub.base import HubOptions, HubStats
+    from controller.hub.writer import ReportWriter
+
+    stats = HubStats()
+    writer = ReportWriter(db, HubOptions(queue_max=2), stats, session_report=lambda t, r: None)
+    c = _Conn("t-q")
+    reports = [wire.Report(report_id=f"q{i}", kind="health", body={"status": "ok"}) for i in range(3)]
+    await writer.put(c, reports[0])         # type: ignore[arg-type]
+    await writer.put(c, reports[1])         # type: ignore[arg-type]
+    third = asyncio.ensure_future(writer.put(c, reports[2]))     # type: ignore[arg-type]
+    # Nothing stores while the writer does not run: the third waits, however long.
+    done, _ = await asyncio.wait([third], timeout=0.3)
+    assert not done and stats.backpressure_waits_total == 1
+    run = asyncio.ensure_future(writer.run())
+    try:
+        await asyncio.wait_for(third, 30)
+        await writer.drain(30)
+        acked = [json.loads(t)["report_id"] for t in c.sent]
+        assert acked == ["q0", "q1", "q2"]
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    async with db.read() as conn:
+        assert await store.count_reports(conn, "t-q") == 3
 
 
 async def test_connections_past_the_handshake_limit_are_refused_busy(tmp_path):

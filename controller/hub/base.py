@@ -26,7 +26,15 @@ class HubOptions:
     heartbeat_s: float = 5.0
     lease_s: float = 30.0               # presence lease, refreshed every lease_s / 3
     hello_timeout_s: float = 10.0
-    batch_max: int = 500                # reports stored in one transaction
+    # Reports stored in one transaction. A batch is what arrived while the previous one was stored:
+    # under a heavy load it grows, and its cost per report shrinks (issue 15: at 500 the writer, one
+    # task among thousands of connections' tasks, fell behind 10,000 agents and the queue grew by
+    # gigabytes).
+    batch_max: int = 5000
+    # Reports received but not yet stored and acked, at most. Past it a connection's next message is
+    # not read until the writer catches up: the agents' reports wait in their outboxes and the TCP
+    # buffers (their acks come later), instead of in the controller's memory.
+    queue_max: int = 20000
     batch_wait_s: float = 0.01          # gather a batch this long when the queue is empty
     max_bad_messages: int = 20          # then the connection is closed
     max_message_bytes: int = wire.MAX_MESSAGE_BYTES
@@ -47,6 +55,7 @@ class HubStats:
     relayed_out_total: int = 0
     relayed_in_total: int = 0
     busy_refusals_total: int = 0        # connections refused 503 busy (max_handshakes)
+    backpressure_waits_total: int = 0   # reads held back because queue_max reports were waiting
 
 
 class LiveListener(Protocol):

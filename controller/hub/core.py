@@ -323,7 +323,7 @@ class Hub:
             if reason is not None:
                 await self._refuse_report(c, m, reason)
                 return
-            self.writer.put(c, m)
+            await self.writer.put(c, m)
         elif isinstance(m, wire.Signal):
             s = await self._session(m.session_id)
             if s is None:

@@ -8,6 +8,7 @@ jitter: one writer); the agents keep their outboxes meanwhile.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -51,10 +52,27 @@ class ReportWriter:
         # Reports, and (SQLite) the hub's other writes as (None, job): see `write`.
         self.queue: asyncio.Queue[tuple[AgentConn | None, Any]] = asyncio.Queue()
         self._conn: Any = None
+        self._pending = 0                            # reports put and not yet acked
+        self._room: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    def put(self, c: AgentConn, m: wire.Report) -> None:
-        """A report to store and ack."""
+    async def put(self, c: AgentConn, m: wire.Report) -> None:
+        """A report to store and ack; waits while `queue_max` reports are waiting (the caller, a
+        connection's reader, then reads nothing more from its agent)."""
+        while self._pending >= self.options.queue_max:
+            self.stats.backpressure_waits_total += 1
+            room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._room.append(room)
+            await room
+        self._pending += 1
         self.queue.put_nowait((c, m))
+
+    def _stored(self, n: int) -> None:
+        """`n` reports stored and acked: readers held back may go on while there is room."""
+        self._pending -= n
+        while self._room and self._pending < self.options.queue_max:
+            room = self._room.popleft()
+            if not room.done():
+                room.set_result(None)
 
     async def write(self, job: Callable[[Any], Awaitable[T]]) -> T:
         """Run `job(conn)` in a transaction of its own on the writer's connection, between two
@@ -191,6 +209,7 @@ class ReportWriter:
                 if m.kind == ReportKind.SESSION and m.session_id:
                     self.session_report(c.terminal_id, m.report_id)
                 self.queue.task_done()
+            self._stored(len(batch))
             if self.live is not None:
                 try:
                     self.live.on_reports(reports)

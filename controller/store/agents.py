@@ -291,27 +291,46 @@ ReportRow = tuple[str, str, str, str | None, str, float | None]
 _REPORT_COLUMNS = ("terminal_id", "report_id", "kind", "session_id", "body", "created_at", "received_at")
 
 
+# SQLite: rows a single INSERT carries (7 parameters each: 28,000, under SQLite's 32,766).
+SQLITE_ROWS_PER_INSERT = 4000
+
+
 async def store_report_rows(conn: AsyncConnection, rows: list[ReportRow]) -> int | None:
     """`store_reports` for the hub's writer, cheaper per row (issue 15: thousands a second): the
-    bodies come as JSON text already, the one INSERT ... ON CONFLICT DO NOTHING goes to the driver's
-    executemany as it is (no per-row parameter compilation) and the batch shares one received_at."""
+    bodies come as JSON text already, the INSERT ... ON CONFLICT DO NOTHING goes to the driver as it
+    is (no per-row parameter compilation) and the batch shares one received_at.
+
+    On SQLite the rows go in one multi-row INSERT, not an executemany: Python's sqlite3 gives up the
+    GIL around every statement step, and under load each step then waited up to the interpreter's
+    switch interval (5 ms) to get it back from the busy event loop - a 500-row executemany took
+    seconds and the writer fell behind (10,000 agents). One statement is one step. PostgreSQL's
+    asyncpg runs on the event loop and pipelines its executemany: it stays."""
     if not rows:
         return 0
     dialect = conn.dialect
     process = agent_reports.c.received_at.type.bind_processor(dialect)
     now = utcnow()
     received = process(now) if process is not None else now
+    head = f"INSERT INTO {agent_reports.name} ({', '.join(_REPORT_COLUMNS)}) VALUES "
+    tail = " ON CONFLICT (terminal_id, report_id) DO NOTHING"
     if dialect.paramstyle == "qmark":
-        marks = ", ".join("?" for _ in _REPORT_COLUMNS)
-    elif dialect.paramstyle == "numeric_dollar":
+        one = "(" + ", ".join("?" for _ in _REPORT_COLUMNS) + ")"
+        inserted = 0
+        for i in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+            chunk = rows[i:i + SQLITE_ROWS_PER_INSERT]
+            params = tuple(v for r in chunk for v in (*r, received))
+            res = await conn.exec_driver_sql(head + ", ".join([one] * len(chunk)) + tail, params)
+            n = res.rowcount
+            if not (isinstance(n, int) and 0 <= n <= len(chunk)):
+                return None
+            inserted += n
+        return inserted
+    if dialect.paramstyle == "numeric_dollar":
         marks = ", ".join(f"${i}" for i in range(1, len(_REPORT_COLUMNS) + 1))
-    else:                                               # pragma: no cover - SQLite and asyncpg only
-        raise NotImplementedError(f"parameter style {dialect.paramstyle}")
-    sql = (f"INSERT INTO {agent_reports.name} ({', '.join(_REPORT_COLUMNS)}) VALUES ({marks}) "
-           "ON CONFLICT (terminal_id, report_id) DO NOTHING")
-    res = await conn.exec_driver_sql(sql, [(*r, received) for r in rows])
-    n = res.rowcount
-    return n if isinstance(n, int) and 0 <= n <= len(rows) else None
+        res = await conn.exec_driver_sql(head + f"({marks})" + tail, [(*r, received) for r in rows])
+        n = res.rowcount
+        return n if isinstance(n, int) and 0 <= n <= len(rows) else None
+    raise NotImplementedError(f"parameter style {dialect.paramstyle}")   # pragma: no cover - SQLite, asyncpg only
 
 
 async def get_report(conn: AsyncConnection, terminal_id: str, report_id: str) -> dict | None:
