@@ -279,9 +279,9 @@ def serve(settings: ControllerSettings, log_level: str) -> int:
         print(f"vks-controller: listening on {scheme}://{settings.listen}", flush=True)
         notifier.ready(f"listening on {settings.listen}")
 
+    tune_gc()
     # backlog: connections the kernel queues before they are accepted - after a restart thousands of
     # agents reconnect within seconds (issue 15; the kernel caps it at net.core.somaxconn).
-    tune_gc()
     web.run_app(app, host=host, port=port, print=listening, access_log=None, shutdown_timeout=10,
                 backlog=ACCEPT_BACKLOG,
                 ssl_context=ssl_ctx, keepalive_timeout=settings.idle_timeout_s)
