@@ -50,7 +50,7 @@ IntervalFn = Callable[[dict], None]
 
 CONTROL_LABEL = "vks-control"
 PROBE_LABEL = "vks-probe"
-_PROBE = struct.Struct("!Id")          # probe number, caller's monotonic send time
+PROBE = struct.Struct("!Id")          # probe number, caller's monotonic send time
 # After the far side stops sending: wait at least DRAIN_MIN_S and until every stream
 # has reached the sender's last sequence number (at most DRAIN_MAX_S: the last ones may
 # be lost), then STRAGGLER_S more for packets that were overtaken on the way.
@@ -218,13 +218,13 @@ class PeerSession:
 
         @channel.on("message")
         def on_probe(message: bytes) -> None:
-            if not isinstance(message, bytes) or len(message) != _PROBE.size:
+            if not isinstance(message, bytes) or len(message) != PROBE.size:
                 return
             if self.role == SessionRole.CALLEE:
                 if channel.readyState == "open" and _sctp_can_send_now(self.pc):
                     channel.send(message)
             else:
-                _, sent = _PROBE.unpack(message)
+                _, sent = PROBE.unpack(message)
                 self.rtts.append((sent, time.monotonic() - sent))
 
     def _send_control(self, message: dict) -> None:
@@ -328,7 +328,7 @@ class PeerSession:
         n = 0
         while not stop.is_set():
             if self._probe is not None and self._probe.readyState == "open" and _sctp_can_send_now(self.pc):
-                self._probe.send(_PROBE.pack(n & 0xFFFFFFFF, time.monotonic()))
+                self._probe.send(PROBE.pack(n & 0xFFFFFFFF, time.monotonic()))
                 n += 1
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=period)

@@ -133,7 +133,7 @@ def main() -> int:
                       f"{fmt(r.measured_jitter_mean_ms, ''):>8} {fmt(r.aiortc_jitter_ms, ''):>8}")
             ok_rtt = abs(rtt["measured_mean_ms"] - rtt["truth_added_ms"]) <= rtt_tolerance_ms(rtt["truth_added_ms"])
             misses += not ok_rtt
-            print(f"   RTT: truth (router delay of the data channel's packets, both ways) "
+            print(f"   RTT: truth (router delay of the probes' packets, both ways) "
                   f"{fmt(rtt['truth_added_ms'], ' ms')}, measured mean "
                   f"{fmt(rtt['measured_mean_ms'], ' ms')}{'' if ok_rtt else '!'} "
                   f"p95 {fmt(rtt['measured_p95_ms'], ' ms')}, "

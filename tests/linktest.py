@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.session import PROBE
 from tests.netlab.lab import Lab
 from tests.procs import PYTHON, REPO, agent_argv, env_with, token_file
 
@@ -113,18 +114,29 @@ def truth_ssrcs(truth: dict, path: str) -> dict[int, dict]:
     return out
 
 
+# The IP packet that carries one RTT probe (or its echo), as the router sees it: IPv4 20 + UDP 8 +
+# DTLS 1.2 record 13 + AES-GCM's explicit nonce 8 and tag 16 + SCTP common header 12 + DATA chunk
+# header 16 + the probe (12 bytes, a multiple of 4: no padding).
+PROBE_PACKET_BYTES = 20 + 8 + 13 + 8 + 16 + 12 + 16 + PROBE.size
+
+
 def probe_delay_ms(truth: dict, path: str, stat: str = "mean") -> float | None:
-    """Added delay (`stat`: mean or p50) met by the session's data-channel packets (DTLS), where the
-    RTT probes ride, on the flow that carries the session (the one with RTP in it). Not the media's:
-    on a FIFO link with jitter a packet waits for the ones just ahead of it, so the delay depends on
-    the traffic around it - paced video meets less of it than a sparse probe does (the probe's truth
-    is its own)."""
+    """Added delay (`stat`: mean or p50) met by the agent's RTT probes (their echoes, b>a) on the flow
+    that carries the session (the one with RTP in it): the data-channel packets of the probe's size.
+    Not the media's, nor the mean of every DTLS packet: on a FIFO link with jitter a packet waits for
+    the ones just ahead of it, so the delay depends on the traffic around it - paced video meets less
+    of it than a sparse probe does, and an echo leaves right behind the SACK of the probe it answers,
+    so it meets more than that SACK (the probe's truth is its own). Falls back to every DTLS packet
+    when none of the probe's size went by (another cipher, say)."""
     best = None
     for flow in truth["directions"][path]["flows"]:
         if flow.get("kinds", {}).get("rtp") and (best is None or flow["packets"] > best["packets"]):
             best = flow
     if best is None:
         return None
+    probes = best.get("dtls_delay_ms_by_size", {}).get(str(PROBE_PACKET_BYTES))
+    if probes and probes["n"]:
+        return probes[stat]
     dtls = best.get("delay_ms_by_kind", {}).get("dtls")
     return dtls[stat] if dtls and dtls["n"] else best["delay_ms"][stat]
 

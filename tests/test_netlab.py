@@ -146,6 +146,22 @@ def test_truth_jitter_is_rfc3550_over_added_delay_and_counts_seq_wrap():
     assert s["delay_ms"]["max"] == pytest.approx(15.0, abs=0.01)
 
 
+def test_truth_keeps_the_delay_of_each_dtls_size_apart():
+    """An echo that queues behind the SACK just ahead of it meets another delay than the SACK: the
+    truth keeps DTLS packets apart by size, so the RTT probes' own delay can be read (tests/linktest)."""
+    rec = DirectionRecord("a>b")
+    for size, transit in ((93, 10.0), (105, 14.0), (93, 12.0), (105, 16.0)):
+        packet = ipv4_udp(bytes([23, 0xFE, 0xFD]) + b"x" * (size - 31))
+        assert len(packet) == size
+        rec.delivery(rec.ingress(parse(packet), size, 0, DELIVER), 1.0, 1.0 + transit / 1000, 1.0 + transit / 1000)
+    flow = rec.to_dict()["flows"][0]
+    assert flow["delay_ms_by_kind"]["dtls"]["mean"] == pytest.approx(13.0, abs=0.01)
+    by_size = flow["dtls_delay_ms_by_size"]
+    assert set(by_size) == {"93", "105"}
+    assert by_size["93"]["mean"] == pytest.approx(11.0, abs=0.01) and by_size["93"]["n"] == 2
+    assert by_size["105"]["mean"] == pytest.approx(15.0, abs=0.01) and by_size["105"]["n"] == 2
+
+
 def test_histogram_percentiles():
     h = Histogram(0.01)
     for v in range(1, 101):

@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 
 from .impair import DELIVER, DIRECTIONS, DROP_BLACKOUT, DROP_LOSS, DROP_QUEUE
-from .packet import KIND_RTP, PacketInfo, flow_key
+from .packet import KIND_DTLS, KIND_RTP, PacketInfo, flow_key
 
 MAX_FLOWS = 512
 MAX_SSRCS_PER_FLOW = 64
 MAX_DROPPED_SEQS = 5_000
 MAX_SERIES_SECONDS = 4 * 3600
+MAX_DTLS_SIZES = 256          # DTLS packet sizes kept apart per flow (past it: only in "dtls")
 OVERFLOW_FLOW = "(other flows)"
 
 
@@ -197,9 +198,13 @@ class FlowRecord(Counters):
 
     `kind_delay` keeps the added delay of each kind of packet apart: on a FIFO link with jitter
     the delay a packet meets depends on the packets just ahead of it, so the sparse data-channel
-    packets (DTLS: the agent's RTT probes ride there) meet another mean than paced media does."""
+    packets (DTLS: the agent's RTT probes ride there) meet another mean than paced media does.
+    `dtls_size_delay` keeps DTLS packets apart by size (IP bytes, at most MAX_DTLS_SIZES sizes): an
+    encrypted data-channel message of fixed length (the agent's probe and its echo) always makes a
+    packet of one size, and it meets another delay than the SACK sent just before it, which it
+    queues behind."""
 
-    __slots__ = ("key", "kinds", "ssrcs", "kind_delay")
+    __slots__ = ("key", "kinds", "ssrcs", "kind_delay", "dtls_size_delay")
 
     def __init__(self, key: str) -> None:
         super().__init__()
@@ -207,16 +212,25 @@ class FlowRecord(Counters):
         self.kinds: dict[str, int] = {}
         self.ssrcs: dict[int, SsrcRecord] = {}
         self.kind_delay: dict[str, Histogram] = {}
+        self.dtls_size_delay: dict[int, Histogram] = {}
 
-    def kind_delivery(self, kind: str, transit_ms: float) -> None:
+    def kind_delivery(self, kind: str, size: int, transit_ms: float) -> None:
         hist = self.kind_delay.get(kind)
         if hist is None:
             hist = self.kind_delay[kind] = Histogram(0.01)
         hist.add(transit_ms)
+        if kind == KIND_DTLS:
+            hist = self.dtls_size_delay.get(size)
+            if hist is None:
+                if len(self.dtls_size_delay) >= MAX_DTLS_SIZES:
+                    return
+                hist = self.dtls_size_delay[size] = Histogram(0.01)
+            hist.add(transit_ms)
 
     def to_dict(self, with_series: bool = True) -> dict:
         d = {"flow": self.key, "kinds": dict(self.kinds),
-             "delay_ms_by_kind": {k: h.summary() for k, h in sorted(self.kind_delay.items())}}
+             "delay_ms_by_kind": {k: h.summary() for k, h in sorted(self.kind_delay.items())},
+             "dtls_delay_ms_by_size": {str(k): h.summary() for k, h in sorted(self.dtls_size_delay.items())}}
         d.update(super().to_dict(with_series))
         d["ssrcs"] = [s.to_dict(with_series) for _, s in sorted(self.ssrcs.items())]
         return d
@@ -268,7 +282,7 @@ class DirectionRecord:
         transit_ms = (actual - arrival) * 1000.0
         self.totals.delivery(size, sec, transit_ms)
         flow.delivery(size, sec, transit_ms)
-        flow.kind_delivery(kind, transit_ms)
+        flow.kind_delivery(kind, size, transit_ms)
         if ssrc_rec is not None:
             ssrc_rec.delivery(size, sec, transit_ms)
         self.timing_us.add((actual - planned) * 1e6)
