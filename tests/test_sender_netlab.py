@@ -58,7 +58,12 @@ def test_on_a_lossy_thin_link_each_loss_is_resent_about_once_and_every_stream_co
     video = next(s for s in outbound.values() if s["kind"] == "video" and not s["rtx"])
     rtx = [s for s in outbound.values() if s["rtx"]]
     # The link's own 3 % made losses, the retransmissions repaired them; no queue overflow of our making.
-    assert truth["directions"]["a>b"]["totals"]["dropped_queue"] <= 0.005 * link["packets"]
+    # (The message keeps what a rare failure needs read: the sender's counters and estimate, and
+    # when the router dropped what - one CI-like run dropped 23 from the queue, 25 runs here 0-4.)
+    totals = truth["directions"]["a>b"]["totals"]
+    assert totals["dropped_queue"] <= 0.005 * link["packets"], (
+        totals["dropped_queue"], link["packets"], report["sent"]["retransmission"], report["outbound"],
+        [(x["t"], x["dropped"]) for x in totals.get("series", [])])
     assert len(rtx) == 1 and rtx[0]["repairs"] == video["ssrc"]
     rtx_sent = by_ssrc[rtx[0]["ssrc"]]["packets"]
     video_lost = by_ssrc[video["ssrc"]]["dropped"]
