@@ -126,8 +126,9 @@ def probe_delay_ms(truth: dict, path: str, stat: str = "mean") -> float | None:
     Not the media's, nor the mean of every DTLS packet: on a FIFO link with jitter a packet waits for
     the ones just ahead of it, so the delay depends on the traffic around it - paced video meets less
     of it than a sparse probe does, and an echo leaves right behind the SACK of the probe it answers,
-    so it meets more than that SACK (the probe's truth is its own). Falls back to every DTLS packet
-    when none of the probe's size went by (another cipher, say)."""
+    so it meets more than that SACK (the probe's truth is its own). None of the probe's size on a
+    flow that carried media is an error, not a reason to read another truth: the cipher or the
+    probe's format changed, and PROBE_PACKET_BYTES with it."""
     best = None
     for flow in truth["directions"][path]["flows"]:
         if flow.get("kinds", {}).get("rtp") and (best is None or flow["packets"] > best["packets"]):
@@ -135,10 +136,11 @@ def probe_delay_ms(truth: dict, path: str, stat: str = "mean") -> float | None:
     if best is None:
         return None
     probes = best.get("dtls_delay_ms_by_size", {}).get(str(PROBE_PACKET_BYTES))
-    if probes and probes["n"]:
-        return probes[stat]
-    dtls = best.get("delay_ms_by_kind", {}).get("dtls")
-    return dtls[stat] if dtls and dtls["n"] else best["delay_ms"][stat]
+    if not probes or not probes["n"]:
+        sizes = sorted(best.get("dtls_delay_ms_by_size", {}), key=int)
+        raise AssertionError(f"no {PROBE_PACKET_BYTES}-byte DTLS packets ({path}) to time the RTT probes by; "
+                             f"DTLS sizes seen: {sizes} - see PROBE_PACKET_BYTES")
+    return probes[stat]
 
 
 @dataclass
