@@ -16,9 +16,9 @@ A real endpoint (libwebrtc) does none of that; `Manners` gives aiortc's sender t
   left (libwebrtc's retransmission rate limiter, and its encoder target net of protection).
 - **The encoder never exceeds the profile's rate**, whatever REMB allows (a configured maximum
   bitrate), and never above the estimate less the RTX rate of the last window.
-- **Video is paced** at `PACING_FACTOR` x the larger of the profile's rate and the estimate,
-  queued retransmissions first (libwebrtc's pacer): aiortc sends each frame as one burst, and
-  its keyframes alone overflow a 100 ms queue on a link barely above the rate.
+- **Video is paced** at `PACING_FACTOR` x the profile's rate, queued retransmissions first
+  (libwebrtc's pacer): aiortc sends each frame as one burst, and its keyframes alone overflow a
+  100 ms queue on a link barely above the rate.
 - **Keyframe requests are honoured once per `KEYFRAME_MIN_INTERVAL_S`** (libwebrtc's encoder
   feedback ignores PLI/FIR within 300 ms of the last one).
 - **Retransmissions are stamped with their own send time** (abs-send-time), as libwebrtc's pacer
@@ -65,7 +65,7 @@ MIN_RTT_S = 0.01
 RTX_SHARE = 0.2
 RTX_WINDOW_S = 0.5
 KEYFRAME_MIN_INTERVAL_S = 0.3
-# Video leaves at most this many times the profile's rate (or the estimate, when higher).
+# Video leaves at most this many times the profile's rate.
 # libwebrtc paces at 2.5 x its estimate but caps a keyframe at 3 frames' worth (max-intra-bitrate);
 # aiortc's VP8 encoder has no such cap (keyframes of 23-29 kB at 600 kb/s, ~6 frames' worth, and
 # delta frames up to 12 kB), so bursts at 2.5 x overflow a 100 ms queue on a link barely above the
@@ -271,11 +271,19 @@ class Manners:
         transport._send_rtp = paced  # type: ignore[method-assign]
 
     def _pacing_bps(self) -> float:
-        """PACING_FACTOR x the larger of the profile's rate and the estimate. Not of the encoder's
-        target: aiortc's estimate reads Python's arrival clock, falls on a busy machine, and the
-        encoder follows it to 250 kb/s while its frames stay as large; paced at 1.25 x that, a 12 kB
-        frame would take a third of a second and read as a freeze."""
-        return PACING_FACTOR * max(float(self.max_bitrate_bps), self._estimate_bps or 0.0)
+        """PACING_FACTOR x the profile's rate, whatever the estimate says.
+
+        Not of the encoder's target: aiortc's estimate reads Python's arrival clock, falls on a
+        busy machine, and the encoder follows it to 250 kb/s while its frames stay as large; paced
+        at 1.25 x that, a 12 kB frame would take a third of a second and read as a freeze.
+        Not of the estimate when it is higher either: aiortc's REMB climbs to 1.5 x what arrived
+        whenever nothing overuses, so it says more than the link carries. Paced at 1.25 x an
+        estimate of 900 kb/s, a 29 kB keyframe crossing the 900 kb/s link of
+        tests/test_sender_netlab.py (750 kb/s of it left by the audio) overfilled its 100 ms
+        queue by itself: 14 and 23 queue drops in two CI-like runs, where the encoder, held at the
+        profile's rate, never needed the speed. The profile's rate x 1.25 leaves a quarter of it for
+        retransmissions, above their RTX_SHARE of the estimate at the profile's rate."""
+        return PACING_FACTOR * float(self.max_bitrate_bps)
 
     async def _slot(self, size: int) -> None:
         """Wait for this packet's turn at the pacing rate (a leaky bucket with no burst)."""
