@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from contract.vocab import LiveState
-from controller.live.machine import Commit, Decide, Event, NoDecisionPending, Tell, UpdateBreak
+from controller.live.machine import Commit, Decide, Event, NoDecisionPending, Save, Tell, UpdateBreak
 from tests.test_live_machine import GOOD, S, broken, events, feed, machine, writes
 
 
@@ -69,6 +69,11 @@ def test_continued_while_reconnecting_ends_by_itself_once_the_link_holds():
     assert events(effects) == ["break_continued"] and f.state == LiveState.RECONNECTING
     effects = _reconnect(m, f, at)
     assert events(effects) == ["ready_to_resume", "link_restored"]
+    # One transaction: the flow's row is saved as monitoring, so a reader who sees it monitoring
+    # sees link_restored too (in two, the first saved it monitoring beside ready_to_resume alone).
+    commits = [e for e in effects if isinstance(e, Commit) and any(isinstance(w, Save) for w in e.writes)]
+    assert len(commits) == 1 and [w.kind for w in commits[0].writes if isinstance(w, Event)] == [
+        "ready_to_resume", "link_restored"]
     close = next(w for w in writes(effects) if isinstance(w, UpdateBreak) and "outcome" in w.values)
     assert close.break_id == 5 and close.values["outcome"] == "continued"
     assert f.state == LiveState.MONITORING and f.break_id is None and f.stats["unresumed"] == 0

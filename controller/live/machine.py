@@ -412,8 +412,10 @@ class Machine:
                 effects += self._restored(f, now)
         return effects
 
-    def _restored(self, f: Flow, now: float) -> list[Effect]:
-        """A break the judge continued ends by itself once the link holds: back to monitoring."""
+    def _restored(self, f: Flow, now: float, ready: tuple[Write, ...] = ()) -> list[Effect]:
+        """A break the judge continued ends by itself once the link holds: back to monitoring.
+        `ready`: the ready_to_resume writes of the same moment, in the same transaction; in one of
+        their own, the flow's row (saved as it is by then: monitoring) was seen before link_restored."""
         duration = round(now - (f.break_started or now), 1)
         break_id, cause = f.break_id, f.break_cause
         event = Event("link_restored", {
@@ -425,7 +427,7 @@ class Machine:
         f.decision = None
         f.verdict = f.detector.verdict(now)
         close = UpdateBreak(break_id, {"ended_at": to_dt(now), "outcome": "continued", "duration_s": duration})
-        return [Commit(now, (LockHearing(), close, event, Save(refresh=True)))]
+        return [Commit(now, (LockHearing(), *ready, close, event, Save(refresh=True)))]
 
     def stop(self, f: Flow, reason: str, now: float, *, state: LiveState = LiveState.ENDED,
              detail: dict[str, Any] | None = None) -> list[Effect]:
@@ -511,16 +513,14 @@ class Machine:
     def _ready(self, f: Flow, now: float) -> list[Effect]:
         f.state, f.since, f.ready_at = LiveState.READY_TO_RESUME, now, now
         f.verdict = f.detector.verdict(now)
-        effects: list[Effect] = [Commit(now, (UpdateBreak(f.break_id, {"ready_at": to_dt(now)}),
-                                              Event("ready_to_resume", {
-                                                  "break_id": f.break_id, "attempt": f.attempt,
-                                                  "session_id": f.session_id, "terminal_id": f.callee,
-                                                  "good_s": f.detector.good_run(),
-                                                  "since_break_s": round(now - (f.break_started or now), 1)}),
-                                              Save(refresh=True)))]
+        ready: tuple[Write, ...] = (
+            UpdateBreak(f.break_id, {"ready_at": to_dt(now)}),
+            Event("ready_to_resume", {"break_id": f.break_id, "attempt": f.attempt, "session_id": f.session_id,
+                                      "terminal_id": f.callee, "good_s": f.detector.good_run(),
+                                      "since_break_s": round(now - (f.break_started or now), 1)}))
         if f.decision == "continued":
-            effects += self._restored(f, now)
-        return effects
+            return self._restored(f, now, ready)
+        return [Commit(now, (*ready, Save(refresh=True)))]
 
     def _escalate(self, f: Flow, now: float) -> list[Effect]:
         f.escalated = True
