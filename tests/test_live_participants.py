@@ -60,6 +60,14 @@ class Rig3(Rig):
     async def events(self, hid: int) -> list[dict]:
         return (await self.api("GET", f"/api/v1/hearings/{hid}/events"))[1]["items"]
 
+    async def breaks_of(self, hid: int, terminal: str) -> list[dict]:
+        """The breaks of one participant's link. Not of the hearing: the three agents and the
+        controller share one process here, and once in CI (a 2-core machine, the whole suite) the
+        first participant's link stalled 2 s beside the other's restart - a break of its own, which
+        one decision of the secretary covers too (every break waiting for one)."""
+        items = (await self.api("GET", f"/api/v1/hearings/{hid}/breaks"))[1]["items"]
+        return [b for b in items if b["terminal_id"] == terminal]
+
 
 def part(lv: dict, terminal: str) -> dict:
     return next(p for p in lv["participants"] if p["terminal_id"] == terminal)
@@ -111,7 +119,7 @@ async def test_every_participant_is_monitored_and_the_judge_decides(tmp_path):
         assert part(await rig.live(hid), OTHER)["break"]["decision"] is None
         status, out = await rig.api("POST", f"/api/v1/hearings/{hid}/break-decision", {"decision": "declared"})
         assert status == 200, out
-        assert out["decided"] == [{"break_id": b["id"], "terminal_id": OTHER, "decision": "declared"}]
+        assert {"break_id": b["id"], "terminal_id": OTHER, "decision": "declared"} in out["decided"]
         assert part(out["live"], OTHER)["break"]["decision"] == "declared"
         declared = next(e for e in await rig.events(hid) if e["kind"] == "break_declared")
         assert declared["detail"]["detected_at"] == b["started_at"] and declared["detail"]["by"] == "sec"
@@ -124,7 +132,7 @@ async def test_every_participant_is_monitored_and_the_judge_decides(tmp_path):
         await rig.until_live(hid, lambda lv: part(lv, OTHER)["state"] == "ready_to_resume", 60, "ready")
         status, out = await rig.api("POST", f"/api/v1/hearings/{hid}/resume")
         assert status == 200 and out["terminal_id"] == OTHER and part(out["live"], OTHER)["state"] == "monitoring"
-        breaks = (await rig.api("GET", f"/api/v1/hearings/{hid}/breaks"))[1]["items"]
+        breaks = await rig.breaks_of(hid, OTHER)
         assert breaks[0]["decision"] == "declared" and breaks[0]["outcome"] == "resumed"
 
         # Again, and the judge continues: no resumption asked once the link is back.
@@ -132,12 +140,15 @@ async def test_every_participant_is_monitored_and_the_judge_decides(tmp_path):
         await rig.until_live(hid, lambda lv: part(lv, OTHER)["state"] == "reconnecting", 20, "second break")
         status, out = await rig.api("POST", f"/api/v1/hearings/{hid}/break-decision", {"decision": "continued"})
         assert status == 200, out
+        assert OTHER in [d["terminal_id"] for d in out["decided"]]
         rig.start_agent(OTHER)
         lv = await rig.until_live(hid, lambda lv: part(lv, OTHER)["state"] == "monitoring", 60, "restored")
-        kinds = [e["kind"] for e in await rig.events(hid)]
-        assert kinds.count("break_continued") == 1 and "link_restored" in kinds
+        events = await rig.events(hid)
+        kinds = [e["kind"] for e in events if e["detail"].get("terminal_id") == OTHER]
+        assert kinds.count("break_continued") == 1 and "link_restored" in kinds, [
+            (e["kind"], e["detail"].get("terminal_id")) for e in events]
         assert kinds.index("break_continued") < kinds.index("link_restored")
-        breaks = (await rig.api("GET", f"/api/v1/hearings/{hid}/breaks"))[1]["items"]
+        breaks = await rig.breaks_of(hid, OTHER)
         assert [(x["decision"], x["outcome"]) for x in breaks] == [("declared", "resumed"), ("continued", "continued")]
         status, _ = await rig.api("POST", f"/api/v1/hearings/{hid}/resume")
         assert status == 409
