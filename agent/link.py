@@ -43,14 +43,17 @@ CAPABILITIES = ["session", "interval-reports", "health", "capacity"]
 # with half-to-full jitter: some delay always, so a broken disk is not hammered).
 OUTBOX_RETRY_S = (1.0, 5.0)
 # Reconnect delays (contract.backoff, full jitter): try n waits U(0, min(MAX, INITIAL * 2**(n-1))),
-# windows of 2, 4, 8, 16, 30, 30 ... s (issue 15). After a controller restart 10,000 agents spread
-# their first tries over 2 s, the next over 4, 8, 16 s: the ones the controller refuses as busy
+# windows of 2, 4, 8, 15, 15 ... s (issue 15). After a controller restart 10,000 agents spread
+# their first tries over 2 s, the next over 4, 8, 15 s: the ones the controller refuses as busy
 # (503, at most `max_handshakes` hellos at once) or cannot reach yet come back spread over ever wider
-# windows instead of in step, and none waits more than 30 s for its next try - five tries fit in
-# 60 s (2 + 4 + 8 + 16 + 30), so all are back within a minute of the controller taking ~170 hellos a
-# second or more. A lone agent's first try after a drop waits 1 s on average.
+# windows instead of in step, and none waits more than 15 s for its next try - five tries fit in
+# 44 s, six in 59. With windows up to 30 s five tries took up to 60 s, and in a storm of 10,000
+# on two controllers (benchmarks/agent_load.py --storm) the last agent was back after 60.4 s;
+# with 15 s, 44.7 s. A dead controller then sees a try from each agent every 7.5 s on average
+# (1,300 refused connects a second from 10,000: the kernel's work, not the controller's).
+# A lone agent's first try after a drop waits 1 s on average.
 RECONNECT_INITIAL_S = 2.0
-RECONNECT_MAX_S = 30.0
+RECONNECT_MAX_S = 15.0
 
 
 class LinkError(Exception):
