@@ -39,14 +39,18 @@ import threading
 import time
 from array import array
 from collections.abc import Callable
-from typing import Any
-
-from aiortc.contrib.media import MediaPlayer
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame, VideoFrame
+from typing import TYPE_CHECKING, Any
 
 from agent.settings import DeviceSource, DevicesSettings, HealthSettings
 from contract.vocab import DeviceStatus, HealthStatus
+
+if TYPE_CHECKING:
+    # The media stack (aiortc, PyAV: ~35 MB) is imported when a device is opened, not with this
+    # module: agent/health.py imports it, and an idle `vks-agent run` with no devices configured
+    # must not hold the media stack (docs/agent-link.md, "The agent's footprint").
+    from aiortc.contrib.media import MediaPlayer
+    from aiortc.mediastreams import MediaStreamTrack
+    from av import AudioFrame, VideoFrame
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ DEVICES = ("camera", "microphone")
 def open_player(source: DeviceSource) -> MediaPlayer:
     """The device opened with aiortc's MediaPlayer (blocking: FFmpeg opens it). PyAV's errors (OSErrors
     with `errno`) or ValueError when it cannot be opened."""
+    from aiortc.contrib.media import MediaPlayer
     return MediaPlayer(source.file, format=source.format, options=dict(source.options) or None)
 
 
@@ -119,6 +124,7 @@ def player_track(player: MediaPlayer, kind: str) -> tuple[MediaStreamTrack | Non
 
 async def drain(track: MediaStreamTrack) -> None:
     """Read and drop a track's frames until it ends or is cancelled."""
+    from aiortc.mediastreams import MediaStreamError
     with contextlib.suppress(MediaStreamError):
         while True:
             await track.recv()
@@ -238,6 +244,7 @@ async def _read_window(track: MediaStreamTrack, add: Callable[[Any], None],
     """Read `track`: the first frame within FIRST_FRAME_S, then SETTLE_S unmeasured, then `window_s`
     measured by `add`. (measured seconds, the longest wait for a frame within them, whether the
     track ended before the window did)."""
+    from aiortc.mediastreams import MediaStreamError
     loop = asyncio.get_running_loop()
     deadline = loop.time() + FIRST_FRAME_S
     start: float | None = None

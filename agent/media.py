@@ -18,11 +18,11 @@ import random
 import time
 from array import array
 
+from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from agent import devices
-from agent.devices import MediaPlayer
 from agent.settings import DeviceSource, DevicesSettings, VideoProfile
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 (whose latest result the link's heartbeats carry), and systemd's READY/WATCHDOG/STOPPING
 (contract.sdnotify).
 
-- `metrics_app(metrics)`: the small aiohttp app serving GET /metrics (`handle_metrics` is also
-  mounted on the responder's app).
+- The /metrics endpoint's app is agent/metrics_http.py's `metrics_app` (also mounted on the
+  responder's app).
 - `parse_listen(text)`: the `metrics.listen` setting, 'HOST:PORT' or off.
 - `Monitor(settings, metrics)`: `start()` once the daemon's outbox and link exist (listens,
   loads the quality model off the event loop, starts the health, main-heartbeat and watchdog
@@ -23,31 +23,17 @@ from aiohttp import web
 from agent.health import HealthChecker
 from agent.link import health_payload
 from agent.metrics import AgentMetrics
+from agent.metrics_http import metrics_app
 from agent.settings import AgentSettings
 from contract import jobs, sdnotify
 from contract.reports import Health
 
 log = logging.getLogger(__name__)
 
-METRICS_KEY = web.AppKey("vks_agent_metrics", AgentMetrics)
 # The main loops must show progress this often, or the watchdog stops vouching for them.
 MAIN_SILENCE_S = 30.0
 # The health loop may be late by this much beyond its own interval.
 HEALTH_GRACE_S = 60.0
-
-
-async def handle_metrics(request: web.Request) -> web.Response:
-    """GET /metrics: the Prometheus exposition of the app's `AgentMetrics`."""
-    body, ctype = request.app[METRICS_KEY].render()
-    return web.Response(body=body, headers={"Content-Type": ctype})
-
-
-def metrics_app(metrics: AgentMetrics) -> web.Application:
-    """The daemon's own small endpoint: GET /metrics."""
-    app = web.Application()
-    app[METRICS_KEY] = metrics
-    app.router.add_get("/metrics", handle_metrics)
-    return app
 
 
 def parse_listen(text: str) -> tuple[str, int] | None:

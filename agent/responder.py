@@ -23,7 +23,7 @@ import aiojobs
 from aiohttp import web
 
 from agent.metrics import AgentMetrics, SessionObserver
-from agent.monitor import METRICS_KEY, handle_metrics
+from agent.metrics_http import METRICS_KEY, handle_metrics
 from agent.session import PeerSession, SignalingError, answer_offer
 from agent.settings import AgentSettings
 from contract import jobs
