@@ -100,6 +100,18 @@ class Manners:
     def __init__(self, sender: RTCRtpSender, max_bitrate_bps: int, clock=time.monotonic) -> None:
         self.sender = sender
         self.max_bitrate_bps = max_bitrate_bps
+        # Video is paced at PACING_FACTOR x the profile's rate, whatever the estimate says.
+        # Not of the encoder's target: aiortc's estimate reads Python's arrival clock, falls on a
+        # busy machine, and the encoder follows it to 250 kb/s while its frames stay as large; paced
+        # at 1.25 x that, a 12 kB frame would take a third of a second and read as a freeze.
+        # Not of the estimate when it is higher either: aiortc's REMB climbs to 1.5 x what arrived
+        # whenever nothing overuses, so it says more than the link carries. Paced at 1.25 x an
+        # estimate of 900 kb/s, a 29 kB keyframe crossing the 900 kb/s link of
+        # tests/test_sender_netlab.py (750 kb/s of it left by the audio) overfilled its 100 ms
+        # queue by itself: 14 and 23 queue drops in two CI-like runs, where the encoder, held at the
+        # profile's rate, never needed the speed. The profile's rate x 1.25 leaves a quarter of it for
+        # retransmissions, above their RTX_SHARE of the estimate at the profile's rate.
+        self._pacing_bps = PACING_FACTOR * float(max_bitrate_bps)
         self.stats = RetransmissionStats()
         self._clock = clock
         self._handle_rtcp = sender._handle_rtcp_packet
@@ -270,28 +282,13 @@ class Manners:
 
         transport._send_rtp = paced  # type: ignore[method-assign]
 
-    def _pacing_bps(self) -> float:
-        """PACING_FACTOR x the profile's rate, whatever the estimate says.
-
-        Not of the encoder's target: aiortc's estimate reads Python's arrival clock, falls on a
-        busy machine, and the encoder follows it to 250 kb/s while its frames stay as large; paced
-        at 1.25 x that, a 12 kB frame would take a third of a second and read as a freeze.
-        Not of the estimate when it is higher either: aiortc's REMB climbs to 1.5 x what arrived
-        whenever nothing overuses, so it says more than the link carries. Paced at 1.25 x an
-        estimate of 900 kb/s, a 29 kB keyframe crossing the 900 kb/s link of
-        tests/test_sender_netlab.py (750 kb/s of it left by the audio) overfilled its 100 ms
-        queue by itself: 14 and 23 queue drops in two CI-like runs, where the encoder, held at the
-        profile's rate, never needed the speed. The profile's rate x 1.25 leaves a quarter of it for
-        retransmissions, above their RTX_SHARE of the estimate at the profile's rate."""
-        return PACING_FACTOR * float(self.max_bitrate_bps)
-
     async def _slot(self, size: int) -> None:
         """Wait for this packet's turn at the pacing rate (a leaky bucket with no burst)."""
         if self._send_rtp is None:             # not paced: an audio sender, or not negotiated yet
             return
         now = self._clock()
         start = max(now, self._next_send)
-        self._next_send = start + size * 8 / self._pacing_bps()
+        self._next_send = start + size * 8 / self._pacing_bps
         if start > now:
             await asyncio.sleep(start - now)
 

@@ -124,7 +124,7 @@ async def test_every_participant_is_monitored_and_the_judge_decides(tmp_path):
         declared = next(e for e in await rig.events(hid)
                         if e["kind"] == "break_declared" and e["detail"]["terminal_id"] == OTHER)
         assert declared["detail"]["detected_at"] == b["started_at"] and declared["detail"]["by"] == "sec"
-        assert declared["detail"]["decided_at"] >= b["started_at"] and declared["detail"]["terminal_id"] == OTHER
+        assert declared["detail"]["decided_at"] >= b["started_at"]
         status, err = await rig.api("POST", f"/api/v1/hearings/{hid}/break-decision", {"decision": "continued"})
         assert status == 409                                            # one decision per break
 
