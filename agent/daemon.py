@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import aiojobs
 from pydantic import ValidationError
 
+from agent import heap
 from agent import metrics as agent_metrics
 from agent.hooks import Hooks
 from agent.link import Link, LinkError, LinkRefused
@@ -171,7 +172,13 @@ class Daemon:
 
     async def _start_session(self, session_id: str, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._sessions = {sid: j for sid, j in self._sessions.items() if not j.closed}
-        self._sessions[session_id] = await self._session_jobs.spawn(coro, name=name)
+        self._sessions[session_id] = await self._session_jobs.spawn(self._then_release(coro), name=name)
+
+    @staticmethod
+    async def _then_release(coro: Coroutine[Any, Any, None]) -> None:
+        """The session, then the memory it freed back to the system (agent/heap.py)."""
+        await coro
+        heap.release_soon()
 
     # ---- reports ----
 

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 import aiojobs
 from aiohttp import web
 
+from agent import heap
 from agent.metrics import AgentMetrics, SessionObserver
 from agent.metrics_http import METRICS_KEY, handle_metrics
 from agent.session import PeerSession, SignalingError, answer_offer
@@ -100,7 +101,15 @@ def _bearer_matches(request: web.Request, token: bytes) -> bool:
 
 
 async def _serve(session: PeerSession, obs: SessionObserver | None) -> None:
-    """Serve one answered session; its outcome is logged and counted."""
+    """Serve one answered session; its outcome is logged and counted, and the memory it freed is
+    given back to the system (agent/heap.py)."""
+    try:
+        await _serve_one(session, obs)
+    finally:
+        heap.release_soon()
+
+
+async def _serve_one(session: PeerSession, obs: SessionObserver | None) -> None:
     try:
         side = await session.serve()
     except asyncio.CancelledError:
