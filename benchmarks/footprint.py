@@ -3,7 +3,8 @@
 
 A responder in namespace B and `vks-agent test` in namespace A, 20 ms one-way delay
 each way; both processes sampled with psutil. Targets (issue 3): connect under
-1.5 s at 20 ms delay; under 35 % of one core and under 120 MB RSS per side.
+1.5 s at 20 ms delay; under 35 % of one core and under 120 MB RSS per side; issue 15 lowered
+the RSS target to 110 MB.
 
     .venv/bin/python benchmarks/footprint.py [--runs N] [--duration S] [--profile NAME]
 """
@@ -108,7 +109,7 @@ def main() -> int:
     print(f"\nprofile: {prof}, {args.duration:g} s sessions, 20 ms one-way delay each way")
     print(f"connect time: median {statistics.median(connects):.0f} ms, max {max(connects):.0f} ms (target < 1500 ms)")
     print(f"caller during session:    CPU {100 * max(r[0] for r in rows):.1f} % of one core (max of runs), "
-          f"RSS {max(r[1] for r in rows) / 2**20:.0f} MB  (targets < 35 %, < 120 MB)")
+          f"RSS {max(r[1] for r in rows) / 2**20:.0f} MB  (targets < 35 %, < 110 MB)")
     print(f"responder during session: CPU {100 * max(r[2] for r in rows):.1f} % of one core, "
           f"RSS {max(r[3] for r in rows) / 2**20:.0f} MB")
     print(f"responder idle before:    CPU {100 * (idle_r[0] or 0):.1f} %, RSS {(idle_r[1] or 0) / 2**20:.0f} MB")
