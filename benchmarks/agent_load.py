@@ -136,9 +136,25 @@ async def run_clients(spec: dict) -> dict:
             entry[1], entry[2] = time.monotonic(), epoch
             await ws.send_str(entry[0])
 
+    def heartbeat(session: str) -> str:
+        return json.dumps({"id": wire.new_id(), "type": "heartbeat", "health": {"status": "ok"},
+                           "sessions": [session]})
+
     async def produce(a: SimAgent) -> None:
-        await asyncio.sleep(max(0.0, start_at - time.monotonic()) + random.random())
         session = f"load-{a.terminal_id}"
+        begin = start_at + random.random()
+        # Until the steady state: heartbeats only, every 5 s - a real agent beats from its welcome on,
+        # and the hub closes a connection it hears nothing from for 15 s (HubOptions.silence_s).
+        await asyncio.sleep(random.random() * 5.0)
+        while time.monotonic() < begin - 5.0:
+            ws = a.ws
+            try:
+                if ws is not None:
+                    await ws.send_str(heartbeat(session))
+            except Exception as exc:                # the connection's task sees it too
+                errors[f"send: {type(exc).__name__}"] += 1
+            await asyncio.sleep(5.0)
+        await asyncio.sleep(max(0.0, begin - time.monotonic()))
         beat_phase = random.randrange(5)
         while time.monotonic() < stop_at:
             a.made += 1
@@ -160,8 +176,7 @@ async def run_clients(spec: dict) -> dict:
                 if ws is not None:
                     await flush(a)
                     if n % 5 == beat_phase:         # real agents' heartbeats are not in step
-                        await ws.send_str(json.dumps({"id": wire.new_id(), "type": "heartbeat",
-                                                      "health": {"status": "ok"}, "sessions": [session]}))
+                        await ws.send_str(heartbeat(session))
             except Exception as exc:                # the connection's task sees it too
                 errors[f"send: {type(exc).__name__}"] += 1
             await asyncio.sleep(1.0)
