@@ -383,8 +383,6 @@ class _HubCollector(Collector):
                  "Agent connections refused busy (too many handshakes at once)"),
                 ("vks_controller_agent_backpressure_waits", "backpressure_waits_total",
                  "Agent messages not read at once: the hub's queue_max reports were waiting to be stored"),
-                ("vks_controller_agent_silent_closed", "silent_closed_total",
-                 "Agent connections closed: nothing heard from the agent for silence_s"),
                 ("vks_controller_agent_messages_rejected", "rejected_messages_total",
                  "Agent messages refused (malformed, forbidden)"),
                 ("vks_controller_report_store_errors", "store_errors_total",

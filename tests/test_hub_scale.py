@@ -146,7 +146,6 @@ class _Conn:
     def __init__(self, terminal_id: str) -> None:
         self.terminal_id = terminal_id
         self.sent: list[str] = []
-        self.held = False
 
     async def send(self, text: str) -> bool:
         self.sent.append(text)
@@ -168,11 +167,9 @@ async def test_the_writer_holds_back_a_reader_while_queue_max_reports_wait(db):
     # Nothing stores while the writer does not run: the third waits, however long.
     done, _ = await asyncio.wait([third], timeout=0.3)
     assert not done and stats.backpressure_waits_total == 1
-    assert c.held                           # the hub's silence sweep spares it meanwhile
     run = asyncio.ensure_future(writer.run())
     try:
         await asyncio.wait_for(third, 30)
-        assert not c.held
         await writer.drain(30)
         acked = [json.loads(t)["report_id"] for t in c.sent]
         assert acked == ["q0", "q1", "q2"]

@@ -298,39 +298,6 @@ async def test_too_many_bad_messages_close_the_socket(tmp_path):
         await c.stop()
 
 
-async def test_an_agent_heard_from_not_at_all_is_closed_one_that_beats_is_kept(tmp_path):
-    """The hub sends no WebSocket pings: an agent silent (no heartbeat, no message) for silence_s is
-    gone - its socket is closed (1001) and it is offline - unless the writer holds its reads back; an
-    agent sending its heartbeats stays connected however long."""
-    c = await Controller(f"sqlite:///{tmp_path}/c.sqlite", heartbeat_s=0.2, silence_s=2.0).start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            quiet = await _raw(c, http, "court-1")
-            await _next(quiet, "welcome")
-            held = await _raw(c, http, "court-2")
-            await _next(held, "welcome")
-            beating = await _raw(c, http, "sizo-1")
-            await _next(beating, "welcome")
-            assert c.hub.online() == {"court-1", "court-2", "sizo-1"}
-            c.hub._conns["court-2"].held = True           # as ReportWriter.put sets it while it waits
-            loop = asyncio.get_running_loop()
-            until = loop.time() + 5.0                     # two and a half silence periods
-            while loop.time() < until:
-                await beating.send_str(wire.encode(wire.Heartbeat()))
-                await asyncio.sleep(0.2)
-            assert c.hub.stats.silent_closed_total == 1
-            await eventually(lambda: c.hub.online() == {"court-2", "sizo-1"}, timeout=10)
-            raw = await asyncio.wait_for(quiet.receive(), 10)
-            assert raw.type == aiohttp.WSMsgType.CLOSE and raw.data == 1001, raw
-            # Held no longer: its silence is its own.
-            c.hub._conns["court-2"].held = False
-            await eventually(lambda: c.hub.online() == {"sizo-1"}, timeout=10)
-            assert c.hub.stats.silent_closed_total == 2
-            await beating.close()
-    finally:
-        await c.stop()
-
-
 async def test_second_connection_replaces_the_first(controller):
     async with aiohttp.ClientSession() as http:
         first = await _raw(controller, http, "court-1")

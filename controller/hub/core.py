@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -98,7 +97,6 @@ class Hub:
         await self._loops.spawn(self._processor(), name="hub-results")
         await self._loops.spawn(self.presence.lease_loop(), name="hub-leases")
         await self._loops.spawn(self.presence.token_loop(), name="hub-tokens")
-        await self._loops.spawn(self._silence_sweep(), name="hub-silence")
         await self.presence.refresh_online()
 
     async def close_connections(self) -> None:
@@ -184,8 +182,8 @@ class Hub:
             log.warning("agent connection from %s refused: unknown, revoked or expired token", request.remote)
             return None, json_error(401, "unauthorized", "unknown, revoked or expired terminal token")
 
-        # No WebSocket pings from here: silence is found by `_silence_sweep` (HubOptions.silence_s).
-        ws = web.WebSocketResponse(max_msg_size=self.options.max_message_bytes)
+        ws = web.WebSocketResponse(max_msg_size=self.options.max_message_bytes,
+                                   heartbeat=max(10.0, 3 * self.options.heartbeat_s))
         try:
             await ws.prepare(request)
         except (ConnectionError, RuntimeError) as exc:     # the agent left (gave up waiting)
@@ -275,24 +273,9 @@ class Hub:
         except Exception as exc:
             log.warning("terminal %s: presence not released (its lease runs out): %s", c.terminal_id, exc)
 
-    async def _silence_sweep(self) -> None:
-        """Every heartbeat period: close the sockets of agents heard from not at all for `silence_s`
-        (their handlers then unregister them), sparing those the writer holds back."""
-        while True:
-            await asyncio.sleep(self.options.heartbeat_s)
-            limit = time.monotonic() - self.options.silence_s
-            silent = [c for c in self._conns.values() if c.heard_at < limit and not c.held and not c.ws.closed]
-            for c in silent:
-                log.warning("terminal %s: nothing heard for %.0f s; closing its connection", c.terminal_id,
-                            time.monotonic() - c.heard_at)
-            self.stats.silent_closed_total += len(silent)
-            await asyncio.gather(*(close_ws(c.ws, CLOSE_GOING_AWAY, b"no heartbeat") for c in silent),
-                                 return_exceptions=True)
-
     async def _serve(self, c: AgentConn) -> None:
         bad = 0
         async for raw in c.ws:
-            c.heard_at = time.monotonic()
             if raw.type != WSMsgType.TEXT:
                 if raw.type == WSMsgType.BINARY:
                     await self._reject(c, "bad_json", "binary frames are not part of the protocol")

@@ -62,11 +62,7 @@ class ReportWriter:
             self.stats.backpressure_waits_total += 1
             room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._room.append(room)
-            c.held = True
-            try:
-                await room
-            finally:
-                c.held = False
+            await room
         self._pending += 1
         self.queue.put_nowait((c, m))
 
