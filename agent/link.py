@@ -150,7 +150,10 @@ class Link:
         self._send_lock = asyncio.Lock()
         self._replies: dict[str, asyncio.Future] = {}
         self._inflight: dict[str, int] = {}
-        self._delete_later: set[str] = set()     # acked, but the outbox could not delete them yet
+        # Acked, not yet deleted from the outbox: the drain deletes them all in one transaction
+        # (one fsync for a burst of acks; the reader never waits on the disk), and keeps them
+        # while the disk refuses.
+        self._acked: set[str] = set()
         self._closing = False
         self._heartbeat_s = settings.controller.heartbeat_s
         self._ssl: ssl.SSLContext | bool | None = None     # loaded by open()
@@ -313,14 +316,8 @@ class Link:
     async def _dispatch(self, m) -> None:
         if isinstance(m, wire.Ack):
             self._inflight.pop(m.report_id, None)
-            try:
-                await self.outbox.ack(m.report_id)
-            except OutboxError as exc:
-                # Stored by the controller but still in the outbox (e.g. disk full): delete it
-                # later; if the agent dies first it is resent and acked again (stored once).
-                log.error("could not delete acked report %s: %s", m.report_id, exc)
-                self._delete_later.add(m.report_id)
-            self.outbox.changed.set()     # room in the window
+            self._acked.add(m.report_id)
+            self.outbox.changed.set()     # room in the window, and a report to delete
         elif isinstance(m, wire.RelayedSignal):
             fut = self._replies.get(m.reply_to) if m.reply_to else None
             if fut is not None:
@@ -369,7 +366,7 @@ class Link:
         read_retry = Backoff(*OUTBOX_RETRY_S, spread=(0.5, 1.0))
         while True:
             self.outbox.changed.clear()
-            await self._retry_deletes()
+            await self._delete_acked()
             room = self.window - len(self._inflight)
             try:
                 entries = await self.outbox.pending(after_seq=last_seq, limit=room) if room > 0 else []
@@ -403,13 +400,18 @@ class Link:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.outbox.changed.wait(), 5.0)
 
-    async def _retry_deletes(self) -> None:
-        for report_id in list(self._delete_later):
-            try:
-                await self.outbox.ack(report_id)
-            except OutboxError:
-                return                     # still failing: next round
-            self._delete_later.discard(report_id)
+    async def _delete_acked(self) -> None:
+        if not self._acked:
+            return
+        batch = list(self._acked)
+        try:
+            await self.outbox.ack_many(batch)
+        except OutboxError as exc:
+            # Stored by the controller but still in the outbox (e.g. disk full): deleted on a later
+            # round; if the agent dies first they are resent and acked again (stored once).
+            log.error("could not delete %d acked reports: %s", len(batch), exc)
+            return
+        self._acked.difference_update(batch)
 
     def _drop_connection_state(self) -> None:
         self._ws = None

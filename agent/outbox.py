@@ -27,6 +27,7 @@ import logging
 import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 KINDS = words(ReportKind)
 # Eviction order when full: the first kind is dropped first.
 EVICTION_ORDER = (ReportKind.INTERVAL, ReportKind.HEALTH, ReportKind.SESSION)
+# Acked reports deleted per statement (SQLite allows 32,766 parameters; a window is 200).
+_DELETE_CHUNK = 500
 
 
 class OutboxError(Exception):
@@ -214,6 +217,19 @@ class Outbox:
             db = self._require_open()
             return await asyncio.to_thread(self._delete_sync, db, report_id)
 
+    async def ack_many(self, report_ids: Iterable[str]) -> int:
+        """Forget every report of a batch of acks in one transaction (one fsync, not one a report:
+        a link reading a burst of acks would otherwise wait on the disk for each). How many were
+        here; OutboxStorageError (nothing deleted) if the file cannot be written."""
+        ids = list(dict.fromkeys(report_ids))
+        async with self._lock:
+            on_disk = [rid for rid in ids if self._memory.pop(rid, None) is None]
+            done = len(ids) - len(on_disk)
+            if not on_disk:
+                return done
+            db = self._require_open()
+            return done + await asyncio.to_thread(self._delete_many_sync, db, on_disk)
+
     def stats(self) -> OutboxStats:
         """The current counts (no I/O)."""
         return OutboxStats(rows=self._rows, bytes=self._bytes, memory_rows=len(self._memory),
@@ -348,6 +364,37 @@ class Outbox:
         self._rows -= 1
         self._bytes -= row[0]
         return True
+
+    def _delete_many_sync(self, db: sqlite3.Connection, report_ids: list[str]) -> int:
+        def delete() -> list[int]:
+            sizes: list[int] = []
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for i in range(0, len(report_ids), _DELETE_CHUNK):
+                    chunk = report_ids[i:i + _DELETE_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    sizes += [b for (b,) in db.execute(
+                        f"DELETE FROM outbox WHERE report_id IN ({marks}) RETURNING bytes", chunk)]
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return sizes
+        try:
+            try:
+                sizes = delete()
+            except sqlite3.OperationalError:
+                # Disk full: move the WAL into the database and truncate it, then try once more.
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                sizes = delete()
+        except sqlite3.Error as exc:
+            # The rows stay; they will be sent again and acked again (the controller stores each once).
+            raise OutboxStorageError(f"cannot delete {len(report_ids)} acked reports: {exc}",
+                                     kept_in_memory=False) from None
+        self._rows -= len(sizes)
+        self._bytes -= sum(sizes)
+        return len(sizes)
 
     def _hold_in_memory(self, e: Entry) -> None:
         self._storage_errors += 1

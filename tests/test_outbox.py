@@ -33,6 +33,27 @@ async def test_report_is_kept_until_acked_and_returned_in_order(tmp_path):
         assert [e.report_id for e in later] == ["r3", "r4"]
 
 
+async def test_a_burst_of_acks_is_forgotten_in_one_transaction(tmp_path):
+    """The link deletes what a burst of acks covers at once (agent/link.py): one commit, the
+    counts kept, unknown and repeated ids harmless, and it holds across a restart."""
+    path = tmp_path / "o.sqlite"
+    async with Outbox(path) as box:
+        for i in range(1200):                       # more than one DELETE statement's chunk
+            await box.put(f"r{i}", "interval", {"i": i})
+        size = box.stats().bytes
+        acked = [f"r{i}" for i in range(0, 1200, 2)] + ["r0", "never-sent"]
+        commits = []
+        box._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        assert await box.ack_many(acked) == 600
+        box._db.set_trace_callback(None)
+        assert commits == ["COMMIT"]
+        assert len(box) == 600 and 0 < box.stats().bytes < size
+        assert await box.ack_many(["r0", "r2"]) == 0      # acked twice: nothing more to do
+    async with Outbox(path) as box:
+        assert await ids(box) == [f"r{i}" for i in range(1, 1200, 2)]
+        assert box.stats().bytes == sum(len(f'{{"i":{i}}}') for i in range(1, 1200, 2))
+
+
 async def test_same_report_id_is_stored_once(tmp_path):
     async with Outbox(tmp_path / "o.sqlite") as box:
         await box.put("r1", "session", {"a": 1})
@@ -150,8 +171,11 @@ async def test_disk_full_raises_a_typed_error_keeps_the_report_and_recovers(smal
         pending = await ids(box)
         assert pending[0] == "before" and pending[-1] == failed_at
         assert box.stats().memory_rows >= 1
-        # An ack of a memory-only report forgets it.
+        # An ack of a memory-only report forgets it, alone or in a batch.
         assert await box.ack(failed_at)
+        held = [e.report_id for e in await box.pending(limit=10_000) if not e.seq]
+        if held:
+            assert await box.ack_many(held[:1]) == 1
         with pytest.raises(OutboxStorageError):
             await box.put("still-full", "session", {"v": 1})
         # Space comes back: the next put writes what was held, in order.
