@@ -6,7 +6,10 @@ each way; both processes sampled with psutil. Targets (issue 3): connect under
 1.5 s at 20 ms delay; under 35 % of one core and under 120 MB RSS per side; issue 15 lowered
 the RSS target to 110 MB.
 
-    .venv/bin/python benchmarks/footprint.py [--runs N] [--duration S] [--profile NAME]
+    .venv/bin/python benchmarks/footprint.py [--runs N] [--duration S] [--profile NAME] [--maps]
+
+--maps prints, for each side halfway through its last session, the resident memory by mapping
+(anonymous, heap, each shared library): where the RSS is.
 """
 from __future__ import annotations
 
@@ -26,6 +29,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.linktest import PORT, write_agent_config  # noqa: E402
 from tests.netlab.lab import Lab, unavailable_reason  # noqa: E402
 from tests.procs import PYTHON, REPO, agent_argv, env_with, token_file  # noqa: E402
+
+
+def mappings(pid: int, top: int = 14) -> list[tuple[str, float]]:
+    """Resident MB by mapping name (a library's file name, [heap], [anon]...), largest first."""
+    totals: dict[str, float] = {}
+    name = "[anon]"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if not parts[0].endswith(":"):           # a mapping's header line
+                name = Path(parts[5]).name if len(parts) > 5 else "[anon]"
+            elif parts[0] == "Rss:":
+                totals[name] = totals.get(name, 0.0) + int(parts[1]) / 1024
+    return sorted(totals.items(), key=lambda kv: -kv[1])[:top]
+
+
+def read_maps(into: dict[str, list[tuple[str, float]]], pids: dict[str, int]) -> None:
+    for side, pid in pids.items():
+        try:
+            into[side] = mappings(pid)
+        except OSError:                     # the process has ended
+            pass
 
 
 class Sampler(threading.Thread):
@@ -61,6 +86,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=float, default=15.0)
     ap.add_argument("--profile", default=None)
+    ap.add_argument("--maps", action="store_true", help="print each side's RSS by mapping mid-session")
     args = ap.parse_args()
     reason = unavailable_reason()
     if reason:
@@ -88,6 +114,10 @@ def main() -> int:
             proc = lab.popen("a", argv, env=env_with(cfg_a), cwd=REPO, stdout=__import__("subprocess").PIPE, text=True)
             t_sampler = Sampler(proc.pid)
             t_sampler.start()
+            maps: dict[str, list[tuple[str, float]]] = {}
+            if args.maps and n == args.runs - 1:
+                threading.Timer(3 + args.duration / 2, read_maps,
+                                args=(maps, {"caller": proc.pid, "responder": resp.pid})).start()
             out, _ = proc.communicate(timeout=args.duration + 60)
             t_sampler.stop.set()
             report = json.loads(out)
@@ -101,6 +131,8 @@ def main() -> int:
             print(f"run {n + 1}: connect {report['connect_ms']:.0f} ms, verdict {report['verdict']}; "
                   f"caller {100 * cpu_t:.1f} % of a core, {rss_t / 2**20:.0f} MB; "
                   f"responder {100 * cpu_r:.1f} %, {rss_r / 2**20:.0f} MB")
+            for side, top in maps.items():
+                print(f"  {side} mid-session, MB by mapping: " + ", ".join(f"{k} {v:.1f}" for k, v in top))
         time.sleep(4)
         idle_after = r_sampler.window(time.monotonic() - 3, time.monotonic())
         r_sampler.stop.set()
