@@ -1,9 +1,11 @@
-"""What each agent command holds before it does anything (issue 15: the agent's footprint).
+"""What each command holds before it does anything (issue 15: the agent's footprint, and the
+controller's at 10,000 agents).
 
 An idle `vks-agent run` - thousands of terminals, idle most of the day - imports the media stack
 (aiortc and PyAV, ~35 MB) with its first session, not when it starts: agent/devices.py, which the
 health check imports, opens it only when a device is probed (issue 14 had put it back at start:
 55 -> 90 MB). The responder serves /metrics without the daemon's health loop, link and outbox.
+The controller imports the self-check's peer (aiortc, PyAV: ~40 MB) with the first self-check.
 Each case runs in a fresh interpreter: sys.modules of this one holds everything the suite imported.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ def imported_after(module: str, watched: list[str]) -> list[str]:
     ("agent.daemon", MEDIA + ["agent.session", "agent.media"]),        # `vks-agent run`, idle
     ("agent.health", MEDIA),                                           # the health check, no device probed
     ("agent.responder", ["agent.link", "agent.health", "agent.outbox", "agent.daemon"]),
+    ("controller.app", MEDIA + ["controller.selfcheck.peer"]),          # `vks-controller serve`
 ])
 def test_a_command_imports_only_what_it_uses(module, not_yet):
     assert imported_after(module, not_yet) == []

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiojobs
 from aiohttp import web
@@ -29,12 +30,16 @@ from contract.vocab import ACTIVE_HEARING_STATUSES, EscalationCause, SelfCheckSt
 from controller.errors import Conflict, ControllerError, Invalid, NotFound
 from controller.escalation import EscalationService
 from controller.selfcheck import judge as judging
-from controller.selfcheck.peer import OfferRefused, SelfCheckPeer
 from controller.selfcheck.settings import SelfCheckSettings
 from controller.store import events as events_repo
 from controller.store import hearings as hearings_repo
 from controller.store import selfchecks as repo
 from controller.store.db import Database
+
+if TYPE_CHECKING:
+    # The peer brings aiortc and PyAV (~40 MB): imported with the first self-check, not at the
+    # controller's start (a controller holding 10,000 agents may never serve one; issue 15).
+    from controller.selfcheck.peer import SelfCheckPeer
 
 log = logging.getLogger(__name__)
 PROFILE = "mobile"
@@ -142,11 +147,14 @@ class SelfCheckService:
         await self._drop(sid)
         if len(self.running) >= self.cfg.max_sessions:
             raise Busy("too many self-checks at once; try again in a minute")
-        peer = SelfCheckPeer(self.cfg)
+        # The media stack, first used here: imported in a thread (a few hundred ms the event loop,
+        # busy with the agents' reports, does not wait for).
+        peers = await asyncio.to_thread(importlib.import_module, "controller.selfcheck.peer")
+        peer = peers.SelfCheckPeer(self.cfg)
         run = self.running[sid] = Running(peer)
         try:
             answer = await peer.answer(sdp, kind)
-        except OfferRefused as exc:
+        except peers.OfferRefused as exc:
             await self._drop(sid)
             raise Invalid(f"sdp: {exc}", field="sdp") from None
         except BaseException:
