@@ -211,16 +211,12 @@ class Outbox:
 
     async def ack(self, report_id: str) -> bool:
         """The controller stored it: forget it. False if it was not (or no longer) here."""
-        async with self._lock:
-            if self._memory.pop(report_id, None) is not None:
-                return True
-            db = self._require_open()
-            return await asyncio.to_thread(self._delete_sync, db, report_id)
+        return await self.ack_many([report_id]) == 1
 
     async def ack_many(self, report_ids: Iterable[str]) -> int:
         """Forget every report of a batch of acks in one transaction (one fsync, not one a report:
         a link reading a burst of acks would otherwise wait on the disk for each). How many were
-        here; OutboxStorageError (nothing deleted) if the file cannot be written."""
+        here; OutboxStorageError (those on disk stay) if the file cannot be written."""
         ids = list(dict.fromkeys(report_ids))
         async with self._lock:
             on_disk = [rid for rid in ids if self._memory.pop(rid, None) is None]
@@ -346,24 +342,6 @@ class Outbox:
                     for seq, r, k, s, b, c in cur]
         except sqlite3.Error as exc:
             raise OutboxStorageError(f"cannot read outbox {self.path}: {exc}", kept_in_memory=False) from None
-
-    def _delete_sync(self, db: sqlite3.Connection, report_id: str) -> bool:
-        try:
-            try:
-                row = db.execute("DELETE FROM outbox WHERE report_id = ? RETURNING bytes", (report_id,)).fetchone()
-            except sqlite3.OperationalError:
-                # Disk full: move the WAL into the database and truncate it, then try once more.
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                row = db.execute("DELETE FROM outbox WHERE report_id = ? RETURNING bytes", (report_id,)).fetchone()
-        except sqlite3.Error as exc:
-            # The row stays; it will be sent again and acked again (the controller stores it once).
-            raise OutboxStorageError(f"cannot delete acked report {report_id}: {exc}",
-                                     report_id=report_id, kept_in_memory=False) from None
-        if row is None:
-            return False
-        self._rows -= 1
-        self._bytes -= row[0]
-        return True
 
     def _delete_many_sync(self, db: sqlite3.Connection, report_ids: list[str]) -> int:
         def delete() -> list[int]:
