@@ -27,7 +27,7 @@ import logging
 import struct
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -353,12 +353,15 @@ class PeerSession:
         stop = asyncio.Event()
         t0 = self._media_start()
 
+        relayed = -1
+
         def tick(i: int) -> None:
+            nonlocal relayed
             if self.on_interval is None:
                 return
-            # The callee's figures for second i are sent at the end of its own second i
-            # and may not be here yet: take the newest of i and i-1.
-            peer = next((m for m in reversed(self.peer_intervals) if m.get("i") in (i, i - 1)), None)
+            peer = peer_second(self.peer_intervals, i, relayed)
+            if peer is not None:
+                relayed = peer["i"]
             rtts = [r * 1000 for s, r in self.rtts if int(s - t0) == i]
             self.on_interval({"t": float(i),
                               "rtt_ms": sum(rtts) / len(rtts) if rtts else None,
@@ -490,6 +493,18 @@ class PeerSession:
         with contextlib.suppress(Exception):
             await self.pc.close()
         await self._jobs.close()
+
+
+def peer_second(received: Iterable[dict], i: int, relayed: int) -> dict | None:
+    """The callee's second to relay with the caller's second `i`: of its seconds i - 1 and i
+    here, the oldest not yet relayed (`relayed`: the newest relayed so far); None when neither.
+
+    The callee sends its second i at the end of that second, by its own clock, which started with
+    the first media it received: up to a second before or after the caller's tick, so either may
+    be here. Each is relayed once: a second relayed twice would count twice (one stalled second
+    as a stall of two, one bad second as two in the quality window)."""
+    return min((m for m in received if isinstance(m.get("i"), int) and relayed < m["i"] and i - 1 <= m["i"] <= i),
+               key=lambda m: m["i"], default=None)
 
 
 def _sctp_can_send_now(pc: RTCPeerConnection) -> bool:

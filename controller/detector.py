@@ -9,7 +9,7 @@ quality model (`contract.quality.judge_interval`, `monitor` thresholds) as good 
 unusable, and stalled when no packet arrived in it.
 
 Lost (a break is due) when, for any side:
-- stall: the newest `stall_s` seconds are all stalled (no packets), or
+- stall: the newest `stall_s` seconds are all stalled (no packets) in one direction, or
 - quality: at least `unusable_n` of the newest `window_s` seconds are unusable on the network's
   figures (loss, jitter, delay, MOS, stalls), or
 - freeze: the newest `freeze_break_s` seconds are all unusable, counting those unusable only
@@ -90,6 +90,17 @@ class Second:
     video_only: bool = False      # unusable only for its video (frame rate, freeze)
     codes: tuple[dict[str, Any], ...] = ()    # the reasons as codes (contract.reasons), same order
     gap_ms: float | None = None   # the longest arrival gap ending in this second (any direction)
+    # The directions with no packet in this second. The stall rule counts each direction's run on
+    # its own: the caller's second i carries the callee's second i or i - 1 (their clocks start at
+    # each side's first media), so one 1.5 s dropout both ways can leave the inbound stalled in
+    # second i and the relayed outbound in i + 1 - two stalled seconds of the side, neither a
+    # stall of 2 s. A stalled second that does not say which (a test's, an older snapshot's) is
+    # stalled both ways.
+    stalled_dirs: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.stalled and not self.stalled_dirs:
+            object.__setattr__(self, "stalled_dirs", tuple(Direction))
 
     def interrupted(self, dropout_ms: float) -> bool:
         """Part of a dropout: stalled, or a gap of `dropout_ms` or more ended in it."""
@@ -113,7 +124,8 @@ def classify(interval: Interval, thresholds: quality.Thresholds) -> Second:
     """One interval (t, rtt_ms, inbound, outbound) -> its Second."""
     j = quality.judge_interval(interval, thresholds)
     sides = [s for d in Direction if (s := interval.side(d)) is not None]
-    stalled = any(quality.stalled(s) for s in sides)
+    stalled_dirs = tuple(d for d in Direction if (s := interval.side(d)) is not None and quality.stalled(s))
+    stalled = bool(stalled_dirs)
     gaps = [float(g) for s in sides if isinstance(g := getattr(s, "max_gap_ms", None), int | float)]
     verdict = Verdict.UNUSABLE if stalled else j.verdict
     video_only = False
@@ -122,7 +134,7 @@ def classify(interval: Interval, thresholds: quality.Thresholds) -> Second:
                                               if (s := interval.side(d)) is not None})
         video_only = quality.judge_interval(network, thresholds).verdict != Verdict.UNUSABLE
     return Second(verdict, stalled, tuple(j.reasons[:4]), video_only, tuple(j.reason_codes[:4]),
-                  max(gaps) if gaps else None)
+                  max(gaps) if gaps else None, stalled_dirs)
 
 
 @dataclass(frozen=True)
@@ -225,9 +237,11 @@ class Detector:
             side = self.sides.get(role)
             if side is None or not side.seconds:
                 continue
-            stalled = side.run_back(lambda s: s.stalled)
-            if stalled >= self.p.stall_s:
-                return Lost(BreakCause.CONNECTION_LOST, "stall", role, self._evidence(side, stalled_s=stalled))
+            for direction in Direction:
+                stalled = side.run_back(lambda s, d=direction: d in s.stalled_dirs)
+                if stalled >= self.p.stall_s:
+                    return Lost(BreakCause.CONNECTION_LOST, "stall", role,
+                                self._evidence(side, stalled_s=stalled, direction=direction.value))
         for role in ROLES:
             side = self.sides.get(role)
             if side is None:
@@ -297,7 +311,7 @@ class Detector:
         return {"expect_from": self.expect_from,
                 "sides": {role: {"last_at": s.last_at,
                                  "seconds": {str(t): [x.verdict, x.stalled, list(x.reasons), x.video_only,
-                                                      list(x.codes), x.gap_ms]
+                                                      list(x.codes), x.gap_ms, list(x.stalled_dirs)]
                                              for t, x in sorted(s.seconds.items())}}
                           for role, s in self.sides.items()}}
 
@@ -314,7 +328,8 @@ class Detector:
             for t, (v, stalled, reasons, *rest) in (s.get("seconds") or {}).items():
                 side.seconds[int(t)] = Second(Verdict(v), bool(stalled), tuple(reasons), bool(rest and rest[0]),
                                               tuple(rest[1]) if len(rest) > 1 else (),
-                                              rest[2] if len(rest) > 2 else None)
+                                              rest[2] if len(rest) > 2 else None,
+                                              tuple(rest[3]) if len(rest) > 3 else ())
         return d
 
 

@@ -71,6 +71,33 @@ def test_blackout_breaks_after_two_stalled_seconds():
     assert lost.evidence["stalled_s"] >= 2 and "stalled" in lost.evidence["seconds"]
 
 
+def test_a_stall_is_two_stalled_seconds_of_one_direction():
+    """The caller's second i carries the callee's second i or i - 1: one dropout of 1.5 s both ways
+    can stall the inbound in second 8 and the relayed outbound in second 9. Two stalled seconds of
+    the side, yet no direction went 2 s without packets: no stall. The outbound's own two: a stall,
+    naming its direction."""
+    def second(t: int, stalled: str | None) -> Second:
+        iv = interval(t).model_dump()
+        if stalled:
+            iv[stalled].update(packets=0, fps=0, stalled=True)
+        return classify(Interval.model_validate(iv), TH)
+
+    offset = [None] * 8 + ["inbound", "outbound"] + [None] * 3
+    det = Detector(P, expect_from=0.0)
+    for t, which in enumerate(offset):
+        det.observe("caller", t, second(t, which), now=t + 1.0)
+        assert det.lost(t + 1.0) is None, t
+    assert det.sides["caller"].seconds[8].stalled and det.sides["caller"].seconds[9].stalled
+
+    det = Detector(P, expect_from=0.0)
+    for t, which in enumerate([None] * 8 + ["outbound", "outbound"]):
+        det.observe("caller", t, second(t, which), now=t + 1.0)
+    lost = det.lost(10.0)
+    assert lost.kind == "stall" and lost.evidence["direction"] == "outbound" and lost.evidence["stalled_s"] == 2
+    # ... and a restart keeps which direction stalled.
+    assert Detector.restore(P, det.snapshot()).lost(10.0).evidence["direction"] == "outbound"
+
+
 def test_one_stalled_second_or_a_short_spike_does_not_break():
     assert feed("ggggg" + "s" + "gggggg")[1] is None
     assert feed("ggggg" + "uu" + "ggggg")[1] is None          # 2 s of heavy loss

@@ -1,5 +1,5 @@
 """The rule-22 flow on loopback with real parts: the controller app (real HTTP server, SQLite and PostgreSQL),
-two real agents (agent.daemon.Daemon, real aiortc sessions over 127.0.0.1).
+two real `vks-agent run` processes (real aiortc sessions over 127.0.0.1).
 
 - monitoring starts by itself once the pre-connect check passed;
 - an agent that goes away gives a break, reconnect attempts with backoff, the escalation after
@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from agent.daemon import Daemon
-from agent.settings import AgentSettings
 from contract import configfile, wire
 from controller.app import create_app
 from controller.keys import DB_KEY, GATEWAY_KEY, LIVE_KEY
@@ -29,7 +30,7 @@ from controller.settings import ControllerSettings, LiveSettings
 from controller.store import agents as agent_store
 from controller.store import registry, users
 from tests.live_kit import COURT, SITES, SIZO
-from tests.procs import eventually, free_port
+from tests.procs import REPO, eventually, free_port, stop
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,7 +44,10 @@ class Rig:
         self.db_url = db_url or f"sqlite:///{tmp}/c.sqlite"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.daemons: dict[str, tuple[Daemon, asyncio.Task]] = {}
+        # Each agent its own process, as on the terminals: three agents' media on the test's loop
+        # beside the controller once stalled it for a second under the whole suite on two cores -
+        # a break no link had caused.
+        self.agents: dict[str, subprocess.Popen] = {}
         self.runner = None
 
     def settings(self) -> ControllerSettings:
@@ -73,20 +77,22 @@ class Rig:
             self.agent_tokens = {t: (await agent_store.issue_token(conn, t))[1] for t in (COURT, SIZO)}
 
     def start_agent(self, terminal: str) -> None:
-        s = AgentSettings.model_validate({
+        cfg = self.tmp / f"{terminal}.yaml"
+        cfg.write_text(json.dumps({
             "terminal_id": terminal, "role": "courtroom" if terminal == COURT else "institution",
             "controller": {"url": f"ws://127.0.0.1:{self.port}{wire.WS_PATH}", "token": self.agent_tokens[terminal],
                            "outbox_path": str(self.tmp / f"{terminal}.outbox"), "heartbeat_s": 0.5},
             "session": {"host_addresses": ["127.0.0.1"]}, "metrics": {"listen": "127.0.0.1:0"},
             # The courtroom's screen hook is broken: its failure reaches the hearing's record.
-            "hooks": {"on_break": "/nonexistent/show-banner --ru"} if terminal == COURT else {}})
-        d = Daemon(s, stop_timeout_s=0.5)
-        self.daemons[terminal] = (d, asyncio.create_task(d.run()))
+            "hooks": {"on_break": "/nonexistent/show-banner --ru"} if terminal == COURT else {}}))
+        with (self.tmp / f"{terminal}.log").open("ab") as log:
+            self.agents[terminal] = subprocess.Popen(
+                [sys.executable, "-m", "agent.cli", "-v", "run", "--config", str(cfg), "--stop-timeout", "0.5"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
     async def stop_agent(self, terminal: str) -> None:
-        d, t = self.daemons.pop(terminal)
-        d.request_stop()
-        await asyncio.gather(t, return_exceptions=True)
+        """SIGTERM, as systemd stops it: the agent ends its sessions and says goodbye."""
+        assert await asyncio.to_thread(stop, self.agents.pop(terminal), 15.0) == 0
 
     async def api(self, method: str, path: str, body=None, token=None):
         async with aiohttp.ClientSession() as s:
@@ -131,7 +137,7 @@ class Rig:
         return self
 
     async def __aexit__(self, *exc):
-        for t in list(self.daemons):
+        for t in list(self.agents):
             await self.stop_agent(t)
         if self.runner is not None:
             await self.stop_controller()

@@ -1,5 +1,6 @@
 """Every participant and the judge in the loop (issue 13 parts 3 and 5) on loopback with real
-parts: the controller app and three real agents (the courtroom and two remote terminals).
+parts: the controller app and three real `vks-agent run` processes (the courtroom and two remote
+terminals).
 
 - one monitoring session per remote participant; the link of one goes away: the break names that
   terminal ("Connection to <name> lost - break recommended", its evidence in words), the other
@@ -61,10 +62,8 @@ class Rig3(Rig):
         return (await self.api("GET", f"/api/v1/hearings/{hid}/events"))[1]["items"]
 
     async def breaks_of(self, hid: int, terminal: str) -> list[dict]:
-        """The breaks of one participant's link. Not of the hearing: the three agents and the
-        controller share one process here, and once in CI (a 2-core machine, the whole suite) the
-        first participant's link stalled 2 s beside the other's restart - a break of its own, which
-        one decision of the secretary covers too (every break waiting for one)."""
+        """The breaks of one participant's link, not of the hearing: a decision of the secretary
+        covers every break waiting for one, and this test asserts about the one it caused."""
         items = (await self.api("GET", f"/api/v1/hearings/{hid}/breaks"))[1]["items"]
         return [b for b in items if b["terminal_id"] == terminal]
 

@@ -61,6 +61,8 @@ from .lab import (
 from .router import open_tun, tune_process
 
 GAP_RECORDED_S = 0.3      # a gap between packets a link delivered this long is kept in the truth
+GAPS_KEPT = 1000          # per link, and per RTP stream on a link
+STREAMS_KEPT = 64         # RTP streams (SSRCs) per link whose gaps are kept
 LINKS = ("up", "down")
 MAX_PACKET = 65_535
 
@@ -247,7 +249,8 @@ class StarLab:
 
     def truth(self) -> dict:
         """Per site and link: packets in, dropped (loss, blackout, queue), delivered, and the gaps of
-        GAP_RECORDED_S or more between packets it delivered (`gaps_s`, as the router saw them)."""
+        GAP_RECORDED_S or more between the packets it delivered, timed as the router wrote them:
+        of all of them (`gaps_s`) and of each RTP stream (`stream_gaps_s`, {SSRC: gaps})."""
         return control.request(self.control_path, "truth")  # type: ignore[return-value]
 
 
@@ -260,6 +263,18 @@ def _links(v: Any) -> dict[str, dict]:
 
 
 # --- the router ---------------------------------------------------------------------------------
+def rtp_ssrc(pkt: bytes) -> int | None:
+    """The SSRC of an IPv4/UDP datagram carrying RTP (SRTP leaves the header in the clear), else
+    None: STUN, DTLS, RTCP (payload types 192-223) and anything not UDP."""
+    ihl = (pkt[0] & 0x0F) * 4
+    if pkt[9] != socket.IPPROTO_UDP or len(pkt) < ihl + 8 + 12:
+        return None
+    rtp = ihl + 8
+    if not 128 <= pkt[rtp] < 192 or 64 <= pkt[rtp + 1] & 0x7F < 96:
+        return None
+    return int.from_bytes(pkt[rtp + 8:rtp + 12], "big")
+
+
 
 class StarRouter:
     def __init__(self, sites: list[tuple[str, int, str]], control_path: str, parent_pid: int,
@@ -272,10 +287,13 @@ class StarRouter:
         self.links = {(s, k): LinkDirection(f"{s}:{k}", random.Random(f"{seed}:{s}:{k}"))
                       for s in self.fd_of for k in LINKS}
         self.counts = {key: {"packets": 0, "dropped": 0, "delivered": 0} for key in self.links}
-        # Blackouts on a schedule (op "blackout"), and the gaps between packets each link delivered.
+        # Blackouts on a schedule (op "blackout"), and the gaps between packets each link delivered -
+        # all its packets, and each RTP stream's (SSRC) on its own - timed when the router wrote them
+        # to the receiving site (what the receiver's kernel sees, whatever the router's own lag).
         self.schedules: dict[tuple[str, str], dict[str, float]] = {}
-        self.last_delivered: dict[tuple[str, str], float] = {}
+        self.last_delivered: dict[tuple, float] = {}
         self.gaps: dict[tuple[str, str], list[float]] = {key: [] for key in self.links}
+        self.stream_gaps: dict[tuple[str, str], dict[int, list[float]]] = {key: {} for key in self.links}
         for s, links in initial.items():
             for k, params in links.items():
                 self.links[(s, k)].set_config(Impairment.from_dict(params))
@@ -303,11 +321,24 @@ class StarRouter:
             c["dropped"] += 1
             return None
         c["delivered"] += 1
-        last = self.last_delivered.get(key)
-        if last is not None and at - last >= GAP_RECORDED_S and len(self.gaps[key]) < 1000:
-            self.gaps[key].append(round(at - last, 4))
-        self.last_delivered[key] = at
         return planned
+
+    def _delivered(self, src: str, dst: str, pkt: bytes, at: float) -> None:
+        """Note the gaps a packet written at `at` ends: on its source's uplink and its
+        destination's downlink, of all their packets and of its RTP stream."""
+        ssrc = rtp_ssrc(pkt)
+        for key in ((src, "up"), (dst, "down")):
+            self._gap(key, self.gaps[key], at)
+            if ssrc is not None:
+                streams = self.stream_gaps[key]
+                if ssrc in streams or len(streams) < STREAMS_KEPT:
+                    self._gap((*key, ssrc), streams.setdefault(ssrc, []), at)
+
+    def _gap(self, key: tuple, gaps: list[float], at: float) -> None:
+        last = self.last_delivered.get(key)
+        if last is not None and at - last >= GAP_RECORDED_S and len(gaps) < GAPS_KEPT:
+            gaps.append(round(at - last, 4))
+        self.last_delivered[key] = at
 
     def ingress(self, src: str, pkt: bytes) -> None:
         if len(pkt) < 20 or pkt[0] >> 4 != 4:
@@ -319,15 +350,16 @@ class StarRouter:
         up = self._hop(src, "up", now, len(pkt))
         down = None if up is None else self._hop(dst, "down", up, len(pkt))
         if down is not None:
-            heapq.heappush(self.heap, (down, next(self.seq), dst, pkt))
+            heapq.heappush(self.heap, (down, next(self.seq), src, dst, pkt))
 
     def flush(self) -> None:
         while self.heap and self.heap[0][0] <= time.monotonic():
-            _, _, dst, pkt = heapq.heappop(self.heap)
+            _, _, src, dst, pkt = heapq.heappop(self.heap)
             try:
                 os.write(self.fd_of[dst], pkt)
             except OSError:
-                pass
+                continue
+            self._delivered(src, dst, pkt, time.monotonic())
 
     def handle(self, req: dict) -> object:
         op = req.get("op")
@@ -359,7 +391,9 @@ class StarRouter:
             out: dict[str, dict] = {}
             for (s, k), c in self.counts.items():
                 out.setdefault(s, {})[k] = {**c, "loss_ratio": round(c["dropped"] / c["packets"], 6)
-                                            if c["packets"] else 0.0, "gaps_s": list(self.gaps[(s, k)])}
+                                            if c["packets"] else 0.0, "gaps_s": list(self.gaps[(s, k)]),
+                                            "stream_gaps_s": {str(ssrc): list(g) for ssrc, g
+                                                              in self.stream_gaps[(s, k)].items() if g}}
             return out
         if op == "shutdown":
             self.stop = True
