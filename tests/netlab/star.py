@@ -275,7 +275,6 @@ def rtp_ssrc(pkt: bytes) -> int | None:
     return int.from_bytes(pkt[rtp + 8:rtp + 12], "big")
 
 
-
 class StarRouter:
     def __init__(self, sites: list[tuple[str, int, str]], control_path: str, parent_pid: int,
                  seed: int | None, initial: dict) -> None:
