@@ -48,7 +48,13 @@ def _agree(j: quality.Judgement) -> None:
         code = code_of(rc["code"])
         assert code is not None and set(rc["params"]) <= set(code.params), rc
         for lang in LANGS:
-            assert "{" not in text(rc, lang), (rc, lang)
+            # No placeholder left unfilled - a parameter's own text may hold braces (an error
+            # message "{" did, found by the random profile), so what the values wrote is taken out.
+            rendered = text(rc, lang)
+            for value in rc["params"].values():
+                if isinstance(value, str):
+                    rendered = rendered.replace(value, "")
+            assert not re.search(r"\{\w*\}", rendered), (rc, lang)
 
 
 @given(session_reports)
@@ -92,3 +98,9 @@ def test_an_error_is_shown_exactly_as_it_came_and_an_unknown_code_as_it_is():
     assert text(err, "ru") == "Соединение не установлено: TimeoutError() : {x}  (a)"
     assert text({"code": "capacity_low_from_a_newer_agent", "params": {"kbps": 400}}) == \
         "capacity_low_from_a_newer_agent {'kbps': 400}"
+
+
+def test_a_parameter_with_braces_is_written_as_it_is():
+    rc = {"code": "not_connected", "params": {"error": "bad {json} {"}}
+    for lang in LANGS:
+        assert text(rc, lang).endswith(": bad {json} {"), lang
